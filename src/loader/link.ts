@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: Apache-2.0
+// Link: one attachment of a program to a hook. Closing an unpinned link detaches it; closing a
+// pinned one only drops our reference, and the pin keeps it attached until unpinned.
+import { rmSync } from 'node:fs';
+import { kernelError } from '../errors.js';
+import { libbpf } from '../libbpf/index.js';
+import { check, closeFd } from './fd.js';
+import { track, untrack, type Closable } from './guard.js';
+
+export type XdpMode = 'native' | 'generic';
+
+export class Link implements Closable {
+  /** what it is attached to, for messages: `xdp on eth0`, `tracepoint syscalls/sys_enter_mkdir` */
+  readonly target: string;
+  private fdv: number;
+  /** a libbpf `struct bpf_link *` when libbpf made the link (tracepoints, cgroups) */
+  private ptr: unknown;
+  private pinnedAt: string | null = null;
+
+  constructor(target: string, fd: number, ptr: unknown = null) {
+    this.target = target;
+    this.fdv = fd;
+    this.ptr = ptr;
+    track(this);
+  }
+
+  get fd(): number {
+    return this.fdv;
+  }
+
+  get pinned(): string | null {
+    return this.pinnedAt;
+  }
+
+  get closed(): boolean {
+    return this.fdv < 0;
+  }
+
+  /** Keeps the attachment after this process exits, until `unpin()` or `rm` of the path. */
+  pin(path: string): void {
+    check(`pin link ${this.target} at ${path}`, libbpf().bpf_obj_pin(this.fdv, path));
+    this.pinnedAt = path;
+  }
+
+  unpin(): void {
+    if (this.pinnedAt) rmSync(this.pinnedAt, { force: true });
+    this.pinnedAt = null;
+  }
+
+  /** Detach now, even if pinned (the pin is removed too). */
+  detach(): void {
+    if (this.fdv < 0) return;
+    this.unpin();
+    const rc = libbpf().bpf_link_detach(this.fdv);
+    // EINVAL/EOPNOTSUPP: a link type without explicit detach; closing the last fd detaches it.
+    if (rc < 0 && rc !== -22 && rc !== -95) throw kernelError(`detach ${this.target}`, -rc);
+    this.close();
+  }
+
+  close(): void {
+    if (this.fdv < 0) return;
+    const b = libbpf();
+    if (this.ptr) {
+      if (this.pinnedAt) b.bpf_link__disconnect(this.ptr as never);
+      const rc = b.bpf_link__destroy(this.ptr as never);
+      this.ptr = null;
+      this.fdv = -1;
+      untrack(this);
+      if (rc < 0) throw kernelError(`detach ${this.target}`, -rc);
+      return;
+    }
+    closeFd(this.fdv);
+    this.fdv = -1;
+    untrack(this);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+export class XdpLink extends Link {
+  readonly ifname: string;
+  readonly ifindex: number;
+  readonly mode: XdpMode;
+  constructor(ifname: string, ifindex: number, mode: XdpMode, fd: number) {
+    super(`xdp on ${ifname}`, fd);
+    this.ifname = ifname;
+    this.ifindex = ifindex;
+    this.mode = mode;
+  }
+}
+
+/** Opens a link pinned in bpffs (to detach or inspect it from another process). */
+export function openPinnedLink(path: string, target = path): Link {
+  const fd = libbpf().bpf_obj_get(path);
+  if (fd < 0) throw kernelError(`open pinned link ${path}`, -fd, -fd === 2 ? 'nothing is pinned there' : undefined);
+  const l = new Link(target, fd);
+  (l as unknown as { pinnedAt: string }).pinnedAt = path;
+  return l;
+}

@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: Apache-2.0
+// BpfMap<K, V>: typed access to a live kernel map through the codecs generated from maps/.
+import { EbpfnetError, errnoName, kernelError } from '../errors.js';
+import { libbpf, MapBatchOpts, sizeof } from '../libbpf/index.js';
+import { check, closeFd, closed } from './fd.js';
+import { track, untrack } from './guard.js';
+import { isPerCpu, type Codec, type MapLayout } from './layout.js';
+import { possibleCpus } from './system.js';
+
+export type UpdateFlag = 'any' | 'noexist' | 'exist';
+const FLAGS: Record<UpdateFlag, bigint> = { any: 0n, noexist: 1n, exist: 2n };
+
+export interface MapInfo {
+  name: string;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+}
+
+const ENOENT = 2;
+
+/** Adds per-CPU copies field by field: numbers and bigints are summed, anything else is taken from CPU 0. */
+export function sumValues<V>(values: V[]): V {
+  if (typeof values[0] === 'number' || typeof values[0] === 'bigint') {
+    return values.reduce((a, b) => ((a as number) + (b as number)) as V);
+  }
+  const out = { ...(values[0] as object) } as Record<string, unknown>;
+  for (const v of values.slice(1)) {
+    for (const [k, x] of Object.entries(v as object)) {
+      if (typeof x === 'bigint') out[k] = (out[k] as bigint) + x;
+      else if (typeof x === 'number') out[k] = (out[k] as number) + x;
+    }
+  }
+  return out as V;
+}
+
+export class BpfMap<K = Buffer, V = Buffer> {
+  readonly name: string;
+  readonly layout: MapLayout<K, V>;
+  readonly perCpu: boolean;
+  readonly ncpus: number;
+  private _fd: number;
+  private readonly owned: boolean;
+  private readonly kbuf: Buffer;
+  private readonly kbuf2: Buffer;
+  private readonly vbuf: Buffer;
+  /** bytes one CPU's copy takes in a per-CPU value buffer */
+  private readonly stride: number;
+  private pinnedAt: string | null = null;
+
+  /**
+   * @param fd a map descriptor; `owned` maps close it on close() (a map that belongs to a BpfObject
+   *   is closed by the object).
+   */
+  constructor(fd: number, layout: MapLayout<K, V>, info: MapInfo, owned: boolean) {
+    const keySize = layout.key?.size ?? 0;
+    const valueSize = layout.value?.size ?? 0;
+    if (layout.type !== 'ringbuf' && (info.keySize !== keySize || info.valueSize !== valueSize)) {
+      throw new EbpfnetError(
+        'EBPFNET_KERNEL',
+        `open map ${layout.name}`,
+        `layout says key ${keySize} / value ${valueSize} bytes but the kernel map has ${info.keySize} / ${info.valueSize}`,
+        { hint: 'the object and maps/ disagree: rebuild (npm run build)' },
+      );
+    }
+    this._fd = fd;
+    this.name = layout.name;
+    this.layout = layout;
+    this.owned = owned;
+    this.perCpu = isPerCpu(layout.type);
+    this.ncpus = this.perCpu ? possibleCpus() : 1;
+    this.stride = this.perCpu ? Math.ceil(valueSize / 8) * 8 : valueSize;
+    this.kbuf = Buffer.alloc(Math.max(keySize, 8));
+    this.kbuf2 = Buffer.alloc(Math.max(keySize, 8));
+    this.vbuf = Buffer.alloc(Math.max(this.stride * this.ncpus, 8));
+    if (owned) track(this);
+  }
+
+  get fd(): number {
+    if (this._fd < 0) closed(`map ${this.name}`);
+    return this._fd;
+  }
+
+  get maxEntries(): number {
+    return this.layout.maxEntries;
+  }
+
+  private key(k: K): Buffer {
+    return this.layout.key!.encode(k, this.kbuf, 0);
+  }
+
+  private valueCodec(): Codec<V> {
+    return this.layout.value!;
+  }
+
+  /** The value for `k`, or undefined. Per-CPU maps: the copies summed (see lookupPerCpu). */
+  lookup(k: K): V | undefined {
+    const rc = libbpf().bpf_map_lookup_elem(this.fd, this.key(k), this.vbuf);
+    if (rc === -ENOENT) return undefined;
+    check(`lookup in map ${this.name}`, rc);
+    return this.perCpu ? sumValues(this.splitCpus()) : this.valueCodec().decode(this.vbuf, 0);
+  }
+
+  /** One value per possible CPU. */
+  lookupPerCpu(k: K): V[] | undefined {
+    if (!this.perCpu) {
+      const v = this.lookup(k);
+      return v === undefined ? undefined : [v];
+    }
+    const rc = libbpf().bpf_map_lookup_elem(this.fd, this.key(k), this.vbuf);
+    if (rc === -ENOENT) return undefined;
+    check(`lookup in map ${this.name}`, rc);
+    return this.splitCpus();
+  }
+
+  private splitCpus(buf: Buffer = this.vbuf, base = 0): V[] {
+    const c = this.valueCodec();
+    const out: V[] = [];
+    for (let i = 0; i < this.ncpus; i++) out.push(c.decode(buf, base + i * this.stride));
+    return out;
+  }
+
+  private encodeValue(v: V | V[], buf: Buffer = this.vbuf, base = 0): Buffer {
+    const c = this.valueCodec();
+    if (!this.perCpu) return c.encode(v as V, buf, base);
+    // A per-CPU update writes every CPU's copy: one value is copied to all, an array sets each.
+    for (let i = 0; i < this.ncpus; i++) {
+      const vi = Array.isArray(v) ? v[i] : v;
+      buf.fill(0, base + i * this.stride, base + (i + 1) * this.stride);
+      if (vi !== undefined) c.encode(vi, buf, base + i * this.stride);
+    }
+    return buf;
+  }
+
+  update(k: K, v: V | V[], flag: UpdateFlag = 'any'): void {
+    const rc = libbpf().bpf_map_update_elem(this.fd, this.key(k), this.encodeValue(v), FLAGS[flag]);
+    if (rc < 0) throw this.updateError(-rc, flag);
+  }
+
+  private updateError(errno: number, flag: UpdateFlag): EbpfnetError {
+    const name = errnoName(errno);
+    if (name === 'E2BIG' || (name === 'ENOMEM' && this.layout.type.includes('hash')))
+      return new EbpfnetError('EBPFNET_MAP_FULL', `update map ${this.name}`, `the map is full (${this.maxEntries} entries)`, {
+        errno,
+        hint: 'remove entries or raise max_entries in maps/',
+      });
+    if (name === 'EEXIST' && flag === 'noexist') return kernelError(`update map ${this.name}`, errno, 'the key already exists');
+    if (name === 'ENOENT' && flag === 'exist') return kernelError(`update map ${this.name}`, errno, 'no such key');
+    return kernelError(`update map ${this.name}`, errno);
+  }
+
+  /** true when the key was there. */
+  delete(k: K): boolean {
+    const rc = libbpf().bpf_map_delete_elem(this.fd, this.key(k));
+    if (rc === -ENOENT) return false;
+    check(`delete from map ${this.name}`, rc);
+    return true;
+  }
+
+  *keys(): IterableIterator<K> {
+    const b = libbpf();
+    const kc = this.layout.key!;
+    let prev: Buffer | null = null;
+    for (;;) {
+      const next: Buffer = prev === this.kbuf ? this.kbuf2 : this.kbuf;
+      const rc = b.bpf_map_get_next_key(this.fd, prev, next);
+      if (rc === -ENOENT) return;
+      check(`iterate map ${this.name}`, rc);
+      yield kc.decode(next, 0);
+      prev = next;
+    }
+  }
+
+  /** Every entry. Uses the batch lookup where the kernel has it for this map type, else key by key. */
+  entries(): Array<[K, V]> {
+    const batched = this.lookupBatch();
+    if (batched) return batched;
+    const out: Array<[K, V]> = [];
+    for (const k of this.keys()) {
+      const v = this.lookup(k);
+      if (v !== undefined) out.push([k, v]);
+    }
+    return out;
+  }
+
+  /** Batch lookup of the whole map, or null when this kernel or map type has no batch operations. */
+  lookupBatch(chunk = 4096): Array<[K, V]> | null {
+    if (this.layout.type === 'lpm_trie' || this.layout.type === 'ringbuf') return null;
+    const b = libbpf();
+    const ks = this.layout.key!.size;
+    const keys = Buffer.alloc(ks * chunk);
+    const vals = Buffer.alloc(this.stride * this.ncpus * chunk);
+    const inTok = Buffer.alloc(Math.max(ks, 8));
+    const outTok = Buffer.alloc(Math.max(ks, 8));
+    const opts = { sz: sizeof(MapBatchOpts), elem_flags: 0n, flags: 0n };
+    const out: Array<[K, V]> = [];
+    let first = true;
+    for (;;) {
+      const count = [chunk];
+      const rc = b.bpf_map_lookup_batch(this.fd, first ? null : inTok, outTok, keys, vals, count, opts);
+      if (rc < 0 && rc !== -ENOENT) {
+        if (first && (errnoName(-rc) === 'EINVAL' || errnoName(-rc) === 'ENOTSUPP' || errnoName(-rc) === 'EOPNOTSUPP')) return null;
+        check(`batch lookup in map ${this.name}`, rc);
+      }
+      for (let i = 0; i < count[0]; i++) {
+        const k = this.layout.key!.decode(keys, i * ks);
+        const base = i * this.stride * this.ncpus;
+        const v = this.perCpu ? sumValues(this.splitCpus(vals, base)) : this.valueCodec().decode(vals, base);
+        out.push([k, v]);
+      }
+      if (rc === -ENOENT) return out;
+      outTok.copy(inTok);
+      first = false;
+    }
+  }
+
+  /** Writes many entries in one call where the kernel can, else one by one. Returns how many were written. */
+  updateBatch(entries: Array<[K, V]>, flag: UpdateFlag = 'any'): number {
+    if (!entries.length) return 0;
+    const ks = this.layout.key!.size;
+    const vs = this.stride * this.ncpus;
+    const keys = Buffer.alloc(ks * entries.length);
+    const vals = Buffer.alloc(vs * entries.length);
+    entries.forEach(([k, v], i) => {
+      this.layout.key!.encode(k, keys, i * ks);
+      this.encodeValue(v, vals, i * vs);
+    });
+    if (this.layout.type !== 'lpm_trie') {
+      const count = [entries.length];
+      const opts = { sz: sizeof(MapBatchOpts), elem_flags: FLAGS[flag], flags: 0n };
+      const rc = libbpf().bpf_map_update_batch(this.fd, keys, vals, count, opts);
+      if (rc >= 0) return count[0];
+      const name = errnoName(-rc);
+      if (!(name === 'EINVAL' || name === 'ENOTSUPP' || name === 'EOPNOTSUPP') || count[0] > 0) throw this.updateError(-rc, flag);
+    }
+    const b = libbpf();
+    for (let i = 0; i < entries.length; i++) {
+      const rc = b.bpf_map_update_elem(this.fd, keys.subarray(i * ks, (i + 1) * ks), vals.subarray(i * vs, (i + 1) * vs), FLAGS[flag]);
+      if (rc < 0) throw this.updateError(-rc, flag);
+    }
+    return entries.length;
+  }
+
+  /** Deletes many keys; keys that are not there are ignored. Returns how many were deleted. */
+  deleteBatch(keys: K[]): number {
+    let n = 0;
+    for (const k of keys) if (this.delete(k)) n++;
+    return n;
+  }
+
+  /** Removes every entry (array maps cannot delete; they are zeroed instead). */
+  clear(): void {
+    if (this.layout.type.includes('array')) {
+      const zero = Buffer.alloc(this.stride * this.ncpus);
+      for (let i = 0; i < this.maxEntries; i++) {
+        const kb = Buffer.alloc(4);
+        kb.writeUInt32LE(i);
+        check(`clear map ${this.name}`, libbpf().bpf_map_update_elem(this.fd, kb, zero, 0n));
+      }
+      return;
+    }
+    for (const k of [...this.keys()]) this.delete(k);
+  }
+
+  pin(path: string): void {
+    check(`pin map ${this.name} at ${path}`, libbpf().bpf_obj_pin(this.fd, path));
+    this.pinnedAt = path;
+  }
+
+  get pinnedPath(): string | null {
+    return this.pinnedAt;
+  }
+
+  close(): void {
+    if (this._fd < 0) return;
+    if (this.owned) closeFd(this._fd);
+    this._fd = -1;
+    untrack(this);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** struct bpf_map_info, the fields we read (see include/uapi/linux/bpf.h). */
+export function mapInfoByFd(fd: number): MapInfo & { id: number } {
+  const buf = Buffer.alloc(96);
+  const len = [buf.length];
+  check('read map info', libbpf().bpf_obj_get_info_by_fd(fd, buf, len));
+  const nameEnd = buf.indexOf(0, 24);
+  return {
+    type: buf.readUInt32LE(0),
+    id: buf.readUInt32LE(4),
+    keySize: buf.readUInt32LE(8),
+    valueSize: buf.readUInt32LE(12),
+    maxEntries: buf.readUInt32LE(16),
+    name: buf.toString('utf8', 24, nameEnd < 0 || nameEnd > 40 ? 40 : nameEnd),
+  };
+}
+
+/** Opens a map pinned in bpffs, checking it has the layout's sizes. */
+export function openPinnedMap<K, V>(path: string, layout: MapLayout<K, V>): BpfMap<K, V> {
+  const fd = libbpf().bpf_obj_get(path);
+  if (fd < 0) throw kernelError(`open pinned map ${path}`, -fd, errnoName(-fd) === 'ENOENT' ? 'nothing is pinned there' : undefined);
+  try {
+    return new BpfMap(fd, layout, mapInfoByFd(fd), true);
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+}

@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+// Facts about this machine the loader needs (CPUs, page size, interfaces, privilege) and the
+// pseudo-filesystems BPF depends on: bpffs for pins, tracefs for tracepoints, cgroup v2 for cgroup
+// hooks. ensure*() mounts what is missing when we are root and says what it did.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { EbpfnetError } from '../errors.js';
+import { libbpf } from '../libbpf/index.js';
+
+let ncpus = 0;
+export function possibleCpus(): number {
+  if (!ncpus) ncpus = libbpf().libbpf_num_possible_cpus();
+  return ncpus;
+}
+
+let pagesz = 0;
+export function pageSize(): number {
+  if (!pagesz) pagesz = Number(libbpf().sysconf(30 /* _SC_PAGESIZE */));
+  return pagesz;
+}
+
+export const isRoot = (): boolean => process.getuid?.() === 0;
+
+export function requireRoot(op: string): void {
+  if (!isRoot()) throw new EbpfnetError('EBPFNET_PERMISSION', op, 'needs root', { hint: 'run it with sudo (needs CAP_BPF and CAP_NET_ADMIN)' });
+}
+
+export function interfaceNames(): string[] {
+  try {
+    return readdirSync('/sys/class/net').sort();
+  } catch {
+    return [];
+  }
+}
+
+/** ifindex of a named interface, with the names that do exist when it does not. */
+export function ifindex(name: string): number {
+  const i = libbpf().if_nametoindex(name);
+  if (!i) {
+    throw new EbpfnetError('EBPFNET_NOT_FOUND', `find interface ${name}`, `no interface named ${name}`, {
+      hint: `interfaces here: ${interfaceNames().join(', ') || 'none'}`,
+    });
+  }
+  return i;
+}
+
+export interface Mount {
+  source: string;
+  target: string;
+  fstype: string;
+}
+
+export function mounts(): Mount[] {
+  return readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [source, target, fstype] = l.split(' ');
+      // /proc/mounts escapes spaces and friends as octal
+      return { source, target: target.replace(/\\(\d{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8))), fstype };
+    });
+}
+
+export const BPFFS = '/sys/fs/bpf';
+export const TRACEFS = '/sys/kernel/tracing';
+export const CGROUP2_FALLBACK = '/run/ebpfnet/cgroup2';
+
+export interface MountResult {
+  what: 'bpffs' | 'tracefs' | 'cgroup2';
+  path: string;
+  /** true when this call mounted it */
+  mounted: boolean;
+}
+
+function mountFs(fstype: string, target: string, what: MountResult['what']): void {
+  if (!isRoot()) {
+    throw new EbpfnetError('EBPFNET_PERMISSION', `mount ${what}`, `${what} is not mounted at ${target} and only root can mount it`, {
+      hint: `run as root, or mount it yourself: sudo mount -t ${fstype} ${fstype === 'cgroup2' ? 'none' : fstype} ${target}`,
+    });
+  }
+  mkdirSync(target, { recursive: true });
+  try {
+    execFileSync('mount', ['-t', fstype, fstype === 'cgroup2' ? 'none' : fstype, target], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    const msg = String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim();
+    throw new EbpfnetError('EBPFNET_NOT_SUPPORTED', `mount ${what}`, `mount -t ${fstype} ${target} failed: ${msg}`, {
+      hint: `this kernel may lack ${fstype} support`,
+    });
+  }
+}
+
+/** bpffs at /sys/fs/bpf, where pins live. */
+export function ensureBpffs(): MountResult {
+  if (mounts().some((m) => m.fstype === 'bpf' && m.target === BPFFS)) return { what: 'bpffs', path: BPFFS, mounted: false };
+  mountFs('bpf', BPFFS, 'bpffs');
+  return { what: 'bpffs', path: BPFFS, mounted: true };
+}
+
+/** tracefs, where libbpf finds tracepoint ids (it prefers /sys/kernel/debug/tracing when that exists). */
+export function ensureTracefs(): MountResult {
+  const m = mounts().find((x) => x.fstype === 'tracefs');
+  if (m) return { what: 'tracefs', path: m.target, mounted: false };
+  if (existsSync('/sys/kernel/debug/tracing/events')) return { what: 'tracefs', path: '/sys/kernel/debug/tracing', mounted: false };
+  mountFs('tracefs', TRACEFS, 'tracefs');
+  return { what: 'tracefs', path: TRACEFS, mounted: true };
+}
+
+/** A cgroup v2 hierarchy: the usual /sys/fs/cgroup on a unified host, or one we mount. */
+export function findCgroup2(): string | null {
+  const all = mounts().filter((x) => x.fstype === 'cgroup2');
+  return (all.find((x) => x.target === '/sys/fs/cgroup') ?? all[0])?.target ?? null;
+}
+
+export function ensureCgroup2(): MountResult {
+  const found = findCgroup2();
+  if (found) return { what: 'cgroup2', path: found, mounted: false };
+  mountFs('cgroup2', CGROUP2_FALLBACK, 'cgroup2');
+  return { what: 'cgroup2', path: CGROUP2_FALLBACK, mounted: true };
+}
+
+/** Everything the datapaths need; what was mounted is in the result so commands can say so. */
+export function ensureMounts(): MountResult[] {
+  return [ensureBpffs(), ensureTracefs(), ensureCgroup2()];
+}
