@@ -80,10 +80,24 @@ export function parseVerifierStats(log: string): VerifierStats | null {
   return { insns: Number(m[1]), states: Number(m[2]), peakStates: Number(m[3]), stackDepth };
 }
 
+const STATS_LINE = /^(processed \d+ insns|verification time|stack depth|max_states_per_insn)/;
+
 /** The last lines worth showing a person: the failing instruction and the verifier's complaint. */
 export function verifierTail(log: string, lines = 8): string {
-  const all = log.split('\n').filter((l) => l.trim() !== '' && !/^(processed \d+ insns|verification time)/.test(l));
+  const all = log.split('\n').filter((l) => l.trim() !== '' && !STATS_LINE.test(l));
   return all.slice(-lines).join('\n');
+}
+
+/** The complaint after the last instruction the verifier walked, and that instruction's index. */
+export function verifierComplaint(log: string): { insn: number | null; text: string } {
+  const all = log.split('\n').filter((l) => l.trim() !== '' && !STATS_LINE.test(l));
+  let last = -1;
+  all.forEach((l, i) => {
+    if (/^\d+: \(/.test(l)) last = i;
+  });
+  const insn = last >= 0 ? Number(/^(\d+):/.exec(all[last])![1]) : null;
+  const text = all.slice(last + 1).join('; ') || all.slice(-1).join('');
+  return { insn, text };
 }
 
 export class VerifierError extends EbpfnetError {
@@ -91,8 +105,9 @@ export class VerifierError extends EbpfnetError {
   readonly log: string;
   readonly stats: VerifierStats | null;
   constructor(program: string, errno: number, log: string) {
-    const tail = verifierTail(log, 1) || 'no verifier log';
-    super('EBPFNET_VERIFIER', `load program ${program}`, `the verifier rejected it: ${tail}`, {
+    const c = verifierComplaint(log);
+    const detail = c.text ? `${c.text}${c.insn === null ? '' : ` (at instruction ${c.insn})`}` : 'no verifier log';
+    super('EBPFNET_VERIFIER', `load program ${program}`, `the verifier rejected it: ${detail}`, {
       errno,
       hint: 'the full log is in error.log; `ebpfnet verify` prints its end',
     });

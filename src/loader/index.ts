@@ -9,4 +9,4 @@ export { BpfProgram, type TestRunInput, type TestRunResult } from './program.js'
 export { Link, XdpLink, openPinnedLink, type XdpMode } from './link.js';
 export { ObjectSpec, BpfObject, type ProgramSpec, type MapSpec, type LoadOptions } from './object.js';
 export { RingBuffer, type RingStats } from './ringbuf.js';
-export { objectPath, bpfObjectDir } from './paths.js';
+export { objectPath, bpfObjectDir, packageDir } from './paths.js';

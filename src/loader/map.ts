@@ -4,6 +4,7 @@ import { EbpfnetError, errnoName, kernelError } from '../errors.js';
 import { libbpf, MapBatchOpts, sizeof } from '../libbpf/index.js';
 import { check, closeFd, closed } from './fd.js';
 import { track, untrack } from './guard.js';
+import { MAP_TYPE_BY_KIND } from './kinds.js';
 import { isPerCpu, type Codec, type MapLayout } from './layout.js';
 import { possibleCpus } from './system.js';
 
@@ -54,6 +55,12 @@ export class BpfMap<K = Buffer, V = Buffer> {
    *   is closed by the object).
    */
   constructor(fd: number, layout: MapLayout<K, V>, info: MapInfo, owned: boolean) {
+    const kind = MAP_TYPE_BY_KIND[layout.type];
+    if (info.type !== kind) {
+      throw new EbpfnetError('EBPFNET_KERNEL', `open map ${layout.name}`, `layout says type ${layout.type} but the kernel map has type ${info.type}`, {
+        hint: 'the object and maps/ disagree: rebuild (npm run build)',
+      });
+    }
     const keySize = layout.key?.size ?? 0;
     const valueSize = layout.value?.size ?? 0;
     if (layout.type !== 'ringbuf' && (info.keySize !== keySize || info.valueSize !== valueSize)) {

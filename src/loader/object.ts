@@ -215,12 +215,14 @@ export class ObjectSpec implements Closable {
       const spec = ObjectSpec.open(this.path);
       try {
         for (const s of this.steps) s(spec);
-        const p = spec.programPtrs().find((x) => libbpf().bpf_program__name(x as never) === failed);
+        const b = libbpf();
+        // koffi hands out a new wrapper per pointer, so programs are matched by name
+        const p = spec.programPtrs().find((x) => b.bpf_program__name(x as never) === failed);
         const log = Buffer.alloc(size);
-        for (const q of spec.programPtrs()) libbpf().bpf_program__set_autoload(q as never, q === p);
-        libbpf().bpf_program__set_log_buf(p as never, log, log.length);
-        libbpf().bpf_program__set_log_level(p as never, LOG_FULL | LOG_STATS);
-        const rc = libbpf().bpf_object__load(spec.handle as never);
+        for (const q of spec.programPtrs()) b.bpf_program__set_autoload(q as never, b.bpf_program__name(q as never) === failed);
+        b.bpf_program__set_log_buf(p as never, log, log.length);
+        b.bpf_program__set_log_level(p as never, LOG_FULL | LOG_STATS);
+        const rc = b.bpf_object__load(spec.handle as never);
         if (rc === -28 /* ENOSPC: the log did not fit */) continue;
         return new VerifierError(failed, rc < 0 ? -rc : errno, cstr(log));
       } finally {

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+// What kernel tests need, and the rule for when they cannot have it: skipped with the reason printed,
+// except under EBPFNET_REQUIRE_KERNEL=1 (CI), where a missing requirement is a failure.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { describe } from 'vitest';
+
+export const REQUIRE = process.env.EBPFNET_REQUIRE_KERNEL === '1';
+export const isRoot = (): boolean => process.getuid?.() === 0;
+
+/**
+ * `describe` for tests that load programs into the real kernel. Without root the block is skipped
+ * with a printed reason; with EBPFNET_REQUIRE_KERNEL=1 it runs anyway and fails loudly.
+ */
+export function describeKernel(name: string, fn: () => void): void {
+  const why = isRoot() ? null : 'kernel tests need root (run: sudo npm test)';
+  if (why && !REQUIRE) {
+    console.warn(`SKIP ${name}: ${why}`);
+    describe.skip(name, fn);
+    return;
+  }
+  describe(name, () => {
+    if (why) throw new Error(`${name}: ${why}; EBPFNET_REQUIRE_KERNEL=1 turns this skip into a failure`);
+    fn();
+  });
+}
+
+export function sh(cmd: string, args: string[], opts: { ns?: string; input?: string; timeout?: number } = {}): string {
+  const full = opts.ns ? ['ip', ['netns', 'exec', opts.ns, cmd, ...args]] as const : [cmd, args] as const;
+  return execFileSync(full[0], full[1] as string[], { encoding: 'utf8', input: opts.input, timeout: opts.timeout ?? 20_000, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/** Exit status of a command, for traffic that is expected to fail. */
+export function status(cmd: string, args: string[], ns?: string, timeout = 10_000): number {
+  const r = ns ? spawnSync('ip', ['netns', 'exec', ns, cmd, ...args], { timeout }) : spawnSync(cmd, args, { timeout });
+  return r.status ?? -1;
+}
+
+/** true when the command exits 0 */
+export const ok = (cmd: string, args: string[], ns?: string, timeout?: number): boolean => status(cmd, args, ns, timeout) === 0;
+
+/** ids of every BPF program loaded on the machine (bpftool), to check nothing was left behind */
+export function bpfProgIds(): number[] {
+  const out = JSON.parse(sh('bpftool', ['-j', 'prog', 'show'])) as Array<{ id: number }>;
+  return out.map((p) => p.id);
+}
+
+export function xdpOn(ifname: string, ns?: string): boolean {
+  const out = ns ? sh('ip', ['-n', ns, '-d', 'link', 'show', 'dev', ifname]) : sh('ip', ['-d', 'link', 'show', 'dev', ifname]);
+  return /\bxdp(generic|drv|offload)?\b|prog\/xdp/.test(out);
+}
