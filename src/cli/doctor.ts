@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: Apache-2.0
+// `ebpfnet doctor`: one screen saying whether this machine can run each datapath and how to fix it.
+import type { Command } from 'commander';
+import { probeMachine } from '../loader/features.js';
+import { table } from './present.js';
+
+const MARK = { ok: 'ok', fixed: 'fixed', missing: 'MISSING', optional: '-' } as const;
+
+export function registerDoctor(program: Command): void {
+  program
+    .command('doctor')
+    .description('check that this machine can run each datapath, mount what is missing, and say how to fix the rest')
+    .option('--json', 'print the report as JSON')
+    .action((opts: { json?: boolean }) => {
+      const r = probeMachine();
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+      } else {
+        const out: string[] = [];
+        out.push(table(['check', 'status', 'detail'], r.checks.map((c) => [c.name, MARK[c.status], c.fix ? `${c.detail}; fix: ${c.fix}` : c.detail])));
+        out.push('');
+        for (const d of r.datapaths) out.push(`${d.datapath.padEnd(7)} ${d.ready ? 'ready' : `NOT READY: needs ${d.needs.join(', ')}`}`);
+        if (r.mounted.length) out.push('', ...r.mounted.map((m) => `mounted ${m.what} at ${m.path}`));
+        out.push('', r.ok ? 'this machine can run every ebpfnet datapath' : 'fix what is marked MISSING, then run ebpfnet doctor again');
+        process.stdout.write(`${out.join('\n')}\n`);
+      }
+      process.exitCode = r.ok ? 0 : 1;
+    });
+}

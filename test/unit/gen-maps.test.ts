@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: Apache-2.0
+// The layout generator: committed output is fresh, and layouts C and TypeScript could disagree on
+// are refused.
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+// @ts-expect-error plain JavaScript tool without declarations
+import { generate } from '../../tools/gen-maps.mjs';
+import { packageDir } from '../../src/loader/paths.js';
+
+function genFrom(layout: unknown): Map<string, string> {
+  const dir = mkdtempSync(join(tmpdir(), 'ebpfnet-maps-'));
+  try {
+    writeFileSync(join(dir, 'x.json'), JSON.stringify(layout));
+    return generate(dir);
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+}
+
+const struct = (fields: Array<[string, string]>) => ({ fields: fields.map(([name, type]) => ({ name, type })) });
+
+describe('gen-maps', () => {
+  it('the committed generated files are what maps/ produces (run npm run gen)', () => {
+    for (const [rel, text] of generate() as Map<string, string>) {
+      expect(readFileSync(join(packageDir(), rel), 'utf8'), rel).toBe(text);
+    }
+  });
+
+  it('emits the same struct for C and TypeScript, with a size assertion and DO-NOT-EDIT headers', () => {
+    const out = genFrom({ structs: { k: struct([['a', 'u32'], ['port', 'be16'], ['pad', 'u16']]) }, maps: { m: { type: 'hash', key: 'k', value: 'u64', max_entries: 8 } } });
+    const h = out.get(join('bpf', 'include', 'gen', 'x.maps.h'))!;
+    const ts = out.get(join('src', 'gen', 'x.ts'))!;
+    expect(h).toContain('DO NOT EDIT');
+    expect(h).toMatch(/struct k \{\n\t__u32 a;\n\t__be16 port;\n\t__u16 pad;\n\};/);
+    expect(h).toContain('_Static_assert(sizeof(struct k) == 8');
+    expect(h).toContain('__uint(max_entries, M_MAX_ENTRIES)');
+    expect(ts).toContain('DO NOT EDIT');
+    expect(ts).toContain('b.writeUInt16BE(v.port, o + 4)');
+    expect(ts).not.toMatch(/pad: number/);
+  });
+
+  it.each([
+    ['implicit padding inside a struct', { structs: { k: struct([['a', 'u8'], ['b', 'u32']]) } }, /not 4-aligned; add explicit padding/],
+    ['implicit tail padding', { structs: { k: struct([['a', 'u64'], ['b', 'u32']]) } }, /not a multiple of 8; add explicit tail padding/],
+    ['an unknown field type', { structs: { k: struct([['a', 'bool']]) } }, /unknown type 'bool'/],
+    ['a map name over 15 characters', { maps: { a_very_long_map_name: { type: 'array', key: 'u32', value: 'u32', max_entries: 1 } } }, /longer than 15/],
+    ['an LPM trie without no_prealloc', { maps: { t: { type: 'lpm_trie', key: 'u64', value: 'u32', max_entries: 4 } } }, /needs flags \["no_prealloc"\]/],
+    ['a ring buffer size that is not a power of two', { maps: { r: { type: 'ringbuf', max_entries: 5000 } } }, /power of two/],
+    ['an unknown map type', { maps: { r: { type: 'queue', key: 'u32', value: 'u32', max_entries: 4 } } }, /unknown type 'queue'/],
+    ['a lower-case constant', { consts: { drop: 1 } }, /UPPER_CASE/],
+  ])('refuses %s', (_what, layout, msg) => {
+    expect(() => genFrom(layout)).toThrow(msg);
+  });
+});

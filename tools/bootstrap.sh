@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The one set-up step behind `npm test`, `npm run demo` and .ci/run. On a fresh Debian/Ubuntu
+# machine it installs what is missing (saying what), runs npm ci, builds the TypeScript and the BPF
+# objects, and as root mounts bpffs, tracefs and cgroup v2 (through `ebpfnet doctor`, which reports
+# what it mounted and exits non-zero when something cannot be fixed here).
+#   --quiet   print only what it changes and what is wrong
+#   --bench   also install what the benchmarks compare against (iptables, nftables, bpftrace)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quiet=0
+bench=0
+for a in "$@"; do
+  case "$a" in
+    --quiet) quiet=1 ;;
+    --bench) bench=1 ;;
+    *) echo "bootstrap: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+say() { echo "bootstrap: $*"; }
+info() { [ "$quiet" = 1 ] || say "$@"; }
+is_root() { [ "$(id -u)" = 0 ]; }
+
+# --- system packages -------------------------------------------------------------------------------
+# command or file that proves it is there -> Debian package that provides it
+declare -A want=(
+  [clang]=clang
+  [llvm-strip]=llvm
+  [/usr/include/bpf/bpf_helpers.h]=libbpf-dev
+  [bpftool]=bpftool
+  [ip]=iproute2
+  [ping]=iputils-ping
+  [cc]=gcc
+)
+if [ "$bench" = 1 ]; then
+  want[iptables]=iptables
+  want[nft]=nftables
+  want[bpftrace]=bpftrace
+fi
+missing=()
+for probe in "${!want[@]}"; do
+  if [[ "$probe" == /* ]]; then [ -e "$probe" ] && continue
+  else command -v "$probe" >/dev/null 2>&1 && continue
+  fi
+  missing+=("${want[$probe]}")
+done
+if ! ldconfig -p 2>/dev/null | grep -q 'libbpf\.so\.1 '; then missing+=(libbpf1); fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  if ! is_root; then
+    say "missing: ${missing[*]}; install them with: sudo apt-get install ${missing[*]} (or run this as root)"
+    exit 1
+  fi
+  if ! command -v apt-get >/dev/null; then
+    say "missing: ${missing[*]}, and this machine has no apt-get: install the equivalents with your package manager"
+    exit 1
+  fi
+  say "installing with apt-get: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  pkgs=("${missing[@]}")
+  # Ubuntu ships bpftool inside linux-tools rather than as its own package.
+  if [[ " ${pkgs[*]} " == *" bpftool "* ]] && ! apt-cache show bpftool >/dev/null 2>&1; then
+    pkgs=("${pkgs[@]/bpftool/}")
+    pkgs+=("linux-tools-common" "linux-tools-$(uname -r)")
+  fi
+  if ! apt-get install -y -qq "${pkgs[@]}" >/tmp/ebpfnet-apt.log 2>&1; then
+    say "apt-get install ${pkgs[*]} failed; the end of its log:"
+    tail -n 15 /tmp/ebpfnet-apt.log >&2
+    exit 1
+  fi
+fi
+info "system packages: ok"
+
+# --- node modules ----------------------------------------------------------------------------------
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# --- build ------------------------------------------------------------------------------------------
+info "building TypeScript"
+npx --no-install tsc -p .
+chmod +x dist/cli/main.js
+info "building BPF objects"
+node tools/build-bpf.mjs >/dev/null
+node tools/build-bpf.mjs --src test/kernel/fixtures --out build/fixtures >/dev/null
+
+# --- kernel filesystems -------------------------------------------------------------------------------
+if is_root; then
+  if ! out=$(node dist/cli/main.js doctor 2>&1); then
+    echo "$out"
+    say "this machine cannot run ebpfnet as it is (see above)"
+    exit 1
+  fi
+  echo "$out" | grep '^mounted ' | sed 's/^/bootstrap: /' || true
+  info "doctor: every datapath ready"
+else
+  say "not root: kernel filesystems not checked; kernel tests will be skipped (run with sudo to include them)"
+fi
