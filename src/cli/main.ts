@@ -1,28 +1,9 @@
 #!/usr/bin/env node
 // SPDX-License-Identifier: Apache-2.0
-// The ebpfnet command line. Each command lives in its own file and registers itself here.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Command } from 'commander';
-import { packageDir } from '../loader/paths.js';
-import { registerDoctor } from './doctor.js';
+// Entry point: expected errors print one line and set the exit code (2 for usage, 1 otherwise).
 import { handleError } from './present.js';
-import { registerVerify } from './verify.js';
+import { buildProgram } from './program.js';
 
-export function buildProgram(): Command {
-  const { version } = JSON.parse(readFileSync(join(packageDir(), 'package.json'), 'utf8')) as { version: string };
-  const program = new Command('ebpfnet')
-    .description('Linux networking and observability on eBPF: packet filter, mkdir tracer, socket load balancer')
-    .version(version)
-    .exitOverride()
-    .showHelpAfterError('(run ebpfnet --help for usage)');
-  registerDoctor(program);
-  registerVerify(program);
-  return program;
-}
-
-async function main(argv: string[]): Promise<void> {
-  await buildProgram().parseAsync(argv);
-}
-
-main(process.argv).catch(handleError);
+buildProgram()
+  .parseAsync(process.argv)
+  .catch(handleError);

@@ -1,0 +1,20 @@
+// SPDX-License-Identifier: Apache-2.0
+// The command tree. Each command lives in its own file and registers itself here.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { packageDir } from '../loader/paths.js';
+import { registerDoctor } from './doctor.js';
+import { registerVerify } from './verify.js';
+
+export function buildProgram(): Command {
+  const { version } = JSON.parse(readFileSync(join(packageDir(), 'package.json'), 'utf8')) as { version: string };
+  const program = new Command('ebpfnet')
+    .description('Linux networking and observability on eBPF: packet filter, mkdir tracer, socket load balancer')
+    .version(version)
+    .exitOverride()
+    .showHelpAfterError('(run ebpfnet --help for usage)');
+  registerDoctor(program);
+  registerVerify(program);
+  return program;
+}
