@@ -76,16 +76,22 @@ static void enable_events(struct bpf_object *obj)
 	const struct btf_var_secinfo *vsi;
 	const struct btf_type *sec;
 	struct st_config *cfg = NULL;
+	const void *init;
 	size_t size = 0;
 	char *data;
-	int id, i;
+	int id, i, err;
 
 	if (!rodata || !btf)
 		die("set st_config", "the object has no .rodata map or no BTF");
-	data = bpf_map__initial_value(rodata, &size);
+	/* libbpf 1.1 hands out the image read-only: edit a copy and give it back */
+	init = bpf_map__initial_value(rodata, &size);
 	id = btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC);
-	if (!data || id < 0)
-		die("set st_config", "no .rodata data or no .rodata section in the BTF");
+	if (!init || id < 0)
+		die("set st_config", "no .rodata image or no .rodata section in the BTF");
+	data = malloc(size);
+	if (!data)
+		die("set st_config", "out of memory");
+	memcpy(data, init, size);
 	sec = btf__type_by_id(btf, id);
 	vsi = btf_var_secinfos(sec);
 	for (i = 0; i < btf_vlen(sec); i++, vsi++) {
@@ -102,6 +108,10 @@ static void enable_events(struct bpf_object *obj)
 		die("set st_config", "no variable st_config in .rodata");
 	cfg->default_action = XDP_PASS;
 	cfg->emit_events = 1;
+	err = bpf_map__set_initial_value(rodata, data, size);
+	free(data);
+	if (err)
+		die("set st_config", "%s", strerror(-err));
 }
 
 /* K update+lookup pairs; returns nanoseconds and adds every looked-up cookie to *sum. */
