@@ -68,3 +68,12 @@ int st_getpgid(void *ctx)
 		c->calls++;
 	return 0;
 }
+
+SEC("cgroup/connect4")
+int st_connect4(struct bpf_sock_addr *ctx)
+{
+	/* user_port holds the port in network byte order; returning 0 fails connect() with EPERM. */
+	if (st_config.deny_port && ctx->user_port == bpf_htons(st_config.deny_port))
+		return 0;
+	return 1;
+}

@@ -107,16 +107,17 @@ export interface StConfig {
   default_action: number;
   emit_events: number;
   target_tgid: number;
+  deny_port: number; // connect4 refuses this TCP/UDP port (host order); 0 refuses nothing
 }
 export const StConfig: Codec<StConfig> & StructLayout = {
   name: 'st_config',
   size: 16,
-  fields: [{ name: 'default_action', offset: 0, size: 4 }, { name: 'emit_events', offset: 4, size: 4 }, { name: 'target_tgid', offset: 8, size: 4 }, { name: 'pad', offset: 12, size: 4 }],
+  fields: [{ name: 'default_action', offset: 0, size: 4 }, { name: 'emit_events', offset: 4, size: 4 }, { name: 'target_tgid', offset: 8, size: 4 }, { name: 'deny_port', offset: 12, size: 4 }],
   encode(v: StConfig, b: Buffer = Buffer.alloc(16), o = 0): Buffer {
     b.writeUInt32LE(v.default_action, o + 0);
     b.writeUInt32LE(v.emit_events, o + 4);
     b.writeUInt32LE(v.target_tgid, o + 8);
-    b.fill(0, o + 12, o + 16);
+    b.writeUInt32LE(v.deny_port, o + 12);
     return b;
   },
   decode(b: Buffer, o = 0): StConfig {
@@ -124,6 +125,7 @@ export const StConfig: Codec<StConfig> & StructLayout = {
       default_action: b.readUInt32LE(o + 0),
       emit_events: b.readUInt32LE(o + 4),
       target_tgid: b.readUInt32LE(o + 8),
+      deny_port: b.readUInt32LE(o + 12),
     };
   },
 };
@@ -167,6 +169,7 @@ export const ST_EVENTS = {
 
 export const PROG_ST_XDP = { name: 'st_xdp', type: 'xdp' } as const satisfies ProgramLayout;
 export const PROG_ST_GETPGID = { name: 'st_getpgid', type: 'tracepoint' } as const satisfies ProgramLayout;
+export const PROG_ST_CONNECT4 = { name: 'st_connect4', type: 'cgroup_sock_addr' } as const satisfies ProgramLayout;
 
 /** The `const volatile` configuration written before load. */
 export const RODATA = { name: 'st_config', codec: StConfig } as const;
@@ -175,7 +178,7 @@ export const RODATA = { name: 'st_config', codec: StConfig } as const;
 export const LAYOUT = {
   object: 'selftest',
   maps: [ST_RULES, ST_COUNTERS, ST_PLAIN, ST_EVENTS],
-  programs: [PROG_ST_XDP, PROG_ST_GETPGID],
+  programs: [PROG_ST_XDP, PROG_ST_GETPGID, PROG_ST_CONNECT4],
   structs: [StKey, StRule, StCounters, StEvent, StConfig],
   rodata: 'st_config',
 } as const;

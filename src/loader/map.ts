@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // BpfMap<K, V>: typed access to a live kernel map through the codecs generated from maps/.
+import { rmSync } from 'node:fs';
 import { EbpfnetError, errnoName, kernelError } from '../errors.js';
 import { libbpf, MapBatchOpts, sizeof } from '../libbpf/index.js';
 import { check, closeFd, closed } from './fd.js';
@@ -273,6 +274,12 @@ export class BpfMap<K = Buffer, V = Buffer> {
   pin(path: string): void {
     check(`pin map ${this.name} at ${path}`, libbpf().bpf_obj_pin(this.fd, path));
     this.pinnedAt = path;
+  }
+
+  /** Removes the pin; the map lives on while a program or descriptor still holds it. */
+  unpin(): void {
+    if (this.pinnedAt) rmSync(this.pinnedAt, { force: true });
+    this.pinnedAt = null;
   }
 
   get pinnedPath(): string | null {

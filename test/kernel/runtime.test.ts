@@ -3,7 +3,7 @@
 // BPF_PROG_TEST_RUN verdicts, const volatile configuration, the ring buffer, attach and detach.
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { EbpfnetError, VerifierError } from '../../src/errors.js';
+import { EbpfnetError, NotSupportedError, VerifierError } from '../../src/errors.js';
 import * as G from '../../src/gen/selftest.js';
 import { libbpf } from '../../src/libbpf/index.js';
 import {
@@ -12,19 +12,20 @@ import {
   RingBuffer,
   XDP,
   ensureBpffs,
+  ensureCgroup2,
   liveCount,
   objectPath,
   openPinnedLink,
   openPinnedMap,
   packageDir,
 } from '../../src/loader/index.js';
-import { bpfProgIds, describeKernel, ok, xdpOn } from '../helpers/kernel.js';
+import { bpfProgIds, describeKernel, ok, sh, xdpOn } from '../helpers/kernel.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
-import { mkdirSync, rmSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, rmdirSync } from 'node:fs';
 
 function loadSelftest(cfg: Partial<G.StConfig> = {}): BpfObject {
   const spec = ObjectSpec.open(objectPath(G.LAYOUT.object));
-  spec.setConst(G.RODATA.name, G.RODATA.codec, { default_action: XDP.PASS, emit_events: 0, target_tgid: 0, ...cfg });
+  spec.setConst(G.RODATA.name, G.RODATA.codec, { default_action: XDP.PASS, emit_events: 0, target_tgid: 0, deny_port: 0, ...cfg });
   return spec.load();
 }
 
@@ -120,6 +121,9 @@ describeKernel('runtime: selftest object in the kernel', () => {
       expect(again.lookup({ word: 42 })).toEqual({ action: XDP.DROP, cookie: 42n });
       again.close();
       expect(() => openPinnedMap(`${dir}/rules`, G.ST_EVENTS)).toThrow(/layout says/);
+      rules.unpin();
+      expect(existsSync(`${dir}/rules`)).toBe(false);
+      expect(() => openPinnedMap(`${dir}/rules`, G.ST_RULES)).toThrow(/nothing is pinned there/);
       rules.clear();
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -260,6 +264,38 @@ describeKernel('runtime: attach and detach', () => {
       link.close();
       for (let i = 0; i < 5; i++) libbpf().getpgid(0);
       expect(counters.lookup(0)!.calls).toBe(25n);
+    } finally {
+      o.close();
+    }
+  });
+
+  it('a cgroup connect4 hook applies to processes in the cgroup only, until detached', () => {
+    const port = 40000 + (process.pid % 20000);
+    const cg = join(ensureCgroup2().path, `ebpfnet-test-${process.pid}`);
+    mkdirSync(cg);
+    // Each connect goes to a closed loopback port: ECONNREFUSED normally, EPERM when the hook refuses.
+    const connect = (inCgroup: boolean): string => {
+      const js = `require('net').connect(${port},'127.0.0.1').on('error',e=>{console.log(e.code)}).on('connect',()=>console.log('CONNECTED'))`;
+      const cmd = `${inCgroup ? `echo $$ > ${cg}/cgroup.procs && ` : ''}exec ${process.execPath} -e "${js}"`;
+      return sh('sh', ['-c', cmd]).trim();
+    };
+    const o = loadSelftest({ deny_port: port });
+    try {
+      const link = o.program(G.PROG_ST_CONNECT4).attachCgroup(cg);
+      expect(connect(true)).toBe('EPERM');
+      expect(connect(false)).toBe('ECONNREFUSED');
+      link.close();
+      expect(connect(true)).toBe('ECONNREFUSED');
+    } finally {
+      o.close();
+      rmdirSync(cg);
+    }
+  });
+
+  it('a missing tracepoint is a NotSupportedError, not a crash', () => {
+    const o = loadSelftest();
+    try {
+      expect(() => o.program(G.PROG_ST_GETPGID).attachTracepoint('syscalls', 'sys_enter_nosuchcall')).toThrow(NotSupportedError);
     } finally {
       o.close();
     }

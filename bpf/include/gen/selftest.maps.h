@@ -41,7 +41,7 @@ struct st_config {
 	__u32 default_action;
 	__u32 emit_events;
 	__u32 target_tgid;
-	__u32 pad;
+	__u32 deny_port; /* connect4 refuses this TCP/UDP port (host order); 0 refuses nothing */
 };
 _Static_assert(sizeof(struct st_config) == 16, "struct st_config layout drifted from maps/selftest.json");
 
