@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: Apache-2.0
+// Runs the built CLI (dist/cli/main.js) the way a user does, optionally inside a network namespace.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { packageDir } from '../../src/loader/paths.js';
+
+export const CLI = join(packageDir(), 'dist', 'cli', 'main.js');
+
+export interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `ebpfnet ARGS` to completion. */
+export function runCli(args: string[], opts: { ns?: string; timeout?: number; env?: NodeJS.ProcessEnv; input?: string } = {}): CliResult {
+  const [cmd, argv] = opts.ns ? ['ip', ['netns', 'exec', opts.ns, process.execPath, CLI, ...args]] : [process.execPath, [CLI, ...args]];
+  const r = spawnSync(cmd as string, argv as string[], { encoding: 'utf8', timeout: opts.timeout ?? 30_000, env: opts.env ?? process.env, input: opts.input });
+  return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+/** A long-running `ebpfnet ARGS` (filter, trace) that the test talks to and stops. */
+export class CliProcess {
+  readonly child: ChildProcess;
+  stdout = '';
+  stderr = '';
+  private exited: Promise<number | null>;
+
+  constructor(args: string[], opts: { ns?: string; env?: NodeJS.ProcessEnv } = {}) {
+    const [cmd, argv] = opts.ns ? ['ip', ['netns', 'exec', opts.ns, process.execPath, CLI, ...args]] : [process.execPath, [CLI, ...args]];
+    this.child = spawn(cmd as string, argv as string[], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+    this.child.stdout!.on('data', (d: Buffer) => (this.stdout += d));
+    this.child.stderr!.on('data', (d: Buffer) => (this.stderr += d));
+    this.exited = new Promise((r) => this.child.on('exit', (code) => r(code)));
+  }
+
+  /** Resolves when stdout matches, rejects when the process exits first or after `ms`. */
+  async waitFor(re: RegExp, ms = 15_000): Promise<RegExpMatchArray> {
+    const t0 = Date.now();
+    for (;;) {
+      const m = this.stdout.match(re);
+      if (m) return m;
+      if (this.child.exitCode !== null || Date.now() - t0 > ms) {
+        throw new Error(`waiting for ${re}: ${this.child.exitCode !== null ? `exited ${this.child.exitCode}` : 'timed out'}\nstdout: ${this.stdout}\nstderr: ${this.stderr}`);
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /** Sends a signal and waits for the exit status. */
+  async stop(signal: NodeJS.Signals = 'SIGINT', ms = 15_000): Promise<number | null> {
+    if (this.child.exitCode === null) this.child.kill(signal);
+    const t = setTimeout(() => this.child.kill('SIGKILL'), ms);
+    const code = await this.exited;
+    clearTimeout(t);
+    return code;
+  }
+}
