@@ -116,6 +116,8 @@ function load(/** @type {string} */ file) {
     if (!/^[A-Z][A-Z0-9_]*$/.test(n) || !Number.isInteger(v)) fail(`const ${n}: names are UPPER_CASE and values integers`);
     return { name: n, value: /** @type {number} */ (v) };
   });
+  // consts and map constants share the TypeScript namespace (FLT_STATS the map vs a const)
+  for (const c of consts) if (maps.some((m) => upper(m.name) === c.name)) fail(`const ${c.name} has the name of map ${c.name.toLowerCase()}'s constant; rename it`);
   let rodata = null;
   if (j.rodata) {
     rodata = structs.get(j.rodata) ?? fail(`rodata: unknown struct '${j.rodata}'`);

@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The packet filter. One decision function serves two entry points: XDP (filter_xdp) and tc ingress
+ * (filter_tc), so the same compiled policy runs where XDP is unavailable or slower.
+ *
+ * Per packet: parse (VLAN tags, IPv4 or IPv6 with extension headers, ports of first fragments),
+ * then a fixed number of map lookups whatever the number of rules: the active generation, the
+ * protocol table, the destination port's class, and only when the policy has address rules, the
+ * source and destination prefix classes (LPM tries) and the decision table. User space compiles the
+ * rules into these tables (src/filter/compile.ts); no loop here ever walks the rules. */
+#include "common.h"
+#include "gen/filter.maps.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_P_ARP 0x0806
+#define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88A8
+#define IPPROTO_ICMPV6_ 58
+/* IPv6 extension headers (vmlinux.h has the IPPROTO enum but not these IPv6-only values) */
+#define NH_HOPOPTS 0
+#define NH_ROUTING 43
+#define NH_FRAGMENT 44
+#define NH_AH 51
+#define NH_DSTOPTS 60
+#define NH_MH 135
+#define IS_EXT_HDR(n) ((n) == NH_HOPOPTS || (n) == NH_ROUTING || (n) == NH_DSTOPTS || (n) == NH_FRAGMENT || (n) == NH_AH || (n) == NH_MH)
+
+enum parse_result { P_IP, P_NON_IP, P_ARP, P_MALFORMED };
+
+struct pkt {
+	__u8 family;
+	__u8 proto;
+	__u8 has_port;	/* a first fragment (or whole packet) of TCP/UDP/SCTP */
+	__u8 nonfirst;	/* a non-first fragment: only address and protocol rules apply */
+	__u8 is_nd;	/* ICMPv6 neighbour discovery or router solicitation/advertisement */
+	__u16 dport;	/* host order */
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+/* Reads the destination port (and for ICMPv6 the type) at offset off: 0 when it fits, -1 when the
+ * L4 header is truncated. */
+static __always_inline int parse_l4(void *data, void *data_end, __u64 off, struct pkt *p)
+{
+	__u8 *l4;
+
+	if (off > 1024)
+		return -1;
+	l4 = data + off;
+	if (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP || p->proto == IPPROTO_SCTP) {
+		/* all three carry source then destination port in their first four bytes */
+		if ((void *)(l4 + 4) > data_end)
+			return -1;
+		p->dport = ((__u16)l4[2] << 8) | l4[3];
+		p->has_port = 1;
+	} else if (p->proto == IPPROTO_ICMPV6_) {
+		if ((void *)(l4 + 1) > data_end)
+			return -1;
+		p->is_nd = l4[0] >= 133 && l4[0] <= 137;
+	}
+	return 0;
+}
+
+static __always_inline enum parse_result parse(void *data, void *data_end, struct pkt *p)
+{
+	struct ethhdr *eth = data;
+	__u64 off = sizeof(*eth);
+	__u16 proto;
+
+	if ((void *)(eth + 1) > data_end)
+		return P_MALFORMED;
+	proto = bpf_ntohs(eth->h_proto);
+	/* up to two VLAN tags: 802.1ad outer, 802.1Q inner */
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (proto != ETH_P_8021Q && proto != ETH_P_8021AD)
+			break;
+		__be16 *tag = data + off;
+		if ((void *)(tag + 2) > data_end)
+			return P_MALFORMED;
+		proto = bpf_ntohs(tag[1]);
+		off += 4;
+	}
+	if (proto == ETH_P_IP) {
+		struct iphdr *ip = data + off;
+
+		if ((void *)(ip + 1) > data_end)
+			return P_MALFORMED;
+		if (ip->ihl < 5 || ip->version != 4)
+			return P_MALFORMED;
+		p->family = FLT_FAMILY_V4;
+		p->proto = ip->protocol;
+		__builtin_memcpy(p->saddr, &ip->saddr, 4);
+		__builtin_memcpy(p->daddr, &ip->daddr, 4);
+		if (bpf_ntohs(ip->frag_off) & 0x1fff) {
+			p->nonfirst = 1;
+			return P_IP;
+		}
+		off += ip->ihl * 4;
+		return parse_l4(data, data_end, off, p) ? P_MALFORMED : P_IP;
+	}
+	if (proto == ETH_P_IPV6) {
+		struct ipv6hdr *ip6 = data + off;
+		__u8 next;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return P_MALFORMED;
+		p->family = FLT_FAMILY_V6;
+		__builtin_memcpy(p->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(p->daddr, &ip6->daddr, 16);
+		next = ip6->nexthdr;
+		off += sizeof(*ip6);
+		/* Walk extension headers; a chain longer than FLT_MAX_EXT_HDRS is treated as malformed. */
+#pragma unroll
+		for (int i = 0; i < FLT_MAX_EXT_HDRS; i++) {
+			__u8 *h;
+
+			if (!IS_EXT_HDR(next))
+				break;
+			if (off > 1024)
+				return P_MALFORMED;
+			h = data + off;
+			if ((void *)(h + 8) > data_end)
+				return P_MALFORMED;
+			if (next == NH_FRAGMENT) {
+				/* offset is the top 13 bits of bytes 2-3; non-zero means a non-first fragment */
+				if ((((__u16)h[2] << 8) | h[3]) & 0xfff8)
+					p->nonfirst = 1;
+				off += 8;
+			} else if (next == NH_AH) {
+				off += ((__u64)h[1] + 2) * 4;
+			} else {
+				off += ((__u64)h[1] + 1) * 8;
+			}
+			next = h[0];
+		}
+		if (IS_EXT_HDR(next))
+			return P_MALFORMED;
+		p->proto = next;
+		if (p->nonfirst)
+			return P_IP;
+		return parse_l4(data, data_end, off, p) ? P_MALFORMED : P_IP;
+	}
+	return proto == ETH_P_ARP ? P_ARP : P_NON_IP;
+}
+
+static __always_inline void count(void *map, __u32 idx, __u64 bytes)
+{
+	struct flt_count *c = bpf_map_lookup_elem(map, &idx);
+
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
+}
+
+static __always_inline __u32 class_of(void *trie, __u32 gen, struct pkt *p, __u8 *addr)
+{
+	struct flt_lpm_key k = {
+		.prefixlen = 64 + (p->family == FLT_FAMILY_V6 ? 128 : 32),
+		.gen = bpf_htonl(gen),
+		.family = p->family,
+	};
+	__u32 *cls;
+
+	__builtin_memcpy(k.addr, addr, 16);
+	cls = bpf_map_lookup_elem(trie, &k);
+	return cls ? *cls : 0;
+}
+
+/* FLT_ALLOW or FLT_DENY for this packet, counting it against the rule (or statistic) that decided. */
+static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
+{
+	struct pkt p = {};
+	struct flt_cfg *active, *cfg;
+	struct flt_proto_val *pv;
+	__u32 zero = 0, gen, idx, flags, rule = FLT_NO_RULE, action = FLT_ALLOW;
+
+	active = bpf_map_lookup_elem(&flt_config, &zero);
+	if (!active)
+		return FLT_ALLOW;
+	gen = active->gen & 1;
+	idx = 1 + gen;
+	cfg = bpf_map_lookup_elem(&flt_config, &idx);
+	if (!cfg)
+		return FLT_ALLOW;
+	flags = cfg->flags;
+
+	switch (parse(data, data_end, &p)) {
+	case P_NON_IP:
+		count(&flt_stats, FLT_STAT_NON_IP, bytes);
+		return FLT_ALLOW;
+	case P_ARP:
+		if (flags & FLT_F_ARP_DENY) {
+			count(&flt_stats, FLT_STAT_ARP_DROP, bytes);
+			return flags & FLT_F_AUDIT ? FLT_ALLOW : FLT_DENY;
+		}
+		count(&flt_stats, FLT_STAT_NON_IP, bytes);
+		return FLT_ALLOW;
+	case P_MALFORMED:
+		/* A header that claims more than the packet holds: the kernel would drop it anyway,
+		 * and passing it could let a truncated first fragment slip past port rules. */
+		count(&flt_stats, FLT_STAT_MALFORMED, bytes);
+		return flags & FLT_F_AUDIT ? FLT_ALLOW : FLT_DENY;
+	default:
+		break;
+	}
+	if (p.nonfirst)
+		count(&flt_stats, FLT_STAT_FRAGMENT, bytes);
+
+	idx = gen * 512 + (p.family == FLT_FAMILY_V6) * 256 + p.proto;
+	pv = bpf_map_lookup_elem(&flt_protos, &idx);
+	if (!pv)
+		return FLT_ALLOW;
+	rule = pv->rule;
+	action = pv->action;
+	__u32 pclass = 0;
+	if (pv->named && p.has_port) {
+		struct flt_port_key pk = { .gen = gen, .port = p.dport, .proto = p.proto, .family = p.family };
+		struct flt_port_val *pval = bpf_map_lookup_elem(&flt_ports, &pk);
+
+		if (pval) {
+			pclass = pval->pclass;
+			rule = pval->rule;
+			action = pval->action;
+		}
+	}
+	__u32 src_flag = p.family == FLT_FAMILY_V6 ? FLT_F_SRC6 : FLT_F_SRC4;
+	__u32 dst_flag = p.family == FLT_FAMILY_V6 ? FLT_F_DST6 : FLT_F_DST4;
+	if (flags & (src_flag | dst_flag)) {
+		/* The policy has address rules: classify both addresses, then one decision lookup. */
+		struct flt_rule_key rk = {
+			.gen = gen,
+			.src = flags & src_flag ? class_of(&flt_src, gen, &p, p.saddr) : 0,
+			.dst = flags & dst_flag ? class_of(&flt_dst, gen, &p, p.daddr) : 0,
+			.pclass = pclass,
+			.proto = pv->named ? p.proto : FLT_PROTO_ANY,
+			.family = p.family,
+		};
+		struct flt_verdict *v = bpf_map_lookup_elem(&flt_rules, &rk);
+
+		rule = v ? v->rule : FLT_NO_RULE;
+		action = v ? v->action : FLT_ALLOW;
+	}
+
+	if (rule == FLT_NO_RULE) {
+		/* Neighbour discovery keeps IPv6 working under --default deny unless a rule names it. */
+		if (p.is_nd) {
+			count(&flt_stats, FLT_STAT_ND_PASS, bytes);
+			return FLT_ALLOW;
+		}
+		action = cfg->default_action;
+		count(&flt_stats, action == FLT_DENY ? FLT_STAT_DEFAULT_DROP : FLT_STAT_DEFAULT_PASS, bytes);
+	} else {
+		count(&flt_counters, rule, bytes);
+	}
+	if (action == FLT_DENY && (flags & FLT_F_AUDIT)) {
+		count(&flt_stats, FLT_STAT_AUDIT, bytes);
+		return FLT_ALLOW;
+	}
+	return action;
+}
+
+SEC("xdp")
+int filter_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	return filter(data, data_end, data_end - data) == FLT_DENY ? XDP_DROP : XDP_PASS;
+}
+
+#define TC_ACT_OK 0
+#define TC_ACT_SHOT 2
+
+/* In its own function so each __sk_buff field is read once per function: clang otherwise keeps the
+ * CO-RE field offsets in registers, and the verifier only accepts constant-offset ctx loads. */
+static __noinline __u32 linear_len(struct __sk_buff *skb)
+{
+	return skb->data_end - skb->data;
+}
+
+SEC("tc")
+int filter_tc(struct __sk_buff *skb)
+{
+	void *data, *data_end;
+
+	/* Direct access sees only the linear part; make sure the headers we parse are in it. */
+	__u32 lin = linear_len(skb), len = skb->len;
+
+	if (lin < 128 && len > lin)
+		bpf_skb_pull_data(skb, len < 128 ? len : 128);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	return filter(data, data_end, skb->len) == FLT_DENY ? TC_ACT_SHOT : TC_ACT_OK;
+}

@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: Apache-2.0
+// The rule grammar, shared by the CLI, policy files and the HTTP API:
+//   [PROTO[/PORTS]] [from CIDR] [to CIDR]      PROTO: tcp udp sctp icmp icmpv6 arp
+// PORTS is a destination port or a range (8000-8100); CIDR is IPv4 or IPv6. Pure: no kernel here.
+import { isIP } from 'node:net';
+import { EbpfnetError } from '../errors.js';
+
+export type Action = 'allow' | 'deny';
+export type Proto = 'tcp' | 'udp' | 'sctp' | 'icmp' | 'icmpv6' | 'arp';
+export type Family = 4 | 6;
+
+export const PROTOS: readonly Proto[] = ['tcp', 'udp', 'sctp', 'icmp', 'icmpv6', 'arp'];
+/** IP protocol numbers (arp is an ethertype, not an IP protocol) */
+export const PROTO_NUMBERS: Record<Exclude<Proto, 'arp'>, number> = { tcp: 6, udp: 17, sctp: 132, icmp: 1, icmpv6: 58 };
+const WITH_PORTS = new Set<Proto>(['tcp', 'udp', 'sctp']);
+
+export interface Cidr {
+  family: Family;
+  /** the address with host bits cleared, as a big-endian integer (32 or 128 bits) */
+  addr: bigint;
+  prefix: number;
+}
+
+export interface Match {
+  proto?: Proto;
+  ports?: readonly [number, number];
+  src?: Cidr;
+  dst?: Cidr;
+}
+
+export interface Rule extends Match {
+  action: Action;
+}
+
+const usage = (input: string, detail: string, hint?: string): EbpfnetError =>
+  new EbpfnetError('EBPFNET_USAGE', `parse rule '${input}'`, detail, { hint });
+
+export const familyBits = (f: Family): number => (f === 4 ? 32 : 128);
+
+function parseAddress(text: string): { family: Family; addr: bigint } | null {
+  const v = isIP(text);
+  if (v === 4) {
+    return { family: 4, addr: text.split('.').reduce((a, o) => (a << 8n) | BigInt(Number(o)), 0n) };
+  }
+  if (v === 6) {
+    let s = text;
+    let tail: bigint[] = [];
+    const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
+    if (v4) {
+      // ::ffff:1.2.3.4 and friends: the last 32 bits written as IPv4
+      const a = parseAddress(v4[1])!.addr;
+      tail = [a >> 16n, a & 0xffffn];
+      s = s.slice(0, -v4[1].length) + '0:0';
+    }
+    const [head, rest] = s.split('::');
+    const h = head ? head.split(':') : [];
+    const r = rest !== undefined && rest !== '' ? rest.split(':') : [];
+    const groups = rest === undefined ? h : [...h, ...Array(8 - h.length - r.length).fill('0'), ...r];
+    let addr = 0n;
+    for (const g of groups) addr = (addr << 16n) | BigInt(parseInt(g, 16));
+    if (tail.length) addr = (addr & ~0xffffffffn) | (tail[0] << 16n) | tail[1];
+    return { family: 6, addr };
+  }
+  return null;
+}
+
+export function parseCidr(text: string, input = text): Cidr {
+  const [a, p, extra] = text.split('/');
+  const parsed = parseAddress(a);
+  if (!parsed || extra !== undefined) throw usage(input, `'${text}' is not an IPv4 or IPv6 address or prefix`, 'for example 10.0.0.0/8 or 2001:db8::/32');
+  const bits = familyBits(parsed.family);
+  let prefix = bits;
+  if (p !== undefined) {
+    if (!/^\d{1,3}$/.test(p) || Number(p) > bits) throw usage(input, `prefix length /${p} is out of range for IPv${parsed.family}`, `use /0 to /${bits}`);
+    prefix = Number(p);
+  }
+  const mask = prefix === 0 ? 0n : ((1n << BigInt(prefix)) - 1n) << BigInt(bits - prefix);
+  return { family: parsed.family, addr: parsed.addr & mask, prefix };
+}
+
+export function formatAddress(family: Family, addr: bigint): string {
+  if (family === 4) return [24n, 16n, 8n, 0n].map((s) => String((addr >> s) & 0xffn)).join('.');
+  const g = Array.from({ length: 8 }, (_, i) => Number((addr >> BigInt(112 - i * 16)) & 0xffffn));
+  // the longest run of zero groups becomes ::
+  let best = -1;
+  let len = 0;
+  for (let i = 0; i < 8; i++) {
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > len && j - i > 1) {
+      best = i;
+      len = j - i;
+    }
+    i = j;
+  }
+  const hex = g.map((x) => x.toString(16));
+  if (best < 0) return hex.join(':');
+  return `${hex.slice(0, best).join(':')}::${hex.slice(best + len).join(':')}`;
+}
+
+export const formatCidr = (c: Cidr): string => `${formatAddress(c.family, c.addr)}/${c.prefix}`;
+
+function parsePorts(text: string, input: string): [number, number] {
+  const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(text);
+  if (!m) throw usage(input, `'${text}' is not a port or a port range`, 'for example 22 or 8000-8100');
+  const lo = Number(m[1]);
+  const hi = m[2] === undefined ? lo : Number(m[2]);
+  for (const p of [lo, hi]) if (p < 1 || p > 65535) throw usage(input, `port ${p} is out of range`, 'ports are 1-65535');
+  if (lo > hi) throw usage(input, `the range ${lo}-${hi} is backwards`, `write it as ${hi}-${lo}`);
+  return [lo, hi];
+}
+
+/** Parses one rule's match (everything but the action). */
+export function parseMatch(input: string): Match {
+  const words = input.trim().split(/\s+/).filter(Boolean);
+  const m: Match = {};
+  let i = 0;
+  if (words[i] && words[i] !== 'from' && words[i] !== 'to') {
+    const [proto, ports, extra] = words[i].toLowerCase().split('/');
+    if (!PROTOS.includes(proto as Proto)) throw usage(input, `unknown protocol '${proto}'`, `use ${PROTOS.join(', ')}`);
+    m.proto = proto as Proto;
+    if (extra !== undefined) throw usage(input, `'${words[i]}' has more than one /`);
+    if (ports !== undefined) {
+      if (!WITH_PORTS.has(m.proto)) throw usage(input, `${m.proto} has no ports`, 'only tcp, udp and sctp rules take /PORTS');
+      m.ports = parsePorts(ports, input);
+    }
+    i++;
+  }
+  while (i < words.length) {
+    const kw = words[i].toLowerCase();
+    if (kw !== 'from' && kw !== 'to') throw usage(input, `unexpected '${words[i]}'`, 'a rule is [PROTO[/PORTS]] [from CIDR] [to CIDR]');
+    const key = kw === 'from' ? 'src' : 'dst';
+    if (m[key]) throw usage(input, `'${kw}' given twice`);
+    if (words[i + 1] === undefined) throw usage(input, `'${kw}' needs an address`, 'for example from 10.0.0.0/8');
+    m[key] = parseCidr(words[i + 1], input);
+    i += 2;
+  }
+  if (!m.proto && !m.src && !m.dst) throw usage(input, 'an empty rule matches nothing', 'name a protocol, an address or both, e.g. tcp/22 or from 10.0.0.0/8');
+  if (m.proto === 'arp' && (m.src || m.dst)) throw usage(input, 'arp rules take no addresses', "'arp' alone drops or allows all ARP");
+  const fam = ruleFamily(m);
+  if (fam === null) throw usage(input, 'mixes IPv4 and IPv6', 'from and to must be the same family, and icmp is IPv4 while icmpv6 is IPv6');
+  return m;
+}
+
+/** 4 or 6 when the rule can only match one family, 0 when it matches both, null when it can match none. */
+export function ruleFamily(m: Match): Family | 0 | null {
+  const fams = new Set<Family>();
+  if (m.src) fams.add(m.src.family);
+  if (m.dst) fams.add(m.dst.family);
+  if (m.proto === 'icmp') fams.add(4);
+  if (m.proto === 'icmpv6') fams.add(6);
+  if (fams.size > 1) return null;
+  return fams.size ? [...fams][0] : 0;
+}
+
+export function parseRule(action: Action, input: string): Rule {
+  return { action, ...parseMatch(input) };
+}
+
+/** The canonical text of a match: parse(format(m)) equals m. */
+export function formatMatch(m: Match): string {
+  const parts: string[] = [];
+  if (m.proto) parts.push(m.ports ? `${m.proto}/${m.ports[0] === m.ports[1] ? m.ports[0] : `${m.ports[0]}-${m.ports[1]}`}` : m.proto);
+  if (m.src) parts.push(`from ${formatCidr(m.src)}`);
+  if (m.dst) parts.push(`to ${formatCidr(m.dst)}`);
+  return parts.join(' ');
+}
+
+export const formatRule = (r: Rule): string => `${r.action} ${formatMatch(r)}`;
+
+/**
+ * How few packets a rule can match, in fixed bits: 8 for a protocol, 16 for an exact port (less for
+ * a range: 16 - log2 of its width), and the prefix lengths of its addresses. The most specific rule
+ * wins; on a tie deny wins; then the earlier rule.
+ */
+export function specificity(m: Match): number {
+  let s = 0;
+  if (m.proto) s += 8;
+  if (m.ports) s += 16 - Math.log2(m.ports[1] - m.ports[0] + 1);
+  if (m.src) s += m.src.prefix;
+  if (m.dst) s += m.dst.prefix;
+  return s;
+}
