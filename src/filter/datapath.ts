@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: Apache-2.0
+// The kernel half of the filter: one loaded filter object per interface, its tables written from a
+// compiled policy into the inactive generation and switched in with one update, its counters read
+// back, and its pins. Policy logic lives in rules.ts, policy.ts and compile.ts.
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EbpfnetError } from '../errors.js';
+import * as F from '../gen/filter.js';
+import { BpfMap, BpfObject, Link, ObjectSpec, ensureBpffs, objectPath, openPinnedLink, openPinnedMap, type XdpMode } from '../loader/index.js';
+import type { Closable } from '../loader/guard.js';
+import { track, untrack } from '../loader/guard.js';
+import { compilePolicy, DEFAULT_CAPACITY, type CompiledPolicy } from './compile.js';
+import type { Policy } from './policy.js';
+import { formatRule, parseRule, type Rule } from './rules.js';
+
+export type Hook = 'xdp' | 'tc';
+
+export const PIN_ROOT = '/sys/fs/bpf/ebpfnet/filter';
+export const STATE_ROOT = '/run/ebpfnet/filter';
+
+export interface RuleCount {
+  rule: string;
+  action: 'allow' | 'deny';
+  id: number;
+  packets: bigint;
+  bytes: bigint;
+}
+
+export interface FilterCounters {
+  rules: RuleCount[];
+  defaultPass: F.FltCount;
+  defaultDrop: F.FltCount;
+  malformed: F.FltCount;
+  nonIp: F.FltCount;
+  ndPass: F.FltCount;
+  fragments: F.FltCount;
+  audit: F.FltCount;
+  arpDrop: F.FltCount;
+}
+
+const zero = (): F.FltCount => ({ packets: 0n, bytes: 0n });
+
+interface Tables {
+  flt_config: BpfMap<number, F.FltCfg>;
+  flt_protos: BpfMap<number, F.FltProtoVal>;
+  flt_ports: BpfMap<F.FltPortKey, F.FltPortVal>;
+  flt_src: BpfMap<F.FltLpmKey, number>;
+  flt_dst: BpfMap<F.FltLpmKey, number>;
+  flt_rules: BpfMap<F.FltRuleKey, F.FltVerdict>;
+  flt_counters: BpfMap<number, F.FltCount>;
+  flt_stats: BpfMap<number, F.FltCount>;
+}
+
+const MAPS = [F.FLT_CONFIG, F.FLT_PROTOS, F.FLT_PORTS, F.FLT_SRC, F.FLT_DST, F.FLT_RULES, F.FLT_COUNTERS, F.FLT_STATS] as const;
+
+function lpmKey(gen: number, e: { family: number; addr: bigint; prefix: number }): F.FltLpmKey {
+  const addr = new Uint8Array(16);
+  const bytes = e.family === 4 ? 4 : 16;
+  for (let i = 0; i < bytes; i++) addr[i] = Number((e.addr >> BigInt((bytes - 1 - i) * 8)) & 0xffn);
+  return { prefixlen: 64 + e.prefix, gen, family: e.family, addr };
+}
+
+const keyOf = (o: object): string => JSON.stringify(o, (_, v) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? [...v].join('.') : v));
+
+/** What one generation holds, so the next write to it deletes exactly what is stale. */
+interface Written {
+  ports: Map<string, F.FltPortKey>;
+  src: Map<string, F.FltLpmKey>;
+  dst: Map<string, F.FltLpmKey>;
+  rules: Map<string, F.FltRuleKey>;
+}
+
+/** A loaded filter for one interface: tables, counters, and (once attached) its link. */
+export class FilterDatapath implements Closable {
+  readonly ifname: string;
+  private obj: BpfObject | null;
+  private readonly t: Tables;
+  private link: Link | null = null;
+  private written: [Written | null, Written | null] = [null, null];
+  /** rule text -> counter slot, kept across policy changes so unchanged rules keep counting */
+  private ids = new Map<string, number>();
+  private policy: Policy | null = null;
+  hook: Hook = 'xdp';
+  mode: XdpMode | 'tc' = 'native';
+
+  private constructor(ifname: string, obj: BpfObject | null, t: Tables) {
+    this.ifname = ifname;
+    this.obj = obj;
+    this.t = t;
+    track(this);
+  }
+
+  /** Loads a fresh filter object (nothing attached yet). */
+  static load(ifname: string): FilterDatapath {
+    const obj = ObjectSpec.open(objectPath(F.LAYOUT.object)).load();
+    const t = Object.fromEntries(MAPS.map((m) => [m.name, obj.map(m as never)])) as unknown as Tables;
+    return new FilterDatapath(ifname, obj, t);
+  }
+
+  /** Opens a filter another process pinned (for status, unload and policy changes). */
+  static adopt(ifname: string): FilterDatapath {
+    const dir = join(PIN_ROOT, ifname);
+    if (!existsSync(dir)) {
+      throw new EbpfnetError('EBPFNET_NOT_FOUND', `open the filter on ${ifname}`, 'no pinned filter there', { hint: 'start one with: ebpfnet filter --pin ...' });
+    }
+    const t = Object.fromEntries(MAPS.map((m) => [m.name, openPinnedMap(join(dir, m.name), m as never)])) as unknown as Tables;
+    const d = new FilterDatapath(ifname, null, t);
+    const state = readState(ifname);
+    if (state) {
+      d.ids = new Map(Object.entries(state.ids));
+      d.policy = { rules: state.rules.map((r) => parseRule(r.action, r.match)), default: state.default, audit: state.audit };
+      d.hook = state.hook;
+      d.mode = state.mode;
+    }
+    return d;
+  }
+
+  get attached(): Link | null {
+    return this.link;
+  }
+
+  get currentPolicy(): Policy | null {
+    return this.policy;
+  }
+
+  /** Stable counter slots: a rule keeps its slot while it exists; new rules take free slots. */
+  private assignIds(rules: Rule[]): { ids: number[]; fresh: number[] } {
+    const texts = rules.map(formatRule);
+    const keep = new Map([...this.ids].filter(([t]) => texts.includes(t)));
+    const used = new Set(keep.values());
+    const fresh: number[] = [];
+    let next = 0;
+    const ids = texts.map((t) => {
+      const old = keep.get(t);
+      if (old !== undefined) return old;
+      while (used.has(next)) next++;
+      used.add(next);
+      keep.set(t, next);
+      fresh.push(next);
+      return next;
+    });
+    return { ids, fresh };
+  }
+
+  /**
+   * Makes `policy` the one in force: compile, write the inactive generation, reset the counters of
+   * newly assigned slots, then flip the active generation in one update. On any error before the
+   * flip the old policy stays in force, untouched.
+   */
+  apply(policy: Policy): CompiledPolicy {
+    const { ids, fresh } = this.assignIds(policy.rules);
+    const compiled = compilePolicy(policy, ids, { ...DEFAULT_CAPACITY, rules: this.t.flt_counters.maxEntries });
+    const active = this.t.flt_config.lookup(0)?.gen ?? 0;
+    const g = active ^ 1;
+    this.writeGeneration(g, compiled);
+    for (const id of fresh) this.t.flt_counters.update(id, zero());
+    this.t.flt_config.update(1 + g, { gen: g, flags: compiled.flags, default_action: compiled.defaultAction });
+    // The switch: one 16-byte value whose gen field the program reads first for every packet.
+    this.t.flt_config.update(0, { gen: g, flags: 0, default_action: 0 });
+    this.policy = policy;
+    this.ids = new Map(policy.rules.map((r, i) => [formatRule(r), ids[i]]));
+    if (this.pinDir()) writeState(this);
+    return compiled;
+  }
+
+  private scanGeneration(g: number): Written {
+    const w: Written = { ports: new Map(), src: new Map(), dst: new Map(), rules: new Map() };
+    for (const k of this.t.flt_ports.keys()) if (k.gen === g) w.ports.set(keyOf(k), k);
+    for (const k of this.t.flt_src.keys()) if (k.gen === g) w.src.set(keyOf(k), k);
+    for (const k of this.t.flt_dst.keys()) if (k.gen === g) w.dst.set(keyOf(k), k);
+    for (const k of this.t.flt_rules.keys()) if (k.gen === g) w.rules.set(keyOf(k), k);
+    return w;
+  }
+
+  private writeGeneration(g: number, c: CompiledPolicy): void {
+    const old = this.written[g] ?? this.scanGeneration(g);
+    const now: Written = { ports: new Map(), src: new Map(), dst: new Map(), rules: new Map() };
+    const ports = c.ports.map(([k, v]): [F.FltPortKey, F.FltPortVal] => [{ gen: g, ...k }, v]);
+    const src = c.src.map((e): [F.FltLpmKey, number] => [lpmKey(g, e), e.cls]);
+    const dst = c.dst.map((e): [F.FltLpmKey, number] => [lpmKey(g, e), e.cls]);
+    const rules = c.decisions.map(([k, v]): [F.FltRuleKey, F.FltVerdict] => [{ gen: g, ...k }, v]);
+    for (const [k] of ports) now.ports.set(keyOf(k), k);
+    for (const [k] of src) now.src.set(keyOf(k), k);
+    for (const [k] of dst) now.dst.set(keyOf(k), k);
+    for (const [k] of rules) now.rules.set(keyOf(k), k);
+    // Stale entries first, so the new ones always fit.
+    const stale = <K>(o: Map<string, K>, n: Map<string, K>): K[] => [...o].filter(([s]) => !n.has(s)).map(([, k]) => k);
+    this.t.flt_ports.deleteBatch(stale(old.ports, now.ports));
+    this.t.flt_src.deleteBatch(stale(old.src, now.src));
+    this.t.flt_dst.deleteBatch(stale(old.dst, now.dst));
+    this.t.flt_rules.deleteBatch(stale(old.rules, now.rules));
+    this.t.flt_protos.updateBatch(c.protos.map(([i, v]) => [g * 512 + i, v]));
+    this.t.flt_ports.updateBatch(ports);
+    this.t.flt_src.updateBatch(src);
+    this.t.flt_dst.updateBatch(dst);
+    this.t.flt_rules.updateBatch(rules);
+    this.written[g] = now;
+  }
+
+  attach(opts: { hook?: Hook; mode?: XdpMode | 'auto' } = {}): Link {
+    if (!this.obj) throw new EbpfnetError('EBPFNET_USAGE', `attach the filter to ${this.ifname}`, 'an adopted filter is already attached');
+    this.hook = opts.hook ?? 'xdp';
+    if (this.hook === 'tc') {
+      const l = this.obj.program(F.PROG_FILTER_TC).attachTcx(this.ifname);
+      this.mode = 'tc';
+      this.link = l;
+      return l;
+    }
+    const l = this.obj.program(F.PROG_FILTER_XDP).attachXdp(this.ifname, { mode: opts.mode ?? 'auto' });
+    this.mode = l.mode;
+    this.link = l;
+    return l;
+  }
+
+  counters(): FilterCounters {
+    const stat = (i: number): F.FltCount => this.t.flt_stats.lookup(i) ?? zero();
+    const rules = (this.policy?.rules ?? []).map((r) => {
+      const id = this.ids.get(formatRule(r))!;
+      const c = this.t.flt_counters.lookup(id) ?? zero();
+      return { rule: formatRule(r), action: r.action, id, packets: c.packets, bytes: c.bytes };
+    });
+    return {
+      rules,
+      defaultPass: stat(F.FLT_STAT_DEFAULT_PASS),
+      defaultDrop: stat(F.FLT_STAT_DEFAULT_DROP),
+      malformed: stat(F.FLT_STAT_MALFORMED),
+      nonIp: stat(F.FLT_STAT_NON_IP),
+      ndPass: stat(F.FLT_STAT_ND_PASS),
+      fragments: stat(F.FLT_STAT_FRAGMENT),
+      audit: stat(F.FLT_STAT_AUDIT),
+      arpDrop: stat(F.FLT_STAT_ARP_DROP),
+    };
+  }
+
+  private pinDir(): string | null {
+    return existsSync(join(PIN_ROOT, this.ifname, F.FLT_CONFIG.name)) ? join(PIN_ROOT, this.ifname) : null;
+  }
+
+  /** Pins the maps and the link so the filter outlives this process. */
+  pin(): string {
+    ensureBpffs();
+    const dir = join(PIN_ROOT, this.ifname);
+    if (existsSync(dir) && readdirSync(dir).length) {
+      throw new EbpfnetError('EBPFNET_EXISTS', `pin the filter on ${this.ifname}`, `${dir} is in use`, { hint: `remove it first: ebpfnet unload --iface ${this.ifname}` });
+    }
+    mkdirSync(dir, { recursive: true });
+    for (const m of MAPS) this.t[m.name].pin(join(dir, m.name));
+    this.link?.pin(join(dir, 'link'));
+    writeState(this);
+    return dir;
+  }
+
+  /** Detaches and removes every pin and state file of this interface's filter. */
+  static unload(ifname: string): boolean {
+    const dir = join(PIN_ROOT, ifname);
+    if (!existsSync(dir)) return false;
+    if (existsSync(join(dir, 'link'))) openPinnedLink(join(dir, 'link'), `filter on ${ifname}`).detach();
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(join(STATE_ROOT, `${ifname}.json`), { force: true });
+    return true;
+  }
+
+  static pinned(): string[] {
+    return existsSync(PIN_ROOT) ? readdirSync(PIN_ROOT).sort() : [];
+  }
+
+  close(): void {
+    this.link?.close();
+    this.link = null;
+    for (const m of MAPS) this.t[m.name].close();
+    this.obj?.close();
+    this.obj = null;
+    untrack(this);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+interface State {
+  rules: Array<{ action: 'allow' | 'deny'; match: string }>;
+  default: 'allow' | 'deny';
+  audit: boolean;
+  ids: Record<string, number>;
+  hook: Hook;
+  mode: XdpMode | 'tc';
+}
+
+function writeState(d: FilterDatapath): void {
+  const p = d.currentPolicy;
+  if (!p) return;
+  mkdirSync(STATE_ROOT, { recursive: true });
+  const s: State = {
+    rules: p.rules.map((r) => ({ action: r.action, match: formatRule(r).replace(/^(allow|deny) /, '') })),
+    default: p.default,
+    audit: !!p.audit,
+    ids: Object.fromEntries((d as unknown as { ids: Map<string, number> }).ids),
+    hook: d.hook,
+    mode: d.mode,
+  };
+  const file = join(STATE_ROOT, `${d.ifname}.json`);
+  writeFileSync(`${file}.tmp`, JSON.stringify(s, null, 2));
+  // rename is atomic: a reader sees the old or the new state, never half of one
+  renameSync(`${file}.tmp`, file);
+}
+
+function readState(ifname: string): State | null {
+  const file = join(STATE_ROOT, `${ifname}.json`);
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as State) : null;
+}

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: Apache-2.0
+// Crafts Ethernet frames for BPF_PROG_TEST_RUN (`filter explain`, the tests, the fuzzer), and parses
+// the explain syntax: "tcp 10.0.0.1:5555 -> 10.0.0.2:22". Pure.
+import { EbpfnetError } from '../errors.js';
+import type { PacketInfo } from './policy.js';
+import { PROTO_NUMBERS, parseCidr, type Family } from './rules.js';
+
+export interface PacketSpec {
+  family: Family;
+  /** IP protocol number */
+  proto: number;
+  src: bigint;
+  dst: bigint;
+  sport?: number;
+  dport?: number;
+  /** VLAN ids, outermost first (the outer one is tagged 802.1ad when there are two) */
+  vlans?: number[];
+  /** IPv6 extension headers before the payload: 0 hop-by-hop, 43 routing, 44 fragment, 60 dest-opts */
+  ext?: number[];
+  /** fragment offset in 8-byte units (IPv4 flags field, or the IPv6 fragment header) */
+  fragOffset?: number;
+  moreFragments?: boolean;
+  icmpType?: number;
+  payload?: number;
+}
+
+const u16 = (n: number): number[] => [(n >> 8) & 0xff, n & 0xff];
+const addrBytes = (family: Family, a: bigint): number[] => {
+  const n = family === 4 ? 4 : 16;
+  return Array.from({ length: n }, (_, i) => Number((a >> BigInt((n - 1 - i) * 8)) & 0xffn));
+};
+
+function l4(spec: PacketSpec): number[] {
+  const pay = Array(spec.payload ?? 8).fill(0xab);
+  switch (spec.proto) {
+    case 6: // TCP: ports, seq, ack, data offset 5, SYN
+      return [...u16(spec.sport ?? 40000), ...u16(spec.dport ?? 80), 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0, ...pay];
+    case 17: // UDP
+      return [...u16(spec.sport ?? 40000), ...u16(spec.dport ?? 53), ...u16(8 + pay.length), 0, 0, ...pay];
+    case 132: // SCTP common header
+      return [...u16(spec.sport ?? 40000), ...u16(spec.dport ?? 80), 0, 0, 0, 0, 0, 0, 0, 0, ...pay];
+    case 1:
+    case 58:
+      return [spec.icmpType ?? (spec.proto === 1 ? 8 : 128), 0, 0, 0, 0, 1, 0, 1, ...pay];
+    default:
+      return pay;
+  }
+}
+
+export function buildPacket(spec: PacketSpec): Buffer {
+  const out: number[] = [0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1];
+  const vlans = spec.vlans ?? [];
+  vlans.forEach((id, i) => out.push(...u16(vlans.length > 1 && i === 0 ? 0x88a8 : 0x8100), ...u16(id & 0xfff)));
+  const frag = (spec.fragOffset ?? 0) | 0;
+  if (spec.family === 4) {
+    const body = l4(spec);
+    const total = 20 + body.length;
+    const flags = (spec.moreFragments ? 0x2000 : 0) | (frag & 0x1fff);
+    out.push(...u16(0x0800), 0x45, 0, ...u16(total), 0, 1, ...u16(flags), 64, spec.proto, 0, 0, ...addrBytes(4, spec.src), ...addrBytes(4, spec.dst), ...body);
+  } else {
+    const chain = [...(spec.ext ?? [])];
+    if ((spec.fragOffset || spec.moreFragments) && !chain.includes(44)) chain.push(44);
+    const hdrs: number[] = [];
+    chain.forEach((h, i) => {
+      const next = i + 1 < chain.length ? chain[i + 1] : spec.proto;
+      if (h === 44) hdrs.push(next, 0, ...u16(((frag & 0x1fff) << 3) | (spec.moreFragments ? 1 : 0)), 0, 0, 0, 1);
+      else hdrs.push(next, 0, 1, 4, 0, 0, 0, 0); // 8 bytes, PadN option
+    });
+    const body = [...hdrs, ...l4(spec)];
+    out.push(...u16(0x86dd), 0x60, 0, 0, 0, ...u16(body.length), chain.length ? chain[0] : spec.proto, 64, ...addrBytes(6, spec.src), ...addrBytes(6, spec.dst), ...body);
+  }
+  return Buffer.from(out);
+}
+
+/** The PacketInfo the model needs for a well-formed crafted packet. */
+export function packetInfo(spec: PacketSpec): PacketInfo {
+  const nonfirst = (spec.fragOffset ?? 0) !== 0;
+  const ported = spec.proto === 6 || spec.proto === 17 || spec.proto === 132;
+  return {
+    kind: 'ip',
+    family: spec.family,
+    proto: spec.proto,
+    dport: ported && !nonfirst ? (spec.dport ?? (spec.proto === 17 ? 53 : 80)) : undefined,
+    nonfirst,
+    src: spec.src,
+    dst: spec.dst,
+    nd: spec.family === 6 && spec.proto === 58 && !nonfirst && (spec.icmpType ?? 128) >= 133 && (spec.icmpType ?? 128) <= 137,
+  };
+}
+
+const endpoint = (s: string, input: string): { addr: string; port?: number } => {
+  const m = /^\[([0-9a-fA-F:.]+)\](?::(\d+))?$/.exec(s) ?? /^([0-9.]+)(?::(\d+))?$/.exec(s) ?? /^([0-9a-fA-F:]+)$/.exec(s);
+  if (!m) throw new EbpfnetError('EBPFNET_USAGE', `parse packet '${input}'`, `'${s}' is not ADDR[:PORT]`, { hint: 'IPv6 with a port is written [2001:db8::1]:22' });
+  const port = m[2] === undefined ? undefined : Number(m[2]);
+  if (port !== undefined && (port < 1 || port > 65535)) throw new EbpfnetError('EBPFNET_USAGE', `parse packet '${input}'`, `port ${port} is out of range`);
+  return { addr: m[1], port };
+};
+
+/** "tcp 10.0.0.1:5555 -> 10.0.0.2:22", "icmp 10.0.0.1 -> 10.0.0.2", "udp [fd00::1]:5353 -> [fd00::2]:53" */
+export function parsePacket(input: string): PacketSpec {
+  const m = /^\s*(\w+)\s+(\S+)\s*->\s*(\S+)\s*$/.exec(input);
+  if (!m) throw new EbpfnetError('EBPFNET_USAGE', `parse packet '${input}'`, 'expected PROTO SRC[:PORT] -> DST[:PORT]', { hint: 'for example: tcp 10.0.0.1:5555 -> 10.0.0.2:22' });
+  const proto = m[1].toLowerCase();
+  if (!(proto in PROTO_NUMBERS)) throw new EbpfnetError('EBPFNET_USAGE', `parse packet '${input}'`, `unknown protocol '${proto}'`, { hint: 'use tcp, udp, sctp, icmp or icmpv6' });
+  const a = endpoint(m[2], input);
+  const b = endpoint(m[3], input);
+  const src = parseCidr(a.addr, input);
+  const dst = parseCidr(b.addr, input);
+  if (src.family !== dst.family) throw new EbpfnetError('EBPFNET_USAGE', `parse packet '${input}'`, 'source and destination are of different families');
+  return { family: src.family, proto: PROTO_NUMBERS[proto as keyof typeof PROTO_NUMBERS], src: src.addr, dst: dst.addr, sport: a.port, dport: b.port };
+}
