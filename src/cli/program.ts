@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { packageDir } from '../loader/paths.js';
 import { registerDoctor } from './doctor.js';
+import { registerFilter } from './filter.js';
+import { registerTrace } from './trace.js';
 import { registerVerify } from './verify.js';
 
 export function buildProgram(): Command {
@@ -15,6 +17,8 @@ export function buildProgram(): Command {
     .exitOverride()
     .showHelpAfterError('(run ebpfnet --help for usage)');
   registerDoctor(program);
+  registerFilter(program);
   registerVerify(program);
+  registerTrace(program);
   return program;
 }

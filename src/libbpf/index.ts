@@ -126,6 +126,8 @@ function declare(lib: koffi.IKoffiLib, libc: koffi.IKoffiLib) {
     bpf_obj_get: f('int bpf_obj_get(const char *path)'),
     bpf_obj_get_info_by_fd: f('int bpf_obj_get_info_by_fd(int fd, void *info, _Inout_ uint32_t *len)'),
     bpf_prog_get_fd_by_id: f('int bpf_prog_get_fd_by_id(uint32_t id)'),
+    bpf_link_get_fd_by_id: f('int bpf_link_get_fd_by_id(uint32_t id)'),
+    bpf_link_get_next_id: f('int bpf_link_get_next_id(uint32_t start, _Out_ uint32_t *next)'),
     bpf_map_get_fd_by_id: f('int bpf_map_get_fd_by_id(uint32_t id)'),
     bpf_prog_get_next_id: f('int bpf_prog_get_next_id(uint32_t start, _Out_ uint32_t *next)'),
     bpf_prog_test_run_opts: f('int bpf_prog_test_run_opts(int fd, _Inout_ bpf_test_run_opts *opts)'),

@@ -10,3 +10,4 @@ export { Link, XdpLink, openPinnedLink, type XdpMode } from './link.js';
 export { ObjectSpec, BpfObject, type ProgramSpec, type MapSpec, type LoadOptions } from './object.js';
 export { RingBuffer, type RingStats } from './ringbuf.js';
 export { objectPath, bpfObjectDir, packageDir } from './paths.js';
+export { xdpAttachment, detachXdp, progName, type XdpAttachment } from './xdp.js';

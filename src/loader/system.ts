@@ -122,3 +122,20 @@ export function ensureCgroup2(): MountResult {
 export function ensureMounts(): MountResult[] {
   return [ensureBpffs(), ensureTracefs(), ensureCgroup2()];
 }
+
+/** The interface of the IPv4 default route (then IPv6), or null when there is none. */
+export function defaultRouteInterface(): string | null {
+  try {
+    for (const line of readFileSync('/proc/net/route', 'utf8').split('\n').slice(1)) {
+      const [iface, dest, , flags] = line.trim().split(/\s+/);
+      if (dest === '00000000' && (parseInt(flags, 16) & 1) === 1) return iface;
+    }
+    for (const line of readFileSync('/proc/net/ipv6_route', 'utf8').split('\n')) {
+      const f = line.trim().split(/\s+/);
+      if (f.length >= 10 && /^0{32}$/.test(f[0]) && f[1] === '00' && f[9] !== 'lo') return f[9];
+    }
+  } catch {
+    /* no procfs routes: treat as no default route */
+  }
+  return null;
+}

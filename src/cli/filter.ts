@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: Apache-2.0
+// `ebpfnet filter`, `filter set`, `filter explain`, `status`, `unload`: the packet filter's faces.
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { EbpfnetError } from '../errors.js';
+import { FilterDatapath, type FilterCounters, type Hook } from '../filter/datapath.js';
+import { sshLockout } from '../filter/lockout.js';
+import { buildPacket, packetInfo, parsePacket } from '../filter/packet.js';
+import { evaluate, makePolicy, type Policy } from '../filter/policy.js';
+import { formatRule } from '../filter/rules.js';
+import * as F from '../gen/filter.js';
+import { defaultRouteInterface, detachXdp, ifindex, onShutdown, requireRoot, xdpAttachment, type XdpMode } from '../loader/index.js';
+import { registerFilterMetrics, filterRows } from '../metrics/filter.js';
+import { newRegistry, serveMetrics, parseListen } from '../metrics/server.js';
+import { table } from './present.js';
+
+interface PolicyOpts {
+  deny: string[];
+  allow: string[];
+  default?: string;
+  audit?: boolean;
+  policy?: string;
+}
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+function withPolicyOptions(c: Command): Command {
+  return c
+    .option('--deny <rule>', 'drop what the rule matches: [PROTO[/PORTS]] [from CIDR] [to CIDR] (repeatable)', collect, [])
+    .option('--allow <rule>', 'pass what the rule matches (repeatable)', collect, [])
+    .option('--default <action>', 'what happens to a packet no rule matches: allow or deny')
+    .option('--policy <file>', 'read rules from a file: one "deny RULE" or "allow RULE" per line, "default deny", # comments')
+    .option('--audit', 'count what would be dropped, drop nothing');
+}
+
+/** The policy from flags and an optional file; a malformed rule is a usage error (exit 2). */
+export function policyFrom(o: PolicyOpts): Policy {
+  const deny = [...o.deny];
+  const allow = [...o.allow];
+  let def = o.default;
+  if (o.policy) {
+    let text: string;
+    try {
+      text = readFileSync(o.policy, 'utf8');
+    } catch (e) {
+      throw new EbpfnetError('EBPFNET_USAGE', `read policy ${o.policy}`, (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message);
+    }
+    text.split('\n').forEach((raw, n) => {
+      const line = raw.replace(/#.*/, '').trim();
+      if (!line) return;
+      const [verb, ...rest] = line.split(/\s+/);
+      const arg = rest.join(' ');
+      if (verb === 'deny') deny.push(arg);
+      else if (verb === 'allow') allow.push(arg);
+      else if (verb === 'default' && def === undefined) def = arg;
+      else if (verb !== 'default') throw new EbpfnetError('EBPFNET_USAGE', `read policy ${o.policy}`, `line ${n + 1}: '${verb}' is not deny, allow or default`);
+    });
+  }
+  if (!deny.length && !allow.length && def !== 'deny') {
+    throw new EbpfnetError('EBPFNET_USAGE', 'filter', 'no rules given', { hint: 'for example: ebpfnet filter --deny tcp/22 --deny icmp' });
+  }
+  return makePolicy({ deny, allow, default: def, audit: o.audit });
+}
+
+const describe = (p: Policy): string =>
+  `${p.rules.map(formatRule).join(', ') || 'no rules'}; default ${p.default}${p.audit ? ' (audit: nothing is dropped)' : ''}`;
+
+function hookOf(v: string | undefined): Hook {
+  if (v === undefined || v === 'xdp' || v === 'tc') return v ?? 'xdp';
+  throw new EbpfnetError('EBPFNET_USAGE', 'parse --hook', `'${v}' is not xdp or tc`);
+}
+
+function modeOf(v: string | undefined): XdpMode | 'auto' {
+  if (v === undefined || v === 'native' || v === 'generic' || v === 'auto') return v ?? 'auto';
+  throw new EbpfnetError('EBPFNET_USAGE', 'parse --mode', `'${v}' is not native, generic or auto`);
+}
+
+const n = (x: bigint): string => x.toLocaleString('en-US');
+
+function dropSummary(ifname: string, c: FilterCounters): string {
+  const denies = c.rules.filter((r) => r.action === 'deny');
+  const dropped = denies.reduce((a, r) => a + r.packets, 0n) + c.defaultDrop.packets + c.malformed.packets + c.arpDrop.packets;
+  const parts = denies.map((r) => `${r.rule.replace(/^deny /, '')} ${n(r.packets)}`);
+  if (c.defaultDrop.packets) parts.push(`default ${n(c.defaultDrop.packets)}`);
+  if (c.malformed.packets) parts.push(`malformed ${n(c.malformed.packets)}`);
+  const audit = c.audit.packets ? `, ${n(c.audit.packets)} only audited` : '';
+  return `${ifname}: dropped ${n(dropped)}${parts.length ? ` (${parts.join(', ')})` : ''}${audit}`;
+}
+
+function totals(ds: FilterDatapath[]): string {
+  const rows: Array<Array<string>> = [];
+  for (const d of ds) {
+    for (const r of filterRows(d.counters())) {
+      if (r.packets === 0n && (r.rule === 'malformed' || r.rule === 'non-ip' || r.rule === 'neighbour-discovery' || r.rule === 'arp')) continue;
+      rows.push([d.ifname, `${r.action} ${r.rule}`, `${n(r.packets)} packets`, `${n(r.bytes)} bytes`]);
+    }
+  }
+  return table(['interface', 'rule', 'packets', 'bytes'], rows);
+}
+
+async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?: string; metrics?: string; pin?: boolean; force?: boolean; replace?: boolean; dryRun?: boolean; interval: string }): Promise<void> {
+  const policy = policyFrom(o);
+  const hook = hookOf(o.hook);
+  const mode = modeOf(o.mode);
+  if (o.metrics) parseListen(o.metrics);
+  const interval = Number(o.interval);
+  if (!Number.isFinite(interval) || interval <= 0) throw new EbpfnetError('EBPFNET_USAGE', 'parse --interval', `'${o.interval}' is not a positive number of seconds`);
+  let ifnames = o.iface;
+  if (!ifnames.length) {
+    const def = defaultRouteInterface();
+    if (!def) throw new EbpfnetError('EBPFNET_USAGE', 'filter', 'this machine has no default route to pick an interface from', { hint: 'name one with --iface' });
+    ifnames = [def];
+  }
+  for (const i of ifnames) ifindex(i);
+  if (!o.dryRun) requireRoot('filter');
+
+  const lock = o.force ? null : sshLockout(policy, ifnames);
+  if (lock) {
+    throw new EbpfnetError('EBPFNET_USAGE', 'filter', `this policy would drop your own SSH session on ${lock.ifname} (${lock.packet} matches '${lock.rule}')`, {
+      hint: 'allow it first (e.g. --allow "tcp/22 from <your address>") or add --force',
+    });
+  }
+
+  if (o.dryRun) return dryRun(policy, ifnames[0]);
+
+  for (const i of ifnames) {
+    if (FilterDatapath.pinned().includes(i)) throw new EbpfnetError('EBPFNET_EXISTS', `filter ${i}`, 'a pinned ebpfnet filter is already there', { hint: `change it with: ebpfnet filter set --iface ${i} ..., or remove it: ebpfnet unload --iface ${i}` });
+    if (hook === 'xdp') {
+      const other = xdpAttachment(i);
+      if (other && !o.replace) {
+        throw new EbpfnetError('EBPFNET_EXISTS', `filter ${i}`, `XDP program '${other.name}' (id ${other.id}) is already attached there in ${other.mode} mode`, { hint: 'add --replace to replace it, or use --hook tc' });
+      }
+    }
+  }
+  const ds: FilterDatapath[] = [];
+  try {
+    for (const i of ifnames) {
+      if (hook === 'xdp' && o.replace && xdpAttachment(i)) detachXdp(i);
+      const d = FilterDatapath.load(i);
+      ds.push(d);
+      d.apply(policy);
+      d.attach({ hook, mode });
+      if (o.pin) d.pin();
+    }
+  } catch (e) {
+    for (const d of ds) {
+      if (o.pin) FilterDatapath.unload(d.ifname);
+      d.close();
+    }
+    throw e;
+  }
+  for (const d of ds) process.stdout.write(`${d.ifname}: ${hook === 'tc' ? 'tc ingress (tcx)' : `xdp ${d.mode}`}: ${describe(policy)}\n`);
+  if (policy.default === 'deny') {
+    const arp = policy.rules.some((r) => r.proto === 'arp' && r.action === 'deny');
+    const nd = policy.rules.some((r) => r.proto === 'icmpv6');
+    if (!arp || !nd) process.stdout.write(`note: ${[!arp && 'ARP', !nd && 'IPv6 neighbour discovery'].filter(Boolean).join(' and ')} still pass under --default deny (add --deny arp / --deny icmpv6 to drop them)\n`);
+  }
+  if (o.pin) {
+    for (const d of ds) {
+      process.stdout.write(`${d.ifname}: pinned at /sys/fs/bpf/ebpfnet/filter/${d.ifname}; it stays after this command. See it with: ebpfnet status; remove it with: ebpfnet unload --iface ${d.ifname}\n`);
+      d.close();
+    }
+    return;
+  }
+
+  const registry = newRegistry();
+  registerFilterMetrics(registry, () => ds.map((d) => ({ ifname: d.ifname, counters: () => d.counters() })));
+  const server = o.metrics ? await serveMetrics(registry, o.metrics) : null;
+  if (server) process.stdout.write(`metrics: ${server.url}\n`);
+  const tty = process.stdout.isTTY;
+  process.stdout.write(`filtering; ${tty ? 'Ctrl-C' : 'SIGINT or SIGTERM'} stops it and detaches\n`);
+  const tick = setInterval(() => {
+    const line = ds.map((d) => dropSummary(d.ifname, d.counters())).join('  ');
+    process.stdout.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
+  }, (tty ? Math.min(interval, 1) : interval) * 1000);
+  await new Promise<void>((resolve) => {
+    onShutdown(async () => {
+      clearInterval(tick);
+      if (tty) process.stdout.write('\n');
+      process.stdout.write(`totals:\n${totals(ds)}\n`);
+      await server?.close();
+      for (const d of ds) {
+        d.close();
+        process.stdout.write(`${d.ifname}: detached\n`);
+      }
+      resolve();
+    });
+  });
+}
+
+function dryRun(policy: Policy, ifname: string): void {
+  const d = FilterDatapath.load(ifname);
+  try {
+    const c = d.apply(policy);
+    const stats = [...(d as unknown as { obj: { verifierStats: Map<string, { insns: number } | null> } }).obj.verifierStats];
+    const out: string[] = [`policy: ${describe(policy)}`, `flags: 0x${c.flags.toString(16)}`, 'protocols named:'];
+    for (const [i, v] of c.protos) if (v.named) out.push(`  ${i >= 256 ? 'ipv6' : 'ipv4'} proto ${i % 256}: no-port verdict ${v.rule === F.FLT_NO_RULE ? 'default' : `rule #${v.rule}`} ${v.action === F.FLT_DENY ? 'deny' : 'allow'}`);
+    out.push(`ports: ${c.ports.length} entries`);
+    for (const [k, v] of c.ports.slice(0, 20)) out.push(`  ipv${k.family} proto ${k.proto} port ${k.port}: class ${v.pclass}, ${v.rule === F.FLT_NO_RULE ? 'default' : `rule #${v.rule}`} ${v.action === F.FLT_DENY ? 'deny' : 'allow'}`);
+    if (c.ports.length > 20) out.push(`  ... ${c.ports.length - 20} more`);
+    out.push(`source prefixes: ${c.src.length}, destination prefixes: ${c.dst.length}, decisions: ${c.decisions.length}`);
+    out.push('rules:', ...policy.rules.map((r, i) => `  #${c.ids[i]} ${formatRule(r)}`));
+    out.push(`verifier: ${stats.map(([p, s]) => `${p} ok (${s?.insns ?? '?'} instructions processed)`).join(', ')}`);
+    out.push('dry run: nothing attached');
+    process.stdout.write(`${out.join('\n')}\n`);
+  } finally {
+    d.close();
+  }
+}
+
+function explain(packetText: string, o: PolicyOpts & { iface?: string }): void {
+  const spec = parsePacket(packetText);
+  let policy: Policy;
+  if (!o.deny.length && !o.allow.length && !o.policy && o.iface) {
+    const pinned = FilterDatapath.adopt(o.iface);
+    const p = pinned.currentPolicy;
+    pinned.close();
+    if (!p) throw new EbpfnetError('EBPFNET_NOT_FOUND', `explain on ${o.iface}`, 'the pinned filter has no recorded policy');
+    policy = p;
+  } else {
+    policy = policyFrom(o);
+  }
+  requireRoot('filter explain');
+  // A private copy of the program, so explaining never moves a live filter's counters.
+  const d = FilterDatapath.load(o.iface ?? 'lo');
+  try {
+    d.apply(policy);
+    const before = d.counters();
+    const prog = (d as unknown as { obj: { program(p: typeof F.PROG_FILTER_XDP): { testRun(x: { data: Buffer }): { retval: number } } } }).obj.program(F.PROG_FILTER_XDP);
+    const r = prog.testRun({ data: buildPacket(spec) });
+    const after = d.counters();
+    const moved = after.rules.find((x, i) => x.packets !== before.rules[i].packets);
+    const model = evaluate(policy, packetInfo(spec));
+    const verdict = r.retval === 1 ? 'DROP' : 'PASS';
+    const by = moved ? `rule '${moved.rule}'` : after.defaultDrop.packets > before.defaultDrop.packets || after.defaultPass.packets > before.defaultPass.packets ? `the default (${policy.default})` : after.ndPass.packets > before.ndPass.packets ? 'the neighbour-discovery exception' : 'no rule';
+    const modelBy = model.rule === null ? (model.reason === 'default' ? `the default (${policy.default})` : model.reason === 'nd' ? 'the neighbour-discovery exception' : model.reason) : `rule '${formatRule(policy.rules[model.rule])}'`;
+    process.stdout.write(`${packetText.trim()}: ${verdict} by ${by}${policy.audit ? ' (audit mode passes everything)' : ''}\n`);
+    const agree = (model.action === 'deny') === (verdict === 'DROP' && !policy.audit) || (policy.audit && verdict === 'PASS');
+    process.stdout.write(agree && by === modelBy ? 'the reference model agrees\n' : `the reference model says ${model.action} by ${modelBy}: please report this\n`);
+    if (!agree || by !== modelBy) process.exitCode = 1;
+  } finally {
+    d.close();
+  }
+}
+
+export function registerFilter(program: Command): void {
+  const filter = withPolicyOptions(
+    program
+      .command('filter')
+      .description('drop packets at the driver with XDP (or tc): ebpfnet filter --deny tcp/22 --deny icmp')
+      .option('--iface <name>', 'interface to filter (repeatable; default: the default route\'s)', collect, [])
+      .option('--mode <mode>', 'XDP mode: native, generic or auto', 'auto')
+      .option('--hook <hook>', 'xdp, or tc for a tc ingress (TCX) hook', 'xdp')
+      .option('--metrics <[addr:]port>', 'serve Prometheus metrics at http://ADDR:PORT/metrics')
+      .option('--pin', 'leave the filter attached after the command exits')
+      .option('--replace', 'replace an XDP program already on the interface')
+      .option('--force', 'apply even if it would cut off your SSH session')
+      .option('--dry-run', 'print the compiled map entries and the verifier verdict; attach nothing')
+      .option('--interval <seconds>', 'how often to print drop counts when not on a terminal', '5'),
+  ).action((o) => runFilter(o));
+
+  withPolicyOptions(filter.command('set').description("replace the rules of a pinned filter in place (one switch, no reload)").requiredOption('--iface <name>', 'the pinned filter\'s interface')).action(
+    (o: PolicyOpts & { iface: string }) => {
+      const policy = policyFrom(o);
+      requireRoot('filter set');
+      const d = FilterDatapath.adopt(o.iface);
+      try {
+        d.apply(policy);
+        process.stdout.write(`${o.iface}: ${describe(policy)}\n`);
+      } finally {
+        d.close();
+      }
+    },
+  );
+
+  withPolicyOptions(
+    filter
+      .command('explain <packet>')
+      .description('run a crafted packet through the filter program and name the rule that decides it: "tcp 10.0.0.1:5555 -> 10.0.0.2:22"')
+      .option('--iface <name>', 'use the policy of the pinned filter on this interface'),
+  ).action((packet: string, o: PolicyOpts & { iface?: string }) => explain(packet, o));
+
+  program
+    .command('status')
+    .description('list pinned filters with their counters, and other XDP programs on interfaces')
+    .action(() => {
+      requireRoot('status');
+      const names = FilterDatapath.pinned();
+      if (!names.length) process.stdout.write('no pinned filters\n');
+      for (const i of names) {
+        const d = FilterDatapath.adopt(i);
+        try {
+          process.stdout.write(`${i}: ${d.hook === 'tc' ? 'tc ingress' : `xdp ${d.mode}`}: ${d.currentPolicy ? describe(d.currentPolicy) : 'policy unknown'}\n`);
+          process.stdout.write(`${totals([d])}\n`);
+        } finally {
+          d.close();
+        }
+      }
+    });
+
+  program
+    .command('unload')
+    .description('detach and remove pinned filters')
+    .option('--iface <name>', 'only this interface')
+    .option('--all', 'every pinned filter (the default)')
+    .action((o: { iface?: string }) => {
+      requireRoot('unload');
+      const names = o.iface ? [o.iface] : FilterDatapath.pinned();
+      if (o.iface && !FilterDatapath.pinned().includes(o.iface)) {
+        throw new EbpfnetError('EBPFNET_NOT_FOUND', `unload ${o.iface}`, 'no pinned filter there', { hint: `pinned filters: ${FilterDatapath.pinned().join(', ') || 'none'}` });
+      }
+      for (const i of names) if (FilterDatapath.unload(i)) process.stdout.write(`${i}: filter detached and unpinned\n`);
+      if (!names.length) process.stdout.write('no pinned filters\n');
+    });
+}

@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: Apache-2.0
+// What is attached to an interface's XDP hook, and removing it (for --replace and unload).
+import { kernelError } from '../errors.js';
+import { libbpf, sizeof, XdpQueryOpts } from '../libbpf/index.js';
+import { closeFd } from './fd.js';
+import { XDP_FLAGS } from './kinds.js';
+import { ifindex as ifindexOf } from './system.js';
+
+export interface XdpAttachment {
+  id: number;
+  name: string;
+  mode: 'native' | 'generic' | 'offload';
+}
+
+const XDP_ATTACHED = { 1: 'native', 2: 'generic', 3: 'offload' } as const;
+
+/** bpf_prog_info's name (offset 64, 16 bytes) for a program id. */
+export function progName(id: number): string {
+  const b = libbpf();
+  const fd = b.bpf_prog_get_fd_by_id(id);
+  if (fd < 0) return `id ${id}`;
+  try {
+    const info = Buffer.alloc(256);
+    const len = [info.length];
+    if (b.bpf_obj_get_info_by_fd(fd, info, len) < 0) return `id ${id}`;
+    const end = info.indexOf(0, 64);
+    return info.toString('utf8', 64, end < 0 || end > 80 ? 80 : end) || `id ${id}`;
+  } finally {
+    closeFd(fd);
+  }
+}
+
+export function xdpAttachment(ifname: string): XdpAttachment | null {
+  const opts = { sz: sizeof(XdpQueryOpts), prog_id: 0, drv_prog_id: 0, hw_prog_id: 0, skb_prog_id: 0, attach_mode: 0 };
+  const rc = libbpf().bpf_xdp_query(ifindexOf(ifname), 0, opts);
+  if (rc < 0) throw kernelError(`query XDP on ${ifname}`, -rc);
+  if (!opts.prog_id) return null;
+  const mode = XDP_ATTACHED[opts.attach_mode as 1 | 2 | 3] ?? 'native';
+  return { id: opts.prog_id, name: progName(opts.prog_id), mode };
+}
+
+/** Removes whatever XDP program is on the interface, whether attached through a link or not. */
+export function detachXdp(ifname: string): void {
+  const ifindex = ifindexOf(ifname);
+  const b = libbpf();
+  // A link owns its attachment: find it among all links and detach it.
+  const next = [0];
+  let id = 0;
+  while (b.bpf_link_get_next_id(id, next) === 0) {
+    id = next[0];
+    const fd = b.bpf_link_get_fd_by_id(id);
+    if (fd < 0) continue;
+    try {
+      const info = Buffer.alloc(64);
+      const len = [info.length];
+      // struct bpf_link_info: type (6 = XDP) at 0, the union (xdp.ifindex) at 16
+      if (b.bpf_obj_get_info_by_fd(fd, info, len) === 0 && info.readUInt32LE(0) === 6 && info.readUInt32LE(16) === ifindex) {
+        const rc = b.bpf_link_detach(fd);
+        if (rc < 0) throw kernelError(`detach the XDP link on ${ifname}`, -rc);
+        return;
+      }
+    } finally {
+      closeFd(fd);
+    }
+  }
+  for (const flags of [XDP_FLAGS.DRV_MODE, XDP_FLAGS.SKB_MODE]) {
+    const rc = b.bpf_xdp_detach(ifindex, flags, null);
+    if (rc < 0 && rc !== -22) throw kernelError(`detach XDP from ${ifname}`, -rc);
+  }
+}
