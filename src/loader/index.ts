@@ -6,7 +6,7 @@ export * from './system.js';
 export { BtfSpec } from './btf.js';
 export { BpfMap, openPinnedMap, mapInfoByFd, sumValues, type UpdateFlag } from './map.js';
 export { BpfProgram, type TestRunInput, type TestRunResult } from './program.js';
-export { Link, XdpLink, openPinnedLink, type XdpMode } from './link.js';
+export { Link, XdpLink, linkInfo, openPinnedLink, type LinkInfo, type XdpMode } from './link.js';
 export { ObjectSpec, BpfObject, type ProgramSpec, type MapSpec, type LoadOptions } from './object.js';
 export { RingBuffer, type RingStats } from './ringbuf.js';
 export { objectPath, bpfObjectDir, packageDir } from './paths.js';

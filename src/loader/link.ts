@@ -91,6 +91,31 @@ export class XdpLink extends Link {
   }
 }
 
+/** struct bpf_link_info, the fields we read (include/uapi/linux/bpf.h). */
+export interface LinkInfo {
+  type: number;
+  id: number;
+  progId: number;
+  /** cgroup links: the cgroup's id (its inode number in cgroup v2) and the attach type */
+  cgroupId?: bigint;
+  attachType?: number;
+}
+
+const BPF_LINK_TYPE_CGROUP = 3;
+
+export function linkInfo(fd: number): LinkInfo {
+  const buf = Buffer.alloc(64);
+  const len = [buf.length];
+  check('read link info', libbpf().bpf_obj_get_info_by_fd(fd, buf, len));
+  const info: LinkInfo = { type: buf.readUInt32LE(0), id: buf.readUInt32LE(4), progId: buf.readUInt32LE(8) };
+  // the union starts at offset 16 (8-byte aligned)
+  if (info.type === BPF_LINK_TYPE_CGROUP) {
+    info.cgroupId = buf.readBigUInt64LE(16);
+    info.attachType = buf.readUInt32LE(24);
+  }
+  return info;
+}
+
 /** Opens a link pinned in bpffs (to detach or inspect it from another process). */
 export function openPinnedLink(path: string, target = path): Link {
   const fd = libbpf().bpf_obj_get(path);

@@ -21,6 +21,24 @@ export function pageSize(): number {
 
 export const isRoot = (): boolean => process.getuid?.() === 0;
 
+/**
+ * The cookie of this process's network namespace: what bpf_get_netns_cookie() returns for its
+ * sockets (SO_NETNS_COOKIE, Linux 5.14+). null when the kernel cannot say.
+ */
+export function netnsCookie(): bigint | null {
+  const b = libbpf();
+  const fd = b.socket(1 /* AF_UNIX */, 2 /* SOCK_DGRAM */, 0);
+  if (fd < 0) return null;
+  try {
+    const val = Buffer.alloc(8);
+    const len = [8];
+    if (b.getsockopt(fd, 1 /* SOL_SOCKET */, 71 /* SO_NETNS_COOKIE */, val, len) < 0) return null;
+    return val.readBigUInt64LE(0);
+  } finally {
+    b.close(fd);
+  }
+}
+
 export function requireRoot(op: string): void {
   if (!isRoot()) throw new EbpfnetError('EBPFNET_PERMISSION', op, 'needs root', { hint: 'run it with sudo (needs CAP_BPF and CAP_NET_ADMIN)' });
 }

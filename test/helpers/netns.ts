@@ -59,3 +59,61 @@ export function makeVethPair(): VethPair {
   }
   return pair;
 }
+
+export interface TwoHosts {
+  /** namespace names */
+  source: string;
+  target: string;
+  /** the target's end of the link (where a filter goes) */
+  targetIf: string;
+  sourceIp: string;
+  targetIp: string;
+  sourceIp6: string;
+  targetIp6: string;
+  cleanup(): void;
+}
+
+/** The lab topology in miniature: two namespaces joined by a veth pair, IPv4 and IPv6. */
+export function makeTwoHosts(): TwoHosts {
+  const id = `${process.pid % 10000}y${++seq}`;
+  const source = `ebn-s${id}`;
+  const target = `ebn-t${id}`;
+  const n = (process.pid + seq * 13) % 250;
+  const h: TwoHosts = {
+    source,
+    target,
+    targetIf: `ebt${id}`,
+    sourceIp: `10.198.${n}.1`,
+    targetIp: `10.198.${n}.2`,
+    sourceIp6: `fd00:198:${n.toString(16)}::1`,
+    targetIp6: `fd00:198:${n.toString(16)}::2`,
+    cleanup() {
+      for (const ns of [source, target]) {
+        try {
+          run(['netns', 'del', ns]);
+        } catch {
+          /* already gone */
+        }
+      }
+    },
+  };
+  const srcIf = `ebs${id}`;
+  try {
+    run(['netns', 'add', source]);
+    run(['netns', 'add', target]);
+    run(['link', 'add', srcIf, 'netns', source, 'type', 'veth', 'peer', 'name', h.targetIf, 'netns', target]);
+    for (const [ns, ifn, ip, ip6] of [
+      [source, srcIf, h.sourceIp, h.sourceIp6],
+      [target, h.targetIf, h.targetIp, h.targetIp6],
+    ]) {
+      run(['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', ifn]);
+      run(['-n', ns, 'addr', 'add', `${ip6}/64`, 'dev', ifn, 'nodad']);
+      run(['-n', ns, 'link', 'set', ifn, 'up']);
+      run(['-n', ns, 'link', 'set', 'lo', 'up']);
+    }
+  } catch (e) {
+    h.cleanup();
+    throw e;
+  }
+  return h;
+}

@@ -1,0 +1,487 @@
+// SPDX-License-Identifier: Apache-2.0
+// The kernel half of the balancer: load bpf/lb.bpf.o, attach its eight sock_addr programs to a
+// cgroup through bpf_links, pin maps and links under /sys/fs/bpf/ebpfnet/lb, and later open those
+// pins to change the running balancer. Every change is planned by plan.ts (pure) and executed here
+// in the plan's order, under a lock, so a connect() never meets a half-written service.
+import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { EbpfnetError, isEbpfnetError } from '../errors.js';
+import * as G from '../gen/lb.js';
+import {
+  BpfMap,
+  ObjectSpec,
+  ensureBpffs,
+  ensureCgroup2,
+  findCgroup2,
+  linkInfo,
+  mounts,
+  netnsCookie,
+  objectPath,
+  openPinnedLink,
+  openPinnedMap,
+  requireRoot,
+  track,
+  untrack,
+  type Closable,
+  type Link,
+  type MapLayout,
+  type MountResult,
+} from '../loader/index.js';
+import { withLock } from './lock.js';
+import { serviceName, type ServiceAddr, type ServiceSpec } from './model.js';
+import { IdSource, joinState, planApply, planDelete, planSteps, planUpsert, svcKey, type LiveService, type LiveState, type Plan, type Summary } from './plan.js';
+import { explain, serviceView, type Explanation, type ServiceView } from './view.js';
+
+export const DEFAULT_PIN_DIR = '/sys/fs/bpf/ebpfnet/lb';
+
+/** Where the balancer's pins live; EBPFNET_LB_PIN_DIR moves them (tests and benchmarks do). */
+export const lbPinDir = (): string => process.env.EBPFNET_LB_PIN_DIR || DEFAULT_PIN_DIR;
+
+const mapPin = (dir: string, name: string): string => join(dir, 'maps', name);
+const linkPin = (dir: string, name: string): string => join(dir, 'links', name);
+
+const usage = (op: string, detail: string, hint?: string): EbpfnetError => new EbpfnetError('EBPFNET_USAGE', op, detail, { hint });
+
+interface LbMaps {
+  svc: BpfMap<G.LbSvcKey, G.LbSvc>;
+  slots: BpfMap<G.LbSlotKey, number>;
+  backends: BpfMap<number, G.LbBackend>;
+  affinity: BpfMap<G.LbAffKey, G.LbAffVal>;
+  revnat: BpfMap<G.LbRevKey, G.LbRevVal>;
+  svcStats: BpfMap<number, G.LbSvcStats>;
+  beStats: BpfMap<number, G.LbBeStats>;
+  meta: BpfMap<number, G.LbMeta>;
+}
+
+function pinnedNames(dir: string): string[] {
+  try {
+    return readdirSync(dir).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** The pin directory must be in a bpffs, or pinning fails with a confusing EPERM. */
+function checkPinDir(dir: string, op: string): void {
+  const inBpffs = mounts().some((m) => m.fstype === 'bpf' && (dir === m.target || dir.startsWith(`${m.target}/`)));
+  if (!inBpffs) throw usage(op, `${dir} is not in a bpf filesystem`, 'pins live under /sys/fs/bpf; unset EBPFNET_LB_PIN_DIR or point it there');
+}
+
+/** A cgroup v2 directory: absolute, or relative to the mount. */
+function resolveCgroup(path: string | undefined, root: string, op: string): string {
+  const full = path === undefined ? root : path.startsWith('/') ? resolve(path) : resolve(root, path);
+  if (full !== root && !full.startsWith(`${root}/`)) {
+    throw usage(op, `${full} is not in the cgroup v2 hierarchy (mounted at ${root})`, `give a cgroup under ${root}, or a path relative to it`);
+  }
+  if (!existsSync(join(full, 'cgroup.procs'))) {
+    throw new EbpfnetError('EBPFNET_NOT_FOUND', op, `no cgroup at ${full}`, { hint: `create it (mkdir ${full}) or choose one under ${root}` });
+  }
+  return full;
+}
+
+/** The cgroup v2 directory with this id (its inode number), searched breadth first. */
+export function cgroupPathById(id: bigint): string | null {
+  const root = findCgroup2();
+  if (!root) return null;
+  const queue = [root];
+  for (let seen = 0; queue.length && seen < 200_000; seen++) {
+    const dir = queue.shift()!;
+    try {
+      if (statSync(dir, { bigint: true }).ino === id) return dir;
+      for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) queue.push(join(dir, e.name));
+    } catch {
+      /* a cgroup removed while we walk */
+    }
+  }
+  return null;
+}
+
+export interface ProgramStatus {
+  program: string;
+  progId: number;
+  linkId: number;
+}
+
+export interface BalancerStatus {
+  pinDir: string;
+  cgroup: string | null;
+  programs: ProgramStatus[];
+}
+
+/** What the pinned links say: which programs, attached where. */
+function readStatus(dir: string): BalancerStatus {
+  const programs: ProgramStatus[] = [];
+  let cgroupId: bigint | undefined;
+  for (const name of pinnedNames(join(dir, 'links'))) {
+    const l = openPinnedLink(linkPin(dir, name), name);
+    try {
+      const info = linkInfo(l.fd);
+      programs.push({ program: name, progId: info.progId, linkId: info.id });
+      cgroupId ??= info.cgroupId;
+    } finally {
+      l.close();
+    }
+  }
+  return { pinDir: dir, cgroup: cgroupId === undefined ? null : cgroupPathById(cgroupId), programs };
+}
+
+export interface AttachOptions {
+  /** cgroup v2 directory, absolute or relative to the mount; default: the root */
+  cgroup?: string;
+  pinDir?: string;
+}
+
+export interface AttachResult {
+  cgroup: string;
+  pinDir: string;
+  programs: string[];
+  /** what had to be mounted first */
+  mounted: MountResult[];
+  /** maps already pinned (from an earlier attach) were kept, with their services */
+  reusedMaps: string[];
+}
+
+/** Loads the balancer, attaches it to a cgroup and pins it: it runs on after this process exits. */
+export function attachBalancer(opts: AttachOptions = {}): AttachResult {
+  const op = 'lb attach';
+  requireRoot(op);
+  const mounted = [ensureBpffs(), ensureCgroup2()].filter((m) => m.mounted);
+  const root = ensureCgroup2().path;
+  const cgroup = resolveCgroup(opts.cgroup, root, op);
+  const dir = opts.pinDir ?? lbPinDir();
+  checkPinDir(dir, op);
+  return withLock(dir, op, () => {
+    if (pinnedNames(join(dir, 'links')).length) {
+      const st = readStatus(dir);
+      throw new EbpfnetError('EBPFNET_EXISTS', op, `the balancer is already attached${st.cgroup ? ` to ${st.cgroup}` : ''} (pinned at ${dir})`, {
+        hint: 'detach it first: ebpfnet lb detach',
+      });
+    }
+    mkdirSync(join(dir, 'maps'), { recursive: true });
+    mkdirSync(join(dir, 'links'), { recursive: true });
+    const spec = ObjectSpec.open(objectPath(G.LAYOUT.object));
+    const reused: Array<BpfMap<unknown, unknown>> = [];
+    try {
+      for (const m of G.LAYOUT.maps) {
+        const p = mapPin(dir, m.name);
+        if (!existsSync(p)) continue;
+        const pm = openPinnedMap(p, m as MapLayout);
+        reused.push(pm);
+        spec.reuseMap(m.name, pm.fd);
+      }
+    } catch (e) {
+      spec.close();
+      for (const m of reused) m.close();
+      throw e;
+    }
+    const obj = spec.load();
+    const links: Link[] = [];
+    const pinnedMaps: string[] = [];
+    try {
+      const meta = obj.map(G.LB_META);
+      const m = meta.lookup(G.LB_META_KEY);
+      if (!m || !m.next_svc) meta.update(G.LB_META_KEY, { gen: 0, next_svc: 1, next_backend: 1 });
+      for (const layout of G.LAYOUT.maps) {
+        const p = mapPin(dir, layout.name);
+        if (existsSync(p)) continue;
+        obj.map(layout as MapLayout).pin(p);
+        pinnedMaps.push(p);
+      }
+      for (const p of G.LAYOUT.programs) {
+        const l = obj.program(p).attachCgroup(cgroup);
+        links.push(l);
+        l.pin(linkPin(dir, p.name));
+      }
+    } catch (e) {
+      // Leave nothing half-attached: our links go, and so do the pins this call made.
+      for (const l of links.reverse()) {
+        try {
+          l.detach();
+        } catch {
+          /* reported by the original error */
+        }
+      }
+      for (const p of pinnedMaps) rmSync(p, { force: true });
+      throw e;
+    } finally {
+      for (const l of links) l.close(); // pinned: only our reference goes
+      obj.close();
+      for (const m of reused) m.close();
+    }
+    return { cgroup, pinDir: dir, programs: G.LAYOUT.programs.map((p) => p.name), mounted, reusedMaps: reused.map((m) => m.name) };
+  });
+}
+
+export interface DetachResult {
+  pinDir: string;
+  /** false when nothing was attached */
+  attached: boolean;
+  cgroup: string | null;
+  programs: string[];
+  maps: string[];
+}
+
+/** Detaches our links (only ours: other programs on the cgroup stay) and removes our pins. */
+export function detachBalancer(opts: { pinDir?: string } = {}): DetachResult {
+  const op = 'lb detach';
+  requireRoot(op);
+  const dir = opts.pinDir ?? lbPinDir();
+  const res: DetachResult = { pinDir: dir, attached: false, cgroup: null, programs: [], maps: [] };
+  if (!existsSync(dir)) return res;
+  return withLock(dir, op, () => {
+    const st = readStatus(dir);
+    res.cgroup = st.cgroup;
+    for (const name of pinnedNames(join(dir, 'links'))) {
+      openPinnedLink(linkPin(dir, name), `${name} on ${st.cgroup ?? 'its cgroup'}`).detach();
+      res.programs.push(name);
+    }
+    for (const name of pinnedNames(join(dir, 'maps'))) {
+      rmSync(mapPin(dir, name), { force: true });
+      res.maps.push(name);
+    }
+    res.attached = res.programs.length > 0;
+    for (const d of [join(dir, 'links'), join(dir, 'maps'), dir]) {
+      try {
+        rmdirSync(d);
+      } catch {
+        /* not empty: something that is not ours lives there */
+      }
+    }
+    return res;
+  });
+}
+
+export interface ChangeResult {
+  summary: Summary;
+  /** what was done, in order */
+  steps: string[];
+}
+
+/** The running balancer, through its pinned maps. */
+export class Balancer implements Closable {
+  readonly pinDir: string;
+  private maps: LbMaps | null;
+
+  private constructor(pinDir: string, maps: LbMaps) {
+    this.pinDir = pinDir;
+    this.maps = maps;
+    track(this);
+  }
+
+  /** Opens the pinned maps of the attached balancer. */
+  static open(opts: { pinDir?: string; op?: string } = {}): Balancer {
+    const op = opts.op ?? 'lb';
+    requireRoot(op);
+    const dir = opts.pinDir ?? lbPinDir();
+    const missing = G.LAYOUT.maps.filter((m) => !existsSync(mapPin(dir, m.name)));
+    if (missing.length || !pinnedNames(join(dir, 'links')).length) {
+      throw new EbpfnetError('EBPFNET_NOT_FOUND', op, `the balancer is not attached (nothing pinned at ${dir})`, { hint: 'attach it: ebpfnet lb attach' });
+    }
+    const opened: Array<BpfMap<unknown, unknown>> = [];
+    const open = <K, V>(layout: MapLayout<K, V>): BpfMap<K, V> => {
+      const m = openPinnedMap(mapPin(dir, layout.name), layout);
+      opened.push(m as BpfMap<unknown, unknown>);
+      return m;
+    };
+    try {
+      return new Balancer(dir, {
+        svc: open(G.LB_SVC),
+        slots: open(G.LB_SLOTS),
+        backends: open(G.LB_BACKENDS),
+        affinity: open(G.LB_AFFINITY),
+        revnat: open(G.LB_REVNAT),
+        svcStats: open(G.LB_SVC_STATS),
+        beStats: open(G.LB_BE_STATS),
+        meta: open(G.LB_META),
+      });
+    } catch (e) {
+      for (const m of opened) m.close();
+      if (isEbpfnetError(e) && e.op.startsWith('open map')) {
+        throw new EbpfnetError('EBPFNET_KERNEL', op, `the pinned maps at ${dir} do not match this version of ebpfnet (${e.message})`, {
+          hint: 'detach and attach again: ebpfnet lb detach && ebpfnet lb attach',
+          cause: e,
+        });
+      }
+      throw e;
+    }
+  }
+
+  private get m(): LbMaps {
+    if (!this.maps) throw new EbpfnetError('EBPFNET_USAGE', 'lb', 'the balancer handle was closed');
+    return this.maps;
+  }
+
+  close(): void {
+    if (!this.maps) return;
+    for (const m of Object.values(this.maps)) (m as BpfMap<unknown, unknown>).close();
+    this.maps = null;
+    untrack(this);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  status(): BalancerStatus {
+    return readStatus(this.pinDir);
+  }
+
+  private meta(): G.LbMeta {
+    return this.m.meta.lookup(G.LB_META_KEY) ?? { gen: 0, next_svc: 1, next_backend: 1 };
+  }
+
+  /** Everything in the maps, joined. */
+  state(): LiveState {
+    const m = this.m;
+    return joinState(this.meta(), m.svc.entries(), m.slots.entries(), m.backends.entries());
+  }
+
+  /** One live service, read key by key (cheap, whatever the number of services). */
+  service(addr: ServiceAddr, withSelection = false, gen = this.meta().gen): LiveService | undefined {
+    const m = this.m;
+    const key = svcKey(addr, gen);
+    const value = m.svc.lookup(key);
+    if (!value) return undefined;
+    const members: LiveService['members'] = [];
+    for (let i = value.slots; i < value.slots + value.backends; i++) {
+      const id = m.slots.lookup({ svc_id: value.svc_id, rev: value.rev, slot: i });
+      const b = id === undefined ? undefined : m.backends.lookup(id);
+      if (id !== undefined && b) members.push({ id, value: b });
+    }
+    const out: LiveService = { key, value, members };
+    if (withSelection) {
+      out.selection = [];
+      for (let i = 0; i < value.slots; i++) {
+        const id = m.slots.lookup({ svc_id: value.svc_id, rev: value.rev, slot: i });
+        if (id !== undefined) out.selection.push(id);
+      }
+    }
+    return out;
+  }
+
+  /** Every live service with its backends and counters, sorted by name. */
+  list(): { services: ServiceView[]; broken: string[] } {
+    const st = this.state();
+    const svcStats = new Map(this.m.svcStats.entries());
+    const beStats = new Map(this.m.beStats.entries());
+    const services = st.services.map((s) => serviceView(s, svcStats, beStats)).sort((a, b) => a.service.localeCompare(b.service, 'en', { numeric: true }));
+    return { services, broken: st.broken };
+  }
+
+  /** Creates the service, or replaces its backends, weights, states and affinity. */
+  upsert(spec: ServiceSpec): ChangeResult {
+    return withLock(this.pinDir, 'lb add', () => {
+      const meta = this.meta();
+      const live = this.service(spec, false, meta.gen);
+      const plan = planUpsert(live, spec, meta.gen, new IdSource(meta.next_svc, meta.next_backend));
+      return this.execute(plan, meta);
+    });
+  }
+
+  remove(addr: ServiceAddr): ChangeResult {
+    return withLock(this.pinDir, 'lb del', () => {
+      const meta = this.meta();
+      const live = this.service(addr, false, meta.gen);
+      if (!live) throw usage('lb del', `no service ${serviceName(addr)}`, 'see the services with: ebpfnet lb list');
+      return this.execute(planDelete(live), meta);
+    });
+  }
+
+  /** The given services become the whole set, in one switch. */
+  apply(specs: ServiceSpec[]): ChangeResult {
+    return withLock(this.pinDir, 'lb apply', () => {
+      const state = this.state();
+      const meta = this.meta();
+      const plan = planApply(state, specs, new IdSource(meta.next_svc, meta.next_backend));
+      this.checkRoom(plan, state);
+      return this.execute(plan, meta);
+    });
+  }
+
+  /** Refuses up front a set that cannot fit, instead of failing half-way through the writes. */
+  private checkRoom(p: Plan, state: LiveState): void {
+    const full = (what: string, need: number, max: number, hint: string): never => {
+      throw new EbpfnetError('EBPFNET_MAP_FULL', 'lb apply', `${what}: ${need} needed, room for ${max}`, { hint });
+    };
+    const perGen = G.LB_SVC.maxEntries / 2;
+    if (p.writeServices.length > perGen) full('too many services', p.writeServices.length, perGen, 'split the services over several balancers (cgroups)');
+    const slotsNow = state.services.reduce((a, s) => a + s.value.slots + s.value.backends, 0) + state.orphanSlots.length;
+    if (slotsNow + p.writeSlots.length > G.LB_SLOTS.maxEntries) full('too many slots', slotsNow + p.writeSlots.length, G.LB_SLOTS.maxEntries, 'use fewer backends or smaller weights');
+    const backendsNow = state.services.reduce((a, s) => a + s.members.length, 0) + state.orphanBackends.length;
+    if (backendsNow + p.writeBackends.length > G.LB_BACKENDS.maxEntries) full('too many backends', backendsNow + p.writeBackends.length, G.LB_BACKENDS.maxEntries, 'use fewer backends');
+  }
+
+  /**
+   * Runs a plan: new entries, the switch, then the clean-up. A failure before the switch removes
+   * what this call wrote, so the live state is exactly what it was.
+   */
+  private execute(p: Plan, meta: G.LbMeta): ChangeResult {
+    const m = this.m;
+    const steps = planSteps(p);
+    if (!p.switch) return { summary: p.summary, steps };
+    if (p.ids) m.meta.update(G.LB_META_KEY, { gen: meta.gen, next_svc: p.ids.nextSvc, next_backend: p.ids.nextBackend });
+    const ids = p.ids ?? { nextSvc: meta.next_svc, nextBackend: meta.next_backend };
+    try {
+      m.svc.deleteBatch(p.clearStale);
+      m.backends.updateBatch(p.writeBackends);
+      m.slots.updateBatch(p.writeSlots);
+      m.svc.updateBatch(p.writeServices);
+      const s = p.switch;
+      if (s.kind === 'service') m.svc.update(s.key, s.value);
+      else if (s.kind === 'delete') m.svc.delete(s.key);
+      else m.meta.update(G.LB_META_KEY, { gen: s.gen, next_svc: ids.nextSvc, next_backend: ids.nextBackend });
+    } catch (e) {
+      m.svc.deleteBatch(p.writeServices.map(([k]) => k));
+      m.slots.deleteBatch(p.writeSlots.map(([k]) => k));
+      m.backends.deleteBatch(p.writeBackends.map(([k]) => k));
+      throw e;
+    }
+    // Live now. What follows only removes what nothing reads any more.
+    m.backends.updateBatch(p.updateBackends);
+    m.svc.deleteBatch(p.deleteServices);
+    m.slots.deleteBatch(p.deleteSlots);
+    m.backends.deleteBatch(p.deleteBackends);
+    m.beStats.deleteBatch(p.deleteBackends);
+    if (p.deleteServiceIds.length) {
+      const gone = new Set(p.deleteServiceIds);
+      m.svcStats.deleteBatch(p.deleteServiceIds);
+      const aff = m.affinity.entries().filter(([k]) => gone.has(k.svc_id));
+      m.affinity.deleteBatch(aff.map(([k]) => k));
+    }
+    return { summary: p.summary, steps };
+  }
+
+  /** What a new connection from this process's network namespace would get. */
+  explain(addr: ServiceAddr): Explanation {
+    const live = this.service(addr, true);
+    if (!live) throw usage('lb explain', `no service ${serviceName(addr)}`, 'see the services with: ebpfnet lb list');
+    const id = live.value.svc_id;
+    const svcStats = new Map<number, G.LbSvcStats>();
+    const s = this.m.svcStats.lookup(id);
+    if (s) svcStats.set(id, s);
+    const beStats = new Map<number, G.LbBeStats>();
+    for (const b of live.members) {
+      const x = this.m.beStats.lookup(b.id);
+      if (x) beStats.set(b.id, x);
+    }
+    const view = serviceView(live, svcStats, beStats);
+    const cookie = live.value.affinity_timeout ? netnsCookie() : null;
+    const probe =
+      cookie === null ? undefined : { netnsCookie: cookie, entry: this.m.affinity.lookup({ netns_cookie: cookie, svc_id: id }), now: process.hrtime.bigint() };
+    return explain(view, probe);
+  }
+
+  /** A service's view, or undefined. */
+  view(addr: ServiceAddr): ServiceView | undefined {
+    const live = this.service(addr, true);
+    if (!live) return undefined;
+    const id = live.value.svc_id;
+    const s = this.m.svcStats.lookup(id);
+    const be = new Map<number, G.LbBeStats>();
+    for (const b of live.members) {
+      const x = this.m.beStats.lookup(b.id);
+      if (x) be.set(b.id, x);
+    }
+    return serviceView(live, new Map(s ? [[id, s]] : []), be);
+  }
+}

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+// The `lb apply` file: YAML (or JSON, which is YAML too). The file is the whole set of services:
+//
+//   services:
+//     - service: 10.96.0.10:80/tcp
+//       affinity: 10800              # optional: seconds a client namespace keeps its backend
+//       backends:
+//         - 10.244.1.5:8080          # the same syntax as --backend
+//         - 10.244.2.7:8080,weight=2
+//         - { address: "[fd00::7]:8080", weight: 1, state: draining }
+//
+// Every mistake is reported with where it is (`services[2].backends[0]`) before anything is written.
+import { isMap, isSeq, parseDocument } from 'yaml';
+import { EbpfnetError } from '../errors.js';
+import { checkService, parseAffinity, parseBackend, parseServiceAddr, parseState, parseWeight, serviceName, type BackendSpec, type ServiceSpec } from './model.js';
+
+const SERVICE_KEYS = ['service', 'affinity', 'backends'];
+const BACKEND_KEYS = ['address', 'weight', 'state'];
+
+const usage = (op: string, detail: string, hint?: string): EbpfnetError => new EbpfnetError('EBPFNET_USAGE', op, detail, { hint });
+
+const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+
+/** Wraps a parse error of one item so it says where the item is. */
+function at<T>(op: string, where: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof EbpfnetError && e.code === 'EBPFNET_USAGE') {
+      const detail = e.message.startsWith(`${op}: `) ? e.message.slice(op.length + 2) : e.message;
+      throw new EbpfnetError('EBPFNET_USAGE', op, `${where}: ${detail}`);
+    }
+    throw e;
+  }
+}
+
+function backendOf(x: unknown, op: string, where: string): BackendSpec {
+  if (typeof x === 'string') return at(op, where, () => parseBackend(x, op));
+  if (!isObj(x)) throw usage(op, `${where}: a backend is "IP:PORT[,weight=N][,state=draining]" or a map with address, weight, state`);
+  for (const k of Object.keys(x)) if (!BACKEND_KEYS.includes(k)) throw usage(op, `${where}: unknown key '${k}'`, `a backend has ${BACKEND_KEYS.join(', ')}`);
+  if (typeof x.address !== 'string') throw usage(op, `${where}: address is missing`, 'write address: IP:PORT');
+  return at(op, where, () => {
+    const b = parseBackend(x.address as string, op);
+    if (x.weight !== undefined) b.weight = parseWeight(x.weight as number, op, `backend ${x.address}`);
+    if (x.state !== undefined) b.state = parseState(String(x.state), op, `backend ${x.address}`);
+    return b;
+  });
+}
+
+function serviceOf(x: unknown, op: string, where: string): ServiceSpec {
+  if (!isObj(x)) throw usage(op, `${where}: a service is a map with service, backends and (optionally) affinity`);
+  for (const k of Object.keys(x)) if (!SERVICE_KEYS.includes(k)) throw usage(op, `${where}: unknown key '${k}'`, `a service has ${SERVICE_KEYS.join(', ')}`);
+  if (typeof x.service !== 'string') throw usage(op, `${where}: service is missing`, 'write service: VIP:PORT/PROTO, e.g. 10.96.0.10:80/tcp');
+  const addr = at(op, where, () => parseServiceAddr(x.service as string, op));
+  const bs = x.backends ?? [];
+  if (!Array.isArray(bs)) throw usage(op, `${where}.backends: expected a list`);
+  const backends = bs.map((b, i) => backendOf(b, op, `${where}.backends[${i}]`));
+  const affinity = at(op, where, () => parseAffinity(x.affinity as number | boolean | undefined, op, `service ${serviceName(addr)}`));
+  return at(op, where, () => checkService({ ...addr, affinity, backends }, op));
+}
+
+/** Parses the file's text into the complete set of services. `name` is for messages. */
+export function parseServiceFile(text: string, name: string): ServiceSpec[] {
+  const op = `lb apply ${name}`;
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length) {
+    const e = doc.errors[0];
+    const line = e.linePos?.[0];
+    throw usage(op, `${line ? `line ${line.line}: ` : ''}${e.message.split('\n')[0]}`, 'the file is YAML or JSON: see ebpfnet lb apply --help');
+  }
+  if (doc.contents && !isMap(doc.contents) && !isSeq(doc.contents)) throw usage(op, 'expected a map with services: [...] or a list of services');
+  const root: unknown = doc.toJS();
+  let list: unknown;
+  if (root === null || root === undefined) list = [];
+  else if (Array.isArray(root)) list = root;
+  else if (isObj(root)) {
+    for (const k of Object.keys(root)) if (k !== 'services') throw usage(op, `unknown top-level key '${k}'`, 'the file has one key: services');
+    list = root.services ?? [];
+  }
+  if (!Array.isArray(list)) throw usage(op, 'services: expected a list');
+  const out = list.map((s, i) => serviceOf(s, op, `services[${i}]`));
+  const seen = new Map<string, number>();
+  out.forEach((s, i) => {
+    const n = serviceName(s);
+    if (seen.has(n)) throw usage(op, `services[${i}]: ${n} is already defined at services[${seen.get(n)}]`);
+    seen.set(n, i);
+  });
+  return out;
+}

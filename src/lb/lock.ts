@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: Apache-2.0
+// One writer at a time. Two `lb` commands planning from the same maps would hand out the same ids
+// and delete each other's tables, so every change runs under a lock file in /run (bpffs holds no
+// regular files). A lock whose owner died is taken over; a live owner is waited for, briefly.
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { EbpfnetError } from '../errors.js';
+
+export const LOCK_DIR = '/run/ebpfnet';
+
+const sleep = (ms: number): void => {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+};
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/** The lock for the balancer pinned at `pinDir` (tests pin elsewhere and must not wait on users). */
+export const lockPath = (pinDir: string): string => join(LOCK_DIR, `lb-${createHash('sha256').update(pinDir).digest('hex').slice(0, 16)}.lock`);
+
+export function withLock<T>(pinDir: string, op: string, fn: () => T, waitMs = 10_000): T {
+  const path = lockPath(pinDir);
+  mkdirSync(LOCK_DIR, { recursive: true });
+  const t0 = Date.now();
+  for (;;) {
+    let fd: number;
+    try {
+      fd = openSync(path, 'wx', 0o600);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      let owner = 0;
+      try {
+        owner = Number(readFileSync(path, 'utf8').trim());
+      } catch {
+        continue; // released between our open and read
+      }
+      // No pid yet: its owner is between open and write, or died there; give it a second.
+      const st = statSync(path, { throwIfNoEntry: false });
+      if (!st) continue;
+      const young = !owner && Date.now() - st.mtimeMs < 1000;
+      if (!young && (!owner || !alive(owner))) {
+        rmSync(path, { force: true });
+        continue;
+      }
+      if (Date.now() - t0 > waitMs)
+        throw new EbpfnetError('EBPFNET_BUSY', op, `another ebpfnet process (pid ${owner}) is changing the balancer`, { hint: 'try again when it has finished' });
+      sleep(10);
+      continue;
+    }
+    try {
+      writeSync(fd, `${process.pid}\n`);
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      return fn();
+    } finally {
+      rmSync(path, { force: true });
+    }
+  }
+}

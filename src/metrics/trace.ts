@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: Apache-2.0
+// Prometheus metrics of `ebpfnet trace`, on a registry the caller owns (never the global one):
+//   ebpfnet_trace_events_total{syscall,result}   calls traced, by syscall and `0`/errno name
+//   ebpfnet_trace_events_lost_total              events the kernel could not hand to user space
+// No kernel calls here: the lost count comes from a function the caller passes in.
+import { Counter, type Registry } from 'prom-client';
+
+export interface TraceMetrics {
+  /** counts one event the tracer showed */
+  observe(e: { syscall: string; result: string }): void;
+}
+
+/**
+ * `syscalls` are the ones being traced: their `result="0"` series start at 0, so rate() works from the
+ * first scrape instead of from the first event.
+ */
+export function traceMetrics(registry: Registry, syscalls: readonly string[], lost: () => bigint | number): TraceMetrics {
+  const events = new Counter({
+    name: 'ebpfnet_trace_events_total',
+    help: 'Syscalls traced, by syscall and result (0 or the errno name, e.g. EEXIST).',
+    labelNames: ['syscall', 'result'] as const,
+    registers: [registry],
+  });
+  for (const s of syscalls) events.inc({ syscall: s, result: '0' }, 0);
+  // The kernel keeps an absolute count; a counter only goes up, so each scrape adds the difference.
+  let seen = 0;
+  new Counter({
+    name: 'ebpfnet_trace_events_lost_total',
+    help: 'Events lost in the kernel (ring buffer full, or too many threads inside a traced syscall at once).',
+    registers: [registry],
+    collect() {
+      const now = Number(lost());
+      if (now > seen) this.inc(now - seen);
+      seen = Math.max(seen, now);
+    },
+  });
+  return {
+    observe: (e) => events.inc({ syscall: e.syscall, result: e.result }),
+  };
+}

@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: Apache-2.0
+// The kernel half of `ebpfnet trace`: find which syscall tracepoints this kernel has, resolve the
+// cgroup filter, load bpf/trace.bpf.c with the filters as const volatile configuration (only the
+// programs it will attach), attach, and read the ring buffer. Detaching is ours too: links go
+// before the object, entry hooks before exit hooks, and the exit guard backs all of it up.
+import { existsSync, statSync, statfsSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { EbpfnetError, NotSupportedError } from '../errors.js';
+import * as G from '../gen/trace.js';
+import { ensureCgroup2, ensureTracefs, findCgroup2, type MountResult } from '../loader/system.js';
+import { objectPath } from '../loader/paths.js';
+import { ObjectSpec, type BpfObject } from '../loader/object.js';
+import type { BpfMap } from '../loader/map.js';
+import type { Link } from '../loader/link.js';
+import { RingBuffer } from '../loader/ringbuf.js';
+import { EXIT_PROGRAM, TRACEPOINT_CATEGORY, enterTracepoint, exitTracepoint, type SyscallDef } from './syscalls.js';
+import type { LostCounts } from './summary.js';
+
+export interface Coverage {
+  /** syscalls whose enter and exit tracepoints both exist: these are traced */
+  traced: SyscallDef[];
+  /** syscalls this kernel has no tracepoints for (arm64 has no mkdir, only mkdirat) */
+  missing: SyscallDef[];
+}
+
+/** Which of `syscalls` this kernel can trace, from <tracefs>/events/syscalls/. */
+export function coverage(syscalls: readonly SyscallDef[], tracefs: string): Coverage {
+  const has = (tp: string): boolean => existsSync(join(tracefs, 'events', TRACEPOINT_CATEGORY, tp));
+  const traced = syscalls.filter((s) => has(enterTracepoint(s)) && has(exitTracepoint(s)));
+  return { traced, missing: syscalls.filter((s) => !traced.includes(s)) };
+}
+
+export interface CgroupTarget {
+  path: string;
+  /** the cgroup id the kernel reports: its directory's inode number on cgroup v2 */
+  id: bigint;
+  /** set when cgroup v2 had to be mounted to resolve a relative path */
+  mounted: MountResult | null;
+}
+
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+/** `--cgroup PATH`: an absolute cgroup v2 directory, or one relative to the cgroup v2 mount. */
+export function resolveCgroup(arg: string): CgroupTarget {
+  let mounted: MountResult | null = null;
+  let full = arg;
+  if (!isAbsolute(arg)) {
+    const m = ensureCgroup2();
+    if (m.mounted) mounted = m;
+    full = join(m.path, arg);
+  }
+  full = resolve(full);
+  const where = findCgroup2();
+  const hint = where ? `cgroup v2 is mounted at ${where}` : 'mount cgroup v2 first: mount -t cgroup2 none /sys/fs/cgroup';
+  let st;
+  try {
+    st = statSync(full, { bigint: true });
+  } catch (e) {
+    throw new EbpfnetError('EBPFNET_NOT_FOUND', 'trace', `no cgroup at ${full}`, { hint, cause: e });
+  }
+  if (!st.isDirectory() || statfsSync(full).type !== CGROUP2_SUPER_MAGIC) {
+    throw new EbpfnetError('EBPFNET_USAGE', 'trace', `--cgroup ${full} is not a cgroup v2 directory`, { hint });
+  }
+  return { path: full, id: st.ino, mounted };
+}
+
+export interface TracerConfig {
+  syscalls: readonly SyscallDef[];
+  pid: number | null;
+  uid: number | null;
+  failedOnly: boolean;
+  cgroupId: bigint | null;
+  /** ring buffer bytes (a power of two) */
+  bufferSize: number;
+}
+
+export class Tracer {
+  private closed = false;
+  private detached = false;
+
+  private constructor(
+    private readonly obj: BpfObject,
+    private readonly ring: RingBuffer<G.TrEvent>,
+    private readonly counters: BpfMap<number, G.TrCounters>,
+    private readonly links: Link[],
+    readonly coverage: Coverage,
+    /** tracefs, and whether this run mounted it */
+    readonly tracefs: MountResult,
+  ) {}
+
+  /**
+   * Loads and attaches. Throws NotSupportedError when the kernel has none of the tracepoints; on any
+   * failure whatever was already attached is detached again before the error leaves.
+   */
+  static open(cfg: TracerConfig): Tracer {
+    const tracefs = ensureTracefs();
+    const cov = coverage(cfg.syscalls, tracefs.path);
+    if (!cov.traced.length) {
+      const tps = cfg.syscalls.map((s) => `${TRACEPOINT_CATEGORY}/${enterTracepoint(s)}`).join(', ');
+      throw new NotSupportedError('trace', `the syscall tracepoints ${tps}`, { hint: `none is in ${tracefs.path}/events; the kernel needs CONFIG_FTRACE_SYSCALLS` });
+    }
+    const spec = ObjectSpec.open(objectPath(G.LAYOUT.object));
+    let obj: BpfObject;
+    try {
+      spec.setConst(G.RODATA.name, G.RODATA.codec, {
+        target_tgid: cfg.pid ?? 0,
+        target_uid: cfg.uid ?? 0,
+        filter_uid: cfg.uid === null ? 0 : 1,
+        failed_only: cfg.failedOnly ? 1 : 0,
+        target_cgroup: cfg.cgroupId ?? 0n,
+      });
+      if (cfg.bufferSize !== G.TR_EVENTS.maxEntries) spec.setMaxEntries(G.TR_EVENTS.name, cfg.bufferSize);
+      // Only what will be attached: a syscall without a tracepoint here gets no program at all.
+      obj = spec.load({ only: [EXIT_PROGRAM.name, ...cov.traced.map((s) => s.enter.name)] });
+    } catch (e) {
+      spec.close();
+      throw e;
+    }
+    const links: Link[] = [];
+    let ring: RingBuffer<G.TrEvent> | null = null;
+    try {
+      const counters = obj.map(G.TR_COUNTERS);
+      ring = new RingBuffer(obj.map(G.TR_EVENTS), G.TrEvent);
+      // Exit hooks first, so that no call can be entered (and its state stored) without its exit
+      // being watched; detach() undoes this in reverse.
+      const exit = obj.program(EXIT_PROGRAM);
+      for (const s of cov.traced) links.push(exit.attachTracepoint(TRACEPOINT_CATEGORY, exitTracepoint(s)));
+      for (const s of cov.traced) links.push(obj.program(s.enter).attachTracepoint(TRACEPOINT_CATEGORY, enterTracepoint(s)));
+      return new Tracer(obj, ring, counters, links, cov, tracefs);
+    } catch (e) {
+      for (const l of links.reverse()) l.close();
+      ring?.close();
+      obj.close();
+      throw e;
+    }
+  }
+
+  /** The ring buffer's size in bytes. */
+  get bufferSize(): number {
+    return this.ring.size;
+  }
+
+  /** Hands up to `max` waiting events to `onEvent`; never blocks. Returns how many. */
+  poll(onEvent: (e: G.TrEvent) => void, max = Infinity): number {
+    return this.closed ? 0 : this.ring.consume(onEvent, max);
+  }
+
+  /** Events the kernel could not hand over, summed over CPUs. */
+  lostCounts(): LostCounts {
+    if (this.closed) return { lost: 0n, untracked: 0n };
+    const c = this.counters.lookup(0);
+    return { lost: c?.lost ?? 0n, untracked: c?.untracked ?? 0n };
+  }
+
+  /** Stops new events (entry hooks first); what is already in the ring can still be polled. */
+  detach(): void {
+    if (this.detached) return;
+    this.detached = true;
+    const errors: unknown[] = [];
+    for (const l of [...this.links].reverse()) {
+      try {
+        l.close();
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    if (errors.length) throw errors[0];
+  }
+
+  close(): void {
+    if (this.closed) return;
+    try {
+      this.detach();
+    } finally {
+      this.closed = true;
+      this.ring.close();
+      this.obj.close();
+    }
+  }
+}

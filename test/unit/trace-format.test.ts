@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: Apache-2.0
+// What `ebpfnet trace` prints: kernel records decoded, table rows, JSON Lines, the end summary and
+// the metrics, all from crafted records (the kernel test checks them against real calls).
+import { describe, expect, it } from 'vitest';
+import { Registry } from 'prom-client';
+import * as G from '../../src/gen/trace.js';
+import { clockTime, decodeEvent, displayPath, isoTime, jsonLine, octalMode, printable, resultName, tableHeader, tableRow, type TraceEvent } from '../../src/trace/event.js';
+import { TraceSummary } from '../../src/trace/summary.js';
+import { traceMetrics } from '../../src/metrics/trace.js';
+
+const bytes = (s: string | Buffer, size: number): Uint8Array => {
+  const out = new Uint8Array(size);
+  out.set(typeof s === 'string' ? Buffer.from(s) : s);
+  return out;
+};
+
+/** A tr_event as the kernel would submit it, through the generated codec (encode, then decode). */
+function record(over: Partial<G.TrEvent> & { commText?: string; pathText?: string | Buffer } = {}): G.TrEvent {
+  const { commText = 'mkdir', pathText = '/tmp/x', ...rest } = over;
+  const r: G.TrEvent = {
+    ts_ns: 1_000_000_000n,
+    latency_ns: 12_345n,
+    pid: 4242,
+    tid: 4243,
+    uid: 1000,
+    ret: 0,
+    mode: 0o755,
+    dirfd: G.TR_AT_FDCWD,
+    syscall: G.TR_SYS_MKDIR,
+    flags: 0,
+    comm: bytes(commText, G.TR_COMM_LEN),
+    path: bytes(pathText, G.TR_PATH_MAX),
+    ...rest,
+  };
+  return G.TrEvent.decode(G.TrEvent.encode(r));
+}
+
+// 2026-01-02T03:04:05.678901Z in ns, minus the record's 1 s of monotonic time
+const WALL = Date.UTC(2026, 0, 2, 3, 4, 5, 678);
+const OFFSET = BigInt(WALL) * 1_000_000n + 901_000n - 1_000_000_000n;
+
+describe('trace: decoding', () => {
+  it('turns a record into an event: wall-clock time, names, octal mode, errno name', () => {
+    const e = decodeEvent(record({ ret: -17, syscall: G.TR_SYS_MKDIRAT }), OFFSET);
+    expect(e).toEqual({
+      timeNs: BigInt(WALL) * 1_000_000n + 901_000n,
+      syscall: 'mkdirat',
+      pid: 4242,
+      tid: 4243,
+      uid: 1000,
+      comm: 'mkdir',
+      path: '/tmp/x',
+      pathHex: null,
+      truncated: false,
+      dirfd: null,
+      mode: 0o755,
+      ret: -17,
+      result: 'EEXIST',
+      latencyNs: 12345,
+    });
+  });
+
+  it('keeps the dirfd only when the kernel marked the path as relative to it', () => {
+    expect(decodeEvent(record({ syscall: G.TR_SYS_MKDIRAT, dirfd: 3, flags: G.TR_F_DIRFD, pathText: 'sub' }), 0n).dirfd).toBe(3);
+    expect(decodeEvent(record({ syscall: G.TR_SYS_MKDIRAT, dirfd: 3, flags: 0, pathText: '/abs' }), 0n).dirfd).toBeNull();
+  });
+
+  it('an unreadable path is null, a long one is flagged, bytes that are not UTF-8 come with their hex', () => {
+    expect(decodeEvent(record({ flags: G.TR_F_FAULT, pathText: '' }), 0n).path).toBeNull();
+    const long = decodeEvent(record({ flags: G.TR_F_TRUNCATED, pathText: 'a'.repeat(255) }), 0n);
+    expect(long.truncated).toBe(true);
+    expect(long.path).toHaveLength(255);
+    const odd = decodeEvent(record({ pathText: Buffer.from([0x2f, 0x74, 0xff, 0x0a]) }), 0n);
+    expect(odd.path).toBe('/t\ufffd\n');
+    expect(odd.pathHex).toBe('2f74ff0a');
+  });
+
+  it('names results: 0, errno names, unknown errnos', () => {
+    expect(resultName(0)).toBe('0');
+    expect(resultName(-2)).toBe('ENOENT');
+    expect(resultName(-13)).toBe('EACCES');
+    expect(resultName(-4000)).toBe('errno 4000');
+  });
+});
+
+describe('trace: presentation', () => {
+  const e = (over: Partial<TraceEvent> = {}): TraceEvent => ({ ...decodeEvent(record(), OFFSET), ...over });
+
+  it('formats times and modes', () => {
+    expect(isoTime(BigInt(WALL) * 1_000_000n + 901_234n)).toBe('2026-01-02T03:04:05.678901Z');
+    expect(octalMode(0o755)).toBe('0755');
+    expect(octalMode(0o1777)).toBe('01777');
+    expect(octalMode(0)).toBe('0000');
+    const d = new Date(WALL);
+    expect(clockTime(BigInt(WALL) * 1_000_000n)).toBe(`${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}:05.678`);
+  });
+
+  it('one JSON object per line, keys in a fixed order', () => {
+    const line = jsonLine(e());
+    expect(line).not.toContain('\n');
+    expect(JSON.parse(line)).toEqual({
+      v: 1,
+      time: '2026-01-02T03:04:05.678901Z',
+      syscall: 'mkdir',
+      pid: 4242,
+      tid: 4243,
+      uid: 1000,
+      comm: 'mkdir',
+      path: '/tmp/x',
+      dirfd: null,
+      mode: '0755',
+      ret: 0,
+      result: '0',
+      latency_ns: 12345,
+      truncated: false,
+    });
+    expect(Object.keys(JSON.parse(line))[0]).toBe('v');
+    expect(JSON.parse(jsonLine(e({ path: '/t\ufffd', pathHex: '2f74ff' }))).path_hex).toBe('2f74ff');
+  });
+
+  it('table rows line up under the header; PATH is last', () => {
+    const header = tableHeader({ timestamps: false });
+    const row = tableRow(e({ ret: -17, result: 'EEXIST' }), { timestamps: false });
+    expect(header).toMatch(/^PID\s+TID\s+UID\s+COMM\s+SYSCALL\s+MODE\s+RESULT\s+LAT\(us\) PATH$/);
+    expect(row).toMatch(/^4242\s+4243\s+1000\s+mkdir\s+mkdir\s+0755\s+EEXIST\s+12\.3 \/tmp\/x$/);
+    for (const col of ['TID', 'UID', 'COMM', 'SYSCALL', 'MODE', 'RESULT']) {
+      const at = header.indexOf(col);
+      expect(row[at - 1], `${col} column`).toBe(' ');
+      expect(row[at], `${col} column`).not.toBe(' ');
+    }
+    expect(row.indexOf('/tmp/x')).toBe(header.indexOf('PATH'));
+    expect(tableHeader({ timestamps: true })).toMatch(/^TIME\s+PID/);
+    expect(tableRow(e(), { timestamps: true })).toMatch(/^\d\d:\d\d:05\.678 4242 /);
+  });
+
+  it('marks paths relative to a dirfd, truncated and unreadable paths, and escapes control characters', () => {
+    expect(displayPath(e({ dirfd: 3, path: 'sub' }))).toBe('<fd 3>/sub');
+    expect(displayPath(e({ truncated: true, path: 'aaa' }))).toBe('aaa...');
+    expect(displayPath(e({ path: null }))).toBe('<unreadable>');
+    expect(displayPath(e({ path: 'a\nb' }))).toBe('a\\x0ab');
+    expect(printable('/t\ufffd', '2f74ff')).toBe('/t\\xff');
+  });
+});
+
+describe('trace: summary', () => {
+  it('counts events, failures and top commands; reports what was lost', () => {
+    const s = new TraceSummary();
+    const ev = (comm: string, ret: number, syscall = 'mkdir'): TraceEvent => ({ ...decodeEvent(record(), 0n), comm, ret, syscall, result: resultName(ret) });
+    for (let i = 0; i < 3; i++) s.add(ev('mkdir', 0));
+    s.add(ev('mkdir', -17));
+    s.add(ev('python3', -13, 'mkdirat'));
+    s.add(ev('python3', 0, 'mkdirat'));
+    s.skip();
+    expect(s.seen).toBe(6);
+    expect(s.top()).toEqual([
+      { comm: 'mkdir', events: 4, failed: 1 },
+      { comm: 'python3', events: 2, failed: 1 },
+    ]);
+    expect(s.format({ lost: 0n, untracked: 0n }, 4200, ['mkdir', 'mkdirat'])).toBe(
+      [
+        'summary: 6 events seen, 0 lost in 4.2 s (mkdir 4, mkdirat 2; 2 failed)',
+        'note: 1 more from other commands hidden by --name',
+        'top commands: mkdir 4 (1 failed), python3 2 (1 failed)',
+      ].join('\n'),
+    );
+    const lossy = new TraceSummary().format({ lost: 5n, untracked: 2n }, 1000, ['mkdir']);
+    expect(lossy).toMatch(/^summary: 0 events seen, 7 lost in 1\.0 s/);
+    expect(lossy).toMatch(/2 of the lost were not tracked/);
+    expect(lossy).toMatch(/raise --buffer-size/);
+    expect(lossy).toMatch(/top commands: none$/);
+  });
+});
+
+describe('trace: metrics', () => {
+  it('counts events by syscall and result, and lost events from the kernel count', async () => {
+    const registry = new Registry();
+    let lost = 0n;
+    const m = traceMetrics(registry, ['mkdir', 'mkdirat'], () => lost);
+    m.observe({ syscall: 'mkdir', result: '0' });
+    m.observe({ syscall: 'mkdir', result: 'EEXIST' });
+    m.observe({ syscall: 'mkdir', result: 'EEXIST' });
+    lost = 3n;
+    let text = await registry.metrics();
+    expect(text).toContain('ebpfnet_trace_events_total{syscall="mkdir",result="0"} 1');
+    expect(text).toContain('ebpfnet_trace_events_total{syscall="mkdir",result="EEXIST"} 2');
+    expect(text).toContain('ebpfnet_trace_events_total{syscall="mkdirat",result="0"} 0');
+    expect(text).toContain('ebpfnet_trace_events_lost_total 3');
+    lost = 5n;
+    text = await registry.metrics();
+    expect(text).toContain('ebpfnet_trace_events_lost_total 5');
+    expect(text).toMatch(/# TYPE ebpfnet_trace_events_lost_total counter/);
+  });
+});
