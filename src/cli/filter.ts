@@ -111,7 +111,14 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
     if (!def) throw new EbpfnetError('EBPFNET_USAGE', 'filter', 'this machine has no default route to pick an interface from', { hint: 'name one with --iface' });
     ifnames = [def];
   }
-  for (const i of ifnames) ifindex(i);
+  for (const i of ifnames) {
+    try {
+      ifindex(i);
+    } catch (e) {
+      // naming an interface that does not exist is bad usage: exit 2
+      throw new EbpfnetError('EBPFNET_USAGE', 'filter', (e as Error).message.replace(/^find interface \S+: /, ''));
+    }
+  }
   if (!o.dryRun) requireRoot('filter');
 
   const lock = o.force ? null : sshLockout(policy, ifnames);
@@ -256,7 +263,9 @@ export function registerFilter(program: Command): void {
       .option('--replace', 'replace an XDP program already on the interface')
       .option('--force', 'apply even if it would cut off your SSH session')
       .option('--dry-run', 'print the compiled map entries and the verifier verdict; attach nothing')
-      .option('--interval <seconds>', 'how often to print drop counts when not on a terminal', '5'),
+      .option('--interval <seconds>', 'how often to print drop counts when not on a terminal', '5')
+      // options after `filter set` / `filter explain` belong to them, not to `filter`
+      .enablePositionalOptions(),
   ).action((o) => runFilter(o));
 
   withPolicyOptions(filter.command('set').description("replace the rules of a pinned filter in place (one switch, no reload)").requiredOption('--iface <name>', 'the pinned filter\'s interface')).action(

@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { packageDir } from '../loader/paths.js';
 import { registerDoctor } from './doctor.js';
 import { registerFilter } from './filter.js';
+import { registerLb } from './lb.js';
 import { registerTrace } from './trace.js';
 import { registerVerify } from './verify.js';
 
@@ -15,10 +16,12 @@ export function buildProgram(): Command {
     .description('Linux networking and observability on eBPF: packet filter, mkdir tracer, socket load balancer')
     .version(version)
     .exitOverride()
+    .enablePositionalOptions()
     .showHelpAfterError('(run ebpfnet --help for usage)');
   registerDoctor(program);
   registerFilter(program);
   registerVerify(program);
+  registerLb(program);
   registerTrace(program);
   return program;
 }

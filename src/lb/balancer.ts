@@ -398,6 +398,13 @@ export class Balancer implements Closable {
     });
   }
 
+  /** What apply() would do, without doing it. */
+  plan(specs: ServiceSpec[]): ChangeResult {
+    const meta = this.meta();
+    const p = planApply(this.state(), specs, new IdSource(meta.next_svc, meta.next_backend));
+    return { summary: p.summary, steps: planSteps(p) };
+  }
+
   /** Refuses up front a set that cannot fit, instead of failing half-way through the writes. */
   private checkRoom(p: Plan, state: LiveState): void {
     const full = (what: string, need: number, max: number, hint: string): never => {

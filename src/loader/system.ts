@@ -3,7 +3,7 @@
 // pseudo-filesystems BPF depends on: bpffs for pins, tracefs for tracepoints, cgroup v2 for cgroup
 // hooks. ensure*() mounts what is missing when we are root and says what it did.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { EbpfnetError } from '../errors.js';
 import { libbpf } from '../libbpf/index.js';
 
@@ -43,9 +43,15 @@ export function requireRoot(op: string): void {
   if (!isRoot()) throw new EbpfnetError('EBPFNET_PERMISSION', op, 'needs root', { hint: 'run it with sudo (needs CAP_BPF and CAP_NET_ADMIN)' });
 }
 
+/** Interfaces of this process's network namespace (/proc/net/dev follows the netns; /sys may not). */
 export function interfaceNames(): string[] {
   try {
-    return readdirSync('/sys/class/net').sort();
+    return readFileSync('/proc/net/dev', 'utf8')
+      .split('\n')
+      .slice(2)
+      .map((l) => l.split(':')[0].trim())
+      .filter(Boolean)
+      .sort();
   } catch {
     return [];
   }

@@ -12,9 +12,15 @@ export interface CliResult {
   stderr: string;
 }
 
+/**
+ * A command inside network namespace `ns`. nsenter switches only the network namespace: `ip netns
+ * exec` also remounts /sys, which would hide the host's bpffs and make pins vanish with the process.
+ */
+export const inNetns = (ns: string, argv: string[]): [string, string[]] => ['nsenter', [`--net=/run/netns/${ns}`, ...argv]];
+
 /** Runs `ebpfnet ARGS` to completion. */
 export function runCli(args: string[], opts: { ns?: string; timeout?: number; env?: NodeJS.ProcessEnv; input?: string } = {}): CliResult {
-  const [cmd, argv] = opts.ns ? ['ip', ['netns', 'exec', opts.ns, process.execPath, CLI, ...args]] : [process.execPath, [CLI, ...args]];
+  const [cmd, argv] = opts.ns ? inNetns(opts.ns, [process.execPath, CLI, ...args]) : [process.execPath, [CLI, ...args]];
   const r = spawnSync(cmd as string, argv as string[], { encoding: 'utf8', timeout: opts.timeout ?? 30_000, env: opts.env ?? process.env, input: opts.input });
   return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
@@ -27,7 +33,7 @@ export class CliProcess {
   private exited: Promise<number | null>;
 
   constructor(args: string[], opts: { ns?: string; env?: NodeJS.ProcessEnv } = {}) {
-    const [cmd, argv] = opts.ns ? ['ip', ['netns', 'exec', opts.ns, process.execPath, CLI, ...args]] : [process.execPath, [CLI, ...args]];
+    const [cmd, argv] = opts.ns ? inNetns(opts.ns, [process.execPath, CLI, ...args]) : [process.execPath, [CLI, ...args]];
     this.child = spawn(cmd as string, argv as string[], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
     this.child.stdout!.on('data', (d: Buffer) => (this.stdout += d));
     this.child.stderr!.on('data', (d: Buffer) => (this.stderr += d));
