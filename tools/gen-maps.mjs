@@ -183,7 +183,9 @@ function tsModule(/** @type {ReturnType<typeof load>} */ L) {
     for (const f of s.fields) {
       const S = SCALARS[f.scalar];
       if (f.pad) {
-        enc.push(`    b.fill(0, o + ${f.offset}, o + ${f.offset + f.size});`);
+        // byte stores beat Buffer.fill for a few bytes: fill crosses into C++ on every call
+        if (f.size <= 8) for (let i = 0; i < f.size; i++) enc.push(`    b[o + ${f.offset + i}] = 0;`);
+        else enc.push(`    b.fill(0, o + ${f.offset}, o + ${f.offset + f.size});`);
         continue;
       }
       if (f.count && f.scalar === 'u8') {

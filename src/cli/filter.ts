@@ -143,7 +143,7 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
   try {
     for (const i of ifnames) {
       if (hook === 'xdp' && o.replace && xdpAttachment(i)) detachXdp(i);
-      const d = FilterDatapath.load(i);
+      const d = FilterDatapath.load(i, { maxRules: FilterDatapath.capacityFor(policy.rules.length) });
       ds.push(d);
       d.apply(policy);
       d.attach({ hook, mode });
@@ -196,7 +196,7 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
 }
 
 function dryRun(policy: Policy, ifname: string): void {
-  const d = FilterDatapath.load(ifname);
+  const d = FilterDatapath.load(ifname, { maxRules: FilterDatapath.capacityFor(policy.rules.length) });
   try {
     const c = d.apply(policy);
     const stats = [...(d as unknown as { obj: { verifierStats: Map<string, { insns: number } | null> } }).obj.verifierStats];
@@ -229,7 +229,7 @@ function explain(packetText: string, o: PolicyOpts & { iface?: string }): void {
   }
   requireRoot('filter explain');
   // A private copy of the program, so explaining never moves a live filter's counters.
-  const d = FilterDatapath.load(o.iface ?? 'lo');
+  const d = FilterDatapath.load(o.iface ?? 'lo', { maxRules: FilterDatapath.capacityFor(policy.rules.length) });
   try {
     d.apply(policy);
     const before = d.counters();

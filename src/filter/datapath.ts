@@ -90,11 +90,23 @@ export class FilterDatapath implements Closable {
     track(this);
   }
 
-  /** Loads a fresh filter object (nothing attached yet). */
-  static load(ifname: string): FilterDatapath {
-    const obj = ObjectSpec.open(objectPath(F.LAYOUT.object)).load();
+  /**
+   * Loads a fresh filter object (nothing attached yet). `maxRules` sizes the per-rule counters
+   * (per-CPU memory: 16 bytes x CPUs x slots), so it is chosen at load, not fixed in maps/.
+   */
+  static load(ifname: string, opts: { maxRules?: number } = {}): FilterDatapath {
+    const spec = ObjectSpec.open(objectPath(F.LAYOUT.object));
+    if (opts.maxRules && opts.maxRules !== F.FLT_COUNTERS.maxEntries) spec.setMaxEntries(F.FLT_COUNTERS.name, opts.maxRules);
+    const obj = spec.load();
     const t = Object.fromEntries(MAPS.map((m) => [m.name, obj.map(m as never)])) as unknown as Tables;
     return new FilterDatapath(ifname, obj, t);
+  }
+
+  /** Counter slots for a policy of n rules: room to grow, at least the default. */
+  static capacityFor(n: number): number {
+    let c = F.FLT_COUNTERS.maxEntries;
+    while (c < n * 2) c *= 2;
+    return c;
   }
 
   /** Opens a filter another process pinned (for status, unload and policy changes). */
@@ -149,7 +161,7 @@ export class FilterDatapath implements Closable {
    */
   apply(policy: Policy): CompiledPolicy {
     const { ids, fresh } = this.assignIds(policy.rules);
-    const compiled = compilePolicy(policy, ids, { ...DEFAULT_CAPACITY, rules: this.t.flt_counters.maxEntries });
+    const compiled = compilePolicy(policy, ids, { ...DEFAULT_CAPACITY, rules: this.t.flt_counters.capacity });
     const active = this.t.flt_config.lookup(0)?.gen ?? 0;
     const g = active ^ 1;
     this.writeGeneration(g, compiled);

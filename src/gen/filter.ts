@@ -40,7 +40,10 @@ export const FltCfg: Codec<FltCfg> & StructLayout = {
     b.writeUInt32LE(v.gen, o + 0);
     b.writeUInt32LE(v.flags, o + 4);
     b.writeUInt32LE(v.default_action, o + 8);
-    b.fill(0, o + 12, o + 16);
+    b[o + 12] = 0;
+    b[o + 13] = 0;
+    b[o + 14] = 0;
+    b[o + 15] = 0;
     return b;
   },
   decode(b: Buffer, o = 0): FltCfg {
@@ -67,7 +70,9 @@ export const FltLpmKey: Codec<FltLpmKey> & StructLayout = {
     b.writeUInt32LE(v.prefixlen, o + 0);
     b.writeUInt32BE(v.gen, o + 4);
     b.writeUInt8(v.family, o + 8);
-    b.fill(0, o + 9, o + 12);
+    b[o + 9] = 0;
+    b[o + 10] = 0;
+    b[o + 11] = 0;
     b.fill(0, o + 12, o + 28);
     b.set(v.addr.subarray(0, 16), o + 12);
     return b;
@@ -145,7 +150,10 @@ export const FltPortVal: Codec<FltPortVal> & StructLayout = {
     b.writeUInt32LE(v.pclass, o + 0);
     b.writeUInt32LE(v.rule, o + 4);
     b.writeUInt32LE(v.action, o + 8);
-    b.fill(0, o + 12, o + 16);
+    b[o + 12] = 0;
+    b[o + 13] = 0;
+    b[o + 14] = 0;
+    b[o + 15] = 0;
     return b;
   },
   decode(b: Buffer, o = 0): FltPortVal {
@@ -171,7 +179,10 @@ export const FltProtoVal: Codec<FltProtoVal> & StructLayout = {
     b.writeUInt32LE(v.named, o + 0);
     b.writeUInt32LE(v.rule, o + 4);
     b.writeUInt32LE(v.action, o + 8);
-    b.fill(0, o + 12, o + 16);
+    b[o + 12] = 0;
+    b[o + 13] = 0;
+    b[o + 14] = 0;
+    b[o + 15] = 0;
     return b;
   },
   decode(b: Buffer, o = 0): FltProtoVal {
@@ -202,7 +213,8 @@ export const FltRuleKey: Codec<FltRuleKey> & StructLayout = {
     b.writeUInt32LE(v.pclass, o + 12);
     b.writeUInt8(v.proto, o + 16);
     b.writeUInt8(v.family, o + 17);
-    b.fill(0, o + 18, o + 20);
+    b[o + 18] = 0;
+    b[o + 19] = 0;
     return b;
   },
   decode(b: Buffer, o = 0): FltRuleKey {

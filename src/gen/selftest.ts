@@ -35,7 +35,10 @@ export const StRule: Codec<StRule> & StructLayout = {
   fields: [{ name: 'action', offset: 0, size: 4 }, { name: 'pad', offset: 4, size: 4 }, { name: 'cookie', offset: 8, size: 8 }],
   encode(v: StRule, b: Buffer = Buffer.alloc(16), o = 0): Buffer {
     b.writeUInt32LE(v.action, o + 0);
-    b.fill(0, o + 4, o + 8);
+    b[o + 4] = 0;
+    b[o + 5] = 0;
+    b[o + 6] = 0;
+    b[o + 7] = 0;
     b.writeBigUInt64LE(v.cookie, o + 8);
     return b;
   },

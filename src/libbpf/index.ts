@@ -117,6 +117,12 @@ function declare(lib: koffi.IKoffiLib, libc: koffi.IKoffiLib) {
     bpf_map_lookup_elem: f('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
     bpf_map_lookup_elem_flags: f('int bpf_map_lookup_elem_flags(int fd, const void *key, void *value, uint64_t flags)'),
     bpf_map_delete_elem: f('int bpf_map_delete_elem(int fd, const void *key)'),
+    // The same three with key and value as raw addresses. koffi checks every pointer argument
+    // passed as a Buffer (~150 ns here, more than the bpf() syscall behind a lookup); BpfMap
+    // passes the fixed addresses of its own scratch buffers instead.
+    bpf_map_update_elem_at: lib.func('bpf_map_update_elem', 'int', ['int', 'uintptr_t', 'uintptr_t', 'uint64_t']),
+    bpf_map_lookup_elem_at: lib.func('bpf_map_lookup_elem', 'int', ['int', 'uintptr_t', 'uintptr_t']),
+    bpf_map_delete_elem_at: lib.func('bpf_map_delete_elem', 'int', ['int', 'uintptr_t']),
     bpf_map_get_next_key: f('int bpf_map_get_next_key(int fd, const void *key, void *next_key)'),
     bpf_map_lookup_batch: f('int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, _Inout_ uint32_t *count, bpf_map_batch_opts *opts)'),
     bpf_map_update_batch: f('int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, bpf_map_batch_opts *opts)'),

@@ -2,7 +2,7 @@
 // BpfMap<K, V>: typed access to a live kernel map through the codecs generated from maps/.
 import { rmSync } from 'node:fs';
 import { EbpfnetError, errnoName, kernelError } from '../errors.js';
-import { libbpf, MapBatchOpts, sizeof } from '../libbpf/index.js';
+import { address, libbpf, MapBatchOpts, sizeof } from '../libbpf/index.js';
 import { check, closeFd, closed } from './fd.js';
 import { track, untrack } from './guard.js';
 import { MAP_TYPE_BY_KIND } from './kinds.js';
@@ -11,6 +11,8 @@ import { possibleCpus } from './system.js';
 
 export type UpdateFlag = 'any' | 'noexist' | 'exist';
 const FLAGS: Record<UpdateFlag, bigint> = { any: 0n, noexist: 1n, exist: 2n };
+// the same as plain numbers for the per-element calls: koffi converts a Number faster than a BigInt
+const NFLAGS: Record<UpdateFlag, number> = { any: 0, noexist: 1, exist: 2 };
 
 export interface MapInfo {
   name: string;
@@ -47,6 +49,9 @@ export class BpfMap<K = Buffer, V = Buffer> {
   private readonly kbuf: Buffer;
   private readonly kbuf2: Buffer;
   private readonly vbuf: Buffer;
+  /** native addresses of kbuf and vbuf (their own ArrayBuffers, which never move) */
+  private readonly kaddr: number;
+  private readonly vaddr: number;
   /** bytes one CPU's copy takes in a per-CPU value buffer */
   private readonly stride: number;
   private pinnedAt: string | null = null;
@@ -55,7 +60,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
    * @param fd a map descriptor; `owned` maps close it on close() (a map that belongs to a BpfObject
    *   is closed by the object).
    */
-  constructor(fd: number, layout: MapLayout<K, V>, info: MapInfo, owned: boolean) {
+  constructor(fd: number, layout: MapLayout<K, V>, private readonly info: MapInfo, owned: boolean) {
     const kind = MAP_TYPE_BY_KIND[layout.type];
     if (info.type !== kind) {
       throw new EbpfnetError('EBPFNET_KERNEL', `open map ${layout.name}`, `layout says type ${layout.type} but the kernel map has type ${info.type}`, {
@@ -79,9 +84,12 @@ export class BpfMap<K = Buffer, V = Buffer> {
     this.perCpu = isPerCpu(layout.type);
     this.ncpus = this.perCpu ? possibleCpus() : 1;
     this.stride = this.perCpu ? Math.ceil(valueSize / 8) * 8 : valueSize;
-    this.kbuf = Buffer.alloc(Math.max(keySize, 8));
+    // allocUnsafeSlow: a dedicated off-heap ArrayBuffer each, so the addresses stay valid
+    this.kbuf = Buffer.allocUnsafeSlow(Math.max(keySize, 8)).fill(0);
     this.kbuf2 = Buffer.alloc(Math.max(keySize, 8));
-    this.vbuf = Buffer.alloc(Math.max(this.stride * this.ncpus, 8));
+    this.vbuf = Buffer.allocUnsafeSlow(Math.max(this.stride * this.ncpus, 8)).fill(0);
+    this.kaddr = Number(address(this.kbuf));
+    this.vaddr = Number(address(this.vbuf));
     if (owned) track(this);
   }
 
@@ -90,12 +98,20 @@ export class BpfMap<K = Buffer, V = Buffer> {
     return this._fd;
   }
 
+  /** max_entries as maps/ declares it */
   get maxEntries(): number {
     return this.layout.maxEntries;
   }
 
-  private key(k: K): Buffer {
-    return this.layout.key!.encode(k, this.kbuf, 0);
+  /** max_entries of the live map (a loader may have resized it) */
+  get capacity(): number {
+    return this.info.maxEntries;
+  }
+
+  /** encodes the key into kbuf and returns kbuf's address */
+  private keyAt(k: K): number {
+    this.layout.key!.encode(k, this.kbuf, 0);
+    return this.kaddr;
   }
 
   private valueCodec(): Codec<V> {
@@ -104,7 +120,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
 
   /** The value for `k`, or undefined. Per-CPU maps: the copies summed (see lookupPerCpu). */
   lookup(k: K): V | undefined {
-    const rc = libbpf().bpf_map_lookup_elem(this.fd, this.key(k), this.vbuf);
+    const rc = libbpf().bpf_map_lookup_elem_at(this.fd, this.keyAt(k), this.vaddr);
     if (rc === -ENOENT) return undefined;
     check(`lookup in map ${this.name}`, rc);
     return this.perCpu ? sumValues(this.splitCpus()) : this.valueCodec().decode(this.vbuf, 0);
@@ -116,7 +132,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
       const v = this.lookup(k);
       return v === undefined ? undefined : [v];
     }
-    const rc = libbpf().bpf_map_lookup_elem(this.fd, this.key(k), this.vbuf);
+    const rc = libbpf().bpf_map_lookup_elem_at(this.fd, this.keyAt(k), this.vaddr);
     if (rc === -ENOENT) return undefined;
     check(`lookup in map ${this.name}`, rc);
     return this.splitCpus();
@@ -142,14 +158,15 @@ export class BpfMap<K = Buffer, V = Buffer> {
   }
 
   update(k: K, v: V | V[], flag: UpdateFlag = 'any'): void {
-    const rc = libbpf().bpf_map_update_elem(this.fd, this.key(k), this.encodeValue(v), FLAGS[flag]);
+    this.encodeValue(v);
+    const rc = libbpf().bpf_map_update_elem_at(this.fd, this.keyAt(k), this.vaddr, NFLAGS[flag]);
     if (rc < 0) throw this.updateError(-rc, flag);
   }
 
   private updateError(errno: number, flag: UpdateFlag): EbpfnetError {
     const name = errnoName(errno);
     if (name === 'E2BIG' || (name === 'ENOMEM' && this.layout.type.includes('hash')))
-      return new EbpfnetError('EBPFNET_MAP_FULL', `update map ${this.name}`, `the map is full (${this.maxEntries} entries)`, {
+      return new EbpfnetError('EBPFNET_MAP_FULL', `update map ${this.name}`, `the map is full (${this.capacity} entries)`, {
         errno,
         hint: 'remove entries or raise max_entries in maps/',
       });
@@ -160,7 +177,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
 
   /** true when the key was there. */
   delete(k: K): boolean {
-    const rc = libbpf().bpf_map_delete_elem(this.fd, this.key(k));
+    const rc = libbpf().bpf_map_delete_elem_at(this.fd, this.keyAt(k));
     if (rc === -ENOENT) return false;
     check(`delete from map ${this.name}`, rc);
     return true;
@@ -261,7 +278,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
   clear(): void {
     if (this.layout.type.includes('array')) {
       const zero = Buffer.alloc(this.stride * this.ncpus);
-      for (let i = 0; i < this.maxEntries; i++) {
+      for (let i = 0; i < this.capacity; i++) {
         const kb = Buffer.alloc(4);
         kb.writeUInt32LE(i);
         check(`clear map ${this.name}`, libbpf().bpf_map_update_elem(this.fd, kb, zero, 0n));

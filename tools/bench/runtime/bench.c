@@ -1,15 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
-/* The C half of the runtime benchmark: the same work as run.mjs does from TypeScript, done through
+/* The C half of the runtime benchmark: the same work run.mjs does from TypeScript, done through
  * libbpf directly, so the TypeScript numbers have a floor to be compared with. It loads
- * build/bpf/selftest.bpf.o with st_config.emit_events = 1, then
- *   map:  K update+lookup pairs on st_rules over the key set run.mjs uses (bench_key below);
- *   ring: ROUNDS times, fill st_events with one BPF_PROG_TEST_RUN of repeat = R (one event per run)
- *         and time only the drain with ring_buffer__consume.
- * One untimed warm-up pass of each comes first, as on the TypeScript side, so both report steady
- * state (page faults on the ring's first touch and cold caches are not what we compare).
- * Prints one JSON line on stdout; on failure, one `runtime-c: op: detail` line on stderr, exit 1.
+ * build/bpf/selftest.bpf.o with st_config.emit_events = 1 and then serves run.mjs one command per
+ * line on stdin, answering each with one JSON line on stdout:
+ *   map START N   N update+lookup pairs on st_rules, pair i using bench_key(i) and cookie i
+ *   ring          fill st_events with one BPF_PROG_TEST_RUN of repeat = R (one event per run),
+ *                 then drain it with ring_buffer__consume; only the drain is timed
+ * A process that stays up lets run.mjs alternate C and TypeScript in slices of milliseconds, so
+ * the swings of a shared machine fall on both sides alike. On failure: one `runtime-c: op: detail`
+ * line on stderr and exit 1. By hand: printf 'map 0 100000\nring\n' | runtime-c OBJECT 100000
  *
- *   runtime-c OBJECT K R ROUNDS
+ *   runtime-c OBJECT R
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -114,15 +115,15 @@ static void enable_events(struct bpf_object *obj)
 		die("set st_config", "%s", strerror(-err));
 }
 
-/* K update+lookup pairs; returns nanoseconds and adds every looked-up cookie to *sum. */
-static uint64_t map_pass(int fd, uint64_t k, uint64_t *sum)
+/* Pairs start .. start + n - 1; returns nanoseconds and adds every looked-up cookie to *sum. */
+static uint64_t map_pass(int fd, uint64_t start, uint64_t n, uint64_t *sum)
 {
 	struct st_rule rule = { .action = XDP_PASS }, got;
 	struct st_key key;
 	uint64_t t0 = now_ns(), i;
 	int err;
 
-	for (i = 0; i < k; i++) {
+	for (i = start; i < start + n; i++) {
 		key.word = htonl(bench_key(i)); /* __be32: network byte order, as the TS codec writes it */
 		rule.cookie = i;
 		err = bpf_map_update_elem(fd, &key, &rule, BPF_ANY);
@@ -202,21 +203,20 @@ static uint64_t ring_round(int prog_fd, struct ring_buffer *rb, struct drain *d,
 
 int main(int argc, char **argv)
 {
-	struct drain d = {};
-	uint64_t k, map_ns, ring_ns = 0, map_sum = 0, warm_sum = 0, lost;
-	int r, rounds, i, err, rules_fd, prog_fd;
+	uint64_t start, n, ns, sum;
+	int r, err, rules_fd, prog_fd, counters_fd;
 	struct bpf_object *obj;
 	struct bpf_program *prog;
 	struct ring_buffer *rb;
+	struct drain d;
+	char line[128];
 
-	if (argc != 5)
-		die("usage", "runtime-c OBJECT K R ROUNDS");
-	k = strtoull(argv[2], NULL, 10);
-	r = atoi(argv[3]);
-	rounds = atoi(argv[4]);
+	if (argc != 3)
+		die("usage", "runtime-c OBJECT R, then commands on stdin: map START N | ring");
+	r = atoi(argv[2]);
 	/* 32 bytes a record (8-byte header + 24), so the ring must hold all r of one fill */
-	if (k == 0 || r <= 0 || rounds <= 0 || (uint64_t)r * 32 > ST_EVENTS_MAX_ENTRIES)
-		die("usage", "K, R and ROUNDS must be positive and R * 32 at most %d", ST_EVENTS_MAX_ENTRIES);
+	if (r <= 0 || (uint64_t)r * 32 > ST_EVENTS_MAX_ENTRIES)
+		die("usage", "R must be positive and R * 32 at most %d", ST_EVENTS_MAX_ENTRIES);
 	libbpf_set_print(print_fn);
 
 	obj = bpf_object__open_file(argv[1], NULL);
@@ -231,25 +231,29 @@ int main(int argc, char **argv)
 		die("load object", "no program st_xdp");
 	prog_fd = bpf_program__fd(prog);
 	rules_fd = bpf_object__find_map_fd_by_name(obj, "st_rules");
-	if (rules_fd < 0)
-		die("load object", "no map st_rules");
-
-	map_pass(rules_fd, k, &warm_sum);
-	map_ns = map_pass(rules_fd, k, &map_sum);
-
+	counters_fd = bpf_object__find_map_fd_by_name(obj, "st_counters");
+	if (rules_fd < 0 || counters_fd < 0)
+		die("load object", "no map st_rules or st_counters");
 	rb = ring_buffer__new(bpf_object__find_map_fd_by_name(obj, "st_events"), on_event, &d, NULL);
 	if (!rb)
 		die("open ring buffer st_events", "%s", strerror(errno));
-	ring_round(prog_fd, rb, &d, r);
-	memset(&d, 0, sizeof(d)); /* the warm-up round is not reported */
-	for (i = 0; i < rounds; i++)
-		ring_ns += ring_round(prog_fd, rb, &d, r);
-	lost = lost_events(bpf_object__find_map_fd_by_name(obj, "st_counters"));
 
-	printf("{\"map\":{\"pairs\":%" PRIu64 ",\"ops\":%" PRIu64 ",\"ns\":%" PRIu64 ",\"cookieSum\":\"%" PRIu64
-	       "\"},\"ring\":{\"events\":%" PRIu64 ",\"ns\":%" PRIu64 ",\"seqSum\":\"%" PRIu64
-	       "\",\"lost\":%" PRIu64 ",\"rounds\":%d,\"perRound\":%d}}\n",
-	       k, 2 * k, map_ns, map_sum, d.events, ring_ns, d.seq_sum, lost, rounds, r);
+	while (fgets(line, sizeof(line), stdin)) {
+		if (sscanf(line, "map %" SCNu64 " %" SCNu64, &start, &n) == 2) {
+			sum = 0;
+			ns = map_pass(rules_fd, start, n, &sum);
+			printf("{\"ops\":%" PRIu64 ",\"ns\":%" PRIu64 ",\"cookieSum\":\"%" PRIu64 "\"}\n", 2 * n, ns, sum);
+		} else if (!strcmp(line, "ring\n")) {
+			memset(&d, 0, sizeof(d));
+			ns = ring_round(prog_fd, rb, &d, r);
+			printf("{\"events\":%" PRIu64 ",\"ns\":%" PRIu64 ",\"seqSum\":\"%" PRIu64 "\",\"lost\":%" PRIu64 "}\n",
+			       d.events, ns, d.seq_sum, lost_events(counters_fd));
+		} else {
+			line[strcspn(line, "\n")] = 0;
+			die("read command", "unknown command: %s", line);
+		}
+		fflush(stdout); /* run.mjs waits for each answer before it sends the next command */
+	}
 	ring_buffer__free(rb);
 	bpf_object__close(obj);
 	return 0;
