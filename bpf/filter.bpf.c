@@ -3,10 +3,11 @@
  * (filter_tc), so the same compiled policy runs where XDP is unavailable or slower.
  *
  * Per packet: parse (VLAN tags, IPv4 or IPv6 with extension headers, ports of first fragments),
- * then a fixed number of map lookups whatever the number of rules: the active generation, the
- * protocol table, the destination port's class, and only when the policy has address rules, the
- * source and destination prefix classes (LPM tries) and the decision table. User space compiles the
- * rules into these tables (src/filter/compile.ts); no loop here ever walks the rules. */
+ * then a bounded number of map lookups whatever the number of rules: the active generation, the
+ * protocol table, the destination port, and only when the policy has address rules, the source and
+ * destination prefix classes (LPM tries) and one decision lookup per address group present (at most
+ * three). User space compiles the rules into these tables (src/filter/compile.ts); no loop here ever
+ * walks the rules. */
 #include "common.h"
 #include "gen/filter.maps.h"
 
@@ -176,7 +177,8 @@ static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 	struct pkt p = {};
 	struct flt_cfg *active, *cfg;
 	struct flt_proto_val *pv;
-	__u32 zero = 0, gen, idx, flags, rule = FLT_NO_RULE, action = FLT_ALLOW;
+	__u32 zero = 0, gen, idx, flags, rule = FLT_NO_RULE, action = FLT_ALLOW, rank = 0;
+	__u32 pc_s = 0, pc_d = 0, pc_sd = 0, fs, fd, fsd, v6;
 
 	active = bpf_map_lookup_elem(&flt_config, &zero);
 	if (!active)
@@ -214,35 +216,75 @@ static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 	pv = bpf_map_lookup_elem(&flt_protos, &idx);
 	if (!pv)
 		return FLT_ALLOW;
+	/* Rules naming no address: their winner sits in the protocol table, or per port. */
 	rule = pv->rule;
 	action = pv->action;
-	__u32 pclass = 0;
+	rank = pv->rank;
 	if (pv->named && p.has_port) {
 		struct flt_port_key pk = { .gen = gen, .port = p.dport, .proto = p.proto, .family = p.family };
 		struct flt_port_val *pval = bpf_map_lookup_elem(&flt_ports, &pk);
 
 		if (pval) {
-			pclass = pval->pclass;
 			rule = pval->rule;
 			action = pval->action;
+			rank = pval->rank;
+			pc_s = pval->pc_s;
+			pc_d = pval->pc_d;
+			pc_sd = pval->pc_sd;
 		}
 	}
-	__u32 src_flag = p.family == FLT_FAMILY_V6 ? FLT_F_SRC6 : FLT_F_SRC4;
-	__u32 dst_flag = p.family == FLT_FAMILY_V6 ? FLT_F_DST6 : FLT_F_DST4;
-	if (flags & (src_flag | dst_flag)) {
-		/* The policy has address rules: classify both addresses, then one decision lookup. */
-		struct flt_rule_key rk = {
-			.gen = gen,
-			.src = flags & src_flag ? class_of(&flt_src, gen, &p, p.saddr) : 0,
-			.dst = flags & dst_flag ? class_of(&flt_dst, gen, &p, p.daddr) : 0,
-			.pclass = pclass,
-			.proto = pv->named ? p.proto : FLT_PROTO_ANY,
-			.family = p.family,
-		};
-		struct flt_verdict *v = bpf_map_lookup_elem(&flt_rules, &rk);
+	v6 = p.family == FLT_FAMILY_V6;
+	fs = v6 ? FLT_F_S6 : FLT_F_S4;
+	fd = v6 ? FLT_F_D6 : FLT_F_D4;
+	fsd = v6 ? FLT_F_SD6 : FLT_F_SD4;
+	if (flags & (fs | fd | fsd)) {
+		/* Rules naming addresses, by group: each group's winner is one lookup, and the highest
+		 * rank among the groups decides. No table holds address classes times port classes
+		 * of another group, so the tables grow with the rules, not with their product. */
+		__u32 sc = flags & (fs | fsd) ? class_of(&flt_src, gen, &p, p.saddr) : 0;
+		__u32 dc = flags & (fd | fsd) ? class_of(&flt_dst, gen, &p, p.daddr) : 0;
+		struct flt_rule_key rk = { .gen = gen, .family = p.family };
+		struct flt_verdict *v;
 
-		rule = v ? v->rule : FLT_NO_RULE;
-		action = v ? v->action : FLT_ALLOW;
+		if (sc && (flags & fs)) {
+			rk.src = sc;
+			rk.dst = 0;
+			rk.pclass = pc_s;
+			rk.proto = pv->named & FLT_N_S ? p.proto : FLT_PROTO_ANY;
+			rk.group = FLT_G_S;
+			v = bpf_map_lookup_elem(&flt_rules, &rk);
+			if (v && v->rank > rank) {
+				rule = v->rule;
+				action = v->action;
+				rank = v->rank;
+			}
+		}
+		if (dc && (flags & fd)) {
+			rk.src = 0;
+			rk.dst = dc;
+			rk.pclass = pc_d;
+			rk.proto = pv->named & FLT_N_D ? p.proto : FLT_PROTO_ANY;
+			rk.group = FLT_G_D;
+			v = bpf_map_lookup_elem(&flt_rules, &rk);
+			if (v && v->rank > rank) {
+				rule = v->rule;
+				action = v->action;
+				rank = v->rank;
+			}
+		}
+		if (sc && dc && (flags & fsd)) {
+			rk.src = sc;
+			rk.dst = dc;
+			rk.pclass = pc_sd;
+			rk.proto = pv->named & FLT_N_SD ? p.proto : FLT_PROTO_ANY;
+			rk.group = FLT_G_SD;
+			v = bpf_map_lookup_elem(&flt_rules, &rk);
+			if (v && v->rank > rank) {
+				rule = v->rule;
+				action = v->action;
+				rank = v->rank;
+			}
+		}
 	}
 
 	if (rule == FLT_NO_RULE) {

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Policy -> the exact entries of the filter's tables (one generation; the writer adds the gen).
-// The kernel does a fixed number of lookups per packet, so everything that depends on the number of
-// rules happens here: addresses and ports are reduced to classes, and for every combination of
-// classes that some rule matches, the winning rule is precomputed with the precedence order of
-// policy.ts (most specific, then deny, then earlier). Pure: no kernel, unit-testable.
+// The kernel does a bounded number of lookups per packet, so everything that depends on the number
+// of rules happens here. Rules are split by the addresses they name (none, source, destination,
+// both); within a group, addresses and ports are reduced to classes and every combination some rule
+// matches gets its winner precomputed. Across groups the kernel compares ranks: the precedence order
+// of policy.ts (most specific, then deny, then earlier) as one number. Pure: unit-testable.
 import { EbpfnetError } from '../errors.js';
 import * as F from '../gen/filter.js';
 import { beats, type Policy } from './policy.js';
@@ -39,7 +40,7 @@ export const DEFAULT_CAPACITY: Capacity = {
   rules: F.FLT_COUNTERS.maxEntries,
 };
 
-const NONE: F.FltVerdict = { rule: F.FLT_NO_RULE, action: F.FLT_ALLOW };
+const NONE: F.FltVerdict = { rule: F.FLT_NO_RULE, action: F.FLT_ALLOW, rank: 0 };
 const PORTED = new Set([PROTO_NUMBERS.tcp, PROTO_NUMBERS.udp, PROTO_NUMBERS.sctp]);
 
 const tooBig = (what: string, n: number, max: number): EbpfnetError =>
@@ -124,6 +125,12 @@ function portClasses(rules: readonly Rule[], idx: number[]): PortClasses {
   return { members, segments };
 }
 
+type Group = 'G' | 'S' | 'D' | 'SD';
+const GROUP_ID: Record<Exclude<Group, 'G'>, number> = { S: F.FLT_G_S, D: F.FLT_G_D, SD: F.FLT_G_SD };
+const NAMED_BIT: Record<Group, number> = { G: F.FLT_N_G, S: F.FLT_N_S, D: F.FLT_N_D, SD: F.FLT_N_SD };
+const groupOf = (r: Rule): Group => (r.src ? (r.dst ? 'SD' : 'S') : r.dst ? 'D' : 'G');
+const protoNumber = (r: Rule): number | undefined => (r.proto && r.proto !== 'arp' ? PROTO_NUMBERS[r.proto] : undefined);
+
 export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((_, i) => i), cap: Capacity = DEFAULT_CAPACITY): CompiledPolicy {
   const rules = policy.rules;
   for (const id of ids) if (id >= cap.rules) throw tooBig('counter', id + 1, cap.rules);
@@ -139,88 +146,140 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     decisions: [],
     ids,
   };
-  const verdict = (i: number | null): F.FltVerdict => (i === null ? NONE : { rule: ids[i], action: rules[i].action === 'deny' ? F.FLT_DENY : F.FLT_ALLOW });
-  const better = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : beats(rules, a, b) ? a : b);
+  // Precedence as one number the kernel can compare across groups: rank N for the rule that beats
+  // all others, down to 1; 0 is "no rule".
+  const order = rules.map((_, i) => i).sort((a, b) => (beats(rules, a, b) ? -1 : beats(rules, b, a) ? 1 : 0));
+  const rank = new Array<number>(rules.length);
+  order.forEach((i, pos) => (rank[i] = rules.length - pos));
+  const verdict = (i: number | null): F.FltVerdict =>
+    i === null ? NONE : { rule: ids[i], action: rules[i].action === 'deny' ? F.FLT_DENY : F.FLT_ALLOW, rank: rank[i] };
+  const better = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : rank[a] > rank[b] ? a : b);
 
   for (const family of [4, 6] as const) {
     const R = rules.map((_, i) => i).filter((i) => rules[i].proto !== 'arp' && (ruleFamily(rules[i]) === 0 || ruleFamily(rules[i]) === family));
-    const named = new Set(R.filter((i) => rules[i].proto).map((i) => PROTO_NUMBERS[rules[i].proto as keyof typeof PROTO_NUMBERS]));
-    // Port classes per protocol that has port rules.
-    const pcs = new Map<number, PortClasses>();
-    for (const pn of named) {
-      if (!PORTED.has(pn)) continue;
-      const pr = R.filter((i) => rules[i].ports && PROTO_NUMBERS[rules[i].proto as keyof typeof PROTO_NUMBERS] === pn);
-      if (pr.length) pcs.set(pn, portClasses(rules, pr));
+    const byGroup: Record<Group, number[]> = { G: [], S: [], D: [], SD: [] };
+    for (const i of R) byGroup[groupOf(rules[i])].push(i);
+    const named: Record<Group, Set<number>> = { G: new Set(), S: new Set(), D: new Set(), SD: new Set() };
+    for (const g of Object.keys(byGroup) as Group[]) for (const i of byGroup[g]) if (protoNumber(rules[i]) !== undefined) named[g].add(protoNumber(rules[i])!);
+    // Port classes per group and protocol: a group's classes come only from its own port rules.
+    const pcs: Record<Group, Map<number, PortClasses>> = { G: new Map(), S: new Map(), D: new Map(), SD: new Map() };
+    for (const g of Object.keys(byGroup) as Group[]) {
+      for (const pn of named[g]) {
+        if (!PORTED.has(pn)) continue;
+        const pr = byGroup[g].filter((i) => rules[i].ports && protoNumber(rules[i]) === pn);
+        if (pr.length) pcs[g].set(pn, portClasses(rules, pr));
+      }
     }
-    /** does rule i match protocol key pk (a protocol number or ANY) and port class pc? */
-    const matches = (i: number, pk: number, pc: number): boolean => {
+    /** does rule i (of group g) match protocol key pk (a number or ANY) and port class pc of g? */
+    const matches = (g: Group, i: number, pk: number, pc: number): boolean => {
       const r = rules[i];
-      if (pk === F.FLT_PROTO_ANY) return !r.proto;
-      if (r.proto && PROTO_NUMBERS[r.proto as keyof typeof PROTO_NUMBERS] !== pk) return false;
-      if (r.ports) return pc !== 0 && !!pcs.get(pk)?.members[pc]?.has(i);
+      const pn = protoNumber(r);
+      if (pk === F.FLT_PROTO_ANY) return pn === undefined;
+      if (pn !== undefined && pn !== pk) return false;
+      if (r.ports) return pc !== 0 && !!pcs[g].get(pk)?.members[pc]?.has(i);
       return true;
     };
-    const bestOf = (list: readonly number[], pk: number, pc: number): number | null => {
+    const bestOf = (g: Group, list: readonly number[], pk: number, pc: number): number | null => {
       let b: number | null = null;
-      for (const i of list) if (matches(i, pk, pc)) b = better(b, i);
+      for (const i of list) if (matches(g, i, pk, pc)) b = better(b, i);
       return b;
     };
-    const keys: Array<[number, number]> = [];
-    for (const pk of [...named, F.FLT_PROTO_ANY]) {
-      keys.push([pk, 0]);
-      const pc = pcs.get(pk);
-      if (pc) for (let c = 1; c < pc.members.length; c++) keys.push([pk, c]);
-    }
-    const G00 = R.filter((i) => !rules[i].src && !rules[i].dst);
-    const best00 = new Map<string, number | null>(keys.map(([pk, pc]) => [`${pk}:${pc}`, bestOf(G00, pk, pc)]));
+    /** the (protocol key, port class) combinations a group can be looked up with */
+    const keysOf = (g: Group): Array<[number, number]> => {
+      const keys: Array<[number, number]> = [];
+      for (const pk of [...named[g], F.FLT_PROTO_ANY]) {
+        keys.push([pk, 0]);
+        const pc = pcs[g].get(pk);
+        if (pc) for (let c = 1; c < pc.members.length; c++) keys.push([pk, c]);
+      }
+      return keys;
+    };
+    // The no-address winner for (protocol, port class): the best rule without ports, memoised per
+    // protocol, against the few rules of the class. Scanning every rule per class would be
+    // quadratic in a policy of many port rules.
+    const noPortBest = new Map<number, number | null>();
+    const bestG = (pn: number, pc: number): number | null => {
+      if (!noPortBest.has(pn)) noPortBest.set(pn, bestOf('G', byGroup.G.filter((i) => !rules[i].ports), pn, 0));
+      let b: number | null = noPortBest.get(pn) ?? null;
+      if (pc) for (const i of pcs.G.get(pn)?.members[pc] ?? []) b = better(b, i);
+      return b;
+    };
     const fb = family === 6 ? 256 : 0;
+    const anyNamed = new Set([...named.G, ...named.S, ...named.D, ...named.SD]);
 
     // The protocol table: all 256 protocols, so an unnamed one finds its default verdict too.
     for (let p = 0; p < 256; p++) {
-      const v = verdict(named.has(p) ? best00.get(`${p}:0`)! : null);
-      out.protos.push([fb + p, { named: named.has(p) ? 1 : 0, rule: v.rule, action: v.action }]);
+      const mask = (Object.keys(named) as Group[]).reduce((m, g) => (named[g].has(p) ? m | NAMED_BIT[g] : m), 0);
+      const v = verdict(named.G.has(p) ? bestG(p, 0) : null);
+      out.protos.push([fb + p, { named: mask, rule: v.rule, action: v.action, rank: v.rank }]);
     }
-    for (const [pn, pc] of pcs) {
-      for (const [lo, hi, c] of pc.segments) {
-        const v = verdict(best00.get(`${pn}:${c}`)!);
-        for (let port = lo; port <= hi; port++) out.ports.push([{ port, proto: pn, family }, { pclass: c, rule: v.rule, action: v.action }]);
+    // The port table: every port some group's rules cover, with the no-address winner and the
+    // port's class in each address group.
+    for (const pn of anyNamed) {
+      if (!PORTED.has(pn)) continue;
+      const cls: Record<Group, Int32Array | null> = { G: null, S: null, D: null, SD: null };
+      for (const g of Object.keys(cls) as Group[]) {
+        const pc = pcs[g].get(pn);
+        if (!pc) continue;
+        const a = new Int32Array(65536);
+        for (const [lo, hi, c] of pc.segments) a.fill(c, lo, hi + 1);
+        cls[g] = a;
+      }
+      if (!cls.G && !cls.S && !cls.D && !cls.SD) continue;
+      const gBest = new Map<number, F.FltVerdict>();
+      for (let port = 1; port < 65536; port++) {
+        const cG = cls.G?.[port] ?? 0;
+        const cS = cls.S?.[port] ?? 0;
+        const cD = cls.D?.[port] ?? 0;
+        const cSD = cls.SD?.[port] ?? 0;
+        if (!cG && !cS && !cD && !cSD) continue;
+        let v = gBest.get(cG);
+        if (!v) gBest.set(cG, (v = verdict(named.G.has(pn) ? bestG(pn, cG) : null)));
+        out.ports.push([{ port, proto: pn, family }, { rule: v.rule, action: v.action, rank: v.rank, pc_s: cS, pc_d: cD, pc_sd: cSD }]);
       }
     }
 
-    const hasSrc = R.some((i) => rules[i].src);
-    const hasDst = R.some((i) => rules[i].dst);
-    if (!hasSrc && !hasDst) continue;
-    flags |= family === 4 ? (hasSrc ? F.FLT_F_SRC4 : 0) | (hasDst ? F.FLT_F_DST4 : 0) : (hasSrc ? F.FLT_F_SRC6 : 0) | (hasDst ? F.FLT_F_DST6 : 0);
-    const S = addressClasses(rules, R, 'src', family);
-    const D = addressClasses(rules, R, 'dst', family);
+    if (!byGroup.S.length && !byGroup.D.length && !byGroup.SD.length) continue;
+    if (family === 4) flags |= (byGroup.S.length ? F.FLT_F_S4 : 0) | (byGroup.D.length ? F.FLT_F_D4 : 0) | (byGroup.SD.length ? F.FLT_F_SD4 : 0);
+    else flags |= (byGroup.S.length ? F.FLT_F_S6 : 0) | (byGroup.D.length ? F.FLT_F_D6 : 0) | (byGroup.SD.length ? F.FLT_F_SD6 : 0);
+    const withAddr = [...byGroup.S, ...byGroup.D, ...byGroup.SD];
+    const S = addressClasses(rules, withAddr, 'src', family);
+    const D = addressClasses(rules, withAddr, 'dst', family);
     S.prefixes.forEach((c, k) => out.src.push({ family, addr: c.addr, prefix: c.prefix, cls: k + 1 }));
     D.prefixes.forEach((c, k) => out.dst.push({ family, addr: c.addr, prefix: c.prefix, cls: k + 1 }));
-    const total = (S.prefixes.length + 1) * (D.prefixes.length + 1) * keys.length;
-    if (out.decisions.length + total > cap.decisions * 4) throw tooBig('decision', total, cap.decisions);
-
-    const contains = (outer: Cidr, inner: Cidr): boolean => outer.prefix <= inner.prefix && maskTo(inner.addr, family, outer.prefix) === outer.addr;
-    for (let sc = 0; sc <= S.prefixes.length; sc++) {
-      const chainS = sc ? S.chains[sc - 1] : [];
-      const Gs0 = chainS.filter((i) => !rules[i].dst);
-      const withDst = chainS.filter((i) => rules[i].dst);
-      for (let dc = 0; dc <= D.prefixes.length; dc++) {
-        const chainD = dc ? D.chains[dc - 1] : [];
-        const G0d = chainD.filter((i) => !rules[i].src);
-        const Gsd = dc ? withDst.filter((i) => contains(rules[i].dst!, D.prefixes[dc - 1])) : [];
-        for (const [pk, pc] of keys) {
-          let b: number | null = best00.get(`${pk}:${pc}`) ?? null;
-          if (Gs0.length) b = better(b, bestOf(Gs0, pk, pc));
-          if (G0d.length) b = better(b, bestOf(G0d, pk, pc));
-          if (Gsd.length) b = better(b, bestOf(Gsd, pk, pc));
-          if (b === null) continue;
-          out.decisions.push([{ src: sc, dst: dc, pclass: pc, proto: pk, family }, verdict(b)]);
-        }
+    const emit = (g: Exclude<Group, 'G'>, sc: number, dc: number, list: number[]): void => {
+      for (const [pk, pc] of keysOf(g)) {
+        const b = bestOf(g, list, pk, pc);
+        if (b !== null) out.decisions.push([{ src: sc, dst: dc, pclass: pc, proto: pk, family, group: GROUP_ID[g] }, verdict(b)]);
+      }
+      if (out.decisions.length > cap.decisions) throw tooBig('decision', out.decisions.length, cap.decisions);
+    };
+    const inGroup = (g: Group) => (i: number) => groupOf(rules[i]) === g;
+    S.chains.forEach((chain, k) => {
+      const list = chain.filter(inGroup('S'));
+      if (list.length) emit('S', k + 1, 0, list);
+    });
+    D.chains.forEach((chain, k) => {
+      const list = chain.filter(inGroup('D'));
+      if (list.length) emit('D', 0, k + 1, list);
+    });
+    if (byGroup.SD.length) {
+      // Pairs of classes some SD rule covers on both sides; the rest can never match one.
+      const srcOf = new Map<number, number[]>();
+      const dstOf = new Map<number, number[]>();
+      S.chains.forEach((chain, k) => chain.filter(inGroup('SD')).forEach((i) => srcOf.set(i, [...(srcOf.get(i) ?? []), k + 1])));
+      D.chains.forEach((chain, k) => chain.filter(inGroup('SD')).forEach((i) => dstOf.set(i, [...(dstOf.get(i) ?? []), k + 1])));
+      const pairs = new Set<string>();
+      for (const i of byGroup.SD) for (const sc of srcOf.get(i) ?? []) for (const dc of dstOf.get(i) ?? []) pairs.add(`${sc}:${dc}`);
+      for (const pair of pairs) {
+        const [sc, dc] = pair.split(':').map(Number);
+        const dchain = new Set(D.chains[dc - 1]);
+        emit('SD', sc, dc, S.chains[sc - 1].filter((i) => groupOf(rules[i]) === 'SD' && dchain.has(i)));
       }
     }
   }
   out.flags = flags;
   if (out.ports.length > cap.ports) throw tooBig('port', out.ports.length, cap.ports);
   if (Math.max(out.src.length, out.dst.length) > cap.prefixes) throw tooBig('prefix', Math.max(out.src.length, out.dst.length), cap.prefixes);
-  if (out.decisions.length > cap.decisions) throw tooBig('decision', out.decisions.length, cap.decisions);
   return out;
 }

@@ -10,11 +10,20 @@ export const FLT_PROTO_ANY = 255;
 export const FLT_FAMILY_V4 = 4;
 export const FLT_FAMILY_V6 = 6;
 export const FLT_F_AUDIT = 1;
-export const FLT_F_SRC4 = 2;
-export const FLT_F_DST4 = 4;
-export const FLT_F_SRC6 = 8;
-export const FLT_F_DST6 = 16;
-export const FLT_F_ARP_DENY = 32;
+export const FLT_F_ARP_DENY = 2;
+export const FLT_F_S4 = 4;
+export const FLT_F_D4 = 8;
+export const FLT_F_SD4 = 16;
+export const FLT_F_S6 = 32;
+export const FLT_F_D6 = 64;
+export const FLT_F_SD6 = 128;
+export const FLT_G_S = 1;
+export const FLT_G_D = 2;
+export const FLT_G_SD = 3;
+export const FLT_N_G = 1;
+export const FLT_N_S = 2;
+export const FLT_N_D = 4;
+export const FLT_N_SD = 8;
 export const FLT_STAT_DEFAULT_PASS = 0;
 export const FLT_STAT_DEFAULT_DROP = 1;
 export const FLT_STAT_MALFORMED = 2;
@@ -114,75 +123,85 @@ export const FltPortKey: Codec<FltPortKey> & StructLayout = {
   },
 };
 
-/** which rule decides and what it says; rule FLT_NO_RULE means the default policy */
+/** which rule decides and what it says; the highest rank wins across groups; rule FLT_NO_RULE (rank 0) means the default policy */
 export interface FltVerdict {
   rule: number;
   action: number;
+  rank: number; // precedence: higher wins
 }
 export const FltVerdict: Codec<FltVerdict> & StructLayout = {
   name: 'flt_verdict',
-  size: 8,
-  fields: [{ name: 'rule', offset: 0, size: 4 }, { name: 'action', offset: 4, size: 4 }],
-  encode(v: FltVerdict, b: Buffer = Buffer.alloc(8), o = 0): Buffer {
+  size: 16,
+  fields: [{ name: 'rule', offset: 0, size: 4 }, { name: 'action', offset: 4, size: 4 }, { name: 'rank', offset: 8, size: 4 }, { name: 'pad', offset: 12, size: 4 }],
+  encode(v: FltVerdict, b: Buffer = Buffer.alloc(16), o = 0): Buffer {
     b.writeUInt32LE(v.rule, o + 0);
     b.writeUInt32LE(v.action, o + 4);
+    b.writeUInt32LE(v.rank, o + 8);
+    b[o + 12] = 0;
+    b[o + 13] = 0;
+    b[o + 14] = 0;
+    b[o + 15] = 0;
     return b;
   },
   decode(b: Buffer, o = 0): FltVerdict {
     return {
       rule: b.readUInt32LE(o + 0),
       action: b.readUInt32LE(o + 4),
+      rank: b.readUInt32LE(o + 8),
     };
   },
 };
 
-/** the port's class, and the verdict when the policy has no address rules for this family */
+/** the winner among rules that name no address, and the port's class in each address group */
 export interface FltPortVal {
-  pclass: number;
   rule: number;
   action: number;
+  rank: number;
+  pc_s: number;
+  pc_d: number;
+  pc_sd: number;
 }
 export const FltPortVal: Codec<FltPortVal> & StructLayout = {
   name: 'flt_port_val',
-  size: 16,
-  fields: [{ name: 'pclass', offset: 0, size: 4 }, { name: 'rule', offset: 4, size: 4 }, { name: 'action', offset: 8, size: 4 }, { name: 'pad', offset: 12, size: 4 }],
-  encode(v: FltPortVal, b: Buffer = Buffer.alloc(16), o = 0): Buffer {
-    b.writeUInt32LE(v.pclass, o + 0);
-    b.writeUInt32LE(v.rule, o + 4);
-    b.writeUInt32LE(v.action, o + 8);
-    b[o + 12] = 0;
-    b[o + 13] = 0;
-    b[o + 14] = 0;
-    b[o + 15] = 0;
+  size: 24,
+  fields: [{ name: 'rule', offset: 0, size: 4 }, { name: 'action', offset: 4, size: 4 }, { name: 'rank', offset: 8, size: 4 }, { name: 'pc_s', offset: 12, size: 4 }, { name: 'pc_d', offset: 16, size: 4 }, { name: 'pc_sd', offset: 20, size: 4 }],
+  encode(v: FltPortVal, b: Buffer = Buffer.alloc(24), o = 0): Buffer {
+    b.writeUInt32LE(v.rule, o + 0);
+    b.writeUInt32LE(v.action, o + 4);
+    b.writeUInt32LE(v.rank, o + 8);
+    b.writeUInt32LE(v.pc_s, o + 12);
+    b.writeUInt32LE(v.pc_d, o + 16);
+    b.writeUInt32LE(v.pc_sd, o + 20);
     return b;
   },
   decode(b: Buffer, o = 0): FltPortVal {
     return {
-      pclass: b.readUInt32LE(o + 0),
-      rule: b.readUInt32LE(o + 4),
-      action: b.readUInt32LE(o + 8),
+      rule: b.readUInt32LE(o + 0),
+      action: b.readUInt32LE(o + 4),
+      rank: b.readUInt32LE(o + 8),
+      pc_s: b.readUInt32LE(o + 12),
+      pc_d: b.readUInt32LE(o + 16),
+      pc_sd: b.readUInt32LE(o + 20),
     };
   },
 };
 
-/** per generation, family and IP protocol: whether rules name the protocol, and the verdict for a packet in no port range when the policy has no address rules */
+/** per generation, family and IP protocol: which groups name the protocol (FLT_N_*), and the winner among rules with no address and no port */
 export interface FltProtoVal {
   named: number;
   rule: number;
   action: number;
+  rank: number;
 }
 export const FltProtoVal: Codec<FltProtoVal> & StructLayout = {
   name: 'flt_proto_val',
   size: 16,
-  fields: [{ name: 'named', offset: 0, size: 4 }, { name: 'rule', offset: 4, size: 4 }, { name: 'action', offset: 8, size: 4 }, { name: 'pad', offset: 12, size: 4 }],
+  fields: [{ name: 'named', offset: 0, size: 4 }, { name: 'rule', offset: 4, size: 4 }, { name: 'action', offset: 8, size: 4 }, { name: 'rank', offset: 12, size: 4 }],
   encode(v: FltProtoVal, b: Buffer = Buffer.alloc(16), o = 0): Buffer {
     b.writeUInt32LE(v.named, o + 0);
     b.writeUInt32LE(v.rule, o + 4);
     b.writeUInt32LE(v.action, o + 8);
-    b[o + 12] = 0;
-    b[o + 13] = 0;
-    b[o + 14] = 0;
-    b[o + 15] = 0;
+    b.writeUInt32LE(v.rank, o + 12);
     return b;
   },
   decode(b: Buffer, o = 0): FltProtoVal {
@@ -190,22 +209,24 @@ export const FltProtoVal: Codec<FltProtoVal> & StructLayout = {
       named: b.readUInt32LE(o + 0),
       rule: b.readUInt32LE(o + 4),
       action: b.readUInt32LE(o + 8),
+      rank: b.readUInt32LE(o + 12),
     };
   },
 };
 
 export interface FltRuleKey {
   gen: number;
-  src: number; // source address class, 0 when no prefix matched
-  dst: number;
-  pclass: number;
-  proto: number; // IP protocol, or FLT_PROTO_ANY for protocols no rule names
+  src: number; // source address class, 0 for the destination group
+  dst: number; // destination address class, 0 for the source group
+  pclass: number; // the port's class within the group
+  proto: number; // IP protocol, or FLT_PROTO_ANY when the group names it nowhere
   family: number;
+  group: number; // FLT_G_*
 }
 export const FltRuleKey: Codec<FltRuleKey> & StructLayout = {
   name: 'flt_rule_key',
   size: 20,
-  fields: [{ name: 'gen', offset: 0, size: 4 }, { name: 'src', offset: 4, size: 4 }, { name: 'dst', offset: 8, size: 4 }, { name: 'pclass', offset: 12, size: 4 }, { name: 'proto', offset: 16, size: 1 }, { name: 'family', offset: 17, size: 1 }, { name: 'pad', offset: 18, size: 2 }],
+  fields: [{ name: 'gen', offset: 0, size: 4 }, { name: 'src', offset: 4, size: 4 }, { name: 'dst', offset: 8, size: 4 }, { name: 'pclass', offset: 12, size: 4 }, { name: 'proto', offset: 16, size: 1 }, { name: 'family', offset: 17, size: 1 }, { name: 'group', offset: 18, size: 1 }, { name: 'pad', offset: 19, size: 1 }],
   encode(v: FltRuleKey, b: Buffer = Buffer.alloc(20), o = 0): Buffer {
     b.writeUInt32LE(v.gen, o + 0);
     b.writeUInt32LE(v.src, o + 4);
@@ -213,7 +234,7 @@ export const FltRuleKey: Codec<FltRuleKey> & StructLayout = {
     b.writeUInt32LE(v.pclass, o + 12);
     b.writeUInt8(v.proto, o + 16);
     b.writeUInt8(v.family, o + 17);
-    b[o + 18] = 0;
+    b.writeUInt8(v.group, o + 18);
     b[o + 19] = 0;
     return b;
   },
@@ -225,6 +246,7 @@ export const FltRuleKey: Codec<FltRuleKey> & StructLayout = {
       pclass: b.readUInt32LE(o + 12),
       proto: b.readUInt8(o + 16),
       family: b.readUInt8(o + 17),
+      group: b.readUInt8(o + 18),
     };
   },
 };
@@ -298,7 +320,7 @@ export const FLT_PROTOS = {
   record: null,
 } as const satisfies MapLayout;
 
-/** (classes, proto) -> the winning rule */
+/** (group, classes, protocol) -> the group's winning rule */
 export const FLT_RULES = {
   name: 'flt_rules',
   type: 'hash',

@@ -10,11 +10,20 @@
 #define FLT_FAMILY_V4 4
 #define FLT_FAMILY_V6 6
 #define FLT_F_AUDIT 1
-#define FLT_F_SRC4 2
-#define FLT_F_DST4 4
-#define FLT_F_SRC6 8
-#define FLT_F_DST6 16
-#define FLT_F_ARP_DENY 32
+#define FLT_F_ARP_DENY 2
+#define FLT_F_S4 4
+#define FLT_F_D4 8
+#define FLT_F_SD4 16
+#define FLT_F_S6 32
+#define FLT_F_D6 64
+#define FLT_F_SD6 128
+#define FLT_G_S 1
+#define FLT_G_D 2
+#define FLT_G_SD 3
+#define FLT_N_G 1
+#define FLT_N_S 2
+#define FLT_N_D 4
+#define FLT_N_SD 8
 #define FLT_STAT_DEFAULT_PASS 0
 #define FLT_STAT_DEFAULT_DROP 1
 #define FLT_STAT_MALFORMED 2
@@ -53,39 +62,44 @@ struct flt_port_key {
 };
 _Static_assert(sizeof(struct flt_port_key) == 8, "struct flt_port_key layout drifted from maps/filter.json");
 
-/* which rule decides and what it says; rule FLT_NO_RULE means the default policy */
+/* which rule decides and what it says; the highest rank wins across groups; rule FLT_NO_RULE (rank 0) means the default policy */
 struct flt_verdict {
 	__u32 rule;
 	__u32 action;
-};
-_Static_assert(sizeof(struct flt_verdict) == 8, "struct flt_verdict layout drifted from maps/filter.json");
-
-/* the port's class, and the verdict when the policy has no address rules for this family */
-struct flt_port_val {
-	__u32 pclass;
-	__u32 rule;
-	__u32 action;
+	__u32 rank; /* precedence: higher wins */
 	__u32 pad;
 };
-_Static_assert(sizeof(struct flt_port_val) == 16, "struct flt_port_val layout drifted from maps/filter.json");
+_Static_assert(sizeof(struct flt_verdict) == 16, "struct flt_verdict layout drifted from maps/filter.json");
 
-/* per generation, family and IP protocol: whether rules name the protocol, and the verdict for a packet in no port range when the policy has no address rules */
+/* the winner among rules that name no address, and the port's class in each address group */
+struct flt_port_val {
+	__u32 rule;
+	__u32 action;
+	__u32 rank;
+	__u32 pc_s;
+	__u32 pc_d;
+	__u32 pc_sd;
+};
+_Static_assert(sizeof(struct flt_port_val) == 24, "struct flt_port_val layout drifted from maps/filter.json");
+
+/* per generation, family and IP protocol: which groups name the protocol (FLT_N_*), and the winner among rules with no address and no port */
 struct flt_proto_val {
 	__u32 named;
 	__u32 rule;
 	__u32 action;
-	__u32 pad;
+	__u32 rank;
 };
 _Static_assert(sizeof(struct flt_proto_val) == 16, "struct flt_proto_val layout drifted from maps/filter.json");
 
 struct flt_rule_key {
 	__u32 gen;
-	__u32 src; /* source address class, 0 when no prefix matched */
-	__u32 dst;
-	__u32 pclass;
-	__u8 proto; /* IP protocol, or FLT_PROTO_ANY for protocols no rule names */
+	__u32 src; /* source address class, 0 for the destination group */
+	__u32 dst; /* destination address class, 0 for the source group */
+	__u32 pclass; /* the port's class within the group */
+	__u8 proto; /* IP protocol, or FLT_PROTO_ANY when the group names it nowhere */
 	__u8 family;
-	__u16 pad;
+	__u8 group; /* FLT_G_* */
+	__u8 pad;
 };
 _Static_assert(sizeof(struct flt_rule_key) == 20, "struct flt_rule_key layout drifted from maps/filter.json");
 
@@ -142,7 +156,7 @@ struct {
 } flt_protos SEC(".maps");
 
 #define FLT_RULES_MAX_ENTRIES 1048576
-/* (classes, proto) -> the winning rule */
+/* (group, classes, protocol) -> the group's winning rule */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, FLT_RULES_MAX_ENTRIES);
