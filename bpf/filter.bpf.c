@@ -171,6 +171,18 @@ static __always_inline __u32 class_of(void *trie, __u32 gen, struct pkt *p, __u8
 	return cls ? *cls : 0;
 }
 
+/* One address group's winner for this key; it replaces the current one if its rank is higher. */
+static __always_inline void group_winner(struct flt_rule_key *rk, __u32 *rule, __u32 *action, __u32 *rank)
+{
+	struct flt_verdict *v = bpf_map_lookup_elem(&flt_rules, rk);
+
+	if (v && v->rank > *rank) {
+		*rule = v->rule;
+		*action = v->action;
+		*rank = v->rank;
+	}
+}
+
 /* FLT_ALLOW or FLT_DENY for this packet, counting it against the rule (or statistic) that decided. */
 static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 {
@@ -244,7 +256,6 @@ static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 		__u32 sc = flags & (fs | fsd) ? class_of(&flt_src, gen, &p, p.saddr) : 0;
 		__u32 dc = flags & (fd | fsd) ? class_of(&flt_dst, gen, &p, p.daddr) : 0;
 		struct flt_rule_key rk = { .gen = gen, .family = p.family };
-		struct flt_verdict *v;
 
 		if (sc && (flags & fs)) {
 			rk.src = sc;
@@ -252,12 +263,7 @@ static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 			rk.pclass = pc_s;
 			rk.proto = pv->named & FLT_N_S ? p.proto : FLT_PROTO_ANY;
 			rk.group = FLT_G_S;
-			v = bpf_map_lookup_elem(&flt_rules, &rk);
-			if (v && v->rank > rank) {
-				rule = v->rule;
-				action = v->action;
-				rank = v->rank;
-			}
+			group_winner(&rk, &rule, &action, &rank);
 		}
 		if (dc && (flags & fd)) {
 			rk.src = 0;
@@ -265,12 +271,7 @@ static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 			rk.pclass = pc_d;
 			rk.proto = pv->named & FLT_N_D ? p.proto : FLT_PROTO_ANY;
 			rk.group = FLT_G_D;
-			v = bpf_map_lookup_elem(&flt_rules, &rk);
-			if (v && v->rank > rank) {
-				rule = v->rule;
-				action = v->action;
-				rank = v->rank;
-			}
+			group_winner(&rk, &rule, &action, &rank);
 		}
 		if (sc && dc && (flags & fsd)) {
 			rk.src = sc;
@@ -278,12 +279,7 @@ static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 			rk.pclass = pc_sd;
 			rk.proto = pv->named & FLT_N_SD ? p.proto : FLT_PROTO_ANY;
 			rk.group = FLT_G_SD;
-			v = bpf_map_lookup_elem(&flt_rules, &rk);
-			if (v && v->rank > rank) {
-				rule = v->rule;
-				action = v->action;
-				rank = v->rank;
-			}
+			group_winner(&rk, &rule, &action, &rank);
 		}
 	}
 
