@@ -2,24 +2,27 @@
 // `ebpfnet trace <syscall>`: one line (or one JSON object) per call, anywhere on the machine, until
 // Ctrl-C, SIGTERM or --duration; then a summary. Status lines go to stderr so stdout holds only
 // the table or JSON Lines; in JSON mode the summary goes to stderr as well.
-import { existsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { EbpfnetError } from '../errors.js';
-import type { TrEvent } from '../gen/trace.js';
 import { onShutdown } from '../loader/guard.js';
 import { requireRoot } from '../loader/system.js';
 import { newRegistry, parseListen, serveMetrics, type MetricsServer } from '../metrics/server.js';
 import { traceMetrics, type TraceMetrics } from '../metrics/trace.js';
-import { decodeEvent, jsonLine, tableHeader, tableRow, wallClockOffsetNs, type TableOptions } from '../trace/event.js';
+import { resultName, tableHeader, wallClockOffsetUs, type TableOptions } from '../trace/event.js';
 import { DEFAULT_BUFFER_SIZE, nameMatcher, parseTraceOptions, type RawTraceOptions, type TracePlan } from '../trace/options.js';
+import { RecordReader, Renderer } from '../trace/render.js';
 import { TraceSummary } from '../trace/summary.js';
-import { TRACEPOINT_CATEGORY, traceTargets } from '../trace/syscalls.js';
+import { TRACEPOINT_CATEGORY, syscallName, traceTargets } from '../trace/syscalls.js';
 import { Tracer, resolveCgroup } from '../trace/tracer.js';
 
 /** How often the ring is read. Events wait at most this long; the ring absorbs the bursts between. */
 const POLL_MS = 10;
-/** Records per slice before yielding to the event loop (signals, metrics scrapes). */
-const MAX_PER_TICK = 16_384;
+/**
+ * Records per slice before yielding to the event loop (signals, metrics scrapes). The slice also
+ * decides how often the kernel sees the space we freed: the consumer position is stored after each.
+ */
+const MAX_PER_TICK = 4096;
 
 const EXAMPLES = `
 Examples:
@@ -63,11 +66,28 @@ export function registerTrace(program: Command): void {
     });
 }
 
-function describeFilters(p: TracePlan): string {
+/**
+ * -p takes a process: it must exist, and be a process rather than one of its threads (the kernel
+ * filter compares the thread group id, so a thread id would match nothing).
+ */
+function checkProcess(pid: number): void {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    throw new EbpfnetError('EBPFNET_NOT_FOUND', 'trace', `no process with pid ${pid}`, { hint: 'give the pid of a running process (see ps -e)' });
+  }
+  const tgid = Number(/^Tgid:\s*(\d+)/m.exec(status)?.[1] ?? pid);
+  if (tgid !== pid) {
+    throw new EbpfnetError('EBPFNET_USAGE', 'trace', `${pid} is a thread of process ${tgid}, and --pid takes a process`, { hint: `trace the whole process: -p ${tgid}` });
+  }
+}
+
+function describeFilters(p: TracePlan, cgroup: string | null): string {
   const f: string[] = [];
   if (p.pid !== null) f.push(`pid ${p.pid}`);
   if (p.uid !== null) f.push(`uid ${p.uid}`);
-  if (p.cgroup !== null) f.push(`cgroup ${p.cgroup}`);
+  if (cgroup !== null) f.push(`cgroup ${cgroup}`);
   if (p.name !== null) f.push(`command name containing '${p.name}'`);
   if (p.failedOnly) f.push('failed calls only');
   return f.length ? ` (${f.join(', ')})` : '';
@@ -84,9 +104,7 @@ async function runTrace(target: string, raw: RawTraceOptions & { metrics?: strin
     }
   }
   requireRoot('trace');
-  if (plan.pid !== null && !existsSync(`/proc/${plan.pid}`)) {
-    throw new EbpfnetError('EBPFNET_NOT_FOUND', 'trace', `no process with pid ${plan.pid}`, { hint: 'give the pid of a running process (see ps -e)' });
-  }
+  if (plan.pid !== null) checkProcess(plan.pid);
   const cg = plan.cgroup === null ? null : resolveCgroup(plan.cgroup);
   const err = process.stderr;
   const out = process.stdout;
@@ -117,38 +135,43 @@ async function runTrace(target: string, raw: RawTraceOptions & { metrics?: strin
   }
   if (server) err.write(`metrics at ${server.url}\n`);
   // The ready line: tests and scripts wait for it before making calls.
-  err.write(`tracing ${names.join(', ')}${describeFilters(plan)}; ${plan.durationMs === null ? 'ctrl-c to end' : `for ${plan.durationMs / 1000} s`}\n`);
+  err.write(`tracing ${names.join(', ')}${describeFilters(plan, cg?.path ?? null)}; ${plan.durationMs === null ? 'ctrl-c to end' : `for ${plan.durationMs / 1000} s`}\n`);
 
   const tableOpts: TableOptions = { timestamps: plan.timestamps };
   const summary = new TraceSummary();
   const matches = nameMatcher(plan.name);
-  const wallOffset = wallClockOffsetNs();
+  const reader = new RecordReader();
+  const renderer = new Renderer(plan.output, tableOpts, wallClockOffsetUs());
   const started = Date.now();
   let stdoutOpen = true;
-  const batch: string[] = [];
-  const write = (text: string): void => {
+  const write = (data: string | Buffer): void => {
     if (!stdoutOpen) return;
     try {
-      out.write(text);
+      out.write(data);
     } catch {
       stdoutOpen = false;
     }
   };
   // One write per poll, not per event: a burst of thousands of events is one syscall.
   const flush = (): void => {
-    if (!batch.length) return;
-    write(`${batch.join('\n')}\n`);
-    batch.length = 0;
+    if (!renderer.pending) return;
+    write(renderer.take());
+    // Files, pipes and terminals are written synchronously on Linux; a socket may keep the bytes
+    // queued, and then the renderer must not write over them.
+    if (out.writableLength > 0) renderer.release();
   };
-  const onRecord = (r: TrEvent): void => {
-    const e = decodeEvent(r, wallOffset);
-    if (!matches(e.comm)) {
+  const onRecord = (b: Buffer, offset: number): void => {
+    const r = reader.select(b, offset);
+    const comm = r.comm();
+    if (!matches(comm)) {
       summary.skip();
       return;
     }
-    summary.add(e);
-    metrics?.observe(e);
-    batch.push(json ? jsonLine(e) : tableRow(e, tableOpts));
+    const syscall = syscallName(r.syscall());
+    const ret = r.ret();
+    summary.add(comm, syscall, ret);
+    metrics?.observe(syscall, resultName(ret));
+    renderer.record(r);
   };
 
   if (!json) write(`${tableHeader(tableOpts)}\n`);
@@ -179,7 +202,8 @@ async function runTrace(target: string, raw: RawTraceOptions & { metrics?: strin
         while (tracer.poll(onRecord, MAX_PER_TICK) > 0) flush();
         flush();
         const text = summary.format(tracer.lostCounts(), elapsedMs, names);
-        if (server) await server.close();
+        // a scraper holding a request open must not keep Ctrl-C from ending the trace
+        if (server) await Promise.race([server.close(), new Promise((r) => setTimeout(r, 1000).unref())]);
         if (json || !stdoutOpen) err.write(`${text}\n`);
         else write(`\n${text}\n`);
       } finally {

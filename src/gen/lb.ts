@@ -45,20 +45,21 @@ export interface LbSvc {
   svc_id: number; // stable for the life of the service: slot tables, counters and affinity are keyed by it
   rev: number; // slot table revision; a change writes rev+1, then switches this entry
   slots: number; // selection slots (active backends, repeated by weight); 0 refuses connections
-  backends: number; // members, draining ones included, listed after the selection slots
+  backends: number; // members, draining ones included, listed once each from slot members_at
   affinity_timeout: number; // seconds a network namespace keeps its backend; 0 is no affinity
+  members_at: number; // slot where the member list starts: 0 when the selection slots are exactly the members (equal weights, all active), else slots
 }
 export const LbSvc: Codec<LbSvc> & StructLayout = {
   name: 'lb_svc',
   size: 24,
-  fields: [{ name: 'svc_id', offset: 0, size: 4 }, { name: 'rev', offset: 4, size: 4 }, { name: 'slots', offset: 8, size: 4 }, { name: 'backends', offset: 12, size: 4 }, { name: 'affinity_timeout', offset: 16, size: 4 }, { name: 'pad', offset: 20, size: 4 }],
+  fields: [{ name: 'svc_id', offset: 0, size: 4 }, { name: 'rev', offset: 4, size: 4 }, { name: 'slots', offset: 8, size: 4 }, { name: 'backends', offset: 12, size: 4 }, { name: 'affinity_timeout', offset: 16, size: 4 }, { name: 'members_at', offset: 20, size: 4 }],
   encode(v: LbSvc, b: Buffer = Buffer.alloc(24), o = 0): Buffer {
     b.writeUInt32LE(v.svc_id, o + 0);
     b.writeUInt32LE(v.rev, o + 4);
     b.writeUInt32LE(v.slots, o + 8);
     b.writeUInt32LE(v.backends, o + 12);
     b.writeUInt32LE(v.affinity_timeout, o + 16);
-    b.fill(0, o + 20, o + 24);
+    b.writeUInt32LE(v.members_at, o + 20);
     return b;
   },
   decode(b: Buffer, o = 0): LbSvc {
@@ -68,11 +69,12 @@ export const LbSvc: Codec<LbSvc> & StructLayout = {
       slots: b.readUInt32LE(o + 8),
       backends: b.readUInt32LE(o + 12),
       affinity_timeout: b.readUInt32LE(o + 16),
+      members_at: b.readUInt32LE(o + 20),
     };
   },
 };
 
-/** slot table entry: slots [0, slots) are drawn from at random; [slots, slots+backends) list every member once */
+/** slot table entry: slots [0, slots) are drawn from at random; [members_at, members_at+backends) list every member once */
 export interface LbSlotKey {
   svc_id: number;
   rev: number;
@@ -114,9 +116,10 @@ export const LbBackend: Codec<LbBackend> & StructLayout = {
     b.set(v.addr.subarray(0, 16), o + 0);
     b.writeUInt16BE(v.port, o + 16);
     b.writeUInt8(v.state, o + 18);
-    b.fill(0, o + 19, o + 20);
+    b[o + 19] = 0;
     b.writeUInt16LE(v.weight, o + 20);
-    b.fill(0, o + 22, o + 24);
+    b[o + 22] = 0;
+    b[o + 23] = 0;
     b.writeUInt32LE(v.svc_id, o + 24);
     return b;
   },
@@ -143,7 +146,10 @@ export const LbAffKey: Codec<LbAffKey> & StructLayout = {
   encode(v: LbAffKey, b: Buffer = Buffer.alloc(16), o = 0): Buffer {
     b.writeBigUInt64LE(v.netns_cookie, o + 0);
     b.writeUInt32LE(v.svc_id, o + 8);
-    b.fill(0, o + 12, o + 16);
+    b[o + 12] = 0;
+    b[o + 13] = 0;
+    b[o + 14] = 0;
+    b[o + 15] = 0;
     return b;
   },
   decode(b: Buffer, o = 0): LbAffKey {
@@ -164,7 +170,10 @@ export const LbAffVal: Codec<LbAffVal> & StructLayout = {
   fields: [{ name: 'backend_id', offset: 0, size: 4 }, { name: 'pad', offset: 4, size: 4 }, { name: 'last_used', offset: 8, size: 8 }],
   encode(v: LbAffVal, b: Buffer = Buffer.alloc(16), o = 0): Buffer {
     b.writeUInt32LE(v.backend_id, o + 0);
-    b.fill(0, o + 4, o + 8);
+    b[o + 4] = 0;
+    b[o + 5] = 0;
+    b[o + 6] = 0;
+    b[o + 7] = 0;
     b.writeBigUInt64LE(v.last_used, o + 8);
     return b;
   },
@@ -191,8 +200,12 @@ export const LbRevKey: Codec<LbRevKey> & StructLayout = {
     b.fill(0, o + 8, o + 24);
     b.set(v.addr.subarray(0, 16), o + 8);
     b.writeUInt16BE(v.port, o + 24);
-    b.fill(0, o + 26, o + 28);
-    b.fill(0, o + 28, o + 32);
+    b[o + 26] = 0;
+    b[o + 27] = 0;
+    b[o + 28] = 0;
+    b[o + 29] = 0;
+    b[o + 30] = 0;
+    b[o + 31] = 0;
     return b;
   },
   decode(b: Buffer, o = 0): LbRevKey {
@@ -216,7 +229,8 @@ export const LbRevVal: Codec<LbRevVal> & StructLayout = {
     b.fill(0, o + 0, o + 16);
     b.set(v.addr.subarray(0, 16), o + 0);
     b.writeUInt16BE(v.port, o + 16);
-    b.fill(0, o + 18, o + 20);
+    b[o + 18] = 0;
+    b[o + 19] = 0;
     return b;
   },
   decode(b: Buffer, o = 0): LbRevVal {
@@ -288,7 +302,10 @@ export const LbMeta: Codec<LbMeta> & StructLayout = {
     b.writeUInt32LE(v.gen, o + 0);
     b.writeUInt32LE(v.next_svc, o + 4);
     b.writeUInt32LE(v.next_backend, o + 8);
-    b.fill(0, o + 12, o + 16);
+    b[o + 12] = 0;
+    b[o + 13] = 0;
+    b[o + 14] = 0;
+    b[o + 15] = 0;
     return b;
   },
   decode(b: Buffer, o = 0): LbMeta {
@@ -310,11 +327,11 @@ export const LB_SVC = {
   record: null,
 } as const satisfies MapLayout;
 
-/** slot tables: slot -> backend id */
+/** slot tables: slot -> backend id. Sized like lb_backends (equal weights need one slot per backend); a full dump walks every bucket, so bigger is slower for lb apply */
 export const LB_SLOTS = {
   name: 'lb_slots',
   type: 'hash',
-  maxEntries: 1048576,
+  maxEntries: 262144,
   key: LbSlotKey,
   value: scalar.u32,
   record: null,

@@ -30,7 +30,10 @@ export const TrArgs: Codec<TrArgs> & StructLayout = {
     b.writeUInt32LE(v.mode, o + 16);
     b.writeInt32LE(v.dirfd, o + 20);
     b.writeUInt32LE(v.syscall, o + 24);
-    b.fill(0, o + 28, o + 32);
+    b[o + 28] = 0;
+    b[o + 29] = 0;
+    b[o + 30] = 0;
+    b[o + 31] = 0;
     return b;
   },
   decode(b: Buffer, o = 0): TrArgs {
@@ -74,7 +77,10 @@ export const TrEvent: Codec<TrEvent> & StructLayout = {
     b.writeInt32LE(v.dirfd, o + 36);
     b.writeUInt16LE(v.syscall, o + 40);
     b.writeUInt16LE(v.flags, o + 42);
-    b.fill(0, o + 44, o + 48);
+    b[o + 44] = 0;
+    b[o + 45] = 0;
+    b[o + 46] = 0;
+    b[o + 47] = 0;
     b.fill(0, o + 48, o + 64);
     b.set(v.comm.subarray(0, 16), o + 48);
     b.fill(0, o + 64, o + 320);

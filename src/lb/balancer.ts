@@ -28,8 +28,8 @@ import {
   type MountResult,
 } from '../loader/index.js';
 import { withLock } from './lock.js';
-import { serviceName, type ServiceAddr, type ServiceSpec } from './model.js';
-import { IdSource, joinState, planApply, planDelete, planSteps, planUpsert, svcKey, type LiveService, type LiveState, type Plan, type Summary } from './plan.js';
+import type { ServiceAddr, ServiceSpec } from './model.js';
+import { IdSource, applyNeeds, applyParts, joinState, planApply, planDelete, planOps, planSteps, planUpsert, preOps, svcKey, type LiveService, type LiveState, type Op, type Plan, type Summary } from './plan.js';
 import { explain, serviceView, type Explanation, type ServiceView } from './view.js';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/ebpfnet/lb';
@@ -343,7 +343,7 @@ export class Balancer implements Closable {
     const value = m.svc.lookup(key);
     if (!value) return undefined;
     const members: LiveService['members'] = [];
-    for (let i = value.slots; i < value.slots + value.backends; i++) {
+    for (let i = value.members_at; i < value.members_at + value.backends; i++) {
       const id = m.slots.lookup({ svc_id: value.svc_id, rev: value.rev, slot: i });
       const b = id === undefined ? undefined : m.backends.lookup(id);
       if (id !== undefined && b) members.push({ id, value: b });
@@ -364,7 +364,9 @@ export class Balancer implements Closable {
     const st = this.state();
     const svcStats = new Map(this.m.svcStats.entries());
     const beStats = new Map(this.m.beStats.entries());
-    const services = st.services.map((s) => serviceView(s, svcStats, beStats)).sort((a, b) => a.service.localeCompare(b.service, 'en', { numeric: true }));
+    // IPv4 first, then IPv6; numbers in order (10.96.0.9 before 10.96.0.10)
+    const order = (v: ServiceView): string => `${v.service.startsWith('[') ? 1 : 0}${v.service}`;
+    const services = st.services.map((s) => serviceView(s, svcStats, beStats)).sort((a, b) => order(a).localeCompare(order(b), 'en', { numeric: true }));
     return { services, broken: st.broken };
   }
 
@@ -382,19 +384,48 @@ export class Balancer implements Closable {
     return withLock(this.pinDir, 'lb del', () => {
       const meta = this.meta();
       const live = this.service(addr, false, meta.gen);
-      if (!live) throw usage('lb del', `no service ${serviceName(addr)}`, 'see the services with: ebpfnet lb list');
+      if (!live) throw usage('lb del', `no service ${addr.name}`, 'see the services with: ebpfnet lb list');
       return this.execute(planDelete(live), meta);
     });
   }
 
-  /** The given services become the whole set, in one switch. */
+  /**
+   * The given services become the whole set, in one switch. Executed part by part (applyParts):
+   * each part's entries are written and dropped before the next is made, then the generation flips.
+   */
   apply(specs: ServiceSpec[]): ChangeResult {
     return withLock(this.pinDir, 'lb apply', () => {
       const state = this.state();
       const meta = this.meta();
-      const plan = planApply(state, specs, new IdSource(meta.next_svc, meta.next_backend));
-      this.checkRoom(plan, state);
-      return this.execute(plan, meta);
+      this.checkRoom(applyNeeds(state, specs));
+      const parts = applyParts(state, specs, new IdSource(meta.next_svc, meta.next_backend));
+      const written = { backends: 0, slots: 0, services: 0 };
+      let r = parts.next();
+      let post: Plan;
+      try {
+        for (; !r.done; r = parts.next()) {
+          for (const op of preOps(r.value, meta)) this.run(op);
+          written.backends += r.value.writeBackends.length;
+          written.slots += r.value.writeSlots.length;
+          written.services += r.value.writeServices.length;
+        }
+        post = r.value;
+        if (!post.switch) return { summary: post.summary, steps: [] };
+        this.run(planOps(post, meta).switch!);
+      } catch (e) {
+        // The next generation is invisible until the flip; take back its service entries (the
+        // tables they named are swept by the next apply as orphans).
+        const next = state.gen ? 0 : 1;
+        try {
+          this.m.svc.deleteBatch(specs.map((s) => svcKey(s, next)));
+        } catch {
+          /* the original error matters more */
+        }
+        throw e;
+      }
+      for (const op of planOps(post, meta).after) this.run(op);
+      const steps = [`write ${written.backends} backends, ${written.slots} slots and ${written.services} services (next generation)`, ...planSteps(post).filter((x) => !x.startsWith('reserve'))];
+      return { summary: post.summary, steps };
     });
   }
 
@@ -406,62 +437,81 @@ export class Balancer implements Closable {
   }
 
   /** Refuses up front a set that cannot fit, instead of failing half-way through the writes. */
-  private checkRoom(p: Plan, state: LiveState): void {
-    const full = (what: string, need: number, max: number, hint: string): never => {
-      throw new EbpfnetError('EBPFNET_MAP_FULL', 'lb apply', `${what}: ${need} needed, room for ${max}`, { hint });
+  private checkRoom(need: { services: number; slots: number; backends: number }): void {
+    const full = (what: string, n: number, max: number, hint: string): never => {
+      throw new EbpfnetError('EBPFNET_MAP_FULL', 'lb apply', `${what}: ${n} needed, room for ${max}`, { hint });
     };
     const perGen = G.LB_SVC.maxEntries / 2;
-    if (p.writeServices.length > perGen) full('too many services', p.writeServices.length, perGen, 'split the services over several balancers (cgroups)');
-    const slotsNow = state.services.reduce((a, s) => a + s.value.slots + s.value.backends, 0) + state.orphanSlots.length;
-    if (slotsNow + p.writeSlots.length > G.LB_SLOTS.maxEntries) full('too many slots', slotsNow + p.writeSlots.length, G.LB_SLOTS.maxEntries, 'use fewer backends or smaller weights');
-    const backendsNow = state.services.reduce((a, s) => a + s.members.length, 0) + state.orphanBackends.length;
-    if (backendsNow + p.writeBackends.length > G.LB_BACKENDS.maxEntries) full('too many backends', backendsNow + p.writeBackends.length, G.LB_BACKENDS.maxEntries, 'use fewer backends');
+    if (need.services > perGen) full('too many services', need.services, perGen, 'split the services over several balancers (cgroups)');
+    if (need.slots > G.LB_SLOTS.maxEntries) full('too many slots', need.slots, G.LB_SLOTS.maxEntries, 'use fewer backends or smaller weights');
+    if (need.backends > G.LB_BACKENDS.maxEntries) full('too many backends', need.backends, G.LB_BACKENDS.maxEntries, 'use fewer backends');
   }
 
   /**
-   * Runs a plan: new entries, the switch, then the clean-up. A failure before the switch removes
-   * what this call wrote, so the live state is exactly what it was.
+   * Runs a plan (planOps decides the order): new entries, the switch, then the clean-up. A failure
+   * before the switch removes what this call wrote, so the live state is exactly what it was.
    */
   private execute(p: Plan, meta: G.LbMeta): ChangeResult {
-    const m = this.m;
+    const ops = planOps(p, meta);
     const steps = planSteps(p);
-    if (!p.switch) return { summary: p.summary, steps };
-    if (p.ids) m.meta.update(G.LB_META_KEY, { gen: meta.gen, next_svc: p.ids.nextSvc, next_backend: p.ids.nextBackend });
-    const ids = p.ids ?? { nextSvc: meta.next_svc, nextBackend: meta.next_backend };
+    if (!ops.switch) return { summary: p.summary, steps };
+    const done: Op[] = [];
     try {
-      m.svc.deleteBatch(p.clearStale);
-      m.backends.updateBatch(p.writeBackends);
-      m.slots.updateBatch(p.writeSlots);
-      m.svc.updateBatch(p.writeServices);
-      const s = p.switch;
-      if (s.kind === 'service') m.svc.update(s.key, s.value);
-      else if (s.kind === 'delete') m.svc.delete(s.key);
-      else m.meta.update(G.LB_META_KEY, { gen: s.gen, next_svc: ids.nextSvc, next_backend: ids.nextBackend });
+      for (const op of ops.before) {
+        this.run(op);
+        done.push(op);
+      }
+      this.run(ops.switch);
     } catch (e) {
-      m.svc.deleteBatch(p.writeServices.map(([k]) => k));
-      m.slots.deleteBatch(p.writeSlots.map(([k]) => k));
-      m.backends.deleteBatch(p.writeBackends.map(([k]) => k));
+      for (const op of done.reverse()) if (op.op === 'update' && op.map !== 'meta') this.undo(op);
       throw e;
     }
     // Live now. What follows only removes what nothing reads any more.
-    m.backends.updateBatch(p.updateBackends);
-    m.svc.deleteBatch(p.deleteServices);
-    m.slots.deleteBatch(p.deleteSlots);
-    m.backends.deleteBatch(p.deleteBackends);
-    m.beStats.deleteBatch(p.deleteBackends);
-    if (p.deleteServiceIds.length) {
-      const gone = new Set(p.deleteServiceIds);
-      m.svcStats.deleteBatch(p.deleteServiceIds);
-      const aff = m.affinity.entries().filter(([k]) => gone.has(k.svc_id));
-      m.affinity.deleteBatch(aff.map(([k]) => k));
-    }
+    for (const op of ops.after) this.run(op);
     return { summary: p.summary, steps };
+  }
+
+  private run(op: Op): void {
+    const m = this.m;
+    switch (op.op) {
+      case 'update': {
+        const b = op.batch;
+        // A switch is one entry: a plain update, the single write that makes a change live.
+        if (op.map === 'svc' && b.length === 1) m.svc.update(op.batch.keyAt(0), op.batch.valueAt(0));
+        else if (op.map === 'meta') m.meta.update(op.batch.keyAt(0), op.batch.valueAt(0));
+        else m[op.map].updateBatchEncoded(b.keys, b.values, b.length);
+        return;
+      }
+      case 'delete':
+        if (op.map === 'svc') m.svc.deleteBatch(op.keys);
+        else if (op.map === 'slots') m.slots.deleteBatch(op.keys);
+        else m[op.map].deleteBatch(op.keys);
+        return;
+      case 'forget-affinity': {
+        const gone = new Set(op.svcIds);
+        m.affinity.deleteBatch(m.affinity.entries().filter(([k]) => gone.has(k.svc_id)).map(([k]) => k));
+        return;
+      }
+    }
+  }
+
+  /** Best effort: the original error is what the caller needs to see. */
+  private undo(op: Op): void {
+    const m = this.m;
+    try {
+      if (op.op !== 'update') return;
+      if (op.map === 'svc') m.svc.deleteBatch(op.batch.keyList());
+      else if (op.map === 'slots') m.slots.deleteBatch(op.batch.keyList());
+      else if (op.map === 'backends') m.backends.deleteBatch(op.batch.keyList());
+    } catch {
+      /* the next lb apply sweeps what is left */
+    }
   }
 
   /** What a new connection from this process's network namespace would get. */
   explain(addr: ServiceAddr): Explanation {
     const live = this.service(addr, true);
-    if (!live) throw usage('lb explain', `no service ${serviceName(addr)}`, 'see the services with: ebpfnet lb list');
+    if (!live) throw usage('lb explain', `no service ${addr.name}`, 'see the services with: ebpfnet lb list');
     const id = live.value.svc_id;
     const svcStats = new Map<number, G.LbSvcStats>();
     const s = this.m.svcStats.lookup(id);

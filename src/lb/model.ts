@@ -21,6 +21,8 @@ export interface ServiceAddr {
   ip: Ip;
   port: number;
   proto: Proto;
+  /** `10.96.0.10:80/tcp`, canonical: the service's identity (computed once, at parse time) */
+  name: string;
 }
 
 export interface BackendSpec {
@@ -28,6 +30,8 @@ export interface BackendSpec {
   port: number;
   weight: number;
   state: BackendState;
+  /** `10.244.1.5:8080`, canonical: the backend's identity within its service */
+  name: string;
 }
 
 export interface ServiceSpec extends ServiceAddr {
@@ -39,7 +43,7 @@ export interface ServiceSpec extends ServiceAddr {
 const usage = (op: string, detail: string, hint?: string): EbpfnetError => new EbpfnetError('EBPFNET_USAGE', op, detail, { hint });
 
 /** `10.96.0.10:80/tcp` */
-export const serviceName = (s: ServiceAddr): string => `${hostPort(s.ip, s.port)}/${s.proto}`;
+export const serviceName = (s: Omit<ServiceAddr, 'name'>): string => `${hostPort(s.ip, s.port)}/${s.proto}`;
 export const backendName = (b: { ip: Ip; port: number }): string => hostPort(b.ip, b.port);
 
 function parsePort(s: string, op: string, what: string): number {
@@ -80,7 +84,8 @@ export function parseServiceAddr(text: string, op = 'parse service'): ServiceAdd
   if (!PROTOS.includes(protoText as Proto)) throw usage(op, `service '${text}': unknown protocol '${protoText}'`, `use ${PROTOS.join(' or ')}, e.g. 10.96.0.10:80/tcp`);
   const { ip, port } = splitHostPort(addr, op, `service '${text}'`);
   if (port === undefined || port === '') throw usage(op, `service '${text}' has no port`, 'write VIP:PORT/PROTO, e.g. 10.96.0.10:80/tcp or [fd00::1]:53/udp');
-  return { ip, port: parsePort(port, op, `service '${text}'`), proto: protoText as Proto };
+  const a = { ip, port: parsePort(port, op, `service '${text}'`), proto: protoText as Proto };
+  return { ...a, name: serviceName(a) };
 }
 
 /** `10.244.1.5:8080`, `[fd00::5]:8080,weight=2,state=draining` */
@@ -88,7 +93,8 @@ export function parseBackend(text: string, op = 'parse backend'): BackendSpec {
   const [addr, ...opts] = text.trim().split(',');
   const { ip, port } = splitHostPort(addr, op, `backend '${text}'`);
   if (port === undefined || port === '') throw usage(op, `backend '${text}' has no port`, `write IP:PORT, e.g. ${ip.family === 6 ? `[${ip.text}]` : ip.text}:8080`);
-  const b: BackendSpec = { ip, port: parsePort(port, op, `backend '${text}'`), weight: 1, state: 'active' };
+  const p = parsePort(port, op, `backend '${text}'`);
+  const b: BackendSpec = { ip, port: p, weight: 1, state: 'active', name: backendName({ ip, port: p }) };
   const seen = new Set<string>();
   for (const o of opts) {
     const m = /^\s*([a-z]+)\s*=\s*(\S+)\s*$/.exec(o);
@@ -129,12 +135,12 @@ export function parseAffinity(v: string | number | boolean | undefined, op: stri
 
 /** Checks a whole service: backends of the VIP's family, each at most once. */
 export function checkService(s: ServiceSpec, op = 'check service'): ServiceSpec {
-  const name = serviceName(s);
+  const name = s.name;
   if (s.backends.length > LB_MAX_BACKENDS_PER_SVC)
     throw usage(op, `service ${name} has ${s.backends.length} backends; at most ${LB_MAX_BACKENDS_PER_SVC}`);
   const seen = new Set<string>();
   for (const b of s.backends) {
-    const bn = backendName(b);
+    const bn = b.name;
     if (b.ip.family !== s.ip.family) {
       throw usage(op, `service ${name}: backend ${bn} is IPv${b.ip.family} but the service is IPv${s.ip.family}`, 'a socket cannot change address family at connect(); give the service backends of its own family');
     }
@@ -146,5 +152,5 @@ export function checkService(s: ServiceSpec, op = 'check service'): ServiceSpec 
 
 export function makeService(addr: string, backends: string[], affinity: number | string | boolean | undefined = 0, op = 'parse service'): ServiceSpec {
   const a = parseServiceAddr(addr, op);
-  return checkService({ ...a, affinity: parseAffinity(affinity, op, `service ${serviceName(a)}`), backends: backends.map((b) => parseBackend(b, op)) }, op);
+  return checkService({ ...a, affinity: parseAffinity(affinity, op, `service ${a.name}`), backends: backends.map((b) => parseBackend(b, op)) }, op);
 }

@@ -5,9 +5,25 @@
 // update switches to it (the service entry, or lb_meta.gen for a whole `lb apply`), and only then
 // is the old state deleted. Pure: the kernel half (balancer.ts) reads the maps into a LiveState and
 // executes the Plan step by step.
-import { LB_PROTO_TCP, LB_PROTO_UDP, LB_STATE_ACTIVE, LB_STATE_DRAINING, type LbBackend, type LbMeta, type LbSlotKey, type LbSvc, type LbSvcKey } from '../gen/lb.js';
-import { ipText, parseIp } from './addr.js';
-import { backendName, serviceName, type BackendSpec, type BackendState, type Proto, type ServiceAddr, type ServiceSpec } from './model.js';
+import {
+  LB_BACKENDS,
+  LB_META,
+  LB_META_KEY,
+  LB_PROTO_TCP,
+  LB_PROTO_UDP,
+  LB_SLOTS,
+  LB_STATE_ACTIVE,
+  LB_STATE_DRAINING,
+  LB_SVC,
+  type LbBackend,
+  type LbMeta,
+  type LbSlotKey,
+  type LbSvc,
+  type LbSvcKey,
+} from '../gen/lb.js';
+import { hostPort } from './addr.js';
+import { Batch } from './batch.js';
+import { type BackendSpec, type BackendState, type Proto, type ServiceAddr, type ServiceSpec } from './model.js';
 import { slotTable } from './slots.js';
 
 export const PROTO_NUMBER: Record<Proto, number> = { tcp: LB_PROTO_TCP, udp: LB_PROTO_UDP };
@@ -20,14 +36,9 @@ export function svcKey(s: ServiceAddr, gen: number): LbSvcKey {
   return { addr: s.ip.bytes, port: s.port, proto: PROTO_NUMBER[s.proto], gen };
 }
 
-/** The key's service as people write it, `10.96.0.10:80/tcp`. */
-export function keyName(k: LbSvcKey): string {
-  const ip = parseIp(ipText(k.addr))!;
-  return serviceName({ ip, port: k.port, proto: protoName(k.proto) as Proto });
-}
+/** The key's service as people write it, `10.96.0.10:80/tcp`: also its identity across generations. */
+export const keyName = (k: LbSvcKey): string => `${hostPort(k.addr, k.port)}/${protoName(k.proto)}`;
 
-/** Identity of a service across generations: the key without its generation. */
-export const keyId = (k: LbSvcKey): string => `${Buffer.from(k.addr).toString('hex')}/${k.port}/${k.proto}`;
 const slotId = (svcId: number, rev: number): string => `${svcId}/${rev}`;
 
 export interface LiveBackend {
@@ -89,7 +100,7 @@ export function joinState(meta: LbMeta, svcs: Array<[LbSvcKey, LbSvc]>, slots: A
       if (b === undefined) broken = true;
       else selection.push(b);
     }
-    for (let i = value.slots; i < value.slots + value.backends; i++) {
+    for (let i = value.members_at; i < value.members_at + value.backends; i++) {
       const b = t.get(i);
       const bv = b === undefined ? undefined : bIndex.get(b);
       if (b === undefined || !bv) {
@@ -149,14 +160,14 @@ export interface Plan {
   ids: { nextSvc: number; nextBackend: number } | null;
   /** leftovers of a crashed `lb apply` in the generation about to be built */
   clearStale: LbSvcKey[];
-  /** before the switch: entries nothing live refers to yet */
-  writeBackends: Array<[number, LbBackend]>;
-  writeSlots: Array<[LbSlotKey, number]>;
-  writeServices: Array<[LbSvcKey, LbSvc]>;
+  /** before the switch: entries nothing live refers to yet (encoded as they are planned) */
+  writeBackends: Batch<number, LbBackend>;
+  writeSlots: Batch<LbSlotKey, number>;
+  writeServices: Batch<LbSvcKey, LbSvc>;
   /** the one update that makes it live; null when nothing changes */
   switch: Switch | null;
   /** after the switch */
-  updateBackends: Array<[number, LbBackend]>;
+  updateBackends: Batch<number, LbBackend>;
   deleteServices: LbSvcKey[];
   deleteSlots: LbSlotKey[];
   /** backends to delete, with their counters */
@@ -166,14 +177,14 @@ export interface Plan {
   summary: Summary;
 }
 
-const emptyPlan = (): Plan => ({
+const emptyPlan = (capacity = 8): Plan => ({
   ids: null,
   clearStale: [],
-  writeBackends: [],
-  writeSlots: [],
-  writeServices: [],
+  writeBackends: new Batch(LB_BACKENDS, capacity),
+  writeSlots: new Batch(LB_SLOTS, capacity),
+  writeServices: new Batch(LB_SVC, capacity),
   switch: null,
-  updateBackends: [],
+  updateBackends: new Batch(LB_BACKENDS),
   deleteServices: [],
   deleteSlots: [],
   deleteBackends: [],
@@ -182,82 +193,108 @@ const emptyPlan = (): Plan => ({
 });
 
 const backendValue = (b: BackendSpec, svcId: number): LbBackend => ({ addr: b.ip.bytes, port: b.port, state: STATE_NUMBER[b.state], weight: b.weight, svc_id: svcId });
-const liveName = (b: LbBackend): string => backendName({ ip: parseIp(ipText(b.addr))!, port: b.port });
+/** Scratch entries: Batch.push() encodes at once, so one object per kind serves every push. */
+const SLOT_KEY: LbSlotKey = { svc_id: 0, rev: 0, slot: 0 };
+const BACKEND: LbBackend = { addr: new Uint8Array(16), port: 0, state: 0, weight: 0, svc_id: 0 };
+function pushBackend(to: Batch<number, LbBackend>, id: number, b: BackendSpec, svcId: number): void {
+  BACKEND.addr = b.ip.bytes;
+  BACKEND.port = b.port;
+  BACKEND.state = STATE_NUMBER[b.state];
+  BACKEND.weight = b.weight;
+  BACKEND.svc_id = svcId;
+  to.push(id, BACKEND);
+}
+function pushSlot(to: Batch<LbSlotKey, number>, svcId: number, rev: number, slot: number, id: number): void {
+  SLOT_KEY.svc_id = svcId;
+  SLOT_KEY.rev = rev;
+  SLOT_KEY.slot = slot;
+  to.push(SLOT_KEY, id);
+}
+const liveName = (b: LbBackend): string => hostPort(b.addr, b.port);
 
-function tableKeys(v: LbSvc): LbSlotKey[] {
-  const out: LbSlotKey[] = [];
-  for (let i = 0; i < v.slots + v.backends; i++) out.push({ svc_id: v.svc_id, rev: v.rev, slot: i });
+/** Every key of a service's slot table: the selection slots and the member list (they may overlap). */
+function tableKeys(v: LbSvc, out: LbSlotKey[] = []): LbSlotKey[] {
+  const n = Math.max(v.slots, v.members_at + v.backends);
+  for (let i = 0; i < n; i++) out.push({ svc_id: v.svc_id, rev: v.rev, slot: i });
   return out;
 }
 
 /** Does the live service already look exactly like the spec (same members in the same order)? */
 function membersEqual(live: LiveService, spec: ServiceSpec): boolean {
   if (live.members.length !== spec.backends.length) return false;
-  return spec.backends.every((b, i) => {
+  for (let i = 0; i < spec.backends.length; i++) {
+    const b = spec.backends[i];
     const m = live.members[i].value;
-    return liveName(m) === backendName(b) && m.weight === b.weight && m.state === STATE_NUMBER[b.state];
-  });
+    if (m.port !== b.port || m.weight !== b.weight || m.state !== STATE_NUMBER[b.state] || liveName(m) !== b.name) return false;
+  }
+  return true;
 }
 
-interface ServiceSteps {
-  value: LbSvc;
-  writeBackends: Array<[number, LbBackend]>;
-  writeSlots: Array<[LbSlotKey, number]>;
-  updateBackends: Array<[number, LbBackend]>;
-  deleteSlots: LbSlotKey[];
-  deleteBackends: number[];
-  status: 'added' | 'changed' | 'unchanged';
-}
-
-/** What one service needs: new ids and a new slot revision where something changed. */
-function stepsFor(live: LiveService | undefined, spec: ServiceSpec, ids: IdSource): ServiceSteps {
-  const out: ServiceSteps = { value: null as unknown as LbSvc, writeBackends: [], writeSlots: [], updateBackends: [], deleteSlots: [], deleteBackends: [], status: live ? 'changed' : 'added' };
+/**
+ * Adds what one service needs: new entries to `pre` (written before the switch), in-place updates
+ * and deletions to `post` (after it), and what happens to it to post's summary; returns its lb_svc
+ * value. Entries are encoded as they are pushed: `lb apply` runs this for every service, and
+ * allocating little per service is what keeps programming 10,000 of them in tens of milliseconds.
+ */
+function addService(pre: Plan, post: Plan, live: LiveService | undefined, spec: ServiceSpec, ids: IdSource): LbSvc {
   if (live && membersEqual(live, spec)) {
-    out.value = { ...live.value, affinity_timeout: spec.affinity };
-    out.status = live.value.affinity_timeout === spec.affinity ? 'unchanged' : 'changed';
-    return out;
+    if (live.value.affinity_timeout === spec.affinity) {
+      post.summary.unchanged.push(spec.name);
+      return live.value;
+    }
+    post.summary.changed.push(spec.name);
+    return { ...live.value, affinity_timeout: spec.affinity };
   }
   const svcId = live ? live.value.svc_id : ids.svc();
-  // A backend keeps its id (and its counters) while its address stays in the service.
-  const byName = new Map((live?.members ?? []).map((m) => [liveName(m.value), m]));
-  const memberIds = spec.backends.map((b) => {
-    const v = backendValue(b, svcId);
-    const old = byName.get(backendName(b));
-    if (!old) {
+  const n = spec.backends.length;
+  const memberIds = new Array<number>(n);
+  if (!live) {
+    for (let i = 0; i < n; i++) {
       const id = ids.backend();
-      out.writeBackends.push([id, v]);
-      return id;
+      memberIds[i] = id;
+      pushBackend(pre.writeBackends, id, spec.backends[i], svcId);
     }
-    byName.delete(backendName(b));
-    if (old.value.weight !== v.weight || old.value.state !== v.state) out.updateBackends.push([old.id, v]);
-    return old.id;
-  });
-  for (const gone of byName.values()) out.deleteBackends.push(gone.id);
-  const selection = slotTable(spec.backends).map((i) => memberIds[i]);
+  } else {
+    // A backend keeps its id (and its counters) while its address stays in the service.
+    const byName = new Map(live.members.map((m) => [liveName(m.value), m]));
+    for (let i = 0; i < n; i++) {
+      const b = spec.backends[i];
+      const old = byName.get(b.name);
+      if (!old) {
+        const id = ids.backend();
+        memberIds[i] = id;
+        pushBackend(pre.writeBackends, id, b, svcId);
+        continue;
+      }
+      byName.delete(b.name);
+      memberIds[i] = old.id;
+      if (old.value.weight !== b.weight || old.value.state !== STATE_NUMBER[b.state]) post.updateBackends.push(old.id, backendValue(b, svcId));
+    }
+    for (const gone of byName.values()) post.deleteBackends.push(gone.id);
+    tableKeys(live.value, post.deleteSlots);
+  }
+  const table = slotTable(spec.backends);
   // rev 0 is never used, so a zeroed entry can never look like a live table
   const rev = live ? (live.value.rev + 1) >>> 0 || 1 : 1;
-  const value: LbSvc = { svc_id: svcId, rev, slots: selection.length, backends: memberIds.length, affinity_timeout: spec.affinity };
-  selection.forEach((b, i) => out.writeSlots.push([{ svc_id: svcId, rev, slot: i }, b]));
-  memberIds.forEach((b, i) => out.writeSlots.push([{ svc_id: svcId, rev, slot: selection.length + i }, b]));
-  if (live) out.deleteSlots.push(...tableKeys(live.value));
-  out.value = value;
-  return out;
+  // Equal weights, all active: the selection slots are the member list, written once.
+  let shared = table.length === n;
+  for (let i = 0; shared && i < n; i++) shared = table[i] === i;
+  const membersAt = shared ? 0 : table.length;
+  for (let i = 0; i < table.length; i++) pushSlot(pre.writeSlots, svcId, rev, i, memberIds[table[i]]);
+  if (!shared) for (let i = 0; i < n; i++) pushSlot(pre.writeSlots, svcId, rev, membersAt + i, memberIds[i]);
+  (live ? post.summary.changed : post.summary.added).push(spec.name);
+  return { svc_id: svcId, rev, slots: table.length, backends: n, affinity_timeout: spec.affinity, members_at: membersAt };
 }
 
 /** `lb add`: create or replace one service in the live generation. */
 export function planUpsert(live: LiveService | undefined, spec: ServiceSpec, gen: number, ids: IdSource): Plan {
   const p = emptyPlan();
   const before = { s: ids.nextSvc, b: ids.nextBackend };
-  const st = stepsFor(live, spec, ids);
-  p.summary[st.status].push(serviceName(spec));
-  if (st.status === 'unchanged') return p;
+  const value = addService(p, p, live, spec, ids);
+  if (p.summary.unchanged.length) return p;
   if (ids.nextSvc !== before.s || ids.nextBackend !== before.b) p.ids = { nextSvc: ids.nextSvc, nextBackend: ids.nextBackend };
-  p.writeBackends = st.writeBackends;
-  p.writeSlots = st.writeSlots;
-  p.switch = { kind: 'service', key: svcKey(spec, gen), value: st.value };
-  p.updateBackends = st.updateBackends;
-  p.deleteSlots = st.deleteSlots;
-  p.deleteBackends = st.deleteBackends;
+  // Backend fields that change in place (weight, state) are written once the new table is live.
+  p.switch = { kind: 'service', key: svcKey(spec, gen), value };
   return p;
 }
 
@@ -272,70 +309,192 @@ export function planDelete(live: LiveService): Plan {
   return p;
 }
 
+/** Does the spec leave the live service exactly as it is? */
+const unchanged = (live: LiveService | undefined, spec: ServiceSpec): boolean =>
+  !!live && live.value.affinity_timeout === spec.affinity && membersEqual(live, spec);
+
+/** Services per part of an `lb apply`: small enough that a part's entries die young in V8's heap. */
+export const APPLY_CHUNK = 4096;
+
 /**
  * `lb apply`: the specs become the whole set in one step. The next generation of lb_svc is built
  * beside the live one (unchanged services copied, changed ones pointing at new slot revisions), then
  * lb_meta.gen flips, then the old generation and everything only it used are deleted.
+ *
+ * In parts: each yielded plan holds the pre-switch writes (and id reservation) for up to `chunk`
+ * services, and may be executed and dropped before the next is made, so 100,000 services never
+ * exist as map entries in memory all at once. The returned plan holds the switch and the clean-up.
+ * planApply() joins the parts into one plan.
  */
-export function planApply(state: LiveState, specs: ServiceSpec[], ids: IdSource): Plan {
-  const p = emptyPlan();
-  const before = { s: ids.nextSvc, b: ids.nextBackend };
+export function* applyParts(state: LiveState, specs: ServiceSpec[], ids: IdSource, chunk = APPLY_CHUNK): Generator<Plan, Plan, void> {
   const next = state.gen ? 0 : 1;
-  const live = new Map(state.services.map((s) => [keyId(s.key), s]));
+  const live = new Map<string, LiveService>();
+  for (const s of state.services) live.set(keyName(s.key), s);
   const wanted = new Set<string>();
   let changes = 0;
   for (const spec of specs) {
-    const key = svcKey(spec, next);
-    const id = keyId(key);
-    if (wanted.has(id)) throw new RangeError(`plan apply: service ${serviceName(spec)} is listed twice`);
-    wanted.add(id);
-    const st = stepsFor(live.get(id), spec, ids);
-    p.summary[st.status].push(serviceName(spec));
-    if (st.status !== 'unchanged') changes++;
-    p.writeBackends.push(...st.writeBackends);
-    p.writeSlots.push(...st.writeSlots);
-    p.writeServices.push([key, st.value]);
-    p.updateBackends.push(...st.updateBackends);
-    p.deleteSlots.push(...st.deleteSlots);
-    p.deleteBackends.push(...st.deleteBackends);
+    if (wanted.has(spec.name)) throw new RangeError(`plan apply: service ${spec.name} is listed twice`);
+    wanted.add(spec.name);
+    if (!unchanged(live.get(spec.name), spec)) changes++;
   }
-  for (const [id, s] of live) {
-    if (wanted.has(id)) continue;
+  const post = emptyPlan();
+  for (const [name, s] of live) {
+    if (wanted.has(name)) continue;
     changes++;
-    p.summary.removed.push(keyName(s.key));
-    p.deleteSlots.push(...tableKeys(s.value));
-    p.deleteBackends.push(...s.members.map((m) => m.id));
-    p.deleteServiceIds.push(s.value.svc_id);
+    post.summary.removed.push(name);
+    tableKeys(s.value, post.deleteSlots);
+    for (const m of s.members) post.deleteBackends.push(m.id);
+    post.deleteServiceIds.push(s.value.svc_id);
   }
   const garbage = state.stale.length + state.orphanSlots.length + state.orphanBackends.length;
   if (!changes && !garbage) {
     // Nothing to do: do not churn the maps (and the generation) for an identical file.
-    return { ...emptyPlan(), summary: p.summary };
+    for (const spec of specs) post.summary.unchanged.push(spec.name);
+    return { ...emptyPlan(), summary: post.summary };
   }
-  if (ids.nextSvc !== before.s || ids.nextBackend !== before.b) p.ids = { nextSvc: ids.nextSvc, nextBackend: ids.nextBackend };
-  p.clearStale = state.stale;
-  p.switch = { kind: 'generation', gen: next };
-  p.deleteServices = state.services.map((s) => s.key);
-  p.deleteSlots.push(...state.orphanSlots);
-  p.deleteBackends.push(...state.orphanBackends);
-  return p;
+  let pre = emptyPlan(Math.min(chunk, specs.length) || 8);
+  pre.clearStale = state.stale;
+  let reserved = { s: ids.nextSvc, b: ids.nextBackend };
+  const flush = (): Plan => {
+    const out = pre;
+    if (ids.nextSvc !== reserved.s || ids.nextBackend !== reserved.b) out.ids = { nextSvc: ids.nextSvc, nextBackend: ids.nextBackend };
+    reserved = { s: ids.nextSvc, b: ids.nextBackend };
+    pre = emptyPlan(Math.min(chunk, specs.length) || 8);
+    return out;
+  };
+  for (let i = 0; i < specs.length; i++) {
+    const spec = specs[i];
+    const value = addService(pre, post, live.get(spec.name), spec, ids);
+    pre.writeServices.push(svcKey(spec, next), value);
+    if (pre.writeServices.length >= chunk) yield flush();
+  }
+  if (pre.writeServices.length || pre.clearStale.length) yield flush();
+  post.ids = { nextSvc: ids.nextSvc, nextBackend: ids.nextBackend };
+  post.switch = { kind: 'generation', gen: next };
+  post.deleteServices = state.services.map((s) => s.key);
+  for (const k of state.orphanSlots) post.deleteSlots.push(k);
+  for (const b of state.orphanBackends) post.deleteBackends.push(b);
+  return post;
+}
+
+/** Upper bounds of the entries an `lb apply` adds before its switch, to refuse a set that cannot fit. */
+export function applyNeeds(state: LiveState, specs: ServiceSpec[]): { services: number; slots: number; backends: number } {
+  const live = new Map<string, LiveService>();
+  for (const s of state.services) live.set(keyName(s.key), s);
+  let slots = state.orphanSlots.length;
+  let backends = state.orphanBackends.length;
+  for (const s of state.services) {
+    slots += Math.max(s.value.slots, s.value.members_at + s.value.backends);
+    backends += s.members.length;
+  }
+  for (const spec of specs) {
+    if (unchanged(live.get(spec.name), spec)) continue;
+    const t = slotTable(spec.backends).length;
+    slots += t === spec.backends.length ? t : t + spec.backends.length;
+    backends += spec.backends.length;
+  }
+  return { services: specs.length, slots, backends };
+}
+
+/** `lb apply` as one plan: the parts of applyParts() joined (for tests, --dry-run and the checks). */
+export function planApply(state: LiveState, specs: ServiceSpec[], ids: IdSource): Plan {
+  const parts = applyParts(state, specs, ids, Infinity);
+  const pre = emptyPlan();
+  for (let r = parts.next(); ; r = parts.next()) {
+    if (r.done) {
+      const post = r.value;
+      if (!post.switch) return post;
+      return { ...post, ids: pre.ids ? post.ids : null, clearStale: pre.clearStale, writeBackends: pre.writeBackends, writeSlots: pre.writeSlots, writeServices: pre.writeServices };
+    }
+    const part = r.value;
+    if (part.ids) pre.ids = part.ids;
+    pre.clearStale.push(...part.clearStale);
+    pre.writeBackends.append(part.writeBackends);
+    pre.writeSlots.append(part.writeSlots);
+    pre.writeServices.append(part.writeServices);
+  }
+}
+
+/** One map operation of a plan, as the kernel half runs it (a batch of entries or keys). */
+export type Op =
+  | { op: 'update'; map: 'svc'; batch: Batch<LbSvcKey, LbSvc> }
+  | { op: 'update'; map: 'slots'; batch: Batch<LbSlotKey, number> }
+  | { op: 'update'; map: 'backends'; batch: Batch<number, LbBackend> }
+  | { op: 'update'; map: 'meta'; batch: Batch<number, LbMeta> }
+  | { op: 'delete'; map: 'svc'; keys: LbSvcKey[] }
+  | { op: 'delete'; map: 'slots'; keys: LbSlotKey[] }
+  | { op: 'delete'; map: 'backends' | 'beStats' | 'svcStats'; keys: number[] }
+  | { op: 'forget-affinity'; svcIds: number[] };
+
+const one = <K, V>(layout: ConstructorParameters<typeof Batch<K, V>>[0], k: K, v: V): Batch<K, V> => {
+  const b = new Batch(layout, 1);
+  b.push(k, v);
+  return b;
+};
+
+export interface OpList {
+  /** entries nothing live reads yet (undone if anything here fails) */
+  before: Op[];
+  /** the single update that makes the change live */
+  switch: Op | null;
+  /** clean-up of what nothing live reads any more */
+  after: Op[];
+}
+
+/**
+ * The exact sequence of map operations for a plan. The kernel half runs it; the unit tests replay
+ * it entry by entry against a model of the datapath to prove no step exposes a half-written service.
+ */
+export function planOps(p: Plan, meta: LbMeta): OpList {
+  const out: OpList = { before: [], switch: null, after: [] };
+  if (!p.switch) return out;
+  const ids = p.ids ?? { nextSvc: meta.next_svc, nextBackend: meta.next_backend };
+  out.before = preOps(p, meta);
+  const s = p.switch;
+  if (s.kind === 'service') out.switch = { op: 'update', map: 'svc', batch: one(LB_SVC, s.key, s.value) };
+  else if (s.kind === 'delete') out.switch = { op: 'delete', map: 'svc', keys: [s.key] };
+  else out.switch = { op: 'update', map: 'meta', batch: one(LB_META, LB_META_KEY, { gen: s.gen, next_svc: ids.nextSvc, next_backend: ids.nextBackend }) };
+  if (p.updateBackends.length) out.after.push({ op: 'update', map: 'backends', batch: p.updateBackends });
+  if (p.deleteServices.length) out.after.push({ op: 'delete', map: 'svc', keys: p.deleteServices });
+  if (p.deleteSlots.length) out.after.push({ op: 'delete', map: 'slots', keys: p.deleteSlots });
+  if (p.deleteBackends.length) {
+    out.after.push({ op: 'delete', map: 'backends', keys: p.deleteBackends });
+    out.after.push({ op: 'delete', map: 'beStats', keys: p.deleteBackends });
+  }
+  if (p.deleteServiceIds.length) {
+    out.after.push({ op: 'delete', map: 'svcStats', keys: p.deleteServiceIds });
+    out.after.push({ op: 'forget-affinity', svcIds: p.deleteServiceIds });
+  }
+  return out;
+}
+
+/** The writes before a switch: the id reservation first, then entries nothing live reads yet. */
+export function preOps(p: Plan, meta: LbMeta): Op[] {
+  const out: Op[] = [];
+  if (p.ids) out.push({ op: 'update', map: 'meta', batch: one(LB_META, LB_META_KEY, { gen: meta.gen, next_svc: p.ids.nextSvc, next_backend: p.ids.nextBackend }) });
+  if (p.clearStale.length) out.push({ op: 'delete', map: 'svc', keys: p.clearStale });
+  if (p.writeBackends.length) out.push({ op: 'update', map: 'backends', batch: p.writeBackends });
+  if (p.writeSlots.length) out.push({ op: 'update', map: 'slots', batch: p.writeSlots });
+  if (p.writeServices.length) out.push({ op: 'update', map: 'svc', batch: p.writeServices });
+  return out;
 }
 
 /** The order the kernel half executes a plan in, for tests and for `--dry-run`-style output. */
 export function planSteps(p: Plan): string[] {
+  const n = (k: number, one: string, many = `${one}s`): string => `${k} ${k === 1 ? one : many}`;
   const out: string[] = [];
   if (p.ids) out.push(`reserve ids (next service ${p.ids.nextSvc}, next backend ${p.ids.nextBackend})`);
-  if (p.clearStale.length) out.push(`delete ${p.clearStale.length} stale service entries`);
-  if (p.writeBackends.length) out.push(`write ${p.writeBackends.length} backends`);
-  if (p.writeSlots.length) out.push(`write ${p.writeSlots.length} slots`);
-  if (p.writeServices.length) out.push(`write ${p.writeServices.length} services (next generation)`);
+  if (p.clearStale.length) out.push(`delete ${n(p.clearStale.length, 'stale service entry', 'stale service entries')}`);
+  if (p.writeBackends.length) out.push(`write ${n(p.writeBackends.length, 'backend')}`);
+  if (p.writeSlots.length) out.push(`write ${n(p.writeSlots.length, 'slot')}`);
+  if (p.writeServices.length) out.push(`write ${n(p.writeServices.length, 'service')} (next generation)`);
   if (p.switch?.kind === 'service') out.push(`switch service ${keyName(p.switch.key)} to rev ${p.switch.value.rev}`);
   if (p.switch?.kind === 'delete') out.push(`switch: delete service ${keyName(p.switch.key)}`);
   if (p.switch?.kind === 'generation') out.push(`switch generation to ${p.switch.gen}`);
-  if (p.updateBackends.length) out.push(`update ${p.updateBackends.length} backends`);
-  if (p.deleteServices.length) out.push(`delete ${p.deleteServices.length} old-generation services`);
-  if (p.deleteSlots.length) out.push(`delete ${p.deleteSlots.length} slots`);
-  if (p.deleteBackends.length) out.push(`delete ${p.deleteBackends.length} backends`);
-  if (p.deleteServiceIds.length) out.push(`forget ${p.deleteServiceIds.length} services' counters and affinity`);
+  if (p.updateBackends.length) out.push(`update ${n(p.updateBackends.length, 'backend')}`);
+  if (p.deleteServices.length) out.push(`delete ${n(p.deleteServices.length, 'old-generation service')}`);
+  if (p.deleteSlots.length) out.push(`delete ${n(p.deleteSlots.length, 'slot')}`);
+  if (p.deleteBackends.length) out.push(`delete ${n(p.deleteBackends.length, 'backend')}`);
+  if (p.deleteServiceIds.length) out.push(`forget the counters and affinity of ${n(p.deleteServiceIds.length, 'service')}`);
   return out;
 }

@@ -26,11 +26,23 @@ export function apportion(weights: number[], max = LB_MAX_SLOTS): number[] {
   return out;
 }
 
+const IDENTITY: number[][] = [];
+/** [0, 1, ..., n-1], shared for small n (callers only read it) */
+function identity(n: number): number[] {
+  if (n < 64) return (IDENTITY[n] ??= Array.from({ length: n }, (_, i) => i));
+  return Array.from({ length: n }, (_, i) => i);
+}
+
 /**
  * The selection slots of a service: indexes into `backends`, each active backend repeated by its
  * share of the weight, in the order listed. Draining backends get none. Empty: the service refuses.
  */
 export function slotTable(backends: readonly BackendSpec[], max = LB_MAX_SLOTS): number[] {
+  // The common case, and the one `lb apply` meets 100,000 times: all active, equal weights.
+  const w0 = backends.length ? backends[0].weight : 0;
+  let plain = backends.length <= max;
+  for (let i = 0; plain && i < backends.length; i++) plain = backends[i].state === 'active' && backends[i].weight === w0;
+  if (plain) return identity(backends.length);
   const active = backends.map((b, i) => ({ b, i })).filter((x) => x.b.state === 'active');
   const counts = apportion(
     active.map((x) => x.b.weight),

@@ -251,8 +251,23 @@ export class BpfMap<K = Buffer, V = Buffer> {
       this.layout.key!.encode(k, keys, i * ks);
       this.encodeValue(v, vals, i * vs);
     });
+    return this.updateBatchEncoded(keys, vals, entries.length, flag);
+  }
+
+  /**
+   * updateBatch() for entries already encoded with the layout's codecs, back to back: `n` keys in
+   * `keys`, `n` values in `vals` (per-CPU maps: a copy per possible CPU, 8-byte aligned). Callers
+   * that write many entries encode them as they go and skip the array of objects.
+   */
+  updateBatchEncoded(keys: Buffer, vals: Buffer, n: number, flag: UpdateFlag = 'any'): number {
+    if (!n) return 0;
+    const ks = this.layout.key!.size;
+    const vs = this.stride * this.ncpus;
+    if (keys.length < ks * n || vals.length < vs * n) {
+      throw new EbpfnetError('EBPFNET_USAGE', `update map ${this.name}`, `${n} entries need ${ks * n} key and ${vs * n} value bytes; got ${keys.length} and ${vals.length}`);
+    }
     if (this.layout.type !== 'lpm_trie') {
-      const count = [entries.length];
+      const count = [n];
       const opts = { sz: sizeof(MapBatchOpts), elem_flags: FLAGS[flag], flags: 0n };
       const rc = libbpf().bpf_map_update_batch(this.fd, keys, vals, count, opts);
       if (rc >= 0) return count[0];
@@ -260,11 +275,11 @@ export class BpfMap<K = Buffer, V = Buffer> {
       if (!(name === 'EINVAL' || name === 'ENOTSUPP' || name === 'EOPNOTSUPP') || count[0] > 0) throw this.updateError(-rc, flag);
     }
     const b = libbpf();
-    for (let i = 0; i < entries.length; i++) {
+    for (let i = 0; i < n; i++) {
       const rc = b.bpf_map_update_elem(this.fd, keys.subarray(i * ks, (i + 1) * ks), vals.subarray(i * vs, (i + 1) * vs), FLAGS[flag]);
       if (rc < 0) throw this.updateError(-rc, flag);
     }
-    return entries.length;
+    return n;
   }
 
   /** Deletes many keys; keys that are not there are ignored. Returns how many were deleted. */

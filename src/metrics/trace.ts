@@ -7,7 +7,7 @@ import { Counter, type Registry } from 'prom-client';
 
 export interface TraceMetrics {
   /** counts one event the tracer showed */
-  observe(e: { syscall: string; result: string }): void;
+  observe(syscall: string, result: string): void;
 }
 
 /**
@@ -15,11 +15,20 @@ export interface TraceMetrics {
  * first scrape instead of from the first event.
  */
 export function traceMetrics(registry: Registry, syscalls: readonly string[], lost: () => bigint | number): TraceMetrics {
+  // Events are counted in plain maps and handed to prom-client when scraped: a labelled inc() per
+  // event would cost the reader more than rendering the event does.
+  const pending = new Map<string, Map<string, number>>();
   const events = new Counter({
     name: 'ebpfnet_trace_events_total',
     help: 'Syscalls traced, by syscall and result (0 or the errno name, e.g. EEXIST).',
     labelNames: ['syscall', 'result'] as const,
     registers: [registry],
+    collect() {
+      for (const [syscall, byResult] of pending) {
+        for (const [result, n] of byResult) if (n) this.inc({ syscall, result }, n);
+        byResult.clear();
+      }
+    },
   });
   for (const s of syscalls) events.inc({ syscall: s, result: '0' }, 0);
   // The kernel keeps an absolute count; a counter only goes up, so each scrape adds the difference.
@@ -35,6 +44,10 @@ export function traceMetrics(registry: Registry, syscalls: readonly string[], lo
     },
   });
   return {
-    observe: (e) => events.inc({ syscall: e.syscall, result: e.result }),
+    observe(syscall, result) {
+      let m = pending.get(syscall);
+      if (!m) pending.set(syscall, (m = new Map()));
+      m.set(result, (m.get(result) ?? 0) + 1);
+    },
   };
 }

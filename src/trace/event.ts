@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // A traced call as people and scripts see it: decoded from the kernel's tr_event, then shown as a
 // table row or as one JSON line (schema: src/trace/event.schema.json, version SCHEMA_VERSION).
-// Pure: the clock offset comes in as a number, so every function here is testable without root.
+// This is the reference: plain and obviously right. The reader's hot path (render.ts) prints the
+// same bytes without building these objects, and falls back to these functions for the records it
+// does not handle itself. Pure: the clock offset comes in as a number, so all of it runs without root.
 import { isUtf8 } from 'node:buffer';
 import { errnoName } from '../errors.js';
 import * as G from '../gen/trace.js';
@@ -11,8 +13,8 @@ import { syscallName } from './syscalls.js';
 export const SCHEMA_VERSION = 1;
 
 export interface TraceEvent {
-  /** when the call returned, in nanoseconds since the Unix epoch */
-  timeNs: bigint;
+  /** when the call returned, in microseconds since the Unix epoch */
+  timeUs: number;
   syscall: string;
   pid: number;
   tid: number;
@@ -41,63 +43,81 @@ export function resultName(ret: number): string {
   return ret < 0 ? errnoName(-ret) : String(ret);
 }
 
-function cstring(u8: Uint8Array): Buffer {
-  const b = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
-  const end = b.indexOf(0);
-  return end < 0 ? b : b.subarray(0, end);
+/**
+ * Where each tr_event field is, from the generated layout (maps/trace.json), so the reader can
+ * decode records in place in the ring's memory: no copy of the 256-byte path, no BigInt.
+ */
+const at = Object.fromEntries(G.TrEvent.fields.map((f) => [f.name, f.offset])) as Record<keyof G.TrEvent, number>;
+
+const TWO32 = 4294967296;
+const u64 = (b: Buffer, o: number): number => b.readUInt32LE(o + 4) * TWO32 + b.readUInt32LE(o);
+
+/** End of a NUL-terminated string in a fixed-size field (the field's end if it has no NUL). */
+function strEnd(b: Buffer, start: number, size: number): number {
+  const end = b.indexOf(0, start);
+  return end < 0 || end > start + size ? start + size : end;
 }
 
 /**
- * tr_event -> TraceEvent. `wallOffsetNs` turns the kernel's CLOCK_MONOTONIC stamps into wall-clock
- * time (see `wallClockOffsetNs`).
+ * The tr_event at offset `o` of `b` (a record in the ring buffer, or a codec-encoded buffer) ->
+ * TraceEvent. `wallOffsetUs` turns the kernel's CLOCK_MONOTONIC stamps into wall-clock time (see
+ * `wallClockOffsetUs`). Microseconds fit a double exactly, nanoseconds since 1970 do not.
  */
-export function decodeEvent(r: G.TrEvent, wallOffsetNs: bigint): TraceEvent {
-  const fault = (r.flags & G.TR_F_FAULT) !== 0;
-  const raw = cstring(r.path);
-  const utf8 = isUtf8(raw);
+export function decodeEvent(b: Buffer, o: number, wallOffsetUs: number): TraceEvent {
+  const flags = b.readUInt16LE(o + at.flags);
+  const ret = b.readInt32LE(o + at.ret);
+  const fault = (flags & G.TR_F_FAULT) !== 0;
+  const cs = o + at.comm;
+  const ps = o + at.path;
+  const pe = strEnd(b, ps, G.TR_PATH_MAX);
+  let path: string | null = null;
+  let pathHex: string | null = null;
+  if (!fault) {
+    path = b.toString('utf8', ps, pe);
+    // U+FFFD is rare in a real path; only then is it worth checking whether the bytes were UTF-8
+    if (path.includes('\ufffd') && !isUtf8(b.subarray(ps, pe))) pathHex = b.toString('hex', ps, pe);
+  }
   return {
-    timeNs: r.ts_ns + wallOffsetNs,
-    syscall: syscallName(r.syscall),
-    pid: r.pid,
-    tid: r.tid,
-    uid: r.uid,
-    comm: cstring(r.comm).toString('utf8'),
-    path: fault ? null : raw.toString('utf8'),
-    pathHex: fault || utf8 ? null : raw.toString('hex'),
-    truncated: (r.flags & G.TR_F_TRUNCATED) !== 0,
-    dirfd: r.flags & G.TR_F_DIRFD ? r.dirfd : null,
-    mode: r.mode,
-    ret: r.ret,
-    result: resultName(r.ret),
-    latencyNs: Number(r.latency_ns),
+    timeUs: Math.floor(u64(b, o + at.ts_ns) / 1000 + wallOffsetUs),
+    syscall: syscallName(b.readUInt16LE(o + at.syscall)),
+    pid: b.readUInt32LE(o + at.pid),
+    tid: b.readUInt32LE(o + at.tid),
+    uid: b.readUInt32LE(o + at.uid),
+    comm: b.toString('utf8', cs, strEnd(b, cs, G.TR_COMM_LEN)),
+    path,
+    pathHex,
+    truncated: (flags & G.TR_F_TRUNCATED) !== 0,
+    dirfd: flags & G.TR_F_DIRFD ? b.readInt32LE(o + at.dirfd) : null,
+    mode: b.readUInt32LE(o + at.mode),
+    ret,
+    result: resultName(ret),
+    latencyNs: u64(b, o + at.latency_ns),
   };
 }
 
 /**
- * Nanoseconds to add to a CLOCK_MONOTONIC stamp (bpf_ktime_get_ns) to get wall-clock time. Node's
+ * Microseconds to add to a CLOCK_MONOTONIC stamp (bpf_ktime_get_ns) to get wall-clock time. Node's
  * hrtime is CLOCK_MONOTONIC too, and performance.timeOrigin + now() is wall time to the microsecond.
  */
-export function wallClockOffsetNs(): bigint {
-  const mono = process.hrtime.bigint();
-  const wall = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e3)) * 1000n;
-  return wall - mono;
+export function wallClockOffsetUs(): number {
+  const monoUs = Number(process.hrtime.bigint()) / 1000;
+  return (performance.timeOrigin + performance.now()) * 1000 - monoUs;
 }
 
 /** 0755 (at least four digits, like ls and chmod print it) */
 export const octalMode = (mode: number): string => `0${(mode >>> 0).toString(8).padStart(3, '0')}`;
 
 /** RFC 3339 UTC with microseconds: 2026-11-21T18:47:05.123456Z */
-export function isoTime(ns: bigint): string {
-  const ms = ns / 1_000_000n;
-  const us = Number((ns / 1000n) % 1000n);
-  return `${new Date(Number(ms)).toISOString().slice(0, -1)}${String(us).padStart(3, '0')}Z`;
+export function isoTime(us: number): string {
+  const sec = Math.floor(us / 1e6);
+  return `${new Date(sec * 1000).toISOString().slice(0, 20)}${String(us - sec * 1e6).padStart(6, '0')}Z`;
 }
 
-/** One JSON Lines record; keys in a fixed order, `path_hex` only when the path is not UTF-8. */
+/** One JSON Lines record: keys in a fixed order, `path_hex` only when the path is not UTF-8. */
 export function jsonLine(e: TraceEvent): string {
   const o: Record<string, unknown> = {
     v: SCHEMA_VERSION,
-    time: isoTime(e.timeNs),
+    time: isoTime(e.timeUs),
     syscall: e.syscall,
     pid: e.pid,
     tid: e.tid,
@@ -137,8 +157,8 @@ export function displayPath(e: TraceEvent): string {
 }
 
 /** HH:MM:SS.mmm in local time, as BCC's tools print -T timestamps */
-export function clockTime(ns: bigint): string {
-  const d = new Date(Number(ns / 1_000_000n));
+export function clockTime(us: number): string {
+  const d = new Date(Math.floor(us / 1000));
   const two = (n: number): string => String(n).padStart(2, '0');
   return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, '0')}`;
 }
@@ -147,8 +167,8 @@ export interface TableOptions {
   timestamps: boolean;
 }
 
-/** Column widths; PATH is last and unpadded, so long paths never push other columns about. */
-const COLS = [
+/** Column names and widths; PATH is last and unpadded, so long paths never push other columns about. */
+export const COLUMNS = [
   ['TIME', 12],
   ['PID', 7],
   ['TID', 7],
@@ -161,13 +181,19 @@ const COLS = [
 ] as const;
 
 function line(cells: string[], o: TableOptions): string {
-  const cols = o.timestamps ? COLS : COLS.slice(1);
+  const cols = o.timestamps ? COLUMNS : COLUMNS.slice(1);
   const parts = cols.map(([name, w], i) => (name === 'LAT(us)' ? cells[i].padStart(w) : cells[i].padEnd(w)));
   return `${parts.join(' ')} ${cells[cells.length - 1]}`;
 }
 
+/** µs with one decimal, rounded half up on whole nanoseconds (the renderer rounds the same way). */
+export function latencyUs(ns: number): string {
+  const tenths = Math.round(ns / 100);
+  return `${Math.floor(tenths / 10)}.${tenths % 10}`;
+}
+
 export function tableHeader(o: TableOptions): string {
-  const cols = o.timestamps ? COLS : COLS.slice(1);
+  const cols = o.timestamps ? COLUMNS : COLUMNS.slice(1);
   return line([...cols.map(([n]) => n), 'PATH'], o);
 }
 
@@ -180,8 +206,8 @@ export function tableRow(e: TraceEvent, o: TableOptions): string {
     e.syscall,
     octalMode(e.mode),
     e.result,
-    (e.latencyNs / 1000).toFixed(1),
+    latencyUs(e.latencyNs),
     displayPath(e),
   ];
-  return line(o.timestamps ? [clockTime(e.timeNs), ...cells] : cells, o);
+  return line(o.timestamps ? [clockTime(e.timeUs), ...cells] : cells, o);
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // What `ebpfnet trace` says when it ends: events seen, events lost, the busiest commands. Pure.
-import { printable, type TraceEvent } from './event.js';
+import { printable } from './event.js';
 
 export interface LostCounts {
   /** ring buffer reservations that failed: the reader fell behind */
@@ -24,13 +24,14 @@ export class TraceSummary {
   readonly bySyscall = new Map<string, number>();
   private readonly byComm = new Map<string, CommandCount>();
 
-  add(e: TraceEvent): void {
+  /** One event that passed the filters: its command name, syscall and return value. */
+  add(comm: string, syscall: string, ret: number): void {
     this.seen++;
-    const bad = e.ret < 0;
+    const bad = ret < 0;
     if (bad) this.failed++;
-    this.bySyscall.set(e.syscall, (this.bySyscall.get(e.syscall) ?? 0) + 1);
-    let c = this.byComm.get(e.comm);
-    if (!c) this.byComm.set(e.comm, (c = { comm: e.comm, events: 0, failed: 0 }));
+    this.bySyscall.set(syscall, (this.bySyscall.get(syscall) ?? 0) + 1);
+    let c = this.byComm.get(comm);
+    if (!c) this.byComm.set(comm, (c = { comm, events: 0, failed: 0 }));
     c.events++;
     if (bad) c.failed++;
   }

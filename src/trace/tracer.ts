@@ -140,9 +140,16 @@ export class Tracer {
     return this.ring.size;
   }
 
-  /** Hands up to `max` waiting events to `onEvent`; never blocks. Returns how many. */
-  poll(onEvent: (e: G.TrEvent) => void, max = Infinity): number {
-    return this.closed ? 0 : this.ring.consume(onEvent, max);
+  /**
+   * Hands up to `max` waiting records to `onRecord`, in place: `b` at `offset` holds a tr_event
+   * (decode it with decodeEvent) and is valid only during the call. Never blocks. Returns how many.
+   */
+  poll(onRecord: (b: Buffer, offset: number) => void, max = Infinity): number {
+    if (this.closed) return 0;
+    return this.ring.consumeRaw((b, offset, len) => {
+      // a record shorter than the layout would be an object built from other sources than maps/
+      if (len >= G.TrEvent.size) onRecord(b, offset);
+    }, max);
   }
 
   /** Events the kernel could not hand over, summed over CPUs. */

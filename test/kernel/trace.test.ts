@@ -5,7 +5,7 @@
 // ready line, lets the child go, and checks the events it printed; then that nothing it attached
 // is left in the kernel. Directories, cgroups and processes made here are removed here.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
@@ -315,6 +315,48 @@ describeKernel('trace mkdir (kernel)', () => {
     expect(perfLinks(cli.child.pid!)).toEqual([]);
   });
 
+  it('counts the events a full ring buffer loses, in the summary and in the metrics', async () => {
+    const d = fresh();
+    const calls = 20_000;
+    const c = spawnChild(['burst', String(calls), `${d}/again`]);
+    // a one-page ring holds a dozen records: a burst of 20,000 calls between two polls overflows it
+    const cli = trace(['-o', 'json', '-p', String(c.pid), '-b', '4K', '--metrics', `127.0.0.1:${21000 + (process.pid % 20000)}`]);
+    await ready(cli);
+    const url = /^metrics at (\S+)$/m.exec(cli.stderr)![1];
+    await c.go();
+    // the child is gone: every loss has happened and been counted in the kernel
+    const text = await (await fetch(url)).text();
+    expect(await cli.stop()).toBe(0);
+    const m = /^summary: (\d+) events seen, (\d+) lost/m.exec(cli.stderr)!;
+    const [seen, lost] = [Number(m[1]), Number(m[2])];
+    // every call is either printed or counted as lost: none vanishes
+    expect(seen).toBe(events(cli).length);
+    expect(seen + lost).toBe(calls);
+    expect(lost).toBeGreaterThan(0);
+    expect(cli.stderr).toMatch(/raise --buffer-size/);
+    expect(text).toMatch(new RegExp(`^ebpfnet_trace_events_lost_total ${lost}$`, 'm'));
+  });
+
+  it('attaches only what it traces: `trace mkdirat` loads the mkdirat entry program and the exit program, nothing else', async () => {
+    const d = fresh();
+    const cli = new CliProcess(['trace', 'mkdirat', '-o', 'json']);
+    clis.push(cli);
+    await ready(cli);
+    expect(cli.stderr).toMatch(/^tracing mkdirat; ctrl-c to end$/m);
+    const links = perfLinks(cli.child.pid!);
+    const names = progNames();
+    expect(links.map((l) => [l.tracepoint, names.get(l.prog_id)]).sort()).toEqual([
+      ['sys_enter_mkdirat', 'tr_in_mkdirat'],
+      ['sys_exit_mkdirat', 'tr_exit'],
+    ]);
+    const c = spawnChild([...(hasMkdir() ? ['mkdir', `${d}/by-mkdir`, '755'] : []), 'mkdirat', d, 'by-mkdirat', '755']);
+    await c.go();
+    await until('the mkdirat event', () => events(cli).some((e) => e.pid === c.pid));
+    expect(await cli.stop()).toBe(0);
+    expect(events(cli).filter((e) => e.pid === c.pid).map((e) => [e.syscall, e.path])).toEqual([['mkdirat', 'by-mkdirat']]);
+    expect(events(cli).every((e) => e.syscall === 'mkdirat')).toBe(true);
+  });
+
   it.each([
     [['mkdirx'], /^ebpfnet: trace: unknown syscall 'mkdirx'; this tracer knows mkdir \(mkdir, mkdirat\)\n$/],
     [['mkdir', '-p', 'abc'], /^ebpfnet: trace: --pid 'abc' is not a process id; .*\n$/],
@@ -335,5 +377,13 @@ describeKernel('trace mkdir (kernel)', () => {
     const r = runCli(['trace', 'mkdir', '-p', String(pid)]);
     expect(r.status).toBe(1);
     expect(r.stderr).toBe(`ebpfnet: trace: no process with pid ${pid}; give the pid of a running process (see ps -e)\n`);
+  });
+
+  it('a thread id is refused with the process it belongs to', () => {
+    // node runs helper threads: any task of this process other than the main one is a thread
+    const tid = Number(readdirSync(`/proc/${process.pid}/task`).find((t) => Number(t) !== process.pid));
+    const r = runCli(['trace', 'mkdir', '-p', String(tid)]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe(`ebpfnet: trace: ${tid} is a thread of process ${process.pid}, and --pid takes a process; trace the whole process: -p ${process.pid}\n`);
   });
 });

@@ -145,3 +145,22 @@ describe('trace: the command line', () => {
     expect(flags).toEqual(expect.arrayContaining(['-p', '-u', '-n', '-x', '--cgroup', '-d', '-o', '-T', '-b', '--metrics']));
   });
 });
+
+describe('trace: which tracepoints this kernel has', () => {
+  it('traces what has both an entry and an exit tracepoint, and names the rest (arm64 has no mkdir)', async () => {
+    const { mkdtempSync, mkdirSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { coverage } = await import('../../src/trace/tracer.js');
+    const fake = mkdtempSync(join(tmpdir(), 'ebpfnet-tracefs-'));
+    try {
+      for (const tp of ['sys_enter_mkdirat', 'sys_exit_mkdirat', 'sys_enter_mkdir']) mkdirSync(join(fake, 'events', 'syscalls', tp), { recursive: true });
+      const c = coverage(resolveSyscalls('mkdir'), fake);
+      expect(c.traced.map((s) => s.name)).toEqual(['mkdirat']);
+      expect(c.missing.map((s) => s.name)).toEqual(['mkdir']);
+      expect(coverage(resolveSyscalls('mkdir'), join(fake, 'nothing')).traced).toEqual([]);
+    } finally {
+      rmSync(fake, { recursive: true, force: true });
+    }
+  });
+});

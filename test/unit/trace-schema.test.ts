@@ -18,7 +18,7 @@ function line(over: Partial<G.TrEvent> = {}, path: string | Buffer = '/tmp/x'): 
   const c = new Uint8Array(G.TR_COMM_LEN);
   c.set(Buffer.from('mkdir'));
   const r: G.TrEvent = { ts_ns: 5n, latency_ns: 100n, pid: 1, tid: 1, uid: 0, ret: 0, mode: 0o777, dirfd: G.TR_AT_FDCWD, syscall: G.TR_SYS_MKDIR, flags: 0, comm: c, path: p, ...over };
-  return JSON.parse(jsonLine(decodeEvent(r, 1_700_000_000_000_000_000n)));
+  return JSON.parse(jsonLine(decodeEvent(G.TrEvent.encode(r), 0, 1_700_000_000_000_000)));
 }
 
 describe('trace: JSON schema', () => {

@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: Apache-2.0
+// @ts-check
+// Part (b): how many packets per second each filter drops on a veth pair. A sender namespace floods
+// UDP from 10.197.0.1 to 10.197.0.2:9 in a receiver namespace for a fixed time from one CPU
+// (flood.c); the filter in the receiver namespace drops it, and its own counter says how many it
+// dropped. On veth the receiving path runs on the sending CPU, so the drop rate is the rate at
+// which that one CPU can push a packet through the sender's stack, veth and the filter: the
+// filter's share is what differs between rows.
+//   ebpfnet          `ebpfnet filter` (the CLI) with --hook xdp (native on veth) and --hook tc
+//   iptables         raw PREROUTING (the earliest iptables hook), nft and legacy backends
+//   nftables         a netdev ingress chain on the receiving veth, the CIDRs in one set
+// Each measurement gets fresh namespaces, so no contender's leftovers (an empty hooked chain costs
+// something too) touch the next. Contenders are interleaved, rotated each round; medians are shown.
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BenchError, has, median, root, sh } from './util.mjs';
+
+const SRC = '10.197.0.1';
+const DST = '10.197.0.2';
+const PORT = 9;
+const MAC_S = '02:00:0a:c5:00:01';
+const MAC_R = '02:00:0a:c5:00:02';
+const IF_S = 'vb-s';
+const IF_R = 'vb-r';
+const CLI = join(root, 'dist', 'cli', 'main.js');
+export const FLOOD = join(root, 'build', 'bench', 'filter-flood');
+/** the flood's bound in packets, besides its duration: far above what one CPU sends in 3 s here */
+const MAX_PACKETS = 200_000_000;
+
+/**
+ * The 10,000-rule case: /32 sources nobody sends from, then the flood's own source LAST, so a
+ * chain walks all of them and a lookup finds the last one.
+ * @param {number} n
+ */
+export function cidrSources(n) {
+  const out = [];
+  for (let i = 0; i < n - 1; i++) out.push(`10.197.${100 + (i >> 8)}.${i & 255}`);
+  out.push(SRC);
+  return out;
+}
+
+/**
+ * @typedef {{ kind: 'port' } | { kind: 'cidr', sources: string[] }} Rules
+ * @typedef {{ s: string, r: string }} Env
+ * @typedef {{ mode?: string, finish: () => Promise<number> }} Installed
+ * @typedef {{ name: string, install: (env: Env, rules: Rules, tmp: string) => Promise<Installed> }} Contender
+ * @typedef {{ children: Set<import('node:child_process').ChildProcess>, netns: Set<string> }} Live
+ */
+
+/** Fresh sender and receiver namespaces joined by a veth pair; nothing touches the host's. */
+function setup(/** @type {Live} */ live, /** @type {number} */ seq) {
+  const id = `${process.pid}-${seq}`;
+  const env = { s: `ebpfnet-fb-s${id}`, r: `ebpfnet-fb-r${id}` };
+  for (const ns of [env.s, env.r]) {
+    sh('ip', ['netns', 'add', ns]);
+    live.netns.add(ns);
+    // no IPv6 on the pair: no neighbour discovery or MLD traffic besides the flood
+    sh('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { ns });
+    sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  }
+  sh('ip', ['link', 'add', IF_S, 'address', MAC_S, 'netns', env.s, 'type', 'veth', 'peer', 'name', IF_R, 'address', MAC_R, 'netns', env.r]);
+  sh('ip', ['-n', env.s, 'addr', 'add', `${SRC}/24`, 'dev', IF_S]);
+  sh('ip', ['-n', env.r, 'addr', 'add', `${DST}/24`, 'dev', IF_R]);
+  sh('ip', ['-n', env.s, 'link', 'set', IF_S, 'up']);
+  sh('ip', ['-n', env.r, 'link', 'set', IF_R, 'up']);
+  // a permanent neighbour: no ARP exchange inside the timed window
+  sh('ip', ['-n', env.s, 'neigh', 'replace', DST, 'lladdr', MAC_R, 'dev', IF_S, 'nud', 'permanent']);
+  return env;
+}
+
+/** Removes the namespaces; the veth pair, rules and tc/XDP programs in them go with them. */
+export function teardown(/** @type {Live} */ live, /** @type {string[]} */ names) {
+  /** @type {string[]} */
+  const errors = [];
+  for (const ns of names) {
+    try {
+      sh('ip', ['netns', 'del', ns]);
+    } catch (e) {
+      if (!/No such file/.test(/** @type {Error} */ (e).message)) errors.push(/** @type {Error} */ (e).message);
+    }
+    live.netns.delete(ns);
+  }
+  return errors;
+}
+
+/**
+ * A child process, tracked so Ctrl-C can end it; `done` resolves with its output when it exits.
+ * @param {Live} live
+ * @param {string} cmd
+ * @param {string[]} args
+ * @param {string} [outFile] stdout goes to this file instead of a pipe (see the ebpfnet contender)
+ */
+function start(live, cmd, args, outFile) {
+  const fd = outFile ? openSync(outFile, 'w') : null;
+  const child = spawn(cmd, args, { stdio: ['ignore', fd ?? 'pipe', 'pipe'] });
+  if (fd !== null) closeSync(fd); // the child has its own copy
+  live.children.add(child);
+  let out = '';
+  let err = '';
+  child.stdout?.on('data', (d) => (out += d));
+  child.stderr?.on('data', (d) => (err += d));
+  const output = () => (outFile ? readFileSync(outFile, 'utf8') : out);
+  /** @type {Promise<{ code: number | null, signal: string | null, out: string, err: string }>} */
+  const done = new Promise((resolve) => {
+    child.on('error', (e) => {
+      err += e.message;
+    });
+    // 'close' waits for the pipes, so the last lines are in
+    child.on('close', (code, signal) => {
+      live.children.delete(child);
+      resolve({ code, signal, out: output(), err });
+    });
+  });
+  return { child, done, output };
+}
+
+/**
+ * @param {Live} live
+ * @param {Env} env
+ * @param {{ seconds: number, cpu: number }} o
+ */
+async function flood(live, env, o) {
+  const { done } = start(live, 'nsenter', [`--net=/run/netns/${env.s}`, FLOOD, SRC, DST, String(PORT), String(o.seconds), String(MAX_PACKETS), String(o.cpu)]);
+  const r = await done;
+  const m = /sent (\d+) packets in ([\d.]+) s \((\d+) send errors\)/.exec(r.out);
+  if (r.code !== 0 || !m) throw new BenchError(`flood: ${r.err.trim() || r.out.trim() || `exited with ${r.code ?? r.signal}`}`);
+  return { sent: Number(m[1]), seconds: Number(m[2]), sendErrors: Number(m[3]) };
+}
+
+/**
+ * `ebpfnet filter` in the receiver namespace, on the control CPU (away from the flood's).
+ * @param {'xdp' | 'tc'} hook
+ * @param {Live} live
+ * @param {number} ctlCpu
+ * @returns {Contender}
+ */
+function ebpfnet(hook, live, ctlCpu) {
+  return {
+    name: hook === 'xdp' ? 'ebpfnet --hook xdp' : 'ebpfnet --hook tc',
+    async install(env, rules, tmp) {
+      const file = join(tmp, `ebpfnet-${rules.kind}.policy`);
+      writeFileSync(file, rules.kind === 'port' ? `deny udp/${PORT}\n` : rules.sources.map((s) => `deny from ${s}/32\n`).join(''));
+      const args = ['-c', String(ctlCpu), 'nsenter', `--net=/run/netns/${env.r}`, process.execPath, CLI, 'filter', '--iface', IF_R, '--hook', hook, '--policy', file, '--interval', '86400'];
+      // stdout to a file, not a pipe: the CLI exits right after printing its totals, and what it
+      // wrote to a full pipe is lost then (the 10,000-row table was cut short that way)
+      const { child, done, output } = start(live, 'taskset', args, join(tmp, `ebpfnet-${hook}.out`));
+      let exited = /** @type {{ code: number | null, signal: string | null, err: string } | null} */ (null);
+      done.then((r) => (exited = r));
+      const deadline = Date.now() + 120_000;
+      while (!/(^|\n)filtering/.test(output())) {
+        if (exited || Date.now() > deadline) {
+          child.kill('SIGKILL');
+          const r = /** @type {any} */ (exited) ?? { err: 'no "filtering" line within 120 s', code: null };
+          throw new BenchError(`ebpfnet filter --hook ${hook}: ${r.err.trim() || `exited with ${r.code ?? r.signal}`}`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      // its first line names the attachment: "vb-r: xdp native: ..." or "vb-r: tc ingress (tcx): ..."
+      const mode = new RegExp(`^${IF_R}: (xdp \\w+|tc ingress \\(tcx\\)):`).exec(output())?.[1];
+      const nrules = rules.kind === 'port' ? 1 : rules.sources.length;
+      return {
+        mode,
+        async finish() {
+          // SIGINT is what a user sends: the CLI prints its totals and detaches
+          child.kill('SIGINT');
+          const r = await done;
+          const totals = r.out.split('\ntotals:\n')[1];
+          if (r.code !== 0 || totals === undefined) throw new BenchError(`ebpfnet filter --hook ${hook} on SIGINT: ${r.err.trim() || `exited with ${r.code ?? r.signal}, no totals`}`);
+          let dropped = 0;
+          let rows = 0;
+          for (const line of totals.split('\n')) {
+            const m = /^\S+\s+deny .*?\s([\d,]+) packets\s+[\d,]+ bytes\s*$/.exec(line);
+            if (m) {
+              dropped += Number(m[1].replace(/,/g, ''));
+              rows++;
+            }
+          }
+          // one row per rule, and "deny default": fewer means the table was cut short
+          if (rows < nrules) throw new BenchError(`ebpfnet filter --hook ${hook}: totals list ${rows} deny rows for ${nrules} rules`);
+          return dropped;
+        },
+      };
+    },
+  };
+}
+
+/**
+ * iptables in the raw table's PREROUTING: the first netfilter hook an IPv4 packet meets.
+ * @param {'nft' | 'legacy'} backend
+ * @returns {Contender}
+ */
+function iptables(backend) {
+  const save = `iptables-${backend}-save`;
+  return {
+    name: `iptables-${backend} raw PREROUTING`,
+    async install(env, rules) {
+      const match = rules.kind === 'port' ? [`-p udp -m udp --dport ${PORT}`] : rules.sources.map((s) => `-s ${s}/32`);
+      const text = ['*raw', ':PREROUTING ACCEPT [0:0]', ...match.map((m) => `-A PREROUTING ${m} -j DROP`), 'COMMIT', ''].join('\n');
+      sh(`iptables-${backend}-restore`, [], { ns: env.r, input: text });
+      return {
+        async finish() {
+          // [packets:bytes] before each rule; only the flood's rule moves, but sum them all
+          let dropped = 0;
+          for (const m of sh(save, ['-c', '-t', 'raw'], { ns: env.r }).matchAll(/^\[(\d+):\d+\] -A PREROUTING .* -j DROP$/gm)) dropped += Number(m[1]);
+          return dropped;
+        },
+      };
+    },
+  };
+}
+
+/** @returns {Contender} */
+function nftables() {
+  return {
+    name: 'nftables netdev ingress',
+    async install(env, rules) {
+      const body =
+        rules.kind === 'port'
+          ? `  chain in {\n    type filter hook ingress device "${IF_R}" priority 0; policy accept;\n    udp dport ${PORT} counter drop\n  }\n`
+          : `  set blk {\n    type ipv4_addr\n    elements = { ${rules.sources.join(', ')} }\n  }\n` +
+            `  chain in {\n    type filter hook ingress device "${IF_R}" priority 0; policy accept;\n    ip saddr @blk counter drop\n  }\n`;
+      sh('nft', ['-f', '-'], { ns: env.r, input: `table netdev ebpfnet_bench {\n${body}}\n` });
+      return {
+        async finish() {
+          const text = sh('nft', ['list', 'chain', 'netdev', 'ebpfnet_bench', 'in'], { ns: env.r });
+          const m = /counter packets (\d+)/.exec(text);
+          if (!m) throw new BenchError(`nft: no counter in:\n${text}`);
+          return Number(m[1]);
+        },
+      };
+    },
+  };
+}
+
+/**
+ * @param {{ seconds: number, reps: number, cidrRules: number, cpu: number, ctlCpu: number, tmp: string, live: Live, log: (s: string) => void }} o
+ */
+export async function runVeth(o) {
+  /** @type {Contender[]} */
+  const contenders = [ebpfnet('xdp', o.live, o.ctlCpu), ebpfnet('tc', o.live, o.ctlCpu)];
+  /** @type {string[]} */
+  const notes = [];
+  if (has('iptables-nft-restore')) contenders.push(iptables('nft'));
+  else notes.push('iptables-nft not installed (apt-get install iptables): no iptables-nft row');
+  if (has('iptables-legacy-restore')) contenders.push(iptables('legacy'));
+  else notes.push('iptables-legacy not installed: no iptables-legacy row');
+  if (has('nft')) contenders.push(nftables());
+  else notes.push('nft not installed (apt-get install nftables): no nftables row');
+
+  /** @type {{ key: string, label: string, rules: Rules }[]} */
+  const cases = [
+    { key: 'one', label: '1 rule (udp/9)', rules: { kind: 'port' } },
+    { key: 'cidr', label: `${o.cidrRules.toLocaleString('en-US')} CIDR rules, match last`, rules: { kind: 'cidr', sources: cidrSources(o.cidrRules) } },
+  ];
+  /** @type {Record<string, Record<string, { runs: { sent: number, dropped: number, seconds: number, sendErrors: number }[], errors: string[], mode?: string }>>} */
+  const raw = {};
+  for (const c of cases) raw[c.key] = Object.fromEntries(contenders.map((x) => [x.name, { runs: [], errors: [] }]));
+  let seq = 0;
+  for (let rep = 0; rep < o.reps; rep++) {
+    for (const c of cases) {
+      for (let k = 0; k < contenders.length; k++) {
+        const x = contenders[(k + rep) % contenders.length];
+        const slot = raw[c.key][x.name];
+        o.log(`veth: round ${rep + 1} of ${o.reps}: ${c.label}: ${x.name}`);
+        const env = setup(o.live, seq++);
+        try {
+          const inst = await x.install(env, c.rules, o.tmp);
+          if (inst.mode) slot.mode = inst.mode;
+          const f = await flood(o.live, env, o);
+          const dropped = await inst.finish();
+          slot.runs.push({ ...f, dropped });
+        } catch (e) {
+          // kept verbatim for the report; the other contenders still run
+          const msg = /** @type {Error} */ (e).message;
+          if (!slot.errors.includes(msg)) slot.errors.push(msg);
+          o.log(`veth: ${x.name}: ${msg.slice(0, 300)}`);
+        } finally {
+          for (const child of o.live.children) child.kill('SIGKILL');
+          const errs = teardown(o.live, [env.s, env.r]);
+          if (errs.length) throw new BenchError(`remove namespaces: ${errs.join('; ')}`);
+        }
+      }
+    }
+  }
+  const rows = [];
+  for (const c of cases) {
+    for (const x of contenders) {
+      const s = raw[c.key][x.name];
+      const rates = s.runs.map((r) => r.dropped / r.seconds);
+      rows.push({
+        case: c.key,
+        caseLabel: c.label,
+        filter: x.name,
+        mode: s.mode,
+        runs: s.runs,
+        errors: s.errors,
+        dropRate: rates.length ? median(rates) : NaN,
+        sentRate: s.runs.length ? median(s.runs.map((r) => r.sent / r.seconds)) : NaN,
+        // how much of the flood the filter saw and dropped; well below 1 means packets were lost before it
+        droppedShare: s.runs.length ? median(s.runs.map((r) => (r.sent ? r.dropped / r.sent : 0))) : NaN,
+      });
+    }
+  }
+  return { seconds: o.seconds, reps: o.reps, cpu: o.cpu, flood: `UDP ${SRC} -> ${DST}:${PORT}, 60-byte frames, sendmmsg x64`, cases: cases.map(({ key, label }) => ({ key, label })), rows, notes };
+}

@@ -1,0 +1,296 @@
+#!/usr/bin/env node
+// SPDX-License-Identifier: Apache-2.0
+// @ts-check
+// The trace benchmark: what tracing mkdir costs the traced program. A small C program
+// (mkdir-loop.c, built into build/bench/) makes N mkdir+rmdir pairs on tmpfs and times them itself,
+//   untraced,
+//   under `ebpfnet trace mkdir -o json > /dev/null`, and
+//   under bpftrace running the equivalent script (the same tracepoints, per-thread state at entry,
+//   one printf per call at exit, output to a file on tmpfs so its lost-event report can be read),
+// interleaved, rotating which goes first, REPS times; the table shows medians and ratios against
+// untraced. Each traced run starts its tracer afresh, waits until its tracepoints are attached,
+// and stops it with SIGINT after the burst, so every run reports its own lost events.
+// Goals (issue 4): ebpfnet <= 1.3x untraced, cheaper than bpftrace, and no event lost for a burst
+// of 200,000 at the default ring buffer size. Exit 1 when one is missed.
+//   node tools/bench/trace/run.mjs [--json] [--reps N] [--pairs N]
+// Needs root, dist/ (npx tsc -p .), build/bpf/trace.bpf.o (node tools/build-bpf.mjs), a C compiler,
+// bpftool, and bpftrace (apt-get install bpftrace; `npm run bench` installs it).
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..', '..');
+const CLI = join(root, 'dist', 'cli', 'main.js');
+const OBJECT = join(root, 'build', 'bpf', 'trace.bpf.o');
+const LOOP_SRC = join(here, 'mkdir-loop.c');
+const LOOP_BIN = join(root, 'build', 'bench', 'trace-mkdir-loop');
+const TMPFS_MAGIC = 0x01021994;
+
+const GOALS = { maxRatio: 1.3, lost: 0 };
+
+class BenchError extends Error {}
+
+function parseArgs(/** @type {string[]} */ argv) {
+  const out = { json: false, reps: 5, pairs: 200_000 };
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--json') out.json = true;
+    else if (argv[i] === '--reps') out.reps = Number(argv[++i]);
+    else if (argv[i] === '--pairs') out.pairs = Number(argv[++i]);
+    else throw new BenchError(`usage: unknown option ${argv[i]}; options: --json, --reps N, --pairs N`);
+  }
+  if (!Number.isInteger(out.reps) || out.reps < 1) throw new BenchError('usage: --reps wants a positive integer');
+  if (!Number.isInteger(out.pairs) || out.pairs < 1) throw new BenchError('usage: --pairs wants a positive integer');
+  return out;
+}
+
+const has = (/** @type {string} */ cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const sleep = (/** @type {number} */ ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Compiles mkdir-loop.c when the binary is missing or older than its source. */
+function buildLoop() {
+  if (existsSync(LOOP_BIN) && statSync(LOOP_SRC).mtimeMs <= statSync(LOOP_BIN).mtimeMs) return;
+  mkdirSync(dirname(LOOP_BIN), { recursive: true });
+  const tmp = `${LOOP_BIN}.tmp`;
+  try {
+    execFileSync('cc', ['-O2', '-Wall', LOOP_SRC, '-o', tmp], { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    const err = /** @type {{ stderr?: Buffer, message: string }} */ (e);
+    throw new BenchError(`build the workload: ${err.stderr?.toString().trim() || err.message}; it needs a C compiler (apt-get install gcc)`);
+  }
+  // renamed into place so an interrupted build never leaves a half-written binary that looks fresh
+  renameSync(tmp, LOOP_BIN);
+}
+
+/**
+ * A directory on tmpfs for the workload: under /dev/shm when that is tmpfs, else a tmpfs mounted
+ * for this run. Returns it and how to remove it.
+ */
+function tmpfsDir() {
+  if (existsSync('/dev/shm') && statfsSync('/dev/shm').type === TMPFS_MAGIC) {
+    const dir = mkdtempSync('/dev/shm/ebpfnet-bench-trace-');
+    return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'ebpfnet-bench-trace-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', dir]);
+  return {
+    dir,
+    cleanup: () => {
+      spawnSync('umount', [dir]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Tracepoints this kernel has for mkdir (arm64 has no mkdir syscall, only mkdirat). */
+function mkdirSyscalls() {
+  const tracefs = ['/sys/kernel/tracing', '/sys/kernel/debug/tracing'].find((p) => existsSync(join(p, 'events', 'syscalls')));
+  if (!tracefs) throw new BenchError('find tracefs: it is not mounted; run `sudo npx ebpfnet doctor` once, it mounts it');
+  const names = ['mkdir', 'mkdirat'].filter((s) => existsSync(join(tracefs, 'events', 'syscalls', `sys_enter_${s}`)));
+  if (!names.length) throw new BenchError('find the mkdir tracepoints: this kernel has none (CONFIG_FTRACE_SYSCALLS)');
+  return names;
+}
+
+/**
+ * The bpftrace side of the comparison: the same hooks and the same per-call work as ebpfnet (state
+ * per thread at entry; pid, tid, uid, comm, path, mode, result and latency printed at exit).
+ */
+function bpftraceScript(/** @type {string[]} */ syscalls) {
+  const enter = syscalls
+    .map((s) => `tracepoint:syscalls:sys_enter_${s} { @start[tid] = nsecs; @path[tid] = args->pathname; @mode[tid] = args->mode; }`)
+    .join('\n');
+  const exits = syscalls.map((s) => `tracepoint:syscalls:sys_exit_${s}`).join(', ');
+  return `${enter}
+${exits} /@start[tid]/ {
+  printf("%d %d %d %s %s %o %d %d\\n", pid, tid, uid, comm, str(@path[tid]), @mode[tid], args->ret, nsecs - @start[tid]);
+  delete(@start[tid]); delete(@path[tid]); delete(@mode[tid]);
+}
+`;
+}
+
+/** How many tracepoint links a process holds (bpftool perf): a tracer is ready when it has all. */
+function perfLinks(/** @type {number} */ pid) {
+  const all = JSON.parse(execFileSync('bpftool', ['-j', 'perf'], { encoding: 'utf8' }));
+  return all.filter((/** @type {{ pid: number }} */ p) => p.pid === pid).length;
+}
+
+/** @param {string} path */
+function runLoop(pairs, path) {
+  let out;
+  try {
+    out = execFileSync(LOOP_BIN, [String(pairs), path], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 600_000 }).toString();
+  } catch (e) {
+    const err = /** @type {{ stderr?: Buffer, message: string }} */ (e);
+    throw new BenchError(`workload: ${err.stderr?.toString().trim() || err.message}`);
+  }
+  const j = JSON.parse(out);
+  if (j.pairs !== pairs) throw new BenchError(`workload: made ${j.pairs} pairs, asked for ${pairs}`);
+  return { nsPerPair: j.ns / pairs, pid: /** @type {number} */ (j.pid) };
+}
+
+/**
+ * Starts a tracer, waits until `ready()` says so, runs the burst, stops the tracer with SIGINT and
+ * waits for it to finish draining.
+ * @param {string} what
+ * @param {string} cmd
+ * @param {string[]} args
+ * @param {number} outFd where its stdout goes
+ * @param {(p: import('node:child_process').ChildProcess, stderr: () => string) => boolean} ready
+ * @param {() => { nsPerPair: number, pid: number }} burst
+ */
+async function traced(what, cmd, args, outFd, ready, burst) {
+  const p = spawn(cmd, args, { stdio: ['ignore', outFd, 'pipe'] });
+  let stderr = '';
+  p.stderr?.on('data', (d) => (stderr += d));
+  /** @type {Promise<number | null>} */
+  const exited = new Promise((r) => p.on('exit', (code, sig) => r(code ?? (sig ? 128 : null))));
+  try {
+    const t0 = Date.now();
+    while (!ready(p, () => stderr)) {
+      if (p.exitCode !== null) throw new BenchError(`${what}: exited ${p.exitCode} before it was ready: ${stderr.trim()}`);
+      if (Date.now() - t0 > 60_000) throw new BenchError(`${what}: not ready after 60 s: ${stderr.trim()}`);
+      await sleep(50);
+    }
+    const r = burst();
+    p.kill('SIGINT');
+    const timer = setTimeout(() => p.kill('SIGKILL'), 120_000);
+    const code = await exited;
+    clearTimeout(timer);
+    if (code !== 0) throw new BenchError(`${what}: exited ${code} after SIGINT: ${stderr.trim()}`);
+    return { ...r, stderr };
+  } finally {
+    if (p.exitCode === null) p.kill('SIGKILL');
+  }
+}
+
+async function runEbpfnet(/** @type {number} */ pairs, /** @type {string} */ path) {
+  const devnull = openSync('/dev/null', 'w');
+  try {
+    const r = await traced('ebpfnet trace', process.execPath, [CLI, 'trace', 'mkdir', '-o', 'json'], devnull, (_p, err) => /^tracing /m.test(err()), () => runLoop(pairs, path));
+    const m = /^summary: (\d+) events seen, (\d+) lost/m.exec(r.stderr);
+    if (!m) throw new BenchError(`ebpfnet trace: no summary on stderr: ${r.stderr.trim()}`);
+    return { nsPerPair: r.nsPerPair, seen: Number(m[1]), lost: Number(m[2]) };
+  } finally {
+    closeSync(devnull);
+  }
+}
+
+async function runBpftrace(/** @type {number} */ pairs, /** @type {string} */ path, /** @type {string[]} */ syscalls, /** @type {string} */ outFile) {
+  const fd = openSync(outFile, 'w');
+  try {
+    const want = syscalls.length * 2;
+    const r = await traced('bpftrace', 'bpftrace', ['-e', bpftraceScript(syscalls)], fd, (p) => !!p.pid && perfLinks(p.pid) === want, () => runLoop(pairs, path));
+    const text = readFileSync(outFile, 'utf8');
+    let lost = 0;
+    for (const m of text.matchAll(/^Lost (\d+) events/gm)) lost += Number(m[1]);
+    // lines printed for the workload's own calls (the machine makes others)
+    const prefix = `${r.pid} `;
+    let seen = 0;
+    for (const line of text.split('\n')) if (line.startsWith(prefix)) seen++;
+    return { nsPerPair: r.nsPerPair, seen, lost };
+  } finally {
+    closeSync(fd);
+    rmSync(outFile, { force: true });
+  }
+}
+
+const median = (/** @type {number[]} */ xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const fmt = (/** @type {number} */ n) => Math.round(n).toLocaleString('en-US');
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  if (process.getuid?.() !== 0) throw new BenchError('check privileges: run as root (tracing needs CAP_BPF and CAP_PERFMON)');
+  if (!existsSync(CLI)) throw new BenchError(`find the CLI: no ${CLI}; build it: npx tsc -p .`);
+  if (!existsSync(OBJECT)) throw new BenchError(`find the BPF object: no ${OBJECT}; build it: node tools/build-bpf.mjs`);
+  if (!has('bpftool')) throw new BenchError('find bpftool: not installed; apt-get install bpftool');
+  if (!has('bpftrace')) throw new BenchError('find bpftrace: not installed; apt-get install bpftrace (npm run bench installs it)');
+  buildLoop();
+  const syscalls = mkdirSyscalls();
+  const work = tmpfsDir();
+  const onSignal = () => {
+    work.cleanup();
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  /** @typedef {{ nsPerPair: number, seen?: number, lost?: number }} Run */
+  /** @type {Record<'untraced' | 'ebpfnet' | 'bpftrace', Run[]>} */
+  const runs = { untraced: [], ebpfnet: [], bpftrace: [] };
+  const path = join(work.dir, 'd');
+  try {
+    runLoop(Math.min(args.pairs, 20_000), path); // warm-up: dentry and inode caches, the binary paged in
+    /** @type {Array<keyof typeof runs>} */
+    const modes = ['untraced', 'ebpfnet', 'bpftrace'];
+    for (let rep = 0; rep < args.reps; rep++) {
+      // rotate the order, so drift on a busy machine lands on every mode alike
+      for (let i = 0; i < modes.length; i++) {
+        const mode = modes[(rep + i) % modes.length];
+        if (mode === 'untraced') runs.untraced.push({ nsPerPair: runLoop(args.pairs, path).nsPerPair });
+        else if (mode === 'ebpfnet') runs.ebpfnet.push(await runEbpfnet(args.pairs, path));
+        else runs.bpftrace.push(await runBpftrace(args.pairs, path, syscalls, join(work.dir, 'bpftrace.out')));
+      }
+    }
+  } finally {
+    work.cleanup();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+
+  const us = {
+    untraced: median(runs.untraced.map((r) => r.nsPerPair)) / 1000,
+    ebpfnet: median(runs.ebpfnet.map((r) => r.nsPerPair)) / 1000,
+    bpftrace: median(runs.bpftrace.map((r) => r.nsPerPair)) / 1000,
+  };
+  const ratio = { ebpfnet: us.ebpfnet / us.untraced, bpftrace: us.bpftrace / us.untraced };
+  const worstLost = (/** @type {Run[]} */ rs) => Math.max(...rs.map((r) => r.lost ?? 0));
+  const fewestSeen = (/** @type {Run[]} */ rs) => Math.min(...rs.map((r) => r.seen ?? 0));
+  const lost = { ebpfnet: worstLost(runs.ebpfnet), bpftrace: worstLost(runs.bpftrace) };
+  const seen = { ebpfnet: fewestSeen(runs.ebpfnet), bpftrace: fewestSeen(runs.bpftrace) };
+  const ok = {
+    ratio: ratio.ebpfnet <= GOALS.maxRatio,
+    fasterThanBpftrace: us.ebpfnet < us.bpftrace,
+    // every run: none lost, and at least the burst itself arrived (the machine adds its own calls)
+    noneLost: lost.ebpfnet === GOALS.lost && seen.ebpfnet >= args.pairs,
+  };
+  const missed = [];
+  if (!ok.ratio) missed.push(`ebpfnet makes the pair ${ratio.ebpfnet.toFixed(2)}x slower, the goal is <= ${GOALS.maxRatio.toFixed(2)}x`);
+  if (!ok.fasterThanBpftrace) missed.push(`ebpfnet (${us.ebpfnet.toFixed(2)} us/pair) is not cheaper than bpftrace (${us.bpftrace.toFixed(2)} us/pair)`);
+  if (!ok.noneLost) missed.push(`ebpfnet lost up to ${fmt(lost.ebpfnet)} events in a run and saw at least ${fmt(seen.ebpfnet)} of ${fmt(args.pairs)}; the goal is none lost`);
+
+  if (args.json) {
+    console.log(JSON.stringify({ params: { pairs: args.pairs, reps: args.reps, syscalls }, runs, medianUsPerPair: us, ratio, lost, seen, goals: GOALS, ok: { ...ok, all: missed.length === 0 }, missed }));
+  } else {
+    const mark = (/** @type {boolean} */ good) => (good ? 'ok' : 'MISSED');
+    const row = (/** @type {string} */ label, /** @type {number} */ u, /** @type {number} */ r, /** @type {string} */ l, /** @type {string} */ goal) =>
+      `${label.padEnd(42)}${u.toFixed(2).padStart(8)}${r.toFixed(2).padStart(8)}   ${l.padEnd(30)}${goal}`;
+    console.log(`trace benchmark: ${fmt(args.pairs)} mkdir+rmdir pairs on tmpfs, median of ${args.reps} interleaved runs (tracing ${syscalls.join(', ')})`);
+    console.log(`${''.padEnd(42)}${'us/pair'.padStart(8)}${'ratio'.padStart(8)}   ${'events lost (worst run)'.padEnd(30)}goal`);
+    console.log(row('untraced', us.untraced, 1, '-', ''));
+    console.log(
+      row(
+        'ebpfnet trace mkdir -o json > /dev/null',
+        us.ebpfnet,
+        ratio.ebpfnet,
+        `${fmt(lost.ebpfnet)} (>= ${fmt(seen.ebpfnet)} seen)`,
+        `<= ${GOALS.maxRatio.toFixed(2)}x ${mark(ok.ratio)}; none lost ${mark(ok.noneLost)}`,
+      ),
+    );
+    console.log(row('bpftrace, same tracepoints and fields', us.bpftrace, ratio.bpftrace, `${fmt(lost.bpftrace)} (>= ${fmt(seen.bpftrace)} printed)`, `ebpfnet cheaper ${mark(ok.fasterThanBpftrace)}`));
+    console.log(`(tracing adds ${(us.ebpfnet - us.untraced).toFixed(2)} us per pair with ebpfnet, ${(us.bpftrace - us.untraced).toFixed(2)} us with bpftrace; default ring buffer; each traced run starts its tracer afresh)`);
+    for (const line of missed) console.error(`trace benchmark: goal missed: ${line}`);
+  }
+  if (missed.length) process.exitCode = 1;
+}
+
+main().catch((e) => {
+  // expected failures print one line; anything else keeps its stack for whoever debugs it
+  const expected = e instanceof BenchError || String(e?.code).startsWith('EBPFNET_');
+  console.error(expected ? `trace benchmark: ${e.message}` : e);
+  process.exitCode = 1;
+});
