@@ -14,7 +14,8 @@ let skipped = 0;
 if (report && existsSync(report)) {
   const r = JSON.parse(readFileSync(report, 'utf8'));
   passed = r.numPassedTests ?? 0;
-  failed = (r.numFailedTests ?? 0) + (r.numFailedTestSuites ?? 0) - countSuitesWithFailedTests(r);
+  // a file that failed without a failing test (an import error, a failing hook) counts once
+  failed = (r.numFailedTests ?? 0) + filesFailedWithoutTests(r);
   skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
   for (const f of r.testResults ?? []) {
     for (const t of f.assertionResults ?? []) {
@@ -36,9 +37,8 @@ for (const s of steps) {
   }
 }
 
-/** A file whose tests failed is counted by its tests, not again as a suite. */
-function countSuitesWithFailedTests(/** @type {any} */ r) {
-  return (r.testResults ?? []).filter((/** @type {any} */ f) => f.status === 'failed' && (f.assertionResults ?? []).some((/** @type {any} */ t) => t.status === 'failed')).length;
+function filesFailedWithoutTests(/** @type {any} */ r) {
+  return (r.testResults ?? []).filter((/** @type {any} */ f) => f.status === 'failed' && !(f.assertionResults ?? []).some((/** @type {any} */ t) => t.status === 'failed')).length;
 }
 
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);

@@ -38,10 +38,13 @@ export function status(cmd: string, args: string[], ns?: string, timeout = 10_00
 /** true when the command exits 0 */
 export const ok = (cmd: string, args: string[], ns?: string, timeout?: number): boolean => status(cmd, args, ns, timeout) === 0;
 
-/** ids of every BPF program loaded on the machine (bpftool), to check nothing was left behind */
-export function bpfProgIds(): number[] {
-  const out = JSON.parse(sh('bpftool', ['-j', 'prog', 'show'])) as Array<{ id: number }>;
-  return out.map((p) => p.id);
+/**
+ * ids of the BPF programs loaded on the machine (bpftool), to check nothing was left behind;
+ * `names` keeps only programs of those names, so other processes' programs do not count.
+ */
+export function bpfProgIds(names?: string[]): number[] {
+  const out = JSON.parse(sh('bpftool', ['-j', 'prog', 'show'])) as Array<{ id: number; name?: string }>;
+  return out.filter((p) => !names || names.includes(p.name ?? '')).map((p) => p.id);
 }
 
 export function xdpOn(ifname: string, ns?: string): boolean {

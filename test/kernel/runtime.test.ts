@@ -212,7 +212,7 @@ describeKernel('runtime: attach and detach', () => {
     o.close();
     expect(xdpOn(veth.host)).toBe(false);
     expect(ok('ping', ['-c', '1', '-W', '1', veth.hostIp], veth.ns)).toBe(true);
-    expect(bpfProgIds().filter((id) => !before.has(id))).toEqual([]);
+    expect(bpfProgIds([G.PROG_ST_XDP.name]).filter((id) => !before.has(id))).toEqual([]);
   });
 
   it('generic mode can be asked for explicitly, and a second XDP program is refused', () => {
