@@ -62,8 +62,14 @@ export function policyFrom(o: PolicyOpts): Policy {
   return makePolicy({ deny, allow, default: def, audit: o.audit });
 }
 
-const describe = (p: Policy): string =>
-  `${p.rules.map(formatRule).join(', ') || 'no rules'}; default ${p.default}${p.audit ? ' (audit: nothing is dropped)' : ''}`;
+/** The policy in one line; a long one is summarised (the full list is in --dry-run and status). */
+const describe = (p: Policy): string => {
+  const shown = p.rules.slice(0, 8).map(formatRule).join(', ');
+  const rules = p.rules.length > 8 ? `${p.rules.length} rules (${shown}, ...)` : shown || 'no rules';
+  return `${rules}; default ${p.default}${p.audit ? ' (audit: nothing is dropped)' : ''}`;
+};
+
+const plural = (x: bigint, one: string, many: string): string => `${n(x)} ${x === 1n ? one : many}`;
 
 function hookOf(v: string | undefined): Hook {
   if (v === undefined || v === 'xdp' || v === 'tc') return v ?? 'xdp';
@@ -87,15 +93,23 @@ function dropSummary(ifname: string, c: FilterCounters): string {
   return `${ifname}: dropped ${n(dropped)}${parts.length ? ` (${parts.join(', ')})` : ''}${audit}`;
 }
 
+/** One row per rule and default; with many rules only those that matched something are listed. */
 function totals(ds: FilterDatapath[]): string {
   const rows: Array<Array<string>> = [];
+  let quiet = 0;
   for (const d of ds) {
-    for (const r of filterRows(d.counters())) {
-      if (r.packets === 0n && (r.rule === 'malformed' || r.rule === 'non-ip' || r.rule === 'neighbour-discovery' || r.rule === 'arp')) continue;
-      rows.push([d.ifname, `${r.action} ${r.rule}`, `${n(r.packets)} packets`, `${n(r.bytes)} bytes`]);
+    const all = filterRows(d.counters());
+    const many = all.length > 40;
+    for (const r of all) {
+      const special = r.rule === 'malformed' || r.rule === 'non-ip' || r.rule === 'neighbour-discovery' || r.rule === 'arp';
+      if (r.packets === 0n && (special || (many && r.rule !== 'default'))) {
+        if (!special) quiet++;
+        continue;
+      }
+      rows.push([d.ifname, `${r.action} ${r.rule}`, plural(r.packets, 'packet', 'packets'), plural(r.bytes, 'byte', 'bytes')]);
     }
   }
-  return table(['interface', 'rule', 'packets', 'bytes'], rows);
+  return table(['interface', 'rule', 'packets', 'bytes'], rows) + (quiet ? `\n(${quiet} rules matched nothing)` : '');
 }
 
 async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?: string; metrics?: string; pin?: boolean; force?: boolean; replace?: boolean; dryRun?: boolean; interval: string }): Promise<void> {

@@ -133,7 +133,12 @@ const protoNumber = (r: Rule): number | undefined => (r.proto && r.proto !== 'ar
 
 export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((_, i) => i), cap: Capacity = DEFAULT_CAPACITY): CompiledPolicy {
   const rules = policy.rules;
-  for (const id of ids) if (id >= cap.rules) throw tooBig('counter', id + 1, cap.rules);
+  const top = ids.reduce((a, b) => Math.max(a, b), -1);
+  if (top >= cap.rules) {
+    throw new EbpfnetError('EBPFNET_MAP_FULL', 'compile policy', `${rules.length} rules need counter slot ${top}, but the filter was loaded with ${cap.rules}`, {
+      hint: 'load it with a larger maxRules (the CLI sizes it from the policy)',
+    });
+  }
   let flags = policy.audit ? F.FLT_F_AUDIT : 0;
   if (rules.some((r) => r.proto === 'arp' && r.action === 'deny')) flags |= F.FLT_F_ARP_DENY;
   const out: CompiledPolicy = {

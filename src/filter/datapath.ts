@@ -138,7 +138,8 @@ export class FilterDatapath implements Closable {
   /** Stable counter slots: a rule keeps its slot while it exists; new rules take free slots. */
   private assignIds(rules: Rule[]): { ids: number[]; fresh: number[] } {
     const texts = rules.map(formatRule);
-    const keep = new Map([...this.ids].filter(([t]) => texts.includes(t)));
+    const present = new Set(texts);
+    const keep = new Map([...this.ids].filter(([t]) => present.has(t)));
     const used = new Set(keep.values());
     const fresh: number[] = [];
     let next = 0;
@@ -226,10 +227,14 @@ export class FilterDatapath implements Closable {
 
   counters(): FilterCounters {
     const stat = (i: number): F.FltCount => this.t.flt_stats.lookup(i) ?? zero();
-    const rules = (this.policy?.rules ?? []).map((r) => {
-      const id = this.ids.get(formatRule(r))!;
-      const c = this.t.flt_counters.lookup(id) ?? zero();
-      return { rule: formatRule(r), action: r.action, id, packets: c.packets, bytes: c.bytes };
+    const policyRules = this.policy?.rules ?? [];
+    // One batch read of every slot beats a per-CPU lookup per rule once policies are large.
+    const all = policyRules.length > 64 ? new Map(this.t.flt_counters.lookupBatch() ?? []) : null;
+    const rules = policyRules.map((r) => {
+      const text = formatRule(r);
+      const id = this.ids.get(text)!;
+      const c = (all ? all.get(id) : this.t.flt_counters.lookup(id)) ?? zero();
+      return { rule: text, action: r.action, id, packets: c.packets, bytes: c.bytes };
     });
     return {
       rules,

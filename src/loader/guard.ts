@@ -67,6 +67,8 @@ async function stop(signal: string): Promise<void> {
   }
   const { errors } = closeAll();
   for (const e of errors) process.stderr.write(`ebpfnet: detach failed: ${e.message}\n`);
+  // process.exit() drops writes still queued for a pipe: let what the hooks printed drain first.
+  await Promise.all([process.stdout, process.stderr].map((s) => new Promise<void>((r) => s.write('', () => r()))));
   // A command that installed a shutdown hook ends normally on Ctrl-C (it was asked to stop); an
   // unprepared process ends the way the signal would have ended it.
   const code = errors.length || failed ? 1 : shutdownHooks.size ? 0 : 128 + (SIGNALS[signal] ?? 0);

@@ -47,7 +47,7 @@ describeKernel('ebpfnet filter (two namespaces)', () => {
     expect(connect(h.source, h.targetIp, 80)).toBe('OK 80');
     expect(await f.stop('SIGINT')).toBe(0);
     expect(f.stdout).toMatch(/deny icmp\s+3 packets/);
-    expect(f.stdout).toMatch(/deny tcp\/22\s+1 packets/);
+    expect(f.stdout).toMatch(/deny tcp\/22\s+1 packet\b/);
     expect(f.stdout).toContain(`${h.targetIf}: detached`);
     expect(xdpOn(h.targetIf, h.target)).toBe(false);
     expect(ping(h)).toBe(true);
@@ -78,7 +78,7 @@ describeKernel('ebpfnet filter (two namespaces)', () => {
     expect(connect(h.source, h.targetIp, 22)).toBe('TIMEOUT');
     const st = runCli(['status'], { ns: h.target });
     expect(st.stdout).toContain(`${h.targetIf}: xdp native: deny tcp/22; default allow`);
-    expect(st.stdout).toMatch(/deny tcp\/22\s+1 packets/);
+    expect(st.stdout).toMatch(/deny tcp\/22\s+1 packet\b/);
     const again = runCli(['filter', '--iface', h.targetIf, '--deny', 'icmp'], { ns: h.target });
     expect(again.status).toBe(1);
     expect(again.stderr).toMatch(/a pinned ebpfnet filter is already there/);

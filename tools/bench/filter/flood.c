@@ -3,7 +3,9 @@
  * DST:PORT, sent with sendmmsg in batches, for SECONDS or until MAX packets, from one CPU.
  * On a veth pair the receiving side's whole path (XDP, tc, netfilter) runs on the sending CPU,
  * so pinning makes every contender pay on the same core. Prints one line:
- *   sent N packets in T s (E send errors)
+ *   sent N packets in T s (E send errors, C s on CPU)
+ * C is this process's CPU time, which includes the receive path run in its context (softirqs
+ * raised by its own sends): well below T means other processes took the CPU during the run.
  * Built by run.mjs into build/bench/filter-flood.
  *   filter-flood SRC DST PORT SECONDS MAX CPU */
 #define _GNU_SOURCE
@@ -21,12 +23,17 @@
 #define BATCH 64
 #define PAYLOAD 18 /* 14 + 20 + 8 + 18 = 60 bytes: a minimum-size Ethernet frame without FCS */
 
-static double now(void)
+static double clock_s(clockid_t id)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(id, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double now(void)
+{
+	return clock_s(CLOCK_MONOTONIC);
 }
 
 static void die(const char *what)
@@ -42,7 +49,7 @@ int main(int argc, char **argv)
 	struct mmsghdr msgs[BATCH];
 	struct iovec iov[BATCH];
 	unsigned long long sent = 0, errors = 0, max;
-	double seconds, start, end;
+	double seconds, start, end, cpu0;
 	cpu_set_t set;
 	int fd, cpu;
 
@@ -81,6 +88,7 @@ int main(int argc, char **argv)
 	}
 
 	start = now();
+	cpu0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
 	end = start + seconds;
 	while (sent < max) {
 		unsigned int n = max - sent < BATCH ? (unsigned int)(max - sent) : BATCH;
@@ -98,7 +106,8 @@ int main(int argc, char **argv)
 		if (now() >= end)
 			break;
 	}
-	printf("sent %llu packets in %.6f s (%llu send errors)\n", sent, now() - start, errors);
+	printf("sent %llu packets in %.6f s (%llu send errors, %.6f s on CPU)\n", sent, now() - start, errors,
+	       clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu0);
 	close(fd);
 	return 0;
 }

@@ -25,7 +25,7 @@ const IF_S = 'vb-s';
 const IF_R = 'vb-r';
 const CLI = join(root, 'dist', 'cli', 'main.js');
 export const FLOOD = join(root, 'build', 'bench', 'filter-flood');
-/** the flood's bound in packets, besides its duration: far above what one CPU sends in 3 s here */
+/** the flood's bound in packets besides its duration: far above what one CPU sends in seconds here */
 const MAX_PACKETS = 200_000_000;
 
 /**
@@ -45,11 +45,13 @@ export function cidrSources(n) {
  * @typedef {{ s: string, r: string }} Env
  * @typedef {{ mode?: string, finish: () => Promise<number> }} Installed
  * @typedef {{ name: string, install: (env: Env, rules: Rules, tmp: string) => Promise<Installed> }} Contender
- * @typedef {{ children: Set<import('node:child_process').ChildProcess>, netns: Set<string> }} Live
+ * @typedef {{ children: Set<import('node:child_process').ChildProcess>, netns: Set<string>, stopping: boolean }} Live
  */
 
 /** Fresh sender and receiver namespaces joined by a veth pair; nothing touches the host's. */
 function setup(/** @type {Live} */ live, /** @type {number} */ seq) {
+  // after Ctrl-C the cleanup owns the namespaces: make no new ones behind its back
+  if (live.stopping) throw new BenchError('interrupted');
   const id = `${process.pid}-${seq}`;
   const env = { s: `ebpfnet-fb-s${id}`, r: `ebpfnet-fb-r${id}` };
   for (const ns of [env.s, env.r]) {
@@ -123,9 +125,9 @@ function start(live, cmd, args, outFile) {
 async function flood(live, env, o) {
   const { done } = start(live, 'nsenter', [`--net=/run/netns/${env.s}`, FLOOD, SRC, DST, String(PORT), String(o.seconds), String(MAX_PACKETS), String(o.cpu)]);
   const r = await done;
-  const m = /sent (\d+) packets in ([\d.]+) s \((\d+) send errors\)/.exec(r.out);
+  const m = /sent (\d+) packets in ([\d.]+) s \((\d+) send errors, ([\d.]+) s on CPU\)/.exec(r.out);
   if (r.code !== 0 || !m) throw new BenchError(`flood: ${r.err.trim() || r.out.trim() || `exited with ${r.code ?? r.signal}`}`);
-  return { sent: Number(m[1]), seconds: Number(m[2]), sendErrors: Number(m[3]) };
+  return { sent: Number(m[1]), seconds: Number(m[2]), sendErrors: Number(m[3]), cpuSeconds: Number(m[4]) };
 }
 
 /**
@@ -253,7 +255,7 @@ export async function runVeth(o) {
     { key: 'one', label: '1 rule (udp/9)', rules: { kind: 'port' } },
     { key: 'cidr', label: `${o.cidrRules.toLocaleString('en-US')} CIDR rules, match last`, rules: { kind: 'cidr', sources: cidrSources(o.cidrRules) } },
   ];
-  /** @type {Record<string, Record<string, { runs: { sent: number, dropped: number, seconds: number, sendErrors: number }[], errors: string[], mode?: string }>>} */
+  /** @type {Record<string, Record<string, { runs: { sent: number, dropped: number, seconds: number, cpuSeconds: number, sendErrors: number }[], errors: string[], mode?: string }>>} */
   const raw = {};
   for (const c of cases) raw[c.key] = Object.fromEntries(contenders.map((x) => [x.name, { runs: [], errors: [] }]));
   let seq = 0;
@@ -271,6 +273,7 @@ export async function runVeth(o) {
           const dropped = await inst.finish();
           slot.runs.push({ ...f, dropped });
         } catch (e) {
+          if (o.live.stopping) throw e;
           // kept verbatim for the report; the other contenders still run
           const msg = /** @type {Error} */ (e).message;
           if (!slot.errors.includes(msg)) slot.errors.push(msg);
@@ -296,6 +299,8 @@ export async function runVeth(o) {
         runs: s.runs,
         errors: s.errors,
         dropRate: rates.length ? median(rates) : NaN,
+        // the sender's CPU time over wall time: below 1, other processes took the CPU from the flood
+        cpuShare: s.runs.length ? median(s.runs.map((r) => r.cpuSeconds / r.seconds)) : NaN,
         sentRate: s.runs.length ? median(s.runs.map((r) => r.sent / r.seconds)) : NaN,
         // how much of the flood the filter saw and dropped; well below 1 means packets were lost before it
         droppedShare: s.runs.length ? median(s.runs.map((r) => (r.sent ? r.dropped / r.sent : 0))) : NaN,
