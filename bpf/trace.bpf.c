@@ -1,7 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The syscall tracer behind `ebpfnet trace`. For each traced path syscall, a sys_enter program keeps
- * what the call was asked to do in tr_inflight (per thread), and the one sys_exit program, attached
- * to the exit tracepoint of every traced syscall, turns it into a tr_event on the ring buffer.
+ * what the call was asked to do in the calling thread's slot of tr_inflight, and the one sys_exit
+ * program, attached to the exit tracepoint of every traced syscall, turns it into a tr_event on the
+ * ring buffer.
+ *
+ * tr_inflight is an array indexed by thread id modulo its size rather than a hash keyed by thread
+ * id: a slot costs an inlined lookup and a compare-and-swap, where a hash costs an update, a lookup
+ * and a delete, each taking a bucket lock, on every call. A slot belongs to one thread from entry to
+ * exit (its `owner`); a thread whose slot is held by another thread inside a traced syscall at that
+ * moment is not traced, and counted (`untracked`), never mixed up with the other.
  *
  * Adding a syscall (rmdir, unlink, unlinkat) is: a TR_SYS_* constant and an entry program in
  * maps/trace.json, three lines below saying where its arguments are, and one row in
@@ -16,11 +23,22 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* how deep below --cgroup a task may sit and still match; systemd and Kubernetes stay well within */
 #define TR_MAX_CGROUP_DEPTH 32
+
+/* slot_of() masks a thread id into tr_inflight */
+_Static_assert((TR_INFLIGHT_MAX_ENTRIES & (TR_INFLIGHT_MAX_ENTRIES - 1)) == 0, "tr_inflight's size must be a power of two");
+
 static __always_inline struct tr_counters *counters(void)
 {
 	__u32 zero = 0;
 
 	return bpf_map_lookup_elem(&tr_counters, &zero);
+}
+
+static __always_inline struct tr_args *slot_of(__u32 tid)
+{
+	__u32 i = tid & (TR_INFLIGHT_MAX_ENTRIES - 1);
+
+	return bpf_map_lookup_elem(&tr_inflight, &i);
 }
 
 /* The task's cgroup is the target or below it. The ancestor walk stops at the task's own depth (the
@@ -59,22 +77,30 @@ static __always_inline int on_enter(__u32 syscall, __s32 dirfd, __u64 path, __u3
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
-	struct tr_args a = {};
+	struct tr_args *a;
+	__u64 was;
 
 	if (!wanted(pid_tgid))
 		return 0;
-	a.syscall = syscall;
-	a.path = path;
-	a.mode = mode;
-	a.dirfd = dirfd;
-	/* last, so the latency covers the syscall and not our own bookkeeping */
-	a.start_ns = bpf_ktime_get_ns();
-	if (bpf_map_update_elem(&tr_inflight, &tid, &a, BPF_ANY)) {
+	a = slot_of(tid);
+	if (!a)
+		return 0;
+	/* Claim the slot. A thread is in one syscall at a time, so finding itself as the owner can only
+	 * be a claim whose exit was never seen; it takes the slot back. */
+	was = __sync_val_compare_and_swap(&a->owner, 0, (__u64)tid);
+	if (was && was != tid) {
 		struct tr_counters *c = counters();
 
 		if (c)
 			__sync_fetch_and_add(&c->untracked, 1);
+		return 0;
 	}
+	a->syscall = syscall;
+	a->path = path;
+	a->mode = mode;
+	a->dirfd = dirfd;
+	/* last, so the latency covers the syscall and not our own bookkeeping */
+	a->start_ns = bpf_ktime_get_ns();
 	return 0;
 }
 
@@ -108,8 +134,8 @@ int tr_exit(struct trace_event_raw_sys_exit *ctx)
 	long ret = ctx->ret;
 	long n;
 
-	a = bpf_map_lookup_elem(&tr_inflight, &tid);
-	if (!a)
+	a = slot_of(tid);
+	if (!a || a->owner != tid)
 		return 0; /* filtered out at entry, or the call began before we attached */
 	if (tr_config.failed_only && ret >= 0)
 		goto done;
@@ -151,6 +177,7 @@ int tr_exit(struct trace_event_raw_sys_exit *ctx)
 	/* No wake-up: the reader polls, which spares every traced call an IPI (DESIGN.md §2). */
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 done:
-	bpf_map_delete_elem(&tr_inflight, &tid);
+	/* An atomic exchange, so the slot is handed back only after everything above has read it. */
+	__sync_lock_test_and_set(&a->owner, 0);
 	return 0;
 }

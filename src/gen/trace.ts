@@ -12,8 +12,9 @@ export const TR_PATH_MAX = 256;
 export const TR_COMM_LEN = 16;
 export const TR_AT_FDCWD = -100;
 
-/** what sys_enter saw, kept per thread until sys_exit */
+/** what sys_enter saw, kept in the calling thread's slot until sys_exit */
 export interface TrArgs {
+  owner: bigint; // thread id holding the slot between entry and exit, 0 when free (64 bits: BPF's compare-and-swap before -mcpu=v3)
   start_ns: bigint; // bpf_ktime_get_ns() at entry (CLOCK_MONOTONIC)
   path: bigint; // user pointer to the path; read at exit, when the kernel has faulted it in
   mode: number;
@@ -22,27 +23,29 @@ export interface TrArgs {
 }
 export const TrArgs: Codec<TrArgs> & StructLayout = {
   name: 'tr_args',
-  size: 32,
-  fields: [{ name: 'start_ns', offset: 0, size: 8 }, { name: 'path', offset: 8, size: 8 }, { name: 'mode', offset: 16, size: 4 }, { name: 'dirfd', offset: 20, size: 4 }, { name: 'syscall', offset: 24, size: 4 }, { name: 'pad', offset: 28, size: 4 }],
-  encode(v: TrArgs, b: Buffer = Buffer.alloc(32), o = 0): Buffer {
-    b.writeBigUInt64LE(v.start_ns, o + 0);
-    b.writeBigUInt64LE(v.path, o + 8);
-    b.writeUInt32LE(v.mode, o + 16);
-    b.writeInt32LE(v.dirfd, o + 20);
-    b.writeUInt32LE(v.syscall, o + 24);
-    b[o + 28] = 0;
-    b[o + 29] = 0;
-    b[o + 30] = 0;
-    b[o + 31] = 0;
+  size: 40,
+  fields: [{ name: 'owner', offset: 0, size: 8 }, { name: 'start_ns', offset: 8, size: 8 }, { name: 'path', offset: 16, size: 8 }, { name: 'mode', offset: 24, size: 4 }, { name: 'dirfd', offset: 28, size: 4 }, { name: 'syscall', offset: 32, size: 4 }, { name: 'pad', offset: 36, size: 4 }],
+  encode(v: TrArgs, b: Buffer = Buffer.alloc(40), o = 0): Buffer {
+    b.writeBigUInt64LE(v.owner, o + 0);
+    b.writeBigUInt64LE(v.start_ns, o + 8);
+    b.writeBigUInt64LE(v.path, o + 16);
+    b.writeUInt32LE(v.mode, o + 24);
+    b.writeInt32LE(v.dirfd, o + 28);
+    b.writeUInt32LE(v.syscall, o + 32);
+    b[o + 36] = 0;
+    b[o + 37] = 0;
+    b[o + 38] = 0;
+    b[o + 39] = 0;
     return b;
   },
   decode(b: Buffer, o = 0): TrArgs {
     return {
-      start_ns: b.readBigUInt64LE(o + 0),
-      path: b.readBigUInt64LE(o + 8),
-      mode: b.readUInt32LE(o + 16),
-      dirfd: b.readInt32LE(o + 20),
-      syscall: b.readUInt32LE(o + 24),
+      owner: b.readBigUInt64LE(o + 0),
+      start_ns: b.readBigUInt64LE(o + 8),
+      path: b.readBigUInt64LE(o + 16),
+      mode: b.readUInt32LE(o + 24),
+      dirfd: b.readInt32LE(o + 28),
+      syscall: b.readUInt32LE(o + 32),
     };
   },
 };
@@ -108,7 +111,7 @@ export const TrEvent: Codec<TrEvent> & StructLayout = {
 /** per-CPU counters, summed in user space */
 export interface TrCounters {
   lost: bigint; // ring buffer reservations that failed (the reader fell behind)
-  untracked: bigint; // calls not traced because tr_inflight was full
+  untracked: bigint; // calls not traced because another thread inside a traced syscall held their tr_inflight slot
 }
 export const TrCounters: Codec<TrCounters> & StructLayout = {
   name: 'tr_counters',
@@ -158,11 +161,11 @@ export const TrConfig: Codec<TrConfig> & StructLayout = {
   },
 };
 
-/** thread id -> its call in progress; as many threads as can be inside a traced syscall at once */
+/** calls in progress, one slot per thread id modulo the size (a power of two): an array slot costs a fraction of a hash update, lookup and delete per call */
 export const TR_INFLIGHT = {
   name: 'tr_inflight',
-  type: 'hash',
-  maxEntries: 10240,
+  type: 'array',
+  maxEntries: 16384,
   key: scalar.u32,
   value: TrArgs,
   record: null,

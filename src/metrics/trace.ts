@@ -35,7 +35,7 @@ export function traceMetrics(registry: Registry, syscalls: readonly string[], lo
   let seen = 0;
   new Counter({
     name: 'ebpfnet_trace_events_lost_total',
-    help: 'Events lost in the kernel (ring buffer full, or too many threads inside a traced syscall at once).',
+    help: 'Calls traced but not reported: the ring buffer was full, or the thread shared its in-flight slot with another thread inside a traced call.',
     registers: [registry],
     collect() {
       const now = Number(lost());

@@ -5,7 +5,7 @@ import { printable } from './event.js';
 export interface LostCounts {
   /** ring buffer reservations that failed: the reader fell behind */
   lost: bigint;
-  /** calls not traced because too many threads were inside a traced syscall at once */
+  /** calls not traced because another thread inside a traced syscall held their slot in the kernel */
   untracked: bigint;
 }
 
@@ -55,7 +55,7 @@ export class TraceSummary {
     const parts = what.map((s) => `${s} ${this.bySyscall.get(s) ?? 0}`).join(', ');
     const notes: string[] = [];
     if (this.skipped) notes.push(`${this.skipped} more from other commands hidden by --name`);
-    if (lost.untracked) notes.push(`${lost.untracked} of the lost were not tracked: too many threads inside the syscall at once`);
+    if (lost.untracked) notes.push(`${lost.untracked} of the lost were not tracked: their thread shared a slot with another thread inside a traced call`);
     if (lost.lost) notes.push('the reader fell behind: raise --buffer-size or narrow the filters');
     const out = [`summary: ${this.seen} events seen, ${total} lost in ${(elapsedMs / 1000).toFixed(1)} s (${parts}; ${this.failed} failed)`];
     if (notes.length) out.push(`note: ${notes.join('; ')}`);

@@ -166,7 +166,7 @@ describe('trace: summary', () => {
     );
     const lossy = new TraceSummary().format({ lost: 5n, untracked: 2n }, 1000, ['mkdir']);
     expect(lossy).toMatch(/^summary: 0 events seen, 7 lost in 1\.0 s/);
-    expect(lossy).toMatch(/2 of the lost were not tracked/);
+    expect(lossy).toMatch(/2 of the lost were not tracked: their thread shared a slot/);
     expect(lossy).toMatch(/raise --buffer-size/);
     expect(lossy).toMatch(/top commands: none$/);
   });

@@ -12,8 +12,9 @@
 #define TR_COMM_LEN 16
 #define TR_AT_FDCWD -100
 
-/* what sys_enter saw, kept per thread until sys_exit */
+/* what sys_enter saw, kept in the calling thread's slot until sys_exit */
 struct tr_args {
+	__u64 owner; /* thread id holding the slot between entry and exit, 0 when free (64 bits: BPF's compare-and-swap before -mcpu=v3) */
 	__u64 start_ns; /* bpf_ktime_get_ns() at entry (CLOCK_MONOTONIC) */
 	__u64 path; /* user pointer to the path; read at exit, when the kernel has faulted it in */
 	__u32 mode;
@@ -21,7 +22,7 @@ struct tr_args {
 	__u32 syscall; /* TR_SYS_* */
 	__u32 pad;
 };
-_Static_assert(sizeof(struct tr_args) == 32, "struct tr_args layout drifted from maps/trace.json");
+_Static_assert(sizeof(struct tr_args) == 40, "struct tr_args layout drifted from maps/trace.json");
 
 /* one traced call, submitted at sys_exit */
 struct tr_event {
@@ -44,7 +45,7 @@ _Static_assert(sizeof(struct tr_event) == 320, "struct tr_event layout drifted f
 /* per-CPU counters, summed in user space */
 struct tr_counters {
 	__u64 lost; /* ring buffer reservations that failed (the reader fell behind) */
-	__u64 untracked; /* calls not traced because tr_inflight was full */
+	__u64 untracked; /* calls not traced because another thread inside a traced syscall held their tr_inflight slot */
 };
 _Static_assert(sizeof(struct tr_counters) == 16, "struct tr_counters layout drifted from maps/trace.json");
 
@@ -58,10 +59,10 @@ struct tr_config {
 };
 _Static_assert(sizeof(struct tr_config) == 24, "struct tr_config layout drifted from maps/trace.json");
 
-#define TR_INFLIGHT_MAX_ENTRIES 10240
-/* thread id -> its call in progress; as many threads as can be inside a traced syscall at once */
+#define TR_INFLIGHT_MAX_ENTRIES 16384
+/* calls in progress, one slot per thread id modulo the size (a power of two): an array slot costs a fraction of a hash update, lookup and delete per call */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, TR_INFLIGHT_MAX_ENTRIES);
 	__type(key, __u32);
 	__type(value, struct tr_args);
