@@ -35,7 +35,9 @@ describeKernel('the npm package', () => {
     expect(files).toContain('dist/cli/main.js');
     expect(files).toContain('build/bpf/selftest.bpf.o');
     expect(files.some((f) => f.startsWith('bpf/baseline/'))).toBe(true);
-    expect(files.filter((f) => f.startsWith('src/') || f.startsWith('test/') || f.endsWith('.bpf.c'))).toEqual([]);
+    // the tracer's JSON schema is the one file of src/ users need: -o json is documented by it
+    expect(files).toContain('src/trace/event.schema.json');
+    expect(files.filter((f) => (f.startsWith('src/') && !f.endsWith('.schema.json')) || f.startsWith('test/') || f.endsWith('.bpf.c'))).toEqual([]);
   });
 
   it('doctor passes without clang or bpftool', () => {
