@@ -7,7 +7,7 @@
  * Maps (maps/lb.json): lb_meta.gen names the live generation; lb_svc[VIP,port,proto,gen] names a slot
  * table (svc_id, rev) and its size; lb_slots[svc_id,rev,i] holds backend ids, each active backend
  * repeated in proportion to its weight, so a weighted random choice is one random index and one
- * lookup. User space never edits a live slot table: it writes rev+1, switches the lb_svc entry with
+ * lookup. A service with a single backend names it in lb_svc itself and has no table. User space never edits a live slot table: it writes rev+1, switches the lb_svc entry with
  * one update, then deletes rev. A hook that read the old entry just before the switch may find its
  * slot already deleted; it reads the service again, and then sees the new table.
  *
@@ -100,6 +100,19 @@ static __always_inline struct lb_backend *affinity_backend(struct lb_aff_val *a,
 	return be;
 }
 
+/* A random selection slot's backend id (or the service's only backend, which needs no table);
+ * 0 when the slot is gone: a concurrent change deleted the table we were reading. */
+static __always_inline __u32 draw(struct lb_slot_key *sk, __u32 nslots, __u32 only)
+{
+	__u32 *idp;
+
+	if (only)
+		return only;
+	sk->slot = bpf_get_prandom_u32() % nslots;
+	idp = bpf_map_lookup_elem(&lb_slots, sk);
+	return idp ? *idp : 0;
+}
+
 /* Looks the service up and picks a backend: its address and port go to *dst. */
 static __always_inline enum verdict pick(struct bpf_sock_addr *ctx, struct addr16 *dst, __be16 *port, __u8 proto)
 {
@@ -119,7 +132,7 @@ static __always_inline enum verdict pick(struct bpf_sock_addr *ctx, struct addr1
 		struct lb_backend *be = NULL;
 		struct lb_slot_key sk = {};
 		struct lb_svc *svc;
-		__u32 nslots, timeout, id = 0, *idp;
+		__u32 nslots, timeout, only, id = 0;
 		__u64 now = 0;
 		int sticky = 0;
 
@@ -140,6 +153,7 @@ static __always_inline enum verdict pick(struct bpf_sock_addr *ctx, struct addr1
 		sk.rev = svc->rev;
 		nslots = svc->slots;
 		timeout = svc->affinity_timeout;
+		only = svc->backend_id;
 		if (nslots == 0 || nslots > LB_MAX_SLOTS) {
 			count_svc(svc_id, 0, 1, 0, 0);
 			return REFUSE;
@@ -158,12 +172,8 @@ static __always_inline enum verdict pick(struct bpf_sock_addr *ctx, struct addr1
 				}
 			}
 			if (!be) {
-				sk.slot = bpf_get_prandom_u32() % nslots;
-				idp = bpf_map_lookup_elem(&lb_slots, &sk);
-				if (!idp)
-					continue;
-				id = *idp;
-				be = bpf_map_lookup_elem(&lb_backends, &id);
+				id = draw(&sk, nslots, only);
+				be = id ? bpf_map_lookup_elem(&lb_backends, &id) : NULL;
 				if (!be)
 					continue;
 				struct lb_aff_val nv = { .backend_id = id, .last_used = now };
@@ -171,12 +181,8 @@ static __always_inline enum verdict pick(struct bpf_sock_addr *ctx, struct addr1
 				bpf_map_update_elem(&lb_affinity, &ak, &nv, BPF_ANY);
 			}
 		} else {
-			sk.slot = bpf_get_prandom_u32() % nslots;
-			idp = bpf_map_lookup_elem(&lb_slots, &sk);
-			if (!idp)
-				continue;
-			id = *idp;
-			be = bpf_map_lookup_elem(&lb_backends, &id);
+			id = draw(&sk, nslots, only);
+			be = id ? bpf_map_lookup_elem(&lb_backends, &id) : NULL;
 			if (!be)
 				continue;
 		}

@@ -48,18 +48,20 @@ export interface LbSvc {
   backends: number; // members, draining ones included, listed once each from slot members_at
   affinity_timeout: number; // seconds a network namespace keeps its backend; 0 is no affinity
   members_at: number; // slot where the member list starts: 0 when the selection slots are exactly the members (equal weights, all active), else slots
+  backend_id: number; // a service with exactly one backend names it here and has no slot table (one lookup and one entry less); 0 otherwise
 }
 export const LbSvc: Codec<LbSvc> & StructLayout = {
   name: 'lb_svc',
-  size: 24,
-  fields: [{ name: 'svc_id', offset: 0, size: 4 }, { name: 'rev', offset: 4, size: 4 }, { name: 'slots', offset: 8, size: 4 }, { name: 'backends', offset: 12, size: 4 }, { name: 'affinity_timeout', offset: 16, size: 4 }, { name: 'members_at', offset: 20, size: 4 }],
-  encode(v: LbSvc, b: Buffer = Buffer.alloc(24), o = 0): Buffer {
+  size: 28,
+  fields: [{ name: 'svc_id', offset: 0, size: 4 }, { name: 'rev', offset: 4, size: 4 }, { name: 'slots', offset: 8, size: 4 }, { name: 'backends', offset: 12, size: 4 }, { name: 'affinity_timeout', offset: 16, size: 4 }, { name: 'members_at', offset: 20, size: 4 }, { name: 'backend_id', offset: 24, size: 4 }],
+  encode(v: LbSvc, b: Buffer = Buffer.alloc(28), o = 0): Buffer {
     b.writeUInt32LE(v.svc_id, o + 0);
     b.writeUInt32LE(v.rev, o + 4);
     b.writeUInt32LE(v.slots, o + 8);
     b.writeUInt32LE(v.backends, o + 12);
     b.writeUInt32LE(v.affinity_timeout, o + 16);
     b.writeUInt32LE(v.members_at, o + 20);
+    b.writeUInt32LE(v.backend_id, o + 24);
     return b;
   },
   decode(b: Buffer, o = 0): LbSvc {
@@ -70,6 +72,7 @@ export const LbSvc: Codec<LbSvc> & StructLayout = {
       backends: b.readUInt32LE(o + 12),
       affinity_timeout: b.readUInt32LE(o + 16),
       members_at: b.readUInt32LE(o + 20),
+      backend_id: b.readUInt32LE(o + 24),
     };
   },
 };

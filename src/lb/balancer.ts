@@ -343,6 +343,12 @@ export class Balancer implements Closable {
     const value = m.svc.lookup(key);
     if (!value) return undefined;
     const members: LiveService['members'] = [];
+    if (value.backend_id) {
+      // the only backend, named in the service entry (no slot table)
+      const b = m.backends.lookup(value.backend_id);
+      if (b) members.push({ id: value.backend_id, value: b });
+      return { key, value, members, selection: value.slots && b ? [value.backend_id] : [] };
+    }
     for (let i = value.members_at; i < value.members_at + value.backends; i++) {
       const id = m.slots.lookup({ svc_id: value.svc_id, rev: value.rev, slot: i });
       const b = id === undefined ? undefined : m.backends.lookup(id);

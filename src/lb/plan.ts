@@ -21,6 +21,7 @@ import {
   type LbSvc,
   type LbSvcKey,
 } from '../gen/lb.js';
+import { EbpfnetError } from '../errors.js';
 import { hostPort } from './addr.js';
 import { Batch } from './batch.js';
 import { type BackendSpec, type BackendState, type Proto, type ServiceAddr, type ServiceSpec } from './model.js';
@@ -89,12 +90,23 @@ export function joinState(meta: LbMeta, svcs: Array<[LbSvcKey, LbSvc]>, slots: A
       out.stale.push(key);
       continue;
     }
-    const id = slotId(value.svc_id, value.rev);
-    usedTables.add(id);
-    const t = tables.get(id) ?? new Map<number, number>();
     const selection: number[] = [];
     const members: LiveBackend[] = [];
     let broken = false;
+    if (value.backend_id) {
+      // the only backend, named in the service entry: no slot table
+      const bv = bIndex.get(value.backend_id);
+      if (bv) {
+        usedBackends.add(value.backend_id);
+        members.push({ id: value.backend_id, value: bv });
+        if (value.slots) selection.push(value.backend_id);
+      } else out.broken.push(keyName(key));
+      out.services.push({ key, value, members, selection });
+      continue;
+    }
+    const id = slotId(value.svc_id, value.rev);
+    usedTables.add(id);
+    const t = tables.get(id) ?? new Map<number, number>();
     for (let i = 0; i < value.slots; i++) {
       const b = t.get(i);
       if (b === undefined) broken = true;
@@ -128,7 +140,7 @@ export class IdSource {
   private static bump(n: number, what: string): number {
     // ids are never reused (an affinity or reverse entry may still name an old one); 2^32 of them
     // is more than a machine will ever create between two attaches
-    if (n >= 0xffffffff) throw new RangeError(`allocate ${what} id: the id space is exhausted; detach and attach the balancer again`);
+    if (n >= 0xffffffff) throw new EbpfnetError('EBPFNET_MAP_FULL', `allocate a ${what} id`, 'all 2^32 ids were used', { hint: 'detach and attach the balancer again' });
     return n + 1;
   }
   svc(): number {
@@ -212,9 +224,12 @@ function pushSlot(to: Batch<LbSlotKey, number>, svcId: number, rev: number, slot
 }
 const liveName = (b: LbBackend): string => hostPort(b.addr, b.port);
 
-/** Every key of a service's slot table: the selection slots and the member list (they may overlap). */
+/** Entries in a service's slot table: the selection slots and the member list (they may overlap). */
+export const tableSize = (v: LbSvc): number => (v.backend_id ? 0 : Math.max(v.slots, v.members_at + v.backends));
+
+/** Every key of a service's slot table. */
 function tableKeys(v: LbSvc, out: LbSlotKey[] = []): LbSlotKey[] {
-  const n = Math.max(v.slots, v.members_at + v.backends);
+  const n = tableSize(v);
   for (let i = 0; i < n; i++) out.push({ svc_id: v.svc_id, rev: v.rev, slot: i });
   return out;
 }
@@ -273,17 +288,22 @@ function addService(pre: Plan, post: Plan, live: LiveService | undefined, spec: 
     for (const gone of byName.values()) post.deleteBackends.push(gone.id);
     tableKeys(live.value, post.deleteSlots);
   }
-  const table = slotTable(spec.backends);
   // rev 0 is never used, so a zeroed entry can never look like a live table
   const rev = live ? (live.value.rev + 1) >>> 0 || 1 : 1;
+  (live ? post.summary.changed : post.summary.added).push(spec.name);
+  if (n === 1) {
+    // One backend: the service entry names it, and there is no table to write (or to look up).
+    const slots = spec.backends[0].state === 'active' ? 1 : 0;
+    return { svc_id: svcId, rev, slots, backends: 1, affinity_timeout: spec.affinity, members_at: 0, backend_id: memberIds[0] };
+  }
+  const table = slotTable(spec.backends);
   // Equal weights, all active: the selection slots are the member list, written once.
   let shared = table.length === n;
   for (let i = 0; shared && i < n; i++) shared = table[i] === i;
   const membersAt = shared ? 0 : table.length;
   for (let i = 0; i < table.length; i++) pushSlot(pre.writeSlots, svcId, rev, i, memberIds[table[i]]);
   if (!shared) for (let i = 0; i < n; i++) pushSlot(pre.writeSlots, svcId, rev, membersAt + i, memberIds[i]);
-  (live ? post.summary.changed : post.summary.added).push(spec.name);
-  return { svc_id: svcId, rev, slots: table.length, backends: n, affinity_timeout: spec.affinity, members_at: membersAt };
+  return { svc_id: svcId, rev, slots: table.length, backends: n, affinity_timeout: spec.affinity, members_at: membersAt, backend_id: 0 };
 }
 
 /** `lb add`: create or replace one service in the live generation. */
@@ -333,7 +353,7 @@ export function* applyParts(state: LiveState, specs: ServiceSpec[], ids: IdSourc
   const wanted = new Set<string>();
   let changes = 0;
   for (const spec of specs) {
-    if (wanted.has(spec.name)) throw new RangeError(`plan apply: service ${spec.name} is listed twice`);
+    if (wanted.has(spec.name)) throw new EbpfnetError('EBPFNET_USAGE', 'lb apply', `service ${spec.name} is listed twice`);
     wanted.add(spec.name);
     if (!unchanged(live.get(spec.name), spec)) changes++;
   }
@@ -384,14 +404,15 @@ export function applyNeeds(state: LiveState, specs: ServiceSpec[]): { services: 
   let slots = state.orphanSlots.length;
   let backends = state.orphanBackends.length;
   for (const s of state.services) {
-    slots += Math.max(s.value.slots, s.value.members_at + s.value.backends);
+    slots += tableSize(s.value);
     backends += s.members.length;
   }
   for (const spec of specs) {
     if (unchanged(live.get(spec.name), spec)) continue;
-    const t = slotTable(spec.backends).length;
-    slots += t === spec.backends.length ? t : t + spec.backends.length;
-    backends += spec.backends.length;
+    const n = spec.backends.length;
+    const t = n === 1 ? 0 : slotTable(spec.backends).length;
+    slots += n === 1 ? 0 : t === n ? t : t + n;
+    backends += n;
   }
   return { services: specs.length, slots, backends };
 }

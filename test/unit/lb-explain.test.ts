@@ -16,6 +16,10 @@ function liveOf(addr: string, backends: string[], affinity = 0): LiveService {
   const p = planUpsert(undefined, makeService(addr, backends, affinity), 0, new IdSource(1, 1));
   const sw = p.switch as { key: LiveService['key']; value: LiveService['value'] };
   const byId = new Map(p.writeBackends.entries());
+  if (sw.value.backend_id) {
+    const id = sw.value.backend_id;
+    return { key: sw.key, value: sw.value, members: [{ id, value: byId.get(id)! }], selection: sw.value.slots ? [id] : [] };
+  }
   const slot = new Map(p.writeSlots.entries().map(([k, v]) => [k.slot, v]));
   const members = Array.from({ length: sw.value.backends }, (_, i) => {
     const id = slot.get(sw.value.members_at + i)!;

@@ -79,7 +79,7 @@ describe('lb compile to entries', () => {
     expect(p.switch).toEqual({
       kind: 'service',
       key: { addr: makeService('10.96.0.10:1/tcp', []).ip.bytes, port: 80, proto: 6, gen: 0 },
-      value: { svc_id: 1, rev: 1, slots: 3, backends: 3, affinity_timeout: 30, members_at: 3 },
+      value: { svc_id: 1, rev: 1, slots: 3, backends: 3, affinity_timeout: 30, members_at: 3, backend_id: 0 },
     });
     expect(p.ids).toEqual({ nextSvc: 2, nextBackend: 4 });
     expect(p.summary.added).toEqual(['10.96.0.10:80/tcp']);
@@ -94,6 +94,15 @@ describe('lb compile to entries', () => {
     expect(p.switch).toMatchObject({ kind: 'service', key: { port: 53, proto: 17, gen: 1 }, value: { slots: 2, backends: 2, members_at: 0 } });
   });
 
+  it('a single backend is named in the service entry: no slot table at all', () => {
+    const p = planUpsert(undefined, makeService('10.96.0.10:80/tcp', ['10.0.0.1:80']), 0, fresh());
+    expect(p.writeSlots.length).toBe(0);
+    expect(p.writeBackends.length).toBe(1);
+    expect(p.switch).toMatchObject({ value: { slots: 1, backends: 1, backend_id: 1 } });
+    const d = planUpsert(undefined, makeService('10.96.0.10:80/tcp', ['10.0.0.1:80,state=draining']), 0, fresh());
+    expect(d.switch).toMatchObject({ value: { slots: 0, backends: 1, backend_id: 1 } });
+  });
+
   it('an empty service is a service with no slots (connect() is refused)', () => {
     const p = planUpsert(undefined, makeService('10.96.0.99:80/tcp', []), 0, fresh());
     expect(p.writeSlots.entries()).toEqual([]);
@@ -101,7 +110,7 @@ describe('lb compile to entries', () => {
   });
 
   it('planOps runs ids, backends, slots, the one switch, then the clean-up', () => {
-    const p = planUpsert(undefined, makeService('10.96.0.10:80/tcp', ['10.0.0.1:80']), 0, fresh());
+    const p = planUpsert(undefined, makeService('10.96.0.10:80/tcp', ['10.0.0.1:80', '10.0.0.2:80']), 0, fresh());
     const ops = planOps(p, { gen: 0, next_svc: 1, next_backend: 1 });
     expect(ops.before.map((o) => `${o.op} ${'map' in o ? o.map : ''}`)).toEqual(['update meta', 'update backends', 'update slots']);
     expect(ops.switch).toMatchObject({ op: 'update', map: 'svc' });
@@ -126,6 +135,10 @@ class Maps {
     const v = this.svc.get(sk(svcKey(s, this.meta.gen)))?.[1];
     if (!v) return 'none';
     if (v.slots === 0) return 'refuse';
+    if (v.backend_id) {
+      const b = this.backends.get(v.backend_id);
+      return b ? hostPort(b.addr, b.port) : 'HOLE at the only backend';
+    }
     const out: string[] = [];
     for (let i = 0; i < v.slots; i++) {
       const id = this.slots.get(lk({ svc_id: v.svc_id, rev: v.rev, slot: i }))?.[1];
@@ -225,6 +238,20 @@ describe('lb atomic switch planning', () => {
     expect(c.sawNew).toBe(true);
     expect(m.state().orphanSlots).toEqual([]);
     expect(m.state().orphanBackends).toEqual([]);
+  });
+
+  it('growing from one backend to three and back is atomic too (inline entry <-> slot table)', () => {
+    const m = new Maps();
+    const one = svcA(['10.0.0.1:80']);
+    m.run(planUpsert(undefined, one, 0, m.ids()));
+    expect(m.slots.size).toBe(0);
+    const three = svcA(['10.0.0.1:80', '10.0.0.2:80', '10.0.0.3:80,weight=2']);
+    atomicReplay(m, [one], [three], planUpsert(m.state().services[0], three, 0, m.ids()));
+    const back = svcA(['10.0.0.3:80']);
+    atomicReplay(m, [three], [back], planUpsert(m.state().services[0], back, 0, m.ids()));
+    expect([m.slots.size, m.backends.size]).toEqual([0, 1]);
+    // 10.0.0.3 kept its id through both changes
+    expect(m.state().services[0].value.backend_id).toBe(3);
   });
 
   it('marking a backend draining takes it out of the selection slots, atomically', () => {

@@ -28,8 +28,9 @@ struct lb_svc {
 	__u32 backends; /* members, draining ones included, listed once each from slot members_at */
 	__u32 affinity_timeout; /* seconds a network namespace keeps its backend; 0 is no affinity */
 	__u32 members_at; /* slot where the member list starts: 0 when the selection slots are exactly the members (equal weights, all active), else slots */
+	__u32 backend_id; /* a service with exactly one backend names it here and has no slot table (one lookup and one entry less); 0 otherwise */
 };
-_Static_assert(sizeof(struct lb_svc) == 24, "struct lb_svc layout drifted from maps/lb.json");
+_Static_assert(sizeof(struct lb_svc) == 28, "struct lb_svc layout drifted from maps/lb.json");
 
 /* slot table entry: slots [0, slots) are drawn from at random; [members_at, members_at+backends) list every member once */
 struct lb_slot_key {
