@@ -62,6 +62,22 @@ export const FltCfg: Codec<FltCfg> & StructLayout = {
       default_action: b.readUInt32LE(o + 8),
     };
   },
+  encodeView(v: FltCfg, d: DataView, o = 0): void {
+    d.setUint32(o + 0, v.gen, true);
+    d.setUint32(o + 4, v.flags, true);
+    d.setUint32(o + 8, v.default_action, true);
+    d.setUint8(o + 12, 0);
+    d.setUint8(o + 13, 0);
+    d.setUint8(o + 14, 0);
+    d.setUint8(o + 15, 0);
+  },
+  decodeView(d: DataView, o = 0): FltCfg {
+    return {
+      gen: d.getUint32(o + 0, true),
+      flags: d.getUint32(o + 4, true),
+      default_action: d.getUint32(o + 8, true),
+    };
+  },
 };
 
 /** an address prefix of one generation; prefixlen counts the 64 bits of gen and family too */
@@ -91,7 +107,24 @@ export const FltLpmKey: Codec<FltLpmKey> & StructLayout = {
       prefixlen: b.readUInt32LE(o + 0),
       gen: b.readUInt32BE(o + 4),
       family: b.readUInt8(o + 8),
-      addr: Uint8Array.prototype.slice.call(b, o + 12, o + 28),
+      addr: Uint8Array.from(b.subarray(o + 12, o + 28)),
+    };
+  },
+  encodeView(v: FltLpmKey, d: DataView, o = 0): void {
+    d.setUint32(o + 0, v.prefixlen, true);
+    d.setUint32(o + 4, v.gen);
+    d.setUint8(o + 8, v.family);
+    d.setUint8(o + 9, 0);
+    d.setUint8(o + 10, 0);
+    d.setUint8(o + 11, 0);
+    for (let i = 0; i < 16; i++) d.setUint8(o + 12 + i, v.addr[i] ?? 0);
+  },
+  decodeView(d: DataView, o = 0): FltLpmKey {
+    return {
+      prefixlen: d.getUint32(o + 0, true),
+      gen: d.getUint32(o + 4),
+      family: d.getUint8(o + 8),
+      addr: new Uint8Array(d.buffer.slice(d.byteOffset + o + 12, d.byteOffset + o + 28)),
     };
   },
 };
@@ -121,6 +154,20 @@ export const FltPortKey: Codec<FltPortKey> & StructLayout = {
       family: b.readUInt8(o + 7),
     };
   },
+  encodeView(v: FltPortKey, d: DataView, o = 0): void {
+    d.setUint32(o + 0, v.gen, true);
+    d.setUint16(o + 4, v.port, true);
+    d.setUint8(o + 6, v.proto);
+    d.setUint8(o + 7, v.family);
+  },
+  decodeView(d: DataView, o = 0): FltPortKey {
+    return {
+      gen: d.getUint32(o + 0, true),
+      port: d.getUint16(o + 4, true),
+      proto: d.getUint8(o + 6),
+      family: d.getUint8(o + 7),
+    };
+  },
 };
 
 /** which rule decides and what it says; the highest rank wins across groups; rule FLT_NO_RULE (rank 0) means the default policy */
@@ -148,6 +195,22 @@ export const FltVerdict: Codec<FltVerdict> & StructLayout = {
       rule: b.readUInt32LE(o + 0),
       action: b.readUInt32LE(o + 4),
       rank: b.readUInt32LE(o + 8),
+    };
+  },
+  encodeView(v: FltVerdict, d: DataView, o = 0): void {
+    d.setUint32(o + 0, v.rule, true);
+    d.setUint32(o + 4, v.action, true);
+    d.setUint32(o + 8, v.rank, true);
+    d.setUint8(o + 12, 0);
+    d.setUint8(o + 13, 0);
+    d.setUint8(o + 14, 0);
+    d.setUint8(o + 15, 0);
+  },
+  decodeView(d: DataView, o = 0): FltVerdict {
+    return {
+      rule: d.getUint32(o + 0, true),
+      action: d.getUint32(o + 4, true),
+      rank: d.getUint32(o + 8, true),
     };
   },
 };
@@ -184,6 +247,24 @@ export const FltPortVal: Codec<FltPortVal> & StructLayout = {
       pc_sd: b.readUInt32LE(o + 20),
     };
   },
+  encodeView(v: FltPortVal, d: DataView, o = 0): void {
+    d.setUint32(o + 0, v.rule, true);
+    d.setUint32(o + 4, v.action, true);
+    d.setUint32(o + 8, v.rank, true);
+    d.setUint32(o + 12, v.pc_s, true);
+    d.setUint32(o + 16, v.pc_d, true);
+    d.setUint32(o + 20, v.pc_sd, true);
+  },
+  decodeView(d: DataView, o = 0): FltPortVal {
+    return {
+      rule: d.getUint32(o + 0, true),
+      action: d.getUint32(o + 4, true),
+      rank: d.getUint32(o + 8, true),
+      pc_s: d.getUint32(o + 12, true),
+      pc_d: d.getUint32(o + 16, true),
+      pc_sd: d.getUint32(o + 20, true),
+    };
+  },
 };
 
 /** per generation, family and IP protocol: which groups name the protocol (FLT_N_*), and the winner among rules with no address and no port */
@@ -210,6 +291,20 @@ export const FltProtoVal: Codec<FltProtoVal> & StructLayout = {
       rule: b.readUInt32LE(o + 4),
       action: b.readUInt32LE(o + 8),
       rank: b.readUInt32LE(o + 12),
+    };
+  },
+  encodeView(v: FltProtoVal, d: DataView, o = 0): void {
+    d.setUint32(o + 0, v.named, true);
+    d.setUint32(o + 4, v.rule, true);
+    d.setUint32(o + 8, v.action, true);
+    d.setUint32(o + 12, v.rank, true);
+  },
+  decodeView(d: DataView, o = 0): FltProtoVal {
+    return {
+      named: d.getUint32(o + 0, true),
+      rule: d.getUint32(o + 4, true),
+      action: d.getUint32(o + 8, true),
+      rank: d.getUint32(o + 12, true),
     };
   },
 };
@@ -249,6 +344,27 @@ export const FltRuleKey: Codec<FltRuleKey> & StructLayout = {
       group: b.readUInt8(o + 18),
     };
   },
+  encodeView(v: FltRuleKey, d: DataView, o = 0): void {
+    d.setUint32(o + 0, v.gen, true);
+    d.setUint32(o + 4, v.src, true);
+    d.setUint32(o + 8, v.dst, true);
+    d.setUint32(o + 12, v.pclass, true);
+    d.setUint8(o + 16, v.proto);
+    d.setUint8(o + 17, v.family);
+    d.setUint8(o + 18, v.group);
+    d.setUint8(o + 19, 0);
+  },
+  decodeView(d: DataView, o = 0): FltRuleKey {
+    return {
+      gen: d.getUint32(o + 0, true),
+      src: d.getUint32(o + 4, true),
+      dst: d.getUint32(o + 8, true),
+      pclass: d.getUint32(o + 12, true),
+      proto: d.getUint8(o + 16),
+      family: d.getUint8(o + 17),
+      group: d.getUint8(o + 18),
+    };
+  },
 };
 
 export interface FltCount {
@@ -268,6 +384,16 @@ export const FltCount: Codec<FltCount> & StructLayout = {
     return {
       packets: b.readBigUInt64LE(o + 0),
       bytes: b.readBigUInt64LE(o + 8),
+    };
+  },
+  encodeView(v: FltCount, d: DataView, o = 0): void {
+    d.setBigUint64(o + 0, v.packets, true);
+    d.setBigUint64(o + 8, v.bytes, true);
+  },
+  decodeView(d: DataView, o = 0): FltCount {
+    return {
+      packets: d.getBigUint64(o + 0, true),
+      bytes: d.getBigUint64(o + 8, true),
     };
   },
 };

@@ -32,10 +32,24 @@ export const LbSvcKey: Codec<LbSvcKey> & StructLayout = {
   },
   decode(b: Buffer, o = 0): LbSvcKey {
     return {
-      addr: Uint8Array.prototype.slice.call(b, o + 0, o + 16),
+      addr: Uint8Array.from(b.subarray(o + 0, o + 16)),
       port: b.readUInt16BE(o + 16),
       proto: b.readUInt8(o + 18),
       gen: b.readUInt8(o + 19),
+    };
+  },
+  encodeView(v: LbSvcKey, d: DataView, o = 0): void {
+    for (let i = 0; i < 16; i++) d.setUint8(o + 0 + i, v.addr[i] ?? 0);
+    d.setUint16(o + 16, v.port);
+    d.setUint8(o + 18, v.proto);
+    d.setUint8(o + 19, v.gen);
+  },
+  decodeView(d: DataView, o = 0): LbSvcKey {
+    return {
+      addr: new Uint8Array(d.buffer.slice(d.byteOffset + o + 0, d.byteOffset + o + 16)),
+      port: d.getUint16(o + 16),
+      proto: d.getUint8(o + 18),
+      gen: d.getUint8(o + 19),
     };
   },
 };
@@ -75,6 +89,26 @@ export const LbSvc: Codec<LbSvc> & StructLayout = {
       backend_id: b.readUInt32LE(o + 24),
     };
   },
+  encodeView(v: LbSvc, d: DataView, o = 0): void {
+    d.setUint32(o + 0, v.svc_id, true);
+    d.setUint32(o + 4, v.rev, true);
+    d.setUint32(o + 8, v.slots, true);
+    d.setUint32(o + 12, v.backends, true);
+    d.setUint32(o + 16, v.affinity_timeout, true);
+    d.setUint32(o + 20, v.members_at, true);
+    d.setUint32(o + 24, v.backend_id, true);
+  },
+  decodeView(d: DataView, o = 0): LbSvc {
+    return {
+      svc_id: d.getUint32(o + 0, true),
+      rev: d.getUint32(o + 4, true),
+      slots: d.getUint32(o + 8, true),
+      backends: d.getUint32(o + 12, true),
+      affinity_timeout: d.getUint32(o + 16, true),
+      members_at: d.getUint32(o + 20, true),
+      backend_id: d.getUint32(o + 24, true),
+    };
+  },
 };
 
 /** slot table entry: slots [0, slots) are drawn from at random; [members_at, members_at+backends) list every member once */
@@ -98,6 +132,18 @@ export const LbSlotKey: Codec<LbSlotKey> & StructLayout = {
       svc_id: b.readUInt32LE(o + 0),
       rev: b.readUInt32LE(o + 4),
       slot: b.readUInt32LE(o + 8),
+    };
+  },
+  encodeView(v: LbSlotKey, d: DataView, o = 0): void {
+    d.setUint32(o + 0, v.svc_id, true);
+    d.setUint32(o + 4, v.rev, true);
+    d.setUint32(o + 8, v.slot, true);
+  },
+  decodeView(d: DataView, o = 0): LbSlotKey {
+    return {
+      svc_id: d.getUint32(o + 0, true),
+      rev: d.getUint32(o + 4, true),
+      slot: d.getUint32(o + 8, true),
     };
   },
 };
@@ -128,11 +174,30 @@ export const LbBackend: Codec<LbBackend> & StructLayout = {
   },
   decode(b: Buffer, o = 0): LbBackend {
     return {
-      addr: Uint8Array.prototype.slice.call(b, o + 0, o + 16),
+      addr: Uint8Array.from(b.subarray(o + 0, o + 16)),
       port: b.readUInt16BE(o + 16),
       state: b.readUInt8(o + 18),
       weight: b.readUInt16LE(o + 20),
       svc_id: b.readUInt32LE(o + 24),
+    };
+  },
+  encodeView(v: LbBackend, d: DataView, o = 0): void {
+    for (let i = 0; i < 16; i++) d.setUint8(o + 0 + i, v.addr[i] ?? 0);
+    d.setUint16(o + 16, v.port);
+    d.setUint8(o + 18, v.state);
+    d.setUint8(o + 19, 0);
+    d.setUint16(o + 20, v.weight, true);
+    d.setUint8(o + 22, 0);
+    d.setUint8(o + 23, 0);
+    d.setUint32(o + 24, v.svc_id, true);
+  },
+  decodeView(d: DataView, o = 0): LbBackend {
+    return {
+      addr: new Uint8Array(d.buffer.slice(d.byteOffset + o + 0, d.byteOffset + o + 16)),
+      port: d.getUint16(o + 16),
+      state: d.getUint8(o + 18),
+      weight: d.getUint16(o + 20, true),
+      svc_id: d.getUint32(o + 24, true),
     };
   },
 };
@@ -161,6 +226,20 @@ export const LbAffKey: Codec<LbAffKey> & StructLayout = {
       svc_id: b.readUInt32LE(o + 8),
     };
   },
+  encodeView(v: LbAffKey, d: DataView, o = 0): void {
+    d.setBigUint64(o + 0, v.netns_cookie, true);
+    d.setUint32(o + 8, v.svc_id, true);
+    d.setUint8(o + 12, 0);
+    d.setUint8(o + 13, 0);
+    d.setUint8(o + 14, 0);
+    d.setUint8(o + 15, 0);
+  },
+  decodeView(d: DataView, o = 0): LbAffKey {
+    return {
+      netns_cookie: d.getBigUint64(o + 0, true),
+      svc_id: d.getUint32(o + 8, true),
+    };
+  },
 };
 
 export interface LbAffVal {
@@ -184,6 +263,20 @@ export const LbAffVal: Codec<LbAffVal> & StructLayout = {
     return {
       backend_id: b.readUInt32LE(o + 0),
       last_used: b.readBigUInt64LE(o + 8),
+    };
+  },
+  encodeView(v: LbAffVal, d: DataView, o = 0): void {
+    d.setUint32(o + 0, v.backend_id, true);
+    d.setUint8(o + 4, 0);
+    d.setUint8(o + 5, 0);
+    d.setUint8(o + 6, 0);
+    d.setUint8(o + 7, 0);
+    d.setBigUint64(o + 8, v.last_used, true);
+  },
+  decodeView(d: DataView, o = 0): LbAffVal {
+    return {
+      backend_id: d.getUint32(o + 0, true),
+      last_used: d.getBigUint64(o + 8, true),
     };
   },
 };
@@ -214,8 +307,26 @@ export const LbRevKey: Codec<LbRevKey> & StructLayout = {
   decode(b: Buffer, o = 0): LbRevKey {
     return {
       cookie: b.readBigUInt64LE(o + 0),
-      addr: Uint8Array.prototype.slice.call(b, o + 8, o + 24),
+      addr: Uint8Array.from(b.subarray(o + 8, o + 24)),
       port: b.readUInt16BE(o + 24),
+    };
+  },
+  encodeView(v: LbRevKey, d: DataView, o = 0): void {
+    d.setBigUint64(o + 0, v.cookie, true);
+    for (let i = 0; i < 16; i++) d.setUint8(o + 8 + i, v.addr[i] ?? 0);
+    d.setUint16(o + 24, v.port);
+    d.setUint8(o + 26, 0);
+    d.setUint8(o + 27, 0);
+    d.setUint8(o + 28, 0);
+    d.setUint8(o + 29, 0);
+    d.setUint8(o + 30, 0);
+    d.setUint8(o + 31, 0);
+  },
+  decodeView(d: DataView, o = 0): LbRevKey {
+    return {
+      cookie: d.getBigUint64(o + 0, true),
+      addr: new Uint8Array(d.buffer.slice(d.byteOffset + o + 8, d.byteOffset + o + 24)),
+      port: d.getUint16(o + 24),
     };
   },
 };
@@ -238,8 +349,20 @@ export const LbRevVal: Codec<LbRevVal> & StructLayout = {
   },
   decode(b: Buffer, o = 0): LbRevVal {
     return {
-      addr: Uint8Array.prototype.slice.call(b, o + 0, o + 16),
+      addr: Uint8Array.from(b.subarray(o + 0, o + 16)),
       port: b.readUInt16BE(o + 16),
+    };
+  },
+  encodeView(v: LbRevVal, d: DataView, o = 0): void {
+    for (let i = 0; i < 16; i++) d.setUint8(o + 0 + i, v.addr[i] ?? 0);
+    d.setUint16(o + 16, v.port);
+    d.setUint8(o + 18, 0);
+    d.setUint8(o + 19, 0);
+  },
+  decodeView(d: DataView, o = 0): LbRevVal {
+    return {
+      addr: new Uint8Array(d.buffer.slice(d.byteOffset + o + 0, d.byteOffset + o + 16)),
+      port: d.getUint16(o + 16),
     };
   },
 };
@@ -270,6 +393,20 @@ export const LbSvcStats: Codec<LbSvcStats> & StructLayout = {
       misses: b.readBigUInt64LE(o + 24),
     };
   },
+  encodeView(v: LbSvcStats, d: DataView, o = 0): void {
+    d.setBigUint64(o + 0, v.conns, true);
+    d.setBigUint64(o + 8, v.rejects, true);
+    d.setBigUint64(o + 16, v.affinity, true);
+    d.setBigUint64(o + 24, v.misses, true);
+  },
+  decodeView(d: DataView, o = 0): LbSvcStats {
+    return {
+      conns: d.getBigUint64(o + 0, true),
+      rejects: d.getBigUint64(o + 8, true),
+      affinity: d.getBigUint64(o + 16, true),
+      misses: d.getBigUint64(o + 24, true),
+    };
+  },
 };
 
 /** per-CPU, per backend; created by the datapath on first use */
@@ -287,6 +424,14 @@ export const LbBeStats: Codec<LbBeStats> & StructLayout = {
   decode(b: Buffer, o = 0): LbBeStats {
     return {
       conns: b.readBigUInt64LE(o + 0),
+    };
+  },
+  encodeView(v: LbBeStats, d: DataView, o = 0): void {
+    d.setBigUint64(o + 0, v.conns, true);
+  },
+  decodeView(d: DataView, o = 0): LbBeStats {
+    return {
+      conns: d.getBigUint64(o + 0, true),
     };
   },
 };
@@ -316,6 +461,22 @@ export const LbMeta: Codec<LbMeta> & StructLayout = {
       gen: b.readUInt32LE(o + 0),
       next_svc: b.readUInt32LE(o + 4),
       next_backend: b.readUInt32LE(o + 8),
+    };
+  },
+  encodeView(v: LbMeta, d: DataView, o = 0): void {
+    d.setUint32(o + 0, v.gen, true);
+    d.setUint32(o + 4, v.next_svc, true);
+    d.setUint32(o + 8, v.next_backend, true);
+    d.setUint8(o + 12, 0);
+    d.setUint8(o + 13, 0);
+    d.setUint8(o + 14, 0);
+    d.setUint8(o + 15, 0);
+  },
+  decodeView(d: DataView, o = 0): LbMeta {
+    return {
+      gen: d.getUint32(o + 0, true),
+      next_svc: d.getUint32(o + 4, true),
+      next_backend: d.getUint32(o + 8, true),
     };
   },
 };

@@ -23,6 +23,14 @@ export const StKey: Codec<StKey> & StructLayout = {
       word: b.readUInt32BE(o + 0),
     };
   },
+  encodeView(v: StKey, d: DataView, o = 0): void {
+    d.setUint32(o + 0, v.word);
+  },
+  decodeView(d: DataView, o = 0): StKey {
+    return {
+      word: d.getUint32(o + 0),
+    };
+  },
 };
 
 export interface StRule {
@@ -46,6 +54,20 @@ export const StRule: Codec<StRule> & StructLayout = {
     return {
       action: b.readUInt32LE(o + 0),
       cookie: b.readBigUInt64LE(o + 8),
+    };
+  },
+  encodeView(v: StRule, d: DataView, o = 0): void {
+    d.setUint32(o + 0, v.action, true);
+    d.setUint8(o + 4, 0);
+    d.setUint8(o + 5, 0);
+    d.setUint8(o + 6, 0);
+    d.setUint8(o + 7, 0);
+    d.setBigUint64(o + 8, v.cookie, true);
+  },
+  decodeView(d: DataView, o = 0): StRule {
+    return {
+      action: d.getUint32(o + 0, true),
+      cookie: d.getBigUint64(o + 8, true),
     };
   },
 };
@@ -76,6 +98,20 @@ export const StCounters: Codec<StCounters> & StructLayout = {
       calls: b.readBigUInt64LE(o + 24),
     };
   },
+  encodeView(v: StCounters, d: DataView, o = 0): void {
+    d.setBigUint64(o + 0, v.packets, true);
+    d.setBigUint64(o + 8, v.bytes, true);
+    d.setBigUint64(o + 16, v.lost, true);
+    d.setBigUint64(o + 24, v.calls, true);
+  },
+  decodeView(d: DataView, o = 0): StCounters {
+    return {
+      packets: d.getBigUint64(o + 0, true),
+      bytes: d.getBigUint64(o + 8, true),
+      lost: d.getBigUint64(o + 16, true),
+      calls: d.getBigUint64(o + 24, true),
+    };
+  },
 };
 
 export interface StEvent {
@@ -101,6 +137,20 @@ export const StEvent: Codec<StEvent> & StructLayout = {
       cookie: b.readBigUInt64LE(o + 8),
       len: b.readUInt32LE(o + 16),
       cpu: b.readUInt32LE(o + 20),
+    };
+  },
+  encodeView(v: StEvent, d: DataView, o = 0): void {
+    d.setBigUint64(o + 0, v.seq, true);
+    d.setBigUint64(o + 8, v.cookie, true);
+    d.setUint32(o + 16, v.len, true);
+    d.setUint32(o + 20, v.cpu, true);
+  },
+  decodeView(d: DataView, o = 0): StEvent {
+    return {
+      seq: d.getBigUint64(o + 0, true),
+      cookie: d.getBigUint64(o + 8, true),
+      len: d.getUint32(o + 16, true),
+      cpu: d.getUint32(o + 20, true),
     };
   },
 };
@@ -129,6 +179,20 @@ export const StConfig: Codec<StConfig> & StructLayout = {
       emit_events: b.readUInt32LE(o + 4),
       target_tgid: b.readUInt32LE(o + 8),
       deny_port: b.readUInt32LE(o + 12),
+    };
+  },
+  encodeView(v: StConfig, d: DataView, o = 0): void {
+    d.setUint32(o + 0, v.default_action, true);
+    d.setUint32(o + 4, v.emit_events, true);
+    d.setUint32(o + 8, v.target_tgid, true);
+    d.setUint32(o + 12, v.deny_port, true);
+  },
+  decodeView(d: DataView, o = 0): StConfig {
+    return {
+      default_action: d.getUint32(o + 0, true),
+      emit_events: d.getUint32(o + 4, true),
+      target_tgid: d.getUint32(o + 8, true),
+      deny_port: d.getUint32(o + 12, true),
     };
   },
 };

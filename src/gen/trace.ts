@@ -48,6 +48,28 @@ export const TrArgs: Codec<TrArgs> & StructLayout = {
       syscall: b.readUInt32LE(o + 32),
     };
   },
+  encodeView(v: TrArgs, d: DataView, o = 0): void {
+    d.setBigUint64(o + 0, v.owner, true);
+    d.setBigUint64(o + 8, v.start_ns, true);
+    d.setBigUint64(o + 16, v.path, true);
+    d.setUint32(o + 24, v.mode, true);
+    d.setInt32(o + 28, v.dirfd, true);
+    d.setUint32(o + 32, v.syscall, true);
+    d.setUint8(o + 36, 0);
+    d.setUint8(o + 37, 0);
+    d.setUint8(o + 38, 0);
+    d.setUint8(o + 39, 0);
+  },
+  decodeView(d: DataView, o = 0): TrArgs {
+    return {
+      owner: d.getBigUint64(o + 0, true),
+      start_ns: d.getBigUint64(o + 8, true),
+      path: d.getBigUint64(o + 16, true),
+      mode: d.getUint32(o + 24, true),
+      dirfd: d.getInt32(o + 28, true),
+      syscall: d.getUint32(o + 32, true),
+    };
+  },
 };
 
 /** one traced call, submitted at sys_exit */
@@ -102,8 +124,42 @@ export const TrEvent: Codec<TrEvent> & StructLayout = {
       dirfd: b.readInt32LE(o + 36),
       syscall: b.readUInt16LE(o + 40),
       flags: b.readUInt16LE(o + 42),
-      comm: Uint8Array.prototype.slice.call(b, o + 48, o + 64),
-      path: Uint8Array.prototype.slice.call(b, o + 64, o + 320),
+      comm: Uint8Array.from(b.subarray(o + 48, o + 64)),
+      path: Uint8Array.from(b.subarray(o + 64, o + 320)),
+    };
+  },
+  encodeView(v: TrEvent, d: DataView, o = 0): void {
+    d.setBigUint64(o + 0, v.ts_ns, true);
+    d.setBigUint64(o + 8, v.latency_ns, true);
+    d.setUint32(o + 16, v.pid, true);
+    d.setUint32(o + 20, v.tid, true);
+    d.setUint32(o + 24, v.uid, true);
+    d.setInt32(o + 28, v.ret, true);
+    d.setUint32(o + 32, v.mode, true);
+    d.setInt32(o + 36, v.dirfd, true);
+    d.setUint16(o + 40, v.syscall, true);
+    d.setUint16(o + 42, v.flags, true);
+    d.setUint8(o + 44, 0);
+    d.setUint8(o + 45, 0);
+    d.setUint8(o + 46, 0);
+    d.setUint8(o + 47, 0);
+    for (let i = 0; i < 16; i++) d.setUint8(o + 48 + i, v.comm[i] ?? 0);
+    for (let i = 0; i < 256; i++) d.setUint8(o + 64 + i, v.path[i] ?? 0);
+  },
+  decodeView(d: DataView, o = 0): TrEvent {
+    return {
+      ts_ns: d.getBigUint64(o + 0, true),
+      latency_ns: d.getBigUint64(o + 8, true),
+      pid: d.getUint32(o + 16, true),
+      tid: d.getUint32(o + 20, true),
+      uid: d.getUint32(o + 24, true),
+      ret: d.getInt32(o + 28, true),
+      mode: d.getUint32(o + 32, true),
+      dirfd: d.getInt32(o + 36, true),
+      syscall: d.getUint16(o + 40, true),
+      flags: d.getUint16(o + 42, true),
+      comm: new Uint8Array(d.buffer.slice(d.byteOffset + o + 48, d.byteOffset + o + 64)),
+      path: new Uint8Array(d.buffer.slice(d.byteOffset + o + 64, d.byteOffset + o + 320)),
     };
   },
 };
@@ -126,6 +182,16 @@ export const TrCounters: Codec<TrCounters> & StructLayout = {
     return {
       lost: b.readBigUInt64LE(o + 0),
       untracked: b.readBigUInt64LE(o + 8),
+    };
+  },
+  encodeView(v: TrCounters, d: DataView, o = 0): void {
+    d.setBigUint64(o + 0, v.lost, true);
+    d.setBigUint64(o + 8, v.untracked, true);
+  },
+  decodeView(d: DataView, o = 0): TrCounters {
+    return {
+      lost: d.getBigUint64(o + 0, true),
+      untracked: d.getBigUint64(o + 8, true),
     };
   },
 };
@@ -157,6 +223,22 @@ export const TrConfig: Codec<TrConfig> & StructLayout = {
       filter_uid: b.readUInt32LE(o + 8),
       failed_only: b.readUInt32LE(o + 12),
       target_cgroup: b.readBigUInt64LE(o + 16),
+    };
+  },
+  encodeView(v: TrConfig, d: DataView, o = 0): void {
+    d.setUint32(o + 0, v.target_tgid, true);
+    d.setUint32(o + 4, v.target_uid, true);
+    d.setUint32(o + 8, v.filter_uid, true);
+    d.setUint32(o + 12, v.failed_only, true);
+    d.setBigUint64(o + 16, v.target_cgroup, true);
+  },
+  decodeView(d: DataView, o = 0): TrConfig {
+    return {
+      target_tgid: d.getUint32(o + 0, true),
+      target_uid: d.getUint32(o + 4, true),
+      filter_uid: d.getUint32(o + 8, true),
+      failed_only: d.getUint32(o + 12, true),
+      target_cgroup: d.getBigUint64(o + 16, true),
     };
   },
 };

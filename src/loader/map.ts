@@ -52,6 +52,8 @@ export class BpfMap<K = Buffer, V = Buffer> {
   /** native addresses of kbuf and vbuf (their own ArrayBuffers, which never move) */
   private readonly kaddr: number;
   private readonly vaddr: number;
+  private readonly kview: DataView;
+  private readonly vview: DataView;
   /** bytes one CPU's copy takes in a per-CPU value buffer */
   private readonly stride: number;
   private pinnedAt: string | null = null;
@@ -90,6 +92,8 @@ export class BpfMap<K = Buffer, V = Buffer> {
     this.vbuf = Buffer.allocUnsafeSlow(Math.max(this.stride * this.ncpus, 8)).fill(0);
     this.kaddr = Number(address(this.kbuf));
     this.vaddr = Number(address(this.vbuf));
+    this.kview = new DataView(this.kbuf.buffer, this.kbuf.byteOffset, this.kbuf.length);
+    this.vview = new DataView(this.vbuf.buffer, this.vbuf.byteOffset, this.vbuf.length);
     if (owned) track(this);
   }
 
@@ -110,7 +114,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
 
   /** encodes the key into kbuf and returns kbuf's address */
   private keyAt(k: K): number {
-    this.layout.key!.encode(k, this.kbuf, 0);
+    this.layout.key!.encodeView(k, this.kview, 0);
     return this.kaddr;
   }
 
@@ -123,7 +127,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
     const rc = libbpf().bpf_map_lookup_elem_at(this.fd, this.keyAt(k), this.vaddr);
     if (rc === -ENOENT) return undefined;
     check(`lookup in map ${this.name}`, rc);
-    return this.perCpu ? sumValues(this.splitCpus()) : this.valueCodec().decode(this.vbuf, 0);
+    return this.perCpu ? sumValues(this.splitCpus()) : this.valueCodec().decodeView(this.vview, 0);
   }
 
   /** One value per possible CPU. */
@@ -158,7 +162,8 @@ export class BpfMap<K = Buffer, V = Buffer> {
   }
 
   update(k: K, v: V | V[], flag: UpdateFlag = 'any'): void {
-    this.encodeValue(v);
+    if (this.perCpu) this.encodeValue(v);
+    else this.valueCodec().encodeView(v as V, this.vview, 0);
     const rc = libbpf().bpf_map_update_elem_at(this.fd, this.keyAt(k), this.vaddr, NFLAGS[flag]);
     if (rc < 0) throw this.updateError(-rc, flag);
   }

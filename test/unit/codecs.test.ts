@@ -47,3 +47,22 @@ describe('generated codecs', () => {
     expect(sumValues([1, 2, 3])).toBe(6);
   });
 });
+
+describe('DataView codecs agree with Buffer codecs', () => {
+  it('byte for byte, for structs with 64-bit, big-endian, byte-array and pad fields', async () => {
+    const F = await import('../../src/gen/filter.js');
+    const cases: Array<[{ size: number; encode(v: never, b?: Buffer): Buffer; encodeView(v: never, d: DataView): void; decodeView(d: DataView): unknown; decode(b: Buffer): unknown }, unknown]> = [
+      [G.StRule as never, { action: 2, cookie: 0xfedcba9876543210n }],
+      [G.StKey as never, { word: 0x0a000001 }],
+      [F.FltLpmKey as never, { prefixlen: 88, gen: 1, family: 4, addr: Uint8Array.from([10, 1, 2, 3, ...Array(12).fill(0)]) }],
+      [F.FltRuleKey as never, { gen: 1, src: 7, dst: 9, pclass: 3, proto: 6, family: 6, group: 2 }],
+    ];
+    for (const [codec, value] of cases) {
+      const a = codec.encode(value as never);
+      const b = Buffer.alloc(codec.size, 0xee);
+      codec.encodeView(value as never, new DataView(b.buffer, b.byteOffset, b.length));
+      expect(b).toEqual(a);
+      expect(codec.decodeView(new DataView(a.buffer, a.byteOffset, a.length))).toEqual(codec.decode(a));
+    }
+  });
+});
