@@ -4,6 +4,12 @@
 import { handleError } from './present.js';
 import { buildProgram } from './program.js';
 
+// `ebpfnet ... | head` closes the pipe early: that ends the command quietly, like any Unix tool.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
 buildProgram()
   .parseAsync(process.argv)
   .catch(handleError);
