@@ -187,20 +187,17 @@ static __always_inline void group_winner(struct flt_rule_key *rk, __u32 *rule, _
 static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 {
 	struct pkt p = {};
-	struct flt_cfg *active, *cfg;
+	struct flt_cfg *cfg;
 	struct flt_proto_val *pv;
 	__u32 zero = 0, gen, idx, flags, rule = FLT_NO_RULE, action = FLT_ALLOW, rank = 0;
 	__u32 pc_s = 0, pc_d = 0, pc_sd = 0, fs, fd, fsd, v6;
 
-	active = bpf_map_lookup_elem(&flt_config, &zero);
-	if (!active)
-		return FLT_ALLOW;
-	gen = active->gen & 1;
-	idx = 1 + gen;
-	cfg = bpf_map_lookup_elem(&flt_config, &idx);
+	cfg = bpf_map_lookup_elem(&flt_config, &zero);
 	if (!cfg)
 		return FLT_ALLOW;
-	flags = cfg->flags;
+	/* Read gen once: everything below uses this generation's tables, whatever user space flips. */
+	gen = cfg->gen & 1;
+	flags = cfg->flags[gen];
 
 	switch (parse(data, data_end, &p)) {
 	case P_NON_IP:
@@ -233,16 +230,28 @@ static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 	action = pv->action;
 	rank = pv->rank;
 	if (pv->named && p.has_port) {
-		struct flt_port_key pk = { .gen = gen, .port = p.dport, .proto = p.proto, .family = p.family };
-		struct flt_port_val *pval = bpf_map_lookup_elem(&flt_ports, &pk);
+		/* Two direct array reads instead of hashing (family, proto, port). */
+		__u32 slot = p.proto == IPPROTO_TCP ? 0 : p.proto == IPPROTO_UDP ? 1 : 2;
+		__u32 pi = (((gen * 2 + (p.family == FLT_FAMILY_V6)) * 3 + slot) << 14) | (p.dport >> 2);
+		struct flt_pidx *px = bpf_map_lookup_elem(&flt_portidx, &pi);
 
-		if (pval) {
-			rule = pval->rule;
-			action = pval->action;
-			rank = pval->rank;
-			pc_s = pval->pc_s;
-			pc_d = pval->pc_d;
-			pc_sd = pval->pc_sd;
+		if (px) {
+			__u32 vi = px->idx[p.dport & 3];
+
+			if (vi) {
+				struct flt_port_val *pval;
+
+				vi += gen * FLT_PORT_VALS;
+				pval = bpf_map_lookup_elem(&flt_portval, &vi);
+				if (pval) {
+					rule = pval->rule;
+					action = pval->action;
+					rank = pval->rank;
+					pc_s = pval->pc_s;
+					pc_d = pval->pc_d;
+					pc_sd = pval->pc_sd;
+				}
+			}
 		}
 	}
 	v6 = p.family == FLT_FAMILY_V6;
@@ -289,7 +298,7 @@ static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 			count(&flt_stats, FLT_STAT_ND_PASS, bytes);
 			return FLT_ALLOW;
 		}
-		action = cfg->default_action;
+		action = cfg->default_action[gen];
 		count(&flt_stats, action == FLT_DENY ? FLT_STAT_DEFAULT_DROP : FLT_STAT_DEFAULT_PASS, bytes);
 	} else {
 		count(&flt_counters, rule, bytes);

@@ -15,7 +15,12 @@ export interface CompiledPolicy {
   defaultAction: number;
   /** flt_protos index without the generation: (family == 6) * 256 + proto */
   protos: Array<[number, F.FltProtoVal]>;
-  ports: Array<[Omit<F.FltPortKey, 'gen'>, F.FltPortVal]>;
+  /** every port some rule names, with its value (the list --dry-run shows) */
+  ports: Array<[PortKey, F.FltPortVal]>;
+  /** the same as the kernel reads it: per family and protocol slot, 65,536 indexes into portVals */
+  portIndex: Array<{ family: Family; slot: number; idx: Uint16Array }>;
+  /** index i (1-based) -> portVals[i - 1]; identical values share an index */
+  portVals: F.FltPortVal[];
   src: Array<{ family: Family; addr: bigint; prefix: number; cls: number }>;
   dst: Array<{ family: Family; addr: bigint; prefix: number; cls: number }>;
   decisions: Array<[Omit<F.FltRuleKey, 'gen'>, F.FltVerdict]>;
@@ -23,8 +28,17 @@ export interface CompiledPolicy {
   ids: number[];
 }
 
+export interface PortKey {
+  port: number;
+  proto: number;
+  family: Family;
+}
+
+/** flt_portidx's protocol slots */
+export const PORT_SLOT: Record<number, number> = { 6: 0, 17: 1, 132: 2 };
+
 export interface Capacity {
-  /** entries one generation may use in each table */
+  /** distinct port values one generation may use */
   ports: number;
   prefixes: number;
   decisions: number;
@@ -34,7 +48,7 @@ export interface Capacity {
 
 /** Each table holds two generations, so one generation gets half. */
 export const DEFAULT_CAPACITY: Capacity = {
-  ports: F.FLT_PORTS.maxEntries / 2,
+  ports: F.FLT_PORT_VALS - 1,
   prefixes: F.FLT_SRC.maxEntries / 2,
   decisions: F.FLT_RULES.maxEntries / 2,
   rules: F.FLT_COUNTERS.maxEntries,
@@ -146,6 +160,8 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     defaultAction: policy.default === 'deny' ? F.FLT_DENY : F.FLT_ALLOW,
     protos: [],
     ports: [],
+    portIndex: [],
+    portVals: [],
     src: [],
     dst: [],
     decisions: [],
@@ -284,7 +300,26 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     }
   }
   out.flags = flags;
-  if (out.ports.length > cap.ports) throw tooBig('port', out.ports.length, cap.ports);
+  // The kernel's port table: one index per (family, protocol, port), shared values deduplicated.
+  const valueIndex = new Map<string, number>();
+  const tables = new Map<string, Uint16Array>();
+  for (const [k, v] of out.ports) {
+    const vk = `${v.rule}:${v.action}:${v.rank}:${v.pc_s}:${v.pc_d}:${v.pc_sd}`;
+    let i = valueIndex.get(vk);
+    if (i === undefined) {
+      out.portVals.push(v);
+      i = out.portVals.length;
+      valueIndex.set(vk, i);
+      if (i > cap.ports) throw tooBig('port value', i, cap.ports);
+    }
+    const tk = `${k.family}:${PORT_SLOT[k.proto]}`;
+    let t = tables.get(tk);
+    if (!t) {
+      tables.set(tk, (t = new Uint16Array(65536)));
+      out.portIndex.push({ family: k.family, slot: PORT_SLOT[k.proto], idx: t });
+    }
+    t[k.port] = i;
+  }
   if (Math.max(out.src.length, out.dst.length) > cap.prefixes) throw tooBig('prefix', Math.max(out.src.length, out.dst.length), cap.prefixes);
   return out;
 }

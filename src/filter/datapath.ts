@@ -43,7 +43,8 @@ const zero = (): F.FltCount => ({ packets: 0n, bytes: 0n });
 interface Tables {
   flt_config: BpfMap<number, F.FltCfg>;
   flt_protos: BpfMap<number, F.FltProtoVal>;
-  flt_ports: BpfMap<F.FltPortKey, F.FltPortVal>;
+  flt_portidx: BpfMap<number, F.FltPidx>;
+  flt_portval: BpfMap<number, F.FltPortVal>;
   flt_src: BpfMap<F.FltLpmKey, number>;
   flt_dst: BpfMap<F.FltLpmKey, number>;
   flt_rules: BpfMap<F.FltRuleKey, F.FltVerdict>;
@@ -51,7 +52,10 @@ interface Tables {
   flt_stats: BpfMap<number, F.FltCount>;
 }
 
-const MAPS = [F.FLT_CONFIG, F.FLT_PROTOS, F.FLT_PORTS, F.FLT_SRC, F.FLT_DST, F.FLT_RULES, F.FLT_COUNTERS, F.FLT_STATS] as const;
+const MAPS = [F.FLT_CONFIG, F.FLT_PROTOS, F.FLT_PORTIDX, F.FLT_PORTVAL, F.FLT_SRC, F.FLT_DST, F.FLT_RULES, F.FLT_COUNTERS, F.FLT_STATS] as const;
+
+/** flt_portidx elements of one generation: 2 families x 3 protocol slots x 16,384 */
+const PORT_ELEMS = 2 * 3 * 16384;
 
 function lpmKey(gen: number, e: { family: number; addr: bigint; prefix: number }): F.FltLpmKey {
   const addr = new Uint8Array(16);
@@ -64,7 +68,8 @@ const keyOf = (o: object): string => JSON.stringify(o, (_, v) => (typeof v === '
 
 /** What one generation holds, so the next write to it deletes exactly what is stale. */
 interface Written {
-  ports: Map<string, F.FltPortKey>;
+  /** flt_portidx content of the generation, four 16-bit indexes per element */
+  portIdx: Uint16Array;
   src: Map<string, F.FltLpmKey>;
   dst: Map<string, F.FltLpmKey>;
   rules: Map<string, F.FltRuleKey>;
@@ -99,7 +104,11 @@ export class FilterDatapath implements Closable {
     if (opts.maxRules && opts.maxRules !== F.FLT_COUNTERS.maxEntries) spec.setMaxEntries(F.FLT_COUNTERS.name, opts.maxRules);
     const obj = spec.load();
     const t = Object.fromEntries(MAPS.map((m) => [m.name, obj.map(m as never)])) as unknown as Tables;
-    return new FilterDatapath(ifname, obj, t);
+    const d = new FilterDatapath(ifname, obj, t);
+    // A fresh object's tables are empty: nothing to scan or rewrite.
+    const empty = (): Written => ({ portIdx: new Uint16Array(PORT_ELEMS * 4), src: new Map(), dst: new Map(), rules: new Map() });
+    d.written = [empty(), empty()];
+    return d;
   }
 
   /** Counter slots for a policy of n rules: room to grow, at least the default. */
@@ -163,13 +172,16 @@ export class FilterDatapath implements Closable {
   apply(policy: Policy): CompiledPolicy {
     const { ids, fresh } = this.assignIds(policy.rules);
     const compiled = compilePolicy(policy, ids, { ...DEFAULT_CAPACITY, rules: this.t.flt_counters.capacity });
-    const active = this.t.flt_config.lookup(0)?.gen ?? 0;
-    const g = active ^ 1;
+    const cfg = this.t.flt_config.lookup(0) ?? { gen: 0, flags: [0, 0], default_action: [0, 0] };
+    const g = (cfg.gen & 1) ^ 1;
     this.writeGeneration(g, compiled);
     for (const id of fresh) this.t.flt_counters.update(id, zero());
-    this.t.flt_config.update(1 + g, { gen: g, flags: compiled.flags, default_action: compiled.defaultAction });
-    // The switch: one 16-byte value whose gen field the program reads first for every packet.
-    this.t.flt_config.update(0, { gen: g, flags: 0, default_action: 0 });
+    // The inactive generation's flags and default first: the active one's bytes do not change.
+    cfg.flags[g] = compiled.flags;
+    cfg.default_action[g] = compiled.defaultAction;
+    this.t.flt_config.update(0, cfg);
+    // The switch: the same value with only gen changed; the program reads gen first per packet.
+    this.t.flt_config.update(0, { ...cfg, gen: g });
     this.policy = policy;
     this.ids = new Map(policy.rules.map((r, i) => [formatRule(r), ids[i]]));
     if (this.pinDir()) writeState(this);
@@ -177,8 +189,9 @@ export class FilterDatapath implements Closable {
   }
 
   private scanGeneration(g: number): Written {
-    const w: Written = { ports: new Map(), src: new Map(), dst: new Map(), rules: new Map() };
-    for (const k of this.t.flt_ports.keys()) if (k.gen === g) w.ports.set(keyOf(k), k);
+    // Unknown content (an adopted filter): port indexes count as all-set so every element is
+    // rewritten; hashed tables are read back.
+    const w: Written = { portIdx: new Uint16Array(PORT_ELEMS * 4).fill(0xffff), src: new Map(), dst: new Map(), rules: new Map() };
     for (const k of this.t.flt_src.keys()) if (k.gen === g) w.src.set(keyOf(k), k);
     for (const k of this.t.flt_dst.keys()) if (k.gen === g) w.dst.set(keyOf(k), k);
     for (const k of this.t.flt_rules.keys()) if (k.gen === g) w.rules.set(keyOf(k), k);
@@ -187,23 +200,30 @@ export class FilterDatapath implements Closable {
 
   private writeGeneration(g: number, c: CompiledPolicy): void {
     const old = this.written[g] ?? this.scanGeneration(g);
-    const now: Written = { ports: new Map(), src: new Map(), dst: new Map(), rules: new Map() };
-    const ports = c.ports.map(([k, v]): [F.FltPortKey, F.FltPortVal] => [{ gen: g, ...k }, v]);
+    const now: Written = { portIdx: new Uint16Array(PORT_ELEMS * 4), src: new Map(), dst: new Map(), rules: new Map() };
+    for (const t of c.portIndex) now.portIdx.set(t.idx, ((t.family === 6 ? 1 : 0) * 3 + t.slot) * 65536);
     const src = c.src.map((e): [F.FltLpmKey, number] => [lpmKey(g, e), e.cls]);
     const dst = c.dst.map((e): [F.FltLpmKey, number] => [lpmKey(g, e), e.cls]);
     const rules = c.decisions.map(([k, v]): [F.FltRuleKey, F.FltVerdict] => [{ gen: g, ...k }, v]);
-    for (const [k] of ports) now.ports.set(keyOf(k), k);
     for (const [k] of src) now.src.set(keyOf(k), k);
     for (const [k] of dst) now.dst.set(keyOf(k), k);
     for (const [k] of rules) now.rules.set(keyOf(k), k);
     // Stale entries first, so the new ones always fit.
     const stale = <K>(o: Map<string, K>, n: Map<string, K>): K[] => [...o].filter(([s]) => !n.has(s)).map(([, k]) => k);
-    this.t.flt_ports.deleteBatch(stale(old.ports, now.ports));
     this.t.flt_src.deleteBatch(stale(old.src, now.src));
     this.t.flt_dst.deleteBatch(stale(old.dst, now.dst));
     this.t.flt_rules.deleteBatch(stale(old.rules, now.rules));
     this.t.flt_protos.updateBatch(c.protos.map(([i, v]) => [g * 512 + i, v]));
-    this.t.flt_ports.updateBatch(ports);
+    // Values before the indexes that point at them.
+    this.t.flt_portval.updateBatch(c.portVals.map((v, i): [number, F.FltPortVal] => [g * F.FLT_PORT_VALS + i + 1, v]));
+    const changed: Array<[number, F.FltPidx]> = [];
+    for (let e = 0; e < PORT_ELEMS; e++) {
+      const b = e * 4;
+      const n = now.portIdx;
+      const o = old.portIdx;
+      if (n[b] !== o[b] || n[b + 1] !== o[b + 1] || n[b + 2] !== o[b + 2] || n[b + 3] !== o[b + 3]) changed.push([g * PORT_ELEMS + e, { idx: [n[b], n[b + 1], n[b + 2], n[b + 3]] }]);
+    }
+    this.t.flt_portidx.updateBatch(changed);
     this.t.flt_src.updateBatch(src);
     this.t.flt_dst.updateBatch(dst);
     this.t.flt_rules.updateBatch(rules);

@@ -34,48 +34,49 @@ export const FLT_STAT_AUDIT = 6;
 export const FLT_STAT_ARP_DROP = 7;
 export const FLT_MAX_EXT_HDRS = 8;
 export const FLT_STAT_SLOTS = 8;
+export const FLT_PORT_VALS = 65536;
 
-/** flt_config[0].gen is the active generation; flt_config[1 + gen] holds that generation's flags and default */
+/** flt_config[0]: the active generation and each generation's flags and default. User space writes the inactive generation's fields first (the active bytes stay as they are), then flips gen: a packet sees one whole generation */
 export interface FltCfg {
   gen: number;
-  flags: number; // FLT_F_*
-  default_action: number; // FLT_ALLOW or FLT_DENY
+  flags: number[]; // FLT_F_* per generation
+  default_action: number[]; // FLT_ALLOW or FLT_DENY per generation
 }
 export const FltCfg: Codec<FltCfg> & StructLayout = {
   name: 'flt_cfg',
-  size: 16,
-  fields: [{ name: 'gen', offset: 0, size: 4 }, { name: 'flags', offset: 4, size: 4 }, { name: 'default_action', offset: 8, size: 4 }, { name: 'pad', offset: 12, size: 4 }],
-  encode(v: FltCfg, b: Buffer = Buffer.alloc(16), o = 0): Buffer {
+  size: 24,
+  fields: [{ name: 'gen', offset: 0, size: 4 }, { name: 'flags', offset: 4, size: 8 }, { name: 'default_action', offset: 12, size: 8 }, { name: 'pad', offset: 20, size: 4 }],
+  encode(v: FltCfg, b: Buffer = Buffer.alloc(24), o = 0): Buffer {
     b.writeUInt32LE(v.gen, o + 0);
-    b.writeUInt32LE(v.flags, o + 4);
-    b.writeUInt32LE(v.default_action, o + 8);
-    b[o + 12] = 0;
-    b[o + 13] = 0;
-    b[o + 14] = 0;
-    b[o + 15] = 0;
+    for (let i = 0; i < 2; i++) b.writeUInt32LE(v.flags[i] ?? 0, o + 4 + i * 4);
+    for (let i = 0; i < 2; i++) b.writeUInt32LE(v.default_action[i] ?? 0, o + 12 + i * 4);
+    b[o + 20] = 0;
+    b[o + 21] = 0;
+    b[o + 22] = 0;
+    b[o + 23] = 0;
     return b;
   },
   decode(b: Buffer, o = 0): FltCfg {
     return {
       gen: b.readUInt32LE(o + 0),
-      flags: b.readUInt32LE(o + 4),
-      default_action: b.readUInt32LE(o + 8),
+      flags: Array.from({ length: 2 }, (_, i) => b.readUInt32LE(o + 4 + i * 4)),
+      default_action: Array.from({ length: 2 }, (_, i) => b.readUInt32LE(o + 12 + i * 4)),
     };
   },
   encodeView(v: FltCfg, d: DataView, o = 0): void {
     d.setUint32(o + 0, v.gen, true);
-    d.setUint32(o + 4, v.flags, true);
-    d.setUint32(o + 8, v.default_action, true);
-    d.setUint8(o + 12, 0);
-    d.setUint8(o + 13, 0);
-    d.setUint8(o + 14, 0);
-    d.setUint8(o + 15, 0);
+    for (let i = 0; i < 2; i++) d.setUint32(o + 4 + i * 4, v.flags[i] ?? 0, true);
+    for (let i = 0; i < 2; i++) d.setUint32(o + 12 + i * 4, v.default_action[i] ?? 0, true);
+    d.setUint8(o + 20, 0);
+    d.setUint8(o + 21, 0);
+    d.setUint8(o + 22, 0);
+    d.setUint8(o + 23, 0);
   },
   decodeView(d: DataView, o = 0): FltCfg {
     return {
       gen: d.getUint32(o + 0, true),
-      flags: d.getUint32(o + 4, true),
-      default_action: d.getUint32(o + 8, true),
+      flags: Array.from({ length: 2 }, (_, i) => d.getUint32(o + 4 + i * 4, true)),
+      default_action: Array.from({ length: 2 }, (_, i) => d.getUint32(o + 12 + i * 4, true)),
     };
   },
 };
@@ -125,47 +126,6 @@ export const FltLpmKey: Codec<FltLpmKey> & StructLayout = {
       gen: d.getUint32(o + 4),
       family: d.getUint8(o + 8),
       addr: new Uint8Array(d.buffer.slice(d.byteOffset + o + 12, d.byteOffset + o + 28)),
-    };
-  },
-};
-
-export interface FltPortKey {
-  gen: number;
-  port: number; // destination port, host order
-  proto: number;
-  family: number;
-}
-export const FltPortKey: Codec<FltPortKey> & StructLayout = {
-  name: 'flt_port_key',
-  size: 8,
-  fields: [{ name: 'gen', offset: 0, size: 4 }, { name: 'port', offset: 4, size: 2 }, { name: 'proto', offset: 6, size: 1 }, { name: 'family', offset: 7, size: 1 }],
-  encode(v: FltPortKey, b: Buffer = Buffer.alloc(8), o = 0): Buffer {
-    b.writeUInt32LE(v.gen, o + 0);
-    b.writeUInt16LE(v.port, o + 4);
-    b.writeUInt8(v.proto, o + 6);
-    b.writeUInt8(v.family, o + 7);
-    return b;
-  },
-  decode(b: Buffer, o = 0): FltPortKey {
-    return {
-      gen: b.readUInt32LE(o + 0),
-      port: b.readUInt16LE(o + 4),
-      proto: b.readUInt8(o + 6),
-      family: b.readUInt8(o + 7),
-    };
-  },
-  encodeView(v: FltPortKey, d: DataView, o = 0): void {
-    d.setUint32(o + 0, v.gen, true);
-    d.setUint16(o + 4, v.port, true);
-    d.setUint8(o + 6, v.proto);
-    d.setUint8(o + 7, v.family);
-  },
-  decodeView(d: DataView, o = 0): FltPortKey {
-    return {
-      gen: d.getUint32(o + 0, true),
-      port: d.getUint16(o + 4, true),
-      proto: d.getUint8(o + 6),
-      family: d.getUint8(o + 7),
     };
   },
 };
@@ -398,10 +358,37 @@ export const FltCount: Codec<FltCount> & StructLayout = {
   },
 };
 
+/** indexes into flt_portval for four consecutive ports (port & 3); 0 means no rule names the port */
+export interface FltPidx {
+  idx: number[];
+}
+export const FltPidx: Codec<FltPidx> & StructLayout = {
+  name: 'flt_pidx',
+  size: 8,
+  fields: [{ name: 'idx', offset: 0, size: 8 }],
+  encode(v: FltPidx, b: Buffer = Buffer.alloc(8), o = 0): Buffer {
+    for (let i = 0; i < 4; i++) b.writeUInt16LE(v.idx[i] ?? 0, o + 0 + i * 2);
+    return b;
+  },
+  decode(b: Buffer, o = 0): FltPidx {
+    return {
+      idx: Array.from({ length: 4 }, (_, i) => b.readUInt16LE(o + 0 + i * 2)),
+    };
+  },
+  encodeView(v: FltPidx, d: DataView, o = 0): void {
+    for (let i = 0; i < 4; i++) d.setUint16(o + 0 + i * 2, v.idx[i] ?? 0, true);
+  },
+  decodeView(d: DataView, o = 0): FltPidx {
+    return {
+      idx: Array.from({ length: 4 }, (_, i) => d.getUint16(o + 0 + i * 2, true)),
+    };
+  },
+};
+
 export const FLT_CONFIG = {
   name: 'flt_config',
   type: 'array',
-  maxEntries: 3,
+  maxEntries: 1,
   key: scalar.u32,
   value: FltCfg,
   record: null,
@@ -424,15 +411,6 @@ export const FLT_DST = {
   maxEntries: 262144,
   key: FltLpmKey,
   value: scalar.u32,
-  record: null,
-} as const satisfies MapLayout;
-
-export const FLT_PORTS = {
-  name: 'flt_ports',
-  type: 'hash',
-  maxEntries: 1048576,
-  key: FltPortKey,
-  value: FltPortVal,
   record: null,
 } as const satisfies MapLayout;
 
@@ -476,14 +454,34 @@ export const FLT_STATS = {
   record: null,
 } as const satisfies MapLayout;
 
+/** index ((gen * 2 + (family == 6)) * 3 + slot) * 16384 + port / 4, slot 0 tcp, 1 udp, 2 sctp: a direct index, cheaper than hashing the port */
+export const FLT_PORTIDX = {
+  name: 'flt_portidx',
+  type: 'array',
+  maxEntries: 196608,
+  key: scalar.u32,
+  value: FltPidx,
+  record: null,
+} as const satisfies MapLayout;
+
+/** gen * 65536 + index; index 0 unused */
+export const FLT_PORTVAL = {
+  name: 'flt_portval',
+  type: 'array',
+  maxEntries: 131072,
+  key: scalar.u32,
+  value: FltPortVal,
+  record: null,
+} as const satisfies MapLayout;
+
 export const PROG_FILTER_XDP = { name: 'filter_xdp', type: 'xdp' } as const satisfies ProgramLayout;
 export const PROG_FILTER_TC = { name: 'filter_tc', type: 'tc' } as const satisfies ProgramLayout;
 
 /** Everything this layout declares, for the BTF drift test and the verifier harness. */
 export const LAYOUT = {
   object: 'filter',
-  maps: [FLT_CONFIG, FLT_SRC, FLT_DST, FLT_PORTS, FLT_PROTOS, FLT_RULES, FLT_COUNTERS, FLT_STATS],
+  maps: [FLT_CONFIG, FLT_SRC, FLT_DST, FLT_PROTOS, FLT_RULES, FLT_COUNTERS, FLT_STATS, FLT_PORTIDX, FLT_PORTVAL],
   programs: [PROG_FILTER_XDP, PROG_FILTER_TC],
-  structs: [FltCfg, FltLpmKey, FltPortKey, FltVerdict, FltPortVal, FltProtoVal, FltRuleKey, FltCount],
+  structs: [FltCfg, FltLpmKey, FltVerdict, FltPortVal, FltProtoVal, FltRuleKey, FltCount, FltPidx],
   rodata: null,
 } as const;

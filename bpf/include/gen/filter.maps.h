@@ -34,15 +34,16 @@
 #define FLT_STAT_ARP_DROP 7
 #define FLT_MAX_EXT_HDRS 8
 #define FLT_STAT_SLOTS 8
+#define FLT_PORT_VALS 65536
 
-/* flt_config[0].gen is the active generation; flt_config[1 + gen] holds that generation's flags and default */
+/* flt_config[0]: the active generation and each generation's flags and default. User space writes the inactive generation's fields first (the active bytes stay as they are), then flips gen: a packet sees one whole generation */
 struct flt_cfg {
 	__u32 gen;
-	__u32 flags; /* FLT_F_* */
-	__u32 default_action; /* FLT_ALLOW or FLT_DENY */
+	__u32 flags[2]; /* FLT_F_* per generation */
+	__u32 default_action[2]; /* FLT_ALLOW or FLT_DENY per generation */
 	__u32 pad;
 };
-_Static_assert(sizeof(struct flt_cfg) == 16, "struct flt_cfg layout drifted from maps/filter.json");
+_Static_assert(sizeof(struct flt_cfg) == 24, "struct flt_cfg layout drifted from maps/filter.json");
 
 /* an address prefix of one generation; prefixlen counts the 64 bits of gen and family too */
 struct flt_lpm_key {
@@ -53,14 +54,6 @@ struct flt_lpm_key {
 	__u8 addr[16]; /* IPv4 in the first 4 bytes */
 };
 _Static_assert(sizeof(struct flt_lpm_key) == 28, "struct flt_lpm_key layout drifted from maps/filter.json");
-
-struct flt_port_key {
-	__u32 gen;
-	__u16 port; /* destination port, host order */
-	__u8 proto;
-	__u8 family;
-};
-_Static_assert(sizeof(struct flt_port_key) == 8, "struct flt_port_key layout drifted from maps/filter.json");
 
 /* which rule decides and what it says; the highest rank wins across groups; rule FLT_NO_RULE (rank 0) means the default policy */
 struct flt_verdict {
@@ -109,7 +102,13 @@ struct flt_count {
 };
 _Static_assert(sizeof(struct flt_count) == 16, "struct flt_count layout drifted from maps/filter.json");
 
-#define FLT_CONFIG_MAX_ENTRIES 3
+/* indexes into flt_portval for four consecutive ports (port & 3); 0 means no rule names the port */
+struct flt_pidx {
+	__u16 idx[4];
+};
+_Static_assert(sizeof(struct flt_pidx) == 8, "struct flt_pidx layout drifted from maps/filter.json");
+
+#define FLT_CONFIG_MAX_ENTRIES 1
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, FLT_CONFIG_MAX_ENTRIES);
@@ -136,15 +135,6 @@ struct {
 	__type(value, __u32);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } flt_dst SEC(".maps");
-
-#define FLT_PORTS_MAX_ENTRIES 1048576
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, FLT_PORTS_MAX_ENTRIES);
-	__type(key, struct flt_port_key);
-	__type(value, struct flt_port_val);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} flt_ports SEC(".maps");
 
 #define FLT_PROTOS_MAX_ENTRIES 1024
 /* index gen * 512 + (family == 6) * 256 + proto */
@@ -182,5 +172,23 @@ struct {
 	__type(key, __u32);
 	__type(value, struct flt_count);
 } flt_stats SEC(".maps");
+
+#define FLT_PORTIDX_MAX_ENTRIES 196608
+/* index ((gen * 2 + (family == 6)) * 3 + slot) * 16384 + port / 4, slot 0 tcp, 1 udp, 2 sctp: a direct index, cheaper than hashing the port */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FLT_PORTIDX_MAX_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct flt_pidx);
+} flt_portidx SEC(".maps");
+
+#define FLT_PORTVAL_MAX_ENTRIES 131072
+/* gen * 65536 + index; index 0 unused */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FLT_PORTVAL_MAX_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct flt_port_val);
+} flt_portval SEC(".maps");
 
 #endif
