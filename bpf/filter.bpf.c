@@ -157,18 +157,27 @@ static __always_inline void count(void *map, __u32 idx, __u64 bytes)
 	}
 }
 
-static __always_inline __u32 class_of(void *trie, __u32 gen, struct pkt *p, __u8 *addr)
+/* An address's class: the longest prefix some rule names (LPM trie). */
+static __always_inline struct flt_class *class_of(void *trie, __u32 gen, struct pkt *p, __u8 *addr)
 {
 	struct flt_lpm_key k = {
 		.prefixlen = 64 + (p->family == FLT_FAMILY_V6 ? 128 : 32),
 		.gen = bpf_htonl(gen),
 		.family = p->family,
 	};
-	__u32 *cls;
 
 	__builtin_memcpy(k.addr, addr, 16);
-	cls = bpf_map_lookup_elem(trie, &k);
-	return cls ? *cls : 0;
+	return bpf_map_lookup_elem(trie, &k);
+}
+
+/* An address-only group's winner travels with the class: take it if its rank is higher. */
+static __always_inline void class_winner(struct flt_class *c, __u32 *rule, __u32 *action, __u32 *rank)
+{
+	if (c->rank > *rank) {
+		*rule = c->rule;
+		*action = c->action;
+		*rank = c->rank;
+	}
 }
 
 /* One address group's winner for this key; it replaces the current one if its rank is higher. */
@@ -262,25 +271,40 @@ static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 		/* Rules naming addresses, by group: each group's winner is one lookup, and the highest
 		 * rank among the groups decides. No table holds address classes times port classes
 		 * of another group, so the tables grow with the rules, not with their product. */
-		__u32 sc = flags & (fs | fsd) ? class_of(&flt_src, gen, &p, p.saddr) : 0;
-		__u32 dc = flags & (fd | fsd) ? class_of(&flt_dst, gen, &p, p.daddr) : 0;
+		struct flt_class *scv = NULL, *dcv = NULL;
+		__u32 sc, dc;
+
+		if (flags & (fs | fsd))
+			scv = class_of(&flt_src, gen, &p, p.saddr);
+		if (flags & (fd | fsd))
+			dcv = class_of(&flt_dst, gen, &p, p.daddr);
+		sc = scv ? scv->cls : 0;
+		dc = dcv ? dcv->cls : 0;
 		struct flt_rule_key rk = { .gen = gen, .family = p.family };
 
-		if (sc && (flags & fs)) {
-			rk.src = sc;
-			rk.dst = 0;
-			rk.pclass = pc_s;
-			rk.proto = pv->named & FLT_N_S ? p.proto : FLT_PROTO_ANY;
-			rk.group = FLT_G_S;
-			group_winner(&rk, &rule, &action, &rank);
+		if (scv && (flags & fs)) {
+			if (flags & (v6 ? FLT_F_SA6 : FLT_F_SA4)) {
+				class_winner(scv, &rule, &action, &rank);
+			} else {
+				rk.src = sc;
+				rk.dst = 0;
+				rk.pclass = pc_s;
+				rk.proto = pv->named & FLT_N_S ? p.proto : FLT_PROTO_ANY;
+				rk.group = FLT_G_S;
+				group_winner(&rk, &rule, &action, &rank);
+			}
 		}
-		if (dc && (flags & fd)) {
-			rk.src = 0;
-			rk.dst = dc;
-			rk.pclass = pc_d;
-			rk.proto = pv->named & FLT_N_D ? p.proto : FLT_PROTO_ANY;
-			rk.group = FLT_G_D;
-			group_winner(&rk, &rule, &action, &rank);
+		if (dcv && (flags & fd)) {
+			if (flags & (v6 ? FLT_F_DA6 : FLT_F_DA4)) {
+				class_winner(dcv, &rule, &action, &rank);
+			} else {
+				rk.src = 0;
+				rk.dst = dc;
+				rk.pclass = pc_d;
+				rk.proto = pv->named & FLT_N_D ? p.proto : FLT_PROTO_ANY;
+				rk.group = FLT_G_D;
+				group_winner(&rk, &rule, &action, &rank);
+			}
 		}
 		if (sc && dc && (flags & fsd)) {
 			rk.src = sc;

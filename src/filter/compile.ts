@@ -21,11 +21,20 @@ export interface CompiledPolicy {
   portIndex: Array<{ family: Family; slot: number; idx: Uint16Array }>;
   /** index i (1-based) -> portVals[i - 1]; identical values share an index */
   portVals: F.FltPortVal[];
-  src: Array<{ family: Family; addr: bigint; prefix: number; cls: number }>;
-  dst: Array<{ family: Family; addr: bigint; prefix: number; cls: number }>;
+  /** prefixes and their classes (the LPM tries) */
+  src: AddressEntry[];
+  dst: AddressEntry[];
   decisions: Array<[Omit<F.FltRuleKey, 'gen'>, F.FltVerdict]>;
   /** kernel rule id of each policy rule (its counter slot) */
   ids: number[];
+}
+
+export interface AddressEntry {
+  family: Family;
+  addr: bigint;
+  prefix: number;
+  /** the class and, for an address-only group, its winner for this class (else rule FLT_NO_RULE) */
+  value: F.FltClass;
 }
 
 export interface PortKey {
@@ -266,8 +275,21 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     const withAddr = [...byGroup.S, ...byGroup.D, ...byGroup.SD];
     const S = addressClasses(rules, withAddr, 'src', family);
     const D = addressClasses(rules, withAddr, 'dst', family);
-    S.prefixes.forEach((c, k) => out.src.push({ family, addr: c.addr, prefix: c.prefix, cls: k + 1 }));
-    D.prefixes.forEach((c, k) => out.dst.push({ family, addr: c.addr, prefix: c.prefix, cls: k + 1 }));
+    // A group that names no protocol and no port decides by address alone: its winner rides in
+    // the address's class entry and the kernel skips the decision lookup.
+    const addressOnly = (g: 'S' | 'D'): boolean => byGroup[g].length > 0 && named[g].size === 0 && byGroup[g].every((i) => !rules[i].ports);
+    const sOnly = addressOnly('S');
+    const dOnly = addressOnly('D');
+    const inGroup = (g: Group) => (i: number) => groupOf(rules[i]) === g;
+    const addEntries = (side: 'src' | 'dst', C: AddressClasses, g: 'S' | 'D', only: boolean): void => {
+      C.prefixes.forEach((c, k) => {
+        const list = C.chains[k].filter(inGroup(g));
+        const v = only && list.length ? verdict(bestOf(g, list, F.FLT_PROTO_ANY, 0)) : NONE;
+        out[side].push({ family, addr: c.addr, prefix: c.prefix, value: { cls: k + 1, rule: v.rule, action: v.action, rank: v.rank } });
+        if (!only && list.length) emit(g, g === 'S' ? k + 1 : 0, g === 'D' ? k + 1 : 0, list);
+      });
+    };
+    flags |= family === 4 ? (sOnly ? F.FLT_F_SA4 : 0) | (dOnly ? F.FLT_F_DA4 : 0) : (sOnly ? F.FLT_F_SA6 : 0) | (dOnly ? F.FLT_F_DA6 : 0);
     const emit = (g: Exclude<Group, 'G'>, sc: number, dc: number, list: number[]): void => {
       for (const [pk, pc] of keysOf(g)) {
         const b = bestOf(g, list, pk, pc);
@@ -275,15 +297,8 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
       }
       if (out.decisions.length > cap.decisions) throw tooBig('decision', out.decisions.length, cap.decisions);
     };
-    const inGroup = (g: Group) => (i: number) => groupOf(rules[i]) === g;
-    S.chains.forEach((chain, k) => {
-      const list = chain.filter(inGroup('S'));
-      if (list.length) emit('S', k + 1, 0, list);
-    });
-    D.chains.forEach((chain, k) => {
-      const list = chain.filter(inGroup('D'));
-      if (list.length) emit('D', 0, k + 1, list);
-    });
+    addEntries('src', S, 'S', sOnly);
+    addEntries('dst', D, 'D', dOnly);
     if (byGroup.SD.length) {
       // Pairs of classes some SD rule covers on both sides; the rest can never match one.
       const srcOf = new Map<number, number[]>();

@@ -45,8 +45,8 @@ interface Tables {
   flt_protos: BpfMap<number, F.FltProtoVal>;
   flt_portidx: BpfMap<number, F.FltPidx>;
   flt_portval: BpfMap<number, F.FltPortVal>;
-  flt_src: BpfMap<F.FltLpmKey, number>;
-  flt_dst: BpfMap<F.FltLpmKey, number>;
+  flt_src: BpfMap<F.FltLpmKey, F.FltClass>;
+  flt_dst: BpfMap<F.FltLpmKey, F.FltClass>;
   flt_rules: BpfMap<F.FltRuleKey, F.FltVerdict>;
   flt_counters: BpfMap<number, F.FltCount>;
   flt_stats: BpfMap<number, F.FltCount>;
@@ -57,12 +57,15 @@ const MAPS = [F.FLT_CONFIG, F.FLT_PROTOS, F.FLT_PORTIDX, F.FLT_PORTVAL, F.FLT_SR
 /** flt_portidx elements of one generation: 2 families x 3 protocol slots x 16,384 */
 const PORT_ELEMS = 2 * 3 * 16384;
 
-function lpmKey(gen: number, e: { family: number; addr: bigint; prefix: number }): F.FltLpmKey {
+function addrBytes(e: { family: number; addr: bigint }): Uint8Array {
   const addr = new Uint8Array(16);
   const bytes = e.family === 4 ? 4 : 16;
   for (let i = 0; i < bytes; i++) addr[i] = Number((e.addr >> BigInt((bytes - 1 - i) * 8)) & 0xffn);
-  return { prefixlen: 64 + e.prefix, gen, family: e.family, addr };
+  return addr;
 }
+
+const lpmKey = (gen: number, e: { family: number; addr: bigint; prefix: number }): F.FltLpmKey => ({ prefixlen: 64 + e.prefix, gen, family: e.family, addr: addrBytes(e) });
+
 
 const keyOf = (o: object): string => JSON.stringify(o, (_, v) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? [...v].join('.') : v));
 
@@ -202,8 +205,8 @@ export class FilterDatapath implements Closable {
     const old = this.written[g] ?? this.scanGeneration(g);
     const now: Written = { portIdx: new Uint16Array(PORT_ELEMS * 4), src: new Map(), dst: new Map(), rules: new Map() };
     for (const t of c.portIndex) now.portIdx.set(t.idx, ((t.family === 6 ? 1 : 0) * 3 + t.slot) * 65536);
-    const src = c.src.map((e): [F.FltLpmKey, number] => [lpmKey(g, e), e.cls]);
-    const dst = c.dst.map((e): [F.FltLpmKey, number] => [lpmKey(g, e), e.cls]);
+    const src = c.src.map((e): [F.FltLpmKey, F.FltClass] => [lpmKey(g, e), e.value]);
+    const dst = c.dst.map((e): [F.FltLpmKey, F.FltClass] => [lpmKey(g, e), e.value]);
     const rules = c.decisions.map(([k, v]): [F.FltRuleKey, F.FltVerdict] => [{ gen: g, ...k }, v]);
     for (const [k] of src) now.src.set(keyOf(k), k);
     for (const [k] of dst) now.dst.set(keyOf(k), k);

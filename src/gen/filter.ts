@@ -17,6 +17,10 @@ export const FLT_F_SD4 = 16;
 export const FLT_F_S6 = 32;
 export const FLT_F_D6 = 64;
 export const FLT_F_SD6 = 128;
+export const FLT_F_SA4 = 256;
+export const FLT_F_DA4 = 512;
+export const FLT_F_SA6 = 1024;
+export const FLT_F_DA6 = 2048;
 export const FLT_G_S = 1;
 export const FLT_G_D = 2;
 export const FLT_G_SD = 3;
@@ -385,6 +389,48 @@ export const FltPidx: Codec<FltPidx> & StructLayout = {
   },
 };
 
+/** an address's class, and when its group names no protocol or port (the FLT_F_SA and FLT_F_DA flags), the group's winner for it, so no decision lookup is needed */
+export interface FltClass {
+  cls: number;
+  rule: number;
+  action: number;
+  rank: number;
+}
+export const FltClass: Codec<FltClass> & StructLayout = {
+  name: 'flt_class',
+  size: 16,
+  fields: [{ name: 'cls', offset: 0, size: 4 }, { name: 'rule', offset: 4, size: 4 }, { name: 'action', offset: 8, size: 4 }, { name: 'rank', offset: 12, size: 4 }],
+  encode(v: FltClass, b: Buffer = Buffer.alloc(16), o = 0): Buffer {
+    b.writeUInt32LE(v.cls, o + 0);
+    b.writeUInt32LE(v.rule, o + 4);
+    b.writeUInt32LE(v.action, o + 8);
+    b.writeUInt32LE(v.rank, o + 12);
+    return b;
+  },
+  decode(b: Buffer, o = 0): FltClass {
+    return {
+      cls: b.readUInt32LE(o + 0),
+      rule: b.readUInt32LE(o + 4),
+      action: b.readUInt32LE(o + 8),
+      rank: b.readUInt32LE(o + 12),
+    };
+  },
+  encodeView(v: FltClass, d: DataView, o = 0): void {
+    d.setUint32(o + 0, v.cls, true);
+    d.setUint32(o + 4, v.rule, true);
+    d.setUint32(o + 8, v.action, true);
+    d.setUint32(o + 12, v.rank, true);
+  },
+  decodeView(d: DataView, o = 0): FltClass {
+    return {
+      cls: d.getUint32(o + 0, true),
+      rule: d.getUint32(o + 4, true),
+      action: d.getUint32(o + 8, true),
+      rank: d.getUint32(o + 12, true),
+    };
+  },
+};
+
 export const FLT_CONFIG = {
   name: 'flt_config',
   type: 'array',
@@ -394,23 +440,23 @@ export const FLT_CONFIG = {
   record: null,
 } as const satisfies MapLayout;
 
-/** source prefix -> address class */
+/** source prefix -> class (an exact-match hash for host prefixes was tried: a miss costs more than the trie's early exit) */
 export const FLT_SRC = {
   name: 'flt_src',
   type: 'lpm_trie',
   maxEntries: 262144,
   key: FltLpmKey,
-  value: scalar.u32,
+  value: FltClass,
   record: null,
 } as const satisfies MapLayout;
 
-/** destination prefix -> address class */
+/** destination prefix -> class */
 export const FLT_DST = {
   name: 'flt_dst',
   type: 'lpm_trie',
   maxEntries: 262144,
   key: FltLpmKey,
-  value: scalar.u32,
+  value: FltClass,
   record: null,
 } as const satisfies MapLayout;
 
@@ -482,6 +528,6 @@ export const LAYOUT = {
   object: 'filter',
   maps: [FLT_CONFIG, FLT_SRC, FLT_DST, FLT_PROTOS, FLT_RULES, FLT_COUNTERS, FLT_STATS, FLT_PORTIDX, FLT_PORTVAL],
   programs: [PROG_FILTER_XDP, PROG_FILTER_TC],
-  structs: [FltCfg, FltLpmKey, FltVerdict, FltPortVal, FltProtoVal, FltRuleKey, FltCount, FltPidx],
+  structs: [FltCfg, FltLpmKey, FltVerdict, FltPortVal, FltProtoVal, FltRuleKey, FltCount, FltPidx, FltClass],
   rodata: null,
 } as const;

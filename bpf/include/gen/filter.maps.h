@@ -17,6 +17,10 @@
 #define FLT_F_S6 32
 #define FLT_F_D6 64
 #define FLT_F_SD6 128
+#define FLT_F_SA4 256
+#define FLT_F_DA4 512
+#define FLT_F_SA6 1024
+#define FLT_F_DA6 2048
 #define FLT_G_S 1
 #define FLT_G_D 2
 #define FLT_G_SD 3
@@ -108,6 +112,15 @@ struct flt_pidx {
 };
 _Static_assert(sizeof(struct flt_pidx) == 8, "struct flt_pidx layout drifted from maps/filter.json");
 
+/* an address's class, and when its group names no protocol or port (the FLT_F_SA and FLT_F_DA flags), the group's winner for it, so no decision lookup is needed */
+struct flt_class {
+	__u32 cls;
+	__u32 rule;
+	__u32 action;
+	__u32 rank;
+};
+_Static_assert(sizeof(struct flt_class) == 16, "struct flt_class layout drifted from maps/filter.json");
+
 #define FLT_CONFIG_MAX_ENTRIES 1
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -117,22 +130,22 @@ struct {
 } flt_config SEC(".maps");
 
 #define FLT_SRC_MAX_ENTRIES 262144
-/* source prefix -> address class */
+/* source prefix -> class (an exact-match hash for host prefixes was tried: a miss costs more than the trie's early exit) */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, FLT_SRC_MAX_ENTRIES);
 	__type(key, struct flt_lpm_key);
-	__type(value, __u32);
+	__type(value, struct flt_class);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } flt_src SEC(".maps");
 
 #define FLT_DST_MAX_ENTRIES 262144
-/* destination prefix -> address class */
+/* destination prefix -> class */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, FLT_DST_MAX_ENTRIES);
 	__type(key, struct flt_lpm_key);
-	__type(value, __u32);
+	__type(value, struct flt_class);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } flt_dst SEC(".maps");
 
