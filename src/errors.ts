@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   EBPFNET_LIBBPF: { exit: 1, http: 500, what: 'libbpf is missing or too old' },
   EBPFNET_KERNEL: { exit: 1, http: 500, what: 'a bpf() call or kernel operation failed' },
   EBPFNET_BUSY: { exit: 1, http: 503, what: 'a resource is in use' },
+  EBPFNET_STALE: { exit: 1, http: 412, what: 'the state changed since the revision the change was based on' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -6,15 +6,18 @@
 # what it mounted and exits non-zero when something cannot be fixed here).
 #   --quiet   print only what it changes and what is wrong
 #   --bench   also install what the benchmarks compare against (iptables, nftables, bpftrace)
+#   --ci      also install what CI's checks of vagrant/ need (ruby, shellcheck)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 quiet=0
 bench=0
+ci=0
 for a in "$@"; do
   case "$a" in
     --quiet) quiet=1 ;;
     --bench) bench=1 ;;
+    --ci) ci=1 ;;
     *) echo "bootstrap: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -32,11 +35,20 @@ declare -A want=(
   [ip]=iproute2
   [ping]=iputils-ping
   [cc]=gcc
+  # the lab (ebpfnet lab): an sshd run inside the target namespace, the client and its keys
+  [/usr/sbin/sshd]=openssh-server
+  [ssh]=openssh-client
+  [ssh-keygen]=openssh-client
+  [nsenter]=util-linux
 )
 if [ "$bench" = 1 ]; then
   want[iptables]=iptables
   want[nft]=nftables
   want[bpftrace]=bpftrace
+fi
+if [ "$ci" = 1 ]; then
+  want[ruby]=ruby
+  want[shellcheck]=shellcheck
 fi
 missing=()
 for probe in "${!want[@]}"; do
@@ -66,10 +78,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
     pkgs=("${pkgs[@]/bpftool/}")
     pkgs+=("linux-tools-common" "linux-tools-$(uname -r)")
   fi
+  # openssh-server is for the lab's sshd inside a namespace: keep Debian from starting (and
+  # enabling) a host sshd as a side effect, which would open port 22 on this machine.
+  norc=0
+  if [[ " ${pkgs[*]} " == *" openssh-server "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && norc=1
+  fi
   if ! apt-get install -y -qq "${pkgs[@]}" >/tmp/ebpfnet-apt.log 2>&1; then
+    [ "$norc" = 1 ] && rm -f /usr/sbin/policy-rc.d
     say "apt-get install ${pkgs[*]} failed; the end of its log:"
     tail -n 15 /tmp/ebpfnet-apt.log >&2
     exit 1
+  fi
+  if [ "$norc" = 1 ]; then
+    rm -f /usr/sbin/policy-rc.d
+    if command -v systemctl >/dev/null; then systemctl disable ssh >/dev/null 2>&1 || true; fi
+    say "openssh-server installed for the lab; the host's own ssh service was not started or enabled"
   fi
 fi
 info "system packages: ok"

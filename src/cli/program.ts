@@ -4,8 +4,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { packageDir } from '../loader/paths.js';
+import { registerAgent } from './agent.js';
 import { registerDoctor } from './doctor.js';
 import { registerFilter } from './filter.js';
+import { registerLab } from './lab.js';
 import { registerLb } from './lb.js';
 import { registerTrace } from './trace.js';
 import { registerVerify } from './verify.js';
@@ -23,5 +25,7 @@ export function buildProgram(): Command {
   registerVerify(program);
   registerLb(program);
   registerTrace(program);
+  registerAgent(program);
+  registerLab(program);
   return program;
 }

@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: Apache-2.0
+// The agent owns what is running: the desired state (persisted in the state directory and
+// re-applied at start), the datapaths that carry it out, and every change to them. Faces (the HTTP
+// API, metrics, the CLI) call these methods and present the results; they hold no kernel object.
+//
+// Datapaths are pinned, so the agent process is not what keeps traffic filtered: a crash or a
+// `kill -9` leaves the filter attached, and the next agent adopts the pins (counters included).
+import { appendFileSync } from 'node:fs';
+import { EbpfnetError } from '../errors.js';
+import type { FilterCounters, Hook } from '../filter/datapath.js';
+import type { Policy } from '../filter/policy.js';
+import { formatMatch, parseRule, type Action } from '../filter/rules.js';
+import type { FilterSource } from '../metrics/filter.js';
+import { DEFAULT_MAX_RULES, sectionHash, type AgentConfig, type AttachMode } from './config.js';
+import { kernelFilters, type FilterBackend, type FilterHandle } from './filter.js';
+import { auditPath, ensureDir, readJson, statePath, writeAtomic } from './store.js';
+
+export interface RuleView {
+  id: number;
+  action: Action;
+  match: string;
+}
+
+export interface FilterSpec {
+  interfaces: string[];
+  rules: RuleView[];
+  default: Action;
+  audit: boolean;
+  hook: Hook;
+  mode: AttachMode;
+  maxRules: number;
+}
+
+export interface FilterView extends Omit<FilterSpec, 'maxRules'> {
+  revision: number;
+}
+
+/** A whole-policy write: what PUT /v1/filter carries. */
+export interface FilterChange {
+  interfaces?: string[];
+  rules: Array<{ action: Action; match: string }>;
+  default?: Action;
+  audit?: boolean;
+}
+
+/** Who asked, and the revision their change was based on (`If-Match`), if they said. */
+export interface Caller {
+  who: string;
+  ifMatch?: string;
+}
+
+interface DesiredState {
+  version: 1;
+  filter: {
+    revision: number;
+    nextId: number;
+    /** fingerprint of the config file's filter section this state started from */
+    configHash: string | null;
+    spec: FilterSpec;
+  };
+}
+
+export interface AgentOptions {
+  stateDir: string;
+  config?: AgentConfig | null;
+  filters?: FilterBackend;
+  /** where audit lines go besides audit.log (the agent's stdout) */
+  auditSink?: (line: string) => void;
+}
+
+const emptySpec = (): FilterSpec => ({ interfaces: [], rules: [], default: 'allow', audit: false, hook: 'xdp', mode: 'auto', maxRules: DEFAULT_MAX_RULES });
+
+const toPolicy = (s: FilterSpec): Policy => ({ rules: s.rules.map((r) => parseRule(r.action, r.match)), default: s.default, audit: s.audit });
+
+const num = (x: bigint): number => Number(x);
+
+/** `"7"`, `W/"7"`, `"6", "7"`, `*`: does any of them name revision `rev`? */
+export function revisionMatches(ifMatch: string, rev: number): boolean {
+  return ifMatch.split(',').some((t) => {
+    const v = t.trim().replace(/^W\//, '');
+    return v === '*' || v === `"${rev}"` || v === String(rev);
+  });
+}
+
+export const etag = (rev: number): string => `"${rev}"`;
+
+export class Agent {
+  readonly stateDir: string;
+  private readonly filters: FilterBackend;
+  private readonly auditSink: (line: string) => void;
+  private state: DesiredState;
+  private handles = new Map<string, FilterHandle>();
+  private closed = false;
+
+  private constructor(opts: AgentOptions, state: DesiredState) {
+    this.stateDir = opts.stateDir;
+    this.filters = opts.filters ?? kernelFilters;
+    this.auditSink = opts.auditSink ?? (() => {});
+    this.state = state;
+  }
+
+  /**
+   * Reads the desired state, lets the config file win where it changed since that state was
+   * written, and makes the kernel match it: pinned filters are adopted (their counters continue),
+   * missing ones are loaded, attached and pinned.
+   */
+  static open(opts: AgentOptions): Agent {
+    ensureDir(opts.stateDir);
+    const saved = readJson<DesiredState>(statePath(opts.stateDir));
+    if (saved && saved.version !== 1) throw new EbpfnetError('EBPFNET_USAGE', `read ${statePath(opts.stateDir)}`, `state version ${String(saved.version)} is not 1`, { hint: 'this agent is older than the one that wrote it' });
+    const state: DesiredState = saved ?? { version: 1, filter: { revision: 0, nextId: 1, configHash: null, spec: emptySpec() } };
+    const agent = new Agent(opts, state);
+    const cf = opts.config?.filter;
+    let changed = !saved;
+    if (cf && sectionHash(cf) !== state.filter.configHash) {
+      const { spec, nextId } = agent.withIds({ ...cf, rules: cf.rules }, state.filter.spec, state.filter.nextId);
+      state.filter = { revision: state.filter.revision + 1, nextId, configHash: sectionHash(cf), spec: { ...spec, hook: cf.hook, mode: cf.mode, maxRules: cf.maxRules } };
+      changed = true;
+    }
+    try {
+      agent.reconcile(state.filter.spec, toPolicy(state.filter.spec));
+    } catch (e) {
+      agent.close();
+      throw e;
+    }
+    if (changed) agent.persist();
+    return agent;
+  }
+
+  /** Ready once the desired state is in the kernel (open() only returns then). */
+  get ready(): boolean {
+    return !this.closed;
+  }
+
+  // ---- the filter ----
+
+  filter(): FilterView {
+    const { maxRules: _, ...spec } = this.state.filter.spec;
+    return { revision: this.state.filter.revision, ...spec, interfaces: [...spec.interfaces], rules: spec.rules.map((r) => ({ ...r })) };
+  }
+
+  get filterRevision(): number {
+    return this.state.filter.revision;
+  }
+
+  /** Replaces the whole policy (and the interface set, when given) in one step per interface. */
+  setFilter(change: FilterChange, caller: Caller): FilterView {
+    this.checkRevision(caller);
+    const cur = this.state.filter.spec;
+    const { spec, nextId } = this.withIds(
+      { interfaces: change.interfaces ?? cur.interfaces, rules: change.rules, default: change.default ?? cur.default, audit: change.audit ?? cur.audit },
+      cur,
+      this.state.filter.nextId,
+    );
+    this.commit({ ...cur, ...spec }, nextId, caller, 'PUT /v1/filter', `${spec.rules.length} rules on ${spec.interfaces.join(',') || 'no interface'}; default ${spec.default}${spec.audit ? '; audit' : ''}`);
+    return this.filter();
+  }
+
+  addRule(rule: { action: Action; match: string }, caller: Caller): RuleView {
+    this.checkRevision(caller);
+    const cur = this.state.filter.spec;
+    const r = parseRule(rule.action, rule.match);
+    const text = formatMatch(r);
+    if (cur.rules.some((x) => x.action === r.action && x.match === text)) {
+      throw new EbpfnetError('EBPFNET_EXISTS', 'add filter rule', `'${r.action} ${text}' is already in the policy`);
+    }
+    const added: RuleView = { id: this.state.filter.nextId, action: r.action, match: text };
+    this.commit({ ...cur, rules: [...cur.rules, added] }, added.id + 1, caller, 'POST /v1/filter/rules', `add #${added.id} ${added.action} ${added.match}`);
+    return { ...added };
+  }
+
+  deleteRule(id: number, caller: Caller): FilterView {
+    this.checkRevision(caller);
+    const cur = this.state.filter.spec;
+    const gone = cur.rules.find((r) => r.id === id);
+    if (!gone) throw new EbpfnetError('EBPFNET_NOT_FOUND', `delete filter rule ${id}`, 'no rule with that id', { hint: 'GET /v1/filter lists the rules and their ids' });
+    this.commit({ ...cur, rules: cur.rules.filter((r) => r.id !== id) }, this.state.filter.nextId, caller, `DELETE /v1/filter/rules/${id}`, `delete #${id} ${gone.action} ${gone.match}`);
+    return this.filter();
+  }
+
+  /** Counters per interface and rule, read from the kernel now. */
+  filterStats(): { revision: number; interfaces: Array<Record<string, unknown>> } {
+    const ids = new Map(this.state.filter.spec.rules.map((r) => [`${r.action} ${r.match}`, r.id]));
+    const count = (c: { packets: bigint; bytes: bigint }): { packets: number; bytes: number } => ({ packets: num(c.packets), bytes: num(c.bytes) });
+    const interfaces = [...this.handles.values()].map((h) => {
+      const c: FilterCounters = h.counters();
+      return {
+        interface: h.ifname,
+        attachment: h.attachment,
+        rules: c.rules.map((r) => ({ id: ids.get(r.rule) ?? null, action: r.action, match: r.rule.replace(/^(allow|deny) /, ''), packets: num(r.packets), bytes: num(r.bytes) })),
+        default: { pass: count(c.defaultPass), drop: count(c.defaultDrop) },
+        malformed: count(c.malformed),
+        nonIp: count(c.nonIp),
+        neighbourDiscovery: count(c.ndPass),
+        fragments: count(c.fragments),
+        audit: count(c.audit),
+        arpDrop: count(c.arpDrop),
+      };
+    });
+    return { revision: this.state.filter.revision, interfaces };
+  }
+
+  /** What the metrics face reads at scrape time. */
+  filterSources(): FilterSource[] {
+    return [...this.handles.values()].map((h) => ({ ifname: h.ifname, counters: () => h.counters() }));
+  }
+
+  /** Drops this process's references; every pinned datapath stays (that is the point). */
+  close(): void {
+    this.closed = true;
+    for (const h of this.handles.values()) h.close();
+    this.handles.clear();
+  }
+
+  /** `agent --cleanup`: detaches and unpins everything the desired state names, then forgets it. */
+  static cleanup(stateDir: string, filters: FilterBackend = kernelFilters): string[] {
+    const saved = readJson<DesiredState>(statePath(stateDir));
+    const removed: string[] = [];
+    for (const i of saved?.filter.spec.interfaces ?? []) {
+      if (filters.pinned(i)) {
+        filters.unload(i);
+        removed.push(`filter on ${i}`);
+      }
+    }
+    if (saved) {
+      // keep the revision counter so clients' old ETags stay stale; the policy itself is gone
+      const empty: DesiredState = { version: 1, filter: { revision: saved.filter.revision + 1, nextId: saved.filter.nextId, configHash: null, spec: emptySpec() } };
+      writeAtomic(statePath(stateDir), `${JSON.stringify(empty, null, 2)}\n`);
+    }
+    return removed;
+  }
+
+  // ---- internals ----
+
+  private checkRevision(caller: Caller): void {
+    const rev = this.state.filter.revision;
+    if (caller.ifMatch !== undefined && !revisionMatches(caller.ifMatch, rev)) {
+      throw new EbpfnetError('EBPFNET_STALE', 'change the filter', `If-Match ${caller.ifMatch} is not the current revision "${rev}"`, { hint: 'GET /v1/filter again and redo the change on what it returns' });
+    }
+  }
+
+  /**
+   * Canonical rules with stable ids: a rule keeps its id while its text stays in the policy, a new
+   * one takes the next id. Parsing is the one rule grammar; the same rule twice is one rule.
+   */
+  private withIds(want: { interfaces: string[]; rules: Array<{ action: Action; match: string }>; default: Action; audit: boolean }, prev: FilterSpec, nextId: number): { spec: FilterSpec; nextId: number } {
+    const old = new Map(prev.rules.map((r) => [`${r.action} ${r.match}`, r.id]));
+    const seen = new Set<string>();
+    const rules: RuleView[] = [];
+    for (const w of want.rules) {
+      const r = parseRule(w.action, w.match);
+      const text = formatMatch(r);
+      const key = `${r.action} ${text}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      rules.push({ id: old.get(key) ?? nextId++, action: r.action, match: text });
+    }
+    const ifs = [...new Set(want.interfaces)];
+    return { spec: { ...prev, interfaces: ifs, rules, default: want.default, audit: want.audit }, nextId };
+  }
+
+  /** Kernel first, then the file: a change that fails leaves both as they were. */
+  private commit(spec: FilterSpec, nextId: number, caller: Caller, op: string, what: string): void {
+    const before = this.state.filter.spec;
+    const policy = toPolicy(spec);
+    try {
+      this.reconcile(spec, policy);
+    } catch (e) {
+      try {
+        this.reconcile(before, toPolicy(before));
+      } catch (e2) {
+        process.stderr.write(`ebpfnet agent: restoring the previous filter after a failed change: ${(e2 as Error).message}\n`);
+      }
+      throw e;
+    }
+    const prev = this.state.filter;
+    this.state = { ...this.state, filter: { revision: prev.revision + 1, nextId, configHash: prev.configHash, spec } };
+    this.persist();
+    this.audit(caller, op, what);
+  }
+
+  private reconcile(spec: FilterSpec, policy: Policy): void {
+    for (const i of spec.interfaces) {
+      const h = this.handles.get(i);
+      if (h) h.apply(policy);
+      else if (this.filters.pinned(i)) {
+        const a = this.filters.adopt(i);
+        this.handles.set(i, a);
+        a.apply(policy);
+      } else this.handles.set(i, this.filters.create(i, policy, { hook: spec.hook, mode: spec.mode, maxRules: spec.maxRules }));
+    }
+    for (const [i, h] of [...this.handles]) {
+      if (spec.interfaces.includes(i)) continue;
+      h.close();
+      this.handles.delete(i);
+      this.filters.unload(i);
+    }
+  }
+
+  private persist(): void {
+    writeAtomic(statePath(this.stateDir), `${JSON.stringify(this.state, null, 2)}\n`);
+  }
+
+  private audit(caller: Caller, op: string, what: string): void {
+    const line = JSON.stringify({ time: new Date().toISOString(), who: caller.who, op, what, revision: this.state.filter.revision });
+    try {
+      appendFileSync(auditPath(this.stateDir), `${line}\n`, { mode: 0o600 });
+    } catch (e) {
+      process.stderr.write(`ebpfnet agent: write audit log: ${(e as Error).message}\n`);
+    }
+    this.auditSink(line);
+  }
+}

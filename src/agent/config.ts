@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: Apache-2.0
+// The agent's configuration file (YAML or JSON): what it should run at start. Checked completely
+// before anything is touched, so a typo is one line and exit 2, never half an agent.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { EbpfnetError } from '../errors.js';
+import type { Action } from '../filter/rules.js';
+import { parseRule, formatMatch } from '../filter/rules.js';
+
+export type AttachMode = 'native' | 'generic' | 'auto';
+
+export interface FilterConfig {
+  interfaces: string[];
+  rules: Array<{ action: Action; match: string }>;
+  default: Action;
+  audit: boolean;
+  hook: 'xdp' | 'tc';
+  mode: AttachMode;
+  /** per-rule counter slots, fixed when a filter is loaded */
+  maxRules: number;
+}
+
+export interface ApiConfig {
+  listen?: string;
+  token?: string;
+  bodyLimit?: number;
+}
+
+export interface AgentConfig {
+  api: ApiConfig;
+  filter: FilterConfig | null;
+  /** lb and trace sections are accepted and kept for the datapaths that read them */
+  lb: Record<string, unknown> | null;
+  trace: Record<string, unknown> | null;
+}
+
+export const DEFAULT_MAX_RULES = 16384;
+
+const bad = (file: string, detail: string, hint?: string): EbpfnetError => new EbpfnetError('EBPFNET_USAGE', `read config ${file}`, detail, { hint });
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function only(file: string, where: string, o: Record<string, unknown>, keys: string[]): void {
+  for (const k of Object.keys(o)) if (!keys.includes(k)) throw bad(file, `${where}: unknown key '${k}'`, `known keys: ${keys.join(', ')}`);
+}
+
+/** `deny tcp/22` -> {action, match}; the match goes through the one rule grammar. */
+export function parseRuleLine(line: string, where: string): { action: Action; match: string } {
+  const m = /^\s*(deny|allow)\s+(.+)$/.exec(line);
+  if (!m) throw new EbpfnetError('EBPFNET_USAGE', `parse ${where}`, `'${line}' is not 'deny RULE' or 'allow RULE'`, { hint: 'for example: deny tcp/22' });
+  const r = parseRule(m[1] as Action, m[2]);
+  return { action: r.action, match: formatMatch(r) };
+}
+
+export function parseConfig(text: string, file = 'config'): AgentConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text) ?? {};
+  } catch (e) {
+    throw bad(file, (e as Error).message.split('\n')[0].toLowerCase());
+  }
+  if (!isObj(raw)) throw bad(file, 'the top level is not a mapping');
+  only(file, 'top level', raw, ['api', 'filter', 'lb', 'trace']);
+  const api: ApiConfig = {};
+  if (raw.api !== undefined) {
+    if (!isObj(raw.api)) throw bad(file, 'api is not a mapping');
+    only(file, 'api', raw.api, ['listen', 'token', 'bodyLimit']);
+    if (raw.api.listen !== undefined) api.listen = String(raw.api.listen);
+    if (raw.api.token !== undefined) {
+      if (typeof raw.api.token !== 'string' || raw.api.token.length < 16) throw bad(file, 'api.token must be a string of at least 16 characters');
+      api.token = raw.api.token;
+    }
+    if (raw.api.bodyLimit !== undefined) {
+      if (!Number.isInteger(raw.api.bodyLimit) || (raw.api.bodyLimit as number) < 1024) throw bad(file, 'api.bodyLimit must be an integer number of bytes >= 1024');
+      api.bodyLimit = raw.api.bodyLimit as number;
+    }
+  }
+  let filter: FilterConfig | null = null;
+  if (raw.filter !== undefined && raw.filter !== null) {
+    const f = raw.filter;
+    if (!isObj(f)) throw bad(file, 'filter is not a mapping');
+    only(file, 'filter', f, ['interfaces', 'rules', 'default', 'audit', 'hook', 'mode', 'maxRules']);
+    const ifs = f.interfaces ?? [];
+    if (!Array.isArray(ifs) || !ifs.every((i) => typeof i === 'string' && /^[\w.@-]{1,15}$/.test(i))) throw bad(file, 'filter.interfaces must be a list of interface names');
+    const rules = f.rules ?? [];
+    if (!Array.isArray(rules) || !rules.every((r) => typeof r === 'string')) throw bad(file, "filter.rules must be a list of 'deny RULE' / 'allow RULE' strings");
+    const def = f.default ?? 'allow';
+    if (def !== 'allow' && def !== 'deny') throw bad(file, `filter.default '${String(def)}' is not allow or deny`);
+    const hook = f.hook ?? 'xdp';
+    if (hook !== 'xdp' && hook !== 'tc') throw bad(file, `filter.hook '${String(hook)}' is not xdp or tc`);
+    const mode = f.mode ?? 'auto';
+    if (mode !== 'native' && mode !== 'generic' && mode !== 'auto') throw bad(file, `filter.mode '${String(mode)}' is not native, generic or auto`);
+    const maxRules = f.maxRules ?? DEFAULT_MAX_RULES;
+    if (!Number.isInteger(maxRules) || (maxRules as number) < 1 || (maxRules as number) > 1 << 20) throw bad(file, 'filter.maxRules must be an integer from 1 to 1048576');
+    filter = {
+      interfaces: ifs as string[],
+      rules: (rules as string[]).map((r, i) => parseRuleLine(r, `${file}: filter.rules[${i}]`)),
+      default: def,
+      audit: f.audit === true,
+      hook,
+      mode,
+      maxRules: maxRules as number,
+    };
+  }
+  const section = (k: 'lb' | 'trace'): Record<string, unknown> | null => {
+    const v = raw[k];
+    if (v === undefined || v === null) return null;
+    if (!isObj(v)) throw bad(file, `${k} is not a mapping`);
+    return v;
+  };
+  return { api, filter, lb: section('lb'), trace: section('trace') };
+}
+
+export function readConfig(file: string): AgentConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw bad(file, (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message);
+  }
+  return parseConfig(text, file);
+}
+
+/** A fingerprint of one section, so the agent knows when the file changed since the state was written. */
+export const sectionHash = (v: unknown): string => createHash('sha256').update(JSON.stringify(v ?? null)).digest('hex').slice(0, 16);

@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: Apache-2.0
+// How the agent reaches the filter datapath. The kernel backend drives FilterDatapath through its
+// public methods only; unit tests hand the agent an in-memory backend instead, so the agent and the
+// API are tested without root.
+import { EbpfnetError } from '../errors.js';
+import { FilterDatapath, type FilterCounters, type Hook } from '../filter/datapath.js';
+import type { Policy } from '../filter/policy.js';
+import { ifindex } from '../loader/index.js';
+import type { AttachMode } from './config.js';
+
+export interface FilterHandle {
+  readonly ifname: string;
+  /** the hook and mode it runs in, e.g. `xdp native` */
+  readonly attachment: string;
+  apply(policy: Policy): void;
+  counters(): FilterCounters;
+  /** drops this process's references; the pinned filter stays */
+  close(): void;
+}
+
+export interface FilterBackend {
+  /** a filter for this interface is pinned (left by an earlier agent or `filter --pin`) */
+  pinned(ifname: string): boolean;
+  adopt(ifname: string): FilterHandle;
+  /** load, apply, attach and pin, or leave nothing behind */
+  create(ifname: string, policy: Policy, opts: { hook: Hook; mode: AttachMode; maxRules: number }): FilterHandle;
+  unload(ifname: string): void;
+}
+
+const wrap = (d: FilterDatapath): FilterHandle => ({
+  ifname: d.ifname,
+  get attachment() {
+    return d.hook === 'tc' ? 'tc ingress' : `xdp ${d.mode}`;
+  },
+  apply: (p) => void d.apply(p),
+  counters: () => d.counters(),
+  close: () => d.close(),
+});
+
+export const kernelFilters: FilterBackend = {
+  pinned: (ifname) => FilterDatapath.pinned().includes(ifname),
+  adopt: (ifname) => wrap(FilterDatapath.adopt(ifname)),
+  create(ifname, policy, opts) {
+    try {
+      ifindex(ifname);
+    } catch (e) {
+      throw new EbpfnetError('EBPFNET_NOT_FOUND', `filter ${ifname}`, 'no such interface', { hint: 'list interfaces with: ip link', cause: e });
+    }
+    const d = FilterDatapath.load(ifname, { maxRules: FilterDatapath.capacityFor(Math.max(policy.rules.length, opts.maxRules / 2)) });
+    try {
+      d.apply(policy);
+      d.attach({ hook: opts.hook, mode: opts.mode });
+      d.pin();
+    } catch (e) {
+      // an EXISTS from pin() means someone else's pins are there: never remove those
+      if (!(e instanceof EbpfnetError && e.code === 'EBPFNET_EXISTS')) FilterDatapath.unload(ifname);
+      d.close();
+      throw e;
+    }
+    return wrap(d);
+  },
+  unload: (ifname) => void FilterDatapath.unload(ifname),
+};

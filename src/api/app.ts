@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: Apache-2.0
+// The agent's HTTP face: JSON under /v1, Prometheus at /metrics, health at /healthz and /readyz.
+// It validates and presents; every change is a call to the Agent, which owns the kernel side.
+// buildApi() opens no port, so tests drive it with inject().
+import { timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema, type RouteOptions } from 'fastify';
+import { Counter, type Registry } from 'prom-client';
+import type { Agent, Caller } from '../agent/agent.js';
+import { etag } from '../agent/agent.js';
+import { ERROR_CODES, isEbpfnetError, type ErrorCode } from '../errors.js';
+import { openApiDocument } from './openapi.js';
+import { errorSchema, filterBody, filterStats, filterView, idParams, ruleBody, ruleView } from './schemas.js';
+
+export interface ApiOptions {
+  agent: Agent;
+  registry: Registry;
+  token: string;
+  /** largest request body in bytes */
+  bodyLimit?: number;
+  /** require the token for reads too (the agent sets it when listening beyond loopback) */
+  authReads?: boolean;
+}
+
+export const DEFAULT_BODY_LIMIT = 1 << 20;
+/** one rule is small; a single-rule POST has no business being large */
+const RULE_BODY_LIMIT = 4096;
+
+interface ErrorBody {
+  code: ErrorCode | string;
+  message: string;
+}
+
+/** A route schema with the summary the OpenAPI document shows (fastify itself ignores it). */
+const doc = (summary: string, s: FastifySchema = {}): FastifySchema => ({ ...s, summary }) as FastifySchema;
+
+const send = (reply: FastifyReply, status: number, body: ErrorBody): FastifyReply => reply.code(status).type('application/json; charset=utf-8').send(body);
+
+export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: o.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    // A request that does not fit the schema is refused, never silently repaired: no coercion of
+    // types, no dropping of unknown keys, no defaults filled in.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false } },
+    return503OnClosing: true,
+  });
+  const routes: RouteOptions[] = [];
+  app.addHook('onRoute', (r) => void routes.push(r as RouteOptions));
+
+  const requests = new Counter({
+    name: 'ebpfnet_api_requests_total',
+    help: 'HTTP API requests, per method, route and status code.',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [o.registry],
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    requests.inc({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
+  });
+
+  const expected = Buffer.from(o.token);
+  const authorized = (req: FastifyRequest): boolean => {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+    if (!m) return false;
+    const got = Buffer.from(m[1]);
+    return got.length === expected.length && timingSafeEqual(got, expected);
+  };
+  // Before the body is read: an unauthorized client cannot make the agent parse anything.
+  app.addHook('onRequest', async (req, reply) => {
+    const write = req.method !== 'GET' && req.method !== 'HEAD';
+    const open = req.url === '/healthz' || req.url === '/readyz';
+    if ((write || (o.authReads && !open)) && !authorized(req)) {
+      reply.header('www-authenticate', 'Bearer realm="ebpfnet"');
+      return send(reply, 401, {
+        code: 'EBPFNET_PERMISSION',
+        message: `authorize ${req.method} ${req.url.split('?')[0]}: ${req.headers.authorization ? 'the bearer token is wrong' : 'a bearer token is needed'}; send Authorization: Bearer <token> (the token is in the state directory, mode 0600)`,
+      });
+    }
+  });
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (isEbpfnetError(err)) return send(reply, ERROR_CODES[err.code].http, { code: err.code, message: err.message });
+    if (err.validation) return send(reply, 400, { code: 'EBPFNET_USAGE', message: `validate ${err.validationContext ?? 'request'}: ${err.message.replace(/^(body|params|querystring)\/?/, '').trim() || err.message}` });
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return send(reply, 413, { code: 'EBPFNET_USAGE', message: `read body of ${req.method} ${req.routeOptions.url ?? req.url}: larger than the limit; send fewer rules per request or raise api.bodyLimit` });
+    }
+    if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError) return send(reply, 400, { code: 'EBPFNET_USAGE', message: `parse body: not valid JSON (${err.message.toLowerCase()})` });
+    const status = err.statusCode ?? 500;
+    if (status >= 400 && status < 500) return send(reply, status, { code: 'EBPFNET_USAGE', message: `${req.method.toLowerCase()} ${req.url.split('?')[0]}: ${err.message.charAt(0).toLowerCase()}${err.message.slice(1)}` });
+    process.stderr.write(`ebpfnet agent: ${req.method} ${req.url}: ${err.stack ?? err.message}\n`);
+    return send(reply, 500, { code: 'EBPFNET_KERNEL', message: `${req.method.toLowerCase()} ${req.url.split('?')[0]}: internal error: ${err.message}` });
+  });
+  app.setNotFoundHandler((req, reply) => send(reply, 404, { code: 'EBPFNET_NOT_FOUND', message: `route ${req.method} ${req.url.split('?')[0]}: no such route; GET /v1/openapi.json lists them` }));
+
+  const caller = (req: FastifyRequest): Caller => ({ who: `token@${req.ip}${req.headers['user-agent'] ? ` (${String(req.headers['user-agent']).slice(0, 64)})` : ''}`, ifMatch: req.headers['if-match'] });
+  const errors = { 400: errorSchema, 401: errorSchema, 404: errorSchema, 409: errorSchema, 412: errorSchema, 413: errorSchema } as const;
+
+  app.get('/healthz', { schema: doc('the process answers') }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: doc('the desired state is in the kernel') }, async (_req, reply) =>
+    o.agent.ready ? { status: 'ready' } : send(reply, 503, { code: 'EBPFNET_BUSY', message: 'readyz: the agent is not ready; see its log' }),
+  );
+  app.get('/metrics', { schema: doc('Prometheus metrics (text exposition format)') }, async (_req, reply) => {
+    const body = await o.registry.metrics();
+    return reply.type(o.registry.contentType).send(body);
+  });
+
+  app.get('/v1/filter', { schema: doc('the packet filter policy', { response: { 200: filterView } }) }, async (_req, reply) => {
+    reply.header('etag', etag(o.agent.filterRevision));
+    return o.agent.filter();
+  });
+  app.put<{ Body: { interfaces?: string[]; rules: Array<{ action: 'allow' | 'deny'; match: string }>; default?: 'allow' | 'deny'; audit?: boolean } }>(
+    '/v1/filter',
+    { schema: doc('replace the whole policy, switched in atomically', { body: filterBody, response: { 200: filterView, ...errors } }) },
+    async (req, reply) => {
+      const v = o.agent.setFilter(req.body, caller(req));
+      reply.header('etag', etag(v.revision));
+      return v;
+    },
+  );
+  app.post<{ Body: { action: 'allow' | 'deny'; match: string } }>(
+    '/v1/filter/rules',
+    { bodyLimit: RULE_BODY_LIMIT, schema: doc('add one rule', { body: ruleBody, response: { 201: ruleView, ...errors } }) },
+    async (req, reply) => {
+      const r = o.agent.addRule(req.body, caller(req));
+      reply.header('etag', etag(o.agent.filterRevision)).header('location', `/v1/filter/rules/${r.id}`).code(201);
+      return r;
+    },
+  );
+  app.delete<{ Params: { id: string } }>(
+    '/v1/filter/rules/:id',
+    { schema: doc('remove one rule by id', { params: idParams, response: { 200: filterView, ...errors } }) },
+    async (req, reply) => {
+      const v = o.agent.deleteRule(Number(req.params.id), caller(req));
+      reply.header('etag', etag(v.revision));
+      return v;
+    },
+  );
+  app.get('/v1/filter/stats', { schema: doc('counters per interface and rule, read from the kernel now', { response: { 200: filterStats } }) }, async (_req, reply) => {
+    const s = o.agent.filterStats();
+    reply.header('etag', etag(s.revision));
+    return s;
+  });
+
+  app.get('/v1/openapi.json', { schema: doc('this document') }, async () => openApiDocument(routes));
+  await app.ready();
+  return app;
+}

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: Apache-2.0
+// `ebpfnet agent`: the long-running control plane. Reads the config, makes the kernel match the
+// desired state (adopting pinned datapaths), then serves the HTTP API and /metrics until stopped.
+// Stopping it (or kill -9) leaves the pinned datapaths running; `--cleanup` removes them.
+import type { Command } from 'commander';
+import { Agent } from '../agent/agent.js';
+import { readConfig, type AgentConfig } from '../agent/config.js';
+import { DEFAULT_STATE_DIR } from '../agent/store.js';
+import { isLoopback, loadToken } from '../agent/token.js';
+import { buildApi } from '../api/app.js';
+import { EbpfnetError } from '../errors.js';
+import { onShutdown, requireRoot } from '../loader/index.js';
+import { registerFilterMetrics } from '../metrics/filter.js';
+import { newRegistry, parseListen } from '../metrics/server.js';
+
+export const DEFAULT_LISTEN = '127.0.0.1:9900';
+
+/** parseListen, plus port 0 (any free port: tests and benchmarks read the one chosen from stdout). */
+function listenAddress(s: string): { host: string; port: number } {
+  const any = /:0$/.test(s.trim());
+  const a = parseListen(any ? s.trim().replace(/:0$/, ':1') : s, '--listen');
+  return any ? { ...a, port: 0 } : a;
+}
+
+interface AgentOpts {
+  config?: string;
+  listen?: string;
+  stateDir: string;
+  cleanup?: boolean;
+}
+
+async function runAgent(o: AgentOpts): Promise<void> {
+  const config: AgentConfig = o.config ? readConfig(o.config) : { api: {}, filter: null, lb: null, trace: null };
+  const listen = o.listen ?? config.api.listen ?? DEFAULT_LISTEN;
+  const { host, port } = listenAddress(listen);
+  const remote = !isLoopback(host);
+  if (remote && !config.api.token) {
+    throw new EbpfnetError('EBPFNET_USAGE', 'agent', `refusing to listen on ${host}, beyond loopback, without a token set in the config file`, {
+      hint: 'set api.token (16+ characters) in the config, or listen on 127.0.0.1',
+    });
+  }
+  requireRoot('agent');
+  const { token, source } = loadToken(o.stateDir, config.api.token);
+  const registry = newRegistry();
+  const agent = Agent.open({ stateDir: o.stateDir, config, auditSink: (line) => process.stdout.write(`audit: ${line}\n`) });
+  registerFilterMetrics(registry, () => agent.filterSources());
+  const app = await buildApi({ agent, registry, token, bodyLimit: config.api.bodyLimit, authReads: remote });
+  try {
+    await app.listen({ host, port });
+  } catch (e) {
+    agent.close();
+    const inUse = (e as NodeJS.ErrnoException).code === 'EADDRINUSE';
+    throw new EbpfnetError(inUse ? 'EBPFNET_BUSY' : 'EBPFNET_USAGE', `listen on ${listen}`, inUse ? 'the address is in use' : (e as Error).message, { hint: 'choose another with --listen', cause: e });
+  }
+  const addr = app.server.address();
+  const shown = typeof addr === 'object' && addr ? `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : listen;
+  const f = agent.filter();
+  process.stdout.write(`state: ${o.stateDir} (revision ${f.revision})\n`);
+  process.stdout.write(`filter: ${f.interfaces.length ? `${f.interfaces.join(', ')}: ${f.rules.length} rules; default ${f.default}` : 'no interfaces'}\n`);
+  process.stdout.write(`token: ${source}\n`);
+  process.stdout.write(`api: http://${shown}/v1 (metrics: http://${shown}/metrics)\n`);
+  process.stdout.write('ready\n');
+  await new Promise<void>((resolve) => {
+    onShutdown(async () => {
+      await app.close();
+      agent.close();
+      process.stdout.write('stopped; the pinned datapaths keep running (ebpfnet agent --cleanup removes them)\n');
+      resolve();
+    });
+  });
+}
+
+export function registerAgent(program: Command): void {
+  program
+    .command('agent')
+    .description('run the control plane: HTTP API, Prometheus metrics and durable policy for the datapaths')
+    .option('--config <file>', 'YAML or JSON: filter, lb, trace and api sections')
+    .option('--listen <[addr:]port>', `API address (default ${DEFAULT_LISTEN}, or api.listen from the config)`)
+    .option('--state-dir <dir>', 'where the desired state, the token and the audit log live', DEFAULT_STATE_DIR)
+    .option('--cleanup', 'detach and unpin every datapath the agent runs, then exit')
+    .action(async (o: AgentOpts) => {
+      if (o.cleanup) {
+        requireRoot('agent --cleanup');
+        const gone = Agent.cleanup(o.stateDir);
+        process.stdout.write(gone.length ? `${gone.map((g) => `${g}: detached and unpinned`).join('\n')}\n` : 'nothing to clean up\n');
+        return;
+      }
+      await runAgent(o);
+    });
+}

@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: Apache-2.0
+// The agent and its HTTP API through inject(): no port, no root. An in-memory filter backend
+// stands in for the kernel, so these tests pin down validation, auth, revisions and persistence.
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { Registry } from 'prom-client';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Agent } from '../../src/agent/agent.js';
+import { parseConfig } from '../../src/agent/config.js';
+import type { FilterBackend, FilterHandle } from '../../src/agent/filter.js';
+import { loadToken } from '../../src/agent/token.js';
+import { buildApi } from '../../src/api/app.js';
+import { EbpfnetError } from '../../src/errors.js';
+import type { FilterCounters } from '../../src/filter/datapath.js';
+import type { Policy } from '../../src/filter/policy.js';
+import { formatRule } from '../../src/filter/rules.js';
+import { registerFilterMetrics } from '../../src/metrics/filter.js';
+
+const TOKEN = 'test-token-0123456789abcdef';
+const z = () => ({ packets: 0n, bytes: 0n });
+
+/** Pretends to be the kernel: remembers the policy per interface and counts 1 packet per rule. */
+function fakeKernel(opts: { failApply?: () => boolean } = {}) {
+  const pinned = new Map<string, Policy | null>();
+  const applied: string[] = [];
+  const handle = (ifname: string): FilterHandle => ({
+    ifname,
+    attachment: 'xdp native',
+    apply(p) {
+      if (opts.failApply?.()) throw new EbpfnetError('EBPFNET_KERNEL', `update map flt_rules on ${ifname}`, 'EIO');
+      pinned.set(ifname, p);
+      applied.push(ifname);
+    },
+    counters(): FilterCounters {
+      const p = pinned.get(ifname);
+      return {
+        rules: (p?.rules ?? []).map((r, i) => ({ rule: formatRule(r), action: r.action, id: i, packets: 1n, bytes: 100n })),
+        defaultPass: z(), defaultDrop: z(), malformed: z(), nonIp: z(), ndPass: z(), fragments: z(), audit: z(), arpDrop: z(),
+      };
+    },
+    close() {},
+  });
+  const backend: FilterBackend = {
+    pinned: (i) => pinned.has(i),
+    adopt: (i) => handle(i),
+    create(i, p) {
+      if (i === 'nosuch0') throw new EbpfnetError('EBPFNET_NOT_FOUND', `filter ${i}`, 'no such interface');
+      const h = handle(i);
+      h.apply(p);
+      return h;
+    },
+    unload: (i) => void pinned.delete(i),
+  };
+  return { backend, pinned, applied };
+}
+
+describe('agent API (inject)', () => {
+  let dir: string;
+  let app: FastifyInstance;
+  let agent: Agent;
+  let kernel: ReturnType<typeof fakeKernel>;
+  let audit: string[];
+
+  const start = async (config = 'filter:\n  interfaces: [eth9]\n  rules: ["deny tcp/22"]\n'): Promise<void> => {
+    audit = [];
+    agent = Agent.open({ stateDir: dir, config: parseConfig(config), filters: kernel.backend, auditSink: (l) => audit.push(l) });
+    const registry = new Registry();
+    registerFilterMetrics(registry, () => agent.filterSources());
+    app = await buildApi({ agent, registry, token: TOKEN, bodyLimit: 64 * 1024 });
+  };
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  const put = (body: unknown, headers: Record<string, string> = {}) =>
+    app.inject({ method: 'PUT', url: '/v1/filter', headers: { ...auth, ...headers }, payload: typeof body === 'string' ? body : JSON.stringify(body), ...(typeof body === 'string' ? {} : {}) });
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ebpfnet-agent-'));
+    kernel = fakeKernel();
+    await start();
+  });
+  afterEach(async () => {
+    await app.close();
+    agent.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('GET /v1/filter shows the policy with an ETag; PUT replaces it and bumps the revision', async () => {
+    const g = await app.inject('/v1/filter');
+    expect(g.statusCode).toBe(200);
+    expect(g.json()).toMatchObject({ interfaces: ['eth9'], rules: [{ id: 1, action: 'deny', match: 'tcp/22' }], default: 'allow', audit: false });
+    const rev = g.json().revision as number;
+    expect(g.headers.etag).toBe(`"${rev}"`);
+    const p = await put({ rules: [{ action: 'deny', match: 'tcp/22' }, { action: 'deny', match: 'ICMP' }], default: 'allow' }, { 'content-type': 'application/json', 'if-match': `"${rev}"` });
+    expect(p.statusCode, p.body).toBe(200);
+    // the same rule keeps its id; the grammar canonicalises what it is given
+    expect(p.json().rules).toEqual([{ id: 1, action: 'deny', match: 'tcp/22' }, { id: 2, action: 'deny', match: 'icmp' }]);
+    expect(p.json().revision).toBe(rev + 1);
+    expect(p.headers.etag).toBe(`"${rev + 1}"`);
+    expect(kernel.pinned.get('eth9')!.rules.map(formatRule)).toEqual(['deny tcp/22', 'deny icmp']);
+    expect(audit).toHaveLength(1);
+    expect(JSON.parse(audit[0])).toMatchObject({ who: expect.stringMatching(/^token@/), op: 'PUT /v1/filter', revision: rev + 1 });
+    expect(readFileSync(join(dir, 'audit.log'), 'utf8').trim()).toBe(audit[0]);
+  });
+
+  it('a stale If-Match gets 412 and changes nothing', async () => {
+    const rev = (await app.inject('/v1/filter')).json().revision as number;
+    const r = await put({ rules: [] }, { 'content-type': 'application/json', 'if-match': `"${rev - 1}"` });
+    expect(r.statusCode).toBe(412);
+    expect(r.json()).toEqual({ code: 'EBPFNET_STALE', message: expect.stringMatching(/^change the filter: If-Match .* is not the current revision/) });
+    const a = await app.inject({ method: 'POST', url: '/v1/filter/rules', headers: { ...auth, 'if-match': '"999"' }, payload: { action: 'deny', match: 'udp/53' } });
+    expect(a.statusCode).toBe(412);
+    expect((await app.inject('/v1/filter')).json().revision).toBe(rev);
+    expect(audit).toEqual([]);
+  });
+
+  it('writes need the bearer token: 401 without it or with a wrong one; reads do not on loopback', async () => {
+    const none = await app.inject({ method: 'PUT', url: '/v1/filter', payload: { rules: [] } });
+    expect(none.statusCode).toBe(401);
+    expect(none.headers['www-authenticate']).toMatch(/^Bearer/);
+    expect(none.json()).toEqual({ code: 'EBPFNET_PERMISSION', message: expect.stringMatching(/^authorize PUT \/v1\/filter: a bearer token is needed; /) });
+    const wrong = await app.inject({ method: 'DELETE', url: '/v1/filter/rules/1', headers: { authorization: 'Bearer nope' } });
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.json().message).toMatch(/the bearer token is wrong/);
+    expect((await app.inject('/v1/filter')).json().rules).toHaveLength(1);
+  });
+
+  it('validation: unknown fields, wrong types, bad rules and malformed JSON are 400 {code, message} and change nothing', async () => {
+    const before = (await app.inject('/v1/filter')).json();
+    const cases: Array<[unknown, RegExp]> = [
+      [{ rules: [], extra: 1 }, /^validate body: .*must NOT have additional properties/],
+      [{ rules: [{ action: 'deny', match: 'tcp/22', id: 3 }] }, /additional properties/],
+      [{ rules: 'deny tcp/22' }, /rules must be array/],
+      [{ rules: [{ action: 'drop', match: 'tcp/22' }] }, /action must be equal to one of the allowed values/],
+      [{ rules: [], audit: 'yes' }, /audit must be boolean/],
+      [{ rules: [], default: 1 }, /default must be string/],
+      [{ default: 'deny' }, /must have required property 'rules'/],
+      [{ rules: [{ action: 'deny', match: 'tcp/99999' }] }, /^parse rule 'tcp\/99999': port 99999 is out of range; ports are 1-65535$/],
+      [{ rules: [{ action: 'deny', match: 'icmp/22' }] }, /icmp has no ports/],
+      ['{"rules": [', /^parse body: not valid JSON/],
+    ];
+    for (const [body, msg] of cases) {
+      const r = await put(body, { 'content-type': 'application/json' });
+      expect(r.statusCode, JSON.stringify(body)).toBe(400);
+      expect(r.json().code).toBe('EBPFNET_USAGE');
+      expect(r.json().message).toMatch(msg);
+    }
+    const ruleBad = await app.inject({ method: 'POST', url: '/v1/filter/rules', headers: auth, payload: { action: 'deny', match: 'from 10.0.0.0/33' } });
+    expect(ruleBad.statusCode).toBe(400);
+    expect(ruleBad.json().message).toMatch(/prefix length \/33 is out of range for IPv4/);
+    const idBad = await app.inject({ method: 'DELETE', url: '/v1/filter/rules/abc', headers: auth });
+    expect(idBad.statusCode).toBe(400);
+    const text = await app.inject({ method: 'PUT', url: '/v1/filter', headers: { ...auth, 'content-type': 'text/plain' }, payload: 'deny tcp/22' });
+    expect(text.statusCode).toBe(400);
+    expect(text.json()).toEqual({ code: 'EBPFNET_USAGE', message: 'validate body: must be object' });
+    expect((await app.inject('/v1/filter')).json()).toEqual(before);
+    expect(kernel.applied).toEqual(['eth9']);
+  });
+
+  it('an oversized body is 413 and changes nothing; a single-rule POST has a smaller limit', async () => {
+    const rules = Array.from({ length: 3000 }, (_, i) => ({ action: 'deny', match: `tcp/${i + 1}` }));
+    const r = await put({ rules }, { 'content-type': 'application/json' });
+    expect(r.statusCode).toBe(413);
+    expect(r.json()).toEqual({ code: 'EBPFNET_USAGE', message: expect.stringMatching(/^read body of PUT \/v1\/filter: larger than the limit/) });
+    const big = await app.inject({ method: 'POST', url: '/v1/filter/rules', headers: auth, payload: { action: 'deny', match: `tcp/22 ${'x'.repeat(5000)}` } });
+    expect(big.statusCode).toBe(413);
+    expect((await app.inject('/v1/filter')).json().rules).toHaveLength(1);
+  });
+
+  it('POST adds a rule with an id, DELETE removes it, 404 and 409 where they belong', async () => {
+    const a = await app.inject({ method: 'POST', url: '/v1/filter/rules', headers: auth, payload: { action: 'allow', match: 'tcp/22 from 10.0.0.0/8' } });
+    expect(a.statusCode, a.body).toBe(201);
+    expect(a.json()).toEqual({ id: 2, action: 'allow', match: 'tcp/22 from 10.0.0.0/8' });
+    expect(a.headers.location).toBe('/v1/filter/rules/2');
+    const again = await app.inject({ method: 'POST', url: '/v1/filter/rules', headers: auth, payload: { action: 'allow', match: 'tcp/22 from 10.0.0.0/8' } });
+    expect(again.statusCode).toBe(409);
+    expect(again.json().code).toBe('EBPFNET_EXISTS');
+    const d = await app.inject({ method: 'DELETE', url: '/v1/filter/rules/1', headers: auth });
+    expect(d.statusCode).toBe(200);
+    expect(d.json().rules).toEqual([{ id: 2, action: 'allow', match: 'tcp/22 from 10.0.0.0/8' }]);
+    const missing = await app.inject({ method: 'DELETE', url: '/v1/filter/rules/1', headers: auth });
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json()).toEqual({ code: 'EBPFNET_NOT_FOUND', message: 'delete filter rule 1: no rule with that id; GET /v1/filter lists the rules and their ids' });
+    const nope = await app.inject('/v1/nothing');
+    expect(nope.statusCode).toBe(404);
+    expect(nope.json().code).toBe('EBPFNET_NOT_FOUND');
+  });
+
+  it('a change the kernel refuses is reported and leaves the previous policy everywhere', async () => {
+    let fail = false;
+    await app.close();
+    agent.close();
+    kernel = fakeKernel({ failApply: () => fail });
+    await start();
+    const before = (await app.inject('/v1/filter')).json();
+    fail = true;
+    const r = await put({ rules: [{ action: 'deny', match: 'udp/53' }] }, { 'content-type': 'application/json' });
+    expect(r.statusCode).toBe(500);
+    expect(r.json()).toEqual({ code: 'EBPFNET_KERNEL', message: 'update map flt_rules on eth9: EIO' });
+    fail = false;
+    expect((await app.inject('/v1/filter')).json()).toEqual(before);
+    const ifBad = await put({ interfaces: ['nosuch0'], rules: [] }, { 'content-type': 'application/json' });
+    expect(ifBad.statusCode).toBe(404);
+    expect(ifBad.json()).toEqual({ code: 'EBPFNET_NOT_FOUND', message: 'filter nosuch0: no such interface' });
+    expect((await app.inject('/v1/filter')).json()).toEqual(before);
+    expect([...kernel.pinned.keys()]).toEqual(['eth9']);
+  });
+
+  it('stats and /metrics carry the counters; API requests are counted', async () => {
+    const s = await app.inject('/v1/filter/stats');
+    expect(s.json().interfaces[0]).toMatchObject({ interface: 'eth9', attachment: 'xdp native', rules: [{ id: 1, action: 'deny', match: 'tcp/22', packets: 1, bytes: 100 }] });
+    const m = await app.inject('/metrics');
+    expect(m.statusCode).toBe(200);
+    expect(m.headers['content-type']).toMatch(/^text\/plain/);
+    expect(m.body).toContain('ebpfnet_filter_packets_total{interface="eth9",rule="tcp/22",action="deny"} 1');
+    expect(m.body).toMatch(/ebpfnet_api_requests_total\{method="GET",route="\/v1\/filter\/stats",status="200"\} 1/);
+    expect((await app.inject('/healthz')).json()).toEqual({ status: 'ok' });
+    expect((await app.inject('/readyz')).json()).toEqual({ status: 'ready' });
+  });
+
+  it('serves an OpenAPI 3.1 document built from the routes it validates with', async () => {
+    const d = (await app.inject('/v1/openapi.json')).json();
+    expect(d.openapi).toBe('3.1.0');
+    expect(Object.keys(d.paths)).toEqual(expect.arrayContaining(['/v1/filter', '/v1/filter/rules', '/v1/filter/rules/{id}', '/v1/filter/stats', '/metrics', '/healthz', '/readyz']));
+    expect(d.paths['/v1/filter'].put.requestBody.content['application/json'].schema.additionalProperties).toBe(false);
+    expect(d.paths['/v1/filter'].put.security).toEqual([{ bearer: [] }]);
+    expect(d.paths['/v1/filter/rules/{id}'].delete.parameters[0]).toMatchObject({ name: 'id', in: 'path' });
+    expect(d.paths['/v1/filter'].put.responses['412']).toBeDefined();
+  });
+
+  it('state survives a restart: the desired policy is re-applied and ids and revision continue', async () => {
+    await put({ rules: [{ action: 'deny', match: 'tcp/22' }, { action: 'deny', match: 'icmp' }] }, { 'content-type': 'application/json' });
+    const before = (await app.inject('/v1/filter')).json();
+    expect(statSync(join(dir, 'state.json')).mode & 0o777).toBe(0o600);
+    await app.close();
+    agent.close();
+    kernel.pinned.clear(); // as after a reboot: nothing pinned, the state file alone restores it
+    await start();
+    expect((await app.inject('/v1/filter')).json()).toEqual(before);
+    expect(kernel.pinned.get('eth9')!.rules.map(formatRule)).toEqual(['deny tcp/22', 'deny icmp']);
+  });
+
+  it('a changed config file wins over the saved state, keeping ids of rules it still names', async () => {
+    await put({ rules: [{ action: 'deny', match: 'tcp/22' }, { action: 'deny', match: 'icmp' }] }, { 'content-type': 'application/json' });
+    await app.close();
+    agent.close();
+    await start('filter:\n  interfaces: [eth9]\n  rules: ["deny icmp", "allow udp/53"]\n  default: deny\n');
+    expect((await app.inject('/v1/filter')).json()).toMatchObject({ rules: [{ id: 2, action: 'deny', match: 'icmp' }, { id: 3, action: 'allow', match: 'udp/53' }], default: 'deny' });
+  });
+
+  it('the token is generated once, mode 0600; --cleanup unloads what the state names', () => {
+    const t = loadToken(dir);
+    expect(t.token.length).toBeGreaterThanOrEqual(32);
+    expect(statSync(join(dir, 'token')).mode & 0o777).toBe(0o600);
+    expect(loadToken(dir).token).toBe(t.token);
+    expect(loadToken(dir, 'configured-token-123').token).toBe('configured-token-123');
+    agent.close();
+    expect(Agent.cleanup(dir, kernel.backend)).toEqual(['filter on eth9']);
+    expect(kernel.pinned.size).toBe(0);
+  });
+
+  it('config errors are one line each', () => {
+    expect(() => parseConfig('filter:\n  rules: ["drop tcp/22"]\n')).toThrow(/'drop tcp\/22' is not 'deny RULE' or 'allow RULE'/);
+    expect(() => parseConfig('filtre: {}\n')).toThrow(/unknown key 'filtre'/);
+    expect(() => parseConfig('api:\n  token: short\n')).toThrow(/at least 16 characters/);
+  });
+});
