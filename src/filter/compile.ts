@@ -15,11 +15,9 @@ export interface CompiledPolicy {
   defaultAction: number;
   /** flt_protos index without the generation: (family == 6) * 256 + proto */
   protos: Array<[number, F.FltProtoVal]>;
-  /** every port some rule names, with its value (the list --dry-run shows) */
-  ports: Array<[PortKey, F.FltPortVal]>;
-  /** the same as the kernel reads it: per family and protocol slot, 65,536 indexes into portVals */
-  portIndex: Array<{ family: Family; slot: number; idx: Uint16Array }>;
-  /** index i (1-based) -> portVals[i - 1]; identical values share an index */
+  /** every port some rule names: its value, and that value's index (1-based) into portVals */
+  ports: Array<[PortKey, F.FltPortVal, number]>;
+  /** the distinct port values; identical values share an index */
   portVals: F.FltPortVal[];
   /** prefixes and their classes (the LPM tries) */
   src: AddressEntry[];
@@ -169,7 +167,6 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     defaultAction: policy.default === 'deny' ? F.FLT_DENY : F.FLT_ALLOW,
     protos: [],
     ports: [],
-    portIndex: [],
     portVals: [],
     src: [],
     dst: [],
@@ -238,8 +235,15 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     const anyNamed = new Set([...named.G, ...named.S, ...named.D, ...named.SD]);
 
     // The protocol table: all 256 protocols, so an unnamed one finds its default verdict too.
+    const masks = new Map<number, number>();
+    for (const g of ['G', 'S', 'D', 'SD'] as const) for (const p of named[g]) masks.set(p, (masks.get(p) ?? 0) | NAMED_BIT[g]);
+    const unnamed: F.FltProtoVal = { named: 0, rule: NONE.rule, action: NONE.action, rank: NONE.rank };
     for (let p = 0; p < 256; p++) {
-      const mask = (Object.keys(named) as Group[]).reduce((m, g) => (named[g].has(p) ? m | NAMED_BIT[g] : m), 0);
+      const mask = masks.get(p);
+      if (mask === undefined) {
+        out.protos.push([fb + p, unnamed]);
+        continue;
+      }
       const v = verdict(named.G.has(p) ? bestG(p, 0) : null);
       out.protos.push([fb + p, { named: mask, rule: v.rule, action: v.action, rank: v.rank }]);
     }
@@ -247,25 +251,30 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     // port's class in each address group.
     for (const pn of anyNamed) {
       if (!PORTED.has(pn)) continue;
-      const cls: Record<Group, Int32Array | null> = { G: null, S: null, D: null, SD: null };
-      for (const g of Object.keys(cls) as Group[]) {
-        const pc = pcs[g].get(pn);
-        if (!pc) continue;
-        const a = new Int32Array(65536);
-        for (const [lo, hi, c] of pc.segments) a.fill(c, lo, hi + 1);
-        cls[g] = a;
-      }
-      if (!cls.G && !cls.S && !cls.D && !cls.SD) continue;
+      const groups = (['G', 'S', 'D', 'SD'] as const).map((g) => pcs[g].get(pn)?.segments ?? []);
+      if (groups.every((segs) => !segs.length)) continue;
+      // Sweep the ports covered by some segment in order, one cursor per group, so the cost
+      // follows the rules (one port rule: one step), never all 65,535 ports.
+      const starts = [...new Set(groups.flatMap((segs) => segs.map(([lo]) => lo)))].sort((a, b) => a - b);
+      const ends = new Map<number, number>();
+      for (const segs of groups) for (const [lo, hi] of segs) ends.set(lo, Math.max(ends.get(lo) ?? 0, hi));
+      const cursor = [0, 0, 0, 0];
+      const classAt = (gi: number, port: number): number => {
+        const segs = groups[gi];
+        while (cursor[gi] < segs.length && segs[cursor[gi]][1] < port) cursor[gi]++;
+        const seg = segs[cursor[gi]];
+        return seg && seg[0] <= port ? seg[2] : 0;
+      };
       const gBest = new Map<number, F.FltVerdict>();
-      for (let port = 1; port < 65536; port++) {
-        const cG = cls.G?.[port] ?? 0;
-        const cS = cls.S?.[port] ?? 0;
-        const cD = cls.D?.[port] ?? 0;
-        const cSD = cls.SD?.[port] ?? 0;
-        if (!cG && !cS && !cD && !cSD) continue;
-        let v = gBest.get(cG);
-        if (!v) gBest.set(cG, (v = verdict(named.G.has(pn) ? bestG(pn, cG) : null)));
-        out.ports.push([{ port, proto: pn, family }, { rule: v.rule, action: v.action, rank: v.rank, pc_s: cS, pc_d: cD, pc_sd: cSD }]);
+      let next = 0;
+      for (const lo of starts) {
+        for (let port = Math.max(lo, next); port <= ends.get(lo)!; port++) {
+          const cG = classAt(0, port);
+          let v = gBest.get(cG);
+          if (!v) gBest.set(cG, (v = verdict(named.G.has(pn) ? bestG(pn, cG) : null)));
+          out.ports.push([{ port, proto: pn, family }, { rule: v.rule, action: v.action, rank: v.rank, pc_s: classAt(1, port), pc_d: classAt(2, port), pc_sd: classAt(3, port) }, 0]);
+          next = port + 1;
+        }
       }
     }
 
@@ -315,10 +324,10 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     }
   }
   out.flags = flags;
-  // The kernel's port table: one index per (family, protocol, port), shared values deduplicated.
+  // The kernel's port values, deduplicated: each port entry learns its value's index.
   const valueIndex = new Map<string, number>();
-  const tables = new Map<string, Uint16Array>();
-  for (const [k, v] of out.ports) {
+  for (const e of out.ports) {
+    const v = e[1];
     const vk = `${v.rule}:${v.action}:${v.rank}:${v.pc_s}:${v.pc_d}:${v.pc_sd}`;
     let i = valueIndex.get(vk);
     if (i === undefined) {
@@ -327,13 +336,7 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
       valueIndex.set(vk, i);
       if (i > cap.ports) throw tooBig('port value', i, cap.ports);
     }
-    const tk = `${k.family}:${PORT_SLOT[k.proto]}`;
-    let t = tables.get(tk);
-    if (!t) {
-      tables.set(tk, (t = new Uint16Array(65536)));
-      out.portIndex.push({ family: k.family, slot: PORT_SLOT[k.proto], idx: t });
-    }
-    t[k.port] = i;
+    e[2] = i;
   }
   if (Math.max(out.src.length, out.dst.length) > cap.prefixes) throw tooBig('prefix', Math.max(out.src.length, out.dst.length), cap.prefixes);
   return out;

@@ -9,7 +9,7 @@ import * as F from '../gen/filter.js';
 import { BpfMap, BpfObject, Link, ObjectSpec, ensureBpffs, objectPath, openPinnedLink, openPinnedMap, type XdpMode } from '../loader/index.js';
 import type { Closable } from '../loader/guard.js';
 import { track, untrack } from '../loader/guard.js';
-import { compilePolicy, DEFAULT_CAPACITY, type CompiledPolicy } from './compile.js';
+import { compilePolicy, DEFAULT_CAPACITY, PORT_SLOT, type CompiledPolicy } from './compile.js';
 import type { Policy } from './policy.js';
 import { formatRule, parseRule, type Rule } from './rules.js';
 
@@ -71,8 +71,11 @@ const keyOf = (o: object): string => JSON.stringify(o, (_, v) => (typeof v === '
 
 /** What one generation holds, so the next write to it deletes exactly what is stale. */
 interface Written {
-  /** flt_portidx content of the generation, four 16-bit indexes per element */
-  portIdx: Uint16Array;
+  /** flt_protos values of the generation (null: unknown) */
+  protos: F.FltProtoVal[] | null;
+  /** flt_portidx elements of the generation that are not all zero: element -> its four indexes
+   * (null after an adoption: unknown, so every element is rewritten) */
+  portIdx: Map<number, number[]> | null;
   src: Map<string, F.FltLpmKey>;
   dst: Map<string, F.FltLpmKey>;
   rules: Map<string, F.FltRuleKey>;
@@ -109,7 +112,7 @@ export class FilterDatapath implements Closable {
     const t = Object.fromEntries(MAPS.map((m) => [m.name, obj.map(m as never)])) as unknown as Tables;
     const d = new FilterDatapath(ifname, obj, t);
     // A fresh object's tables are empty: nothing to scan or rewrite.
-    const empty = (): Written => ({ portIdx: new Uint16Array(PORT_ELEMS * 4), src: new Map(), dst: new Map(), rules: new Map() });
+    const empty = (): Written => ({ protos: Array.from({ length: 512 }, () => ({ named: 0, rule: 0, action: 0, rank: 0 })), portIdx: new Map(), src: new Map(), dst: new Map(), rules: new Map() });
     d.written = [empty(), empty()];
     return d;
   }
@@ -194,7 +197,7 @@ export class FilterDatapath implements Closable {
   private scanGeneration(g: number): Written {
     // Unknown content (an adopted filter): port indexes count as all-set so every element is
     // rewritten; hashed tables are read back.
-    const w: Written = { portIdx: new Uint16Array(PORT_ELEMS * 4).fill(0xffff), src: new Map(), dst: new Map(), rules: new Map() };
+    const w: Written = { protos: null, portIdx: null, src: new Map(), dst: new Map(), rules: new Map() };
     for (const k of this.t.flt_src.keys()) if (k.gen === g) w.src.set(keyOf(k), k);
     for (const k of this.t.flt_dst.keys()) if (k.gen === g) w.dst.set(keyOf(k), k);
     for (const k of this.t.flt_rules.keys()) if (k.gen === g) w.rules.set(keyOf(k), k);
@@ -203,8 +206,14 @@ export class FilterDatapath implements Closable {
 
   private writeGeneration(g: number, c: CompiledPolicy): void {
     const old = this.written[g] ?? this.scanGeneration(g);
-    const now: Written = { portIdx: new Uint16Array(PORT_ELEMS * 4), src: new Map(), dst: new Map(), rules: new Map() };
-    for (const t of c.portIndex) now.portIdx.set(t.idx, ((t.family === 6 ? 1 : 0) * 3 + t.slot) * 65536);
+    const idx = new Map<number, number[]>();
+    for (const [k, , vi] of c.ports) {
+      const e = ((k.family === 6 ? 1 : 0) * 3 + PORT_SLOT[k.proto]) * 16384 + (k.port >> 2);
+      let four = idx.get(e);
+      if (!four) idx.set(e, (four = [0, 0, 0, 0]));
+      four[k.port & 3] = vi;
+    }
+    const now: Written = { protos: c.protos.map(([, v]) => v), portIdx: idx, src: new Map(), dst: new Map(), rules: new Map() };
     const src = c.src.map((e): [F.FltLpmKey, F.FltClass] => [lpmKey(g, e), e.value]);
     const dst = c.dst.map((e): [F.FltLpmKey, F.FltClass] => [lpmKey(g, e), e.value]);
     const rules = c.decisions.map(([k, v]): [F.FltRuleKey, F.FltVerdict] => [{ gen: g, ...k }, v]);
@@ -216,16 +225,21 @@ export class FilterDatapath implements Closable {
     this.t.flt_src.deleteBatch(stale(old.src, now.src));
     this.t.flt_dst.deleteBatch(stale(old.dst, now.dst));
     this.t.flt_rules.deleteBatch(stale(old.rules, now.rules));
-    this.t.flt_protos.updateBatch(c.protos.map(([i, v]) => [g * 512 + i, v]));
+    const same = (a: F.FltProtoVal, b: F.FltProtoVal | undefined): boolean =>
+      !!b && a.named === b.named && a.rule === b.rule && a.action === b.action && a.rank === b.rank;
+    this.t.flt_protos.updateBatch(c.protos.filter(([i, v]) => !same(v, old.protos?.[i])).map(([i, v]) => [g * 512 + i, v]));
     // Values before the indexes that point at them.
     this.t.flt_portval.updateBatch(c.portVals.map((v, i): [number, F.FltPortVal] => [g * F.FLT_PORT_VALS + i + 1, v]));
+    // Only elements that held or now hold an index can differ (all of them after an adoption).
     const changed: Array<[number, F.FltPidx]> = [];
-    for (let e = 0; e < PORT_ELEMS; e++) {
-      const b = e * 4;
-      const n = now.portIdx;
-      const o = old.portIdx;
-      if (n[b] !== o[b] || n[b + 1] !== o[b + 1] || n[b + 2] !== o[b + 2] || n[b + 3] !== o[b + 3]) changed.push([g * PORT_ELEMS + e, { idx: [n[b], n[b + 1], n[b + 2], n[b + 3]] }]);
-    }
+    const zero4 = [0, 0, 0, 0];
+    const visit = (e: number): void => {
+      const a = idx.get(e) ?? zero4;
+      const b = old.portIdx?.get(e) ?? (old.portIdx ? zero4 : null);
+      if (!b || a[0] !== b[0] || a[1] !== b[1] || a[2] !== b[2] || a[3] !== b[3]) changed.push([g * PORT_ELEMS + e, { idx: a }]);
+    };
+    if (old.portIdx) for (const e of new Set([...old.portIdx.keys(), ...idx.keys()])) visit(e);
+    else for (let e = 0; e < PORT_ELEMS; e++) visit(e);
     this.t.flt_portidx.updateBatch(changed);
     this.t.flt_src.updateBatch(src);
     this.t.flt_dst.updateBatch(dst);
