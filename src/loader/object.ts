@@ -171,31 +171,44 @@ export class ObjectSpec implements Closable {
   /** Loads the object into the kernel. The spec is consumed: it becomes the returned BpfObject. */
   load(opts: LoadOptions = {}): BpfObject {
     const b = libbpf();
-    const progs = this.programPtrs();
-    const names = progs.map((p) => b.bpf_program__name(p as never));
-    for (const n of opts.only ?? []) {
-      if (!names.includes(n)) throw new EbpfnetError('EBPFNET_NOT_FOUND', `load ${this.path}`, `no program named ${n}`, { hint: `programs: ${names.join(', ')}` });
+    for (let attempt = 1; ; attempt++) {
+      const progs = this.programPtrs();
+      const names = progs.map((p) => b.bpf_program__name(p as never));
+      for (const n of opts.only ?? []) {
+        if (!names.includes(n)) throw new EbpfnetError('EBPFNET_NOT_FOUND', `load ${this.path}`, `no program named ${n}`, { hint: `programs: ${names.join(', ')}` });
+      }
+      const logs: Buffer[] = [];
+      progs.forEach((p, i) => {
+        if (opts.only) b.bpf_program__set_autoload(p as never, opts.only.includes(names[i]));
+        logs[i] = Buffer.alloc(64 * 1024);
+        b.bpf_program__set_log_buf(p as never, logs[i], logs[i].length);
+        b.bpf_program__set_log_level(p as never, LOG_STATS);
+      });
+      const mark = libbpfMark();
+      const rc = b.bpf_object__load(this.handle as never);
+      if (rc === -11 && attempt < 4) {
+        // EAGAIN: a signal interrupted the verifier (a profiler, a child exiting). The object
+        // cannot be loaded twice, so open it again with the same configuration and retry.
+        const fresh = ObjectSpec.open(this.path);
+        for (const step of this.steps) step(fresh);
+        b.bpf_object__close(this.obj as never);
+        this.obj = fresh.obj;
+        fresh.obj = null;
+        untrack(fresh);
+        continue;
+      }
+      if (rc < 0) {
+        const said = libbpfMessagesSince(mark);
+        this.close();
+        throw this.loadError(-rc, said, opts);
+      }
+      const stats = new Map<string, VerifierStats | null>();
+      progs.forEach((_, i) => stats.set(names[i], parseVerifierStats(cstr(logs[i]))));
+      const obj = this.obj;
+      this.obj = null;
+      untrack(this);
+      return new BpfObject(this.path, obj, stats);
     }
-    const logs: Buffer[] = [];
-    progs.forEach((p, i) => {
-      if (opts.only) b.bpf_program__set_autoload(p as never, opts.only.includes(names[i]));
-      logs[i] = Buffer.alloc(64 * 1024);
-      b.bpf_program__set_log_buf(p as never, logs[i], logs[i].length);
-      b.bpf_program__set_log_level(p as never, LOG_STATS);
-    });
-    const mark = libbpfMark();
-    const rc = b.bpf_object__load(this.handle as never);
-    if (rc < 0) {
-      const said = libbpfMessagesSince(mark);
-      this.close();
-      throw this.loadError(-rc, said, opts);
-    }
-    const stats = new Map<string, VerifierStats | null>();
-    progs.forEach((_, i) => stats.set(names[i], parseVerifierStats(cstr(logs[i]))));
-    const obj = this.obj;
-    this.obj = null;
-    untrack(this);
-    return new BpfObject(this.path, obj, stats);
   }
 
   /**
