@@ -311,6 +311,8 @@ export class FilterDatapath implements Closable {
     if (existsSync(join(dir, 'link'))) openPinnedLink(join(dir, 'link'), `filter on ${ifname}`).detach();
     rmSync(dir, { recursive: true, force: true });
     rmSync(join(STATE_ROOT, `${ifname}.json`), { force: true });
+    // the last filter gone: leave no empty ebpfnet folders behind in bpffs or /run
+    for (const d of [PIN_ROOT, STATE_ROOT]) if (existsSync(d) && !readdirSync(d).length) rmSync(d, { recursive: true });
     return true;
   }
 
