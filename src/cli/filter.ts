@@ -213,7 +213,7 @@ function dryRun(policy: Policy, ifname: string): void {
   const d = FilterDatapath.load(ifname, { maxRules: FilterDatapath.capacityFor(policy.rules.length) });
   try {
     const c = d.apply(policy);
-    const stats = [...(d as unknown as { obj: { verifierStats: Map<string, { insns: number } | null> } }).obj.verifierStats];
+    const stats = [...d.verifierStats()];
     const out: string[] = [`policy: ${describe(policy)}`, `flags: 0x${c.flags.toString(16)}`, 'protocols named:'];
     for (const [i, v] of c.protos) if (v.named) out.push(`  ${i >= 256 ? 'ipv6' : 'ipv4'} proto ${i % 256}: no-port verdict ${v.rule === F.FLT_NO_RULE ? 'default' : `rule #${v.rule}`} ${v.action === F.FLT_DENY ? 'deny' : 'allow'}`);
     out.push(`ports: ${c.ports.length} entries`);
@@ -247,7 +247,7 @@ function explain(packetText: string, o: PolicyOpts & { iface?: string }): void {
   try {
     d.apply(policy);
     const before = d.counters();
-    const prog = (d as unknown as { obj: { program(p: typeof F.PROG_FILTER_XDP): { testRun(x: { data: Buffer }): { retval: number } } } }).obj.program(F.PROG_FILTER_XDP);
+    const prog = d.program('xdp');
     const r = prog.testRun({ data: buildPacket(spec) });
     const after = d.counters();
     const moved = after.rules.find((x, i) => x.packets !== before.rules[i].packets);

@@ -4,9 +4,9 @@
 // back, and its pins. Policy logic lives in rules.ts, policy.ts and compile.ts.
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EbpfnetError } from '../errors.js';
+import { EbpfnetError, type VerifierStats } from '../errors.js';
 import * as F from '../gen/filter.js';
-import { BpfMap, BpfObject, Link, ObjectSpec, ensureBpffs, objectPath, openPinnedLink, openPinnedMap, type XdpMode } from '../loader/index.js';
+import { BpfMap, BpfObject, BpfProgram, Link, ObjectSpec, ensureBpffs, objectPath, openPinnedLink, openPinnedMap, type XdpMode } from '../loader/index.js';
 import type { Closable } from '../loader/guard.js';
 import { track, untrack } from '../loader/guard.js';
 import { compilePolicy, DEFAULT_CAPACITY, PORT_SLOT, type CompiledPolicy } from './compile.js';
@@ -140,6 +140,17 @@ export class FilterDatapath implements Closable {
       d.mode = state.mode;
     }
     return d;
+  }
+
+  /** The loaded program of a hook, for test runs (explain, tests, benchmarks); null when adopted. */
+  program(hook: Hook): BpfProgram {
+    if (!this.obj) throw new EbpfnetError('EBPFNET_USAGE', `run the filter of ${this.ifname}`, 'an adopted filter has no program of its own here');
+    return this.obj.program(hook === 'tc' ? F.PROG_FILTER_TC : F.PROG_FILTER_XDP);
+  }
+
+  /** What the verifier reported when this filter was loaded. */
+  verifierStats(): ReadonlyMap<string, VerifierStats | null> {
+    return this.obj?.verifierStats ?? new Map();
   }
 
   get attached(): Link | null {

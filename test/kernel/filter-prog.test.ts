@@ -5,7 +5,6 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FilterDatapath } from '../../src/filter/datapath.js';
 import { buildPacket, packetInfo, parsePacket, type PacketSpec } from '../../src/filter/packet.js';
 import { evaluate, makePolicy, type Policy } from '../../src/filter/policy.js';
-import * as F from '../../src/gen/filter.js';
 import { XDP } from '../../src/loader/index.js';
 import { describeKernel } from '../helpers/kernel.js';
 
@@ -17,9 +16,8 @@ describeKernel('filter program (BPF_PROG_TEST_RUN)', () => {
   let tc: Prog;
   beforeAll(() => {
     d = FilterDatapath.load('lo');
-    const obj = (d as unknown as { obj: { program(p: unknown): Prog } }).obj;
-    xdp = obj.program(F.PROG_FILTER_XDP);
-    tc = obj.program(F.PROG_FILTER_TC);
+    xdp = d.program('xdp');
+    tc = d.program('tc');
   });
   afterAll(() => d?.close());
 

@@ -7,6 +7,7 @@ import * as G from '../../src/gen/trace.js';
 import { clockTime, decodeEvent, displayPath, isoTime, jsonLine, octalMode, printable, resultName, tableHeader, tableRow, type TraceEvent } from '../../src/trace/event.js';
 import { TraceSummary } from '../../src/trace/summary.js';
 import { traceMetrics } from '../../src/metrics/trace.js';
+import { traceRecord, type RecordOverrides } from '../helpers/trace-records.js';
 
 const bytes = (s: string | Buffer, size: number): Uint8Array => {
   const out = new Uint8Array(size);
@@ -15,24 +16,8 @@ const bytes = (s: string | Buffer, size: number): Uint8Array => {
 };
 
 /** A tr_event as the kernel would submit it: the generated codec's bytes, at an offset as in the ring. */
-function record(over: Partial<G.TrEvent> & { commText?: string; pathText?: string | Buffer } = {}): Buffer {
-  const { commText = 'mkdir', pathText = '/tmp/x', ...rest } = over;
-  const r: G.TrEvent = {
-    ts_ns: 1_000_000_000n,
-    latency_ns: 12_345n,
-    pid: 4242,
-    tid: 4243,
-    uid: 1000,
-    ret: 0,
-    mode: 0o755,
-    dirfd: G.TR_AT_FDCWD,
-    syscall: G.TR_SYS_MKDIR,
-    flags: 0,
-    comm: bytes(commText, G.TR_COMM_LEN),
-    path: bytes(pathText, G.TR_PATH_MAX),
-    ...rest,
-  };
-  return G.TrEvent.encode(r, Buffer.alloc(8 + G.TrEvent.size, 0xee), 8);
+function record(over: RecordOverrides = {}): Buffer {
+  return G.TrEvent.encode(traceRecord(over), Buffer.alloc(8 + G.TrEvent.size, 0xee), 8);
 }
 
 const decode = (b: Buffer, offsetUs: number): TraceEvent => decodeEvent(b, 8, offsetUs);

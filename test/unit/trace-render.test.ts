@@ -7,34 +7,12 @@ import { describe, expect, it } from 'vitest';
 import * as G from '../../src/gen/trace.js';
 import { decodeEvent, jsonLine, tableRow, type TableOptions } from '../../src/trace/event.js';
 import { RecordReader, Renderer, type RenderFormat } from '../../src/trace/render.js';
+import { fixedBytes as bytes, traceRecord, type RecordOverrides } from '../helpers/trace-records.js';
 
-type Rec = Partial<G.TrEvent> & { commText?: string | Buffer; pathText?: string | Buffer };
-
-function bytes(s: string | Buffer, size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  out.set((typeof s === 'string' ? Buffer.from(s) : s).subarray(0, size));
-  return out;
-}
+type Rec = RecordOverrides;
 
 const BASE_TS = 5_000_000_123_456n;
-function rec(over: Rec = {}): G.TrEvent {
-  const { commText = 'mkdir', pathText = '/tmp/x', ...rest } = over;
-  return {
-    ts_ns: BASE_TS,
-    latency_ns: 12_345n,
-    pid: 4242,
-    tid: 4243,
-    uid: 1000,
-    ret: 0,
-    mode: 0o755,
-    dirfd: G.TR_AT_FDCWD,
-    syscall: G.TR_SYS_MKDIR,
-    flags: 0,
-    comm: bytes(commText, G.TR_COMM_LEN),
-    path: bytes(pathText, G.TR_PATH_MAX),
-    ...rest,
-  };
-}
+const rec = (over: Rec = {}): G.TrEvent => traceRecord(over, BASE_TS);
 
 /** Records laid out as in the ring: an 8-byte header before each, records 8-byte aligned. */
 function ring(records: G.TrEvent[], misalign = 0): { b: Buffer; offsets: number[] } {

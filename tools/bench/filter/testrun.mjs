@@ -53,7 +53,6 @@ export function mixedRules(n) {
  * @param {{ sizes: number[], repeat: number, reps: number, log: (s: string) => void }} o
  */
 export async function runTestRun(o) {
-  const F = await dist('gen/filter.js');
   const L = await dist('loader/index.js');
   const { FilterDatapath } = await dist('filter/datapath.js');
   const { makePolicy, evaluate } = await dist('filter/policy.js');
@@ -92,7 +91,7 @@ export async function runTestRun(o) {
       const loadMs = performance.now() - t0;
       const expect = packets.map((p) => (evaluate(policy, packetInfo(p.spec)).action === 'deny' ? XDP_DROP : XDP_PASS));
       // the FilterDatapath keeps its object private; the test-run program is the one it attaches
-      subjects.push({ name, rules: n, loadMs, prog: d['obj'].program(F.PROG_FILTER_XDP), expect, close: () => d.close() });
+      subjects.push({ name, rules: n, loadMs, prog: d.program('xdp'), expect, close: () => d.close() });
     }
 
     // warm-up, untimed, and the verdict check (every timed run is checked too)
