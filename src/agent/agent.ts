@@ -10,6 +10,8 @@ import { EbpfnetError } from '../errors.js';
 import type { FilterCounters, Hook } from '../filter/datapath.js';
 import type { Policy } from '../filter/policy.js';
 import { formatMatch, parseRule, type Action } from '../filter/rules.js';
+import type { RunStats } from '../loader/index.js';
+import type { BpfSource } from '../metrics/bpf.js';
 import type { FilterSource } from '../metrics/filter.js';
 import { DEFAULT_MAX_RULES, sectionHash, type AgentConfig, type AttachMode } from './config.js';
 import { kernelFilters, type FilterBackend, type FilterHandle } from './filter.js';
@@ -66,6 +68,14 @@ export interface AgentOptions {
   filters?: FilterBackend;
   /** where audit lines go besides audit.log (the agent's stdout) */
   auditSink?: (line: string) => void;
+  /** turns BPF run statistics on for the agent's lifetime (the CLI passes enableRunStats) */
+  runStats?: () => RunStats;
+}
+
+/** Whether the kernel counts program runs for us, how, or why not. */
+export interface RunStatsState {
+  on: boolean;
+  detail: string;
 }
 
 const emptySpec = (): FilterSpec => ({ interfaces: [], rules: [], default: 'allow', audit: false, hook: 'xdp', mode: 'auto', maxRules: DEFAULT_MAX_RULES });
@@ -91,6 +101,8 @@ export class Agent {
   private state: DesiredState;
   private handles = new Map<string, FilterHandle>();
   private closed = false;
+  private stats: RunStats | null = null;
+  private statsState: RunStatsState = { on: false, detail: 'off' };
 
   private constructor(opts: AgentOptions, state: DesiredState) {
     this.stateDir = opts.stateDir;
@@ -110,6 +122,7 @@ export class Agent {
     if (saved && saved.version !== 1) throw new EbpfnetError('EBPFNET_USAGE', `read ${statePath(opts.stateDir)}`, `state version ${String(saved.version)} is not 1`, { hint: 'this agent is older than the one that wrote it' });
     const state: DesiredState = saved ?? { version: 1, filter: { revision: 0, nextId: 1, configHash: null, spec: emptySpec() } };
     const agent = new Agent(opts, state);
+    agent.startRunStats(opts.runStats);
     const cf = opts.config?.filter;
     let changed = !saved;
     if (cf && sectionHash(cf) !== state.filter.configHash) {
@@ -205,9 +218,30 @@ export class Agent {
     return [...this.handles.values()].map((h) => ({ ifname: h.ifname, counters: () => h.counters() }));
   }
 
+  /** Every program the agent runs and every map it owns, for the BPF metrics at scrape time. */
+  bpfSources(): BpfSource[] {
+    return [...this.handles.values()].map((h) => ({
+      datapath: 'filter',
+      target: h.ifname,
+      programs: () => {
+        const p = h.programInfo();
+        return p ? [p] : [];
+      },
+      maps: () => h.mapFill(),
+    }));
+  }
+
+  get runStats(): RunStatsState {
+    return { ...this.statsState };
+  }
+
   /** Drops this process's references; every pinned datapath stays (that is the point). */
   close(): void {
     this.closed = true;
+    // run statistics go back to how they were before the agent started
+    this.stats?.close();
+    this.stats = null;
+    this.statsState = { on: false, detail: 'off (the agent stopped)' };
     for (const h of this.handles.values()) h.close();
     this.handles.clear();
   }
@@ -231,6 +265,17 @@ export class Agent {
   }
 
   // ---- internals ----
+
+  /** Without them the agent still works; the metrics just say the run counters stand still. */
+  private startRunStats(enable?: () => RunStats): void {
+    if (!enable) return;
+    try {
+      this.stats = enable();
+      this.statsState = { on: true, detail: `on (${this.stats.via})` };
+    } catch (e) {
+      this.statsState = { on: false, detail: `off: ${(e as Error).message}` };
+    }
+  }
 
   private checkRevision(caller: Caller): void {
     const rev = this.state.filter.revision;

@@ -3,9 +3,9 @@
 // public methods only; unit tests hand the agent an in-memory backend instead, so the agent and the
 // API are tested without root.
 import { EbpfnetError } from '../errors.js';
-import { FilterDatapath, type FilterCounters, type Hook } from '../filter/datapath.js';
+import { FilterDatapath, type FilterCounters, type Hook, type MapFill } from '../filter/datapath.js';
 import type { Policy } from '../filter/policy.js';
-import { ifindex } from '../loader/index.js';
+import { ifindex, type ProgInfo } from '../loader/index.js';
 import type { AttachMode } from './config.js';
 
 export interface FilterHandle {
@@ -14,6 +14,9 @@ export interface FilterHandle {
   readonly attachment: string;
   apply(policy: Policy): void;
   counters(): FilterCounters;
+  /** the attached program's run count and time (null: none attached) */
+  programInfo(): ProgInfo | null;
+  mapFill(): MapFill[];
   /** drops this process's references; the pinned filter stays */
   close(): void;
 }
@@ -34,6 +37,8 @@ const wrap = (d: FilterDatapath): FilterHandle => ({
   },
   apply: (p) => void d.apply(p),
   counters: () => d.counters(),
+  programInfo: () => d.programInfo(),
+  mapFill: () => d.mapFill(),
   close: () => d.close(),
 });
 

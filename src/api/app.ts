@@ -4,10 +4,11 @@
 // buildApi() opens no port, so tests drive it with inject().
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema, type RouteOptions } from 'fastify';
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Agent, Caller } from '../agent/agent.js';
 import { etag } from '../agent/agent.js';
 import { ERROR_CODES, isEbpfnetError, type ErrorCode } from '../errors.js';
+import { apiMetrics } from '../metrics/api.js';
 import { openApiDocument } from './openapi.js';
 import { errorSchema, filterBody, filterStats, filterView, idParams, ruleBody, ruleView } from './schemas.js';
 
@@ -47,14 +48,9 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   const routes: RouteOptions[] = [];
   app.addHook('onRoute', (r) => void routes.push(r as RouteOptions));
 
-  const requests = new Counter({
-    name: 'ebpfnet_api_requests_total',
-    help: 'HTTP API requests, per method, route and status code.',
-    labelNames: ['method', 'route', 'status'] as const,
-    registers: [o.registry],
-  });
+  const metrics = apiMetrics(o.registry);
   app.addHook('onResponse', async (req, reply) => {
-    requests.inc({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
+    metrics.observe(req.method, req.routeOptions.url, reply.statusCode, reply.elapsedTime / 1000);
   });
 
   const expected = Buffer.from(o.token);

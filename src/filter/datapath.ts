@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, w
 import { join } from 'node:path';
 import { EbpfnetError, type VerifierStats } from '../errors.js';
 import * as F from '../gen/filter.js';
-import { BpfMap, BpfObject, BpfProgram, Link, ObjectSpec, ensureBpffs, objectPath, openPinnedLink, openPinnedMap, type XdpMode } from '../loader/index.js';
+import { BpfMap, BpfObject, BpfProgram, Link, ObjectSpec, ensureBpffs, linkInfo, objectPath, openPinnedLink, openPinnedMap, progInfo, type ProgInfo, type XdpMode } from '../loader/index.js';
 import type { Closable } from '../loader/guard.js';
 import { track, untrack } from '../loader/guard.js';
 import { compilePolicy, DEFAULT_CAPACITY, PORT_SLOT, type CompiledPolicy } from './compile.js';
@@ -39,6 +39,13 @@ export interface FilterCounters {
 }
 
 const zero = (): F.FltCount => ({ packets: 0n, bytes: 0n });
+
+/** How full one map is. */
+export interface MapFill {
+  map: string;
+  entries: number;
+  maxEntries: number;
+}
 
 interface Tables {
   flt_config: BpfMap<number, F.FltCfg>;
@@ -93,6 +100,8 @@ export class FilterDatapath implements Closable {
   private policy: Policy | null = null;
   hook: Hook = 'xdp';
   mode: XdpMode | 'tc' = 'native';
+  /** the attached program's id, once looked up (it never changes while the link exists) */
+  private progId: number | null = null;
 
   private constructor(ifname: string, obj: BpfObject | null, t: Tables) {
     this.ifname = ifname;
@@ -271,6 +280,40 @@ export class FilterDatapath implements Closable {
     this.mode = l.mode;
     this.link = l;
     return l;
+  }
+
+  /** Run count and time of the program on the interface (through our link or the pinned one). */
+  programInfo(): ProgInfo | null {
+    if (this.progId === null) {
+      if (this.link && !this.link.closed) this.progId = linkInfo(this.link.fd).progId;
+      else {
+        const pin = join(PIN_ROOT, this.ifname, 'link');
+        if (!existsSync(pin)) return null;
+        const l = openPinnedLink(pin, `filter on ${this.ifname}`);
+        try {
+          this.progId = linkInfo(l.fd).progId;
+        } finally {
+          l.close();
+        }
+      }
+    }
+    return progInfo(this.progId);
+  }
+
+  /**
+   * Entries against the maximum per map. Hash and LPM maps: the entries of both generations, known
+   * from the writes (counted once by walking the keys after an adoption). flt_counters: the rule
+   * slots in use. The other arrays always hold all their elements, so entries = max entries.
+   */
+  mapFill(): MapFill[] {
+    const gens = [0, 1].map((g) => (this.written[g] ??= this.scanGeneration(g)));
+    const counted: Partial<Record<string, number>> = {
+      [F.FLT_SRC.name]: gens[0].src.size + gens[1].src.size,
+      [F.FLT_DST.name]: gens[0].dst.size + gens[1].dst.size,
+      [F.FLT_RULES.name]: gens[0].rules.size + gens[1].rules.size,
+      [F.FLT_COUNTERS.name]: this.ids.size,
+    };
+    return MAPS.map((m) => ({ map: m.name, entries: counted[m.name] ?? this.t[m.name].capacity, maxEntries: this.t[m.name].capacity }));
   }
 
   counters(): FilterCounters {

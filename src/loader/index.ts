@@ -11,3 +11,4 @@ export { ObjectSpec, BpfObject, type ProgramSpec, type MapSpec, type LoadOptions
 export { RingBuffer, type RingStats } from './ringbuf.js';
 export { objectPath, bpfObjectDir, packageDir } from './paths.js';
 export { xdpAttachment, detachXdp, progName, type XdpAttachment } from './xdp.js';
+export { enableRunStats, progInfo, progInfoByFd, BPF_STATS_SYSCTL, type ProgInfo, type RunStats } from './stats.js';
