@@ -5,7 +5,6 @@
 //
 // Datapaths are pinned, so the agent process is not what keeps traffic filtered: a crash or a
 // `kill -9` leaves the filter attached, and the next agent adopts the pins (counters included).
-import { appendFileSync } from 'node:fs';
 import { EbpfnetError } from '../errors.js';
 import type { FilterCounters, Hook } from '../filter/datapath.js';
 import type { Policy } from '../filter/policy.js';
@@ -15,7 +14,7 @@ import type { BpfSource } from '../metrics/bpf.js';
 import type { FilterSource } from '../metrics/filter.js';
 import { DEFAULT_MAX_RULES, sectionHash, type AgentConfig, type AttachMode } from './config.js';
 import { kernelFilters, type FilterBackend, type FilterHandle } from './filter.js';
-import { auditPath, ensureDir, readJson, statePath, writeAtomic } from './store.js';
+import { AuditLog, StateStore, auditPath, ensureDir, statePath } from './store.js';
 
 export interface RuleView {
   id: number;
@@ -99,6 +98,8 @@ export class Agent {
   private readonly filters: FilterBackend;
   private readonly auditSink: (line: string) => void;
   private state: DesiredState;
+  private store: StateStore<DesiredState> | null = null;
+  private readonly auditLog: AuditLog;
   private handles = new Map<string, FilterHandle>();
   private closed = false;
   private stats: RunStats | null = null;
@@ -109,6 +110,7 @@ export class Agent {
     this.filters = opts.filters ?? kernelFilters;
     this.auditSink = opts.auditSink ?? (() => {});
     this.state = state;
+    this.auditLog = new AuditLog(auditPath(opts.stateDir));
   }
 
   /**
@@ -118,25 +120,24 @@ export class Agent {
    */
   static open(opts: AgentOptions): Agent {
     ensureDir(opts.stateDir);
-    const saved = readJson<DesiredState>(statePath(opts.stateDir));
+    const saved = StateStore.load<DesiredState>(opts.stateDir);
     if (saved && saved.version !== 1) throw new EbpfnetError('EBPFNET_USAGE', `read ${statePath(opts.stateDir)}`, `state version ${String(saved.version)} is not 1`, { hint: 'this agent is older than the one that wrote it' });
     const state: DesiredState = saved ?? { version: 1, filter: { revision: 0, nextId: 1, configHash: null, spec: emptySpec() } };
     const agent = new Agent(opts, state);
     agent.startRunStats(opts.runStats);
     const cf = opts.config?.filter;
-    let changed = !saved;
     if (cf && sectionHash(cf) !== state.filter.configHash) {
       const { spec, nextId } = agent.withIds({ ...cf, rules: cf.rules }, state.filter.spec, state.filter.nextId);
       state.filter = { revision: state.filter.revision + 1, nextId, configHash: sectionHash(cf), spec: { ...spec, hook: cf.hook, mode: cf.mode, maxRules: cf.maxRules } };
-      changed = true;
     }
     try {
       agent.reconcile(state.filter.spec, toPolicy(state.filter.spec));
+      // a fresh snapshot of what is running, and an empty journal after it
+      agent.store = StateStore.open(opts.stateDir, agent.state, () => agent.auditLog.fds);
     } catch (e) {
       agent.close();
       throw e;
     }
-    if (changed) agent.persist();
     return agent;
   }
 
@@ -156,8 +157,11 @@ export class Agent {
     return this.state.filter.revision;
   }
 
-  /** Replaces the whole policy (and the interface set, when given) in one step per interface. */
-  setFilter(change: FilterChange, caller: Caller): FilterView {
+  /**
+   * Replaces the whole policy (and the interface set, when given) in one step per interface. The
+   * kernel has it when this returns a promise; the promise resolves once it is on disk too.
+   */
+  async setFilter(change: FilterChange, caller: Caller): Promise<FilterView> {
     this.checkRevision(caller);
     const cur = this.state.filter.spec;
     const { spec, nextId } = this.withIds(
@@ -165,11 +169,13 @@ export class Agent {
       cur,
       this.state.filter.nextId,
     );
-    this.commit({ ...cur, ...spec }, nextId, caller, 'PUT /v1/filter', `${spec.rules.length} rules on ${spec.interfaces.join(',') || 'no interface'}; default ${spec.default}${spec.audit ? '; audit' : ''}`);
-    return this.filter();
+    const durable = this.commit({ ...cur, ...spec }, nextId, caller, 'PUT /v1/filter', `${spec.rules.length} rules on ${spec.interfaces.join(',') || 'no interface'}; default ${spec.default}${spec.audit ? '; audit' : ''}`);
+    const view = this.filter();
+    await durable;
+    return view;
   }
 
-  addRule(rule: { action: Action; match: string }, caller: Caller): RuleView {
+  async addRule(rule: { action: Action; match: string }, caller: Caller): Promise<RuleView> {
     this.checkRevision(caller);
     const cur = this.state.filter.spec;
     const r = parseRule(rule.action, rule.match);
@@ -178,17 +184,19 @@ export class Agent {
       throw new EbpfnetError('EBPFNET_EXISTS', 'add filter rule', `'${r.action} ${text}' is already in the policy`);
     }
     const added: RuleView = { id: this.state.filter.nextId, action: r.action, match: text };
-    this.commit({ ...cur, rules: [...cur.rules, added] }, added.id + 1, caller, 'POST /v1/filter/rules', `add #${added.id} ${added.action} ${added.match}`);
+    await this.commit({ ...cur, rules: [...cur.rules, added] }, added.id + 1, caller, 'POST /v1/filter/rules', `add #${added.id} ${added.action} ${added.match}`);
     return { ...added };
   }
 
-  deleteRule(id: number, caller: Caller): FilterView {
+  async deleteRule(id: number, caller: Caller): Promise<FilterView> {
     this.checkRevision(caller);
     const cur = this.state.filter.spec;
     const gone = cur.rules.find((r) => r.id === id);
     if (!gone) throw new EbpfnetError('EBPFNET_NOT_FOUND', `delete filter rule ${id}`, 'no rule with that id', { hint: 'GET /v1/filter lists the rules and their ids' });
-    this.commit({ ...cur, rules: cur.rules.filter((r) => r.id !== id) }, this.state.filter.nextId, caller, `DELETE /v1/filter/rules/${id}`, `delete #${id} ${gone.action} ${gone.match}`);
-    return this.filter();
+    const durable = this.commit({ ...cur, rules: cur.rules.filter((r) => r.id !== id) }, this.state.filter.nextId, caller, `DELETE /v1/filter/rules/${id}`, `delete #${id} ${gone.action} ${gone.match}`);
+    const view = this.filter();
+    await durable;
+    return view;
   }
 
   /** Counters per interface and rule, read from the kernel now. */
@@ -244,11 +252,14 @@ export class Agent {
     this.statsState = { on: false, detail: 'off (the agent stopped)' };
     for (const h of this.handles.values()) h.close();
     this.handles.clear();
+    this.store?.close();
+    this.store = null;
+    this.auditLog.close();
   }
 
   /** `agent --cleanup`: detaches and unpins everything the desired state names, then forgets it. */
   static cleanup(stateDir: string, filters: FilterBackend = kernelFilters): string[] {
-    const saved = readJson<DesiredState>(statePath(stateDir));
+    const saved = StateStore.load<DesiredState>(stateDir);
     const removed: string[] = [];
     for (const i of saved?.filter.spec.interfaces ?? []) {
       if (filters.pinned(i)) {
@@ -259,7 +270,7 @@ export class Agent {
     if (saved) {
       // keep the revision counter so clients' old ETags stay stale; the policy itself is gone
       const empty: DesiredState = { version: 1, filter: { revision: saved.filter.revision + 1, nextId: saved.filter.nextId, configHash: null, spec: emptySpec() } };
-      writeAtomic(statePath(stateDir), `${JSON.stringify(empty, null, 2)}\n`);
+      StateStore.open(stateDir, empty).close();
     }
     return removed;
   }
@@ -304,8 +315,12 @@ export class Agent {
     return { spec: { ...prev, interfaces: ifs, rules, default: want.default, audit: want.audit }, nextId };
   }
 
-  /** Kernel first, then the file: a change that fails leaves both as they were. */
-  private commit(spec: FilterSpec, nextId: number, caller: Caller, op: string, what: string): void {
+  /**
+   * Kernel first, then the file: a change that fails leaves both as they were. The change is in
+   * the kernel and in memory on return (so the next request sees it); the promise resolves once
+   * it is durable.
+   */
+  private commit(spec: FilterSpec, nextId: number, caller: Caller, op: string, what: string): Promise<void> {
     const before = this.state.filter.spec;
     const policy = toPolicy(spec);
     try {
@@ -320,8 +335,9 @@ export class Agent {
     }
     const prev = this.state.filter;
     this.state = { ...this.state, filter: { revision: prev.revision + 1, nextId, configHash: prev.configHash, spec } };
-    this.persist();
     this.audit(caller, op, what);
+    if (!this.store) return Promise.reject(new EbpfnetError('EBPFNET_BUSY', op, 'the agent is stopping'));
+    return this.store.save(this.state);
   }
 
   private reconcile(spec: FilterSpec, policy: Policy): void {
@@ -342,14 +358,10 @@ export class Agent {
     }
   }
 
-  private persist(): void {
-    writeAtomic(statePath(this.stateDir), `${JSON.stringify(this.state, null, 2)}\n`);
-  }
-
   private audit(caller: Caller, op: string, what: string): void {
     const line = JSON.stringify({ time: new Date().toISOString(), who: caller.who, op, what, revision: this.state.filter.revision });
     try {
-      appendFileSync(auditPath(this.stateDir), `${line}\n`, { mode: 0o600 });
+      this.auditLog.append(line);
     } catch (e) {
       process.stderr.write(`ebpfnet agent: write audit log: ${(e as Error).message}\n`);
     }

@@ -107,7 +107,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     '/v1/filter',
     { schema: doc('replace the whole policy, switched in atomically', { body: filterBody, response: { 200: filterView, ...errors } }) },
     async (req, reply) => {
-      const v = o.agent.setFilter(req.body, caller(req));
+      const v = await o.agent.setFilter(req.body, caller(req));
       reply.header('etag', etag(v.revision));
       return v;
     },
@@ -116,7 +116,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     '/v1/filter/rules',
     { bodyLimit: RULE_BODY_LIMIT, schema: doc('add one rule', { body: ruleBody, response: { 201: ruleView, ...errors } }) },
     async (req, reply) => {
-      const r = o.agent.addRule(req.body, caller(req));
+      const r = await o.agent.addRule(req.body, caller(req));
       reply.header('etag', etag(o.agent.filterRevision)).header('location', `/v1/filter/rules/${r.id}`).code(201);
       return r;
     },
@@ -125,7 +125,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     '/v1/filter/rules/:id',
     { schema: doc('remove one rule by id', { params: idParams, response: { 200: filterView, ...errors } }) },
     async (req, reply) => {
-      const v = o.agent.deleteRule(Number(req.params.id), caller(req));
+      const v = await o.agent.deleteRule(Number(req.params.id), caller(req));
       reply.header('etag', etag(v.revision));
       return v;
     },

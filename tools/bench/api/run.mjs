@@ -78,7 +78,7 @@ async function main() {
   ip(['link', 'set', peer, 'netns', ns]);
   ip(['link', 'set', host, 'up']);
   writeFileSync(join(dir, 'config.yaml'), `filter:\n  interfaces: [${host}]\n  rules: []\n`);
-  agent = spawn(process.execPath, [join(root, 'dist/cli/main.js'), 'agent', '--config', join(dir, 'config.yaml'), '--state-dir', dir, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  agent = spawn(process.execPath, [...(process.env.BENCH_AGENT_NODE_ARGS?.split(' ').filter(Boolean) ?? []), join(root, 'dist/cli/main.js'), 'agent', '--config', join(dir, 'config.yaml'), '--state-dir', dir, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   const url = await new Promise((resolve, reject) => {
     agent?.stdout?.on('data', (d) => {
