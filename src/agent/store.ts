@@ -4,15 +4,14 @@
 // reader finds the old file or the new one, never half of one.
 //
 // The desired state is kept as a snapshot (state.json, written that way) plus a journal
-// (state.journal) of the versions saved since: one JSON line each, fdatasynced. The journal is
-// written full of zeros (and synced) when it starts, and records then overwrite those zeros in
-// place: an fdatasync of blocks that already exist needs no file-system journal commit (a growing
-// file does, and on ext4 that commit waits for every other file's pending data), so a record costs
-// a fraction of a temp+fsync+rename+directory fsync. Writes that arrive while one is on its way to
-// the disk share the next one (group commit); every caller still hears back only once a version
-// holding its change is on disk. The journal's first line names the snapshot it continues (a hash
-// of its bytes), so a journal left from before a newer snapshot is never replayed; a torn record (a
-// crash mid-write, never acknowledged) ends the replay, like the zeros after the last record.
+// (state.journal) of the versions saved since: one JSON line each, appended and fdatasynced. On
+// this project's ext4 machines an append and its fdatasync cost a quarter of a
+// temp+fsync+rename+directory fsync (and less than overwriting preallocated blocks in place, which
+// was measured too). Writes that arrive while one is on its way to the disk share the next one
+// (group commit); every caller still hears back only once a version holding its change is on disk.
+// The journal's first line names the snapshot it continues (a hash of its bytes), so a journal left
+// from before a newer snapshot is never replayed; a torn last line (a crash mid-append, never
+// acknowledged) ends the replay.
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -62,8 +61,8 @@ export const journalPath = (dir: string): string => join(dir, 'state.journal');
 export const tokenPath = (dir: string): string => join(dir, 'token');
 export const auditPath = (dir: string): string => join(dir, 'audit.log');
 
-/** The journal's size: when the next record does not fit (or is this large itself), a new snapshot. */
-const JOURNAL_SIZE = 2 << 20;
+/** When the journal would grow past this (or a version is this large itself): a new snapshot. */
+const JOURNAL_LIMIT = 4 << 20;
 const RECORD_LIMIT = 64 << 10;
 
 const digest = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -82,8 +81,7 @@ interface Waiter {
  */
 export class StateStore<T> {
   private fd = -1;
-  /** where the next record goes */
-  private pos = 0;
+  private journalBytes = 0;
   private latest: { seq: number; state: T } | null = null;
   private durableSeq = 0;
   private seq = 0;
@@ -110,7 +108,7 @@ export class StateStore<T> {
     }
     if (header.after !== digest(snap ?? '')) return state;
     for (const line of lines.slice(1)) {
-      if (!line || line.startsWith('\0')) break; // the zeros after the last record
+      if (!line) continue;
       try {
         state = (JSON.parse(line) as { state: T }).state;
       } catch {
@@ -160,10 +158,10 @@ export class StateStore<T> {
         if (this.fd < 0) throw new EbpfnetError('EBPFNET_USAGE', 'save the agent state', 'the state store is closed');
         const line = `${JSON.stringify({ state })}\n`;
         const bytes = Buffer.byteLength(line);
-        if (bytes > RECORD_LIMIT || this.pos + bytes > JOURNAL_SIZE) this.snapshot(state);
+        if (bytes > RECORD_LIMIT || this.journalBytes + bytes > JOURNAL_LIMIT) this.snapshot(state);
         else {
-          writeSync(this.fd, line, this.pos);
-          this.pos += bytes;
+          writeSync(this.fd, line);
+          this.journalBytes += bytes;
           await Promise.all([this.fd, ...this.syncWith()].map(fdatasyncAsync));
         }
       } catch (e) {
@@ -190,13 +188,10 @@ export class StateStore<T> {
   private snapshot(state: T): void {
     const text = `${JSON.stringify(state, null, 2)}\n`;
     writeAtomic(statePath(this.dir), text);
-    const header = Buffer.from(`${JSON.stringify({ after: digest(text) })}\n`);
-    const journal = Buffer.alloc(JOURNAL_SIZE);
-    header.copy(journal);
-    writeAtomic(journalPath(this.dir), journal);
+    writeAtomic(journalPath(this.dir), `${JSON.stringify({ after: digest(text) })}\n`);
     if (this.fd >= 0) closeSync(this.fd);
-    this.fd = openSync(journalPath(this.dir), 'r+');
-    this.pos = header.length;
+    this.fd = openSync(journalPath(this.dir), 'a');
+    this.journalBytes = 0;
     for (const fd of this.syncWith()) fdatasyncSync(fd);
   }
 }
