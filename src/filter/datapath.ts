@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, w
 import { join } from 'node:path';
 import { EbpfnetError, type VerifierStats } from '../errors.js';
 import * as F from '../gen/filter.js';
-import { BpfMap, BpfObject, BpfProgram, Link, ObjectSpec, ensureBpffs, linkInfo, objectPath, openPinnedLink, openPinnedMap, progInfo, type ProgInfo, type XdpMode } from '../loader/index.js';
+import { BpfMap, BpfObject, BpfProgram, Link, ObjectSpec, ensureBpffs, objectPath, openPinnedLink, openPinnedMap, type XdpMode } from '../loader/index.js';
 import type { Closable } from '../loader/guard.js';
 import { track, untrack } from '../loader/guard.js';
 import { compilePolicy, DEFAULT_CAPACITY, PORT_SLOT, type CompiledPolicy } from './compile.js';
@@ -100,8 +100,6 @@ export class FilterDatapath implements Closable {
   private policy: Policy | null = null;
   hook: Hook = 'xdp';
   mode: XdpMode | 'tc' = 'native';
-  /** the attached program's id, once looked up (it never changes while the link exists) */
-  private progId: number | null = null;
 
   private constructor(ifname: string, obj: BpfObject | null, t: Tables) {
     this.ifname = ifname;
@@ -280,24 +278,6 @@ export class FilterDatapath implements Closable {
     this.mode = l.mode;
     this.link = l;
     return l;
-  }
-
-  /** Run count and time of the program on the interface (through our link or the pinned one). */
-  programInfo(): ProgInfo | null {
-    if (this.progId === null) {
-      if (this.link && !this.link.closed) this.progId = linkInfo(this.link.fd).progId;
-      else {
-        const pin = join(PIN_ROOT, this.ifname, 'link');
-        if (!existsSync(pin)) return null;
-        const l = openPinnedLink(pin, `filter on ${this.ifname}`);
-        try {
-          this.progId = linkInfo(l.fd).progId;
-        } finally {
-          l.close();
-        }
-      }
-    }
-    return progInfo(this.progId);
   }
 
   /**
