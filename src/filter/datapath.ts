@@ -2,7 +2,7 @@
 // The kernel half of the filter: one loaded filter object per interface, its tables written from a
 // compiled policy into the inactive generation and switched in with one update, its counters read
 // back, and its pins. Policy logic lives in rules.ts, policy.ts and compile.ts.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EbpfnetError, type VerifierStats } from '../errors.js';
 import * as F from '../gen/filter.js';
@@ -395,7 +395,11 @@ function writeState(d: FilterDatapath): void {
   // not a tmpfs) start writing the new one out at once (auto_da_alloc), 5-20 times the cost of
   // the rest of a small policy change. Whatever moment a crash hits, a complete file is there:
   // the new .tmp (which readState prefers) or the old file.
-  rmSync(file, { force: true });
+  try {
+    unlinkSync(file);
+  } catch {
+    /* the first write: nothing to replace */
+  }
   renameSync(`${file}.tmp`, file);
 }
 
