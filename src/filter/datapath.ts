@@ -300,7 +300,8 @@ export class FilterDatapath implements Closable {
     const stat = (i: number): F.FltCount => this.t.flt_stats.lookup(i) ?? zero();
     const policyRules = this.policy?.rules ?? [];
     // One batch read of every slot beats a per-CPU lookup per rule once policies are large.
-    const all = policyRules.length > 64 ? new Map(this.t.flt_counters.lookupBatch() ?? []) : null;
+    // (only up to the highest slot in use: the slots above it hold nothing)
+    const all = policyRules.length > 64 ? new Map(this.t.flt_counters.lookupBatch(4096, [...this.ids.values()].reduce((a, b) => Math.max(a, b), -1) + 1) ?? []) : null;
     const rules = policyRules.map((r) => {
       const text = formatRule(r);
       const id = this.ids.get(text)!;

@@ -214,9 +214,14 @@ export class BpfMap<K = Buffer, V = Buffer> {
     return out;
   }
 
-  /** Batch lookup of the whole map, or null when this kernel or map type has no batch operations. */
-  lookupBatch(chunk = 4096): Array<[K, V]> | null {
+  /**
+   * Batch lookup of the whole map, or null when this kernel or map type has no batch operations.
+   * `limit` reads only an array's first indexes; a hash map is always read whole (a batch shorter
+   * than one of its buckets is refused with ENOSPC).
+   */
+  lookupBatch(chunk = 4096, limit = Infinity): Array<[K, V]> | null {
     if (this.layout.type === 'lpm_trie' || this.layout.type === 'ringbuf') return null;
+    if (this.layout.type !== 'array' && this.layout.type !== 'percpu_array') limit = Infinity;
     const b = libbpf();
     const ks = this.layout.key!.size;
     const keys = Buffer.alloc(ks * chunk);
@@ -227,7 +232,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
     const out: Array<[K, V]> = [];
     let first = true;
     for (;;) {
-      const count = [chunk];
+      const count = [Math.min(chunk, limit - out.length)];
       const rc = b.bpf_map_lookup_batch(this.fd, first ? null : inTok, outTok, keys, vals, count, opts);
       if (rc < 0 && rc !== -ENOENT) {
         if (first && (errnoName(-rc) === 'EINVAL' || errnoName(-rc) === 'ENOTSUPP' || errnoName(-rc) === 'EOPNOTSUPP')) return null;
@@ -239,7 +244,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
         const v = this.perCpu ? sumValues(this.splitCpus(vals, base)) : this.valueCodec().decode(vals, base);
         out.push([k, v]);
       }
-      if (rc === -ENOENT) return out;
+      if (rc === -ENOENT || out.length >= limit) return out;
       outTok.copy(inTok);
       first = false;
     }
