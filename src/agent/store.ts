@@ -160,8 +160,12 @@ export class StateStore<T> {
         const bytes = Buffer.byteLength(line);
         if (bytes > RECORD_LIMIT || this.journalBytes + bytes > JOURNAL_LIMIT) this.snapshot(state);
         else {
-          writeSync(this.fd, line);
-          this.journalBytes += bytes;
+          // a failed or short append leaves a line the replay would stop at: until a new
+          // snapshot replaces the journal, nothing more may be appended to it
+          const at = this.journalBytes;
+          this.journalBytes = Infinity;
+          if (writeSync(this.fd, line) !== bytes) throw new Error(`short write to ${journalPath(this.dir)}`);
+          this.journalBytes = at + bytes;
           await Promise.all([this.fd, ...this.syncWith()].map(fdatasyncAsync));
         }
       } catch (e) {
@@ -186,10 +190,16 @@ export class StateStore<T> {
 
   /** state.json atomically, then a fresh journal that continues it (also atomically). */
   private snapshot(state: T): void {
+    // until this completes, the journal may not continue the snapshot on disk: no appends
+    this.journalBytes = Infinity;
     const text = `${JSON.stringify(state, null, 2)}\n`;
     writeAtomic(statePath(this.dir), text);
     writeAtomic(journalPath(this.dir), `${JSON.stringify({ after: digest(text) })}\n`);
-    if (this.fd >= 0) closeSync(this.fd);
+    try {
+      if (this.fd >= 0) closeSync(this.fd);
+    } catch {
+      /* the descriptor that failed us: the new journal replaces it anyway */
+    }
     this.fd = openSync(journalPath(this.dir), 'a');
     this.journalBytes = 0;
     for (const fd of this.syncWith()) fdatasyncSync(fd);

@@ -79,6 +79,20 @@ describe('agent state store', () => {
     s.close();
   });
 
+  it('after a failed append nothing more goes to that journal: the next save is a new snapshot', async () => {
+    const s = StateStore.open<S>(dir, { n: 0 });
+    await s.save({ n: 1 });
+    closeSync((s as unknown as { fd: number }).fd); // the journal's descriptor fails under the store
+    await expect(s.save({ n: 2 })).rejects.toThrow(/^save the agent state in .*: EBADF/);
+    await s.save({ n: 3 });
+    expect(JSON.parse(readFileSync(statePath(dir), 'utf8'))).toEqual({ n: 3 });
+    expect(StateStore.load<S>(dir)).toEqual({ n: 3 });
+    await s.save({ n: 4 }); // and appends resume on the new journal
+    expect(JSON.parse(readFileSync(statePath(dir), 'utf8'))).toEqual({ n: 3 });
+    expect(StateStore.load<S>(dir)).toEqual({ n: 4 });
+    s.close();
+  });
+
   it('a save after close fails instead of claiming durability', async () => {
     const s = StateStore.open<S>(dir, { n: 0 });
     s.close();
