@@ -179,34 +179,18 @@ static __always_inline struct flt_class *dir_class(__u32 gen, __u32 side, __be32
 	return bpf_map_lookup_elem(&flt_classes, &e);
 }
 
-/* An address's class: the longest prefix some rule names. The address is read from the IP header
- * here, only when some rule names an address. */
-static __always_inline struct flt_class *class_of(__u32 gen, __u32 flags, struct pkt *p, void *data_end, __u32 dst)
+/* An address's class from the LPM trie (IPv6, or IPv4 when the generation does not use the DIR
+ * table): the longest prefix some rule names. */
+static __always_inline struct flt_class *trie_class(void *trie, __u32 gen, __u32 v6, void *addr)
 {
 	struct flt_lpm_key k = {
-		.prefixlen = 64 + (p->v6 ? 128 : 32),
+		.prefixlen = 64 + (v6 ? 128 : 32),
 		.gen = bpf_htonl(gen),
-		.family = p->v6 ? FLT_FAMILY_V6 : FLT_FAMILY_V4,
+		.family = v6 ? FLT_FAMILY_V6 : FLT_FAMILY_V4,
 	};
 
-	if (p->v6) {
-		struct ipv6hdr *ip6 = p->l3;
-
-		if ((void *)(ip6 + 1) > data_end)
-			return NULL;
-		__builtin_memcpy(k.addr, dst ? (void *)&ip6->daddr : (void *)&ip6->saddr, 16);
-	} else {
-		struct iphdr *ip = p->l3;
-		__be32 addr;
-
-		if ((void *)(ip + 1) > data_end)
-			return NULL;
-		addr = dst ? ip->daddr : ip->saddr;
-		if (flags & FLT_F_DIR4)
-			return dir_class(gen, dst, addr);
-		*(__be32 *)k.addr = addr;
-	}
-	return bpf_map_lookup_elem(dst ? (void *)&flt_dst : (void *)&flt_src, &k);
+	__builtin_memcpy(k.addr, addr, v6 ? 16 : 4);
+	return bpf_map_lookup_elem(trie, &k);
 }
 
 /* The winner so far; a candidate replaces it if its rank is higher. */
@@ -223,67 +207,83 @@ static __always_inline void take(struct winner *w, __u32 rule, __u32 action, __u
 	}
 }
 
-/* One address group's winner for this key (the decision hash). */
-static __always_inline void group_winner(struct flt_rule_key *rk, struct winner *w)
+/* One address group's winner: the decision hash, keyed by the group's classes, port class and
+ * protocol (or FLT_PROTO_ANY when the group names the protocol nowhere). */
+static __always_inline void group_winner(__u32 gen, __u32 v6, __u32 group, __u32 src, __u32 dst, __u32 pclass, __u32 proto,
+					 struct winner *w)
 {
-	struct flt_verdict *v = bpf_map_lookup_elem(&flt_rules, rk);
+	struct flt_rule_key rk = {
+		.gen = gen, .src = src, .dst = dst, .pclass = pclass, .proto = proto,
+		.family = v6 ? FLT_FAMILY_V6 : FLT_FAMILY_V4, .group = group,
+	};
+	struct flt_verdict *v = bpf_map_lookup_elem(&flt_rules, &rk);
 
 	if (v)
 		take(w, v->rule, v->action, v->rank);
 }
 
-/* Rules naming addresses, by group: each group's winner is one lookup (none when the group names
- * only addresses: its winner rides in the class), and the highest rank among the groups decides.
- * No table holds address classes times port classes of another group, so the tables grow with the
- * rules, not with their product. */
-static __always_inline void address_groups(struct pkt *p, void *data_end, __u32 gen, __u32 flags, __u32 named,
-					   struct flt_port_val *pval, struct winner *w)
+/* Rules naming addresses, by group, given the packet's source and destination classes: each
+ * group's winner is one lookup (none when the group names only addresses: its winner rides in the
+ * class), and the highest rank among the groups decides. No table holds address classes times port
+ * classes of another group, so the tables grow with the rules, not with their product. */
+static __always_inline void address_groups(struct flt_class *scv, struct flt_class *dcv, __u32 gen, __u32 flags, __u32 v6,
+					   __u32 proto, __u32 named, struct flt_port_val *pval, struct winner *w)
 {
-	__u32 v6 = p->v6, fs, fd, fsd, sc, dc;
-	struct flt_class *scv = NULL, *dcv = NULL;
-	struct flt_rule_key rk = { .gen = gen, .family = v6 ? FLT_FAMILY_V6 : FLT_FAMILY_V4 };
+	__u32 sc = scv ? scv->cls : 0, dc = dcv ? dcv->cls : 0;
 
-	fs = v6 ? FLT_F_S6 : FLT_F_S4;
-	fd = v6 ? FLT_F_D6 : FLT_F_D4;
-	fsd = v6 ? FLT_F_SD6 : FLT_F_SD4;
-	if (flags & (fs | fsd))
-		scv = class_of(gen, flags, p, data_end, 0);
-	if (flags & (fd | fsd))
-		dcv = class_of(gen, flags, p, data_end, 1);
-	sc = scv ? scv->cls : 0;
-	dc = dcv ? dcv->cls : 0;
-	if (scv && (flags & fs)) {
-		if (flags & (v6 ? FLT_F_SA6 : FLT_F_SA4)) {
+	if (scv && (flags & (v6 ? FLT_F_S6 : FLT_F_S4))) {
+		if (flags & (v6 ? FLT_F_SA6 : FLT_F_SA4))
 			take(w, scv->rule, scv->action, scv->rank);
-		} else {
-			rk.src = sc;
-			rk.dst = 0;
-			rk.pclass = pval ? pval->pc_s : 0;
-			rk.proto = named & FLT_N_S ? p->proto : FLT_PROTO_ANY;
-			rk.group = FLT_G_S;
-			group_winner(&rk, w);
-		}
+		else
+			group_winner(gen, v6, FLT_G_S, sc, 0, pval ? pval->pc_s : 0, named & FLT_N_S ? proto : FLT_PROTO_ANY, w);
 	}
-	if (dcv && (flags & fd)) {
-		if (flags & (v6 ? FLT_F_DA6 : FLT_F_DA4)) {
+	if (dcv && (flags & (v6 ? FLT_F_D6 : FLT_F_D4))) {
+		if (flags & (v6 ? FLT_F_DA6 : FLT_F_DA4))
 			take(w, dcv->rule, dcv->action, dcv->rank);
+		else
+			group_winner(gen, v6, FLT_G_D, 0, dc, pval ? pval->pc_d : 0, named & FLT_N_D ? proto : FLT_PROTO_ANY, w);
+	}
+	if (sc && dc && (flags & (v6 ? FLT_F_SD6 : FLT_F_SD4)))
+		group_winner(gen, v6, FLT_G_SD, sc, dc, pval ? pval->pc_sd : 0, named & FLT_N_SD ? proto : FLT_PROTO_ANY, w);
+}
+
+/* The packet's source and destination classes (those some group needs), then the groups. The
+ * addresses are read from the IP header here, only when some rule names an address. */
+static __always_inline void address_rules(struct pkt *p, void *data_end, __u32 gen, __u32 flags, __u32 named,
+					  struct flt_port_val *pval, struct winner *w)
+{
+	struct flt_class *scv = NULL, *dcv = NULL;
+	__u32 v6 = p->v6;
+	__u32 want_s = flags & (v6 ? FLT_F_S6 | FLT_F_SD6 : FLT_F_S4 | FLT_F_SD4);
+	__u32 want_d = flags & (v6 ? FLT_F_D6 | FLT_F_SD6 : FLT_F_D4 | FLT_F_SD4);
+
+	if (v6) {
+		struct ipv6hdr *ip6 = p->l3;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return;
+		if (want_s)
+			scv = trie_class(&flt_src, gen, 1, &ip6->saddr);
+		if (want_d)
+			dcv = trie_class(&flt_dst, gen, 1, &ip6->daddr);
+	} else {
+		struct iphdr *ip = p->l3;
+
+		if ((void *)(ip + 1) > data_end)
+			return;
+		if (flags & FLT_F_DIR4) {
+			if (want_s)
+				scv = dir_class(gen, 0, ip->saddr);
+			if (want_d)
+				dcv = dir_class(gen, 1, ip->daddr);
 		} else {
-			rk.src = 0;
-			rk.dst = dc;
-			rk.pclass = pval ? pval->pc_d : 0;
-			rk.proto = named & FLT_N_D ? p->proto : FLT_PROTO_ANY;
-			rk.group = FLT_G_D;
-			group_winner(&rk, w);
+			if (want_s)
+				scv = trie_class(&flt_src, gen, 0, &ip->saddr);
+			if (want_d)
+				dcv = trie_class(&flt_dst, gen, 0, &ip->daddr);
 		}
 	}
-	if (sc && dc && (flags & fsd)) {
-		rk.src = sc;
-		rk.dst = dc;
-		rk.pclass = pval ? pval->pc_sd : 0;
-		rk.proto = named & FLT_N_SD ? p->proto : FLT_PROTO_ANY;
-		rk.group = FLT_G_SD;
-		group_winner(&rk, w);
-	}
+	address_groups(scv, dcv, gen, flags, v6, p->proto, named, pval, w);
 }
 
 /* FLT_ALLOW or FLT_DENY for this packet, counting it against the rule (or statistic) that decided. */
@@ -343,7 +343,7 @@ static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 	if (flags & (p.v6 ? FLT_F_S6 | FLT_F_D6 | FLT_F_SD6 : FLT_F_S4 | FLT_F_D4 | FLT_F_SD4)) {
 		struct winner w = { rule, action, pval ? pval->rank : pv->rank };
 
-		address_groups(&p, data_end, gen, flags, pv->named, pval, &w);
+		address_rules(&p, data_end, gen, flags, pv->named, pval, &w);
 		rule = w.rule;
 		action = w.action;
 	}
