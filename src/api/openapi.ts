@@ -13,6 +13,8 @@ interface RouteSchema {
   params?: { properties?: Record<string, unknown> };
   querystring?: { properties?: Record<string, unknown> };
   response?: Record<string, unknown>;
+  /** the success answers' media type when not JSON (an event stream) */
+  produces?: string;
 }
 
 export function openApiDocument(routes: RouteOptions[]): Record<string, unknown> {
@@ -31,7 +33,8 @@ export function openApiDocument(routes: RouteOptions[]): Record<string, unknown>
       ];
       const responses: Record<string, unknown> = {};
       for (const [code, schema] of Object.entries(s.response ?? { 200: {} })) {
-        responses[code] = { description: Number(code) < 400 ? 'success' : 'error', content: { 'application/json': { schema } } };
+        const ok = Number(code) < 400;
+        responses[code] = { description: ok ? 'success' : 'error', content: { [ok ? (s.produces ?? 'application/json') : 'application/json']: { schema } } };
       }
       if (write) responses['401'] = { description: 'no or wrong bearer token', content: { 'application/json': { schema: errorSchema } } };
       paths[path] = {
