@@ -1,14 +1,55 @@
 // SPDX-License-Identifier: Apache-2.0
 // In-memory stand-ins for the balancer and the tracer, for the agent's tests without root: the
 // agent and its API run for real, only the kernel is pretended.
+import type { FilterBackend, FilterHandle } from '../../src/agent/filter.js';
 import type { LbBackend, LbHandle } from '../../src/agent/lb.js';
 import type { TraceBackend, TraceSource } from '../../src/agent/trace.js';
 import { EbpfnetError } from '../../src/errors.js';
 import * as T from '../../src/gen/trace.js';
+import type { FilterCounters } from '../../src/filter/datapath.js';
+import type { Policy } from '../../src/filter/policy.js';
+import { formatRule } from '../../src/filter/rules.js';
 import type { ServiceSpec } from '../../src/lb/model.js';
 import type { ServiceView } from '../../src/lb/view.js';
 import { SYSCALLS } from '../../src/trace/syscalls.js';
 import { traceRecord, type RecordOverrides } from './trace-records.js';
+
+const z = () => ({ packets: 0n, bytes: 0n });
+
+/** Pretends to be the kernel: remembers the policy per interface and counts 1 packet per rule. */
+export function fakeKernel(opts: { failApply?: () => boolean } = {}) {
+  const pinned = new Map<string, Policy | null>();
+  const applied: string[] = [];
+  const handle = (ifname: string): FilterHandle => ({
+    ifname,
+    attachment: 'xdp native',
+    apply(p) {
+      if (opts.failApply?.()) throw new EbpfnetError('EBPFNET_KERNEL', `update map flt_rules on ${ifname}`, 'EIO');
+      pinned.set(ifname, p);
+      applied.push(ifname);
+    },
+    counters(): FilterCounters {
+      const p = pinned.get(ifname);
+      return {
+        rules: (p?.rules ?? []).map((r, i) => ({ rule: formatRule(r), action: r.action, id: i, packets: 1n, bytes: 100n })),
+        defaultPass: z(), defaultDrop: z(), malformed: z(), nonIp: z(), ndPass: z(), fragments: z(), audit: z(), arpDrop: z(),
+      };
+    },
+    close() {},
+  });
+  const backend: FilterBackend = {
+    pinned: (i) => pinned.has(i),
+    adopt: (i) => handle(i),
+    create(i, p) {
+      if (i === 'nosuch0') throw new EbpfnetError('EBPFNET_NOT_FOUND', `filter ${i}`, 'no such interface');
+      const h = handle(i);
+      h.apply(p);
+      return h;
+    },
+    unload: (i) => void pinned.delete(i),
+  };
+  return { backend, pinned, applied };
+}
 
 /** Remembers the services per name; `conns` sets what the "kernel" counted per backend. */
 export function fakeBalancer() {
