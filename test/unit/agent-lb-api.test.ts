@@ -13,6 +13,7 @@ import { parseConfig } from '../../src/agent/config.js';
 import { buildApi } from '../../src/api/app.js';
 import { registerAgentLbTraceMetrics } from '../../src/cli/agent.js';
 import { EbpfnetError } from '../../src/errors.js';
+import { packageDir } from '../../src/loader/paths.js';
 import { fakeBalancer } from '../helpers/agent-fakes.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
@@ -239,6 +240,15 @@ describe('agent balancer API (inject)', () => {
     expect(lb.attached).toBeNull();
     expect(JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')).lb).toBeUndefined();
     await start(null);
+  });
+
+  it("the README's config example is a valid config", () => {
+    const readme = readFileSync(join(packageDir(), 'README.md'), 'utf8');
+    const block = /The config file \(YAML[^\n]*\n\n((?: {4}.*\n)+)/.exec(readme)![1].replace(/^ {4}/gm, '');
+    // the example elides its token
+    const c = parseConfig(block.replace('token: "..."', 'token: "0123456789abcdef"'), 'README.md');
+    expect(c.lb!.services.map((x) => x.backends.map((b) => `${b.name} ${b.weight} ${b.state}`))).toEqual([['10.244.1.5:8080 1 active', '10.244.2.7:8080 2 active', '10.244.3.9:8080 1 draining']]);
+    expect(c.trace).toMatchObject({ enabled: true, plan: { uid: 1000 } });
   });
 
   it('config errors in the lb section are one line naming where', () => {
