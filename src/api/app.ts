@@ -71,7 +71,9 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   app.addHook('onRequest', async (req, reply) => {
     const write = req.method !== 'GET' && req.method !== 'HEAD';
     const open = req.url === '/healthz' || req.url === '/readyz';
-    if ((write || (o.authReads && !open)) && !authorized(req)) {
+    // a route marked secret (the tracer's events: every user's calls) needs the token to be read too
+    const secret = (req.routeOptions.config as { secret?: boolean } | undefined)?.secret === true;
+    if ((write || secret || (o.authReads && !open)) && !authorized(req)) {
       reply.header('www-authenticate', 'Bearer realm="ebpfnet"');
       return send(reply, 401, {
         code: 'EBPFNET_PERMISSION',

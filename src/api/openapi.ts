@@ -26,6 +26,7 @@ export function openApiDocument(routes: RouteOptions[]): Record<string, unknown>
       const s = (r.schema ?? {}) as RouteSchema;
       const path = r.url.replace(/:(\w+)/g, '{$1}');
       const write = method !== 'GET';
+      const secured = write || (r.config as { secret?: boolean } | undefined)?.secret === true;
       const parameters = [
         ...Object.entries(s.params?.properties ?? {}).map(([name, schema]) => ({ name, in: 'path', required: true, schema })),
         ...Object.entries(s.querystring?.properties ?? {}).map(([name, schema]) => ({ name, in: 'query', required: false, schema })),
@@ -36,7 +37,7 @@ export function openApiDocument(routes: RouteOptions[]): Record<string, unknown>
         const ok = Number(code) < 400;
         responses[code] = { description: ok ? 'success' : 'error', content: { [ok ? (s.produces ?? 'application/json') : 'application/json']: { schema } } };
       }
-      if (write) responses['401'] = { description: 'no or wrong bearer token', content: { 'application/json': { schema: errorSchema } } };
+      if (secured) responses['401'] = { description: 'no or wrong bearer token', content: { 'application/json': { schema: errorSchema } } };
       paths[path] = {
         ...paths[path],
         [method.toLowerCase()]: {
@@ -44,7 +45,7 @@ export function openApiDocument(routes: RouteOptions[]): Record<string, unknown>
           ...(parameters.length ? { parameters } : {}),
           ...(s.body ? { requestBody: { required: true, content: { 'application/json': { schema: s.body } } } } : {}),
           responses,
-          ...(write ? { security: [{ bearer: [] }] } : {}),
+          ...(secured ? { security: [{ bearer: [] }] } : {}),
         },
       };
     }

@@ -43,6 +43,10 @@ export function registerTraceRoutes(app: FastifyInstance, k: RouteKit): void {
   app.get<{ Querystring: StreamQuery }>(
     '/v1/trace/events',
     {
+      // every user's calls, paths included: not for whoever can reach the port
+      config: { secret: true },
+      // a HEAD would subscribe a stream that has no body to send
+      exposeHeadRoute: false,
       schema: k.doc('tracer events as a Server-Sent Events stream (text/event-stream), filtered by the query', {
         querystring: query,
         produces: 'text/event-stream',

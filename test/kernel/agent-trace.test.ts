@@ -57,15 +57,16 @@ describeKernel('agent: the tracer as an event stream', () => {
     const loaded = tracePrograms().filter((id) => !before.includes(id));
     expect(loaded.length).toBeGreaterThan(0);
 
-    const bad = await fetch(`${url}/v1/trace/events?pid=abc`);
+    const auth = { authorization: `Bearer ${readFileSync(join(dir, 'state', 'token'), 'utf8').trim()}` };
+    const bad = await fetch(`${url}/v1/trace/events?pid=abc`, { headers: auth });
     expect(bad.status).toBe(400);
     expect(await bad.json()).toEqual({ code: 'EBPFNET_USAGE', message: "validate querystring: pid 'abc' is not a process id; give a positive integer, e.g. pid=1234" });
 
     const a = new MkdirChild(join(dir, 'made-by-a'));
     const b = new MkdirChild(join(dir, 'made-by-b'));
     const ac = new AbortController();
-    const filtered = new SseReader(await fetch(`${url}/v1/trace/events?pid=${a.pid}`, { signal: ac.signal }));
-    const all = new SseReader(await fetch(`${url}/v1/trace/events?name=mkdir`, { signal: ac.signal }));
+    const filtered = new SseReader(await fetch(`${url}/v1/trace/events?pid=${a.pid}`, { signal: ac.signal, headers: auth }));
+    const all = new SseReader(await fetch(`${url}/v1/trace/events?name=mkdir`, { signal: ac.signal, headers: auth }));
     expect(filtered.res.status).toBe(200);
     expect(all.res.status).toBe(200);
     await a.go();

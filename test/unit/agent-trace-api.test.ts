@@ -20,6 +20,7 @@ import { fakeTracer } from '../helpers/agent-fakes.js';
 import { SseReader, until } from '../helpers/sse.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
+const auth = { authorization: `Bearer ${TOKEN}` };
 
 describe('agent tracer stream (SSE over 127.0.0.1)', () => {
   let dir: string;
@@ -41,7 +42,7 @@ describe('agent tracer stream (SSE over 127.0.0.1)', () => {
   const stream = async (query = ''): Promise<SseReader> => {
     const ac = new AbortController();
     aborts.push(ac);
-    const res = await fetch(`${base}/v1/trace/events${query}`, { signal: ac.signal });
+    const res = await fetch(`${base}/v1/trace/events${query}`, { signal: ac.signal, headers: auth });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
     return new SseReader(res);
@@ -73,7 +74,7 @@ describe('agent tracer stream (SSE over 127.0.0.1)', () => {
       ['?pid=1&pid=2', /pid must be string/],
     ];
     for (const [q, msg] of cases) {
-      const r = await fetch(`${base}/v1/trace/events${q}`);
+      const r = await fetch(`${base}/v1/trace/events${q}`, { headers: auth });
       expect(r.status, q).toBe(400);
       expect(r.headers.get('content-type'), q).toMatch(/^application\/json/);
       const body = (await r.json()) as { code: string; message: string };
@@ -83,9 +84,26 @@ describe('agent tracer stream (SSE over 127.0.0.1)', () => {
     expect(agent.trace.streams().clients).toBe(0);
   });
 
+  it("the stream shows every user's calls: it needs the token even on loopback, and the OpenAPI document says so", async () => {
+    await start('trace:\n  enabled: true\n');
+    for (const headers of [{}, { authorization: 'Bearer wrong' }]) {
+      const r = await fetch(`${base}/v1/trace/events`, { headers });
+      expect(r.status).toBe(401);
+      expect(((await r.json()) as { message: string }).message).toMatch(/^authorize GET \/v1\/trace\/events: /);
+    }
+    expect(agent.trace.streams().clients).toBe(0);
+    const doc = (await (await fetch(`${base}/v1/openapi.json`)).json()) as { paths: Record<string, Record<string, { security?: unknown; responses: Record<string, { content: Record<string, unknown> }> }>> };
+    const get = doc.paths['/v1/trace/events'].get;
+    expect(get.security).toEqual([{ bearer: [] }]);
+    expect(Object.keys(get.responses['200'].content)).toEqual(['text/event-stream']);
+    expect(Object.keys(get.responses)).toContain('401');
+    // reads of the other routes stay open on loopback
+    expect((await fetch(`${base}/v1/filter`)).status).toBe(200);
+  });
+
   it('with the tracer off the stream is a 404 that says how to turn it on; no tracer was loaded', async () => {
     await start('trace:\n  enabled: false\n');
-    const r = await fetch(`${base}/v1/trace/events`);
+    const r = await fetch(`${base}/v1/trace/events`, { headers: auth });
     expect(r.status).toBe(404);
     expect(await r.json()).toEqual({ code: 'EBPFNET_NOT_FOUND', message: 'trace events: the tracer is off; turn it on in the agent config (trace: {enabled: true}) and restart the agent' });
     expect(tracer.opened).toBe(0);
@@ -126,7 +144,7 @@ describe('agent tracer stream (SSE over 127.0.0.1)', () => {
     const slow = connect({ host: '127.0.0.1', port: Number(new URL(base).port) });
     sockets.push(slow);
     await new Promise<void>((r) => slow.once('connect', () => r()));
-    slow.write('GET /v1/trace/events HTTP/1.1\r\nHost: x\r\n\r\n');
+    slow.write(`GET /v1/trace/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\n\r\n`);
     slow.pause();
     const fast = await stream();
     await until('two subscribers', () => agent.trace.streams().clients === 2);
