@@ -290,7 +290,11 @@ export function registerFilter(program: Command): void {
       // options after `filter set` / `filter explain` belong to them, not to `filter`
       .enablePositionalOptions(),
   );
-  withAgentOptions(filter).action((o) => (o.agent ? filterAgent(o) : runFilter(o)));
+  withAgentOptions(filter).action((o) => {
+    if (o.agent) return filterAgent(o);
+    if (o.add) throw new EbpfnetError('EBPFNET_USAGE', 'filter', '--add needs --agent', { hint: 'a filter started here has no policy to add to; change a pinned one with: ebpfnet filter set' });
+    return runFilter(o);
+  });
 
   withPolicyOptions(filter.command('set').description("replace the rules of a pinned filter in place (one switch, no reload)").requiredOption('--iface <name>', 'the pinned filter\'s interface')).action(
     (o: PolicyOpts & { iface: string }) => {

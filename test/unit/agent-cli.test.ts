@@ -119,6 +119,7 @@ describe('the CLI through --agent', () => {
       [['filter', '--agent', url, ...withToken, '--deny', 'icmp', '--pin'], 2, /^ebpfnet: filter: --pin does not go with --agent/],
       [['filter', '--agent', url, ...withToken, '--add', '--deny', 'icmp', '--default', 'deny'], 2, /^ebpfnet: filter --add: --add takes rules only/],
       [['lb', 'apply', '/nonexistent.yaml', '--agent', url], 2, /cannot read the file/],
+      [['filter', '--add', '--deny', 'icmp'], 2, /^ebpfnet: filter: --add needs --agent/],
       [['filter', '--agent', 'not a url', '--deny', 'icmp'], 2, /^ebpfnet: parse --agent: 'not a url' is not a URL/],
       [['filter', '--agent', url, '--token-file', join(dir, 'nope'), '--deny', 'icmp'], 2, /^ebpfnet: read --token-file: .*nope: ENOENT/],
       // answered by the agent
