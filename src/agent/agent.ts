@@ -13,7 +13,10 @@ import { formatMatch, parseRule, type Action } from '../filter/rules.js';
 import type { FilterSource } from '../metrics/filter.js';
 import { DEFAULT_MAX_RULES, sectionHash, type AgentConfig, type AttachMode } from './config.js';
 import { kernelFilters, type FilterBackend, type FilterHandle } from './filter.js';
+import { AgentLb, kernelLb, type LbBackend, type LbState } from './lb.js';
+import { checkIfMatch } from './revision.js';
 import { auditPath, ensureDir, readJson, statePath, writeAtomic } from './store.js';
+import { AgentTrace, kernelTracer, type TraceBackend } from './trace.js';
 
 export interface RuleView {
   id: number;
@@ -58,12 +61,16 @@ interface DesiredState {
     configHash: string | null;
     spec: FilterSpec;
   };
+  /** the balancer, when the agent runs one (src/agent/lb.ts) */
+  lb?: LbState;
 }
 
 export interface AgentOptions {
   stateDir: string;
   config?: AgentConfig | null;
   filters?: FilterBackend;
+  balancer?: LbBackend;
+  tracer?: TraceBackend;
   /** where audit lines go besides audit.log (the agent's stdout) */
   auditSink?: (line: string) => void;
 }
@@ -74,15 +81,7 @@ const toPolicy = (s: FilterSpec): Policy => ({ rules: s.rules.map((r) => parseRu
 
 const num = (x: bigint): number => Number(x);
 
-/** `"7"`, `W/"7"`, `"6", "7"`, `*`: does any of them name revision `rev`? */
-export function revisionMatches(ifMatch: string, rev: number): boolean {
-  return ifMatch.split(',').some((t) => {
-    const v = t.trim().replace(/^W\//, '');
-    return v === '*' || v === `"${rev}"` || v === String(rev);
-  });
-}
-
-export const etag = (rev: number): string => `"${rev}"`;
+export { etag, revisionMatches } from './revision.js';
 
 export class Agent {
   readonly stateDir: string;
@@ -91,6 +90,10 @@ export class Agent {
   private state: DesiredState;
   private handles = new Map<string, FilterHandle>();
   private closed = false;
+  /** the balancer's services (GET/PUT/DELETE /v1/lb/services) */
+  lb!: AgentLb;
+  /** the tracer and its event streams (GET /v1/trace/events) */
+  trace!: AgentTrace;
 
   private constructor(opts: AgentOptions, state: DesiredState) {
     this.stateDir = opts.stateDir;
@@ -119,6 +122,16 @@ export class Agent {
     }
     try {
       agent.reconcile(state.filter.spec, toPolicy(state.filter.spec));
+      const lb = AgentLb.open(state.lb, opts.config?.lb ?? null, opts.balancer ?? kernelLb, {
+        save: (s) => agent.saveSection({ lb: s }),
+        audit: (caller, op, what, revision) => agent.audit(caller, op, what, revision),
+      });
+      agent.lb = lb.lb;
+      if (lb.changed) {
+        state.lb = lb.lb.saved;
+        changed = true;
+      }
+      agent.trace = AgentTrace.open(opts.config?.trace ?? null, opts.tracer ?? kernelTracer);
     } catch (e) {
       agent.close();
       throw e;
@@ -210,10 +223,12 @@ export class Agent {
     this.closed = true;
     for (const h of this.handles.values()) h.close();
     this.handles.clear();
+    this.lb?.close();
+    this.trace?.close();
   }
 
   /** `agent --cleanup`: detaches and unpins everything the desired state names, then forgets it. */
-  static cleanup(stateDir: string, filters: FilterBackend = kernelFilters): string[] {
+  static cleanup(stateDir: string, filters: FilterBackend = kernelFilters, balancer: LbBackend = kernelLb): string[] {
     const saved = readJson<DesiredState>(statePath(stateDir));
     const removed: string[] = [];
     for (const i of saved?.filter.spec.interfaces ?? []) {
@@ -222,6 +237,7 @@ export class Agent {
         removed.push(`filter on ${i}`);
       }
     }
+    removed.push(...AgentLb.cleanup(saved?.lb, balancer));
     if (saved) {
       // keep the revision counter so clients' old ETags stay stale; the policy itself is gone
       const empty: DesiredState = { version: 1, filter: { revision: saved.filter.revision + 1, nextId: saved.filter.nextId, configHash: null, spec: emptySpec() } };
@@ -233,10 +249,7 @@ export class Agent {
   // ---- internals ----
 
   private checkRevision(caller: Caller): void {
-    const rev = this.state.filter.revision;
-    if (caller.ifMatch !== undefined && !revisionMatches(caller.ifMatch, rev)) {
-      throw new EbpfnetError('EBPFNET_STALE', 'change the filter', `If-Match ${caller.ifMatch} is not the current revision "${rev}"`, { hint: 'GET /v1/filter again and redo the change on what it returns' });
-    }
+    checkIfMatch(caller.ifMatch, this.state.filter.revision, 'change the filter', 'GET /v1/filter again and redo the change on what it returns');
   }
 
   /**
@@ -297,12 +310,18 @@ export class Agent {
     }
   }
 
+  /** A section other than the filter's changed (the balancer): into the state, onto the disk. */
+  private saveSection(part: Pick<DesiredState, 'lb'>): void {
+    this.state = { ...this.state, ...part };
+    this.persist();
+  }
+
   private persist(): void {
     writeAtomic(statePath(this.stateDir), `${JSON.stringify(this.state, null, 2)}\n`);
   }
 
-  private audit(caller: Caller, op: string, what: string): void {
-    const line = JSON.stringify({ time: new Date().toISOString(), who: caller.who, op, what, revision: this.state.filter.revision });
+  private audit(caller: Caller, op: string, what: string, revision = this.state.filter.revision): void {
+    const line = JSON.stringify({ time: new Date().toISOString(), who: caller.who, op, what, revision });
     try {
       appendFileSync(auditPath(this.stateDir), `${line}\n`, { mode: 0o600 });
     } catch (e) {

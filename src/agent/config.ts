@@ -7,6 +7,9 @@ import { parse as parseYaml } from 'yaml';
 import { EbpfnetError } from '../errors.js';
 import type { Action } from '../filter/rules.js';
 import { parseRule, formatMatch } from '../filter/rules.js';
+import { parseServiceList } from '../lb/file.js';
+import type { ServiceSpec } from '../lb/model.js';
+import { traceSettings, type TracePlan } from '../trace/options.js';
 
 export type AttachMode = 'native' | 'generic' | 'auto';
 
@@ -30,9 +33,21 @@ export interface ApiConfig {
 export interface AgentConfig {
   api: ApiConfig;
   filter: FilterConfig | null;
-  /** lb and trace sections are accepted and kept for the datapaths that read them */
-  lb: Record<string, unknown> | null;
-  trace: Record<string, unknown> | null;
+  lb: LbConfig | null;
+  trace: TraceConfig | null;
+}
+
+/** The balancer: the cgroup it translates connections for, and its services. */
+export interface LbConfig {
+  /** cgroup v2 directory, absolute or relative to the mount; null: the root (every process) */
+  cgroup: string | null;
+  services: ServiceSpec[];
+}
+
+/** The tracer: on or off, and the same filters as `ebpfnet trace`. */
+export interface TraceConfig {
+  enabled: boolean;
+  plan: TracePlan;
 }
 
 export const DEFAULT_MAX_RULES = 16384;
@@ -109,7 +124,30 @@ export function parseConfig(text: string, file = 'config'): AgentConfig {
     if (!isObj(v)) throw bad(file, `${k} is not a mapping`);
     return v;
   };
-  return { api, filter, lb: section('lb'), trace: section('trace') };
+  const lb = section('lb');
+  const trace = section('trace');
+  return { api, filter, lb: lb && parseLbSection(lb, file), trace: trace && parseTraceSection(trace, file) };
+}
+
+/** `lb:` with `cgroup` and `services` in the `lb apply` file's form, read by the same parser. */
+function parseLbSection(v: Record<string, unknown>, file: string): LbConfig {
+  only(file, 'lb', v, ['cgroup', 'services']);
+  if (v.cgroup !== undefined && (typeof v.cgroup !== 'string' || !v.cgroup.trim())) throw bad(file, 'lb.cgroup must be a cgroup v2 directory (absolute, or relative to the cgroup v2 mount)');
+  return { cgroup: typeof v.cgroup === 'string' ? v.cgroup.trim() : null, services: parseServiceList(v.services, `read config ${file}`, 'lb.services') };
+}
+
+const TRACE_KEYS = ['enabled', 'syscall', 'pid', 'uid', 'name', 'failed', 'cgroup', 'bufferSize'];
+
+/** `trace:` with `enabled` and the options of `ebpfnet trace`, read by the same parser. */
+function parseTraceSection(v: Record<string, unknown>, file: string): TraceConfig {
+  only(file, 'trace', v, TRACE_KEYS);
+  for (const k of ['enabled', 'failed']) if (v[k] !== undefined && typeof v[k] !== 'boolean') throw bad(file, `trace.${k} must be true or false`);
+  for (const k of ['syscall', 'pid', 'uid', 'name', 'cgroup', 'bufferSize']) {
+    if (v[k] !== undefined && typeof v[k] !== 'string' && typeof v[k] !== 'number') throw bad(file, `trace.${k} must be a string or a number`);
+  }
+  const str = (k: string): string | undefined => (v[k] === undefined ? undefined : String(v[k]));
+  const raw = { pid: str('pid'), uid: str('uid'), name: str('name'), failed: v.failed === true, cgroup: str('cgroup'), bufferSize: str('bufferSize') };
+  return { enabled: v.enabled !== false, plan: traceSettings(str('syscall') ?? 'mkdir', raw, `read config ${file}: trace`) };
 }
 
 export function readConfig(file: string): AgentConfig {

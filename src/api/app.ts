@@ -8,7 +8,10 @@ import { Counter, type Registry } from 'prom-client';
 import type { Agent, Caller } from '../agent/agent.js';
 import { etag } from '../agent/agent.js';
 import { ERROR_CODES, isEbpfnetError, type ErrorCode } from '../errors.js';
+import type { RouteKit } from './kit.js';
+import { registerLbRoutes } from './lb-routes.js';
 import { openApiDocument } from './openapi.js';
+import { registerTraceRoutes } from './trace-routes.js';
 import { errorSchema, filterBody, filterStats, filterView, idParams, ruleBody, ruleView } from './schemas.js';
 
 export interface ApiOptions {
@@ -41,7 +44,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     bodyLimit: o.bodyLimit ?? DEFAULT_BODY_LIMIT,
     // A request that does not fit the schema is refused, never silently repaired: no coercion of
     // types, no dropping of unknown keys, no defaults filled in.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false } },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false, allowUnionTypes: true } },
     return503OnClosing: true,
   });
   const routes: RouteOptions[] = [];
@@ -68,7 +71,9 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   app.addHook('onRequest', async (req, reply) => {
     const write = req.method !== 'GET' && req.method !== 'HEAD';
     const open = req.url === '/healthz' || req.url === '/readyz';
-    if ((write || (o.authReads && !open)) && !authorized(req)) {
+    // a route marked secret (the tracer's events: every user's calls) needs the token to be read too
+    const secret = (req.routeOptions.config as { secret?: boolean } | undefined)?.secret === true;
+    if ((write || secret || (o.authReads && !open)) && !authorized(req)) {
       reply.header('www-authenticate', 'Bearer realm="ebpfnet"');
       return send(reply, 401, {
         code: 'EBPFNET_PERMISSION',
@@ -139,6 +144,10 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     reply.header('etag', etag(s.revision));
     return s;
   });
+
+  const kit: RouteKit = { agent: o.agent, doc, caller, errors };
+  registerLbRoutes(app, kit);
+  registerTraceRoutes(app, kit);
 
   app.get('/v1/openapi.json', { schema: doc('this document') }, async () => openApiDocument(routes));
   await app.ready();

@@ -3,6 +3,7 @@
 // desired state (adopting pinned datapaths), then serves the HTTP API and /metrics until stopped.
 // Stopping it (or kill -9) leaves the pinned datapaths running; `--cleanup` removes them.
 import type { Command } from 'commander';
+import type { Registry } from 'prom-client';
 import { Agent } from '../agent/agent.js';
 import { readConfig, type AgentConfig } from '../agent/config.js';
 import { DEFAULT_STATE_DIR } from '../agent/store.js';
@@ -11,7 +12,9 @@ import { buildApi } from '../api/app.js';
 import { EbpfnetError } from '../errors.js';
 import { onShutdown, requireRoot } from '../loader/index.js';
 import { registerFilterMetrics } from '../metrics/filter.js';
+import { registerLbMetrics } from '../metrics/lb.js';
 import { newRegistry, parseListen } from '../metrics/server.js';
+import { registerTraceStreamMetrics, traceMetrics } from '../metrics/trace.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:9900';
 
@@ -20,6 +23,15 @@ function listenAddress(s: string): { host: string; port: number } {
   const any = /:0$/.test(s.trim());
   const a = parseListen(any ? s.trim().replace(/:0$/, ':1') : s, '--listen');
   return any ? { ...a, port: 0 } : a;
+}
+
+/** The balancer's and the tracer's metrics, read from the agent at scrape time. */
+export function registerAgentLbTraceMetrics(registry: Registry, agent: Agent): void {
+  registerLbMetrics(registry, () => agent.lb.sources());
+  if (!agent.trace.running) return;
+  const m = traceMetrics(registry, agent.trace.syscalls, () => agent.trace.lost());
+  agent.trace.observe((syscall, result) => m.observe(syscall, result));
+  registerTraceStreamMetrics(registry, () => agent.trace.streams());
 }
 
 interface AgentOpts {
@@ -44,6 +56,7 @@ async function runAgent(o: AgentOpts): Promise<void> {
   const registry = newRegistry();
   const agent = Agent.open({ stateDir: o.stateDir, config, auditSink: (line) => process.stdout.write(`audit: ${line}\n`) });
   registerFilterMetrics(registry, () => agent.filterSources());
+  registerAgentLbTraceMetrics(registry, agent);
   const app = await buildApi({ agent, registry, token, bodyLimit: config.api.bodyLimit, authReads: remote });
   try {
     await app.listen({ host, port });
@@ -57,6 +70,7 @@ async function runAgent(o: AgentOpts): Promise<void> {
   const f = agent.filter();
   process.stdout.write(`state: ${o.stateDir} (revision ${f.revision})\n`);
   process.stdout.write(`filter: ${f.interfaces.length ? `${f.interfaces.join(', ')}: ${f.rules.length} rules; default ${f.default}` : 'no interfaces'}\n`);
+  process.stdout.write(`${describeLbTrace(agent)}\n`);
   process.stdout.write(`token: ${source}\n`);
   process.stdout.write(`api: http://${shown}/v1 (metrics: http://${shown}/metrics)\n`);
   process.stdout.write('ready\n');
@@ -68,6 +82,15 @@ async function runAgent(o: AgentOpts): Promise<void> {
       resolve();
     });
   });
+}
+
+function describeLbTrace(agent: Agent): string {
+  const lb = agent.lb.configured ? agent.lb.view() : null;
+  const t = agent.trace;
+  return [
+    `lb: ${lb ? `${lb.cgroup}: ${lb.services.length} service${lb.services.length === 1 ? '' : 's'}` : 'off'}`,
+    `trace: ${t.running ? t.syscalls.join(', ') : 'off'}`,
+  ].join('\n');
 }
 
 export function registerAgent(program: Command): void {

@@ -9,53 +9,13 @@ import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../src/agent/agent.js';
 import { parseConfig } from '../../src/agent/config.js';
-import type { FilterBackend, FilterHandle } from '../../src/agent/filter.js';
 import { loadToken } from '../../src/agent/token.js';
 import { buildApi } from '../../src/api/app.js';
-import { EbpfnetError } from '../../src/errors.js';
-import type { FilterCounters } from '../../src/filter/datapath.js';
-import type { Policy } from '../../src/filter/policy.js';
 import { formatRule } from '../../src/filter/rules.js';
 import { registerFilterMetrics } from '../../src/metrics/filter.js';
+import { fakeKernel } from '../helpers/agent-fakes.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
-const z = () => ({ packets: 0n, bytes: 0n });
-
-/** Pretends to be the kernel: remembers the policy per interface and counts 1 packet per rule. */
-function fakeKernel(opts: { failApply?: () => boolean } = {}) {
-  const pinned = new Map<string, Policy | null>();
-  const applied: string[] = [];
-  const handle = (ifname: string): FilterHandle => ({
-    ifname,
-    attachment: 'xdp native',
-    apply(p) {
-      if (opts.failApply?.()) throw new EbpfnetError('EBPFNET_KERNEL', `update map flt_rules on ${ifname}`, 'EIO');
-      pinned.set(ifname, p);
-      applied.push(ifname);
-    },
-    counters(): FilterCounters {
-      const p = pinned.get(ifname);
-      return {
-        rules: (p?.rules ?? []).map((r, i) => ({ rule: formatRule(r), action: r.action, id: i, packets: 1n, bytes: 100n })),
-        defaultPass: z(), defaultDrop: z(), malformed: z(), nonIp: z(), ndPass: z(), fragments: z(), audit: z(), arpDrop: z(),
-      };
-    },
-    close() {},
-  });
-  const backend: FilterBackend = {
-    pinned: (i) => pinned.has(i),
-    adopt: (i) => handle(i),
-    create(i, p) {
-      if (i === 'nosuch0') throw new EbpfnetError('EBPFNET_NOT_FOUND', `filter ${i}`, 'no such interface');
-      const h = handle(i);
-      h.apply(p);
-      return h;
-    },
-    unload: (i) => void pinned.delete(i),
-  };
-  return { backend, pinned, applied };
-}
-
 describe('agent API (inject)', () => {
   let dir: string;
   let app: FastifyInstance;
