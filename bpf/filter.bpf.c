@@ -26,6 +26,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define NH_AH 51
 #define NH_DSTOPTS 60
 #define NH_MH 135
+#define NH_NONE 59
 #define IS_EXT_HDR(n) ((n) == NH_HOPOPTS || (n) == NH_ROUTING || (n) == NH_DSTOPTS || (n) == NH_FRAGMENT || (n) == NH_AH || (n) == NH_MH)
 
 enum parse_result { P_IP, P_NON_IP, P_ARP, P_MALFORMED };
@@ -50,13 +51,17 @@ static __always_inline int parse_l4(void *data, void *data_end, __u64 off, struc
 	if (off > 1024)
 		return -1;
 	l4 = data + off;
+	/* the headers before it claim more than the packet holds */
+	if ((void *)l4 > data_end)
+		return -1;
 	if (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP || p->proto == IPPROTO_SCTP) {
 		/* all three carry source then destination port in their first four bytes */
 		if ((void *)(l4 + 4) > data_end)
 			return -1;
 		p->dport = ((__u16)l4[2] << 8) | l4[3];
 		p->has_port = 1;
-	} else if (p->proto == IPPROTO_ICMPV6_) {
+	} else if (p->proto == IPPROTO_ICMPV6_ && p->family == FLT_FAMILY_V6) {
+		/* neighbour discovery is IPv6's: protocol 58 over IPv4 is just another protocol */
 		if ((void *)(l4 + 1) > data_end)
 			return -1;
 		p->is_nd = l4[0] >= 133 && l4[0] <= 137;
@@ -91,6 +96,9 @@ static __always_inline enum parse_result parse(void *data, void *data_end, struc
 			return P_MALFORMED;
 		if (ip->ihl < 5 || ip->version != 4)
 			return P_MALFORMED;
+		/* an IPv4 header shorter than its ihl says, also in a non-first fragment */
+		if ((void *)ip + ip->ihl * 4 > data_end)
+			return P_MALFORMED;
 		p->family = FLT_FAMILY_V4;
 		p->proto = ip->protocol;
 		__builtin_memcpy(p->saddr, &ip->saddr, 4);
@@ -108,6 +116,8 @@ static __always_inline enum parse_result parse(void *data, void *data_end, struc
 
 		if ((void *)(ip6 + 1) > data_end)
 			return P_MALFORMED;
+		if (ip6->version != 6)
+			return P_MALFORMED;
 		p->family = FLT_FAMILY_V6;
 		__builtin_memcpy(p->saddr, &ip6->saddr, 16);
 		__builtin_memcpy(p->daddr, &ip6->daddr, 16);
@@ -116,7 +126,7 @@ static __always_inline enum parse_result parse(void *data, void *data_end, struc
 		/* Walk extension headers; a chain longer than FLT_MAX_EXT_HDRS is treated as malformed. */
 #pragma unroll
 		for (int i = 0; i < FLT_MAX_EXT_HDRS; i++) {
-			__u8 *h;
+			__u8 *h, nh;
 
 			if (!IS_EXT_HDR(next))
 				break;
@@ -125,23 +135,29 @@ static __always_inline enum parse_result parse(void *data, void *data_end, struc
 			h = data + off;
 			if ((void *)(h + 8) > data_end)
 				return P_MALFORMED;
+			nh = h[0];
 			if (next == NH_FRAGMENT) {
-				/* offset is the top 13 bits of bytes 2-3; non-zero means a non-first fragment */
-				if ((((__u16)h[2] << 8) | h[3]) & 0xfff8)
+				/* offset is the top 13 bits of bytes 2-3; non-zero means a non-first fragment,
+				 * whose rest is payload, not headers: its next header is the protocol, and
+				 * the walk ends here */
+				if ((((__u16)h[2] << 8) | h[3]) & 0xfff8) {
 					p->nonfirst = 1;
+					p->proto = nh;
+					nh = NH_NONE;
+				}
 				off += 8;
 			} else if (next == NH_AH) {
 				off += ((__u64)h[1] + 2) * 4;
 			} else {
 				off += ((__u64)h[1] + 1) * 8;
 			}
-			next = h[0];
+			next = nh;
 		}
+		if (p->nonfirst)
+			return P_IP;
 		if (IS_EXT_HDR(next))
 			return P_MALFORMED;
 		p->proto = next;
-		if (p->nonfirst)
-			return P_IP;
 		return parse_l4(data, data_end, off, p) ? P_MALFORMED : P_IP;
 	}
 	return proto == ETH_P_ARP ? P_ARP : P_NON_IP;
