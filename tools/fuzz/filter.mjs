@@ -44,7 +44,14 @@ if (args.replay !== undefined) {
     usage('--replay takes the JSON line a run printed');
   }
   if (!r?.policy?.rules || typeof r.packet !== 'string') usage('--replay: the JSON needs policy {rules, default, audit} and packet (hex)');
-  const out = replay(r);
+  let out;
+  try {
+    out = replay(r);
+  } catch (e) {
+    // a policy the grammar refuses, or no root: one line, as the CLI does
+    process.stderr.write(`fuzz: replay: ${/** @type {Error} */ (e).message}\n`);
+    process.exit(/** @type {any} */ (e).code === 'EBPFNET_USAGE' ? 2 : 1);
+  }
   process.stdout.write(`policy: ${r.policy.rules.join('; ')}; default ${r.policy.default}${r.policy.audit ? '; audit' : ''}\n`);
   process.stdout.write(`packet: ${r.packet}\nmodel:  ${out.model}\nxdp:    ${out.kernel.xdp ?? 'refused by the harness'}\ntc:     ${out.kernel.tc ?? 'refused by the harness'}\n`);
   for (const c of out.counters) process.stdout.write(`counter: ${c}\n`);
