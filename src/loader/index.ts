@@ -8,6 +8,7 @@ export { BpfMap, openPinnedMap, mapInfoByFd, sumValues, type UpdateFlag } from '
 export { BpfProgram, type TestRunInput, type TestRunResult } from './program.js';
 export { Link, XdpLink, linkInfo, openPinnedLink, type LinkInfo, type XdpMode } from './link.js';
 export { ObjectSpec, BpfObject, type ProgramSpec, type MapSpec, type LoadOptions } from './object.js';
+export { BpfTable, openPinnedTable } from './table.js';
 export { RingBuffer, type RingStats } from './ringbuf.js';
 export { objectPath, bpfObjectDir, packageDir } from './paths.js';
 export { xdpAttachment, detachXdp, progName, type XdpAttachment } from './xdp.js';
