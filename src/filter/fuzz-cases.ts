@@ -64,6 +64,46 @@ export interface FuzzPolicy {
   texts: string[];
   /** addresses and ports the frames aim at (the policy's own, and a few others) */
   anchors: { 4: bigint[]; 6: bigint[]; ports: number[] };
+  /** how many rules at the end are filler that overflows the IPv4 DIR table's chunk pool */
+  fillers: number;
+}
+
+/** IPv4 prefix lengths at and either side of the DIR-16-8-8 table's level boundaries */
+const DIR_BOUNDARIES = [8, 16, 17, 24, 25, 32];
+
+/**
+ * IPv4 prefixes in the DIR table: a chain nested in one anchor (a subset of /8 ⊃ /16 ⊃ /17 ⊃ /24 ⊃
+ * /25 ⊃ /32), each on a random side with a random action and protocol.
+ */
+function nestedV4(rng: Rng, anchor: bigint): string[] {
+  const out: string[] = [];
+  for (const p of DIR_BOUNDARIES) {
+    if (!rng.chance(0.7)) continue;
+    const cidr = `${formatAddr(4, anchor & mask(4, p))}/${p}`;
+    const side = rng.pick([' from ', ' to ', ' from ', ' to ']);
+    const match = rng.pick(['', '', 'tcp', 'udp', 'icmp', 'tcp/22', 'udp/53']);
+    out.push(`${rng.chance(0.5) ? 'deny' : 'allow'} ${match}${side}${cidr}`);
+  }
+  return out;
+}
+
+/**
+ * Rules enough to overflow the IPv4 DIR chunk pool (FLT_DIR_MIN_CHUNKS, 128 per generation in a
+ * default-sized filter), so the generation falls back to the LPM tries: each names a /25-/32
+ * source and destination in /16s of their own (two chunks each), inside an anchor's /8 so they nest
+ * under the policy's shorter prefixes.
+ */
+function dirOverflow(rng: Rng, anchors: bigint[]): string[] {
+  const used = new Set(anchors.map((a) => Number(a >> 16n)));
+  const host = (): string => {
+    let top: number;
+    do top = (Number(rng.pick(anchors) >> 24n) << 8) | rng.int(256);
+    while (used.has(top));
+    used.add(top);
+    const p = rng.range(25, 32);
+    return `${formatAddr(4, ((BigInt(top) << 16n) | rng.bits(16)) & mask(4, p))}/${p}`;
+  };
+  return Array.from({ length: rng.range(34, 40) }, () => `${rng.chance(0.5) ? 'deny' : 'allow'} ${rng.pick(['', '', 'tcp', 'udp/53'])} from ${host()} to ${host()}`);
 }
 
 /** A random policy: ports, ranges, v4 and v6 prefixes that nest and overlap, both actions and defaults. */
@@ -73,7 +113,7 @@ export function randomPolicy(rng: Rng): FuzzPolicy {
     6: Array.from({ length: 3 }, () => rng.bits(128)),
     ports: [22, 53, 80, 443, 1, 65535, ...Array.from({ length: 3 }, () => rng.range(1, 65535))],
   };
-  const prefixLen = (f: Family): number => (rng.chance(0.6) ? rng.pick(f === 4 ? [0, 8, 16, 24, 32] : [0, 16, 32, 48, 64, 128]) : rng.range(0, BITS[f]));
+  const prefixLen = (f: Family): number => (rng.chance(0.6) ? rng.pick(f === 4 ? [0, ...DIR_BOUNDARIES] : [0, 16, 32, 48, 64, 128]) : rng.range(0, BITS[f]));
   const cidr = (f: Family): string => {
     const p = prefixLen(f);
     return `${formatAddr(f, rng.pick(anchors[f]) & mask(f, p))}/${p}`;
@@ -81,7 +121,18 @@ export function randomPolicy(rng: Rng): FuzzPolicy {
   const n = rng.chance(0.1) ? rng.range(13, 40) : rng.range(1, 12);
   const texts: string[] = [];
   const rules: Rule[] = [];
-  while (rules.length < n) {
+  /** adds a rule given as text, unless the policy has it already (the same rule twice is one rule, as makePolicy does) */
+  const add = (text: string): boolean => {
+    const r = parseRule(text.startsWith('deny ') ? 'deny' : 'allow', text.replace(/^(allow|deny) /, '').trim());
+    const canonical = formatRule(r);
+    if (texts.includes(canonical)) return false;
+    texts.push(canonical);
+    rules.push(r);
+    return true;
+  };
+  if (rng.chance(0.3)) nestedV4(rng, rng.pick(anchors[4])).forEach(add);
+  const core = rules.length + n;
+  while (rules.length < core) {
     const action: Action = rng.chance(0.5) ? 'deny' : 'allow';
     const proto = rng.pick(['tcp', 'udp', 'sctp', 'icmp', 'icmpv6', 'arp', '', '', 'tcp', 'udp'] as const);
     const family: Family = proto === 'icmp' ? 4 : proto === 'icmpv6' ? 6 : rng.chance(0.5) ? 4 : 6;
@@ -96,14 +147,13 @@ export function randomPolicy(rng: Rng): FuzzPolicy {
       if (sides & 1) m += ` from ${cidr(family)}`;
       if (sides & 2) m += ` to ${cidr(family)}`;
     }
-    const r = parseRule(action, m.trim());
-    const text = formatRule(r);
-    if (texts.includes(text)) continue; // the same rule twice is one rule (as makePolicy does)
-    texts.push(text);
-    rules.push(r);
+    add(`${action} ${m}`);
   }
+  // about a third of the policies do not fit the DIR table: their IPv4 classes come from the tries
+  const before = rules.length;
+  if (rng.chance(0.3)) dirOverflow(rng, anchors[4]).forEach(add);
   const policy: Policy = { rules, default: rng.chance(0.5) ? 'deny' : 'allow', audit: rng.chance(0.2) };
-  return { policy, texts, anchors };
+  return { policy, texts, anchors, fillers: rules.length - before };
 }
 
 /** A frame under construction; `bounds` are the offsets where headers start and end. */
@@ -147,7 +197,9 @@ type FragKind = 'none' | 'first' | 'nonfirst';
 
 /** One aimed frame: at a rule of the policy most of the time, at its anchors otherwise. */
 function aimedFrame(rng: Rng, fp: FuzzPolicy): Frame {
-  const rules = fp.policy.rules.filter((r) => r.proto !== 'arp');
+  // most frames aim at the policy's own rules rather than at the DIR overflow filler
+  const all = fp.fillers && rng.chance(0.7) ? fp.policy.rules.slice(0, -fp.fillers) : fp.policy.rules;
+  const rules = all.filter((r) => r.proto !== 'arp');
   const r = rules.length && rng.chance(0.8) ? rng.pick(rules) : null;
   const fam = r ? ruleFamily(r) : 0;
   const family: Family = fam === 4 || fam === 6 ? fam : rng.chance(0.5) ? 4 : 6;

@@ -4,6 +4,7 @@
 // (model.ts), and after every policy's batch the per-rule counters and statistics against what the
 // model says each frame counts. A disagreement becomes a reproducer: seed, policy as rule strings,
 // frame hex; replay() runs one again. Used by tools/fuzz/filter.mjs and the kernel test suite.
+import { FLT_F_DIR4 } from '../gen/filter.js';
 import { XDP, XDP_ACTION_NAMES } from '../loader/index.js';
 import { FilterDatapath, type FilterCounters, type Hook } from './datapath.js';
 import { randomFrame, randomPolicy, Rng, type FrameKind } from './fuzz-cases.js';
@@ -65,6 +66,9 @@ export interface FuzzReport {
   rulesHit: number;
   stats: Record<Stat, number>;
   kinds: Record<FrameKind, number>;
+  /** policies naming IPv4 prefixes, and their IPv4 frames, by where the kernel found the classes:
+   * the DIR-16-8-8 table, or the LPM tries when the policy overflowed it */
+  ipv4Classes: Record<'dir' | 'trie', { policies: number; frames: number }>;
   disagreements: Reproducer[];
 }
 
@@ -151,6 +155,7 @@ export function runFuzz(opts: FuzzOptions): FuzzReport {
     rulesHit: 0,
     stats: Object.fromEntries(STATS.map((s) => [s, 0])) as Record<Stat, number>,
     kinds: { aimed: 0, truncated: 0, mutated: 0, random: 0, arp: 0, non_ip: 0 },
+    ipv4Classes: { dir: { policies: 0, frames: 0 }, trie: { policies: 0, frames: 0 } },
     disagreements: [],
   };
   const found = (r: Reproducer): void => {
@@ -164,8 +169,10 @@ export function runFuzz(opts: FuzzOptions): FuzzReport {
     for (let pi = 0; pi < opts.policies && report.packets < opts.packets; pi++) {
       const fp = randomPolicy(rng);
       const policy = fp.policy;
-      d.apply(policy);
+      const flags = d.apply(policy).flags;
       report.policies++;
+      const v4 = policy.rules.some((r) => r.src?.family === 4 || r.dst?.family === 4) ? report.ipv4Classes[flags & FLT_F_DIR4 ? 'dir' : 'trie'] : null;
+      if (v4) v4.policies++;
       const rp = reproPolicy(policy);
       const before = tallyOf(d.counters());
       const expected = emptyTally(policy.rules.length);
@@ -177,6 +184,7 @@ export function runFuzz(opts: FuzzOptions): FuzzReport {
         const index = report.packets++;
         report.kinds[kind]++;
         report.verdicts[o.action]++;
+        if (v4 && o.parsed.kind === 'ip' && o.parsed.family === 4) v4.frames++;
         if (o.rule !== null) {
           report.ruleDecided++;
           hit.add(o.rule);

@@ -25,6 +25,11 @@ describeKernel('filter differential fuzzer (BPF_PROG_TEST_RUN against the model)
     expect(r.rulesHit).toBeGreaterThan(100);
     for (const s of STATS) expect(r.stats[s], s).toBeGreaterThan(0);
     for (const [k, n] of Object.entries(r.kinds)) expect(n, k).toBeGreaterThan(0);
+    // IPv4 classes through both kernel paths: the DIR table, and the tries when a policy overflows it
+    expect(r.ipv4Classes.dir.policies).toBeGreaterThan(5);
+    expect(r.ipv4Classes.trie.policies).toBeGreaterThan(5);
+    expect(r.ipv4Classes.dir.frames).toBeGreaterThan(1000);
+    expect(r.ipv4Classes.trie.frames).toBeGreaterThan(1000);
     // most frames ran through both hooks (the skb harness refuses only IP frames shorter than their header)
     expect(r.runs).toBeGreaterThan(r.packets * 1.9);
   }, 120_000);

@@ -76,6 +76,10 @@ const report = runFuzz({
 const s = ((performance.now() - t0) / 1000).toFixed(1);
 const k = report.kinds;
 process.stdout.write(`frames: ${k.aimed} aimed, ${k.truncated} truncated, ${k.mutated} mutated, ${k.random} random, ${k.arp} arp, ${k.non_ip} non-ip\n`);
+const c = report.ipv4Classes;
+process.stdout.write(
+  `ipv4 classes: DIR table ${c.dir.policies} policies (${c.dir.frames} IPv4 frames), trie fallback ${c.trie.policies} policies (${c.trie.frames} IPv4 frames)\n`,
+);
 process.stdout.write(`decided: ${report.ruleDecided} by a rule (${report.rulesHit} rules hit), ${Object.entries(report.stats).map(([n, v]) => `${n} ${v}`).join(', ')}\n`);
 process.stdout.write(
   `fuzz: seed ${seed}: ${report.packets} packets fuzzed, ${report.policies} policies, ${report.runs} program runs, ` +
