@@ -43,8 +43,9 @@ struct pkt {
 };
 
 /* Reads the destination port (and for ICMPv6 the type) at l4: 0 when it fits, -1 when the L4
- * header is truncated. */
-static __always_inline int parse_l4(__u8 *l4, void *data_end, struct pkt *p)
+ * header is truncated or l4 itself lies past the end (the headers before it claim more than the
+ * packet holds). v6 is a constant at each call site, so the ICMPv6 branch costs IPv4 nothing. */
+static __always_inline int parse_l4(__u8 *l4, void *data_end, struct pkt *p, __u32 v6)
 {
 	if (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP || p->proto == IPPROTO_SCTP) {
 		/* all three carry source then destination port in their first four bytes */
@@ -52,10 +53,14 @@ static __always_inline int parse_l4(__u8 *l4, void *data_end, struct pkt *p)
 			return -1;
 		p->dport = bpf_ntohs(*(__be16 *)(l4 + 2));
 		p->has_port = 1;
-	} else if (p->proto == IPPROTO_ICMPV6_) {
+	} else if (v6 && p->proto == IPPROTO_ICMPV6_) {
+		/* neighbour discovery is IPv6's: protocol 58 over IPv4 is just another protocol */
 		if ((void *)(l4 + 1) > data_end)
 			return -1;
 		p->is_nd = l4[0] >= 133 && l4[0] <= 137;
+	} else if ((void *)l4 > data_end) {
+		/* the two branches above imply this check; only port-less protocols need it */
+		return -1;
 	}
 	return 0;
 }
@@ -91,15 +96,17 @@ static __always_inline enum parse_result parse(void *data, void *data_end, struc
 		p->proto = ip->protocol;
 		if (ip->frag_off & bpf_htons(0x1fff)) {
 			p->nonfirst = 1;
-			return P_IP;
+			/* a header shorter than its ihl says is malformed in a non-first fragment too
+			 * (for the others parse_l4's bounds check covers it) */
+			return (void *)ip + ip->ihl * 4 > data_end ? P_MALFORMED : P_IP;
 		}
-		return parse_l4((__u8 *)ip + ip->ihl * 4, data_end, p) ? P_MALFORMED : P_IP;
+		return parse_l4((__u8 *)ip + ip->ihl * 4, data_end, p, 0) ? P_MALFORMED : P_IP;
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = data + off;
 		__u8 next;
 
-		if ((void *)(ip6 + 1) > data_end)
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 			return P_MALFORMED;
 		p->l3 = ip6;
 		p->v6 = 1;
@@ -118,9 +125,14 @@ static __always_inline enum parse_result parse(void *data, void *data_end, struc
 			if ((void *)(h + 8) > data_end)
 				return P_MALFORMED;
 			if (next == NH_FRAGMENT) {
-				/* offset is the top 13 bits of bytes 2-3; non-zero means a non-first fragment */
-				if ((((__u16)h[2] << 8) | h[3]) & 0xfff8)
+				/* offset is the top 13 bits of bytes 2-3; non-zero means a non-first fragment,
+				 * whose rest is payload, not headers: its next header is the protocol and the
+				 * walk ends here (before the chain-too-long check) */
+				if ((((__u16)h[2] << 8) | h[3]) & 0xfff8) {
 					p->nonfirst = 1;
+					p->proto = h[0];
+					return P_IP;
+				}
 				off += 8;
 			} else if (next == NH_AH) {
 				off += ((__u64)h[1] + 2) * 4;
@@ -132,11 +144,9 @@ static __always_inline enum parse_result parse(void *data, void *data_end, struc
 		if (IS_EXT_HDR(next))
 			return P_MALFORMED;
 		p->proto = next;
-		if (p->nonfirst)
-			return P_IP;
 		if (off > 1024)
 			return P_MALFORMED;
-		return parse_l4(data + off, data_end, p) ? P_MALFORMED : P_IP;
+		return parse_l4(data + off, data_end, p, 1) ? P_MALFORMED : P_IP;
 	}
 	return proto == bpf_htons(ETH_P_ARP) ? P_ARP : P_NON_IP;
 }

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { EbpfnetError } from '../errors.js';
+import { EbpfnetError, shownValue } from '../errors.js';
 import type { Action } from '../filter/rules.js';
 import { parseRule, formatMatch } from '../filter/rules.js';
 import { parseServiceList } from '../lb/file.js';
@@ -81,7 +81,11 @@ export function parseConfig(text: string, file = 'config'): AgentConfig {
   if (raw.api !== undefined) {
     if (!isObj(raw.api)) throw bad(file, 'api is not a mapping');
     only(file, 'api', raw.api, ['listen', 'token', 'bodyLimit']);
-    if (raw.api.listen !== undefined) api.listen = String(raw.api.listen);
+    if (raw.api.listen !== undefined) {
+      // a port number or an [ADDR:]PORT string; anything else would become '[object Object]'
+      if (typeof raw.api.listen !== 'string' && typeof raw.api.listen !== 'number') throw bad(file, 'api.listen must be [ADDR:]PORT, e.g. 127.0.0.1:9900');
+      api.listen = String(raw.api.listen);
+    }
     if (raw.api.token !== undefined) {
       if (typeof raw.api.token !== 'string' || raw.api.token.length < 16) throw bad(file, 'api.token must be a string of at least 16 characters');
       api.token = raw.api.token;
@@ -101,11 +105,13 @@ export function parseConfig(text: string, file = 'config'): AgentConfig {
     const rules = f.rules ?? [];
     if (!Array.isArray(rules) || !rules.every((r) => typeof r === 'string')) throw bad(file, "filter.rules must be a list of 'deny RULE' / 'allow RULE' strings");
     const def = f.default ?? 'allow';
-    if (def !== 'allow' && def !== 'deny') throw bad(file, `filter.default '${String(def)}' is not allow or deny`);
+    if (def !== 'allow' && def !== 'deny') throw bad(file, `filter.default '${shownValue(def)}' is not allow or deny`);
     const hook = f.hook ?? 'xdp';
-    if (hook !== 'xdp' && hook !== 'tc') throw bad(file, `filter.hook '${String(hook)}' is not xdp or tc`);
+    if (hook !== 'xdp' && hook !== 'tc') throw bad(file, `filter.hook '${shownValue(hook)}' is not xdp or tc`);
     const mode = f.mode ?? 'auto';
-    if (mode !== 'native' && mode !== 'generic' && mode !== 'auto') throw bad(file, `filter.mode '${String(mode)}' is not native, generic or auto`);
+    if (mode !== 'native' && mode !== 'generic' && mode !== 'auto') throw bad(file, `filter.mode '${shownValue(mode)}' is not native, generic or auto`);
+    // YAML 1.2 reads `audit: yes` as the string "yes": refuse it rather than run without audit
+    if (f.audit !== undefined && f.audit !== null && typeof f.audit !== 'boolean') throw bad(file, `filter.audit '${shownValue(f.audit)}' is not true or false`);
     const maxRules = f.maxRules ?? DEFAULT_MAX_RULES;
     if (!Number.isInteger(maxRules) || (maxRules as number) < 1 || (maxRules as number) > 1 << 20) throw bad(file, 'filter.maxRules must be an integer from 1 to 1048576');
     filter = {

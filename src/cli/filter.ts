@@ -13,7 +13,7 @@ import { defaultRouteInterface, detachXdp, ifindex, onShutdown, requireRoot, xdp
 import { registerFilterMetrics, filterRows } from '../metrics/filter.js';
 import { newRegistry, serveMetrics, parseListen } from '../metrics/server.js';
 import { AgentClient, filterThroughAgent, refuseLocalFlags, statusThroughAgent, withAgentOptions, type AgentOptions } from './agent-client.js';
-import { table } from './present.js';
+import { handleError, table } from './present.js';
 
 interface PolicyOpts {
   deny: string[];
@@ -327,7 +327,14 @@ export function registerFilter(program: Command): void {
     const names = FilterDatapath.pinned();
     if (!names.length) process.stdout.write('no pinned filters\n');
     for (const i of names) {
-      const d = FilterDatapath.adopt(i);
+      let d: FilterDatapath;
+      try {
+        d = FilterDatapath.adopt(i);
+      } catch (e) {
+        // one pin this build cannot open (e.g. another version's tables): say so, show the others
+        handleError(e);
+        continue;
+      }
       try {
         process.stdout.write(`${i}: ${d.hook === 'tc' ? 'tc ingress' : `xdp ${d.mode}`}: ${d.currentPolicy ? describe(d.currentPolicy) : 'policy unknown'}\n`);
         process.stdout.write(`${totals([d])}\n`);

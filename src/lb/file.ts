@@ -42,7 +42,7 @@ function backendOf(x: unknown, op: string, where: string): BackendSpec {
   return at(op, where, () => {
     const b = parseBackend(x.address as string, op);
     if (x.weight !== undefined) b.weight = parseWeight(x.weight as number, op, `backend ${x.address}`);
-    if (x.state !== undefined) b.state = parseState(String(x.state), op, `backend ${x.address}`);
+    if (x.state !== undefined) b.state = parseState(x.state as string, op, `backend ${x.address}`);
     return b;
   });
 }
@@ -85,7 +85,12 @@ function parseText(text: string, op: string): unknown {
     throw usage(op, `${line ? `line ${line.line}: ` : ''}${what}`, 'the file is YAML or JSON: see ebpfnet lb apply --help');
   }
   if (doc.contents && !isMap(doc.contents) && !isSeq(doc.contents)) throw usage(op, 'expected a map with services: [...] or a list of services');
-  return doc.toJS() as unknown;
+  try {
+    return doc.toJS() as unknown;
+  } catch (e) {
+    // an alias without its anchor, or one expanded too often (a "billion laughs" file), shows only here
+    throw usage(op, (e as Error).message.split('\n')[0].toLowerCase(), 'the file is YAML or JSON: see ebpfnet lb apply --help');
+  }
 }
 
 /** Parses the file's text into the complete set of services. `name` is for messages. */
