@@ -13,7 +13,7 @@ import { formatMatch, parseRule, type Action } from '../filter/rules.js';
 import type { FilterSource } from '../metrics/filter.js';
 import { DEFAULT_MAX_RULES, sectionHash, type AgentConfig, type AttachMode } from './config.js';
 import { kernelFilters, type FilterBackend, type FilterHandle } from './filter.js';
-import { auditPath, ensureDir, readJson, statePath, writeAtomic } from './store.js';
+import { auditPath, ensureDir, readJson, removeStaleTemps, statePath, writeAtomic } from './store.js';
 
 export interface RuleView {
   id: number;
@@ -106,6 +106,7 @@ export class Agent {
    */
   static open(opts: AgentOptions): Agent {
     ensureDir(opts.stateDir);
+    removeStaleTemps(opts.stateDir);
     const saved = readJson<DesiredState>(statePath(opts.stateDir));
     if (saved && saved.version !== 1) throw new EbpfnetError('EBPFNET_USAGE', `read ${statePath(opts.stateDir)}`, `state version ${String(saved.version)} is not 1`, { hint: 'this agent is older than the one that wrote it' });
     const state: DesiredState = saved ?? { version: 1, filter: { revision: 0, nextId: 1, configHash: null, spec: emptySpec() } };

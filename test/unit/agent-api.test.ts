@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The agent and its HTTP API through inject(): no port, no root. An in-memory filter backend
 // stands in for the kernel, so these tests pin down validation, auth, revisions and persistence.
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -249,7 +250,12 @@ describe('agent API (inject)', () => {
     await app.close();
     agent.close();
     kernel.pinned.clear(); // as after a reboot: nothing pinned, the state file alone restores it
+    // a writer killed between write and rename left its temporary file; a live one's stays
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    writeFileSync(join(dir, `state.json.tmp-${dead}`), '{"half":');
+    writeFileSync(join(dir, `state.json.tmp-${process.ppid}`), '{}');
     await start();
+    expect(readdirSync(dir).filter((f) => f.includes('.tmp-'))).toEqual([`state.json.tmp-${process.ppid}`]);
     expect((await app.inject('/v1/filter')).json()).toEqual(before);
     expect(kernel.pinned.get('eth9')!.rules.map(formatRule)).toEqual(['deny tcp/22', 'deny icmp']);
   });
