@@ -12,7 +12,8 @@
 //                 went down between two scrapes; the always-denied flow's counter grew
 //
 //   node tools/soak/agent-soak.mjs [--minutes 10] [--writers 16] [--pace 50] [--sample 5] [--warmup 60]
-//   node tools/soak/agent-soak.mjs --big       100,000 rules at start: the agent's RSS (goal < 200 MB)
+//   node tools/soak/agent-soak.mjs --big [--rules 100000] [--shape mixed|combined]
+//                                              rules at start: the agent's RSS (goal < 200 MB)
 // --pace is each writer's pause between two writes, in ms (the box is shared; 0 is flat out).
 // Needs root and a build (npx tsc -p .; node tools/build-bpf.mjs). Exit 0 when every verdict holds,
 // 1 when one fails, 2 when it could not run. Removes everything it made on every way out.
@@ -20,7 +21,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Harness, HarnessError, options, parseMetrics, processUse, prng, request, run, sleep } from '../lib/harness.mjs';
 
-const o = options({ minutes: 10, writers: 16, pace: 50, sample: 5, warmup: 60, row: 30, seed: 1, big: false, rules: 100_000 });
+const o = options({ minutes: 10, writers: 16, pace: 50, sample: 5, warmup: 60, row: 30, seed: 1, big: false, rules: 100_000, shape: 'mixed' });
 const h = new Harness();
 
 /** The traffic: UDP to port 9 (denied by every policy) and to port 10 (allowed), about 1,000 packets/s each. */
@@ -182,8 +183,12 @@ async function big() {
   const stateDir = join(dir, 'state');
   h.agentCleanupOnExit(stateDir, [v.host]);
   const n = Number(o.rules);
-  // distinct rules: port i mod 60000 with source 10.a.b.0/24 from i mod 65536 never repeat below 3.9 million
-  const rules = Array.from({ length: n }, (_, i) => `"deny udp/${(i % 60000) + 1} from 10.${(i >> 8) & 255}.${i & 255}.0/24"`);
+  // mixed (default): up to 60,000 port rules, the rest a blocklist of /32 sources; combined: every
+  // rule a port AND a source (udp/P from 10.a.b.0/24), whose compile time grows with the square of n
+  const ports = Math.min(60_000, Math.floor(n * 0.6));
+  const rules = Array.from({ length: n }, (_, i) =>
+    o.shape === 'combined' ? `"deny udp/${(i % 60000) + 1} from 10.${(i >> 8) & 255}.${i & 255}.0/24"` : i < ports ? `"deny udp/${i + 1}"` : `"deny from 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32"`,
+  );
   writeFileSync(join(dir, 'config.yaml'), `api:\n  bodyLimit: 67108864\nfilter:\n  interfaces: [${v.host}]\n  maxRules: ${Math.max(16384, n)}\n  rules: [${rules.join(', ')}]\n  default: allow\n`);
   const t0 = performance.now();
   const a = await h.agent({ config: join(dir, 'config.yaml'), stateDir, timeoutMs: 600_000 });
@@ -193,7 +198,7 @@ async function big() {
     const hwm = Number(/^VmHWM:\s+(\d+)/m.exec(readFileSync(`/proc/${a.pid}/status`, 'utf8'))?.[1] ?? NaN);
     return `RSS ${mb(u.rssKb)} MB (peak ${mb(hwm)} MB), ${u.fds} fds`;
   };
-  console.log(`big: ${n} rules on ${v.host}: agent ready in ${startS.toFixed(1)} s; ${use()}`);
+  console.log(`big: ${n} rules (${o.shape}) on ${v.host}: agent ready in ${startS.toFixed(1)} s; ${use()}`);
   const g = await request(`${a.url}/v1/filter`, 'GET');
   if (g.status !== 200 || JSON.parse(g.body).rules.length !== n) throw new HarnessError(`GET /v1/filter: ${g.status}, ${g.body.slice(0, 100)}`);
   console.log(`big: GET /v1/filter (${(g.body.length / 1e6).toFixed(1)} MB) in ${g.ms.toFixed(0)} ms; ${use()}`);
