@@ -15,7 +15,7 @@ import { DEFAULT_MAX_RULES, sectionHash, type AgentConfig, type AttachMode } fro
 import { kernelFilters, type FilterBackend, type FilterHandle } from './filter.js';
 import { AgentLb, kernelLb, type LbBackend, type LbState } from './lb.js';
 import { checkIfMatch } from './revision.js';
-import { auditPath, ensureDir, readJson, statePath, writeAtomic } from './store.js';
+import { auditPath, ensureDir, readJson, removeStaleTemps, statePath, writeAtomic } from './store.js';
 import { AgentTrace, kernelTracer, type TraceBackend } from './trace.js';
 
 export interface RuleView {
@@ -109,6 +109,7 @@ export class Agent {
    */
   static open(opts: AgentOptions): Agent {
     ensureDir(opts.stateDir);
+    removeStaleTemps(opts.stateDir);
     const saved = readJson<DesiredState>(statePath(opts.stateDir));
     if (saved && saved.version !== 1) throw new EbpfnetError('EBPFNET_USAGE', `read ${statePath(opts.stateDir)}`, `state version ${String(saved.version)} is not 1`, { hint: 'this agent is older than the one that wrote it' });
     const state: DesiredState = saved ?? { version: 1, filter: { revision: 0, nextId: 1, configHash: null, spec: emptySpec() } };
@@ -275,12 +276,14 @@ export class Agent {
   /** Kernel first, then the file: a change that fails leaves both as they were. */
   private commit(spec: FilterSpec, nextId: number, caller: Caller, op: string, what: string): void {
     const before = this.state.filter.spec;
-    const policy = toPolicy(spec);
+    const touched = new Set<string>();
     try {
-      this.reconcile(spec, policy);
+      this.reconcile(spec, toPolicy(spec), touched);
     } catch (e) {
       try {
-        this.reconcile(before, toPolicy(before));
+        // only the filters that took the new policy go back: the others never changed, and
+        // re-applying to them would flip their generation for nothing
+        this.reconcile(before, toPolicy(before), new Set(), touched);
       } catch (e2) {
         process.stderr.write(`ebpfnet agent: restoring the previous filter after a failed change: ${(e2 as Error).message}\n`);
       }
@@ -292,15 +295,29 @@ export class Agent {
     this.audit(caller, op, what);
   }
 
-  private reconcile(spec: FilterSpec, policy: Policy): void {
+  /**
+   * Makes the kernel match `spec`. Interfaces without a filter come first, so a change naming an
+   * interface that cannot take one (gone, a typo) fails before any running filter is touched.
+   * `touched` collects the interfaces whose policy changed; `only`, when given, limits the
+   * re-applying of running filters to those interfaces.
+   */
+  private reconcile(spec: FilterSpec, policy: Policy, touched: Set<string> = new Set(), only?: Set<string>): void {
     for (const i of spec.interfaces) {
-      const h = this.handles.get(i);
-      if (h) h.apply(policy);
-      else if (this.filters.pinned(i)) {
+      if (this.handles.has(i)) continue;
+      if (this.filters.pinned(i)) {
         const a = this.filters.adopt(i);
         this.handles.set(i, a);
+        touched.add(i);
         a.apply(policy);
-      } else this.handles.set(i, this.filters.create(i, policy, { hook: spec.hook, mode: spec.mode, maxRules: spec.maxRules }));
+      } else {
+        this.handles.set(i, this.filters.create(i, policy, { hook: spec.hook, mode: spec.mode, maxRules: spec.maxRules }));
+        touched.add(i);
+      }
+    }
+    for (const i of spec.interfaces) {
+      if (touched.has(i) || (only && !only.has(i))) continue;
+      touched.add(i);
+      this.handles.get(i)!.apply(policy);
     }
     for (const [i, h] of [...this.handles]) {
       if (spec.interfaces.includes(i)) continue;

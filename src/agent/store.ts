@@ -2,7 +2,7 @@
 // Durable files in the agent's state directory. A write goes to a temporary file, is fsynced, then
 // renamed over the old one and the directory fsynced: after a crash or a power cut a reader finds
 // the old file or the new one, never half of one.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { EbpfnetError } from '../errors.js';
 
@@ -39,6 +39,30 @@ export function writeAtomic(file: string, data: string, mode = 0o600): void {
   } finally {
     closeSync(dfd);
   }
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * Removes the temporary files of writers that died between writing and renaming (a `kill -9` in
+ * that window leaves `NAME.tmp-PID`); a live process's file is left alone. Returns what went.
+ */
+export function removeStaleTemps(dir: string): string[] {
+  const gone: string[] = [];
+  for (const f of readdirSync(dir)) {
+    const m = /\.tmp-(\d+)$/.exec(f);
+    if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
+    rmSync(join(dir, f), { force: true });
+    gone.push(f);
+  }
+  return gone;
 }
 
 export function readJson<T>(file: string): T | null {
