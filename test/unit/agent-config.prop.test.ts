@@ -31,8 +31,28 @@ const validConfig = fc.record(
       },
       { requiredKeys: [] },
     ),
-    // kept as given; through JSON so -0 (which JSON writes as 0) does not count as a difference
-    lb: fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.parse(JSON.stringify(v)) as unknown)),
+    lb: fc.record(
+      {
+        cgroup: fc.constantFrom('system.slice/app.service', '/sys/fs/cgroup/ebpfnet-x', 'a'),
+        services: fc.uniqueArray(
+          // backends of the service's own family (a socket cannot change family at connect())
+          fc.oneof(
+            fc.record({
+              service: fc.constantFrom('10.96.0.10:80/tcp', '10.96.0.11:53/udp'),
+              affinity: fc.integer({ min: 0, max: 86400 }),
+              backends: fc.uniqueArray(fc.constantFrom('10.244.1.5:8080', '10.244.2.7:8080,weight=2', '10.244.3.9:8080,weight=7,state=draining'), { maxLength: 3 }),
+            }),
+            fc.record({
+              service: fc.constant('[fd00::1]:443/tcp'),
+              affinity: fc.integer({ min: 0, max: 86400 }),
+              backends: fc.uniqueArray(fc.constantFrom('[fd00::5]:80,state=draining', '[fd00::6]:8443,weight=3'), { maxLength: 2 }),
+            }),
+          ),
+          { maxLength: 3, selector: (s) => s.service },
+        ),
+      },
+      { requiredKeys: [] },
+    ),
   },
   { requiredKeys: [] },
 );
@@ -41,7 +61,14 @@ const validConfig = fc.record(
 const asFile = (c: AgentConfig): Record<string, unknown> => ({
   api: c.api,
   ...(c.filter ? { filter: { ...c.filter, rules: c.filter.rules.map((r) => `${r.action} ${r.match}`) } } : {}),
-  ...(c.lb ? { lb: c.lb } : {}),
+  ...(c.lb
+    ? {
+        lb: {
+          ...(c.lb.cgroup === null ? {} : { cgroup: c.lb.cgroup }),
+          services: c.lb.services.map((v) => ({ service: v.name, affinity: v.affinity, backends: v.backends.map((b) => `${b.name},weight=${b.weight},state=${b.state}`) })),
+        },
+      }
+    : {}),
   ...(c.trace ? { trace: c.trace } : {}),
 });
 
