@@ -30,36 +30,37 @@ char LICENSE[] SEC("license") = "GPL";
 
 enum parse_result { P_IP, P_NON_IP, P_ARP, P_MALFORMED };
 
+/* What the decision needs from the headers. Only scalars and a packet pointer, so the compiler keeps
+ * it in registers: the addresses are read from the IP header (l3) only when an address rule exists. */
 struct pkt {
-	__u8 family;
-	__u8 proto;
-	__u8 has_port;	/* a first fragment (or whole packet) of TCP/UDP/SCTP */
-	__u8 nonfirst;	/* a non-first fragment: only address and protocol rules apply */
-	__u8 is_nd;	/* ICMPv6 neighbour discovery or router solicitation/advertisement */
-	__u16 dport;	/* host order */
-	__u8 saddr[16];
-	__u8 daddr[16];
+	void *l3;	/* the IPv4 or IPv6 header, bounds-checked for its fixed part */
+	__u32 v6;	/* IPv6 rather than IPv4 */
+	__u32 proto;
+	__u32 has_port;	/* a first fragment (or whole packet) of TCP/UDP/SCTP */
+	__u32 nonfirst;	/* a non-first fragment: only address and protocol rules apply */
+	__u32 is_nd;	/* ICMPv6 neighbour discovery or router solicitation/advertisement */
+	__u32 dport;	/* host order */
 };
 
-/* Reads the destination port (and for ICMPv6 the type) at offset off: 0 when it fits, -1 when the
- * L4 header is truncated. */
-static __always_inline int parse_l4(void *data, void *data_end, __u64 off, struct pkt *p)
+/* Reads the destination port (and for ICMPv6 the type) at l4: 0 when it fits, -1 when the L4
+ * header is truncated or l4 itself lies past the end (the headers before it claim more than the
+ * packet holds). v6 is a constant at each call site, so the ICMPv6 branch costs IPv4 nothing. */
+static __always_inline int parse_l4(__u8 *l4, void *data_end, struct pkt *p, __u32 v6)
 {
-	__u8 *l4;
-
-	if (off > 1024)
-		return -1;
-	l4 = data + off;
 	if (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP || p->proto == IPPROTO_SCTP) {
 		/* all three carry source then destination port in their first four bytes */
 		if ((void *)(l4 + 4) > data_end)
 			return -1;
-		p->dport = ((__u16)l4[2] << 8) | l4[3];
+		p->dport = bpf_ntohs(*(__be16 *)(l4 + 2));
 		p->has_port = 1;
-	} else if (p->proto == IPPROTO_ICMPV6_) {
+	} else if (v6 && p->proto == IPPROTO_ICMPV6_) {
+		/* neighbour discovery is IPv6's: protocol 58 over IPv4 is just another protocol */
 		if ((void *)(l4 + 1) > data_end)
 			return -1;
 		p->is_nd = l4[0] >= 133 && l4[0] <= 137;
+	} else if ((void *)l4 > data_end) {
+		/* the two branches above imply this check; only port-less protocols need it */
+		return -1;
 	}
 	return 0;
 }
@@ -68,49 +69,47 @@ static __always_inline enum parse_result parse(void *data, void *data_end, struc
 {
 	struct ethhdr *eth = data;
 	__u64 off = sizeof(*eth);
-	__u16 proto;
+	__be16 proto;
 
 	if ((void *)(eth + 1) > data_end)
 		return P_MALFORMED;
-	proto = bpf_ntohs(eth->h_proto);
+	proto = eth->h_proto;
 	/* up to two VLAN tags: 802.1ad outer, 802.1Q inner */
 #pragma unroll
 	for (int i = 0; i < 2; i++) {
-		if (proto != ETH_P_8021Q && proto != ETH_P_8021AD)
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
 			break;
 		__be16 *tag = data + off;
 		if ((void *)(tag + 2) > data_end)
 			return P_MALFORMED;
-		proto = bpf_ntohs(tag[1]);
+		proto = tag[1];
 		off += 4;
 	}
-	if (proto == ETH_P_IP) {
+	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = data + off;
 
 		if ((void *)(ip + 1) > data_end)
 			return P_MALFORMED;
 		if (ip->ihl < 5 || ip->version != 4)
 			return P_MALFORMED;
-		p->family = FLT_FAMILY_V4;
+		p->l3 = ip;
 		p->proto = ip->protocol;
-		__builtin_memcpy(p->saddr, &ip->saddr, 4);
-		__builtin_memcpy(p->daddr, &ip->daddr, 4);
-		if (bpf_ntohs(ip->frag_off) & 0x1fff) {
+		if (ip->frag_off & bpf_htons(0x1fff)) {
 			p->nonfirst = 1;
-			return P_IP;
+			/* a header shorter than its ihl says is malformed in a non-first fragment too
+			 * (for the others parse_l4's bounds check covers it) */
+			return (void *)ip + ip->ihl * 4 > data_end ? P_MALFORMED : P_IP;
 		}
-		off += ip->ihl * 4;
-		return parse_l4(data, data_end, off, p) ? P_MALFORMED : P_IP;
+		return parse_l4((__u8 *)ip + ip->ihl * 4, data_end, p, 0) ? P_MALFORMED : P_IP;
 	}
-	if (proto == ETH_P_IPV6) {
+	if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = data + off;
 		__u8 next;
 
-		if ((void *)(ip6 + 1) > data_end)
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 			return P_MALFORMED;
-		p->family = FLT_FAMILY_V6;
-		__builtin_memcpy(p->saddr, &ip6->saddr, 16);
-		__builtin_memcpy(p->daddr, &ip6->daddr, 16);
+		p->l3 = ip6;
+		p->v6 = 1;
 		next = ip6->nexthdr;
 		off += sizeof(*ip6);
 		/* Walk extension headers; a chain longer than FLT_MAX_EXT_HDRS is treated as malformed. */
@@ -126,9 +125,14 @@ static __always_inline enum parse_result parse(void *data, void *data_end, struc
 			if ((void *)(h + 8) > data_end)
 				return P_MALFORMED;
 			if (next == NH_FRAGMENT) {
-				/* offset is the top 13 bits of bytes 2-3; non-zero means a non-first fragment */
-				if ((((__u16)h[2] << 8) | h[3]) & 0xfff8)
+				/* offset is the top 13 bits of bytes 2-3; non-zero means a non-first fragment,
+				 * whose rest is payload, not headers: its next header is the protocol and the
+				 * walk ends here (before the chain-too-long check) */
+				if ((((__u16)h[2] << 8) | h[3]) & 0xfff8) {
 					p->nonfirst = 1;
+					p->proto = h[0];
+					return P_IP;
+				}
 				off += 8;
 			} else if (next == NH_AH) {
 				off += ((__u64)h[1] + 2) * 4;
@@ -140,11 +144,11 @@ static __always_inline enum parse_result parse(void *data, void *data_end, struc
 		if (IS_EXT_HDR(next))
 			return P_MALFORMED;
 		p->proto = next;
-		if (p->nonfirst)
-			return P_IP;
-		return parse_l4(data, data_end, off, p) ? P_MALFORMED : P_IP;
+		if (off > 1024)
+			return P_MALFORMED;
+		return parse_l4(data + off, data_end, p, 1) ? P_MALFORMED : P_IP;
 	}
-	return proto == ETH_P_ARP ? P_ARP : P_NON_IP;
+	return proto == bpf_htons(ETH_P_ARP) ? P_ARP : P_NON_IP;
 }
 
 static __always_inline void count(void *map, __u32 idx, __u64 bytes)
@@ -157,53 +161,150 @@ static __always_inline void count(void *map, __u32 idx, __u64 bytes)
 	}
 }
 
-/* An address's class: the longest prefix some rule names (LPM trie). */
-static __always_inline struct flt_class *class_of(void *trie, __u32 gen, struct pkt *p, __u8 *addr)
+/* An IPv4 address's class from the DIR-16-8-8 table: the top 16 bits index flt_dir, whose entry is
+ * the class or a chunk for the next 8 bits, whose entry is the class or a chunk for the last 8.
+ * Array reads only (the JIT inlines them), so the cost does not depend on the number of prefixes. */
+static __always_inline struct flt_class *dir_class(__u32 gen, __u32 side, __be32 addr)
+{
+	__u32 a = bpf_ntohl(addr);
+	__u32 e = flt_dir[(((gen << 1) | side) << 16) | (a >> 16)], i;
+	__u32 *ce;
+
+	if (e & FLT_DIR_CHUNK) {
+		i = ((e & ~FLT_DIR_CHUNK) << 8) | ((a >> 8) & 0xff);
+		ce = bpf_map_lookup_elem(&flt_chunks, &i);
+		if (!ce)
+			return NULL;
+		e = *ce;
+		if (e & FLT_DIR_CHUNK) {
+			i = ((e & ~FLT_DIR_CHUNK) << 8) | (a & 0xff);
+			ce = bpf_map_lookup_elem(&flt_chunks, &i);
+			if (!ce)
+				return NULL;
+			e = *ce;
+		}
+	}
+	if (!e)
+		return NULL;
+	return bpf_map_lookup_elem(&flt_classes, &e);
+}
+
+/* An address's class from the LPM trie (IPv6, or IPv4 when the generation does not use the DIR
+ * table): the longest prefix some rule names. */
+static __always_inline struct flt_class *trie_class(void *trie, __u32 gen, __u32 v6, void *addr)
 {
 	struct flt_lpm_key k = {
-		.prefixlen = 64 + (p->family == FLT_FAMILY_V6 ? 128 : 32),
+		.prefixlen = 64 + (v6 ? 128 : 32),
 		.gen = bpf_htonl(gen),
-		.family = p->family,
+		.family = v6 ? FLT_FAMILY_V6 : FLT_FAMILY_V4,
 	};
 
-	__builtin_memcpy(k.addr, addr, 16);
+	__builtin_memcpy(k.addr, addr, v6 ? 16 : 4);
 	return bpf_map_lookup_elem(trie, &k);
 }
 
-/* An address-only group's winner travels with the class: take it if its rank is higher. */
-static __always_inline void class_winner(struct flt_class *c, __u32 *rule, __u32 *action, __u32 *rank)
+/* The winner so far; a candidate replaces it if its rank is higher. */
+struct winner {
+	__u32 rule, action, rank;
+};
+
+static __always_inline void take(struct winner *w, __u32 rule, __u32 action, __u32 rank)
 {
-	if (c->rank > *rank) {
-		*rule = c->rule;
-		*action = c->action;
-		*rank = c->rank;
+	if (rank > w->rank) {
+		w->rule = rule;
+		w->action = action;
+		w->rank = rank;
 	}
 }
 
-/* One address group's winner for this key; it replaces the current one if its rank is higher. */
-static __always_inline void group_winner(struct flt_rule_key *rk, __u32 *rule, __u32 *action, __u32 *rank)
+/* One address group's winner: the decision hash, keyed by the group's classes, port class and
+ * protocol (or FLT_PROTO_ANY when the group names the protocol nowhere). */
+static __always_inline void group_winner(__u32 gen, __u32 v6, __u32 group, __u32 src, __u32 dst, __u32 pclass, __u32 proto,
+					 struct winner *w)
 {
-	struct flt_verdict *v = bpf_map_lookup_elem(&flt_rules, rk);
+	struct flt_rule_key rk = {
+		.gen = gen, .src = src, .dst = dst, .pclass = pclass, .proto = proto,
+		.family = v6 ? FLT_FAMILY_V6 : FLT_FAMILY_V4, .group = group,
+	};
+	struct flt_verdict *v = bpf_map_lookup_elem(&flt_rules, &rk);
 
-	if (v && v->rank > *rank) {
-		*rule = v->rule;
-		*action = v->action;
-		*rank = v->rank;
+	if (v)
+		take(w, v->rule, v->action, v->rank);
+}
+
+/* Rules naming addresses, by group, given the packet's source and destination classes: each
+ * group's winner is one lookup (none when the group names only addresses: its winner rides in the
+ * class), and the highest rank among the groups decides. No table holds address classes times port
+ * classes of another group, so the tables grow with the rules, not with their product. */
+static __always_inline void address_groups(struct flt_class *scv, struct flt_class *dcv, __u32 gen, __u32 flags, __u32 v6,
+					   __u32 proto, __u32 named, struct flt_port_val *pval, struct winner *w)
+{
+	__u32 sc = scv ? scv->cls : 0, dc = dcv ? dcv->cls : 0;
+
+	if (scv && (flags & (v6 ? FLT_F_S6 : FLT_F_S4))) {
+		if (flags & (v6 ? FLT_F_SA6 : FLT_F_SA4))
+			take(w, scv->rule, scv->action, scv->rank);
+		else
+			group_winner(gen, v6, FLT_G_S, sc, 0, pval ? pval->pc_s : 0, named & FLT_N_S ? proto : FLT_PROTO_ANY, w);
 	}
+	if (dcv && (flags & (v6 ? FLT_F_D6 : FLT_F_D4))) {
+		if (flags & (v6 ? FLT_F_DA6 : FLT_F_DA4))
+			take(w, dcv->rule, dcv->action, dcv->rank);
+		else
+			group_winner(gen, v6, FLT_G_D, 0, dc, pval ? pval->pc_d : 0, named & FLT_N_D ? proto : FLT_PROTO_ANY, w);
+	}
+	if (sc && dc && (flags & (v6 ? FLT_F_SD6 : FLT_F_SD4)))
+		group_winner(gen, v6, FLT_G_SD, sc, dc, pval ? pval->pc_sd : 0, named & FLT_N_SD ? proto : FLT_PROTO_ANY, w);
+}
+
+/* The packet's source and destination classes (those some group needs), then the groups. The
+ * addresses are read from the IP header here, only when some rule names an address. */
+static __always_inline void address_rules(struct pkt *p, void *data_end, __u32 gen, __u32 flags, __u32 named,
+					  struct flt_port_val *pval, struct winner *w)
+{
+	struct flt_class *scv = NULL, *dcv = NULL;
+	__u32 v6 = p->v6;
+	__u32 want_s = flags & (v6 ? FLT_F_S6 | FLT_F_SD6 : FLT_F_S4 | FLT_F_SD4);
+	__u32 want_d = flags & (v6 ? FLT_F_D6 | FLT_F_SD6 : FLT_F_D4 | FLT_F_SD4);
+
+	if (v6) {
+		struct ipv6hdr *ip6 = p->l3;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return;
+		if (want_s)
+			scv = trie_class(&flt_src, gen, 1, &ip6->saddr);
+		if (want_d)
+			dcv = trie_class(&flt_dst, gen, 1, &ip6->daddr);
+	} else {
+		struct iphdr *ip = p->l3;
+
+		if ((void *)(ip + 1) > data_end)
+			return;
+		if (flags & FLT_F_DIR4) {
+			if (want_s)
+				scv = dir_class(gen, 0, ip->saddr);
+			if (want_d)
+				dcv = dir_class(gen, 1, ip->daddr);
+		} else {
+			if (want_s)
+				scv = trie_class(&flt_src, gen, 0, &ip->saddr);
+			if (want_d)
+				dcv = trie_class(&flt_dst, gen, 0, &ip->daddr);
+		}
+	}
+	address_groups(scv, dcv, gen, flags, v6, p->proto, named, pval, w);
 }
 
 /* FLT_ALLOW or FLT_DENY for this packet, counting it against the rule (or statistic) that decided. */
 static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 {
-	struct pkt p = {};
-	struct flt_cfg *cfg;
+	struct pkt p = { .l3 = data };
+	struct flt_cfg *cfg = &flt_cfg[0];
 	struct flt_proto_val *pv;
-	__u32 zero = 0, gen, idx, flags, rule = FLT_NO_RULE, action = FLT_ALLOW, rank = 0;
-	__u32 pc_s = 0, pc_d = 0, pc_sd = 0, fs, fd, fsd, v6;
+	struct flt_port_val *pval = NULL;
+	__u32 gen, flags, rule, action;
 
-	cfg = bpf_map_lookup_elem(&flt_config, &zero);
-	if (!cfg)
-		return FLT_ALLOW;
 	/* Read gen once: everything below uses this generation's tables, whatever user space flips. */
 	gen = cfg->gen & 1;
 	flags = cfg->flags[gen];
@@ -230,90 +331,31 @@ static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 	if (p.nonfirst)
 		count(&flt_stats, FLT_STAT_FRAGMENT, bytes);
 
-	idx = gen * 512 + (p.family == FLT_FAMILY_V6) * 256 + p.proto;
-	pv = bpf_map_lookup_elem(&flt_protos, &idx);
-	if (!pv)
-		return FLT_ALLOW;
-	/* Rules naming no address: their winner sits in the protocol table, or per port. */
+	/* Rules naming no address: their winner sits in the protocol table, or per port. Direct
+	 * array reads: the tables are globals, indexed without a helper call. */
+	pv = &flt_protos[((gen << 9) | (p.v6 << 8) | p.proto) & (FLT_PROTOS_ENTRIES - 1)];
 	rule = pv->rule;
 	action = pv->action;
-	rank = pv->rank;
 	if (pv->named && p.has_port) {
-		/* Two direct array reads instead of hashing (family, proto, port). */
 		__u32 slot = p.proto == IPPROTO_TCP ? 0 : p.proto == IPPROTO_UDP ? 1 : 2;
-		__u32 pi = (((gen * 2 + (p.family == FLT_FAMILY_V6)) * 3 + slot) << 14) | (p.dport >> 2);
-		struct flt_pidx *px = bpf_map_lookup_elem(&flt_portidx, &pi);
+		__u32 pi = (((gen * 2 + p.v6) * 3 + slot) << 14) | (p.dport >> 2);
 
-		if (px) {
-			__u32 vi = px->idx[p.dport & 3];
+		if (pi < FLT_PIDX_ENTRIES) {
+			__u32 vi = flt_pidx[pi].idx[p.dport & 3];
 
 			if (vi) {
-				struct flt_port_val *pval;
-
-				vi += gen * FLT_PORT_VALS;
-				pval = bpf_map_lookup_elem(&flt_portval, &vi);
-				if (pval) {
-					rule = pval->rule;
-					action = pval->action;
-					rank = pval->rank;
-					pc_s = pval->pc_s;
-					pc_d = pval->pc_d;
-					pc_sd = pval->pc_sd;
-				}
+				pval = &flt_pval[((gen << 16) | vi) & (FLT_PVAL_ENTRIES - 1)];
+				rule = pval->rule;
+				action = pval->action;
 			}
 		}
 	}
-	v6 = p.family == FLT_FAMILY_V6;
-	fs = v6 ? FLT_F_S6 : FLT_F_S4;
-	fd = v6 ? FLT_F_D6 : FLT_F_D4;
-	fsd = v6 ? FLT_F_SD6 : FLT_F_SD4;
-	if (flags & (fs | fd | fsd)) {
-		/* Rules naming addresses, by group: each group's winner is one lookup, and the highest
-		 * rank among the groups decides. No table holds address classes times port classes
-		 * of another group, so the tables grow with the rules, not with their product. */
-		struct flt_class *scv = NULL, *dcv = NULL;
-		__u32 sc, dc;
+	if (flags & (p.v6 ? FLT_F_S6 | FLT_F_D6 | FLT_F_SD6 : FLT_F_S4 | FLT_F_D4 | FLT_F_SD4)) {
+		struct winner w = { rule, action, pval ? pval->rank : pv->rank };
 
-		if (flags & (fs | fsd))
-			scv = class_of(&flt_src, gen, &p, p.saddr);
-		if (flags & (fd | fsd))
-			dcv = class_of(&flt_dst, gen, &p, p.daddr);
-		sc = scv ? scv->cls : 0;
-		dc = dcv ? dcv->cls : 0;
-		struct flt_rule_key rk = { .gen = gen, .family = p.family };
-
-		if (scv && (flags & fs)) {
-			if (flags & (v6 ? FLT_F_SA6 : FLT_F_SA4)) {
-				class_winner(scv, &rule, &action, &rank);
-			} else {
-				rk.src = sc;
-				rk.dst = 0;
-				rk.pclass = pc_s;
-				rk.proto = pv->named & FLT_N_S ? p.proto : FLT_PROTO_ANY;
-				rk.group = FLT_G_S;
-				group_winner(&rk, &rule, &action, &rank);
-			}
-		}
-		if (dcv && (flags & fd)) {
-			if (flags & (v6 ? FLT_F_DA6 : FLT_F_DA4)) {
-				class_winner(dcv, &rule, &action, &rank);
-			} else {
-				rk.src = 0;
-				rk.dst = dc;
-				rk.pclass = pc_d;
-				rk.proto = pv->named & FLT_N_D ? p.proto : FLT_PROTO_ANY;
-				rk.group = FLT_G_D;
-				group_winner(&rk, &rule, &action, &rank);
-			}
-		}
-		if (sc && dc && (flags & fsd)) {
-			rk.src = sc;
-			rk.dst = dc;
-			rk.pclass = pc_sd;
-			rk.proto = pv->named & FLT_N_SD ? p.proto : FLT_PROTO_ANY;
-			rk.group = FLT_G_SD;
-			group_winner(&rk, &rule, &action, &rank);
-		}
+		address_rules(&p, data_end, gen, flags, pv->named, pval, &w);
+		rule = w.rule;
+		action = w.action;
 	}
 
 	if (rule == FLT_NO_RULE) {

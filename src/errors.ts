@@ -19,6 +19,19 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/**
+ * A value read from a user's file, as text for an error message. Never throws: String() does on
+ * {"toString": 0} (a valid JSON object), JSON.stringify on a YAML alias cycle.
+ */
+export function shownValue(v: unknown): string {
+  if (typeof v === 'string') return v;
+  try {
+    return JSON.stringify(v) ?? typeof v;
+  } catch {
+    return typeof v;
+  }
+}
+
 const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([k, v]) => [v, k]));
 // The kernel's own "not supported" that never reaches libc's table, but bpf() returns it.
 ERRNO_NAMES.set(524, 'ENOTSUPP');

@@ -14,7 +14,10 @@ import type { BpfSource } from '../metrics/bpf.js';
 import type { FilterSource } from '../metrics/filter.js';
 import { DEFAULT_MAX_RULES, sectionHash, type AgentConfig, type AttachMode } from './config.js';
 import { kernelFilters, type FilterBackend, type FilterHandle } from './filter.js';
-import { AuditLog, StateStore, auditPath, ensureDir, statePath } from './store.js';
+import { AgentLb, kernelLb, type LbBackend, type LbState } from './lb.js';
+import { checkIfMatch } from './revision.js';
+import { AuditLog, StateStore, auditPath, ensureDir, removeStaleTemps, statePath } from './store.js';
+import { AgentTrace, kernelTracer, type TraceBackend } from './trace.js';
 
 export interface RuleView {
   id: number;
@@ -59,12 +62,16 @@ interface DesiredState {
     configHash: string | null;
     spec: FilterSpec;
   };
+  /** the balancer, when the agent runs one (src/agent/lb.ts) */
+  lb?: LbState;
 }
 
 export interface AgentOptions {
   stateDir: string;
   config?: AgentConfig | null;
   filters?: FilterBackend;
+  balancer?: LbBackend;
+  tracer?: TraceBackend;
   /** where audit lines go besides audit.log (the agent's stdout) */
   auditSink?: (line: string) => void;
   /** turns BPF run statistics on for the agent's lifetime (the CLI passes enableRunStats) */
@@ -83,15 +90,7 @@ const toPolicy = (s: FilterSpec): Policy => ({ rules: s.rules.map((r) => parseRu
 
 const num = (x: bigint): number => Number(x);
 
-/** `"7"`, `W/"7"`, `"6", "7"`, `*`: does any of them name revision `rev`? */
-export function revisionMatches(ifMatch: string, rev: number): boolean {
-  return ifMatch.split(',').some((t) => {
-    const v = t.trim().replace(/^W\//, '');
-    return v === '*' || v === `"${rev}"` || v === String(rev);
-  });
-}
-
-export const etag = (rev: number): string => `"${rev}"`;
+export { etag, revisionMatches } from './revision.js';
 
 export class Agent {
   readonly stateDir: string;
@@ -104,6 +103,10 @@ export class Agent {
   private closed = false;
   private stats: RunStats | null = null;
   private statsState: RunStatsState = { on: false, detail: 'off' };
+  /** the balancer's services (GET/PUT/DELETE /v1/lb/services) */
+  lb!: AgentLb;
+  /** the tracer and its event streams (GET /v1/trace/events) */
+  trace!: AgentTrace;
 
   private constructor(opts: AgentOptions, state: DesiredState) {
     this.stateDir = opts.stateDir;
@@ -120,6 +123,8 @@ export class Agent {
    */
   static open(opts: AgentOptions): Agent {
     ensureDir(opts.stateDir);
+    // a writer killed between writing a snapshot's temporary file and renaming it leaves the file
+    removeStaleTemps(opts.stateDir);
     const saved = StateStore.load<DesiredState>(opts.stateDir);
     if (saved && saved.version !== 1) throw new EbpfnetError('EBPFNET_USAGE', `read ${statePath(opts.stateDir)}`, `state version ${String(saved.version)} is not 1`, { hint: 'this agent is older than the one that wrote it' });
     const state: DesiredState = saved ?? { version: 1, filter: { revision: 0, nextId: 1, configHash: null, spec: emptySpec() } };
@@ -132,7 +137,14 @@ export class Agent {
     }
     try {
       agent.reconcile(state.filter.spec, toPolicy(state.filter.spec));
-      // a fresh snapshot of what is running, and an empty journal after it
+      const lb = AgentLb.open(state.lb, opts.config?.lb ?? null, opts.balancer ?? kernelLb, {
+        save: (s) => agent.saveSection({ lb: s }),
+        audit: (caller, op, what, revision) => agent.audit(caller, op, what, revision),
+      });
+      agent.lb = lb.lb;
+      if (lb.changed) state.lb = lb.lb.saved;
+      agent.trace = AgentTrace.open(opts.config?.trace ?? null, opts.tracer ?? kernelTracer);
+      // a fresh snapshot of what is running (filter and balancer), and an empty journal after it
       agent.store = StateStore.open(opts.stateDir, agent.state, () => agent.auditLog.fds);
     } catch (e) {
       agent.close();
@@ -228,7 +240,7 @@ export class Agent {
 
   /** Every program the agent runs and every map it owns, for the BPF metrics at scrape time. */
   bpfSources(): BpfSource[] {
-    return [...this.handles.values()].map((h) => ({
+    const filters = [...this.handles.values()].map((h) => ({
       datapath: 'filter',
       target: h.ifname,
       programs: () => {
@@ -237,6 +249,7 @@ export class Agent {
       },
       maps: () => h.mapFill(),
     }));
+    return [...filters, ...(this.lb?.bpfSources() ?? []), ...(this.trace?.bpfSources() ?? [])];
   }
 
   get runStats(): RunStatsState {
@@ -252,13 +265,15 @@ export class Agent {
     this.statsState = { on: false, detail: 'off (the agent stopped)' };
     for (const h of this.handles.values()) h.close();
     this.handles.clear();
+    this.lb?.close();
+    this.trace?.close();
     this.store?.close();
     this.store = null;
     this.auditLog.close();
   }
 
   /** `agent --cleanup`: detaches and unpins everything the desired state names, then forgets it. */
-  static cleanup(stateDir: string, filters: FilterBackend = kernelFilters): string[] {
+  static cleanup(stateDir: string, filters: FilterBackend = kernelFilters, balancer: LbBackend = kernelLb): string[] {
     const saved = StateStore.load<DesiredState>(stateDir);
     const removed: string[] = [];
     for (const i of saved?.filter.spec.interfaces ?? []) {
@@ -267,6 +282,7 @@ export class Agent {
         removed.push(`filter on ${i}`);
       }
     }
+    removed.push(...AgentLb.cleanup(saved?.lb, balancer));
     if (saved) {
       // keep the revision counter so clients' old ETags stay stale; the policy itself is gone
       const empty: DesiredState = { version: 1, filter: { revision: saved.filter.revision + 1, nextId: saved.filter.nextId, configHash: null, spec: emptySpec() } };
@@ -289,10 +305,7 @@ export class Agent {
   }
 
   private checkRevision(caller: Caller): void {
-    const rev = this.state.filter.revision;
-    if (caller.ifMatch !== undefined && !revisionMatches(caller.ifMatch, rev)) {
-      throw new EbpfnetError('EBPFNET_STALE', 'change the filter', `If-Match ${caller.ifMatch} is not the current revision "${rev}"`, { hint: 'GET /v1/filter again and redo the change on what it returns' });
-    }
+    checkIfMatch(caller.ifMatch, this.state.filter.revision, 'change the filter', 'GET /v1/filter again and redo the change on what it returns');
   }
 
   /**
@@ -322,12 +335,14 @@ export class Agent {
    */
   private commit(spec: FilterSpec, nextId: number, caller: Caller, op: string, what: string): Promise<void> {
     const before = this.state.filter.spec;
-    const policy = toPolicy(spec);
+    const touched = new Set<string>();
     try {
-      this.reconcile(spec, policy);
+      this.reconcile(spec, toPolicy(spec), touched);
     } catch (e) {
       try {
-        this.reconcile(before, toPolicy(before));
+        // only the filters that took the new policy go back: the others never changed, and
+        // re-applying to them would flip their generation for nothing
+        this.reconcile(before, toPolicy(before), new Set(), touched);
       } catch (e2) {
         process.stderr.write(`ebpfnet agent: restoring the previous filter after a failed change: ${(e2 as Error).message}\n`);
       }
@@ -336,19 +351,32 @@ export class Agent {
     const prev = this.state.filter;
     this.state = { ...this.state, filter: { revision: prev.revision + 1, nextId, configHash: prev.configHash, spec } };
     this.audit(caller, op, what);
-    if (!this.store) return Promise.reject(new EbpfnetError('EBPFNET_BUSY', op, 'the agent is stopping'));
-    return this.store.save(this.state);
+    return this.save(op);
   }
 
-  private reconcile(spec: FilterSpec, policy: Policy): void {
+  /**
+   * Makes the kernel match `spec`. Interfaces without a filter come first, so a change naming an
+   * interface that cannot take one (gone, a typo) fails before any running filter is touched.
+   * `touched` collects the interfaces whose policy changed; `only`, when given, limits the
+   * re-applying of running filters to those interfaces.
+   */
+  private reconcile(spec: FilterSpec, policy: Policy, touched: Set<string> = new Set(), only?: Set<string>): void {
     for (const i of spec.interfaces) {
-      const h = this.handles.get(i);
-      if (h) h.apply(policy);
-      else if (this.filters.pinned(i)) {
+      if (this.handles.has(i)) continue;
+      if (this.filters.pinned(i)) {
         const a = this.filters.adopt(i);
         this.handles.set(i, a);
+        touched.add(i);
         a.apply(policy);
-      } else this.handles.set(i, this.filters.create(i, policy, { hook: spec.hook, mode: spec.mode, maxRules: spec.maxRules }));
+      } else {
+        this.handles.set(i, this.filters.create(i, policy, { hook: spec.hook, mode: spec.mode, maxRules: spec.maxRules }));
+        touched.add(i);
+      }
+    }
+    for (const i of spec.interfaces) {
+      if (touched.has(i) || (only && !only.has(i))) continue;
+      touched.add(i);
+      this.handles.get(i)!.apply(policy);
     }
     for (const [i, h] of [...this.handles]) {
       if (spec.interfaces.includes(i)) continue;
@@ -358,8 +386,22 @@ export class Agent {
     }
   }
 
-  private audit(caller: Caller, op: string, what: string): void {
-    const line = JSON.stringify({ time: new Date().toISOString(), who: caller.who, op, what, revision: this.state.filter.revision });
+  /**
+   * A section other than the filter's changed (the balancer, already in the kernel): into the
+   * state now, the promise resolves once it is on disk.
+   */
+  private saveSection(part: Pick<DesiredState, 'lb'>): Promise<void> {
+    this.state = { ...this.state, ...part };
+    return this.save('save the balancer');
+  }
+
+  private save(op: string): Promise<void> {
+    if (!this.store) return Promise.reject(new EbpfnetError('EBPFNET_BUSY', op, 'the agent is stopping'));
+    return this.store.save(this.state);
+  }
+
+  private audit(caller: Caller, op: string, what: string, revision = this.state.filter.revision): void {
+    const line = JSON.stringify({ time: new Date().toISOString(), who: caller.who, op, what, revision });
     try {
       this.auditLog.append(line);
     } catch (e) {

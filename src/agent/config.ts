@@ -4,9 +4,12 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { EbpfnetError } from '../errors.js';
+import { EbpfnetError, shownValue } from '../errors.js';
 import type { Action } from '../filter/rules.js';
 import { parseRule, formatMatch } from '../filter/rules.js';
+import { parseServiceList } from '../lb/file.js';
+import type { ServiceSpec } from '../lb/model.js';
+import { traceSettings, type TracePlan } from '../trace/options.js';
 
 export type AttachMode = 'native' | 'generic' | 'auto';
 
@@ -30,9 +33,21 @@ export interface ApiConfig {
 export interface AgentConfig {
   api: ApiConfig;
   filter: FilterConfig | null;
-  /** lb and trace sections are accepted and kept for the datapaths that read them */
-  lb: Record<string, unknown> | null;
-  trace: Record<string, unknown> | null;
+  lb: LbConfig | null;
+  trace: TraceConfig | null;
+}
+
+/** The balancer: the cgroup it translates connections for, and its services. */
+export interface LbConfig {
+  /** cgroup v2 directory, absolute or relative to the mount; null: the root (every process) */
+  cgroup: string | null;
+  services: ServiceSpec[];
+}
+
+/** The tracer: on or off, and the same filters as `ebpfnet trace`. */
+export interface TraceConfig {
+  enabled: boolean;
+  plan: TracePlan;
 }
 
 export const DEFAULT_MAX_RULES = 16384;
@@ -66,7 +81,11 @@ export function parseConfig(text: string, file = 'config'): AgentConfig {
   if (raw.api !== undefined) {
     if (!isObj(raw.api)) throw bad(file, 'api is not a mapping');
     only(file, 'api', raw.api, ['listen', 'token', 'bodyLimit']);
-    if (raw.api.listen !== undefined) api.listen = String(raw.api.listen);
+    if (raw.api.listen !== undefined) {
+      // a port number or an [ADDR:]PORT string; anything else would become '[object Object]'
+      if (typeof raw.api.listen !== 'string' && typeof raw.api.listen !== 'number') throw bad(file, 'api.listen must be [ADDR:]PORT, e.g. 127.0.0.1:9900');
+      api.listen = String(raw.api.listen);
+    }
     if (raw.api.token !== undefined) {
       if (typeof raw.api.token !== 'string' || raw.api.token.length < 16) throw bad(file, 'api.token must be a string of at least 16 characters');
       api.token = raw.api.token;
@@ -86,11 +105,13 @@ export function parseConfig(text: string, file = 'config'): AgentConfig {
     const rules = f.rules ?? [];
     if (!Array.isArray(rules) || !rules.every((r) => typeof r === 'string')) throw bad(file, "filter.rules must be a list of 'deny RULE' / 'allow RULE' strings");
     const def = f.default ?? 'allow';
-    if (def !== 'allow' && def !== 'deny') throw bad(file, `filter.default '${String(def)}' is not allow or deny`);
+    if (def !== 'allow' && def !== 'deny') throw bad(file, `filter.default '${shownValue(def)}' is not allow or deny`);
     const hook = f.hook ?? 'xdp';
-    if (hook !== 'xdp' && hook !== 'tc') throw bad(file, `filter.hook '${String(hook)}' is not xdp or tc`);
+    if (hook !== 'xdp' && hook !== 'tc') throw bad(file, `filter.hook '${shownValue(hook)}' is not xdp or tc`);
     const mode = f.mode ?? 'auto';
-    if (mode !== 'native' && mode !== 'generic' && mode !== 'auto') throw bad(file, `filter.mode '${String(mode)}' is not native, generic or auto`);
+    if (mode !== 'native' && mode !== 'generic' && mode !== 'auto') throw bad(file, `filter.mode '${shownValue(mode)}' is not native, generic or auto`);
+    // YAML 1.2 reads `audit: yes` as the string "yes": refuse it rather than run without audit
+    if (f.audit !== undefined && f.audit !== null && typeof f.audit !== 'boolean') throw bad(file, `filter.audit '${shownValue(f.audit)}' is not true or false`);
     const maxRules = f.maxRules ?? DEFAULT_MAX_RULES;
     if (!Number.isInteger(maxRules) || (maxRules as number) < 1 || (maxRules as number) > 1 << 20) throw bad(file, 'filter.maxRules must be an integer from 1 to 1048576');
     filter = {
@@ -109,7 +130,30 @@ export function parseConfig(text: string, file = 'config'): AgentConfig {
     if (!isObj(v)) throw bad(file, `${k} is not a mapping`);
     return v;
   };
-  return { api, filter, lb: section('lb'), trace: section('trace') };
+  const lb = section('lb');
+  const trace = section('trace');
+  return { api, filter, lb: lb && parseLbSection(lb, file), trace: trace && parseTraceSection(trace, file) };
+}
+
+/** `lb:` with `cgroup` and `services` in the `lb apply` file's form, read by the same parser. */
+function parseLbSection(v: Record<string, unknown>, file: string): LbConfig {
+  only(file, 'lb', v, ['cgroup', 'services']);
+  if (v.cgroup !== undefined && (typeof v.cgroup !== 'string' || !v.cgroup.trim())) throw bad(file, 'lb.cgroup must be a cgroup v2 directory (absolute, or relative to the cgroup v2 mount)');
+  return { cgroup: typeof v.cgroup === 'string' ? v.cgroup.trim() : null, services: parseServiceList(v.services, `read config ${file}`, 'lb.services') };
+}
+
+const TRACE_KEYS = ['enabled', 'syscall', 'pid', 'uid', 'name', 'failed', 'cgroup', 'bufferSize'];
+
+/** `trace:` with `enabled` and the options of `ebpfnet trace`, read by the same parser. */
+function parseTraceSection(v: Record<string, unknown>, file: string): TraceConfig {
+  only(file, 'trace', v, TRACE_KEYS);
+  for (const k of ['enabled', 'failed']) if (v[k] !== undefined && typeof v[k] !== 'boolean') throw bad(file, `trace.${k} must be true or false`);
+  for (const k of ['syscall', 'pid', 'uid', 'name', 'cgroup', 'bufferSize']) {
+    if (v[k] !== undefined && typeof v[k] !== 'string' && typeof v[k] !== 'number') throw bad(file, `trace.${k} must be a string or a number`);
+  }
+  const str = (k: string): string | undefined => (v[k] === undefined ? undefined : String(v[k]));
+  const raw = { pid: str('pid'), uid: str('uid'), name: str('name'), failed: v.failed === true, cgroup: str('cgroup'), bufferSize: str('bufferSize') };
+  return { enabled: v.enabled !== false, plan: traceSettings(str('syscall') ?? 'mkdir', raw, `read config ${file}: trace`) };
 }
 
 export function readConfig(file: string): AgentConfig {

@@ -13,7 +13,7 @@
 // from before a newer snapshot is never replayed; a torn last line (a crash mid-append, never
 // acknowledged) ends the replay.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { EbpfnetError } from '../errors.js';
 
@@ -52,8 +52,28 @@ export function writeAtomic(file: string, data: string | Buffer, mode = 0o600): 
   }
 }
 
-export function readJson<T>(file: string): T | null {
-  return existsSync(file) ? parseState<T>(file, readFileSync(file, 'utf8')) : null;
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * Removes the temporary files of writers that died between writing and renaming (a `kill -9` in
+ * that window leaves `NAME.tmp-PID`); a live process's file is left alone. Returns what went.
+ */
+export function removeStaleTemps(dir: string): string[] {
+  const gone: string[] = [];
+  for (const f of readdirSync(dir)) {
+    const m = /\.tmp-(\d+)$/.exec(f);
+    if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
+    rmSync(join(dir, f), { force: true });
+    gone.push(f);
+  }
+  return gone;
 }
 
 export const statePath = (dir: string): string => join(dir, 'state.json');

@@ -3,13 +3,19 @@
 // It validates and presents; every change is a call to the Agent, which owns the kernel side.
 // buildApi() opens no port, so tests drive it with inject().
 import { timingSafeEqual } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema, type RouteOptions } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Agent, Caller } from '../agent/agent.js';
 import { etag } from '../agent/agent.js';
-import { ERROR_CODES, isEbpfnetError, type ErrorCode } from '../errors.js';
+import { EbpfnetError, ERROR_CODES, isEbpfnetError, type ErrorCode } from '../errors.js';
 import { apiMetrics } from '../metrics/api.js';
+import { duplicateKey } from './json.js';
+import type { RouteKit } from './kit.js';
+import { registerLbRoutes } from './lb-routes.js';
 import { openApiDocument } from './openapi.js';
+import { registerTraceRoutes } from './trace-routes.js';
 import { errorSchema, filterBody, filterStats, filterView, idParams, ruleBody, ruleView } from './schemas.js';
 
 export interface ApiOptions {
@@ -31,6 +37,35 @@ interface ErrorBody {
   message: string;
 }
 
+/**
+ * A client gets this long to send its headers, and its whole request: a slow (or malicious) client
+ * is answered 408 and cut off instead of holding a connection open forever. Node checks the
+ * deadlines every CHECK_INTERVAL_MS.
+ */
+export const HEADERS_TIMEOUT_MS = 10_000;
+export const REQUEST_TIMEOUT_MS = 15_000;
+const CHECK_INTERVAL_MS = 1000;
+
+/**
+ * Requests node's HTTP parser refuses before fastify sees them (broken HTTP, headers beyond 16 KiB,
+ * a timeout) still get the API's {code, message} body, then the connection is closed.
+ */
+function clientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, message] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, `read request: not complete within ${HEADERS_TIMEOUT_MS / 1000} s (headers) or ${REQUEST_TIMEOUT_MS / 1000} s (all of it); send the whole request at once`]
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'read request: the request line and headers exceed 16 KiB; send a shorter URL and fewer headers']
+        : [400, `read request: not valid HTTP/1.1 (${(err.code ?? 'parse error').toLowerCase()}); send a well-formed request`];
+  const started = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
+  if (socket.writable && !started) {
+    const body = JSON.stringify({ code: 'EBPFNET_USAGE', message });
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy(err);
+}
+
 /** A route schema with the summary the OpenAPI document shows (fastify itself ignores it). */
 const doc = (summary: string, s: FastifySchema = {}): FastifySchema => ({ ...s, summary }) as FastifySchema;
 
@@ -42,9 +77,26 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     bodyLimit: o.bodyLimit ?? DEFAULT_BODY_LIMIT,
     // A request that does not fit the schema is refused, never silently repaired: no coercion of
     // types, no dropping of unknown keys, no defaults filled in.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false } },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false, allowUnionTypes: true } },
     return503OnClosing: true,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    http: { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: CHECK_INTERVAL_MS },
+    clientErrorHandler: clientError,
+    frameworkErrors: (err, req, reply) => send(reply, 400, { code: 'EBPFNET_USAGE', message: `route ${req.method} ${req.url.split('?')[0].slice(0, 200)}: ${err.message.replace(/^'.*' is/, 'the path is')}` }),
   });
+  // Bodies are JSON and nothing else: text/plain (fastify parses it by default) is a 415 like
+  // every other type. JSON with a name twice in one object is refused (see json.ts).
+  app.removeContentTypeParser('text/plain');
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) =>
+    parseJson(req, body as string, (err: Error | null, value?: unknown) => {
+      if (err) return done(err, undefined);
+      const dup = duplicateKey(body as string);
+      if (dup === null) return done(null, value);
+      done(new EbpfnetError('EBPFNET_USAGE', 'parse body', `the name ${JSON.stringify(dup.slice(0, 64))} appears twice in one object`, { hint: 'send each name once' }), undefined);
+    }),
+  );
   const routes: RouteOptions[] = [];
   app.addHook('onRoute', (r) => void routes.push(r as RouteOptions));
 
@@ -64,7 +116,9 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   app.addHook('onRequest', async (req, reply) => {
     const write = req.method !== 'GET' && req.method !== 'HEAD';
     const open = req.url === '/healthz' || req.url === '/readyz';
-    if ((write || (o.authReads && !open)) && !authorized(req)) {
+    // a route marked secret (the tracer's events: every user's calls) needs the token to be read too
+    const secret = (req.routeOptions.config as { secret?: boolean } | undefined)?.secret === true;
+    if ((write || secret || (o.authReads && !open)) && !authorized(req)) {
       reply.header('www-authenticate', 'Bearer realm="ebpfnet"');
       return send(reply, 401, {
         code: 'EBPFNET_PERMISSION',
@@ -135,6 +189,10 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     reply.header('etag', etag(s.revision));
     return s;
   });
+
+  const kit: RouteKit = { agent: o.agent, doc, caller, errors };
+  registerLbRoutes(app, kit);
+  registerTraceRoutes(app, kit);
 
   app.get('/v1/openapi.json', { schema: doc('this document') }, async () => openApiDocument(routes));
   await app.ready();

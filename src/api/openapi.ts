@@ -13,6 +13,8 @@ interface RouteSchema {
   params?: { properties?: Record<string, unknown> };
   querystring?: { properties?: Record<string, unknown> };
   response?: Record<string, unknown>;
+  /** the success answers' media type when not JSON (an event stream) */
+  produces?: string;
 }
 
 export function openApiDocument(routes: RouteOptions[]): Record<string, unknown> {
@@ -24,6 +26,7 @@ export function openApiDocument(routes: RouteOptions[]): Record<string, unknown>
       const s = (r.schema ?? {}) as RouteSchema;
       const path = r.url.replace(/:(\w+)/g, '{$1}');
       const write = method !== 'GET';
+      const secured = write || (r.config as { secret?: boolean } | undefined)?.secret === true;
       const parameters = [
         ...Object.entries(s.params?.properties ?? {}).map(([name, schema]) => ({ name, in: 'path', required: true, schema })),
         ...Object.entries(s.querystring?.properties ?? {}).map(([name, schema]) => ({ name, in: 'query', required: false, schema })),
@@ -31,9 +34,10 @@ export function openApiDocument(routes: RouteOptions[]): Record<string, unknown>
       ];
       const responses: Record<string, unknown> = {};
       for (const [code, schema] of Object.entries(s.response ?? { 200: {} })) {
-        responses[code] = { description: Number(code) < 400 ? 'success' : 'error', content: { 'application/json': { schema } } };
+        const ok = Number(code) < 400;
+        responses[code] = { description: ok ? 'success' : 'error', content: { [ok ? (s.produces ?? 'application/json') : 'application/json']: { schema } } };
       }
-      if (write) responses['401'] = { description: 'no or wrong bearer token', content: { 'application/json': { schema: errorSchema } } };
+      if (secured) responses['401'] = { description: 'no or wrong bearer token', content: { 'application/json': { schema: errorSchema } } };
       paths[path] = {
         ...paths[path],
         [method.toLowerCase()]: {
@@ -41,7 +45,7 @@ export function openApiDocument(routes: RouteOptions[]): Record<string, unknown>
           ...(parameters.length ? { parameters } : {}),
           ...(s.body ? { requestBody: { required: true, content: { 'application/json': { schema: s.body } } } } : {}),
           responses,
-          ...(write ? { security: [{ bearer: [] }] } : {}),
+          ...(secured ? { security: [{ bearer: [] }] } : {}),
         },
       };
     }

@@ -3,6 +3,7 @@
 // desired state (adopting pinned datapaths), then serves the HTTP API and /metrics until stopped.
 // Stopping it (or kill -9) leaves the pinned datapaths running; `--cleanup` removes them.
 import type { Command } from 'commander';
+import type { Registry } from 'prom-client';
 import { Agent } from '../agent/agent.js';
 import { readConfig, type AgentConfig } from '../agent/config.js';
 import { DEFAULT_STATE_DIR } from '../agent/store.js';
@@ -12,7 +13,9 @@ import { EbpfnetError } from '../errors.js';
 import { enableRunStats, onShutdown, requireRoot } from '../loader/index.js';
 import { registerBpfMetrics } from '../metrics/bpf.js';
 import { registerFilterMetrics } from '../metrics/filter.js';
+import { registerLbMetrics } from '../metrics/lb.js';
 import { newRegistry, parseListen } from '../metrics/server.js';
+import { registerTraceStreamMetrics, traceMetrics } from '../metrics/trace.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:9900';
 
@@ -21,6 +24,15 @@ function listenAddress(s: string): { host: string; port: number } {
   const any = /:0$/.test(s.trim());
   const a = parseListen(any ? s.trim().replace(/:0$/, ':1') : s, '--listen');
   return any ? { ...a, port: 0 } : a;
+}
+
+/** The balancer's and the tracer's metrics, read from the agent at scrape time. */
+export function registerAgentLbTraceMetrics(registry: Registry, agent: Agent): void {
+  registerLbMetrics(registry, () => agent.lb.sources());
+  if (!agent.trace.running) return;
+  const m = traceMetrics(registry, agent.trace.syscalls, () => agent.trace.lost());
+  agent.trace.observe((syscall, result) => m.observe(syscall, result));
+  registerTraceStreamMetrics(registry, () => agent.trace.streams());
 }
 
 interface AgentOpts {
@@ -46,6 +58,7 @@ async function runAgent(o: AgentOpts): Promise<void> {
   const agent = Agent.open({ stateDir: o.stateDir, config, auditSink: (line) => process.stdout.write(`audit: ${line}\n`), runStats: enableRunStats });
   registerFilterMetrics(registry, () => agent.filterSources());
   registerBpfMetrics(registry, () => agent.bpfSources(), () => agent.runStats.on);
+  registerAgentLbTraceMetrics(registry, agent);
   const app = await buildApi({ agent, registry, token, bodyLimit: config.api.bodyLimit, authReads: remote });
   try {
     await app.listen({ host, port });
@@ -59,6 +72,7 @@ async function runAgent(o: AgentOpts): Promise<void> {
   const f = agent.filter();
   process.stdout.write(`state: ${o.stateDir} (revision ${f.revision})\n`);
   process.stdout.write(`filter: ${f.interfaces.length ? `${f.interfaces.join(', ')}: ${f.rules.length} rules; default ${f.default}` : 'no interfaces'}\n`);
+  process.stdout.write(`${describeLbTrace(agent)}\n`);
   process.stdout.write(`token: ${source}\n`);
   process.stdout.write(`bpf run statistics: ${agent.runStats.detail}\n`);
   process.stdout.write(`api: http://${shown}/v1 (metrics: http://${shown}/metrics)\n`);
@@ -71,6 +85,15 @@ async function runAgent(o: AgentOpts): Promise<void> {
       resolve();
     });
   });
+}
+
+function describeLbTrace(agent: Agent): string {
+  const lb = agent.lb.configured ? agent.lb.view() : null;
+  const t = agent.trace;
+  return [
+    `lb: ${lb ? `${lb.cgroup}: ${lb.services.length} service${lb.services.length === 1 ? '' : 's'}` : 'off'}`,
+    `trace: ${t.running ? t.syscalls.join(', ') : 'off'}`,
+  ].join('\n');
 }
 
 export function registerAgent(program: Command): void {

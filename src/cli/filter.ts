@@ -12,7 +12,8 @@ import * as F from '../gen/filter.js';
 import { defaultRouteInterface, detachXdp, ifindex, onShutdown, requireRoot, xdpAttachment, type XdpMode } from '../loader/index.js';
 import { registerFilterMetrics, filterRows } from '../metrics/filter.js';
 import { newRegistry, serveMetrics, parseListen } from '../metrics/server.js';
-import { table } from './present.js';
+import { AgentClient, filterThroughAgent, refuseLocalFlags, statusThroughAgent, withAgentOptions, type AgentOptions } from './agent-client.js';
+import { handleError, table } from './present.js';
 
 interface PolicyOpts {
   deny: string[];
@@ -209,6 +210,13 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
   });
 }
 
+/** `filter --agent URL ...`: the same policy options, sent to the agent. */
+async function filterAgent(o: PolicyOpts & AgentOptions & { iface: string[]; add?: boolean; force?: boolean }): Promise<void> {
+  const policy = policyFrom(o);
+  refuseLocalFlags('filter', o, { pin: '--pin', metrics: '--metrics', dryRun: '--dry-run', replace: '--replace' });
+  await filterThroughAgent(new AgentClient({ ...o, agent: o.agent! }), policy, { iface: o.iface, add: o.add, force: o.force, defaultGiven: o.default !== undefined });
+}
+
 function dryRun(policy: Policy, ifname: string): void {
   const d = FilterDatapath.load(ifname, { maxRules: FilterDatapath.capacityFor(policy.rules.length) });
   try {
@@ -278,9 +286,15 @@ export function registerFilter(program: Command): void {
       .option('--force', 'apply even if it would cut off your SSH session')
       .option('--dry-run', 'print the compiled map entries and the verifier verdict; attach nothing')
       .option('--interval <seconds>', 'how often to print drop counts when not on a terminal', '5')
+      .option('--add', 'with --agent: add the rules to the agent\'s policy instead of replacing it')
       // options after `filter set` / `filter explain` belong to them, not to `filter`
       .enablePositionalOptions(),
-  ).action((o) => runFilter(o));
+  );
+  withAgentOptions(filter).action((o) => {
+    if (o.agent) return filterAgent(o);
+    if (o.add) throw new EbpfnetError('EBPFNET_USAGE', 'filter', '--add needs --agent', { hint: 'a filter started here has no policy to add to; change a pinned one with: ebpfnet filter set' });
+    return runFilter(o);
+  });
 
   withPolicyOptions(filter.command('set').description("replace the rules of a pinned filter in place (one switch, no reload)").requiredOption('--iface <name>', 'the pinned filter\'s interface')).action(
     (o: PolicyOpts & { iface: string }) => {
@@ -303,23 +317,32 @@ export function registerFilter(program: Command): void {
       .option('--iface <name>', 'use the policy of the pinned filter on this interface'),
   ).action((packet: string, o: PolicyOpts & { iface?: string }) => explain(packet, o));
 
-  program
-    .command('status')
-    .description('list pinned filters with their counters, and other XDP programs on interfaces')
-    .action(() => {
-      requireRoot('status');
-      const names = FilterDatapath.pinned();
-      if (!names.length) process.stdout.write('no pinned filters\n');
-      for (const i of names) {
-        const d = FilterDatapath.adopt(i);
-        try {
-          process.stdout.write(`${i}: ${d.hook === 'tc' ? 'tc ingress' : `xdp ${d.mode}`}: ${d.currentPolicy ? describe(d.currentPolicy) : 'policy unknown'}\n`);
-          process.stdout.write(`${totals([d])}\n`);
-        } finally {
-          d.close();
-        }
+  withAgentOptions(
+    program
+      .command('status')
+      .description('list pinned filters with their counters, and other XDP programs on interfaces (--agent: the agent\'s filter counters)'),
+  ).action(async (o: AgentOptions) => {
+    if (o.agent) return statusThroughAgent(new AgentClient({ ...o, agent: o.agent }));
+    requireRoot('status');
+    const names = FilterDatapath.pinned();
+    if (!names.length) process.stdout.write('no pinned filters\n');
+    for (const i of names) {
+      let d: FilterDatapath;
+      try {
+        d = FilterDatapath.adopt(i);
+      } catch (e) {
+        // one pin this build cannot open (e.g. another version's tables): say so, show the others
+        handleError(e);
+        continue;
       }
-    });
+      try {
+        process.stdout.write(`${i}: ${d.hook === 'tc' ? 'tc ingress' : `xdp ${d.mode}`}: ${d.currentPolicy ? describe(d.currentPolicy) : 'policy unknown'}\n`);
+        process.stdout.write(`${totals([d])}\n`);
+      } finally {
+        d.close();
+      }
+    }
+  });
 
   program
     .command('unload')

@@ -22,7 +22,10 @@ import {
 } from '../lb/index.js';
 import { registerLbMetrics } from '../metrics/lb.js';
 import { newRegistry, parseListen, serveMetrics } from '../metrics/server.js';
+import { AgentClient, lbThroughAgent, refuseLocalFlags, serviceViewOf, withAgentOptions, type AgentOptions } from './agent-client.js';
 import { table } from './present.js';
+
+const agentClient = (o: AgentOptions): AgentClient => new AgentClient({ ...o, agent: o.agent! });
 
 const EXAMPLES = `
 Examples:
@@ -152,68 +155,95 @@ export function registerLb(program: Command): void {
       out(`lb: attached ${r.programs.length} programs to ${r.cgroup}; pinned at ${r.pinDir}${r.reusedMaps.length ? ' (kept the services already pinned there)' : ''}`);
     });
 
-  sub('add')
-    .description('create a service, or replace its backends, weights, states and affinity')
-    .argument('<service>', 'VIP:PORT/PROTO, e.g. 10.96.0.10:80/tcp or [fd00::10]:53/udp')
-    .option('-b, --backend <backend>', 'IP:PORT[,weight=N][,state=active|draining]; repeat for each backend (none: the service refuses connections)', collect, [])
-    .option('--affinity [seconds]', 'session affinity: the same client network namespace gets the same backend for SECONDS (default 10800)')
-    .action((service: string, opts: { backend: string[]; affinity?: string | boolean }) => {
-      const spec = makeService(service, opts.backend, opts.affinity, 'lb add');
-      const r = withBalancer('lb add', (b) => {
-        const res = b.upsert(spec);
-        return { res, view: b.view(spec) };
-      });
-      const verb = r.res.summary.added.length ? 'added' : r.res.summary.changed.length ? 'updated' : 'unchanged';
-      out(`lb: ${verb} ${r.view?.service ?? service}: ${r.view ? serviceLine(r.view) : ''}`);
+  withAgentOptions(
+    sub('add')
+      .description('create a service, or replace its backends, weights, states and affinity')
+      .argument('<service>', 'VIP:PORT/PROTO, e.g. 10.96.0.10:80/tcp or [fd00::10]:53/udp')
+      .option('-b, --backend <backend>', 'IP:PORT[,weight=N][,state=active|draining]; repeat for each backend (none: the service refuses connections)', collect, [])
+      .option('--affinity [seconds]', 'session affinity: the same client network namespace gets the same backend for SECONDS (default 10800)'),
+  ).action(async (service: string, opts: AgentOptions & { backend: string[]; affinity?: string | boolean }) => {
+    const spec = makeService(service, opts.backend, opts.affinity, 'lb add');
+    if (opts.agent) {
+      const a = await lbThroughAgent.add(agentClient(opts), spec);
+      out(`lb: ${a.created ? 'added' : 'updated'} ${a.view.service} through the agent: ${serviceLine(a.view)}`);
+      return;
+    }
+    const r = withBalancer('lb add', (b) => {
+      const res = b.upsert(spec);
+      return { res, view: b.view(spec) };
     });
+    const verb = r.res.summary.added.length ? 'added' : r.res.summary.changed.length ? 'updated' : 'unchanged';
+    out(`lb: ${verb} ${r.view?.service ?? service}: ${r.view ? serviceLine(r.view) : ''}`);
+  });
 
-  sub('del')
-    .description('delete a service: connections to its VIP are no longer translated')
-    .argument('<service>', 'VIP:PORT/PROTO')
-    .action((service: string) => {
-      const addr = parseServiceAddr(service, 'lb del');
-      withBalancer('lb del', (b) => b.remove(addr));
-      out(`lb: deleted ${service}`);
-    });
+  withAgentOptions(
+    sub('del')
+      .description('delete a service: connections to its VIP are no longer translated')
+      .argument('<service>', 'VIP:PORT/PROTO'),
+  ).action(async (service: string, opts: AgentOptions) => {
+    const addr = parseServiceAddr(service, 'lb del');
+    if (opts.agent) {
+      await lbThroughAgent.del(agentClient(opts), addr.name);
+      out(`lb: deleted ${addr.name} through the agent`);
+      return;
+    }
+    withBalancer('lb del', (b) => b.remove(addr));
+    out(`lb: deleted ${service}`);
+  });
 
-  sub('list')
-    .description('services, backends, weights, states, slots and connection counts')
-    .option('--json', 'print JSON')
-    .action((opts: { json?: boolean }) => {
-      const { services, broken, status } = withBalancer('lb list', (b) => ({ ...b.list(), status: b.status() }));
-      if (opts.json) {
-        out(JSON.stringify({ ...status, services: services.map(jsonView), broken }, null, 2));
-        return;
-      }
-      out(statusLine(status));
-      out('');
-      out(services.length ? listTable(services) : 'no services; add one with: ebpfnet lb add VIP:PORT/PROTO --backend IP:PORT');
-      for (const s of broken) out(`\nWARNING ${s}: its slot table is incomplete (a change was interrupted); run lb add or lb apply for it again`);
-    });
+  withAgentOptions(
+    sub('list')
+      .description('services, backends, weights, states, slots and connection counts')
+      .option('--json', 'print JSON'),
+  ).action(async (opts: AgentOptions & { json?: boolean }) => {
+    if (opts.agent) {
+      const v = await lbThroughAgent.list(agentClient(opts));
+      if (opts.json) return out(JSON.stringify(v, null, 2));
+      out(`balancer of the agent at ${opts.agent}, attached to ${v.cgroup} (revision ${v.revision})\n`);
+      out(v.services.length ? listTable(v.services.map(serviceViewOf)) : 'no services; add one with: ebpfnet lb add VIP:PORT/PROTO --backend IP:PORT --agent URL');
+      return;
+    }
+    const { services, broken, status } = withBalancer('lb list', (b) => ({ ...b.list(), status: b.status() }));
+    if (opts.json) {
+      out(JSON.stringify({ ...status, services: services.map(jsonView), broken }, null, 2));
+      return;
+    }
+    out(statusLine(status));
+    out('');
+    out(services.length ? listTable(services) : 'no services; add one with: ebpfnet lb add VIP:PORT/PROTO --backend IP:PORT');
+    for (const s of broken) out(`\nWARNING ${s}: its slot table is incomplete (a change was interrupted); run lb add or lb apply for it again`);
+  });
 
-  sub('apply')
-    .description('make the services in FILE the whole set, in one atomic switch')
-    .argument('<file>', 'YAML or JSON file; - reads standard input')
-    .option('--dry-run', 'print what would change, change nothing')
-    .addHelpText('after', FILE_HELP)
-    .action((file: string, opts: { dryRun?: boolean }) => {
-      let text: string;
-      try {
-        text = readFileSync(file === '-' ? 0 : file, 'utf8');
-      } catch (e) {
-        throw new EbpfnetError('EBPFNET_USAGE', `lb apply ${file}`, `cannot read the file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
-      }
-      const specs = parseServiceFile(text, file);
-      const name = file === '-' ? 'standard input' : file;
-      if (opts.dryRun) {
-        const r = withBalancer('lb apply', (b) => b.plan(specs));
-        out(`lb: ${name} would change: ${describeChange(r)}`);
-        for (const s of r.steps) out(`  ${s}`);
-        return;
-      }
-      const r = withBalancer('lb apply', (b) => b.apply(specs));
-      out(`lb: applied ${name}: ${specs.length} service${specs.length === 1 ? '' : 's'} (${describeChange(r)})`);
-    });
+  withAgentOptions(
+    sub('apply')
+      .description('make the services in FILE the whole set, in one atomic switch')
+      .argument('<file>', 'YAML or JSON file; - reads standard input')
+      .option('--dry-run', 'print what would change, change nothing')
+      .addHelpText('after', FILE_HELP),
+  ).action(async (file: string, opts: AgentOptions & { dryRun?: boolean }) => {
+    let text: string;
+    try {
+      text = readFileSync(file === '-' ? 0 : file, 'utf8');
+    } catch (e) {
+      throw new EbpfnetError('EBPFNET_USAGE', `lb apply ${file}`, `cannot read the file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
+    }
+    const specs = parseServiceFile(text, file);
+    const name = file === '-' ? 'standard input' : file;
+    if (opts.agent) {
+      refuseLocalFlags('lb apply', opts, { dryRun: '--dry-run' });
+      const v = await lbThroughAgent.apply(agentClient(opts), specs);
+      out(`lb: applied ${name} through the agent: ${v.services.length} service${v.services.length === 1 ? '' : 's'} (revision ${v.revision})`);
+      return;
+    }
+    if (opts.dryRun) {
+      const r = withBalancer('lb apply', (b) => b.plan(specs));
+      out(`lb: ${name} would change: ${describeChange(r)}`);
+      for (const s of r.steps) out(`  ${s}`);
+      return;
+    }
+    const r = withBalancer('lb apply', (b) => b.apply(specs));
+    out(`lb: applied ${name}: ${specs.length} service${specs.length === 1 ? '' : 's'} (${describeChange(r)})`);
+  });
 
   sub('explain')
     .description('which backend a new connection to the service would get, and why')

@@ -23,6 +23,9 @@ export interface CompiledPolicy {
   src: AddressEntry[];
   dst: AddressEntry[];
   decisions: Array<[Omit<F.FltRuleKey, 'gen'>, F.FltVerdict]>;
+  /** IPv4 classes as a DIR-16-8-8 table, or null when the policy has no IPv4 address rule or does
+   * not fit the capacity (then the kernel uses the tries, and flags lacks FLT_F_DIR4) */
+  dir: DirTable | null;
   /** kernel rule id of each policy rule (its counter slot) */
   ids: number[];
 }
@@ -33,6 +36,20 @@ export interface AddressEntry {
   prefix: number;
   /** the class and, for an address-only group, its winner for this class (else rule FLT_NO_RULE) */
   value: F.FltClass;
+}
+
+/**
+ * The DIR-16-8-8 table of one generation, before placement: an entry is 0 (no prefix), a class
+ * (1 up), or FLT_DIR_CHUNK | n for chunks[n]. The writer turns classes and chunk numbers into the
+ * kernel's indexes.
+ */
+export interface DirTable {
+  /** first level per side (0 source, 1 destination): 65,536 entries for the top 16 address bits */
+  l1: [Uint32Array, Uint32Array];
+  /** 256-entry chunks for bits 8-15 or 0-7, numbered across both sides */
+  chunks: Uint32Array[];
+  /** the side each chunk belongs to */
+  chunkSide: number[];
 }
 
 export interface PortKey {
@@ -51,6 +68,10 @@ export interface Capacity {
   decisions: number;
   /** counter slots (rule ids must be below it) */
   rules: number;
+  /** DIR chunks one generation may use (both sides) */
+  chunks: number;
+  /** DIR classes per side and generation (class numbers must be below it) */
+  classes: number;
 }
 
 /** Each table holds two generations, so one generation gets half. */
@@ -59,6 +80,8 @@ export const DEFAULT_CAPACITY: Capacity = {
   prefixes: F.FLT_SRC.maxEntries / 2,
   decisions: F.FLT_RULES.maxEntries / 2,
   rules: F.FLT_COUNTERS.maxEntries,
+  chunks: F.FLT_CHUNKS.maxEntries / 256 / 2,
+  classes: F.FLT_CLASSES.maxEntries / 4,
 };
 
 const NONE: F.FltVerdict = { rule: F.FLT_NO_RULE, action: F.FLT_ALLOW, rank: 0 };
@@ -146,6 +169,54 @@ function portClasses(rules: readonly Rule[], idx: number[]): PortClasses {
   return { members, segments };
 }
 
+/**
+ * IPv4 prefixes of both sides as a DIR-16-8-8 table (longest prefix match by at most three array
+ * reads), or null when there is none or it needs more chunks or classes than the capacity allows.
+ * Prefixes are laid down shortest first, so a longer one overwrites the part of a shorter one it
+ * covers, and a new chunk starts as a copy of the entry it replaces.
+ */
+export function buildDir(src: readonly AddressEntry[], dst: readonly AddressEntry[], cap: Pick<Capacity, 'chunks' | 'classes'>): DirTable | null {
+  const sides = [src, dst].map((es) => es.filter((e) => e.family === 4).sort((a, b) => a.prefix - b.prefix));
+  if (!sides[0].length && !sides[1].length) return null;
+  const chunks: Uint32Array[] = [];
+  const chunkSide: number[] = [];
+  const l1: [Uint32Array, Uint32Array] = [new Uint32Array(65536), new Uint32Array(65536)];
+  /** the chunk table[i] points to, made from a copy of table[i] when it is a class or empty */
+  const chunkAt = (table: Uint32Array, i: number, side: number): Uint32Array | null => {
+    const e = table[i];
+    if (e & F.FLT_DIR_CHUNK) return chunks[e & ~F.FLT_DIR_CHUNK];
+    if (chunks.length >= cap.chunks) return null;
+    table[i] = (F.FLT_DIR_CHUNK | chunks.length) >>> 0;
+    chunkSide.push(side);
+    chunks.push(new Uint32Array(256).fill(e));
+    return chunks[chunks.length - 1];
+  };
+  for (const [side, entries] of sides.entries()) {
+    for (const e of entries) {
+      const cls = e.value.cls;
+      if (cls >= cap.classes) return null;
+      const a = Number(e.addr);
+      if (e.prefix <= 16) {
+        const lo = a >>> 16;
+        l1[side].fill(cls, lo, lo + 2 ** (16 - e.prefix));
+        continue;
+      }
+      const c2 = chunkAt(l1[side], a >>> 16, side);
+      if (!c2) return null;
+      if (e.prefix <= 24) {
+        const lo = (a >>> 8) & 0xff;
+        c2.fill(cls, lo, lo + 2 ** (24 - e.prefix));
+        continue;
+      }
+      const c3 = chunkAt(c2, (a >>> 8) & 0xff, side);
+      if (!c3) return null;
+      const lo = a & 0xff;
+      c3.fill(cls, lo, lo + 2 ** (32 - e.prefix));
+    }
+  }
+  return { l1, chunks, chunkSide };
+}
+
 type Group = 'G' | 'S' | 'D' | 'SD';
 const GROUP_ID: Record<Exclude<Group, 'G'>, number> = { S: F.FLT_G_S, D: F.FLT_G_D, SD: F.FLT_G_SD };
 const NAMED_BIT: Record<Group, number> = { G: F.FLT_N_G, S: F.FLT_N_S, D: F.FLT_N_D, SD: F.FLT_N_SD };
@@ -171,6 +242,7 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     src: [],
     dst: [],
     decisions: [],
+    dir: null,
     ids,
   };
   // Precedence as one number the kernel can compare across groups: rank N for the rule that beats
@@ -323,6 +395,8 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
       }
     }
   }
+  out.dir = buildDir(out.src, out.dst, cap);
+  if (out.dir) flags |= F.FLT_F_DIR4;
   out.flags = flags;
   // The kernel's port values, deduplicated: each port entry learns its value's index.
   const valueIndex = new Map<string, number>();

@@ -6,10 +6,10 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, u
 import { join } from 'node:path';
 import { EbpfnetError, type VerifierStats } from '../errors.js';
 import * as F from '../gen/filter.js';
-import { BpfMap, BpfObject, BpfProgram, Link, ObjectSpec, ensureBpffs, objectPath, openPinnedLink, openPinnedMap, type XdpMode } from '../loader/index.js';
+import { BpfMap, BpfObject, BpfProgram, BpfTable, Link, ObjectSpec, ensureBpffs, objectPath, openPinnedLink, openPinnedMap, openPinnedTable, type MapFill, type XdpMode } from '../loader/index.js';
 import type { Closable } from '../loader/guard.js';
 import { track, untrack } from '../loader/guard.js';
-import { compilePolicy, DEFAULT_CAPACITY, PORT_SLOT, type CompiledPolicy } from './compile.js';
+import { compilePolicy, DEFAULT_CAPACITY, PORT_SLOT, type CompiledPolicy, type DirTable } from './compile.js';
 import type { Policy } from './policy.js';
 import { formatRule, parseRule, type Rule } from './rules.js';
 
@@ -40,18 +40,16 @@ export interface FilterCounters {
 
 const zero = (): F.FltCount => ({ packets: 0n, bytes: 0n });
 
-/** How full one map is. */
-export interface MapFill {
-  map: string;
-  entries: number;
-  maxEntries: number;
-}
+export type { MapFill } from '../loader/index.js';
 
 interface Tables {
-  flt_config: BpfMap<number, F.FltCfg>;
-  flt_protos: BpfMap<number, F.FltProtoVal>;
-  flt_portidx: BpfMap<number, F.FltPidx>;
-  flt_portval: BpfMap<number, F.FltPortVal>;
+  flt_cfg: BpfTable<F.FltCfg>;
+  flt_protos: BpfTable<F.FltProtoVal>;
+  flt_pidx: BpfTable<F.FltPidx>;
+  flt_pval: BpfTable<F.FltPortVal>;
+  flt_dir: BpfTable<number>;
+  flt_chunks: BpfMap<number, number>;
+  flt_classes: BpfMap<number, F.FltClass>;
   flt_src: BpfMap<F.FltLpmKey, F.FltClass>;
   flt_dst: BpfMap<F.FltLpmKey, F.FltClass>;
   flt_rules: BpfMap<F.FltRuleKey, F.FltVerdict>;
@@ -59,9 +57,29 @@ interface Tables {
   flt_stats: BpfMap<number, F.FltCount>;
 }
 
-const MAPS = [F.FLT_CONFIG, F.FLT_PROTOS, F.FLT_PORTIDX, F.FLT_PORTVAL, F.FLT_SRC, F.FLT_DST, F.FLT_RULES, F.FLT_COUNTERS, F.FLT_STATS] as const;
+const MAPS = [F.FLT_CHUNKS, F.FLT_CLASSES, F.FLT_SRC, F.FLT_DST, F.FLT_RULES, F.FLT_COUNTERS, F.FLT_STATS] as const;
+const TABLES = [F.FLT_CFG, F.FLT_PROTOS, F.FLT_PIDX, F.FLT_PVAL, F.FLT_DIR] as const;
 
-/** flt_portidx elements of one generation: 2 families x 3 protocol slots x 16,384 */
+/** The tables of a loaded object, or of a pinned filter (tables pinned under their variable names). */
+function openTables(map: (m: (typeof MAPS)[number]) => BpfMap<unknown, unknown>, table: (t: (typeof TABLES)[number]) => BpfTable<unknown>): Tables {
+  return Object.fromEntries([...MAPS.map((m) => [m.name, map(m)]), ...TABLES.map((t) => [t.variable, table(t)])]) as unknown as Tables;
+}
+
+/**
+ * DIR sizes for a rule capacity: chunks per generation (both sides) and classes per side and
+ * generation. A policy that needs more falls back to the tries, so these bound memory, not rules.
+ */
+function dirSizes(maxRules: number): { chunks: number; classes: number } {
+  return { chunks: Math.max(F.FLT_DIR_MIN_CHUNKS, maxRules / 64), classes: maxRules };
+}
+
+/** byte offsets of flt_cfg's fields */
+const cfgOffset = (name: string): number => F.FltCfg.fields.find((f) => f.name === name)!.offset;
+const CFG_GEN = cfgOffset('gen');
+const CFG_FLAGS = cfgOffset('flags');
+const CFG_DEFAULT = cfgOffset('default_action');
+
+/** flt_pidx elements of one generation: 2 families x 3 protocol slots x 16,384 */
 const PORT_ELEMS = 2 * 3 * 16384;
 
 function addrBytes(e: { family: number; addr: bigint }): Uint8Array {
@@ -78,9 +96,7 @@ const keyOf = (o: object): string => JSON.stringify(o, (_, v) => (typeof v === '
 
 /** What one generation holds, so the next write to it deletes exactly what is stale. */
 interface Written {
-  /** flt_protos values of the generation (null: unknown) */
-  protos: F.FltProtoVal[] | null;
-  /** flt_portidx elements of the generation that are not all zero: element -> its four indexes
+  /** flt_pidx elements of the generation that are not all zero: element -> its four indexes
    * (null after an adoption: unknown, so every element is rewritten) */
   portIdx: Map<number, number[]> | null;
   src: Map<string, F.FltLpmKey>;
@@ -114,12 +130,19 @@ export class FilterDatapath implements Closable {
    */
   static load(ifname: string, opts: { maxRules?: number } = {}): FilterDatapath {
     const spec = ObjectSpec.open(objectPath(F.LAYOUT.object));
-    if (opts.maxRules && opts.maxRules !== F.FLT_COUNTERS.maxEntries) spec.setMaxEntries(F.FLT_COUNTERS.name, opts.maxRules);
+    const maxRules = opts.maxRules ?? F.FLT_COUNTERS.maxEntries;
+    if (maxRules !== F.FLT_COUNTERS.maxEntries) spec.setMaxEntries(F.FLT_COUNTERS.name, maxRules);
+    const dir = dirSizes(maxRules);
+    if (dir.chunks * 2 * 256 !== F.FLT_CHUNKS.maxEntries) spec.setMaxEntries(F.FLT_CHUNKS.name, dir.chunks * 2 * 256);
+    if (dir.classes * 4 !== F.FLT_CLASSES.maxEntries) spec.setMaxEntries(F.FLT_CLASSES.name, dir.classes * 4);
     const obj = spec.load();
-    const t = Object.fromEntries(MAPS.map((m) => [m.name, obj.map(m as never)])) as unknown as Tables;
+    const t = openTables(
+      (m) => obj.map(m as never),
+      (x) => obj.table(x as never),
+    );
     const d = new FilterDatapath(ifname, obj, t);
     // A fresh object's tables are empty: nothing to scan or rewrite.
-    const empty = (): Written => ({ protos: Array.from({ length: 512 }, () => ({ named: 0, rule: 0, action: 0, rank: 0 })), portIdx: new Map(), src: new Map(), dst: new Map(), rules: new Map() });
+    const empty = (): Written => ({ portIdx: new Map(), src: new Map(), dst: new Map(), rules: new Map() });
     d.written = [empty(), empty()];
     return d;
   }
@@ -137,7 +160,10 @@ export class FilterDatapath implements Closable {
     if (!existsSync(dir)) {
       throw new EbpfnetError('EBPFNET_NOT_FOUND', `open the filter on ${ifname}`, 'no pinned filter there', { hint: 'start one with: ebpfnet filter --pin ...' });
     }
-    const t = Object.fromEntries(MAPS.map((m) => [m.name, openPinnedMap(join(dir, m.name), m as never)])) as unknown as Tables;
+    const t = openTables(
+      (m) => openPinnedMap(join(dir, m.name), m as never),
+      (x) => openPinnedTable(join(dir, x.variable), x as never),
+    );
     const d = new FilterDatapath(ifname, null, t);
     const state = readState(ifname);
     if (state) {
@@ -195,27 +221,57 @@ export class FilterDatapath implements Closable {
    */
   apply(policy: Policy): CompiledPolicy {
     const { ids, fresh } = this.assignIds(policy.rules);
-    const compiled = compilePolicy(policy, ids, { ...DEFAULT_CAPACITY, rules: this.t.flt_counters.capacity });
-    const cfg = this.t.flt_config.lookup(0) ?? { gen: 0, flags: [0, 0], default_action: [0, 0] };
-    const g = (cfg.gen & 1) ^ 1;
+    const compiled = compilePolicy(policy, ids, { ...DEFAULT_CAPACITY, rules: this.t.flt_counters.capacity, ...this.dirCapacity() });
+    const g = (this.t.flt_cfg.get(0).gen & 1) ^ 1;
     this.writeGeneration(g, compiled);
     for (const id of fresh) this.t.flt_counters.update(id, zero());
     // The inactive generation's flags and default first: the active one's bytes do not change.
-    cfg.flags[g] = compiled.flags;
-    cfg.default_action[g] = compiled.defaultAction;
-    this.t.flt_config.update(0, cfg);
-    // The switch: the same value with only gen changed; the program reads gen first per packet.
-    this.t.flt_config.update(0, { ...cfg, gen: g });
+    this.t.flt_cfg.storeU32(CFG_FLAGS + 4 * g, compiled.flags);
+    this.t.flt_cfg.storeU32(CFG_DEFAULT + 4 * g, compiled.defaultAction);
+    // The switch: one aligned store, after every write above; the program reads gen first.
+    this.t.flt_cfg.storeU32(CFG_GEN, g);
     this.policy = policy;
     this.ids = new Map(policy.rules.map((r, i) => [formatRule(r), ids[i]]));
     if (this.pinDir()) writeState(this);
     return compiled;
   }
 
+  /** DIR capacity of the loaded tables (an adopted filter was sized by whoever loaded it). */
+  private dirCapacity(): { chunks: number; classes: number } {
+    return { chunks: this.t.flt_chunks.capacity / 2 / 256, classes: this.t.flt_classes.capacity / 4 };
+  }
+
+  /** The DIR table of generation g: first level in place, chunks and classes as kernel indexes. */
+  private writeDir(g: number, dir: DirTable | null, c: CompiledPolicy): void {
+    const { chunks: perGen, classes } = this.dirCapacity();
+    const CHUNK = F.FLT_DIR_CHUNK;
+    // class n of side s -> its flt_classes index; chunk n -> its place in this generation's half
+    const place = (e: number, side: number): number => (e & CHUNK ? (CHUNK | (g * perGen + (e & ~CHUNK))) >>> 0 : e ? (g * 2 + side) * classes + e : 0);
+    for (const side of [0, 1]) {
+      const base = (g * 2 + side) * 65536 * 4;
+      if (!dir) {
+        this.t.flt_dir.mem.fill(0, base, base + 65536 * 4);
+        continue;
+      }
+      const l1 = dir.l1[side].map((e) => place(e, side));
+      this.t.flt_dir.mem.set(new Uint8Array(l1.buffer), base);
+    }
+    if (!dir) return;
+    const entries: Array<[number, number]> = [];
+    dir.chunks.forEach((chunk, n) => {
+      const side = dir.chunkSide[n];
+      chunk.forEach((e, i) => entries.push([(g * perGen + n) * 256 + i, place(e, side)]));
+    });
+    this.t.flt_chunks.updateBatch(entries);
+    const cls: Array<[number, F.FltClass]> = [];
+    for (const [side, list] of [c.src, c.dst].entries()) for (const e of list) if (e.family === 4) cls.push([(g * 2 + side) * classes + e.value.cls, e.value]);
+    this.t.flt_classes.updateBatch(cls);
+  }
+
   private scanGeneration(g: number): Written {
     // Unknown content (an adopted filter): port indexes count as all-set so every element is
     // rewritten; hashed tables are read back.
-    const w: Written = { protos: null, portIdx: null, src: new Map(), dst: new Map(), rules: new Map() };
+    const w: Written = { portIdx: null, src: new Map(), dst: new Map(), rules: new Map() };
     for (const k of this.t.flt_src.keys()) if (k.gen === g) w.src.set(keyOf(k), k);
     for (const k of this.t.flt_dst.keys()) if (k.gen === g) w.dst.set(keyOf(k), k);
     for (const k of this.t.flt_rules.keys()) if (k.gen === g) w.rules.set(keyOf(k), k);
@@ -231,9 +287,11 @@ export class FilterDatapath implements Closable {
       if (!four) idx.set(e, (four = [0, 0, 0, 0]));
       four[k.port & 3] = vi;
     }
-    const now: Written = { protos: c.protos.map(([, v]) => v), portIdx: idx, src: new Map(), dst: new Map(), rules: new Map() };
-    const src = c.src.map((e): [F.FltLpmKey, F.FltClass] => [lpmKey(g, e), e.value]);
-    const dst = c.dst.map((e): [F.FltLpmKey, F.FltClass] => [lpmKey(g, e), e.value]);
+    const now: Written = { portIdx: idx, src: new Map(), dst: new Map(), rules: new Map() };
+    // IPv4 prefixes go to the tries only when the DIR table does not hold them
+    const inTrie = (e: { family: number }): boolean => e.family === 6 || !c.dir;
+    const src = c.src.filter(inTrie).map((e): [F.FltLpmKey, F.FltClass] => [lpmKey(g, e), e.value]);
+    const dst = c.dst.filter(inTrie).map((e): [F.FltLpmKey, F.FltClass] => [lpmKey(g, e), e.value]);
     const rules = c.decisions.map(([k, v]): [F.FltRuleKey, F.FltVerdict] => [{ gen: g, ...k }, v]);
     for (const [k] of src) now.src.set(keyOf(k), k);
     for (const [k] of dst) now.dst.set(keyOf(k), k);
@@ -243,11 +301,10 @@ export class FilterDatapath implements Closable {
     this.t.flt_src.deleteBatch(stale(old.src, now.src));
     this.t.flt_dst.deleteBatch(stale(old.dst, now.dst));
     this.t.flt_rules.deleteBatch(stale(old.rules, now.rules));
-    const same = (a: F.FltProtoVal, b: F.FltProtoVal | undefined): boolean =>
-      !!b && a.named === b.named && a.rule === b.rule && a.action === b.action && a.rank === b.rank;
-    this.t.flt_protos.updateBatch(c.protos.filter(([i, v]) => !same(v, old.protos?.[i])).map(([i, v]) => [g * 512 + i, v]));
+    // The tables are written in place (mapped memory): all 512 protocol entries cost microseconds.
+    for (const [i, v] of c.protos) this.t.flt_protos.set(g * 512 + i, v);
     // Values before the indexes that point at them.
-    this.t.flt_portval.updateBatch(c.portVals.map((v, i): [number, F.FltPortVal] => [g * F.FLT_PORT_VALS + i + 1, v]));
+    c.portVals.forEach((v, i) => this.t.flt_pval.set(g * F.FLT_PORT_VALS + i + 1, v));
     // Only elements that held or now hold an index can differ (all of them after an adoption).
     const changed: Array<[number, F.FltPidx]> = [];
     const zero4 = [0, 0, 0, 0];
@@ -258,7 +315,8 @@ export class FilterDatapath implements Closable {
     };
     if (old.portIdx) for (const e of new Set([...old.portIdx.keys(), ...idx.keys()])) visit(e);
     else for (let e = 0; e < PORT_ELEMS; e++) visit(e);
-    this.t.flt_portidx.updateBatch(changed);
+    for (const [e, v] of changed) this.t.flt_pidx.set(e, v);
+    this.writeDir(g, c.dir, c);
     this.t.flt_src.updateBatch(src);
     this.t.flt_dst.updateBatch(dst);
     this.t.flt_rules.updateBatch(rules);
@@ -322,7 +380,7 @@ export class FilterDatapath implements Closable {
   }
 
   private pinDir(): string | null {
-    return existsSync(join(PIN_ROOT, this.ifname, F.FLT_CONFIG.name)) ? join(PIN_ROOT, this.ifname) : null;
+    return existsSync(join(PIN_ROOT, this.ifname, F.FLT_CFG.variable)) ? join(PIN_ROOT, this.ifname) : null;
   }
 
   /** Pins the maps and the link so the filter outlives this process. */
@@ -334,6 +392,7 @@ export class FilterDatapath implements Closable {
     }
     mkdirSync(dir, { recursive: true });
     for (const m of MAPS) this.t[m.name].pin(join(dir, m.name));
+    for (const x of TABLES) this.t[x.variable].pin(join(dir, x.variable));
     this.link?.pin(join(dir, 'link'));
     writeState(this);
     return dir;
@@ -359,6 +418,7 @@ export class FilterDatapath implements Closable {
     this.link?.close();
     this.link = null;
     for (const m of MAPS) this.t[m.name].close();
+    for (const x of TABLES) this.t[x.variable].close();
     this.obj?.close();
     this.obj = null;
     untrack(this);

@@ -89,7 +89,7 @@ export function packetInfo(spec: PacketSpec): PacketInfo {
 }
 
 const endpoint = (s: string, input: string): { addr: string; port?: number } => {
-  const m = /^\[([0-9a-fA-F:.]+)\](?::(\d+))?$/.exec(s) ?? /^([0-9.]+)(?::(\d+))?$/.exec(s) ?? /^([0-9a-fA-F:]+)$/.exec(s);
+  const m = /^\[([0-9a-fA-F:.]+)\](?::(\d+))?$/.exec(s) ?? /^([0-9.]+)(?::(\d+))?$/.exec(s) ?? /^([0-9a-fA-F.]*:[0-9a-fA-F:.]*)$/.exec(s); // bare IPv6, an IPv4 tail too (::ffff:1.2.3.4)
   if (!m) throw new EbpfnetError('EBPFNET_USAGE', `parse packet '${input}'`, `'${s}' is not ADDR[:PORT]`, { hint: 'IPv6 with a port is written [2001:db8::1]:22' });
   const port = m[2] === undefined ? undefined : Number(m[2]);
   if (port !== undefined && (port < 1 || port > 65535)) throw new EbpfnetError('EBPFNET_USAGE', `parse packet '${input}'`, `port ${port} is out of range`);

@@ -115,7 +115,8 @@ export function parseMatch(input: string): Match {
   const words = input.trim().split(/\s+/).filter(Boolean);
   const m: Match = {};
   let i = 0;
-  if (words[i] && words[i] !== 'from' && words[i] !== 'to') {
+  // keywords, like protocols, in any case: 'FROM 10.0.0.0/8' is 'from 10.0.0.0/8'
+  if (words[i] && !['from', 'to'].includes(words[i].toLowerCase())) {
     const [proto, ports, extra] = words[i].toLowerCase().split('/');
     if (!PROTOS.includes(proto as Proto)) throw usage(input, `unknown protocol '${proto}'`, `use ${PROTOS.join(', ')}`);
     m.proto = proto as Proto;

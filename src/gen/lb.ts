@@ -570,6 +570,7 @@ export const PROG_LB_GETPEERNAME6 = { name: 'lb_getpeername6', type: 'cgroup_soc
 export const LAYOUT = {
   object: 'lb',
   maps: [LB_SVC, LB_SLOTS, LB_BACKENDS, LB_AFFINITY, LB_REVNAT, LB_SVC_STATS, LB_BE_STATS, LB_META],
+  tables: [],
   programs: [PROG_LB_CONNECT4, PROG_LB_CONNECT6, PROG_LB_SENDMSG4, PROG_LB_SENDMSG6, PROG_LB_RECVMSG4, PROG_LB_RECVMSG6, PROG_LB_GETPEERNAME4, PROG_LB_GETPEERNAME6],
   structs: [LbSvcKey, LbSvc, LbSlotKey, LbBackend, LbAffKey, LbAffVal, LbRevKey, LbRevVal, LbSvcStats, LbBeStats, LbMeta],
   rodata: null,

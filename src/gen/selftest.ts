@@ -245,6 +245,7 @@ export const RODATA = { name: 'st_config', codec: StConfig } as const;
 export const LAYOUT = {
   object: 'selftest',
   maps: [ST_RULES, ST_COUNTERS, ST_PLAIN, ST_EVENTS],
+  tables: [],
   programs: [PROG_ST_XDP, PROG_ST_GETPGID, PROG_ST_CONNECT4],
   structs: [StKey, StRule, StCounters, StEvent, StConfig],
   rodata: 'st_config',

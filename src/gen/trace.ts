@@ -283,6 +283,7 @@ export const RODATA = { name: 'tr_config', codec: TrConfig } as const;
 export const LAYOUT = {
   object: 'trace',
   maps: [TR_INFLIGHT, TR_COUNTERS, TR_EVENTS],
+  tables: [],
   programs: [PROG_TR_IN_MKDIR, PROG_TR_IN_MKDIRAT, PROG_TR_EXIT],
   structs: [TrArgs, TrEvent, TrCounters, TrConfig],
   rodata: 'tr_config',

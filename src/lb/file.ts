@@ -12,7 +12,7 @@
 // Every mistake is reported with where it is (`services[2].backends[0]`) before anything is written.
 import { isMap, isSeq, parseDocument } from 'yaml';
 import { EbpfnetError } from '../errors.js';
-import { checkService, parseAffinity, parseBackend, parseServiceAddr, parseState, parseWeight, type BackendSpec, type ServiceSpec } from './model.js';
+import { checkService, parseAffinity, parseBackend, parseServiceAddr, parseState, parseWeight, type BackendSpec, type BackendState, type ServiceSpec } from './model.js';
 
 const SERVICE_KEYS = ['service', 'affinity', 'backends'];
 const BACKEND_KEYS = ['address', 'weight', 'state'];
@@ -42,12 +42,16 @@ function backendOf(x: unknown, op: string, where: string): BackendSpec {
   return at(op, where, () => {
     const b = parseBackend(x.address as string, op);
     if (x.weight !== undefined) b.weight = parseWeight(x.weight as number, op, `backend ${x.address}`);
-    if (x.state !== undefined) b.state = parseState(String(x.state), op, `backend ${x.address}`);
+    if (x.state !== undefined) b.state = parseState(x.state as string, op, `backend ${x.address}`);
     return b;
   });
 }
 
-function serviceOf(x: unknown, op: string, where: string): ServiceSpec {
+/**
+ * One service as the file writes it (`{service, affinity?, backends}`), checked. The agent's config
+ * file and HTTP API read services through this too: one grammar for every way in.
+ */
+export function parseServiceEntry(x: unknown, op: string, where: string): ServiceSpec {
   if (!isObj(x)) throw usage(op, `${where}: a service is a map with service, backends and (optionally) affinity`);
   for (const k of Object.keys(x)) if (!SERVICE_KEYS.includes(k)) throw usage(op, `${where}: unknown key '${k}'`, `a service has ${SERVICE_KEYS.join(', ')}`);
   if (typeof x.service !== 'string') throw usage(op, `${where}: service is missing`, 'write service: VIP:PORT/PROTO, e.g. 10.96.0.10:80/tcp');
@@ -81,7 +85,12 @@ function parseText(text: string, op: string): unknown {
     throw usage(op, `${line ? `line ${line.line}: ` : ''}${what}`, 'the file is YAML or JSON: see ebpfnet lb apply --help');
   }
   if (doc.contents && !isMap(doc.contents) && !isSeq(doc.contents)) throw usage(op, 'expected a map with services: [...] or a list of services');
-  return doc.toJS() as unknown;
+  try {
+    return doc.toJS() as unknown;
+  } catch (e) {
+    // an alias without its anchor, or one expanded too often (a "billion laughs" file), shows only here
+    throw usage(op, (e as Error).message.split('\n')[0].toLowerCase(), 'the file is YAML or JSON: see ebpfnet lb apply --help');
+  }
 }
 
 /** Parses the file's text into the complete set of services. `name` is for messages. */
@@ -95,13 +104,32 @@ export function parseServiceFile(text: string, name: string): ServiceSpec[] {
     for (const k of Object.keys(root)) if (k !== 'services') throw usage(op, `unknown top-level key '${k}'`, 'the file has one key: services');
     list = root.services ?? [];
   }
-  if (!Array.isArray(list)) throw usage(op, 'services: expected a list');
-  const out = list.map((s, i) => serviceOf(s, op, `services[${i}]`));
+  return parseServiceList(list, op);
+}
+
+/** A list of services (`where` names it in messages), each service at most once. */
+export function parseServiceList(list: unknown, op: string, where = 'services'): ServiceSpec[] {
+  if (list === undefined || list === null) return [];
+  if (!Array.isArray(list)) throw usage(op, `${where}: expected a list`);
+  const out = list.map((s, i) => parseServiceEntry(s, op, `${where}[${i}]`));
   const seen = new Map<string, number>();
   out.forEach((s, i) => {
     const n = s.name;
-    if (seen.has(n)) throw usage(op, `services[${i}]: ${n} is already defined at services[${seen.get(n)}]`);
+    if (seen.has(n)) throw usage(op, `${where}[${i}]: ${n} is already defined at ${where}[${seen.get(n)}]`);
     seen.set(n, i);
   });
   return out;
 }
+
+/** A service in the file's own form, canonical: what `parseServiceEntry` reads back unchanged. */
+export interface ServiceEntry {
+  service: string;
+  affinity: number;
+  backends: Array<{ address: string; weight: number; state: BackendState }>;
+}
+
+export const serviceEntry = (s: ServiceSpec): ServiceEntry => ({
+  service: s.name,
+  affinity: s.affinity,
+  backends: s.backends.map((b) => ({ address: b.name, weight: b.weight, state: b.state })),
+});

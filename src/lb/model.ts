@@ -2,7 +2,7 @@
 // What a person writes about services, parsed and checked: `10.96.0.10:80/tcp`, `[fd00::1]:53/udp`,
 // backends `IP:PORT[,weight=N][,state=active|draining]`. Every mistake is an EBPFNET_USAGE error
 // (exit 2) raised before anything is written, so bad input changes nothing.
-import { EbpfnetError } from '../errors.js';
+import { EbpfnetError, shownValue } from '../errors.js';
 import { LB_MAX_BACKENDS_PER_SVC } from '../gen/lb.js';
 import { hostPort, parseIp, type Ip } from './addr.js';
 
@@ -110,7 +110,8 @@ export function parseBackend(text: string, op = 'parse backend'): BackendSpec {
 }
 
 export function parseWeight(v: string | number, op: string, what: string): number {
-  const s = String(v);
+  // a number, or its digits as text: a list or a map is refused, not coerced ([2] is not 2)
+  const s = shownValue(v);
   const n = /^\d{1,5}$/.test(s) ? Number(s) : NaN;
   if (!(n >= 1 && n <= MAX_WEIGHT))
     throw usage(op, `${what}: weight '${s}' is not a number from 1 to ${MAX_WEIGHT}`, 'to stop new connections to a backend, use state=draining');
@@ -118,15 +119,15 @@ export function parseWeight(v: string | number, op: string, what: string): numbe
 }
 
 export function parseState(v: string, op: string, what: string): BackendState {
-  const s = String(v).toLowerCase();
-  if (!STATES.includes(s as BackendState)) throw usage(op, `${what}: unknown state '${v}'`, `use ${STATES.join(' or ')}`);
+  const s = shownValue(v).toLowerCase();
+  if (!STATES.includes(s as BackendState)) throw usage(op, `${what}: unknown state '${shownValue(v)}'`, `use ${STATES.join(' or ')}`);
   return s as BackendState;
 }
 
 export function parseAffinity(v: string | number | boolean | undefined, op: string, what: string): number {
   if (v === undefined || v === false) return 0;
   if (v === true) return DEFAULT_AFFINITY_SECONDS;
-  const s = String(v);
+  const s = shownValue(v);
   const n = /^\d{1,6}$/.test(s) ? Number(s) : NaN;
   if (!(n >= 0 && n <= MAX_AFFINITY_SECONDS))
     throw usage(op, `${what}: affinity '${s}' is not a number of seconds from 0 to ${MAX_AFFINITY_SECONDS}`, `0 turns it off; Kubernetes uses ${DEFAULT_AFFINITY_SECONDS}`);

@@ -44,6 +44,18 @@ export interface MapLayout<K = unknown, V = unknown, R = unknown> {
   readonly record: Codec<R> | null;
 }
 
+/**
+ * A global array the program indexes directly (maps/ "tables"): libbpf makes its .bss section a
+ * one-element, mmapable array map, which user space maps and writes in place (BpfTable).
+ */
+export interface TableLayout<T = unknown> {
+  /** the map libbpf makes of the section: ".bss." + variable */
+  readonly name: string;
+  readonly variable: string;
+  readonly entries: number;
+  readonly entry: Codec<T>;
+}
+
 export type ProgramKind = 'xdp' | 'tc' | 'tracepoint' | 'cgroup_sock_addr' | 'syscall';
 
 export interface ProgramLayout {

@@ -24,6 +24,13 @@ export interface MapInfo {
 
 const ENOENT = 2;
 
+/** How full one map is. */
+export interface MapFill {
+  map: string;
+  entries: number;
+  maxEntries: number;
+}
+
 /** Adds per-CPU copies field by field: numbers and bigints are summed, anything else is taken from CPU 0. */
 export function sumValues<V>(values: V[]): V {
   if (typeof values[0] === 'number' || typeof values[0] === 'bigint') {
@@ -189,17 +196,40 @@ export class BpfMap<K = Buffer, V = Buffer> {
   }
 
   *keys(): IterableIterator<K> {
-    const b = libbpf();
     const kc = this.layout.key!;
+    for (const k of this.rawKeys()) yield kc.decode(k, 0);
+  }
+
+  /** Each key in the kernel's order, as the bytes it gave (valid until the next step). */
+  private *rawKeys(): IterableIterator<Buffer> {
+    const b = libbpf();
     let prev: Buffer | null = null;
     for (;;) {
       const next: Buffer = prev === this.kbuf ? this.kbuf2 : this.kbuf;
       const rc = b.bpf_map_get_next_key(this.fd, prev, next);
       if (rc === -ENOENT) return;
       check(`iterate map ${this.name}`, rc);
-      yield kc.decode(next, 0);
+      yield next;
       prev = next;
     }
+  }
+
+  /**
+   * Entries present. An array holds all of its elements; a hash or LRU map is walked key by key
+   * (the keys are not decoded), which costs one call per entry. Ring buffers have no entries.
+   */
+  count(): number {
+    const t = this.layout.type;
+    if (t === 'array' || t === 'percpu_array') return this.capacity;
+    if (t === 'ringbuf') return 0;
+    let n = 0;
+    for (const _ of this.rawKeys()) n++;
+    return n;
+  }
+
+  /** count() against the live map's capacity, for the metrics. */
+  fill(): MapFill {
+    return { map: this.name, entries: this.count(), maxEntries: this.capacity };
   }
 
   /** Every entry. Uses the batch lookup where the kernel has it for this map type, else key by key. */

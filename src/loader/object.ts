@@ -9,9 +9,10 @@ import { BtfSpec } from './btf.js';
 import { checkPtr } from './fd.js';
 import { track, untrack, type Closable } from './guard.js';
 import { progTypeName } from './kinds.js';
-import type { Codec, MapLayout, ProgramLayout } from './layout.js';
+import type { Codec, MapLayout, ProgramLayout, TableLayout } from './layout.js';
 import { BpfMap } from './map.js';
 import { BpfProgram } from './program.js';
+import { BpfTable } from './table.js';
 
 export interface ProgramSpec {
   name: string;
@@ -264,6 +265,7 @@ const cstr = (b: Buffer): string => {
 /** A loaded object: its programs and maps live in the kernel until close(). */
 export class BpfObject implements Closable {
   private readonly maps = new Map<string, BpfMap<unknown, unknown>>();
+  private readonly tables = new Map<string, BpfTable<unknown>>();
 
   constructor(
     readonly path: string,
@@ -313,8 +315,23 @@ export class BpfObject implements Closable {
     throw new EbpfnetError('EBPFNET_NOT_FOUND', `find map ${layout.name} in ${this.path}`, 'no such map', { hint: 'rebuild the object (npm run build)' });
   }
 
+  /** The live global table (maps/ "tables"), mapped into this process; its size is checked. */
+  table<T>(layout: TableLayout<T>): BpfTable<T> {
+    const cached = this.tables.get(layout.name);
+    if (cached) return cached as BpfTable<T>;
+    const b = libbpf();
+    for (let x = b.bpf_object__next_map(this.handle as never, null); x; x = b.bpf_object__next_map(this.handle as never, x)) {
+      if (b.bpf_map__name(x) !== layout.name) continue;
+      const t = new BpfTable<T>(b.bpf_map__fd(x), layout, false);
+      this.tables.set(layout.name, t as BpfTable<unknown>);
+      return t;
+    }
+    throw new EbpfnetError('EBPFNET_NOT_FOUND', `find table ${layout.name} in ${this.path}`, 'no such table', { hint: 'rebuild the object (npm run build)' });
+  }
+
   close(): void {
     if (!this.obj) return;
+    for (const t of this.tables.values()) t.close();
     for (const m of this.maps.values()) m.close();
     libbpf().bpf_object__close(this.obj as never);
     this.obj = null;

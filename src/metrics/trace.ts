@@ -3,7 +3,7 @@
 //   ebpfnet_trace_events_total{syscall,result}   calls traced, by syscall and `0`/errno name
 //   ebpfnet_trace_events_lost_total              events the kernel could not hand to user space
 // No kernel calls here: the lost count comes from a function the caller passes in.
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 
 export interface TraceMetrics {
   /** counts one event the tracer showed */
@@ -50,4 +50,27 @@ export function traceMetrics(registry: Registry, syscalls: readonly string[], lo
       m.set(result, (m.get(result) ?? 0) + 1);
     },
   };
+}
+
+/** The agent's event streams (GET /v1/trace/events): how many are open, and what they dropped. */
+export function registerTraceStreamMetrics(registry: Registry, streams: () => { clients: number; dropped: number }): void {
+  new Gauge({
+    name: 'ebpfnet_trace_streams',
+    help: 'Open tracer event streams (GET /v1/trace/events).',
+    registers: [registry],
+    collect() {
+      this.set(streams().clients);
+    },
+  });
+  let seen = 0;
+  new Counter({
+    name: 'ebpfnet_trace_stream_dropped_total',
+    help: 'Events not sent to a stream because its client read too slowly (its buffer was full).',
+    registers: [registry],
+    collect() {
+      const now = streams().dropped;
+      if (now > seen) this.inc(now - seen);
+      seen = Math.max(seen, now);
+    },
+  });
 }

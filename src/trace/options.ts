@@ -165,3 +165,22 @@ export function nameMatcher(name: string | null): (comm: string) => boolean {
   const needle = name.length > COMM_MAX ? name.slice(0, COMM_MAX) : name;
   return (comm) => comm.includes(needle);
 }
+
+/** flags' short forms, as hints write them (`-p 1234`) */
+const SHORT: Record<string, string> = { p: 'pid', u: 'uid', n: 'name', d: 'duration' };
+
+/**
+ * parseTraceOptions for settings that are not command-line flags (the agent's config file, its
+ * stream's query parameters): the same checks, with messages naming `pid` rather than `--pid`.
+ * `op` starts the message: `read config agent.yaml: trace`, `validate querystring`.
+ */
+export function traceSettings(target: string, raw: RawTraceOptions, op: string, env: ParseEnv = {}): TracePlan {
+  try {
+    return parseTraceOptions(target, raw, env);
+  } catch (e) {
+    if (!(e instanceof EbpfnetError) || e.code !== 'EBPFNET_USAGE') throw e;
+    const keys = (s: string): string => s.replace(/--buffer-size/g, 'bufferSize').replace(/--(\w+)/g, '$1').replace(/(^|[\s(])-([pund]) /g, (_, pre: string, f: string) => `${pre}${SHORT[f]}=`);
+    const detail = e.message.slice(0, e.hint ? e.message.length - e.hint.length - 2 : undefined).replace(/^trace: /, '');
+    throw new EbpfnetError('EBPFNET_USAGE', op, keys(detail), { hint: e.hint && keys(e.hint) });
+  }
+}

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // Every generated layout module (src/gen/*.ts), so tests cover each datapath without naming it.
-import type { MapLayout, ProgramLayout, StructLayout } from '../../src/loader/layout.js';
+import type { MapLayout, ProgramLayout, StructLayout, TableLayout } from '../../src/loader/layout.js';
 
 export interface LayoutModule {
   LAYOUT: {
     object: string;
     maps: readonly MapLayout[];
+    tables: readonly TableLayout[];
     programs: readonly ProgramLayout[];
     structs: readonly StructLayout[];
     rodata: string | null;

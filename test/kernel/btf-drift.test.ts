@@ -14,7 +14,7 @@ describeKernel('maps/ agrees with the compiled objects (BTF)', () => {
   });
 
   for (const L of layouts()) {
-    it(`${L.object}: maps, structs, programs and rodata match`, () => {
+    it(`${L.object}: maps, tables, structs, programs and rodata match`, () => {
       const spec = ObjectSpec.open(objectPath(L.object));
       try {
         const btf = spec.btf();
@@ -40,6 +40,14 @@ describeKernel('maps/ agrees with the compiled objects (BTF)', () => {
             expect(s, `${m.name}: struct ${want.name}`).not.toBeNull();
             expect({ name: s!.name, size: s!.size, fields: s!.fields }).toEqual({ name: want.name, size: codec!.size, fields: want.fields });
           }
+        }
+        for (const t of L.tables) {
+          // a table is a global array alone in its .bss section: libbpf's one-element map holds it
+          const k = maps.get(t.name);
+          expect(k, `table ${t.name} in the object`).toBeDefined();
+          expect([k!.maxEntries, k!.valueSize], `${t.name}: one value of entries x entry size`).toEqual([1, t.entries * t.entry.size]);
+          const v = btf.sectionVars(t.name).find((x) => x.name === t.variable);
+          expect(v?.size, `variable ${t.variable}`).toBe(t.entries * t.entry.size);
         }
         const progs = new Map(spec.programs().map((p) => [p.name, p]));
         for (const p of L.programs) {

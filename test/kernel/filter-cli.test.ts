@@ -2,9 +2,11 @@
 // `ebpfnet filter` end to end on two network namespaces joined by a veth pair: real pings and TCP
 // connects from `source` to servers on `target`, where the filter runs.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { CLI, CliProcess, runCli } from '../helpers/cli.js';
 import { bpfProgIds, describeKernel, ok, sh, xdpOn } from '../helpers/kernel.js';
+import * as F from '../../src/gen/filter.js';
 import { makeTwoHosts, type TwoHosts } from '../helpers/netns.js';
 
 /** TCP servers on the target that answer with their port. */
@@ -86,6 +88,28 @@ describeKernel('ebpfnet filter (two namespaces)', () => {
     expect(u.status, u.stderr).toBe(0);
     expect(xdpOn(h.targetIf, h.target)).toBe(false);
     expect(connect(h.source, h.targetIp, 22)).toBe('OK 22');
+  });
+
+  it('status shows the pinned filters it can open and one line for one it cannot (exit 1)', () => {
+    // the source's end of the link, for a second pinned filter
+    const srcIf = sh('ip', ['-n', h.source, '-o', 'link', 'show', 'type', 'veth']).split(':')[1].trim().split('@')[0];
+    expect(runCli(['filter', '--iface', h.targetIf, '--deny', 'tcp/22', '--pin'], { ns: h.target }).status).toBe(0);
+    expect(runCli(['filter', '--iface', srcIf, '--deny', 'udp', '--pin'], { ns: h.source }).status).toBe(0);
+    try {
+      // a pin this build cannot open, as another version's filter would be
+      rmSync(`/sys/fs/bpf/ebpfnet/filter/${h.targetIf}/${F.FLT_CHUNKS.name}`);
+      const st = runCli(['status'], { ns: h.source });
+      expect(st.status).toBe(1);
+      expect(st.stdout).toContain(`${srcIf}: xdp native: deny udp; default allow`);
+      expect(st.stderr.trim().split('\n').filter((l) => l.includes(h.targetIf))).toEqual([
+        `ebpfnet: open pinned map /sys/fs/bpf/ebpfnet/filter/${h.targetIf}/${F.FLT_CHUNKS.name}: nothing is pinned there (ENOENT)`,
+      ]);
+    } finally {
+      expect(runCli(['unload', '--iface', srcIf], { ns: h.source }).status).toBe(0);
+    }
+    // unload still removes the broken one
+    expect(runCli(['unload', '--iface', h.targetIf], { ns: h.target }).status).toBe(0);
+    expect(xdpOn(h.targetIf, h.target)).toBe(false);
   });
 
   it('refuses an interface that carries another XDP program unless --replace', async () => {

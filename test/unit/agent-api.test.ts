@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The agent and its HTTP API through inject(): no port, no root. An in-memory filter backend
 // stands in for the kernel, so these tests pin down validation, auth, revisions and persistence.
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -9,57 +10,14 @@ import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../src/agent/agent.js';
 import { parseConfig } from '../../src/agent/config.js';
-import type { FilterBackend, FilterHandle } from '../../src/agent/filter.js';
 import { loadToken } from '../../src/agent/token.js';
 import { buildApi } from '../../src/api/app.js';
-import { EbpfnetError } from '../../src/errors.js';
-import type { FilterCounters } from '../../src/filter/datapath.js';
-import type { Policy } from '../../src/filter/policy.js';
-import * as F from '../../src/gen/filter.js';
 import { formatRule } from '../../src/filter/rules.js';
 import { registerBpfMetrics } from '../../src/metrics/bpf.js';
 import { registerFilterMetrics } from '../../src/metrics/filter.js';
+import { fakeKernel } from '../helpers/agent-fakes.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
-const z = () => ({ packets: 0n, bytes: 0n });
-
-/** Pretends to be the kernel: remembers the policy per interface and counts 1 packet per rule. */
-function fakeKernel(opts: { failApply?: () => boolean } = {}) {
-  const pinned = new Map<string, Policy | null>();
-  const applied: string[] = [];
-  const handle = (ifname: string): FilterHandle => ({
-    ifname,
-    attachment: 'xdp native',
-    apply(p) {
-      if (opts.failApply?.()) throw new EbpfnetError('EBPFNET_KERNEL', `update map flt_rules on ${ifname}`, 'EIO');
-      pinned.set(ifname, p);
-      applied.push(ifname);
-    },
-    counters(): FilterCounters {
-      const p = pinned.get(ifname);
-      return {
-        rules: (p?.rules ?? []).map((r, i) => ({ rule: formatRule(r), action: r.action, id: i, packets: 1n, bytes: 100n })),
-        defaultPass: z(), defaultDrop: z(), malformed: z(), nonIp: z(), ndPass: z(), fragments: z(), audit: z(), arpDrop: z(),
-      };
-    },
-    programInfo: () => ({ id: 7, name: F.PROG_FILTER_XDP.name, runCount: 40n, runTimeNs: 1_000n }),
-    mapFill: () => [{ map: F.FLT_RULES.name, entries: pinned.get(ifname)?.rules.length ?? 0, maxEntries: 1024 }],
-    close() {},
-  });
-  const backend: FilterBackend = {
-    pinned: (i) => pinned.has(i),
-    adopt: (i) => handle(i),
-    create(i, p) {
-      if (i === 'nosuch0') throw new EbpfnetError('EBPFNET_NOT_FOUND', `filter ${i}`, 'no such interface');
-      const h = handle(i);
-      h.apply(p);
-      return h;
-    },
-    unload: (i) => void pinned.delete(i),
-  };
-  return { backend, pinned, applied };
-}
-
 describe('agent API (inject)', () => {
   let dir: string;
   let app: FastifyInstance;
@@ -162,8 +120,16 @@ describe('agent API (inject)', () => {
     const idBad = await app.inject({ method: 'DELETE', url: '/v1/filter/rules/abc', headers: auth });
     expect(idBad.statusCode).toBe(400);
     const text = await app.inject({ method: 'PUT', url: '/v1/filter', headers: { ...auth, 'content-type': 'text/plain' }, payload: 'deny tcp/22' });
-    expect(text.statusCode).toBe(400);
-    expect(text.json()).toEqual({ code: 'EBPFNET_USAGE', message: 'validate body: must be object' });
+    expect(text.statusCode).toBe(415);
+    expect(Object.keys(text.json()).sort()).toEqual(['code', 'message']);
+    // a name twice in one object: parsers disagree on which wins, so neither does
+    for (const body of ['{"rules":[],"rules":[{"action":"deny","match":"tcp/1"}]}', '{"rules":[{"action":"deny","match":"tcp/1","m\\u0061tch":"tcp/2"}]}']) {
+      const dup = await put(body, { 'content-type': 'application/json' });
+      expect(dup.statusCode, body).toBe(400);
+      expect(dup.json()).toEqual({ code: 'EBPFNET_USAGE', message: expect.stringMatching(/^parse body: the name "(rules|match)" appears twice in one object; send each name once$/) });
+    }
+    const distinct = await put('{"rules":[{"action":"deny","match":"tcp/1"},{"action":"deny","match":"tcp/2"}],"audit":false}', { 'content-type': 'application/json', 'if-match': '"0"' });
+    expect(distinct.statusCode).toBe(412); // parsed and validated: only the revision stops it
     expect((await app.inject('/v1/filter')).json()).toEqual(before);
     expect(kernel.applied).toEqual(['eth9']);
   });
@@ -215,6 +181,12 @@ describe('agent API (inject)', () => {
     expect(ifBad.json()).toEqual({ code: 'EBPFNET_NOT_FOUND', message: 'filter nosuch0: no such interface' });
     expect((await app.inject('/v1/filter')).json()).toEqual(before);
     expect([...kernel.pinned.keys()]).toEqual(['eth9']);
+    // beside a running filter: the missing interface is found before the running one is touched
+    const applied = kernel.applied.length;
+    const both = await put({ interfaces: ['eth9', 'nosuch0'], rules: [{ action: 'deny', match: 'udp/9' }] }, { 'content-type': 'application/json' });
+    expect(both.statusCode).toBe(404);
+    expect(kernel.applied.length).toBe(applied);
+    expect((await app.inject('/v1/filter')).json()).toEqual(before);
   });
 
   it('stats and /metrics carry the counters; API requests are counted', async () => {
@@ -262,7 +234,12 @@ describe('agent API (inject)', () => {
     await app.close();
     agent.close();
     kernel.pinned.clear(); // as after a reboot: nothing pinned, the state file alone restores it
+    // a writer killed between write and rename left its temporary file; a live one's stays
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    writeFileSync(join(dir, `state.json.tmp-${dead}`), '{"half":');
+    writeFileSync(join(dir, `state.json.tmp-${process.ppid}`), '{}');
     await start();
+    expect(readdirSync(dir).filter((f) => f.includes('.tmp-'))).toEqual([`state.json.tmp-${process.ppid}`]);
     expect((await app.inject('/v1/filter')).json()).toEqual(before);
     expect(kernel.pinned.get('eth9')!.rules.map(formatRule)).toEqual(['deny tcp/22', 'deny icmp']);
   });

@@ -10,7 +10,7 @@ import { apiMetrics } from '../../src/metrics/api.js';
 import { registerBpfMetrics } from '../../src/metrics/bpf.js';
 import { registerFilterMetrics } from '../../src/metrics/filter.js';
 import { registerLbMetrics } from '../../src/metrics/lb.js';
-import { traceMetrics } from '../../src/metrics/trace.js';
+import { registerTraceStreamMetrics, traceMetrics } from '../../src/metrics/trace.js';
 
 interface Panel {
   id: number;
@@ -33,6 +33,7 @@ async function registered(): Promise<Set<string>> {
   registerFilterMetrics(r, () => []);
   registerLbMetrics(r, () => []);
   traceMetrics(r, [], () => 0);
+  registerTraceStreamMetrics(r, () => ({ clients: 0, dropped: 0 }));
   registerBpfMetrics(r, () => [], () => false);
   apiMetrics(r);
   const names = new Set<string>();

@@ -28,6 +28,26 @@ describe('gen-maps', () => {
     }
   });
 
+  it('emits a table as a global array in its own .bss section, and its TypeScript layout', () => {
+    const out = genFrom({ structs: { v: struct([['a', 'u32'], ['b', 'u32']]) }, tables: { tbl: { entry: 'v', entries: 1024 }, words: { entry: 'u32', entries: 16 } } });
+    const h = out.get(join('bpf', 'include', 'gen', 'x.maps.h'))!;
+    const ts = out.get(join('src', 'gen', 'x.ts'))!;
+    expect(h).toContain('#define TBL_ENTRIES 1024');
+    expect(h).toContain('struct v tbl[TBL_ENTRIES] SEC(".bss.tbl");');
+    expect(h).toContain('__u32 words[WORDS_ENTRIES] SEC(".bss.words");');
+    expect(ts).toMatch(/export const TBL = \{\n  name: '\.bss\.tbl',\n  variable: 'tbl',\n  entries: 1024,\n  entry: V,\n\} as const satisfies TableLayout;/);
+    expect(ts).toContain('tables: [TBL, WORDS]');
+  });
+
+  it.each([
+    [{ tables: { much_too_long: { entry: 'u32', entries: 1 } } }, /at most 10 characters/],
+    [{ tables: { t: { entry: 'u32', entries: 0 } } }, /entries must be a positive integer/],
+    [{ tables: { t: { entry: 'u64', entries: 1 << 20 } } }, /more than the 4 MiB/],
+    [{ maps: { t: { type: 'array', key: 'u32', value: 'u32', max_entries: 1 } }, tables: { t: { entry: 'u32', entries: 1 } } }, /name of a map/],
+  ])('refuses a bad table %#', (layout, msg) => {
+    expect(() => genFrom(layout)).toThrow(msg);
+  });
+
   it('emits the same struct for C and TypeScript, with a size assertion and DO-NOT-EDIT headers', () => {
     const out = genFrom({ structs: { k: struct([['a', 'u32'], ['port', 'be16'], ['pad', 'u16']]) }, maps: { m: { type: 'hash', key: 'k', value: 'u64', max_entries: 8 } } });
     const h = out.get(join('bpf', 'include', 'gen', 'x.maps.h'))!;

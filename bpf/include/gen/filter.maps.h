@@ -39,8 +39,11 @@
 #define FLT_MAX_EXT_HDRS 8
 #define FLT_STAT_SLOTS 8
 #define FLT_PORT_VALS 65536
+#define FLT_F_DIR4 4096
+#define FLT_DIR_CHUNK 2147483648
+#define FLT_DIR_MIN_CHUNKS 128
 
-/* flt_config[0]: the active generation and each generation's flags and default. User space writes the inactive generation's fields first (the active bytes stay as they are), then flips gen: a packet sees one whole generation */
+/* flt_cfg[0]: the active generation and each generation's flags and default. User space writes the inactive generation's fields first (the active bytes stay as they are), then flips gen with one aligned 4-byte store: a packet sees one whole generation */
 struct flt_cfg {
 	__u32 gen;
 	__u32 flags[2]; /* FLT_F_* per generation */
@@ -68,16 +71,17 @@ struct flt_verdict {
 };
 _Static_assert(sizeof(struct flt_verdict) == 16, "struct flt_verdict layout drifted from maps/filter.json");
 
-/* the winner among rules that name no address, and the port's class in each address group */
+/* the winner among rules that name no address, and the port's class in each address group (a group has at most 65,535 port classes: one per port) */
 struct flt_port_val {
 	__u32 rule;
-	__u32 action;
 	__u32 rank;
-	__u32 pc_s;
-	__u32 pc_d;
-	__u32 pc_sd;
+	__u8 action;
+	__u8 pad;
+	__u16 pc_s;
+	__u16 pc_d;
+	__u16 pc_sd;
 };
-_Static_assert(sizeof(struct flt_port_val) == 24, "struct flt_port_val layout drifted from maps/filter.json");
+_Static_assert(sizeof(struct flt_port_val) == 16, "struct flt_port_val layout drifted from maps/filter.json");
 
 /* per generation, family and IP protocol: which groups name the protocol (FLT_N_*), and the winner among rules with no address and no port */
 struct flt_proto_val {
@@ -121,16 +125,8 @@ struct flt_class {
 };
 _Static_assert(sizeof(struct flt_class) == 16, "struct flt_class layout drifted from maps/filter.json");
 
-#define FLT_CONFIG_MAX_ENTRIES 1
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FLT_CONFIG_MAX_ENTRIES);
-	__type(key, __u32);
-	__type(value, struct flt_cfg);
-} flt_config SEC(".maps");
-
 #define FLT_SRC_MAX_ENTRIES 262144
-/* source prefix -> class (an exact-match hash for host prefixes was tried: a miss costs more than the trie's early exit) */
+/* source prefix -> class, for IPv6 and for IPv4 when the generation does not use the DIR tables (FLT_F_DIR4 clear) */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, FLT_SRC_MAX_ENTRIES);
@@ -140,7 +136,7 @@ struct {
 } flt_src SEC(".maps");
 
 #define FLT_DST_MAX_ENTRIES 262144
-/* destination prefix -> class */
+/* destination prefix -> class (as flt_src) */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, FLT_DST_MAX_ENTRIES);
@@ -148,15 +144,6 @@ struct {
 	__type(value, struct flt_class);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } flt_dst SEC(".maps");
-
-#define FLT_PROTOS_MAX_ENTRIES 1024
-/* index gen * 512 + (family == 6) * 256 + proto */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FLT_PROTOS_MAX_ENTRIES);
-	__type(key, __u32);
-	__type(value, struct flt_proto_val);
-} flt_protos SEC(".maps");
 
 #define FLT_RULES_MAX_ENTRIES 1048576
 /* (group, classes, protocol) -> the group's winning rule */
@@ -186,22 +173,42 @@ struct {
 	__type(value, struct flt_count);
 } flt_stats SEC(".maps");
 
-#define FLT_PORTIDX_MAX_ENTRIES 196608
-/* index ((gen * 2 + (family == 6)) * 3 + slot) * 16384 + port / 4, slot 0 tcp, 1 udp, 2 sctp: a direct index, cheaper than hashing the port */
+#define FLT_CHUNKS_MAX_ENTRIES 65536
+/* the DIR table's 256-entry chunks for address bits 8-15 and 0-7: index chunk * 256 + byte, chunks numbered gen * (chunks per generation) + n by user space; an entry is 0 (no prefix), a flt_classes index, or FLT_DIR_CHUNK | chunk. Resized at load from the rule capacity */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FLT_PORTIDX_MAX_ENTRIES);
+	__uint(max_entries, FLT_CHUNKS_MAX_ENTRIES);
 	__type(key, __u32);
-	__type(value, struct flt_pidx);
-} flt_portidx SEC(".maps");
+	__type(value, __u32);
+} flt_chunks SEC(".maps");
 
-#define FLT_PORTVAL_MAX_ENTRIES 131072
-/* gen * 65536 + index; index 0 unused */
+#define FLT_CLASSES_MAX_ENTRIES 16384
+/* IPv4 address classes of the DIR table: index (gen * 2 + side) * (classes per side) + class, side 0 source, 1 destination. Resized at load from the rule capacity */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FLT_PORTVAL_MAX_ENTRIES);
+	__uint(max_entries, FLT_CLASSES_MAX_ENTRIES);
 	__type(key, __u32);
-	__type(value, struct flt_port_val);
-} flt_portval SEC(".maps");
+	__type(value, struct flt_class);
+} flt_classes SEC(".maps");
+
+#define FLT_CFG_ENTRIES 1
+/* the active generation, flags and defaults */
+struct flt_cfg flt_cfg[FLT_CFG_ENTRIES] SEC(".bss.flt_cfg");
+
+#define FLT_PROTOS_ENTRIES 1024
+/* index gen * 512 + (family == 6) * 256 + proto */
+struct flt_proto_val flt_protos[FLT_PROTOS_ENTRIES] SEC(".bss.flt_protos");
+
+#define FLT_PIDX_ENTRIES 196608
+/* index ((gen * 2 + (family == 6)) * 3 + slot) * 16384 + port / 4, slot 0 tcp, 1 udp, 2 sctp: a direct index, cheaper than hashing the port */
+struct flt_pidx flt_pidx[FLT_PIDX_ENTRIES] SEC(".bss.flt_pidx");
+
+#define FLT_PVAL_ENTRIES 131072
+/* gen * 65536 + index; index 0 unused */
+struct flt_port_val flt_pval[FLT_PVAL_ENTRIES] SEC(".bss.flt_pval");
+
+#define FLT_DIR_ENTRIES 262144
+/* the DIR table's first level: index (gen * 2 + side) * 65536 + the address's top 16 bits; an entry as in flt_chunks */
+__u32 flt_dir[FLT_DIR_ENTRIES] SEC(".bss.flt_dir");
 
 #endif

@@ -1,0 +1,308 @@
+// SPDX-License-Identifier: Apache-2.0
+// What the differential fuzzer feeds the filter: random policies and frames from a seeded generator,
+// so a seed reproduces a whole run. Frames are aimed at the policy's own ports and prefixes (so rules
+// match, not only miss), then varied: VLAN stacks, IPv4 options, IPv6 extension-header chains (too
+// long ones too), first and non-first fragments, truncation at every header boundary, flipped header
+// bytes and plain random bytes. Pure: no kernel here (the runner is fuzz.ts).
+import type { Policy } from './policy.js';
+import { PROTO_NUMBERS, formatRule, parseRule, ruleFamily, type Action, type Cidr, type Family, type Rule } from './rules.js';
+import { EXT_HEADERS, ETH_P, NH_AH, NH_FRAGMENT } from './model.js';
+
+/** A small fast PRNG (32-bit state mixing, splitmix-style); the same seed gives the same stream. */
+export class Rng {
+  private s: number;
+  constructor(seed: number) {
+    this.s = seed >>> 0;
+  }
+  next(): number {
+    this.s = (this.s + 0x9e3779b9) >>> 0;
+    let z = this.s;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+    return (z ^ (z >>> 16)) >>> 0;
+  }
+  /** 0 <= n < max */
+  int(max: number): number {
+    return Math.floor((this.next() / 2 ** 32) * max);
+  }
+  /** lo <= n <= hi */
+  range(lo: number, hi: number): number {
+    return lo + this.int(hi - lo + 1);
+  }
+  chance(p: number): boolean {
+    return this.next() / 2 ** 32 < p;
+  }
+  pick<T>(a: readonly T[]): T {
+    return a[this.int(a.length)];
+  }
+  bits(n: number): bigint {
+    let v = 0n;
+    for (let i = 0; i < n; i += 32) v = (v << 32n) | BigInt(this.next());
+    return v & ((1n << BigInt(n)) - 1n);
+  }
+}
+
+const BITS: Record<Family, number> = { 4: 32, 6: 128 };
+const mask = (f: Family, prefix: number): bigint => (prefix === 0 ? 0n : ((1n << BigInt(prefix)) - 1n) << BigInt(BITS[f] - prefix));
+
+/** A random address inside (or, with `outside`, just outside) a prefix. */
+export function addressIn(rng: Rng, c: Cidr, outside = false): bigint {
+  const bits = BITS[c.family];
+  let a = (c.addr & mask(c.family, c.prefix)) | (rng.bits(bits) & ~mask(c.family, c.prefix) & ((1n << BigInt(bits)) - 1n));
+  if (outside && c.prefix > 0) a ^= 1n << BigInt(bits - c.prefix); // flip the last prefix bit
+  return a;
+}
+
+const formatAddr = (f: Family, a: bigint): string =>
+  f === 4
+    ? [24n, 16n, 8n, 0n].map((s) => String((a >> s) & 0xffn)).join('.')
+    : Array.from({ length: 8 }, (_, i) => ((a >> BigInt(112 - i * 16)) & 0xffffn).toString(16)).join(':');
+
+export interface FuzzPolicy {
+  policy: Policy;
+  /** the rules as the CLI takes them: "deny tcp/22 from 10.0.0.0/8" */
+  texts: string[];
+  /** addresses and ports the frames aim at (the policy's own, and a few others) */
+  anchors: { 4: bigint[]; 6: bigint[]; ports: number[] };
+  /** how many rules at the end are filler that overflows the IPv4 DIR table's chunk pool */
+  fillers: number;
+}
+
+/** IPv4 prefix lengths at and either side of the DIR-16-8-8 table's level boundaries */
+const DIR_BOUNDARIES = [8, 16, 17, 24, 25, 32];
+
+/**
+ * IPv4 prefixes in the DIR table: a chain nested in one anchor (a subset of /8 ⊃ /16 ⊃ /17 ⊃ /24 ⊃
+ * /25 ⊃ /32), each on a random side with a random action and protocol.
+ */
+function nestedV4(rng: Rng, anchor: bigint): string[] {
+  const out: string[] = [];
+  for (const p of DIR_BOUNDARIES) {
+    if (!rng.chance(0.7)) continue;
+    const cidr = `${formatAddr(4, anchor & mask(4, p))}/${p}`;
+    const side = rng.pick([' from ', ' to ', ' from ', ' to ']);
+    const match = rng.pick(['', '', 'tcp', 'udp', 'icmp', 'tcp/22', 'udp/53']);
+    out.push(`${rng.chance(0.5) ? 'deny' : 'allow'} ${match}${side}${cidr}`);
+  }
+  return out;
+}
+
+/**
+ * Rules enough to overflow the IPv4 DIR chunk pool (FLT_DIR_MIN_CHUNKS, 128 per generation in a
+ * default-sized filter), so the generation falls back to the LPM tries: each names a /25-/32
+ * source and destination in /16s of their own (two chunks each), inside an anchor's /8 so they nest
+ * under the policy's shorter prefixes.
+ */
+function dirOverflow(rng: Rng, anchors: bigint[]): string[] {
+  const used = new Set(anchors.map((a) => Number(a >> 16n)));
+  const host = (): string => {
+    let top: number;
+    do top = (Number(rng.pick(anchors) >> 24n) << 8) | rng.int(256);
+    while (used.has(top));
+    used.add(top);
+    const p = rng.range(25, 32);
+    return `${formatAddr(4, ((BigInt(top) << 16n) | rng.bits(16)) & mask(4, p))}/${p}`;
+  };
+  return Array.from({ length: rng.range(34, 40) }, () => `${rng.chance(0.5) ? 'deny' : 'allow'} ${rng.pick(['', '', 'tcp', 'udp/53'])} from ${host()} to ${host()}`);
+}
+
+/** A random policy: ports, ranges, v4 and v6 prefixes that nest and overlap, both actions and defaults. */
+export function randomPolicy(rng: Rng): FuzzPolicy {
+  const anchors = {
+    4: Array.from({ length: 3 }, () => rng.bits(32)),
+    6: Array.from({ length: 3 }, () => rng.bits(128)),
+    ports: [22, 53, 80, 443, 1, 65535, ...Array.from({ length: 3 }, () => rng.range(1, 65535))],
+  };
+  const prefixLen = (f: Family): number => (rng.chance(0.6) ? rng.pick(f === 4 ? [0, ...DIR_BOUNDARIES] : [0, 16, 32, 48, 64, 128]) : rng.range(0, BITS[f]));
+  const cidr = (f: Family): string => {
+    const p = prefixLen(f);
+    return `${formatAddr(f, rng.pick(anchors[f]) & mask(f, p))}/${p}`;
+  };
+  const n = rng.chance(0.1) ? rng.range(13, 40) : rng.range(1, 12);
+  const texts: string[] = [];
+  const rules: Rule[] = [];
+  /** adds a rule given as text, unless the policy has it already (the same rule twice is one rule, as makePolicy does) */
+  const add = (text: string): boolean => {
+    const r = parseRule(text.startsWith('deny ') ? 'deny' : 'allow', text.replace(/^(allow|deny) /, '').trim());
+    const canonical = formatRule(r);
+    if (texts.includes(canonical)) return false;
+    texts.push(canonical);
+    rules.push(r);
+    return true;
+  };
+  if (rng.chance(0.3)) nestedV4(rng, rng.pick(anchors[4])).forEach(add);
+  const core = rules.length + n;
+  while (rules.length < core) {
+    const action: Action = rng.chance(0.5) ? 'deny' : 'allow';
+    const proto = rng.pick(['tcp', 'udp', 'sctp', 'icmp', 'icmpv6', 'arp', '', '', 'tcp', 'udp'] as const);
+    const family: Family = proto === 'icmp' ? 4 : proto === 'icmpv6' ? 6 : rng.chance(0.5) ? 4 : 6;
+    let m = proto as string;
+    if ((proto === 'tcp' || proto === 'udp' || proto === 'sctp') && rng.chance(0.75)) {
+      const p = rng.pick(anchors.ports);
+      const hi = rng.chance(0.5) ? p : Math.min(65535, p + rng.pick([1, 2, 7, 100, 1000, 65535]));
+      m += hi === p ? `/${p}` : `/${p}-${hi}`;
+    }
+    if (proto !== 'arp') {
+      const sides = proto === '' ? rng.pick([1, 2, 3]) : rng.pick([0, 0, 1, 2, 3]);
+      if (sides & 1) m += ` from ${cidr(family)}`;
+      if (sides & 2) m += ` to ${cidr(family)}`;
+    }
+    add(`${action} ${m}`);
+  }
+  // about a third of the policies do not fit the DIR table: their IPv4 classes come from the tries
+  const before = rules.length;
+  if (rng.chance(0.3)) dirOverflow(rng, anchors[4]).forEach(add);
+  const policy: Policy = { rules, default: rng.chance(0.5) ? 'deny' : 'allow', audit: rng.chance(0.2) };
+  return { policy, texts, anchors, fillers: rules.length - before };
+}
+
+/** A frame under construction; `bounds` are the offsets where headers start and end. */
+interface Frame {
+  bytes: number[];
+  bounds: number[];
+}
+
+const be16 = (n: number): number[] => [(n >> 8) & 0xff, n & 0xff];
+const addrBytes = (f: Family, a: bigint): number[] => {
+  const n = f === 4 ? 4 : 16;
+  return Array.from({ length: n }, (_, i) => Number((a >> BigInt((n - 1 - i) * 8)) & 0xffn));
+};
+
+function push(fr: Frame, part: number[]): void {
+  fr.bytes.push(...part);
+  fr.bounds.push(fr.bytes.length);
+}
+
+function l4Header(rng: Rng, proto: number, dport: number, family: Family): number[] {
+  const pay = Array.from({ length: rng.pick([0, 0, 4, 16, 64]) }, () => rng.int(256));
+  const sport = rng.range(1, 65535);
+  switch (proto) {
+    case 6:
+      return [...be16(sport), ...be16(dport), 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0, ...pay];
+    case 17:
+      return [...be16(sport), ...be16(dport), ...be16(8 + pay.length), 0, 0, ...pay];
+    case 132:
+      return [...be16(sport), ...be16(dport), 0, 0, 0, 0, 0, 0, 0, 0, ...pay];
+    case 1:
+    case 58: {
+      const type = proto === 58 || family === 6 ? rng.pick([128, 129, 133, 134, 135, 136, 137, 1, 2, rng.int(256)]) : rng.pick([0, 8, 3, 11, rng.int(256)]);
+      return [type, 0, 0, 0, 0, 1, 0, 1, ...pay];
+    }
+    default:
+      return pay;
+  }
+}
+
+type FragKind = 'none' | 'first' | 'nonfirst';
+
+/** One aimed frame: at a rule of the policy most of the time, at its anchors otherwise. */
+function aimedFrame(rng: Rng, fp: FuzzPolicy): Frame {
+  // most frames aim at the policy's own rules rather than at the DIR overflow filler
+  const all = fp.fillers && rng.chance(0.7) ? fp.policy.rules.slice(0, -fp.fillers) : fp.policy.rules;
+  const rules = all.filter((r) => r.proto !== 'arp');
+  const r = rules.length && rng.chance(0.8) ? rng.pick(rules) : null;
+  const fam = r ? ruleFamily(r) : 0;
+  const family: Family = fam === 4 || fam === 6 ? fam : rng.chance(0.5) ? 4 : 6;
+  let proto = r?.proto && r.proto !== 'arp' && rng.chance(0.85) ? PROTO_NUMBERS[r.proto] : rng.pick([6, 17, 132, 1, 58, 6, 17, rng.int(256)]);
+  if (rng.chance(0.02)) proto = rng.pick([...EXT_HEADERS]); // a protocol number that is an extension header
+  let dport = rng.pick(fp.anchors.ports);
+  if (r?.ports) dport = rng.pick([r.ports[0], r.ports[1], r.ports[0] - 1, r.ports[1] + 1, rng.range(r.ports[0], r.ports[1])]);
+  dport = Math.max(0, Math.min(65535, dport));
+  const addr = (c: Cidr | undefined): bigint => {
+    if (c && c.family === family && rng.chance(0.85)) return addressIn(rng, c, rng.chance(0.15));
+    const other = fp.policy.rules.map((x) => (rng.chance(0.5) ? x.src : x.dst)).filter((x): x is Cidr => !!x && x.family === family);
+    if (other.length && rng.chance(0.6)) return addressIn(rng, rng.pick(other));
+    return rng.chance(0.5) ? rng.pick(fp.anchors[family]) : rng.bits(BITS[family]);
+  };
+  const src = addr(r?.src);
+  const dst = addr(r?.dst);
+  const frag: FragKind = rng.pick(['none', 'none', 'none', 'none', 'first', 'nonfirst']);
+  const fr: Frame = { bytes: [0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1], bounds: [12] };
+  const tags = rng.pick([0, 0, 0, 0, 1, 1, 2, 2, 3]);
+  for (let i = 0; i < tags; i++) push(fr, [...be16(rng.pick([ETH_P.vlan, ETH_P.qinq])), ...be16(rng.int(4096))]);
+  const l4 = l4Header(rng, proto, dport, family);
+  if (family === 4) {
+    const opts = rng.chance(0.15) ? rng.range(1, 10) : 0;
+    const fragOff = frag === 'nonfirst' ? rng.range(1, 0x1fff) : 0;
+    const flags = (frag === 'first' ? 0x2000 : frag === 'nonfirst' && rng.chance(0.5) ? 0x2000 : 0) | fragOff;
+    const hdr = [0x45 + opts, 0, ...be16(20 + opts * 4 + l4.length), 0, 1, ...be16(flags), 64, proto, 0, 0, ...addrBytes(4, src), ...addrBytes(4, dst)];
+    push(fr, be16(ETH_P.ip));
+    push(fr, hdr);
+    if (opts) push(fr, Array.from({ length: opts * 4 }, () => 1)); // NOP options
+  } else {
+    const chain: number[] = Array.from({ length: rng.pick([0, 0, 0, 1, 2, 3, 7, 8, 9]) }, () => rng.pick([0, 43, 60, 51, 135, 60]));
+    if (frag !== 'none') chain.splice(rng.int(chain.length + 1), 0, NH_FRAGMENT);
+    const exts: number[][] = chain.map((h, i) => {
+      const next = i + 1 < chain.length ? chain[i + 1] : proto;
+      if (h === NH_FRAGMENT) {
+        const off = frag === 'nonfirst' ? rng.range(1, 0x1fff) : 0;
+        return [next, 0, ...be16((off << 3) | (frag === 'first' || rng.chance(0.5) ? 1 : 0)), 0, 0, 0, rng.int(256)];
+      }
+      const len = rng.chance(0.03) ? 255 : rng.pick([0, 0, 0, 1, 2]);
+      const size = h === NH_AH ? (len + 2) * 4 : (len + 1) * 8;
+      return [next, len, ...Array.from({ length: size - 2 }, () => (h === NH_AH ? rng.int(256) : 0))];
+    });
+    const plen = exts.reduce((a, e) => a + e.length, 0) + l4.length;
+    push(fr, be16(ETH_P.ipv6));
+    push(fr, [0x60, 0, 0, 0, ...be16(plen), chain.length ? chain[0] : proto, 64, ...addrBytes(6, src), ...addrBytes(6, dst)]);
+    for (const e of exts) push(fr, e);
+  }
+  if (proto === 6 || proto === 17 || proto === 132) {
+    fr.bytes.push(...l4.slice(0, 2));
+    fr.bounds.push(fr.bytes.length, fr.bytes.length + 1, fr.bytes.length + 2);
+    push(fr, l4.slice(2));
+  } else if (l4.length) {
+    fr.bytes.push(l4[0]);
+    fr.bounds.push(fr.bytes.length);
+    push(fr, l4.slice(1));
+  }
+  return fr;
+}
+
+function arpFrame(rng: Rng): Frame {
+  const fr: Frame = { bytes: [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 1], bounds: [12] };
+  for (let i = rng.pick([0, 0, 1, 2]); i > 0; i--) push(fr, [...be16(ETH_P.vlan), ...be16(rng.int(4096))]);
+  push(fr, be16(ETH_P.arp));
+  push(fr, [0, 1, 8, 0, 6, 4, 0, 1, ...Array.from({ length: 20 }, () => rng.int(256))]);
+  return fr;
+}
+
+export type FrameKind = 'aimed' | 'truncated' | 'mutated' | 'random' | 'arp' | 'non_ip';
+
+/** Frames the XDP test harness accepts: at least an Ethernet header, at most a page's room. */
+export const MIN_FRAME = 14;
+export const MAX_FRAME = 3000;
+
+/** One random frame for a policy, and what kind of frame it was made as. */
+export function randomFrame(rng: Rng, fp: FuzzPolicy): { kind: FrameKind; frame: Buffer } {
+  const roll = rng.int(100);
+  let kind: FrameKind;
+  let bytes: number[];
+  if (roll < 4) {
+    kind = 'random';
+    bytes = Array.from({ length: rng.range(MIN_FRAME, 200) }, () => rng.int(256));
+    // random bytes behind a real ethertype reach the IP parsers
+    if (rng.chance(0.7)) bytes.splice(12, 2, ...be16(rng.pick([ETH_P.ip, ETH_P.ipv6, ETH_P.vlan, ETH_P.qinq])));
+  } else if (roll < 8) {
+    kind = 'arp';
+    bytes = arpFrame(rng).bytes;
+  } else if (roll < 10) {
+    kind = 'non_ip';
+    bytes = [0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, ...be16(rng.pick([0x88cc, 0x8847, 0x0842, rng.int(65536)])), ...Array.from({ length: 46 }, () => rng.int(256))];
+  } else {
+    const fr = roll < 14 ? arpFrame(rng) : aimedFrame(rng, fp);
+    bytes = fr.bytes;
+    kind = 'aimed';
+    if (rng.chance(0.15)) {
+      // cut at a header boundary, or a byte either side of one
+      kind = 'truncated';
+      const at = rng.pick(fr.bounds) + rng.pick([0, 0, 0, -1, 1, -2]);
+      bytes = bytes.slice(0, Math.max(0, at));
+    } else if (rng.chance(0.1)) {
+      kind = 'mutated';
+      for (let i = rng.range(1, 3); i > 0; i--) bytes[rng.range(12, Math.min(bytes.length - 1, 80))] = rng.int(256);
+    }
+  }
+  while (bytes.length < MIN_FRAME) bytes.push(0); // shorter frames are refused by the test harness itself
+  return { kind, frame: Buffer.from(bytes.slice(0, MAX_FRAME)) };
+}

@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: Apache-2.0
+// A fingerprint of everything a pinned filter holds in the kernel: every entry of every map (per-CPU
+// counters summed), read straight from the pins. Two equal fingerprints mean the kernel filters and
+// counts exactly the same way; tests take one before hostile input and one after.
+import { createHash } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { PIN_ROOT } from '../../src/filter/datapath.js';
+import * as F from '../../src/gen/filter.js';
+import { openPinnedMap } from '../../src/loader/index.js';
+
+const text = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? Buffer.from(x).toString('hex') : x));
+
+/** map name -> sha256 of its sorted entries, plus the list of pin files. */
+export function filterFingerprint(ifname: string): Record<string, string> {
+  const dir = join(PIN_ROOT, ifname);
+  const out: Record<string, string> = { pins: readdirSync(dir).sort().join(',') };
+  for (const layout of F.LAYOUT.maps) {
+    const m = openPinnedMap(join(dir, layout.name), layout as never);
+    try {
+      const rows = m.entries().map(([k, v]) => `${text(k)}=${text(v)}`).sort();
+      out[layout.name] = `${rows.length}:${createHash('sha256').update(rows.join('\n')).digest('hex').slice(0, 16)}`;
+    } finally {
+      m.close();
+    }
+  }
+  return out;
+}
