@@ -90,6 +90,9 @@ describeKernel('agent: the tracer as an event stream', () => {
     const counted = [...metrics.matchAll(/^ebpfnet_trace_events_total\{syscall="mkdir(?:at)?",result="0"\} (\d+)$/gm)].reduce((x, m) => x + Number(m[1]), 0);
     expect(counted).toBeGreaterThanOrEqual(2);
     expect(metrics).toMatch(/^ebpfnet_trace_events_lost_total \d+$/m);
+    // the tracer's programs in the BPF metrics: its exit program ran for those calls at least
+    const runs = /^ebpfnet_bpf_program_runs_total\{datapath="trace",program="tr_exit",target="syscalls"\} (\d+)$/m.exec(metrics);
+    expect(Number(runs?.[1]), metrics).toBeGreaterThanOrEqual(2);
 
     // stopping the agent ends both streams and detaches the tracer
     expect(await agent.stop('SIGTERM')).toBe(0);
