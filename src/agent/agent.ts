@@ -5,17 +5,18 @@
 //
 // Datapaths are pinned, so the agent process is not what keeps traffic filtered: a crash or a
 // `kill -9` leaves the filter attached, and the next agent adopts the pins (counters included).
-import { appendFileSync } from 'node:fs';
 import { EbpfnetError } from '../errors.js';
 import type { FilterCounters, Hook } from '../filter/datapath.js';
 import type { Policy } from '../filter/policy.js';
 import { formatMatch, parseRule, type Action } from '../filter/rules.js';
+import type { RunStats } from '../loader/index.js';
+import type { BpfSource } from '../metrics/bpf.js';
 import type { FilterSource } from '../metrics/filter.js';
 import { DEFAULT_MAX_RULES, sectionHash, type AgentConfig, type AttachMode } from './config.js';
 import { kernelFilters, type FilterBackend, type FilterHandle } from './filter.js';
 import { AgentLb, kernelLb, type LbBackend, type LbState } from './lb.js';
 import { checkIfMatch } from './revision.js';
-import { auditPath, ensureDir, readJson, removeStaleTemps, statePath, writeAtomic } from './store.js';
+import { AuditLog, StateStore, auditPath, ensureDir, removeStaleTemps, statePath } from './store.js';
 import { AgentTrace, kernelTracer, type TraceBackend } from './trace.js';
 
 export interface RuleView {
@@ -73,6 +74,14 @@ export interface AgentOptions {
   tracer?: TraceBackend;
   /** where audit lines go besides audit.log (the agent's stdout) */
   auditSink?: (line: string) => void;
+  /** turns BPF run statistics on for the agent's lifetime (the CLI passes enableRunStats) */
+  runStats?: () => RunStats;
+}
+
+/** Whether the kernel counts program runs for us, how, or why not. */
+export interface RunStatsState {
+  on: boolean;
+  detail: string;
 }
 
 const emptySpec = (): FilterSpec => ({ interfaces: [], rules: [], default: 'allow', audit: false, hook: 'xdp', mode: 'auto', maxRules: DEFAULT_MAX_RULES });
@@ -88,8 +97,12 @@ export class Agent {
   private readonly filters: FilterBackend;
   private readonly auditSink: (line: string) => void;
   private state: DesiredState;
+  private store: StateStore<DesiredState> | null = null;
+  private readonly auditLog: AuditLog;
   private handles = new Map<string, FilterHandle>();
   private closed = false;
+  private stats: RunStats | null = null;
+  private statsState: RunStatsState = { on: false, detail: 'off' };
   /** the balancer's services (GET/PUT/DELETE /v1/lb/services) */
   lb!: AgentLb;
   /** the tracer and its event streams (GET /v1/trace/events) */
@@ -100,6 +113,7 @@ export class Agent {
     this.filters = opts.filters ?? kernelFilters;
     this.auditSink = opts.auditSink ?? (() => {});
     this.state = state;
+    this.auditLog = new AuditLog(auditPath(opts.stateDir));
   }
 
   /**
@@ -109,17 +123,17 @@ export class Agent {
    */
   static open(opts: AgentOptions): Agent {
     ensureDir(opts.stateDir);
+    // a writer killed between writing a snapshot's temporary file and renaming it leaves the file
     removeStaleTemps(opts.stateDir);
-    const saved = readJson<DesiredState>(statePath(opts.stateDir));
+    const saved = StateStore.load<DesiredState>(opts.stateDir);
     if (saved && saved.version !== 1) throw new EbpfnetError('EBPFNET_USAGE', `read ${statePath(opts.stateDir)}`, `state version ${String(saved.version)} is not 1`, { hint: 'this agent is older than the one that wrote it' });
     const state: DesiredState = saved ?? { version: 1, filter: { revision: 0, nextId: 1, configHash: null, spec: emptySpec() } };
     const agent = new Agent(opts, state);
+    agent.startRunStats(opts.runStats);
     const cf = opts.config?.filter;
-    let changed = !saved;
     if (cf && sectionHash(cf) !== state.filter.configHash) {
       const { spec, nextId } = agent.withIds({ ...cf, rules: cf.rules }, state.filter.spec, state.filter.nextId);
       state.filter = { revision: state.filter.revision + 1, nextId, configHash: sectionHash(cf), spec: { ...spec, hook: cf.hook, mode: cf.mode, maxRules: cf.maxRules } };
-      changed = true;
     }
     try {
       agent.reconcile(state.filter.spec, toPolicy(state.filter.spec));
@@ -128,16 +142,14 @@ export class Agent {
         audit: (caller, op, what, revision) => agent.audit(caller, op, what, revision),
       });
       agent.lb = lb.lb;
-      if (lb.changed) {
-        state.lb = lb.lb.saved;
-        changed = true;
-      }
+      if (lb.changed) state.lb = lb.lb.saved;
       agent.trace = AgentTrace.open(opts.config?.trace ?? null, opts.tracer ?? kernelTracer);
+      // a fresh snapshot of what is running (filter and balancer), and an empty journal after it
+      agent.store = StateStore.open(opts.stateDir, agent.state, () => agent.auditLog.fds);
     } catch (e) {
       agent.close();
       throw e;
     }
-    if (changed) agent.persist();
     return agent;
   }
 
@@ -157,8 +169,11 @@ export class Agent {
     return this.state.filter.revision;
   }
 
-  /** Replaces the whole policy (and the interface set, when given) in one step per interface. */
-  setFilter(change: FilterChange, caller: Caller): FilterView {
+  /**
+   * Replaces the whole policy (and the interface set, when given) in one step per interface. The
+   * kernel has it when this returns a promise; the promise resolves once it is on disk too.
+   */
+  async setFilter(change: FilterChange, caller: Caller): Promise<FilterView> {
     this.checkRevision(caller);
     const cur = this.state.filter.spec;
     const { spec, nextId } = this.withIds(
@@ -166,11 +181,13 @@ export class Agent {
       cur,
       this.state.filter.nextId,
     );
-    this.commit({ ...cur, ...spec }, nextId, caller, 'PUT /v1/filter', `${spec.rules.length} rules on ${spec.interfaces.join(',') || 'no interface'}; default ${spec.default}${spec.audit ? '; audit' : ''}`);
-    return this.filter();
+    const durable = this.commit({ ...cur, ...spec }, nextId, caller, 'PUT /v1/filter', `${spec.rules.length} rules on ${spec.interfaces.join(',') || 'no interface'}; default ${spec.default}${spec.audit ? '; audit' : ''}`);
+    const view = this.filter();
+    await durable;
+    return view;
   }
 
-  addRule(rule: { action: Action; match: string }, caller: Caller): RuleView {
+  async addRule(rule: { action: Action; match: string }, caller: Caller): Promise<RuleView> {
     this.checkRevision(caller);
     const cur = this.state.filter.spec;
     const r = parseRule(rule.action, rule.match);
@@ -179,17 +196,19 @@ export class Agent {
       throw new EbpfnetError('EBPFNET_EXISTS', 'add filter rule', `'${r.action} ${text}' is already in the policy`);
     }
     const added: RuleView = { id: this.state.filter.nextId, action: r.action, match: text };
-    this.commit({ ...cur, rules: [...cur.rules, added] }, added.id + 1, caller, 'POST /v1/filter/rules', `add #${added.id} ${added.action} ${added.match}`);
+    await this.commit({ ...cur, rules: [...cur.rules, added] }, added.id + 1, caller, 'POST /v1/filter/rules', `add #${added.id} ${added.action} ${added.match}`);
     return { ...added };
   }
 
-  deleteRule(id: number, caller: Caller): FilterView {
+  async deleteRule(id: number, caller: Caller): Promise<FilterView> {
     this.checkRevision(caller);
     const cur = this.state.filter.spec;
     const gone = cur.rules.find((r) => r.id === id);
     if (!gone) throw new EbpfnetError('EBPFNET_NOT_FOUND', `delete filter rule ${id}`, 'no rule with that id', { hint: 'GET /v1/filter lists the rules and their ids' });
-    this.commit({ ...cur, rules: cur.rules.filter((r) => r.id !== id) }, this.state.filter.nextId, caller, `DELETE /v1/filter/rules/${id}`, `delete #${id} ${gone.action} ${gone.match}`);
-    return this.filter();
+    const durable = this.commit({ ...cur, rules: cur.rules.filter((r) => r.id !== id) }, this.state.filter.nextId, caller, `DELETE /v1/filter/rules/${id}`, `delete #${id} ${gone.action} ${gone.match}`);
+    const view = this.filter();
+    await durable;
+    return view;
   }
 
   /** Counters per interface and rule, read from the kernel now. */
@@ -219,18 +238,43 @@ export class Agent {
     return [...this.handles.values()].map((h) => ({ ifname: h.ifname, counters: () => h.counters() }));
   }
 
+  /** Every program the agent runs and every map it owns, for the BPF metrics at scrape time. */
+  bpfSources(): BpfSource[] {
+    const filters = [...this.handles.values()].map((h) => ({
+      datapath: 'filter',
+      target: h.ifname,
+      programs: () => {
+        const p = h.programInfo();
+        return p ? [p] : [];
+      },
+      maps: () => h.mapFill(),
+    }));
+    return [...filters, ...(this.lb?.bpfSources() ?? []), ...(this.trace?.bpfSources() ?? [])];
+  }
+
+  get runStats(): RunStatsState {
+    return { ...this.statsState };
+  }
+
   /** Drops this process's references; every pinned datapath stays (that is the point). */
   close(): void {
     this.closed = true;
+    // run statistics go back to how they were before the agent started
+    this.stats?.close();
+    this.stats = null;
+    this.statsState = { on: false, detail: 'off (the agent stopped)' };
     for (const h of this.handles.values()) h.close();
     this.handles.clear();
     this.lb?.close();
     this.trace?.close();
+    this.store?.close();
+    this.store = null;
+    this.auditLog.close();
   }
 
   /** `agent --cleanup`: detaches and unpins everything the desired state names, then forgets it. */
   static cleanup(stateDir: string, filters: FilterBackend = kernelFilters, balancer: LbBackend = kernelLb): string[] {
-    const saved = readJson<DesiredState>(statePath(stateDir));
+    const saved = StateStore.load<DesiredState>(stateDir);
     const removed: string[] = [];
     for (const i of saved?.filter.spec.interfaces ?? []) {
       if (filters.pinned(i)) {
@@ -242,12 +286,23 @@ export class Agent {
     if (saved) {
       // keep the revision counter so clients' old ETags stay stale; the policy itself is gone
       const empty: DesiredState = { version: 1, filter: { revision: saved.filter.revision + 1, nextId: saved.filter.nextId, configHash: null, spec: emptySpec() } };
-      writeAtomic(statePath(stateDir), `${JSON.stringify(empty, null, 2)}\n`);
+      StateStore.open(stateDir, empty).close();
     }
     return removed;
   }
 
   // ---- internals ----
+
+  /** Without them the agent still works; the metrics just say the run counters stand still. */
+  private startRunStats(enable?: () => RunStats): void {
+    if (!enable) return;
+    try {
+      this.stats = enable();
+      this.statsState = { on: true, detail: `on (${this.stats.via})` };
+    } catch (e) {
+      this.statsState = { on: false, detail: `off: ${(e as Error).message}` };
+    }
+  }
 
   private checkRevision(caller: Caller): void {
     checkIfMatch(caller.ifMatch, this.state.filter.revision, 'change the filter', 'GET /v1/filter again and redo the change on what it returns');
@@ -273,8 +328,12 @@ export class Agent {
     return { spec: { ...prev, interfaces: ifs, rules, default: want.default, audit: want.audit }, nextId };
   }
 
-  /** Kernel first, then the file: a change that fails leaves both as they were. */
-  private commit(spec: FilterSpec, nextId: number, caller: Caller, op: string, what: string): void {
+  /**
+   * Kernel first, then the file: a change that fails leaves both as they were. The change is in
+   * the kernel and in memory on return (so the next request sees it); the promise resolves once
+   * it is durable.
+   */
+  private commit(spec: FilterSpec, nextId: number, caller: Caller, op: string, what: string): Promise<void> {
     const before = this.state.filter.spec;
     const touched = new Set<string>();
     try {
@@ -291,8 +350,8 @@ export class Agent {
     }
     const prev = this.state.filter;
     this.state = { ...this.state, filter: { revision: prev.revision + 1, nextId, configHash: prev.configHash, spec } };
-    this.persist();
     this.audit(caller, op, what);
+    return this.save(op);
   }
 
   /**
@@ -327,20 +386,24 @@ export class Agent {
     }
   }
 
-  /** A section other than the filter's changed (the balancer): into the state, onto the disk. */
-  private saveSection(part: Pick<DesiredState, 'lb'>): void {
+  /**
+   * A section other than the filter's changed (the balancer, already in the kernel): into the
+   * state now, the promise resolves once it is on disk.
+   */
+  private saveSection(part: Pick<DesiredState, 'lb'>): Promise<void> {
     this.state = { ...this.state, ...part };
-    this.persist();
+    return this.save('save the balancer');
   }
 
-  private persist(): void {
-    writeAtomic(statePath(this.stateDir), `${JSON.stringify(this.state, null, 2)}\n`);
+  private save(op: string): Promise<void> {
+    if (!this.store) return Promise.reject(new EbpfnetError('EBPFNET_BUSY', op, 'the agent is stopping'));
+    return this.store.save(this.state);
   }
 
   private audit(caller: Caller, op: string, what: string, revision = this.state.filter.revision): void {
     const line = JSON.stringify({ time: new Date().toISOString(), who: caller.who, op, what, revision });
     try {
-      appendFileSync(auditPath(this.stateDir), `${line}\n`, { mode: 0o600 });
+      this.auditLog.append(line);
     } catch (e) {
       process.stderr.write(`ebpfnet agent: write audit log: ${(e as Error).message}\n`);
     }

@@ -3,9 +3,11 @@
 // public methods only; unit tests hand the agent an in-memory backend instead, so the agent and the
 // API are tested without root.
 import { EbpfnetError } from '../errors.js';
-import { FilterDatapath, type FilterCounters, type Hook } from '../filter/datapath.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { FilterDatapath, PIN_ROOT, type FilterCounters, type Hook, type MapFill } from '../filter/datapath.js';
 import type { Policy } from '../filter/policy.js';
-import { ifindex } from '../loader/index.js';
+import { ifindex, linkInfo, openPinnedLink, progInfo, type ProgInfo } from '../loader/index.js';
 import type { AttachMode } from './config.js';
 
 export interface FilterHandle {
@@ -14,6 +16,9 @@ export interface FilterHandle {
   readonly attachment: string;
   apply(policy: Policy): void;
   counters(): FilterCounters;
+  /** the attached program's run count and time (null: none attached) */
+  programInfo(): ProgInfo | null;
+  mapFill(): MapFill[];
   /** drops this process's references; the pinned filter stays */
   close(): void;
 }
@@ -27,15 +32,38 @@ export interface FilterBackend {
   unload(ifname: string): void;
 }
 
-const wrap = (d: FilterDatapath): FilterHandle => ({
-  ifname: d.ifname,
-  get attachment() {
-    return d.hook === 'tc' ? 'tc ingress' : `xdp ${d.mode}`;
-  },
-  apply: (p) => void d.apply(p),
-  counters: () => d.counters(),
-  close: () => d.close(),
-});
+/** The id of the program a filter runs: through its own link, or the pinned one (adopted). */
+function programId(d: FilterDatapath): number | null {
+  const own = d.attached;
+  if (own && !own.closed) return linkInfo(own.fd).progId;
+  const pin = join(PIN_ROOT, d.ifname, 'link');
+  if (!existsSync(pin)) return null;
+  const l = openPinnedLink(pin, `filter on ${d.ifname}`);
+  try {
+    return linkInfo(l.fd).progId;
+  } finally {
+    l.close();
+  }
+}
+
+function wrap(d: FilterDatapath): FilterHandle {
+  // the program behind a link never changes while the link exists: look it up once
+  let progId: number | null = null;
+  return {
+    ifname: d.ifname,
+    get attachment() {
+      return d.hook === 'tc' ? 'tc ingress' : `xdp ${d.mode}`;
+    },
+    apply: (p) => void d.apply(p),
+    counters: () => d.counters(),
+    programInfo() {
+      progId ??= programId(d);
+      return progId === null ? null : progInfo(progId);
+    },
+    mapFill: () => d.mapFill(),
+    close: () => d.close(),
+  };
+}
 
 export const kernelFilters: FilterBackend = {
   pinned: (ifname) => FilterDatapath.pinned().includes(ifname),

@@ -11,7 +11,9 @@ import { Balancer, attachBalancer, detachBalancer, lbPinDir } from '../lb/balanc
 import { parseServiceEntry, parseServiceList, serviceEntry, type ServiceEntry } from '../lb/file.js';
 import { parseServiceAddr, type ServiceAddr, type ServiceSpec } from '../lb/model.js';
 import type { ServiceView } from '../lb/view.js';
+import type { MapFill, ProgInfo } from '../loader/index.js';
 import { ensureCgroup2 } from '../loader/system.js';
+import type { BpfSource } from '../metrics/bpf.js';
 import type { Caller } from './agent.js';
 import { sectionHash, type LbConfig } from './config.js';
 import { checkIfMatch } from './revision.js';
@@ -27,6 +29,9 @@ export interface LbHandle {
   /** every live service with its counters */
   list(): ServiceView[];
   view(addr: ServiceAddr): ServiceView | undefined;
+  /** the attached programs' run counts and times */
+  programs(): ProgInfo[];
+  mapFill(): MapFill[];
   /** drops this process's references; the pinned balancer stays */
   close(): void;
 }
@@ -56,6 +61,8 @@ const wrap = (b: Balancer, cgroup: string): LbHandle => ({
   remove: (addr) => void b.remove(addr),
   list: () => b.list().services,
   view: (addr) => b.view(addr),
+  programs: () => b.programs(),
+  mapFill: () => b.mapFill(),
   close: () => b.close(),
 });
 
@@ -87,9 +94,10 @@ export interface LbState {
   services: ServiceEntry[];
 }
 
-/** How the balancer section reaches the agent's state file and audit log. */
+/** How the balancer section reaches the agent's state store and audit log. */
 export interface LbStore {
-  save(s: LbState): void;
+  /** resolves once `s` (or a later version) is on disk */
+  save(s: LbState): Promise<void>;
   audit(caller: Caller, op: string, what: string, revision: number): void;
 }
 
@@ -194,18 +202,22 @@ export class AgentLb {
     return serviceView(e, this.handle!.view(addr));
   }
 
-  /** PUT /v1/lb/services: the body's services become the whole set, in one switch. */
-  setAll(services: unknown, caller: Caller): LbView {
+  /**
+   * PUT /v1/lb/services: the body's services become the whole set, in one switch. Like every write
+   * here, the kernel has the change when this returns a promise; it resolves once the change is on
+   * disk too, with the view right after the change (its revision is the change's).
+   */
+  async setAll(services: unknown, caller: Caller): Promise<LbView> {
     const op = 'change the services';
     this.check(op, caller);
     const specs = parseServiceList(services, 'parse services');
     this.handle!.apply(specs);
-    this.commit(specs.map(serviceEntry), caller, 'PUT /v1/lb/services', `${specs.length} service${specs.length === 1 ? '' : 's'}: ${specs.map((s) => s.name).join(', ') || 'none'}`);
-    return this.view();
+    const durable = this.commit(specs.map(serviceEntry), caller, 'PUT /v1/lb/services', `${specs.length} service${specs.length === 1 ? '' : 's'}: ${specs.map((s) => s.name).join(', ') || 'none'}`);
+    return this.after(durable, () => this.view());
   }
 
   /** PUT /v1/lb/services/:id: creates the service or replaces its backends, weights, states and affinity. */
-  put(id: string, body: { affinity?: unknown; backends?: unknown }, caller: Caller): { created: boolean; service: LbServiceView } {
+  async put(id: string, body: { affinity?: unknown; backends?: unknown }, caller: Caller): Promise<{ created: boolean; revision: number; service: LbServiceView }> {
     const op = `change service ${id}`;
     const st = this.check(op, caller);
     const spec = parseServiceEntry({ ...body, service: id }, `parse service ${id}`, 'body');
@@ -213,34 +225,40 @@ export class AgentLb {
     this.handle!.upsert(spec);
     const entry = serviceEntry(spec);
     const services = created ? [...st.services, entry] : st.services.map((s) => (s.service === spec.name ? entry : s));
-    this.commit(services, caller, `PUT /v1/lb/services/${spec.name}`, `${created ? 'add' : 'replace'} ${describe(spec)}`);
-    return { created, service: this.service(spec.name) };
+    const durable = this.commit(services, caller, `PUT /v1/lb/services/${spec.name}`, `${created ? 'add' : 'replace'} ${describe(spec)}`);
+    return this.after(durable, () => ({ created, revision: this.revision, service: this.service(spec.name) }));
   }
 
   /** DELETE /v1/lb/services/:id */
-  remove(id: string, caller: Caller): LbView {
+  async remove(id: string, caller: Caller): Promise<LbView> {
     const op = `delete service ${id}`;
     const st = this.check(op, caller);
     const addr = serviceId(id, op);
     if (!st.services.some((s) => s.service === addr.name)) throw notFound(op, addr.name);
     // the kernel may have lost it (someone ran `lb del`): the desired state still drops it
     if (this.handle!.view(addr)) this.handle!.remove(addr);
-    this.commit(st.services.filter((s) => s.service !== addr.name), caller, `DELETE /v1/lb/services/${addr.name}`, `delete ${addr.name}`);
-    return this.view();
+    const durable = this.commit(st.services.filter((s) => s.service !== addr.name), caller, `DELETE /v1/lb/services/${addr.name}`, `delete ${addr.name}`);
+    return this.after(durable, () => this.view());
   }
 
   /** DELETE /v1/lb/services: no service is translated any more; the balancer stays attached. */
-  removeAll(caller: Caller): LbView {
+  async removeAll(caller: Caller): Promise<LbView> {
     this.check('delete the services', caller);
     this.handle!.apply([]);
     const n = this.state!.services.length;
-    this.commit([], caller, 'DELETE /v1/lb/services', `delete all ${n} services`);
-    return this.view();
+    const durable = this.commit([], caller, 'DELETE /v1/lb/services', `delete all ${n} services`);
+    return this.after(durable, () => this.view());
   }
 
   /** What the metrics face reads at scrape time. */
   sources(): ServiceView[] {
     return this.handle ? this.handle.list() : [];
+  }
+
+  /** The balancer's programs and maps for the BPF metrics (none when it runs no balancer). */
+  bpfSources(): BpfSource[] {
+    const h = this.handle;
+    return h ? [{ datapath: 'lb', target: h.cgroup, programs: () => h.programs(), maps: () => h.mapFill() }] : [];
   }
 
   close(): void {
@@ -264,12 +282,28 @@ export class AgentLb {
     return st;
   }
 
-  /** After the kernel took the change: the state file, then the audit line. */
-  private commit(services: ServiceEntry[], caller: Caller, op: string, what: string): void {
+  /**
+   * After the kernel took the change: the audit line, then the state store (which syncs both).
+   * The new state is in memory on return, so the next request sees it.
+   */
+  private commit(services: ServiceEntry[], caller: Caller, op: string, what: string): Promise<void> {
     const st = this.state!;
     this.state = { ...st, revision: st.revision + 1, services };
-    this.store.save(this.state);
     this.store.audit(caller, op, what, this.state.revision);
+    return this.store.save(this.state);
+  }
+
+  /** The view as of the change (taken now, before later changes), once the change is durable. */
+  private async after<T>(durable: Promise<void>, view: () => T): Promise<T> {
+    let v: T;
+    try {
+      v = view();
+    } catch (e) {
+      durable.catch(() => {}); // the caller hears of the view's failure; the save goes on
+      throw e;
+    }
+    await durable;
+    return v;
   }
 }
 

@@ -1,8 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
-// Durable files in the agent's state directory. A write goes to a temporary file, is fsynced, then
-// renamed over the old one and the directory fsynced: after a crash or a power cut a reader finds
-// the old file or the new one, never half of one.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+// Durable files in the agent's state directory. A whole-file write goes to a temporary file, is
+// fsynced, then renamed over the old one and the directory fsynced: after a crash or a power cut a
+// reader finds the old file or the new one, never half of one.
+//
+// The desired state is kept as a snapshot (state.json, written that way) plus a journal
+// (state.journal) of the versions saved since: one JSON line each, appended and fdatasynced. On
+// this project's ext4 machines an append and its fdatasync cost a quarter of a
+// temp+fsync+rename+directory fsync (and less than overwriting preallocated blocks in place, which
+// was measured too). Writes that arrive while one is on its way to the disk share the next one
+// (group commit); every caller still hears back only once a version holding its change is on disk.
+// The journal's first line names the snapshot it continues (a hash of its bytes), so a journal left
+// from before a newer snapshot is never replayed; a torn last line (a crash mid-append, never
+// acknowledged) ends the replay.
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { EbpfnetError } from '../errors.js';
 
@@ -17,11 +28,11 @@ export function ensureDir(dir: string): void {
   }
 }
 
-export function writeAtomic(file: string, data: string, mode = 0o600): void {
+export function writeAtomic(file: string, data: string | Buffer, mode = 0o600): void {
   const tmp = `${file}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w', mode);
   try {
-    writeSync(fd, data);
+    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
@@ -65,9 +76,157 @@ export function removeStaleTemps(dir: string): string[] {
   return gone;
 }
 
-export function readJson<T>(file: string): T | null {
-  if (!existsSync(file)) return null;
-  const text = readFileSync(file, 'utf8');
+export const statePath = (dir: string): string => join(dir, 'state.json');
+export const journalPath = (dir: string): string => join(dir, 'state.journal');
+export const tokenPath = (dir: string): string => join(dir, 'token');
+export const auditPath = (dir: string): string => join(dir, 'audit.log');
+
+/** When the journal would grow past this (or a version is this large itself): a new snapshot. */
+const JOURNAL_LIMIT = 4 << 20;
+const RECORD_LIMIT = 64 << 10;
+
+const digest = (text: string): string => createHash('sha256').update(text).digest('hex');
+const fdatasyncAsync = (fd: number): Promise<void> => new Promise((resolve, reject) => fdatasync(fd, (e) => (e ? reject(e) : resolve())));
+
+interface Waiter {
+  seq: number;
+  resolve(): void;
+  reject(e: Error): void;
+}
+
+/**
+ * The agent's desired state on disk. `save()` returns once the version it was given (or a later
+ * one, which includes it) is durable; `syncWith` names other descriptors (the audit log) that are
+ * fdatasynced in the same flush.
+ */
+export class StateStore<T> {
+  private fd = -1;
+  private journalBytes = 0;
+  private latest: { seq: number; state: T } | null = null;
+  private durableSeq = 0;
+  private seq = 0;
+  private waiters: Waiter[] = [];
+  private flushing: Promise<void> | null = null;
+
+  private constructor(
+    readonly dir: string,
+    private readonly syncWith: () => number[],
+  ) {}
+
+  /** The newest durable state (snapshot plus journal), or null when there is none yet. */
+  static load<T>(dir: string): T | null {
+    const snap = existsSync(statePath(dir)) ? readFileSync(statePath(dir), 'utf8') : null;
+    let state = snap === null ? null : parseState<T>(statePath(dir), snap);
+    const jp = journalPath(dir);
+    if (!existsSync(jp)) return state;
+    const lines = readFileSync(jp, 'utf8').split('\n');
+    let header: { after?: string } = {};
+    try {
+      header = JSON.parse(lines[0]) as { after?: string };
+    } catch {
+      return state; // a journal whose header never reached the disk holds nothing acknowledged
+    }
+    if (header.after !== digest(snap ?? '')) return state;
+    for (const line of lines.slice(1)) {
+      if (!line) continue;
+      try {
+        state = (JSON.parse(line) as { state: T }).state;
+      } catch {
+        break; // torn by a crash mid-append: it and anything after were never acknowledged
+      }
+    }
+    return state;
+  }
+
+  /** Opens the store on `state` (what load() returned, reconciled): written as the new snapshot. */
+  static open<T>(dir: string, state: T, syncWith: () => number[] = () => []): StateStore<T> {
+    const s = new StateStore<T>(dir, syncWith);
+    s.snapshot(state);
+    return s;
+  }
+
+  /** Resolves once `state` (or a later version) is on disk. Call in the order the versions happen. */
+  save(state: T): Promise<void> {
+    const seq = ++this.seq;
+    this.latest = { seq, state };
+    const done = new Promise<void>((resolve, reject) => this.waiters.push({ seq, resolve, reject }));
+    this.kick();
+    return done;
+  }
+
+  /** Closes the journal; a save still on its way is answered with an error. */
+  close(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
+
+  private kick(): void {
+    if (this.flushing) return;
+    this.flushing = this.flush().finally(() => {
+      this.flushing = null;
+      // versions saved while a flush failed get a flush of their own
+      if (this.waiters.length) this.kick();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    // let every write that is already queued in this turn of the event loop join this flush
+    await new Promise<void>((r) => setImmediate(r));
+    while (this.latest && this.latest.seq > this.durableSeq) {
+      const { seq, state } = this.latest;
+      try {
+        if (this.fd < 0) throw new EbpfnetError('EBPFNET_USAGE', 'save the agent state', 'the state store is closed');
+        const line = `${JSON.stringify({ state })}\n`;
+        const bytes = Buffer.byteLength(line);
+        if (bytes > RECORD_LIMIT || this.journalBytes + bytes > JOURNAL_LIMIT) this.snapshot(state);
+        else {
+          // a failed or short append leaves a line the replay would stop at: until a new
+          // snapshot replaces the journal, nothing more may be appended to it
+          const at = this.journalBytes;
+          this.journalBytes = Infinity;
+          if (writeSync(this.fd, line) !== bytes) throw new Error(`short write to ${journalPath(this.dir)}`);
+          this.journalBytes = at + bytes;
+          await Promise.all([this.fd, ...this.syncWith()].map(fdatasyncAsync));
+        }
+      } catch (e) {
+        const err =
+          e instanceof EbpfnetError
+            ? e
+            : new EbpfnetError('EBPFNET_KERNEL', `save the agent state in ${this.dir}`, (e as Error).message, { hint: 'the change is in the kernel but not on disk: check the state directory\'s file system', cause: e });
+        for (const w of this.settle(seq)) w.reject(err);
+        return;
+      }
+      this.durableSeq = seq;
+      for (const w of this.settle(seq)) w.resolve();
+    }
+  }
+
+  /** Takes the waiters that version `seq` answers. */
+  private settle(seq: number): Waiter[] {
+    const done = this.waiters.filter((w) => w.seq <= seq);
+    this.waiters = this.waiters.filter((w) => w.seq > seq);
+    return done;
+  }
+
+  /** state.json atomically, then a fresh journal that continues it (also atomically). */
+  private snapshot(state: T): void {
+    // until this completes, the journal may not continue the snapshot on disk: no appends
+    this.journalBytes = Infinity;
+    const text = `${JSON.stringify(state, null, 2)}\n`;
+    writeAtomic(statePath(this.dir), text);
+    writeAtomic(journalPath(this.dir), `${JSON.stringify({ after: digest(text) })}\n`);
+    try {
+      if (this.fd >= 0) closeSync(this.fd);
+    } catch {
+      /* the descriptor that failed us: the new journal replaces it anyway */
+    }
+    this.fd = openSync(journalPath(this.dir), 'a');
+    this.journalBytes = 0;
+    for (const fd of this.syncWith()) fdatasyncSync(fd);
+  }
+}
+
+function parseState<T>(file: string, text: string): T {
   try {
     return JSON.parse(text) as T;
   } catch (e) {
@@ -75,6 +234,23 @@ export function readJson<T>(file: string): T | null {
   }
 }
 
-export const statePath = (dir: string): string => join(dir, 'state.json');
-export const tokenPath = (dir: string): string => join(dir, 'token');
-export const auditPath = (dir: string): string => join(dir, 'audit.log');
+/** The audit log: one appendable descriptor for the agent's lifetime, one line per change. */
+export class AuditLog {
+  private fd = -1;
+  constructor(readonly file: string) {}
+
+  append(line: string): void {
+    if (this.fd < 0) this.fd = openSync(this.file, 'a', 0o600);
+    writeSync(this.fd, `${line}\n`);
+  }
+
+  /** The descriptor to fdatasync with the state (none before the first line). */
+  get fds(): number[] {
+    return this.fd >= 0 ? [this.fd] : [];
+  }
+
+  close(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
+}

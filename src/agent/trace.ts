@@ -6,11 +6,13 @@
 // dropped, and never queue here. Tracepoint links are not pinned: when the agent dies, the kernel
 // detaches them.
 import { EbpfnetError } from '../errors.js';
+import type { MapFill, ProgInfo } from '../loader/index.js';
+import type { BpfSource } from '../metrics/bpf.js';
 import { decodeEvent, jsonLine, resultName, wallClockOffsetUs, type TraceEvent } from '../trace/event.js';
 import { nameMatcher, traceSettings, type TracePlan } from '../trace/options.js';
 import { RecordReader } from '../trace/render.js';
 import type { LostCounts } from '../trace/summary.js';
-import { syscallName } from '../trace/syscalls.js';
+import { TRACEPOINT_CATEGORY, syscallName } from '../trace/syscalls.js';
 import { Tracer, resolveCgroup } from '../trace/tracer.js';
 import type { TraceConfig } from './config.js';
 
@@ -21,6 +23,9 @@ export interface TraceSource {
   /** hands up to `max` waiting records (tr_event at `offset` of `b`); never blocks */
   poll(onRecord: (b: Buffer, offset: number) => void, max: number): number;
   lostCounts(): LostCounts;
+  /** the attached programs' run counts and times */
+  programs(): ProgInfo[];
+  mapFill(): MapFill[];
   close(): void;
 }
 
@@ -36,6 +41,8 @@ export const kernelTracer: TraceBackend = {
       syscalls: t.coverage.traced.map((s) => s.name),
       poll: (f, max) => t.poll(f, max),
       lostCounts: () => t.lostCounts(),
+      programs: () => t.programs(),
+      mapFill: () => t.mapFill(),
       close: () => t.close(),
     };
   },
@@ -120,6 +127,12 @@ export class AgentTrace {
   /** Open streams, events they were sent, and events dropped because a stream fell behind. */
   streams(): { clients: number; delivered: number; dropped: number } {
     return { clients: this.subs.size, delivered: this.delivered, dropped: this.dropped };
+  }
+
+  /** The tracer's programs and maps for the BPF metrics (none while it is off). */
+  bpfSources(): BpfSource[] {
+    const s = this.source;
+    return s ? [{ datapath: 'trace', target: TRACEPOINT_CATEGORY, programs: () => s.programs(), maps: () => s.mapFill() }] : [];
   }
 
   /** Called with the syscall and result (`0`, `EEXIST`) of every event: what the metrics count. */

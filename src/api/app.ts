@@ -6,10 +6,11 @@ import { timingSafeEqual } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema, type RouteOptions } from 'fastify';
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Agent, Caller } from '../agent/agent.js';
 import { etag } from '../agent/agent.js';
 import { EbpfnetError, ERROR_CODES, isEbpfnetError, type ErrorCode } from '../errors.js';
+import { apiMetrics } from '../metrics/api.js';
 import { duplicateKey } from './json.js';
 import type { RouteKit } from './kit.js';
 import { registerLbRoutes } from './lb-routes.js';
@@ -99,14 +100,9 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   const routes: RouteOptions[] = [];
   app.addHook('onRoute', (r) => void routes.push(r as RouteOptions));
 
-  const requests = new Counter({
-    name: 'ebpfnet_api_requests_total',
-    help: 'HTTP API requests, per method, route and status code.',
-    labelNames: ['method', 'route', 'status'] as const,
-    registers: [o.registry],
-  });
+  const metrics = apiMetrics(o.registry);
   app.addHook('onResponse', async (req, reply) => {
-    requests.inc({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
+    metrics.observe(req.method, req.routeOptions.url, reply.statusCode, reply.elapsedTime / 1000);
   });
 
   const expected = Buffer.from(o.token);
@@ -165,7 +161,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     '/v1/filter',
     { schema: doc('replace the whole policy, switched in atomically', { body: filterBody, response: { 200: filterView, ...errors } }) },
     async (req, reply) => {
-      const v = o.agent.setFilter(req.body, caller(req));
+      const v = await o.agent.setFilter(req.body, caller(req));
       reply.header('etag', etag(v.revision));
       return v;
     },
@@ -174,7 +170,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     '/v1/filter/rules',
     { bodyLimit: RULE_BODY_LIMIT, schema: doc('add one rule', { body: ruleBody, response: { 201: ruleView, ...errors } }) },
     async (req, reply) => {
-      const r = o.agent.addRule(req.body, caller(req));
+      const r = await o.agent.addRule(req.body, caller(req));
       reply.header('etag', etag(o.agent.filterRevision)).header('location', `/v1/filter/rules/${r.id}`).code(201);
       return r;
     },
@@ -183,7 +179,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     '/v1/filter/rules/:id',
     { schema: doc('remove one rule by id', { params: idParams, response: { 200: filterView, ...errors } }) },
     async (req, reply) => {
-      const v = o.agent.deleteRule(Number(req.params.id), caller(req));
+      const v = await o.agent.deleteRule(Number(req.params.id), caller(req));
       reply.header('etag', etag(v.revision));
       return v;
     },

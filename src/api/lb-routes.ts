@@ -3,6 +3,7 @@
 // of `lb apply`); addresses, ports, weights and states go through the lb command's own parser
 // (src/lb/model.ts), so the API, the config file and the CLI share one grammar.
 import type { FastifyInstance } from 'fastify';
+import type { LbView } from '../agent/lb.js';
 import { etag } from '../agent/revision.js';
 import * as G from '../gen/lb.js';
 import { MAX_AFFINITY_SECONDS, MAX_WEIGHT, STATES } from '../lb/model.js';
@@ -88,20 +89,22 @@ type ServiceBody = { affinity?: number; backends: unknown[] };
 
 export function registerLbRoutes(app: FastifyInstance, k: RouteKit): void {
   const lb = k.agent.lb;
-  const tagged = <T>(reply: { header(k: string, v: string): unknown }, v: T): T => {
-    reply.header('etag', etag(lb.revision));
+  // a write's ETag is the revision its change made (a later change may land while it is saved)
+  const tagged = <T>(reply: { header(k: string, v: string): unknown }, v: T, revision = lb.revision): T => {
+    reply.header('etag', etag(revision));
     return v;
   };
+  const taggedView = (reply: { header(k: string, v: string): unknown }, v: LbView): LbView => tagged(reply, v, v.revision);
   app.get('/v1/lb/services', { schema: k.doc('the balancer: its services, backends, weights, states and counters', { response: { 200: lbView, 404: k.errors[404] } }) }, async (_req, reply) =>
     tagged(reply, lb.view()),
   );
   app.put<{ Body: { services: unknown[] } }>(
     '/v1/lb/services',
     { schema: k.doc('replace the whole set of services, switched in at once', { body: servicesBody, response: { 200: lbView, ...k.errors } }) },
-    async (req, reply) => tagged(reply, lb.setAll(req.body.services, k.caller(req))),
+    async (req, reply) => taggedView(reply, await lb.setAll(req.body.services, k.caller(req))),
   );
   app.delete('/v1/lb/services', { schema: k.doc('delete every service (the balancer stays attached)', { response: { 200: lbView, ...k.errors } }) }, async (req, reply) =>
-    tagged(reply, lb.removeAll(k.caller(req))),
+    taggedView(reply, await lb.removeAll(k.caller(req))),
   );
   app.get<{ Params: { id: string } }>(
     '/v1/lb/services/:id',
@@ -112,14 +115,14 @@ export function registerLbRoutes(app: FastifyInstance, k: RouteKit): void {
     '/v1/lb/services/:id',
     { schema: k.doc('create a service, or replace its backends, weights, states and affinity', { params: idParams, body: serviceBody, response: { 200: serviceView, 201: serviceView, ...k.errors } }) },
     async (req, reply) => {
-      const r = lb.put(req.params.id, req.body, k.caller(req));
+      const r = await lb.put(req.params.id, req.body, k.caller(req));
       if (r.created) reply.code(201).header('location', `/v1/lb/services/${encodeURIComponent(r.service.id)}`);
-      return tagged(reply, r.service);
+      return tagged(reply, r.service, r.revision);
     },
   );
   app.delete<{ Params: { id: string } }>(
     '/v1/lb/services/:id',
     { schema: k.doc('delete one service: connections to its VIP are no longer translated', { params: idParams, response: { 200: lbView, ...k.errors } }) },
-    async (req, reply) => tagged(reply, lb.remove(req.params.id, k.caller(req))),
+    async (req, reply) => taggedView(reply, await lb.remove(req.params.id, k.caller(req))),
   );
 }

@@ -10,7 +10,8 @@ import { DEFAULT_STATE_DIR } from '../agent/store.js';
 import { isLoopback, loadToken } from '../agent/token.js';
 import { buildApi } from '../api/app.js';
 import { EbpfnetError } from '../errors.js';
-import { onShutdown, requireRoot } from '../loader/index.js';
+import { enableRunStats, onShutdown, requireRoot } from '../loader/index.js';
+import { registerBpfMetrics } from '../metrics/bpf.js';
 import { registerFilterMetrics } from '../metrics/filter.js';
 import { registerLbMetrics } from '../metrics/lb.js';
 import { newRegistry, parseListen } from '../metrics/server.js';
@@ -54,8 +55,9 @@ async function runAgent(o: AgentOpts): Promise<void> {
   requireRoot('agent');
   const { token, source } = loadToken(o.stateDir, config.api.token);
   const registry = newRegistry();
-  const agent = Agent.open({ stateDir: o.stateDir, config, auditSink: (line) => process.stdout.write(`audit: ${line}\n`) });
+  const agent = Agent.open({ stateDir: o.stateDir, config, auditSink: (line) => process.stdout.write(`audit: ${line}\n`), runStats: enableRunStats });
   registerFilterMetrics(registry, () => agent.filterSources());
+  registerBpfMetrics(registry, () => agent.bpfSources(), () => agent.runStats.on);
   registerAgentLbTraceMetrics(registry, agent);
   const app = await buildApi({ agent, registry, token, bodyLimit: config.api.bodyLimit, authReads: remote });
   try {
@@ -72,6 +74,7 @@ async function runAgent(o: AgentOpts): Promise<void> {
   process.stdout.write(`filter: ${f.interfaces.length ? `${f.interfaces.join(', ')}: ${f.rules.length} rules; default ${f.default}` : 'no interfaces'}\n`);
   process.stdout.write(`${describeLbTrace(agent)}\n`);
   process.stdout.write(`token: ${source}\n`);
+  process.stdout.write(`bpf run statistics: ${agent.runStats.detail}\n`);
   process.stdout.write(`api: http://${shown}/v1 (metrics: http://${shown}/metrics)\n`);
   process.stdout.write('ready\n');
   await new Promise<void>((resolve) => {

@@ -2,11 +2,11 @@
 // The kernel half of the filter: one loaded filter object per interface, its tables written from a
 // compiled policy into the inactive generation and switched in with one update, its counters read
 // back, and its pins. Policy logic lives in rules.ts, policy.ts and compile.ts.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EbpfnetError, type VerifierStats } from '../errors.js';
 import * as F from '../gen/filter.js';
-import { BpfMap, BpfObject, BpfProgram, BpfTable, Link, ObjectSpec, ensureBpffs, objectPath, openPinnedLink, openPinnedMap, openPinnedTable, type XdpMode } from '../loader/index.js';
+import { BpfMap, BpfObject, BpfProgram, BpfTable, Link, ObjectSpec, ensureBpffs, objectPath, openPinnedLink, openPinnedMap, openPinnedTable, type MapFill, type XdpMode } from '../loader/index.js';
 import type { Closable } from '../loader/guard.js';
 import { track, untrack } from '../loader/guard.js';
 import { compilePolicy, DEFAULT_CAPACITY, PORT_SLOT, type CompiledPolicy, type DirTable } from './compile.js';
@@ -39,6 +39,8 @@ export interface FilterCounters {
 }
 
 const zero = (): F.FltCount => ({ packets: 0n, bytes: 0n });
+
+export type { MapFill } from '../loader/index.js';
 
 interface Tables {
   flt_cfg: BpfTable<F.FltCfg>;
@@ -336,11 +338,28 @@ export class FilterDatapath implements Closable {
     return l;
   }
 
+  /**
+   * Entries against the maximum per map. Hash and LPM maps: the entries of both generations, known
+   * from the writes (counted once by walking the keys after an adoption). flt_counters: the rule
+   * slots in use. The other arrays always hold all their elements, so entries = max entries.
+   */
+  mapFill(): MapFill[] {
+    const gens = [0, 1].map((g) => (this.written[g] ??= this.scanGeneration(g)));
+    const counted: Partial<Record<string, number>> = {
+      [F.FLT_SRC.name]: gens[0].src.size + gens[1].src.size,
+      [F.FLT_DST.name]: gens[0].dst.size + gens[1].dst.size,
+      [F.FLT_RULES.name]: gens[0].rules.size + gens[1].rules.size,
+      [F.FLT_COUNTERS.name]: this.ids.size,
+    };
+    return MAPS.map((m) => ({ map: m.name, entries: counted[m.name] ?? this.t[m.name].capacity, maxEntries: this.t[m.name].capacity }));
+  }
+
   counters(): FilterCounters {
     const stat = (i: number): F.FltCount => this.t.flt_stats.lookup(i) ?? zero();
     const policyRules = this.policy?.rules ?? [];
     // One batch read of every slot beats a per-CPU lookup per rule once policies are large.
-    const all = policyRules.length > 64 ? new Map(this.t.flt_counters.lookupBatch() ?? []) : null;
+    // (only up to the highest slot in use: the slots above it hold nothing)
+    const all = policyRules.length > 64 ? new Map(this.t.flt_counters.lookupBatch(4096, [...this.ids.values()].reduce((a, b) => Math.max(a, b), -1) + 1) ?? []) : null;
     const rules = policyRules.map((r) => {
       const text = formatRule(r);
       const id = this.ids.get(text)!;
@@ -385,7 +404,7 @@ export class FilterDatapath implements Closable {
     if (!existsSync(dir)) return false;
     if (existsSync(join(dir, 'link'))) openPinnedLink(join(dir, 'link'), `filter on ${ifname}`).detach();
     rmSync(dir, { recursive: true, force: true });
-    rmSync(join(STATE_ROOT, `${ifname}.json`), { force: true });
+    for (const f of [`${ifname}.json`, `${ifname}.json.tmp`]) rmSync(join(STATE_ROOT, f), { force: true });
     // the last filter gone: leave no empty ebpfnet folders behind in bpffs or /run
     for (const d of [PIN_ROOT, STATE_ROOT]) if (existsSync(d) && !readdirSync(d).length) rmSync(d, { recursive: true });
     return true;
@@ -433,11 +452,28 @@ function writeState(d: FilterDatapath): void {
   };
   const file = join(STATE_ROOT, `${d.ifname}.json`);
   writeFileSync(`${file}.tmp`, JSON.stringify(s, null, 2));
-  // rename is atomic: a reader sees the old or the new state, never half of one
+  // The old file goes before the rename: renaming over an existing file makes ext4 (where /run is
+  // not a tmpfs) start writing the new one out at once (auto_da_alloc), 5-20 times the cost of
+  // the rest of a small policy change. Whatever moment a crash hits, a complete file is there:
+  // the new .tmp (which readState prefers) or the old file.
+  try {
+    unlinkSync(file);
+  } catch {
+    /* the first write: nothing to replace */
+  }
   renameSync(`${file}.tmp`, file);
 }
 
 function readState(ifname: string): State | null {
   const file = join(STATE_ROOT, `${ifname}.json`);
-  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as State) : null;
+  // a .tmp that parses is newer than the file (a crash came before the rename); a torn one is not
+  for (const f of [`${file}.tmp`, file]) {
+    if (!existsSync(f)) continue;
+    try {
+      return JSON.parse(readFileSync(f, 'utf8')) as State;
+    } catch (e) {
+      if (f === file) throw e;
+    }
+  }
+  return null;
 }

@@ -19,13 +19,16 @@ import {
   objectPath,
   openPinnedLink,
   openPinnedMap,
+  progInfo,
   requireRoot,
   track,
   untrack,
   type Closable,
   type Link,
+  type MapFill,
   type MapLayout,
   type MountResult,
+  type ProgInfo,
 } from '../loader/index.js';
 import { withLock } from './lock.js';
 import type { ServiceAddr, ServiceSpec } from './model.js';
@@ -324,6 +327,16 @@ export class Balancer implements Closable {
 
   status(): BalancerStatus {
     return readStatus(this.pinDir);
+  }
+
+  /** The attached programs' run counts and times (one per pinned link). */
+  programs(): ProgInfo[] {
+    return this.status().programs.flatMap((p) => progInfo(p.progId) ?? []);
+  }
+
+  /** How full each map is (hash maps are walked: a call per entry). */
+  mapFill(): MapFill[] {
+    return Object.values(this.m).map((m) => (m as BpfMap<unknown, unknown>).fill());
   }
 
   private meta(): G.LbMeta {

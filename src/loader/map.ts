@@ -24,6 +24,13 @@ export interface MapInfo {
 
 const ENOENT = 2;
 
+/** How full one map is. */
+export interface MapFill {
+  map: string;
+  entries: number;
+  maxEntries: number;
+}
+
 /** Adds per-CPU copies field by field: numbers and bigints are summed, anything else is taken from CPU 0. */
 export function sumValues<V>(values: V[]): V {
   if (typeof values[0] === 'number' || typeof values[0] === 'bigint') {
@@ -189,17 +196,40 @@ export class BpfMap<K = Buffer, V = Buffer> {
   }
 
   *keys(): IterableIterator<K> {
-    const b = libbpf();
     const kc = this.layout.key!;
+    for (const k of this.rawKeys()) yield kc.decode(k, 0);
+  }
+
+  /** Each key in the kernel's order, as the bytes it gave (valid until the next step). */
+  private *rawKeys(): IterableIterator<Buffer> {
+    const b = libbpf();
     let prev: Buffer | null = null;
     for (;;) {
       const next: Buffer = prev === this.kbuf ? this.kbuf2 : this.kbuf;
       const rc = b.bpf_map_get_next_key(this.fd, prev, next);
       if (rc === -ENOENT) return;
       check(`iterate map ${this.name}`, rc);
-      yield kc.decode(next, 0);
+      yield next;
       prev = next;
     }
+  }
+
+  /**
+   * Entries present. An array holds all of its elements; a hash or LRU map is walked key by key
+   * (the keys are not decoded), which costs one call per entry. Ring buffers have no entries.
+   */
+  count(): number {
+    const t = this.layout.type;
+    if (t === 'array' || t === 'percpu_array') return this.capacity;
+    if (t === 'ringbuf') return 0;
+    let n = 0;
+    for (const _ of this.rawKeys()) n++;
+    return n;
+  }
+
+  /** count() against the live map's capacity, for the metrics. */
+  fill(): MapFill {
+    return { map: this.name, entries: this.count(), maxEntries: this.capacity };
   }
 
   /** Every entry. Uses the batch lookup where the kernel has it for this map type, else key by key. */
@@ -214,9 +244,14 @@ export class BpfMap<K = Buffer, V = Buffer> {
     return out;
   }
 
-  /** Batch lookup of the whole map, or null when this kernel or map type has no batch operations. */
-  lookupBatch(chunk = 4096): Array<[K, V]> | null {
+  /**
+   * Batch lookup of the whole map, or null when this kernel or map type has no batch operations.
+   * `limit` reads only an array's first indexes; a hash map is always read whole (a batch shorter
+   * than one of its buckets is refused with ENOSPC).
+   */
+  lookupBatch(chunk = 4096, limit = Infinity): Array<[K, V]> | null {
     if (this.layout.type === 'lpm_trie' || this.layout.type === 'ringbuf') return null;
+    if (this.layout.type !== 'array' && this.layout.type !== 'percpu_array') limit = Infinity;
     const b = libbpf();
     const ks = this.layout.key!.size;
     const keys = Buffer.alloc(ks * chunk);
@@ -227,7 +262,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
     const out: Array<[K, V]> = [];
     let first = true;
     for (;;) {
-      const count = [chunk];
+      const count = [Math.min(chunk, limit - out.length)];
       const rc = b.bpf_map_lookup_batch(this.fd, first ? null : inTok, outTok, keys, vals, count, opts);
       if (rc < 0 && rc !== -ENOENT) {
         if (first && (errnoName(-rc) === 'EINVAL' || errnoName(-rc) === 'ENOTSUPP' || errnoName(-rc) === 'EOPNOTSUPP')) return null;
@@ -239,7 +274,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
         const v = this.perCpu ? sumValues(this.splitCpus(vals, base)) : this.valueCodec().decode(vals, base);
         out.push([k, v]);
       }
-      if (rc === -ENOENT) return out;
+      if (rc === -ENOENT || out.length >= limit) return out;
       outTok.copy(inTok);
       first = false;
     }

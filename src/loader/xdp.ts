@@ -4,6 +4,7 @@ import { kernelError } from '../errors.js';
 import { libbpf, sizeof, XdpQueryOpts } from '../libbpf/index.js';
 import { closeFd } from './fd.js';
 import { XDP_FLAGS } from './kinds.js';
+import { progInfo } from './stats.js';
 import { ifindex as ifindexOf } from './system.js';
 
 export interface XdpAttachment {
@@ -14,21 +15,8 @@ export interface XdpAttachment {
 
 const XDP_ATTACHED = { 1: 'native', 2: 'generic', 3: 'offload' } as const;
 
-/** bpf_prog_info's name (offset 64, 16 bytes) for a program id. */
-export function progName(id: number): string {
-  const b = libbpf();
-  const fd = b.bpf_prog_get_fd_by_id(id);
-  if (fd < 0) return `id ${id}`;
-  try {
-    const info = Buffer.alloc(256);
-    const len = [info.length];
-    if (b.bpf_obj_get_info_by_fd(fd, info, len) < 0) return `id ${id}`;
-    const end = info.indexOf(0, 64);
-    return info.toString('utf8', 64, end < 0 || end > 80 ? 80 : end) || `id ${id}`;
-  } finally {
-    closeFd(fd);
-  }
-}
+/** A program's name (bpf_prog_info.name) for messages; `id N` when it cannot be read. */
+export const progName = (id: number): string => progInfo(id)?.name || `id ${id}`;
 
 export function xdpAttachment(ifname: string): XdpAttachment | null {
   const opts = { sz: sizeof(XdpQueryOpts), prog_id: 0, drv_prog_id: 0, hw_prog_id: 0, skb_prog_id: 0, attach_mode: 0 };

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // ebpfnet_filter_packets_total / _bytes_total{interface, rule, action}: read from the kernel's
 // per-CPU counters at scrape time (summed over CPUs), so the numbers are exactly the kernel's.
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { FilterCounters } from '../filter/datapath.js';
+import { registerSeries } from './series.js';
 
 export interface FilterSource {
   ifname: string;
@@ -24,30 +25,23 @@ export function filterRows(c: FilterCounters): Array<{ rule: string; action: str
 
 export function registerFilterMetrics(registry: Registry, sources: () => FilterSource[]): void {
   const labelNames = ['interface', 'rule', 'action'] as const;
-  let rows: Array<{ ifname: string; rule: string; action: string; packets: bigint; bytes: bigint }> = [];
-  // One read of the kernel per scrape serves both metrics.
-  const refresh = (): void => {
-    rows = sources().flatMap((s) => filterRows(s.counters()).map((r) => ({ ifname: s.ifname, ...r })));
-  };
-  new Counter({
+  let rows: Array<{ labels: string[]; packets: bigint; bytes: bigint }> = [];
+  // One read of the kernel per scrape serves both metrics (the registry collects them in turn).
+  registerSeries(registry, {
     name: 'ebpfnet_filter_packets_total',
     help: 'Packets the filter decided, per interface, rule and action (audit mode: what would have been dropped).',
+    type: 'counter',
     labelNames,
-    registers: [registry],
     collect() {
-      refresh();
-      this.reset();
-      for (const r of rows) this.inc({ interface: r.ifname, rule: r.rule, action: r.action }, Number(r.packets));
+      rows = sources().flatMap((s) => filterRows(s.counters()).map((r) => ({ labels: [s.ifname, r.rule, r.action], packets: r.packets, bytes: r.bytes })));
+      return rows.map((r) => ({ labels: r.labels, value: Number(r.packets) }));
     },
   });
-  new Counter({
+  registerSeries(registry, {
     name: 'ebpfnet_filter_bytes_total',
     help: 'Bytes of the packets the filter decided, per interface, rule and action.',
+    type: 'counter',
     labelNames,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const r of rows) this.inc({ interface: r.ifname, rule: r.rule, action: r.action }, Number(r.bytes));
-    },
+    collect: () => rows.map((r) => ({ labels: r.labels, value: Number(r.bytes) })),
   });
 }

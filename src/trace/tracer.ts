@@ -10,8 +10,9 @@ import * as G from '../gen/trace.js';
 import { ensureCgroup2, ensureTracefs, findCgroup2, type MountResult } from '../loader/system.js';
 import { objectPath } from '../loader/paths.js';
 import { ObjectSpec, type BpfObject } from '../loader/object.js';
-import type { BpfMap } from '../loader/map.js';
+import type { BpfMap, MapFill } from '../loader/map.js';
 import type { Link } from '../loader/link.js';
+import { progInfoByFd, type ProgInfo } from '../loader/stats.js';
 import { RingBuffer } from '../loader/ringbuf.js';
 import { EXIT_PROGRAM, TRACEPOINT_CATEGORY, enterTracepoint, exitTracepoint, type SyscallDef } from './syscalls.js';
 import type { LostCounts } from './summary.js';
@@ -157,6 +158,18 @@ export class Tracer {
     if (this.closed) return { lost: 0n, untracked: 0n };
     const c = this.counters.lookup(0);
     return { lost: c?.lost ?? 0n, untracked: c?.untracked ?? 0n };
+  }
+
+  /** The attached programs' run counts and times: the exit program once, each entry program. */
+  programs(): ProgInfo[] {
+    if (this.detached) return [];
+    return [EXIT_PROGRAM, ...this.coverage.traced.map((s) => s.enter)].flatMap((p) => progInfoByFd(this.obj.program(p).fd) ?? []);
+  }
+
+  /** How full the maps are (the in-flight table is an array: always full; the ring has no entries). */
+  mapFill(): MapFill[] {
+    if (this.closed) return [];
+    return [this.obj.map(G.TR_INFLIGHT).fill(), this.counters.fill()];
   }
 
   /** Stops new events (entry hooks first); what is already in the ring can still be polled. */

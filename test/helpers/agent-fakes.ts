@@ -5,6 +5,8 @@ import type { FilterBackend, FilterHandle } from '../../src/agent/filter.js';
 import type { LbBackend, LbHandle } from '../../src/agent/lb.js';
 import type { TraceBackend, TraceSource } from '../../src/agent/trace.js';
 import { EbpfnetError } from '../../src/errors.js';
+import * as F from '../../src/gen/filter.js';
+import * as L from '../../src/gen/lb.js';
 import * as T from '../../src/gen/trace.js';
 import type { FilterCounters } from '../../src/filter/datapath.js';
 import type { Policy } from '../../src/filter/policy.js';
@@ -35,6 +37,8 @@ export function fakeKernel(opts: { failApply?: () => boolean } = {}) {
         defaultPass: z(), defaultDrop: z(), malformed: z(), nonIp: z(), ndPass: z(), fragments: z(), audit: z(), arpDrop: z(),
       };
     },
+    programInfo: () => ({ id: 7, name: F.PROG_FILTER_XDP.name, runCount: 40n, runTimeNs: 1_000n }),
+    mapFill: () => [{ map: F.FLT_RULES.name, entries: pinned.get(ifname)?.rules.length ?? 0, maxEntries: 1024 }],
     close() {},
   });
   const backend: FilterBackend = {
@@ -95,6 +99,8 @@ export function fakeBalancer() {
       const s = services.get(addr.name);
       return s && view(s);
     },
+    programs: () => [{ id: 8, name: L.PROG_LB_CONNECT4.name, runCount: 5n, runTimeNs: 2_000n }],
+    mapFill: () => [{ map: L.LB_SVC.name, entries: services.size, maxEntries: L.LB_SVC.maxEntries }],
     close() {},
   });
   const backend: LbBackend = {
@@ -132,6 +138,8 @@ export function fakeTracer() {
           return n;
         },
         lostCounts: () => ({ lost, untracked: 0n }),
+        programs: () => [{ id: 9, name: T.PROG_TR_EXIT.name, runCount: 3n, runTimeNs: 500n }],
+        mapFill: () => [{ map: T.TR_INFLIGHT.name, entries: T.TR_INFLIGHT.maxEntries, maxEntries: T.TR_INFLIGHT.maxEntries }],
         close: () => void closed++,
       };
       return source;

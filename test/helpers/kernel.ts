@@ -2,6 +2,7 @@
 // What kernel tests need, and the rule for when they cannot have it: skipped with the reason printed,
 // except under EBPFNET_REQUIRE_KERNEL=1 (CI), where a missing requirement is a failure.
 import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { describe } from 'vitest';
 
 export const REQUIRE = process.env.EBPFNET_REQUIRE_KERNEL === '1';
@@ -50,4 +51,31 @@ export function bpfProgIds(names?: string[]): number[] {
 export function xdpOn(ifname: string, ns?: string): boolean {
   const out = ns ? sh('ip', ['-n', ns, '-d', 'link', 'show', 'dev', ifname]) : sh('ip', ['-d', 'link', 'show', 'dev', ifname]);
   return /\bxdp(generic|drv|offload)?\b|prog\/xdp/.test(out);
+}
+
+/**
+ * Pids of the processes holding BPF run statistics on through a BPF_ENABLE_STATS descriptor (the
+ * statistics are one switch for the whole machine, and other test runs may hold it too).
+ */
+export function bpfStatsHolders(): number[] {
+  const pids: number[] = [];
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // gone, or a kernel thread
+    }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`) === 'anon_inode:bpf-stats') {
+          pids.push(Number(pid));
+          break;
+        }
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+  }
+  return pids;
 }

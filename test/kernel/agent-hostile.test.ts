@@ -5,10 +5,11 @@
 // without holding up anyone else, and afterwards the policy the agent serves, its state file, its
 // audit log and every entry of the filter's maps in the kernel must be exactly as before.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { StateStore } from '../../src/agent/store.js';
 import { startAgent, type RunningAgent } from '../helpers/agent.js';
 import { runCli } from '../helpers/cli.js';
 import { filterFingerprint } from '../helpers/filter-maps.js';
@@ -96,7 +97,8 @@ describeKernel('the agent under hostile clients (real sockets)', () => {
       filter: await g.text(),
       etag: g.headers.get('etag'),
       stats: await st.text(),
-      stateFile: readFileSync(join(dir, 'state', 'state.json'), 'utf8'),
+      // the desired state on disk (snapshot and journal), as the next agent would read it
+      state: JSON.stringify(StateStore.load(join(dir, 'state'))),
       auditBytes: statSync(join(dir, 'state', 'audit.log'), { throwIfNoEntry: false })?.size ?? 0,
       kernel: filterFingerprint(v.host),
     };

@@ -102,6 +102,10 @@ describeKernel('agent: the balancer over HTTP (cgroup, netns backends)', () => {
     expect(connect(10)).toEqual({ names: { a: 10 }, errors: {} });
     const metrics = await (await fetch(`${a.url}/metrics`)).text();
     expect(metrics).toContain(`ebpfnet_lb_connections_total{service="${vip}:80/tcp",backend="${pair.peerIp}:8080"} 10`);
+    // the balancer's programs and maps in the BPF metrics: the kernel counted the connects' runs
+    const runs = /^ebpfnet_bpf_program_runs_total\{datapath="lb",program="lb_connect4",target="[^"]+"\} (\d+)$/m.exec(metrics);
+    expect(Number(runs?.[1]), metrics).toBeGreaterThanOrEqual(10);
+    expect(Number(/^ebpfnet_bpf_map_entries\{datapath="lb",map="lb_svc",target="[^"]+"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
 
     // weights and states over HTTP: a draining, b active with weight 3
     const sub = pair.peerIp.replace(/\.\d+$/, '');

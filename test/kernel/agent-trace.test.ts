@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { StateStore } from '../../src/agent/store.js';
 import * as G from '../../src/gen/trace.js';
 import { CliProcess } from '../helpers/cli.js';
 import { describeKernel, sh } from '../helpers/kernel.js';
@@ -89,11 +90,14 @@ describeKernel('agent: the tracer as an event stream', () => {
     const counted = [...metrics.matchAll(/^ebpfnet_trace_events_total\{syscall="mkdir(?:at)?",result="0"\} (\d+)$/gm)].reduce((x, m) => x + Number(m[1]), 0);
     expect(counted).toBeGreaterThanOrEqual(2);
     expect(metrics).toMatch(/^ebpfnet_trace_events_lost_total \d+$/m);
+    // the tracer's programs in the BPF metrics: its exit program ran for those calls at least
+    const runs = /^ebpfnet_bpf_program_runs_total\{datapath="trace",program="tr_exit",target="syscalls"\} (\d+)$/m.exec(metrics);
+    expect(Number(runs?.[1]), metrics).toBeGreaterThanOrEqual(2);
 
     // stopping the agent ends both streams and detaches the tracer
     expect(await agent.stop('SIGTERM')).toBe(0);
     await Promise.all([filtered.done, all.done]);
-    expect(readFileSync(join(dir, 'state', 'state.json'), 'utf8')).not.toContain('trace');
+    expect(JSON.stringify(StateStore.load(join(dir, 'state')))).not.toContain('trace');
     const left = tracePrograms();
     expect(loaded.filter((id) => left.includes(id))).toEqual([]);
   });

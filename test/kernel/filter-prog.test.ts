@@ -160,6 +160,18 @@ describeKernel('filter program (BPF_PROG_TEST_RUN)', () => {
     expect(d.counters().rules.find((r) => r.rule === 'deny tcp/22')!.packets).toBe(2n);
   });
 
+  it('a large policy reads its counters in one batch: the last rule counts too', () => {
+    // more than 64 rules: counters() reads the slots in use with one batch lookup
+    const p = makePolicy({ deny: Array.from({ length: 300 }, (_, i) => `udp/${i + 1}`) });
+    d.apply(p);
+    const before = d.counters().rules.find((r) => r.rule === 'deny udp/300')!.packets;
+    expect(run(p, P('udp 10.0.0.1:1 -> 10.0.0.2:300'))).toBe('deny');
+    const after = d.counters();
+    expect(after.rules).toHaveLength(300);
+    expect(after.rules.find((r) => r.rule === 'deny udp/300')!.packets - before).toBe(2n);
+    expect(after.rules.find((r) => r.rule === 'deny udp/299')!.packets).toBe(0n);
+  });
+
   // Nested IPv4 prefixes at the DIR table's level boundaries (/16: first level; /17-/24: a chunk
   // for bits 8-15; /25-/32: a chunk for bits 0-7), alternating deny and allow so each level's
   // answer shows in the verdict.

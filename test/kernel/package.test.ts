@@ -37,6 +37,9 @@ describeKernel('the npm package', () => {
     expect(files.some((f) => f.startsWith('bpf/baseline/'))).toBe(true);
     // the tracer's JSON schema is the one file of src/ users need: -o json is documented by it
     expect(files).toContain('src/trace/event.schema.json');
+    // the README points users at these two in the installed package
+    expect(files).toContain('tools/agent/ebpfnet-agent.service');
+    expect(files).toContain('tools/grafana/ebpfnet-dashboard.json');
     expect(files.filter((f) => (f.startsWith('src/') && !f.endsWith('.schema.json')) || f.startsWith('test/') || f.endsWith('.bpf.c'))).toEqual([]);
   });
 

@@ -73,6 +73,11 @@ describeKernel('runtime: selftest object in the kernel', () => {
     const back = rules.lookupBatch();
     expect(back).toHaveLength(n);
     expect(new Map(back!.map(([k, v]) => [k.word, v.cookie])).get(500)).toBe(499n);
+    // a limit is for arrays (their low indexes); a hash map is read whole
+    expect(rules.lookupBatch(4096, 10)).toHaveLength(n);
+    const plain = obj.map(G.ST_PLAIN);
+    expect(plain.lookupBatch(4096, 5)!.map(([k]) => k)).toEqual([0, 1, 2, 3, 4]);
+    expect(plain.lookupBatch(4, 10)!.map(([k]) => k)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     let err: unknown;
     try {
       rules.update({ word: n + 1 }, { action: XDP.PASS, cookie: 0n });

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Property test of the API's bodies (src/api/schemas.ts through the fastify app, with inject()):
 // random writes with random JSON, broken JSON, odd content types and stale revisions get a 2xx or a
-// 4xx JSON {code, message}, never a 5xx; a refused write leaves GET /v1/filter, the state file and
+// 4xx JSON {code, message}, never a 5xx; a refused write leaves GET /v1/filter, the state on disk and
 // the (stand-in) kernel exactly as they were.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../../src/agent/agent.js';
 import { parseConfig } from '../../src/agent/config.js';
 import type { FilterBackend, FilterHandle } from '../../src/agent/filter.js';
-import { statePath } from '../../src/agent/store.js';
+import { StateStore } from '../../src/agent/store.js';
 import { buildApi } from '../../src/api/app.js';
 import { EbpfnetError } from '../../src/errors.js';
 import type { Policy } from '../../src/filter/policy.js';
@@ -31,6 +31,8 @@ function standInKernel(): { backend: FilterBackend; held: Map<string, string[]> 
     attachment: 'xdp native',
     apply: (p: Policy) => void held.set(ifname, p.rules.map(formatRule)),
     counters: () => ({ rules: [], defaultPass: nothing(), defaultDrop: nothing(), malformed: nothing(), nonIp: nothing(), ndPass: nothing(), fragments: nothing(), audit: nothing(), arpDrop: nothing() }),
+    programInfo: () => null,
+    mapFill: () => [],
     close: () => {},
   });
   const backend: FilterBackend = {
@@ -101,7 +103,8 @@ describe('agent API bodies (property, inject)', () => {
     await fc.assert(
       fc.asyncProperty(request, async (r) => {
         const before = await app.inject('/v1/filter');
-        const file = existsSync(statePath(dir)) ? readFileSync(statePath(dir), 'utf8') : null;
+        // the desired state on disk: the snapshot and its journal, as a restart would read them
+        const file = JSON.stringify(StateStore.load(dir));
         const kernelBefore = JSON.stringify([...kernel.held]);
         const [method, url] = r.route.split(' ');
         const headers: Record<string, string> = { authorization: `Bearer ${r.badToken ? 'x' : TOKEN}` };
@@ -118,7 +121,7 @@ describe('agent API bodies (property, inject)', () => {
         const after = await app.inject('/v1/filter');
         expect(after.body).toBe(before.body);
         expect(after.headers.etag).toBe(before.headers.etag);
-        expect(existsSync(statePath(dir)) ? readFileSync(statePath(dir), 'utf8') : null).toBe(file);
+        expect(JSON.stringify(StateStore.load(dir))).toBe(file);
         expect(JSON.stringify([...kernel.held])).toBe(kernelBefore);
       }),
       { numRuns: RUNS.http * 5 },

@@ -13,6 +13,7 @@ import { parseConfig } from '../../src/agent/config.js';
 import { loadToken } from '../../src/agent/token.js';
 import { buildApi } from '../../src/api/app.js';
 import { formatRule } from '../../src/filter/rules.js';
+import { registerBpfMetrics } from '../../src/metrics/bpf.js';
 import { registerFilterMetrics } from '../../src/metrics/filter.js';
 import { fakeKernel } from '../helpers/agent-fakes.js';
 
@@ -23,12 +24,19 @@ describe('agent API (inject)', () => {
   let agent: Agent;
   let kernel: ReturnType<typeof fakeKernel>;
   let audit: string[];
+  /** the fake run statistics' state: on while the agent holds them */
+  let statsHeld: boolean;
 
   const start = async (config = 'filter:\n  interfaces: [eth9]\n  rules: ["deny tcp/22"]\n'): Promise<void> => {
     audit = [];
-    agent = Agent.open({ stateDir: dir, config: parseConfig(config), filters: kernel.backend, auditSink: (l) => audit.push(l) });
+    const runStats = () => {
+      statsHeld = true;
+      return { via: 'bpf_enable_stats' as const, close: () => void (statsHeld = false) };
+    };
+    agent = Agent.open({ stateDir: dir, config: parseConfig(config), filters: kernel.backend, auditSink: (l) => audit.push(l), runStats });
     const registry = new Registry();
     registerFilterMetrics(registry, () => agent.filterSources());
+    registerBpfMetrics(registry, () => agent.bpfSources(), () => agent.runStats.on);
     app = await buildApi({ agent, registry, token: TOKEN, bodyLimit: 64 * 1024 });
   };
   const auth = { authorization: `Bearer ${TOKEN}` };
@@ -189,8 +197,24 @@ describe('agent API (inject)', () => {
     expect(m.headers['content-type']).toMatch(/^text\/plain/);
     expect(m.body).toContain('ebpfnet_filter_packets_total{interface="eth9",rule="tcp/22",action="deny"} 1');
     expect(m.body).toMatch(/ebpfnet_api_requests_total\{method="GET",route="\/v1\/filter\/stats",status="200"\} 1/);
+    // per-program runs and time (seconds), map fill, and the stats switch the agent holds
+    expect(m.body).toContain('ebpfnet_bpf_program_runs_total{datapath="filter",program="filter_xdp",target="eth9"} 40');
+    expect(m.body).toContain('ebpfnet_bpf_program_run_seconds_total{datapath="filter",program="filter_xdp",target="eth9"} 0.000001');
+    expect(m.body).toContain('ebpfnet_bpf_map_entries{datapath="filter",map="flt_rules",target="eth9"} 1');
+    expect(m.body).toContain('ebpfnet_bpf_map_max_entries{datapath="filter",map="flt_rules",target="eth9"} 1024');
+    expect(m.body).toContain('ebpfnet_bpf_stats_enabled 1');
+    expect(m.body).toMatch(/^ebpfnet_api_request_duration_seconds_count\{method="GET",route="\/v1\/filter\/stats"\} 1$/m);
+    const bad = await app.inject('/v1/nothing');
+    expect(bad.statusCode).toBe(404);
+    const m2 = await app.inject('/metrics');
+    expect(m2.body).toContain('ebpfnet_api_requests_total{method="GET",route="unmatched",status="404"} 1');
+    expect(m2.body).toMatch(/^ebpfnet_api_requests_total\{method="GET",route="\/metrics",status="200"\} 1$/m);
     expect((await app.inject('/healthz')).json()).toEqual({ status: 'ok' });
     expect((await app.inject('/readyz')).json()).toEqual({ status: 'ready' });
+    expect(statsHeld).toBe(true);
+    agent.close();
+    expect(statsHeld).toBe(false);
+    expect((await app.inject('/metrics')).body).toContain('ebpfnet_bpf_stats_enabled 0');
   });
 
   it('serves an OpenAPI 3.1 document built from the routes it validates with', async () => {

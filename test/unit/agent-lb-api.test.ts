@@ -10,10 +10,12 @@ import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../src/agent/agent.js';
 import { parseConfig } from '../../src/agent/config.js';
+import { StateStore } from '../../src/agent/store.js';
 import { buildApi } from '../../src/api/app.js';
 import { registerAgentLbTraceMetrics } from '../../src/cli/agent.js';
 import { EbpfnetError } from '../../src/errors.js';
 import { packageDir } from '../../src/loader/paths.js';
+import { registerBpfMetrics } from '../../src/metrics/bpf.js';
 import { fakeBalancer } from '../helpers/agent-fakes.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
@@ -88,6 +90,12 @@ describe('agent balancer API (inject)', () => {
     const m = await registry.metrics();
     expect(m).toContain('ebpfnet_lb_connections_total{service="10.96.0.10:80/tcp",backend="10.244.2.7:8080"} 5');
     expect(m).toContain('ebpfnet_lb_backends{service="10.96.0.10:80/tcp",state="active"} 2');
+    // the balancer's programs and maps are among the agent's BPF sources
+    const bpf = new Registry();
+    registerBpfMetrics(bpf, () => agent.bpfSources(), () => true);
+    const b = await bpf.metrics();
+    expect(b).toContain('ebpfnet_bpf_program_runs_total{datapath="lb",program="lb_connect4",target="/sys/fs/cgroup/test.slice"} 5');
+    expect(b).toContain('ebpfnet_bpf_map_entries{datapath="lb",map="lb_svc",target="/sys/fs/cgroup/test.slice"} 1');
   });
 
   it('PUT /:id creates (201, Location) then replaces (200) a service; the state survives a restart', async () => {
@@ -110,7 +118,11 @@ describe('agent balancer API (inject)', () => {
     ]);
     expect(readFileSync(join(dir, 'audit.log'), 'utf8').trim().split('\n')).toEqual(audit);
 
-    // a restart with the same config: the state file wins (the config did not change since)
+    // answered only once on disk: the journal after the start-up snapshot holds both changes
+    expect(StateStore.load<{ lb: { revision: number; services: unknown[] } }>(dir)!.lb).toMatchObject({ revision: 3, services: [expect.anything(), expect.anything()] });
+    expect(readFileSync(join(dir, 'state.journal'), 'utf8').trim().split('\n')).toHaveLength(3);
+
+    // a restart with the same config: the state on disk wins (the config did not change since)
     await stop();
     lb.calls.length = 0;
     await start();
@@ -238,7 +250,7 @@ describe('agent balancer API (inject)', () => {
     await stop();
     expect(Agent.cleanup(dir, noop.filters, lb.backend)).toEqual(['balancer']);
     expect(lb.attached).toBeNull();
-    expect(JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')).lb).toBeUndefined();
+    expect(StateStore.load<{ lb?: unknown }>(dir)?.lb).toBeUndefined();
     await start(null);
   });
 

@@ -16,6 +16,7 @@ import { parseConfig } from '../../src/agent/config.js';
 import { buildApi } from '../../src/api/app.js';
 import { STREAM_BUFFER } from '../../src/api/trace-routes.js';
 import { registerAgentLbTraceMetrics } from '../../src/cli/agent.js';
+import { registerBpfMetrics } from '../../src/metrics/bpf.js';
 import { fakeTracer } from '../helpers/agent-fakes.js';
 import { SseReader, until } from '../helpers/sse.js';
 
@@ -130,6 +131,12 @@ describe('agent tracer stream (SSE over 127.0.0.1)', () => {
     expect(m).toContain('ebpfnet_trace_events_total{syscall="mkdirat",result="EEXIST"} 1');
     expect(m).toContain('ebpfnet_trace_events_lost_total 5');
     expect(m).toContain('ebpfnet_trace_streams 3');
+    // the tracer's programs and maps are among the agent's BPF sources
+    const bpf = new Registry();
+    registerBpfMetrics(bpf, () => agent.bpfSources(), () => true);
+    const b = await bpf.metrics();
+    expect(b).toContain('ebpfnet_bpf_program_runs_total{datapath="trace",program="tr_exit",target="syscalls"} 3');
+    expect(b).toContain('ebpfnet_bpf_map_max_entries{datapath="trace",map="tr_inflight",target="syscalls"} 16384');
 
     aborts[0].abort();
     await until('the pid stream to be unsubscribed', () => agent.trace.streams().clients === 2);

@@ -9,8 +9,10 @@
 // flight* when it was sent and no answer came (the connection broke: the agent may have applied it
 // or not). The client never has more than one write in flight. Then, both while no agent runs and
 // after the restart, the policy in force must be exactly the last acknowledged one or exactly the
-// in-flight one, never a mix nor an older one; after the restart the agent's GET /v1/filter, its
-// state file and the datapath's own record must all name that same policy.
+// in-flight one, never a mix nor an older one. The desired state on disk (the snapshot state.json
+// plus its journal state.journal, read with the agent's own StateStore.load) is checked the same
+// way while no agent runs, and the restarted agent must put exactly that policy in force; after the
+// restart its GET /v1/filter, its state on disk and the datapath's own record name it too.
 //
 // "In force" is measured with packets, not read from the agent: every policy denies udp/9 and a set
 // of marker ports (udp/P, one fresh P per write); after each kill and each restart a probe sends
@@ -28,7 +30,13 @@
 import dgram from 'node:dgram';
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dropConnections, Harness, HarnessError, options, parseMetrics, prng, request, run, sh, sleep } from '../lib/harness.mjs';
+import { pathToFileURL } from 'node:url';
+import { dropConnections, Harness, HarnessError, options, parseMetrics, prng, request, root, run, sh, sleep } from '../lib/harness.mjs';
+
+/** The agent's own reader of its desired state: the snapshot, then the journal's acknowledged lines. */
+const { StateStore } = await import(pathToFileURL(join(root, 'dist', 'agent', 'store.js')).href);
+/** the filter policy the state directory holds, as marker ports */
+const storedPorts = (/** @type {string} */ dir) => portsOf(StateStore.load(dir).filter.spec.rules);
 
 const o = options({ cycles: 50, seed: 1, 'min-ms': 50, 'max-ms': 1500 });
 const h = new Harness();
@@ -36,7 +44,7 @@ const rnd = prng(Number(o.seed));
 const PIN_ROOT = '/sys/fs/bpf/ebpfnet/filter';
 const STATE_ROOT = '/run/ebpfnet/filter';
 /** what an agent's state directory may hold */
-const STATE_FILES = ['audit.log', 'state.json', 'token'];
+const STATE_FILES = ['audit.log', 'state.journal', 'state.json', 'token'];
 
 /** The namespace's side: udp/9 every millisecond, and `PORT,PORT,... N` lines: N packets to each. */
 const SENDER = `
@@ -256,15 +264,25 @@ async function main() {
     dropConnections();
 
     const down = await checkInForce(c, 'while no agent ran');
+    // what a 2xx promised is on disk: the stored policy is the acknowledged or the in-flight one
+    /** @type {Policy | null} */
+    let stored = null;
+    try {
+      stored = storedPorts(stateDir);
+      if (!same(stored, acked) && !same(stored, inFlight)) violate(c, `state on disk while no agent ran: ${key(stored)}; acknowledged ${key(acked)}, in flight ${inFlight ? key(inFlight) : 'none'}`);
+    } catch (e) {
+      violate(c, `state on disk while no agent ran: ${/** @type {Error} */ (e).message}`);
+    }
     a = await startAgent();
     const up = await checkInForce(c, 'after the restart');
+    if (stored && !same(stored, new Set([...up.d].filter((p) => p !== nextPort + 1000)))) violate(c, `the restarted agent put ${key(up.d)} in force, not the stored ${key(stored)}`);
     if (up.isAcked) byOutcome.acked++;
     else if (up.isFlight) byOutcome.inFlight++;
     // the agent, its state file and the datapath's record name the policy the packets showed
     try {
       const view = await request(`${a.url}/v1/filter`, 'GET');
       const served = portsOf(JSON.parse(view.body).rules);
-      const file = portsOf(JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8')).filter.spec.rules);
+      const file = storedPorts(stateDir);
       const record = portsOf(JSON.parse(readFileSync(join(STATE_ROOT, `${v.host}.json`), 'utf8')).rules);
       const inForce = new Set([...up.d].filter((p) => p !== nextPort + 1000));
       if (!same(served, inForce) || !same(file, inForce) || !same(record, inForce)) violate(c, `policy in force ${key(inForce)}, GET /v1/filter ${key(served)}, state file ${key(file)}, datapath record ${key(record)}`);

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: Apache-2.0
+// The agent's durable state: snapshot plus journal, group commit, and what a crash can leave.
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AuditLog, StateStore, auditPath, journalPath, statePath } from '../../src/agent/store.js';
+
+interface S {
+  n: number;
+  text?: string;
+}
+
+describe('agent state store', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'ebpfnet-store-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('nothing saved: load is null; open writes the snapshot, mode 0600, and an empty journal', () => {
+    expect(StateStore.load<S>(dir)).toBeNull();
+    const s = StateStore.open<S>(dir, { n: 0 });
+    expect(JSON.parse(readFileSync(statePath(dir), 'utf8'))).toEqual({ n: 0 });
+    expect(statSync(statePath(dir)).mode & 0o777).toBe(0o600);
+    expect(statSync(journalPath(dir)).mode & 0o777).toBe(0o600);
+    expect(StateStore.load<S>(dir)).toEqual({ n: 0 });
+    s.close();
+  });
+
+  it('every save is readable back once it resolves, as after a kill -9 (no close)', async () => {
+    const s = StateStore.open<S>(dir, { n: 0 });
+    for (let i = 1; i <= 5; i++) {
+      await s.save({ n: i });
+      expect(StateStore.load<S>(dir)).toEqual({ n: i });
+    }
+    // the snapshot is untouched: the versions are in the journal
+    expect(JSON.parse(readFileSync(statePath(dir), 'utf8'))).toEqual({ n: 0 });
+    s.close();
+  });
+
+  it('group commit: saves made together resolve together, after one write of the newest version', async () => {
+    const s = StateStore.open<S>(dir, { n: 0 });
+    const order: number[] = [];
+    await Promise.all(Array.from({ length: 20 }, (_, i) => s.save({ n: i + 1 }).then(() => order.push(i + 1))));
+    expect(order).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    const records = readFileSync(journalPath(dir), 'utf8').split('\n').slice(1).filter(Boolean);
+    expect(records.length).toBeLessThan(20);
+    expect(JSON.parse(records.at(-1)!)).toEqual({ state: { n: 20 } });
+    expect(StateStore.load<S>(dir)).toEqual({ n: 20 });
+    s.close();
+  });
+
+  it('a torn record ends the replay; a journal older than the snapshot is never replayed', async () => {
+    const s = StateStore.open<S>(dir, { n: 0 });
+    await s.save({ n: 1 });
+    s.close();
+    // a crash in the middle of appending record 2: half a line
+    const fd = openSync(journalPath(dir), 'a');
+    writeSync(fd, '{"state":{"n":2');
+    closeSync(fd);
+    expect(StateStore.load<S>(dir)).toEqual({ n: 1 });
+    // a new snapshot written, then a crash before the fresh journal replaced the old one
+    const old = readFileSync(journalPath(dir));
+    StateStore.open<S>(dir, { n: 7 }).close();
+    writeFileSync(journalPath(dir), old);
+    expect(StateStore.load<S>(dir)).toEqual({ n: 7 });
+  });
+
+  it('a full journal or a large version is folded into a new snapshot', async () => {
+    const s = StateStore.open<S>(dir, { n: 0 });
+    const big = 'x'.repeat(100_000);
+    await s.save({ n: 1, text: big });
+    expect(JSON.parse(readFileSync(statePath(dir), 'utf8'))).toEqual({ n: 1, text: big });
+    const medium = 'y'.repeat(60_000);
+    for (let i = 2; i < 80; i++) await s.save({ n: i, text: medium }); // 78 x 60 kB > the 4 MiB journal
+    expect(JSON.parse(readFileSync(statePath(dir), 'utf8')).n).toBeGreaterThan(1);
+    expect(StateStore.load<S>(dir)).toEqual({ n: 79, text: medium });
+    s.close();
+  });
+
+  it('after a failed append nothing more goes to that journal: the next save is a new snapshot', async () => {
+    const s = StateStore.open<S>(dir, { n: 0 });
+    await s.save({ n: 1 });
+    closeSync((s as unknown as { fd: number }).fd); // the journal's descriptor fails under the store
+    await expect(s.save({ n: 2 })).rejects.toThrow(/^save the agent state in .*: EBADF/);
+    await s.save({ n: 3 });
+    expect(JSON.parse(readFileSync(statePath(dir), 'utf8'))).toEqual({ n: 3 });
+    expect(StateStore.load<S>(dir)).toEqual({ n: 3 });
+    await s.save({ n: 4 }); // and appends resume on the new journal
+    expect(JSON.parse(readFileSync(statePath(dir), 'utf8'))).toEqual({ n: 3 });
+    expect(StateStore.load<S>(dir)).toEqual({ n: 4 });
+    s.close();
+  });
+
+  it('a save after close fails instead of claiming durability', async () => {
+    const s = StateStore.open<S>(dir, { n: 0 });
+    s.close();
+    await expect(s.save({ n: 1 })).rejects.toThrow(/the state store is closed/);
+    expect(StateStore.load<S>(dir)).toEqual({ n: 0 });
+  });
+
+  it('the audit log appends through one descriptor, mode 0600', () => {
+    const a = new AuditLog(auditPath(dir));
+    expect(a.fds).toEqual([]);
+    expect(existsSync(auditPath(dir))).toBe(false);
+    a.append('{"op":"one"}');
+    a.append('{"op":"two"}');
+    expect(a.fds).toHaveLength(1);
+    a.close();
+    const again = new AuditLog(auditPath(dir));
+    again.append('{"op":"three"}');
+    again.close();
+    expect(readFileSync(auditPath(dir), 'utf8')).toBe('{"op":"one"}\n{"op":"two"}\n{"op":"three"}\n');
+    expect(statSync(auditPath(dir)).mode & 0o777).toBe(0o600);
+  });
+});

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+// The agent's BPF and API metrics from fake sources, and the sysctl fallback of the run statistics
+// on a stand-in file (the real switch is exercised by test/kernel/bpf-stats.test.ts).
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Registry } from 'prom-client';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { enableRunStats } from '../../src/loader/stats.js';
+import { apiMetrics } from '../../src/metrics/api.js';
+import { registerBpfMetrics, type BpfSource } from '../../src/metrics/bpf.js';
+
+const src = (target: string, runs: bigint, ns: bigint, entries: number): BpfSource => ({
+  datapath: 'filter',
+  target,
+  programs: () => [{ name: 'filter_xdp', runCount: runs, runTimeNs: ns }],
+  maps: () => [{ map: 'flt_rules', entries, maxEntries: 1 << 20 }],
+});
+
+describe('bpf metrics', () => {
+  it('exports runs, seconds, map fill per source; series of a datapath that went away disappear', async () => {
+    const registry = new Registry();
+    let sources = [src('eth0', 1000n, 25_000n, 12), src('eth1', 5n, 3_000_000_000n, 0)];
+    let reads = 0;
+    let on = true;
+    registerBpfMetrics(registry, () => (reads++, sources), () => on);
+    const body = await registry.metrics();
+    expect(body).toContain('# TYPE ebpfnet_bpf_program_runs_total counter');
+    expect(body).toContain('ebpfnet_bpf_program_runs_total{datapath="filter",program="filter_xdp",target="eth0"} 1000');
+    expect(body).toContain('ebpfnet_bpf_program_run_seconds_total{datapath="filter",program="filter_xdp",target="eth0"} 0.000025');
+    expect(body).toContain('ebpfnet_bpf_program_run_seconds_total{datapath="filter",program="filter_xdp",target="eth1"} 3');
+    expect(body).toContain('ebpfnet_bpf_map_entries{datapath="filter",map="flt_rules",target="eth0"} 12');
+    expect(body).toContain('ebpfnet_bpf_map_max_entries{datapath="filter",map="flt_rules",target="eth1"} 1048576');
+    expect(body).toContain('ebpfnet_bpf_stats_enabled 1');
+    // one read for the programs' pair of metrics, one for the maps' pair
+    expect(reads).toBe(2);
+    sources = [src('eth0', 1500n, 30_000n, 13)];
+    on = false;
+    const again = await registry.metrics();
+    expect(again).toContain('ebpfnet_bpf_program_runs_total{datapath="filter",program="filter_xdp",target="eth0"} 1500');
+    expect(again).not.toContain('target="eth1"');
+    expect(again).toContain('ebpfnet_bpf_stats_enabled 0');
+  });
+
+  it('api metrics: requests by method, route and status; a latency histogram by method and route', async () => {
+    const registry = new Registry();
+    const m = apiMetrics(registry);
+    m.observe('PUT', '/v1/filter', 200, 0.0004);
+    m.observe('PUT', '/v1/filter', 412, 0.0002);
+    m.observe('GET', undefined, 404, 0.0001);
+    const body = await registry.metrics();
+    expect(body).toContain('ebpfnet_api_requests_total{method="PUT",route="/v1/filter",status="200"} 1');
+    expect(body).toContain('ebpfnet_api_requests_total{method="GET",route="unmatched",status="404"} 1');
+    expect(body).toContain('ebpfnet_api_request_duration_seconds_bucket{le="0.00025",method="PUT",route="/v1/filter"} 1');
+    expect(body).toContain('ebpfnet_api_request_duration_seconds_bucket{le="0.0005",method="PUT",route="/v1/filter"} 2');
+    expect(body).toContain('ebpfnet_api_request_duration_seconds_count{method="PUT",route="/v1/filter"} 2');
+  });
+});
+
+describe('run statistics through the sysctl', () => {
+  let dir: string;
+  let file: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'ebpfnet-stats-'));
+    file = join(dir, 'bpf_stats_enabled');
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('sets 1 and writes the previous value back on close (once)', () => {
+    writeFileSync(file, '0\n');
+    const s = enableRunStats({ via: 'sysctl', sysctl: file });
+    expect(s.via).toBe('sysctl');
+    expect(readFileSync(file, 'utf8')).toBe('1\n');
+    s.close();
+    expect(readFileSync(file, 'utf8')).toBe('0\n');
+    writeFileSync(file, '1\n'); // someone else turned it on since: a second close must not undo that
+    s.close();
+    expect(readFileSync(file, 'utf8')).toBe('1\n');
+  });
+
+  it('leaves a switch that was already on alone, and says why it cannot read one', () => {
+    writeFileSync(file, '1\n');
+    const s = enableRunStats({ via: 'sysctl', sysctl: file });
+    expect(s.via).toBe('already on');
+    s.close();
+    expect(readFileSync(file, 'utf8')).toBe('1\n');
+    expect(() => enableRunStats({ via: 'sysctl', sysctl: join(dir, 'missing') })).toThrow(/^turn on bpf run statistics: cannot read .*missing/);
+  });
+});
