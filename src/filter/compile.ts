@@ -50,6 +50,8 @@ export interface DirTable {
   chunks: Uint32Array[];
   /** the side each chunk belongs to */
   chunkSide: number[];
+  /** whether a side holds any prefix (an unused side's first level is all zero) */
+  used: [boolean, boolean];
 }
 
 export interface PortKey {
@@ -214,7 +216,7 @@ export function buildDir(src: readonly AddressEntry[], dst: readonly AddressEntr
       c3.fill(cls, lo, lo + 2 ** (32 - e.prefix));
     }
   }
-  return { l1, chunks, chunkSide };
+  return { l1, chunks, chunkSide, used: [sides[0].length > 0, sides[1].length > 0] };
 }
 
 type Group = 'G' | 'S' | 'D' | 'SD';

@@ -111,6 +111,9 @@ export class FilterDatapath implements Closable {
   private readonly t: Tables;
   private link: Link | null = null;
   private written: [Written | null, Written | null] = [null, null];
+  /** what each first-level DIR half (generation * 2 + side) holds, as compiled: known zero, a table,
+   * or unknown (after adopt); an unchanged half is not rewritten */
+  private dirL1: Array<Uint32Array | 'zero' | null> = [null, null, null, null];
   /** rule text -> counter slot, kept across policy changes so unchanged rules keep counting */
   private ids = new Map<string, number>();
   private policy: Policy | null = null;
@@ -247,14 +250,25 @@ export class FilterDatapath implements Closable {
     const CHUNK = F.FLT_DIR_CHUNK;
     // class n of side s -> its flt_classes index; chunk n -> its place in this generation's half
     const place = (e: number, side: number): number => (e & CHUNK ? (CHUNK | (g * perGen + (e & ~CHUNK))) >>> 0 : e ? (g * 2 + side) * classes + e : 0);
+    const mem = this.t.flt_dir.mem;
     for (const side of [0, 1]) {
-      const base = (g * 2 + side) * 65536 * 4;
-      if (!dir) {
-        this.t.flt_dir.mem.fill(0, base, base + 65536 * 4);
-        continue;
+      // The first level is 256 KiB per side: an empty side that is known to be zero is left alone,
+      // so policies without IPv4 prefixes on a side pay nothing for it.
+      const half = g * 2 + side;
+      const l1 = dir?.l1[side];
+      const empty = !l1 || !dir!.used[side];
+      if (empty ? this.dirL1[half] === 'zero' : this.dirL1[half] instanceof Uint32Array && Buffer.from(l1!.buffer).equals(Buffer.from(this.dirL1[half].buffer))) continue;
+      const out = new Uint32Array(mem.buffer, mem.byteOffset + half * 65536 * 4, 65536);
+      if (empty) {
+        out.fill(0);
+      } else {
+        const chunkBase = g * perGen, classBase = half * classes;
+        for (let i = 0; i < 65536; i++) {
+          const e = l1[i];
+          out[i] = e & CHUNK ? (CHUNK | (chunkBase + (e & ~CHUNK))) >>> 0 : e ? classBase + e : 0;
+        }
       }
-      const l1 = dir.l1[side].map((e) => place(e, side));
-      this.t.flt_dir.mem.set(new Uint8Array(l1.buffer), base);
+      this.dirL1[half] = empty ? 'zero' : l1!;
     }
     if (!dir) return;
     const entries: Array<[number, number]> = [];
