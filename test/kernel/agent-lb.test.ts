@@ -4,7 +4,7 @@
 // with their names from a network namespace (fixtures/lb-servers.mjs); a plain server on the VIP
 // itself shows what a connection reaches when nothing translates it. The agent is killed with
 // SIGKILL: the balancer keeps translating, and the next agent adopts it with its counters.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ensureCgroup2, packageDir } from '../../src/loader/index.js';
 import { CliProcess, runCli } from '../helpers/cli.js';
 import { describeKernel, sh } from '../helpers/kernel.js';
+import { startLbServers, stopLbServers } from '../helpers/lb-servers.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
 
 const FIXTURES = join(packageDir(), 'test', 'kernel', 'fixtures');
@@ -58,16 +59,7 @@ describeKernel('agent: the balancer over HTTP (cgroup, netns backends)', () => {
       { name: 'b', host: `${subnet}.3`, port: 8080, proto: 'tcp' },
       { name: 'plain', host: vip, port: 80, proto: 'tcp' },
     ];
-    servers = spawn('nsenter', [`--net=/run/netns/${pair.ns}`, process.execPath, join(FIXTURES, 'lb-servers.mjs'), JSON.stringify(specs)], { stdio: ['pipe', 'pipe', 'inherit'] });
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      servers!.stdout!.on('data', (d: Buffer) => {
-        out += d;
-        if (out.includes('ready')) resolve();
-      });
-      servers!.on('exit', (code) => reject(new Error(`backend servers exited (${code})`)));
-      setTimeout(() => reject(new Error('backend servers did not start')), 15_000);
-    });
+    servers = await startLbServers(pair.ns, specs);
     cg = join(ensureCgroup2().path, `ebpfnet-agent-lb-test-${process.pid}`);
     mkdirSync(cg);
     dir = mkdtempSync(join(tmpdir(), 'ebpfnet-agent-lb-'));
@@ -78,10 +70,7 @@ describeKernel('agent: the balancer over HTTP (cgroup, netns backends)', () => {
     for (const a of agents) await a.stop('SIGKILL');
     if (dir) runCli(['agent', '--cleanup', '--state-dir', join(dir, 'state')], { env: ENV });
     if (existsSync(`${PIN_ROOT}/lb`)) runCli(['lb', 'detach'], { env: ENV });
-    if (servers && servers.exitCode === null) {
-      servers.stdin?.end();
-      servers.kill('SIGTERM');
-    }
+    stopLbServers(servers);
     pair?.cleanup();
     if (cg && existsSync(cg)) rmdirSync(cg);
     rmSync(PIN_ROOT, { recursive: true, force: true });

@@ -13,6 +13,7 @@ import * as ST from '../../src/gen/selftest.js';
 import { ObjectSpec, XDP, ensureCgroup2, objectPath, packageDir, type BpfObject, type Link } from '../../src/loader/index.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { describeKernel, sh } from '../helpers/kernel.js';
+import { startLbServers, stopLbServers } from '../helpers/lb-servers.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
 
 const FIXTURES = join(packageDir(), 'test', 'kernel', 'fixtures');
@@ -22,9 +23,14 @@ const ENV = { ...process.env, EBPFNET_LB_PIN_DIR: PIN_DIR };
 /** the foreign program refuses connect() to this port (discard) from the cgroup */
 const FOREIGN_PORT = 9;
 
-/** ids and names of every loaded program called lb_* */
-const lbPrograms = (): string[] =>
-  (JSON.parse(sh('bpftool', ['-j', 'prog', 'show'])) as Array<{ id: number; name?: string }>).filter((p) => p.name?.startsWith('lb_')).map((p) => `${p.id}:${p.name}`);
+/** ids and names of the loaded programs among `ids` (other test files load lb_* programs of their
+ * own at the same time, so a leak check looks for the ids this file's balancer had) */
+const stillLoaded = (ids: number[]): string[] =>
+  (JSON.parse(sh('bpftool', ['-j', 'prog', 'show'])) as Array<{ id: number; name?: string }>).filter((p) => ids.includes(p.id)).map((p) => `${p.id}:${p.name}`);
+
+/** ids of the lb_* programs attached to a cgroup (bpftool) */
+const ourPrograms = (cg: string): number[] =>
+  (JSON.parse(sh('bpftool', ['-j', 'cgroup', 'show', cg]) || '[]') as Array<{ id: number; name: string }>).filter((p) => p.name.startsWith('lb_')).map((p) => p.id);
 
 /** names of the programs attached to a cgroup (bpftool) */
 const cgroupPrograms = (cg: string): string[] =>
@@ -35,7 +41,8 @@ describeKernel('lb: socket load balancing through the CLI', () => {
   let cg: string;
   let servers: ChildProcess | null = null;
   let foreign: { obj: BpfObject; link: Link } | null = null;
-  let lbBefore: string[] = [];
+  /** every lb_* program id seen attached to the test cgroup */
+  const ours = new Set<number>();
   let net: { vip: string; a: string; b: string; c: string; v6host: string; v6peer: string };
 
   const lb = (...args: string[]): CliResult => runCli(['lb', ...args], { env: ENV });
@@ -58,7 +65,6 @@ describeKernel('lb: socket load balancing through the CLI', () => {
     JSON.parse(ok('list', '--json'));
 
   beforeAll(async () => {
-    lbBefore = lbPrograms();
     pair = makeVethPair();
     const subnet = pair.peerIp.replace(/\.\d+$/, '');
     const n = Number(subnet.split('.')[2]);
@@ -79,16 +85,7 @@ describeKernel('lb: socket load balancing through the CLI', () => {
       { name: 'uplain', host: net.vip, port: 53, proto: 'udp' },
       { name: 'u6', host: net.v6peer, port: 5353, proto: 'udp' },
     ];
-    servers = spawn('ip', ['netns', 'exec', pair.ns, process.execPath, join(FIXTURES, 'lb-servers.mjs'), JSON.stringify(specs)], { stdio: ['pipe', 'pipe', 'inherit'] });
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      servers!.stdout!.on('data', (d: Buffer) => {
-        out += d;
-        if (out.includes('ready')) resolve();
-      });
-      servers!.on('exit', (code) => reject(new Error(`backend servers exited (${code})`)));
-      setTimeout(() => reject(new Error('backend servers did not start')), 15_000);
-    });
+    servers = await startLbServers(pair.ns, specs);
 
     cg = join(ensureCgroup2().path, `ebpfnet-lb-test-${process.pid}`);
     mkdirSync(cg);
@@ -103,14 +100,11 @@ describeKernel('lb: socket load balancing through the CLI', () => {
     if (existsSync(PIN_DIR)) lb('detach');
     foreign?.link.close();
     foreign?.obj.close();
-    if (servers && servers.exitCode === null) {
-      servers.stdin?.end();
-      servers.kill('SIGTERM');
-    }
+    stopLbServers(servers);
     pair?.cleanup();
     if (cg && existsSync(cg)) rmdirSync(cg);
     rmSync(PIN_ROOT, { recursive: true, force: true });
-    expect(lbPrograms()).toEqual(lbBefore);
+    expect(stillLoaded([...ours])).toEqual([]);
   });
 
   it('attach loads, attaches and pins eight programs beside the foreign one; a second attach is refused', () => {
@@ -274,9 +268,11 @@ describeKernel('lb: socket load balancing through the CLI', () => {
   });
 
   it('detach removes every program and pin of ours and leaves the foreign program attached', () => {
+    for (const id of ourPrograms(cg)) ours.add(id);
+    expect(ours.size).toBeGreaterThanOrEqual(8);
     expect(ok('detach')).toMatch(new RegExp(`^lb: detached 8 programs from ${cg}; removed 8 pinned maps from ${PIN_DIR}`));
     expect(cgroupPrograms(cg)).toEqual(['st_connect4']);
-    expect(lbPrograms()).toEqual(lbBefore);
+    expect(stillLoaded([...ours])).toEqual([]);
     expect(existsSync(PIN_DIR)).toBe(false);
     // no longer translated, and the foreign program still refuses its port
     expect(client(['tcp', net.vip, 80, 5])).toMatchObject({ names: { plain: 5 } });
