@@ -283,13 +283,39 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
       for (const i of list) if (matches(g, i, pk, pc)) b = better(b, i);
       return b;
     };
-    /** the (protocol key, port class) combinations a group can be looked up with */
-    const keysOf = (g: Group): Array<[number, number]> => {
+    /** per group and protocol: port rule -> the port classes it is a member of, ascending */
+    const classesOf: Record<Group, Map<number, Map<number, number[]>>> = { G: new Map(), S: new Map(), D: new Map(), SD: new Map() };
+    const ruleClasses = (g: Group, pk: number): Map<number, number[]> => {
+      let m = classesOf[g].get(pk);
+      if (!m) {
+        m = new Map();
+        const members = pcs[g].get(pk)?.members ?? [];
+        for (let c = 1; c < members.length; c++) for (const i of members[c]) (m.get(i) ?? (m.set(i, []), m.get(i)!)).push(c);
+        classesOf[g].set(pk, m);
+      }
+      return m;
+    };
+    /**
+     * The (protocol key, port class) combinations of group g some rule of `list` can match, in
+     * the order of the group's keys: port class 0, then only the classes of the list's own port
+     * rules, unless a rule without ports matches every class of the protocol. Enumerating every
+     * class of the group for every address class would be quadratic in a policy of many rules
+     * with a port and an address each.
+     */
+    const keysFor = (g: Group, list: readonly number[]): Array<[number, number]> => {
       const keys: Array<[number, number]> = [];
       for (const pk of [...named[g], F.FLT_PROTO_ANY]) {
         keys.push([pk, 0]);
         const pc = pcs[g].get(pk);
-        if (pc) for (let c = 1; c < pc.members.length; c++) keys.push([pk, c]);
+        if (!pc) continue;
+        if (list.some((i) => matches(g, i, pk, 0))) {
+          for (let c = 1; c < pc.members.length; c++) keys.push([pk, c]);
+          continue;
+        }
+        const rc = ruleClasses(g, pk);
+        const cs = new Set<number>();
+        for (const i of list) for (const c of rc.get(i) ?? []) cs.add(c);
+        for (const c of [...cs].sort((a, b) => a - b)) keys.push([pk, c]);
       }
       return keys;
     };
@@ -372,7 +398,7 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     };
     flags |= family === 4 ? (sOnly ? F.FLT_F_SA4 : 0) | (dOnly ? F.FLT_F_DA4 : 0) : (sOnly ? F.FLT_F_SA6 : 0) | (dOnly ? F.FLT_F_DA6 : 0);
     const emit = (g: Exclude<Group, 'G'>, sc: number, dc: number, list: number[]): void => {
-      for (const [pk, pc] of keysOf(g)) {
+      for (const [pk, pc] of keysFor(g, list)) {
         const b = bestOf(g, list, pk, pc);
         if (b !== null) out.decisions.push([{ src: sc, dst: dc, pclass: pc, proto: pk, family, group: GROUP_ID[g] }, verdict(b)]);
       }
@@ -384,8 +410,10 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
       // Pairs of classes some SD rule covers on both sides; the rest can never match one.
       const srcOf = new Map<number, number[]>();
       const dstOf = new Map<number, number[]>();
-      S.chains.forEach((chain, k) => chain.filter(inGroup('SD')).forEach((i) => srcOf.set(i, [...(srcOf.get(i) ?? []), k + 1])));
-      D.chains.forEach((chain, k) => chain.filter(inGroup('SD')).forEach((i) => dstOf.set(i, [...(dstOf.get(i) ?? []), k + 1])));
+      const classesOfRule = (C: AddressClasses, to: Map<number, number[]>): void =>
+        C.chains.forEach((chain, k) => chain.filter(inGroup('SD')).forEach((i) => (to.get(i) ?? (to.set(i, []), to.get(i)!)).push(k + 1)));
+      classesOfRule(S, srcOf);
+      classesOfRule(D, dstOf);
       const pairs = new Set<string>();
       for (const i of byGroup.SD) for (const sc of srcOf.get(i) ?? []) for (const dc of dstOf.get(i) ?? []) pairs.add(`${sc}:${dc}`);
       for (const pair of pairs) {
