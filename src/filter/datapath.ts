@@ -339,13 +339,14 @@ export class FilterDatapath implements Closable {
   counters(): FilterCounters {
     const stat = (i: number): F.FltCount => this.t.flt_stats.lookup(i) ?? zero();
     const policyRules = this.policy?.rules ?? [];
-    // One batch read of every slot beats a per-CPU lookup per rule once policies are large.
-    const all = policyRules.length > 64 ? new Map(this.t.flt_counters.lookupBatch() ?? []) : null;
-    const rules = policyRules.map((r) => {
-      const text = formatRule(r);
-      const id = this.ids.get(text)!;
-      const c = (all ? all.get(id) : this.t.flt_counters.lookup(id)) ?? zero();
-      return { rule: text, action: r.action, id, packets: c.packets, bytes: c.bytes };
+    const texts = policyRules.map(formatRule);
+    const ids = texts.map((t) => this.ids.get(t)!);
+    // One batch read of the used slots beats a per-CPU lookup per rule once policies are large.
+    const sums = policyRules.length > 64 ? this.counterSums(ids.reduce((a, b) => Math.max(a, b), 0)) : null;
+    const rules = policyRules.map((r, i) => {
+      const id = ids[i];
+      const c = sums ? { packets: sums.packets[id], bytes: sums.bytes[id] } : (this.t.flt_counters.lookup(id) ?? zero());
+      return { rule: texts[i], action: r.action, id, packets: c.packets, bytes: c.bytes };
     });
     return {
       rules,
@@ -358,6 +359,41 @@ export class FilterDatapath implements Closable {
       audit: stat(F.FLT_STAT_AUDIT),
       arpDrop: stat(F.FLT_STAT_ARP_DROP),
     };
+  }
+
+  /**
+   * Counter slots 0..top summed over CPUs, read in batches through one reused buffer into two
+   * typed arrays (no object per slot or CPU); slot by slot when the kernel has no batch lookup.
+   */
+  private counterSums(top: number): { packets: BigUint64Array; bytes: BigUint64Array } {
+    const m = this.t.flt_counters;
+    const packets = new BigUint64Array(top + 1);
+    const bytes = new BigUint64Array(top + 1);
+    const perEntry = m.ncpus * 2; // u64s per slot: a {packets, bytes} copy per CPU
+    const batched = m.scanBatch((keys, vals, n) => {
+      const u64 = new BigUint64Array(vals.buffer, vals.byteOffset, n * perEntry);
+      for (let i = 0; i < n; i++) {
+        const slot = keys.readUInt32LE(i * 4);
+        if (slot > top) return false;
+        let p = 0n;
+        let b = 0n;
+        for (let c = 0; c < m.ncpus; c++) {
+          p += u64[i * perEntry + c * 2];
+          b += u64[i * perEntry + c * 2 + 1];
+        }
+        packets[slot] = p;
+        bytes[slot] = b;
+      }
+      return true;
+    });
+    if (!batched) {
+      for (let slot = 0; slot <= top; slot++) {
+        const c = m.lookup(slot) ?? zero();
+        packets[slot] = c.packets;
+        bytes[slot] = c.bytes;
+      }
+    }
+    return { packets, bytes };
   }
 
   private pinDir(): string | null {

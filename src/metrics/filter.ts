@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // ebpfnet_filter_packets_total / _bytes_total{interface, rule, action}: read from the kernel's
 // per-CPU counters at scrape time (summed over CPUs), so the numbers are exactly the kernel's.
-import { Counter, type Registry } from 'prom-client';
+import { Counter, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
 import type { FilterCounters } from '../filter/datapath.js';
 
 export interface FilterSource {
@@ -22,32 +22,69 @@ export function filterRows(c: FilterCounters): Array<{ rule: string; action: str
   ];
 }
 
+/**
+ * Policies up to this many rules export a series for every rule; above it only rules that have
+ * counted a packet do (each appears with its first packet), so a 100,000-rule blocklist that
+ * mostly never matches does not become 200,000 series per scrape (Prometheus: keep cardinality
+ * bounded). The non-rule rows (default, malformed, ...) are always exported.
+ */
+export const ALL_RULES_UP_TO = 10_000;
+
+type Label = 'interface' | 'rule' | 'action';
+type Row = { ifname: string; rule: string; action: string; packets: bigint; bytes: bigint };
+
+/** What one scrape exports: every row of small policies; of large ones, the rules with packets. */
+export function exportedRows(sources: FilterSource[]): Row[] {
+  const rows: Row[] = [];
+  for (const s of sources) {
+    const c = s.counters();
+    const all = c.rules.length <= ALL_RULES_UP_TO;
+    // filterRows lists the rules first, then the fixed rows (default, malformed, ...)
+    filterRows(c).forEach((r, i) => {
+      if (all || i >= c.rules.length || r.packets > 0n) rows.push({ ifname: s.ifname, ...r });
+    });
+  }
+  return rows;
+}
+
+/**
+ * A counter whose samples are computed at scrape time from `rows`: no label set is stored between
+ * scrapes (a prom-client Counter keeps one entry per label set it was ever incremented with).
+ */
+class RowCounter extends Counter<Label> {
+  constructor(
+    metric: { name: string; help: string },
+    registry: Registry,
+    private readonly read: () => Row[],
+    private readonly field: 'packets' | 'bytes',
+  ) {
+    super({ ...metric, labelNames: ['interface', 'rule', 'action'], registers: [registry] });
+  }
+
+  /** the Counter's own name, help and type (it holds no values: nothing increments it), with the rows */
+  override async get(): Promise<MetricObjectWithValues<MetricValue<Label>>> {
+    const values = this.read().map((r) => ({ labels: { interface: r.ifname, rule: r.rule, action: r.action }, value: Number(r[this.field]) }));
+    return { ...(await super.get()), values };
+  }
+}
+
 export function registerFilterMetrics(registry: Registry, sources: () => FilterSource[]): void {
-  const labelNames = ['interface', 'rule', 'action'] as const;
-  let rows: Array<{ ifname: string; rule: string; action: string; packets: bigint; bytes: bigint }> = [];
-  // One read of the kernel per scrape serves both metrics.
-  const refresh = (): void => {
-    rows = sources().flatMap((s) => filterRows(s.counters()).map((r) => ({ ifname: s.ifname, ...r })));
-  };
-  new Counter({
-    name: 'ebpfnet_filter_packets_total',
-    help: 'Packets the filter decided, per interface, rule and action (audit mode: what would have been dropped).',
-    labelNames,
-    registers: [registry],
-    collect() {
-      refresh();
-      this.reset();
-      for (const r of rows) this.inc({ interface: r.ifname, rule: r.rule, action: r.action }, Number(r.packets));
+  // One read of the kernel per scrape serves both metrics: packets reads, bytes reuses it.
+  let rows: Row[] = [];
+  new RowCounter(
+    { name: 'ebpfnet_filter_packets_total', help: 'Packets the filter decided, per interface, rule and action (audit mode: what would have been dropped).' },
+    registry,
+    () => (rows = exportedRows(sources())),
+    'packets',
+  );
+  new RowCounter(
+    { name: 'ebpfnet_filter_bytes_total', help: 'Bytes of the packets the filter decided, per interface, rule and action.' },
+    registry,
+    () => {
+      const r = rows;
+      rows = [];
+      return r;
     },
-  });
-  new Counter({
-    name: 'ebpfnet_filter_bytes_total',
-    help: 'Bytes of the packets the filter decided, per interface, rule and action.',
-    labelNames,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const r of rows) this.inc({ interface: r.ifname, rule: r.rule, action: r.action }, Number(r.bytes));
-    },
-  });
+    'bytes',
+  );
 }
