@@ -267,7 +267,8 @@ export class Agent {
       const key = `${r.action} ${text}`;
       if (seen.has(key)) continue;
       seen.add(key);
-      rules.push({ id: old.get(key) ?? nextId++, action: r.action, match: text });
+      // the caller's string when it is already canonical: one copy per rule, not two
+      rules.push({ id: old.get(key) ?? nextId++, action: r.action, match: w.match === text ? w.match : text });
     }
     const ifs = [...new Set(want.interfaces)];
     return { spec: { ...prev, interfaces: ifs, rules, default: want.default, audit: want.audit }, nextId };

@@ -132,8 +132,9 @@ function addressClasses(rules: readonly Rule[], idx: number[], side: 'src' | 'ds
 }
 
 interface PortClasses {
-  /** class c (1-based) -> rules whose range covers the class's ports */
-  members: Array<Set<number>>;
+  /** class c (1-based) -> rules whose range covers the class's ports, ascending (arrays, not
+   * Sets: a policy of 60,000 port rules has 60,000 classes) */
+  members: number[][];
   /** [lo, hi, class] segments with a class */
   segments: Array<[number, number, number]>;
 }
@@ -150,23 +151,37 @@ function portClasses(rules: readonly Rule[], idx: number[]): PortClasses {
   const points = [...events.keys()].sort((a, b) => a - b);
   const active = new Set<number>();
   const classOf = new Map<string, number>();
-  const members: Array<Set<number>> = [new Set()];
+  const members: number[][] = [[]];
   const segments: Array<[number, number, number]> = [];
   for (let j = 0; j < points.length; j++) {
     const e = events.get(points[j])!;
     for (const i of e.del) active.delete(i);
     for (const i of e.add) active.add(i);
     if (!active.size || j + 1 >= points.length) continue;
-    const key = [...active].sort((a, b) => a - b).join(',');
+    const sorted = [...active].sort((a, b) => a - b);
+    const key = sorted.join(',');
     let c = classOf.get(key);
     if (c === undefined) {
       c = members.length;
       classOf.set(key, c);
-      members.push(new Set(active));
+      members.push(sorted);
     }
     segments.push([points[j], points[j + 1] - 1, c]);
   }
   return { members, segments };
+}
+
+/** Is x in the ascending array a? */
+function hasSorted(a: readonly number[], x: number): boolean {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid] === x) return true;
+    if (a[mid] < x) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return false;
 }
 
 /**
@@ -252,8 +267,24 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
   order.forEach((i, pos) => (rank[i] = rules.length - pos));
   const verdict = (i: number | null): F.FltVerdict =>
     i === null ? NONE : { rule: ids[i], action: rules[i].action === 'deny' ? F.FLT_DENY : F.FLT_ALLOW, rank: rank[i] };
+  // The kernel's port values, deduplicated as the port table is made: identical values are one
+  // object and one index (1-based into portVals), shared by every port (and family) that has it.
+  const valueIndex = new Map<string, number>();
+  const portValue = (v: F.FltVerdict, pc_s: number, pc_d: number, pc_sd: number): [F.FltPortVal, number] => {
+    const vk = `${v.rule}:${v.action}:${v.rank}:${pc_s}:${pc_d}:${pc_sd}`;
+    let i = valueIndex.get(vk);
+    if (i === undefined) {
+      out.portVals.push({ rule: v.rule, action: v.action, rank: v.rank, pc_s, pc_d, pc_sd });
+      i = out.portVals.length;
+      valueIndex.set(vk, i);
+      if (i > cap.ports) throw tooBig('port value', i, cap.ports);
+    }
+    return [out.portVals[i - 1], i];
+  };
   const better = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : rank[a] > rank[b] ? a : b);
 
+  /** the port classes of the previous family, per group and protocol, with the rules they came from */
+  const shared = new Map<string, { rules: number[]; pc: PortClasses }>();
   for (const family of [4, 6] as const) {
     const R = rules.map((_, i) => i).filter((i) => rules[i].proto !== 'arp' && (ruleFamily(rules[i]) === 0 || ruleFamily(rules[i]) === family));
     const byGroup: Record<Group, number[]> = { G: [], S: [], D: [], SD: [] };
@@ -261,12 +292,18 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     const named: Record<Group, Set<number>> = { G: new Set(), S: new Set(), D: new Set(), SD: new Set() };
     for (const g of Object.keys(byGroup) as Group[]) for (const i of byGroup[g]) if (protoNumber(rules[i]) !== undefined) named[g].add(protoNumber(rules[i])!);
     // Port classes per group and protocol: a group's classes come only from its own port rules.
+    // Rules for both families (no address) give IPv4 and IPv6 the same classes: computed once.
     const pcs: Record<Group, Map<number, PortClasses>> = { G: new Map(), S: new Map(), D: new Map(), SD: new Map() };
     for (const g of Object.keys(byGroup) as Group[]) {
       for (const pn of named[g]) {
         if (!PORTED.has(pn)) continue;
         const pr = byGroup[g].filter((i) => rules[i].ports && protoNumber(rules[i]) === pn);
-        if (pr.length) pcs[g].set(pn, portClasses(rules, pr));
+        if (!pr.length) continue;
+        const prev = shared.get(`${g}/${pn}`);
+        const same = prev && prev.rules.length === pr.length && prev.rules.every((x, k) => x === pr[k]);
+        const pc = same ? prev.pc : portClasses(rules, pr);
+        if (!same) shared.set(`${g}/${pn}`, { rules: pr, pc });
+        pcs[g].set(pn, pc);
       }
     }
     /** does rule i (of group g) match protocol key pk (a number or ANY) and port class pc of g? */
@@ -275,7 +312,10 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
       const pn = protoNumber(r);
       if (pk === F.FLT_PROTO_ANY) return pn === undefined;
       if (pn !== undefined && pn !== pk) return false;
-      if (r.ports) return pc !== 0 && !!pcs[g].get(pk)?.members[pc]?.has(i);
+      if (r.ports) {
+        const m = pc !== 0 ? pcs[g].get(pk)?.members[pc] : undefined;
+        return !!m && hasSorted(m, i);
+      }
       return true;
     };
     const bestOf = (g: Group, list: readonly number[], pk: number, pc: number): number | null => {
@@ -370,7 +410,8 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
           const cG = classAt(0, port);
           let v = gBest.get(cG);
           if (!v) gBest.set(cG, (v = verdict(named.G.has(pn) ? bestG(pn, cG) : null)));
-          out.ports.push([{ port, proto: pn, family }, { rule: v.rule, action: v.action, rank: v.rank, pc_s: classAt(1, port), pc_d: classAt(2, port), pc_sd: classAt(3, port) }, 0]);
+          const [value, vi] = portValue(v, classAt(1, port), classAt(2, port), classAt(3, port));
+          out.ports.push([{ port, proto: pn, family }, value, vi]);
           next = port + 1;
         }
       }
@@ -426,20 +467,6 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
   out.dir = buildDir(out.src, out.dst, cap);
   if (out.dir) flags |= F.FLT_F_DIR4;
   out.flags = flags;
-  // The kernel's port values, deduplicated: each port entry learns its value's index.
-  const valueIndex = new Map<string, number>();
-  for (const e of out.ports) {
-    const v = e[1];
-    const vk = `${v.rule}:${v.action}:${v.rank}:${v.pc_s}:${v.pc_d}:${v.pc_sd}`;
-    let i = valueIndex.get(vk);
-    if (i === undefined) {
-      out.portVals.push(v);
-      i = out.portVals.length;
-      valueIndex.set(vk, i);
-      if (i > cap.ports) throw tooBig('port value', i, cap.ports);
-    }
-    e[2] = i;
-  }
   if (Math.max(out.src.length, out.dst.length) > cap.prefixes) throw tooBig('prefix', Math.max(out.src.length, out.dst.length), cap.prefixes);
   return out;
 }

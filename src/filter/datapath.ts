@@ -109,9 +109,12 @@ export class FilterDatapath implements Closable {
   private readonly t: Tables;
   private link: Link | null = null;
   private written: [Written | null, Written | null] = [null, null];
-  /** rule text -> counter slot, kept across policy changes so unchanged rules keep counting */
-  private ids = new Map<string, number>();
-  private policy: Policy | null = null;
+  /**
+   * The policy in force, compactly: each rule's text (`deny udp/53`) and counter slot, in policy
+   * order. Slots are kept across policy changes so unchanged rules keep counting. Rule objects
+   * are made again when asked for (currentPolicy): 100,000 of them would stay in memory otherwise.
+   */
+  private rules: { texts: string[]; slots: Int32Array; default: Policy['default']; audit: boolean } | null = null;
   hook: Hook = 'xdp';
   mode: XdpMode | 'tc' = 'native';
 
@@ -165,8 +168,8 @@ export class FilterDatapath implements Closable {
     const d = new FilterDatapath(ifname, null, t);
     const state = readState(ifname);
     if (state) {
-      d.ids = new Map(Object.entries(state.ids));
-      d.policy = { rules: state.rules.map((r) => parseRule(r.action, r.match)), default: state.default, audit: state.audit };
+      const texts = state.rules.map((r) => formatRule(parseRule(r.action, r.match)));
+      d.rules = { texts, slots: Int32Array.from(texts, (t) => state.ids[t]), default: state.default, audit: state.audit };
       d.hook = state.hook;
       d.mode = state.mode;
     }
@@ -189,14 +192,15 @@ export class FilterDatapath implements Closable {
   }
 
   get currentPolicy(): Policy | null {
-    return this.policy;
+    const r = this.rules;
+    return r && { rules: r.texts.map((t) => parseRule(t.startsWith('deny ') ? 'deny' : 'allow', t.slice(t.indexOf(' ') + 1))), default: r.default, audit: r.audit };
   }
 
   /** Stable counter slots: a rule keeps its slot while it exists; new rules take free slots. */
-  private assignIds(rules: Rule[]): { ids: number[]; fresh: number[] } {
-    const texts = rules.map(formatRule);
+  private assignIds(texts: string[]): { ids: number[]; fresh: number[] } {
     const present = new Set(texts);
-    const keep = new Map([...this.ids].filter(([t]) => present.has(t)));
+    const keep = new Map<string, number>();
+    this.rules?.texts.forEach((t, i) => present.has(t) && keep.set(t, this.rules!.slots[i]));
     const used = new Set(keep.values());
     const fresh: number[] = [];
     let next = 0;
@@ -218,7 +222,8 @@ export class FilterDatapath implements Closable {
    * flip the old policy stays in force, untouched.
    */
   apply(policy: Policy): CompiledPolicy {
-    const { ids, fresh } = this.assignIds(policy.rules);
+    const texts = policy.rules.map(formatRule);
+    const { ids, fresh } = this.assignIds(texts);
     const compiled = compilePolicy(policy, ids, { ...DEFAULT_CAPACITY, rules: this.t.flt_counters.capacity, ...this.dirCapacity() });
     const g = (this.t.flt_cfg.get(0).gen & 1) ^ 1;
     this.writeGeneration(g, compiled);
@@ -228,8 +233,7 @@ export class FilterDatapath implements Closable {
     this.t.flt_cfg.storeU32(CFG_DEFAULT + 4 * g, compiled.defaultAction);
     // The switch: one aligned store, after every write above; the program reads gen first.
     this.t.flt_cfg.storeU32(CFG_GEN, g);
-    this.policy = policy;
-    this.ids = new Map(policy.rules.map((r, i) => [formatRule(r), ids[i]]));
+    this.rules = { texts, slots: Int32Array.from(ids), default: policy.default, audit: !!policy.audit };
     if (this.pinDir()) writeState(this);
     return compiled;
   }
@@ -338,15 +342,14 @@ export class FilterDatapath implements Closable {
 
   counters(): FilterCounters {
     const stat = (i: number): F.FltCount => this.t.flt_stats.lookup(i) ?? zero();
-    const policyRules = this.policy?.rules ?? [];
-    const texts = policyRules.map(formatRule);
-    const ids = texts.map((t) => this.ids.get(t)!);
+    const texts = this.rules?.texts ?? [];
+    const ids = this.rules?.slots ?? new Int32Array(0);
     // One batch read of the used slots beats a per-CPU lookup per rule once policies are large.
-    const sums = policyRules.length > 64 ? this.counterSums(ids.reduce((a, b) => Math.max(a, b), 0)) : null;
-    const rules = policyRules.map((r, i) => {
+    const sums = texts.length > 64 ? this.counterSums(ids.reduce((a, b) => Math.max(a, b), 0)) : null;
+    const rules = texts.map((rule, i): RuleCount => {
       const id = ids[i];
       const c = sums ? { packets: sums.packets[id], bytes: sums.bytes[id] } : (this.t.flt_counters.lookup(id) ?? zero());
-      return { rule: texts[i], action: r.action, id, packets: c.packets, bytes: c.bytes };
+      return { rule, action: rule.startsWith('deny ') ? 'deny' : 'allow', id, packets: c.packets, bytes: c.bytes };
     });
     return {
       rules,
@@ -456,14 +459,17 @@ interface State {
 }
 
 function writeState(d: FilterDatapath): void {
-  const p = d.currentPolicy;
+  const p = (d as unknown as { rules: FilterDatapath['rules'] }).rules;
   if (!p) return;
   mkdirSync(STATE_ROOT, { recursive: true });
   const s: State = {
-    rules: p.rules.map((r) => ({ action: r.action, match: formatRule(r).replace(/^(allow|deny) /, '') })),
+    rules: p.texts.map((t) => {
+      const sp = t.indexOf(' ');
+      return { action: t.slice(0, sp) as Rule['action'], match: t.slice(sp + 1) };
+    }),
     default: p.default,
-    audit: !!p.audit,
-    ids: Object.fromEntries((d as unknown as { ids: Map<string, number> }).ids),
+    audit: p.audit,
+    ids: Object.fromEntries(p.texts.map((t, i) => [t, p.slots[i]])),
     hook: d.hook,
     mode: d.mode,
   };

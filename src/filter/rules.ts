@@ -118,8 +118,10 @@ export function parseMatch(input: string): Match {
   // keywords, like protocols, in any case: 'FROM 10.0.0.0/8' is 'from 10.0.0.0/8'
   if (words[i] && !['from', 'to'].includes(words[i].toLowerCase())) {
     const [proto, ports, extra] = words[i].toLowerCase().split('/');
-    if (!PROTOS.includes(proto as Proto)) throw usage(input, `unknown protocol '${proto}'`, `use ${PROTOS.join(', ')}`);
-    m.proto = proto as Proto;
+    // the constant from PROTOS, not the split's copy: a policy of 100,000 rules holds one 'udp'
+    const known = PROTOS.find((x) => x === proto);
+    if (!known) throw usage(input, `unknown protocol '${proto}'`, `use ${PROTOS.join(', ')}`);
+    m.proto = known;
     if (extra !== undefined) throw usage(input, `'${words[i]}' has more than one /`);
     if (ports !== undefined) {
       if (!WITH_PORTS.has(m.proto)) throw usage(input, `${m.proto} has no ports`, 'only tcp, udp and sctp rules take /PORTS');
