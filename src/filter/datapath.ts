@@ -94,9 +94,9 @@ const keyOf = (o: object): string => JSON.stringify(o, (_, v) => (typeof v === '
 
 /** What one generation holds, so the next write to it deletes exactly what is stale. */
 interface Written {
-  /** flt_pidx elements of the generation that are not all zero: element -> its four indexes
-   * (null after an adoption: unknown, so every element is rewritten) */
-  portIdx: Map<number, number[]> | null;
+  /** flt_pidx of the generation: element e's four indexes at 4e..4e+3 (98,304 elements, 1.5 MB;
+   * null after an adoption: unknown, so every element is rewritten) */
+  portIdx: Uint32Array | null;
   src: Map<string, F.FltLpmKey>;
   dst: Map<string, F.FltLpmKey>;
   rules: Map<string, F.FltRuleKey>;
@@ -143,7 +143,7 @@ export class FilterDatapath implements Closable {
     );
     const d = new FilterDatapath(ifname, obj, t);
     // A fresh object's tables are empty: nothing to scan or rewrite.
-    const empty = (): Written => ({ portIdx: new Map(), src: new Map(), dst: new Map(), rules: new Map() });
+    const empty = (): Written => ({ portIdx: new Uint32Array(PORT_ELEMS * 4), src: new Map(), dst: new Map(), rules: new Map() });
     d.written = [empty(), empty()];
     return d;
   }
@@ -282,12 +282,12 @@ export class FilterDatapath implements Closable {
 
   private writeGeneration(g: number, c: CompiledPolicy): void {
     const old = this.written[g] ?? this.scanGeneration(g);
-    const idx = new Map<number, number[]>();
-    for (const [k, , vi] of c.ports) {
-      const e = ((k.family === 6 ? 1 : 0) * 3 + PORT_SLOT[k.proto]) * 16384 + (k.port >> 2);
-      let four = idx.get(e);
-      if (!four) idx.set(e, (four = [0, 0, 0, 0]));
-      four[k.port & 3] = vi;
+    // flt_pidx of this generation as one array: element e's four indexes at 4e..4e+3
+    const idx = new Uint32Array(PORT_ELEMS * 4);
+    const P = c.ports;
+    for (let j = 0; j < P.length; j++) {
+      const e = ((P.family[j] === 6 ? 1 : 0) * 3 + PORT_SLOT[P.proto[j]]) * 16384 + (P.port[j] >> 2);
+      idx[e * 4 + (P.port[j] & 3)] = P.value[j];
     }
     const now: Written = { portIdx: idx, src: new Map(), dst: new Map(), rules: new Map() };
     // IPv4 prefixes go to the tries only when the DIR table does not hold them
@@ -308,16 +308,11 @@ export class FilterDatapath implements Closable {
     // Values before the indexes that point at them.
     c.portVals.forEach((v, i) => this.t.flt_pval.set(g * F.FLT_PORT_VALS + i + 1, v));
     // Only elements that held or now hold an index can differ (all of them after an adoption).
-    const changed: Array<[number, F.FltPidx]> = [];
-    const zero4 = [0, 0, 0, 0];
-    const visit = (e: number): void => {
-      const a = idx.get(e) ?? zero4;
-      const b = old.portIdx?.get(e) ?? (old.portIdx ? zero4 : null);
-      if (!b || a[0] !== b[0] || a[1] !== b[1] || a[2] !== b[2] || a[3] !== b[3]) changed.push([g * PORT_ELEMS + e, { idx: a }]);
-    };
-    if (old.portIdx) for (const e of new Set([...old.portIdx.keys(), ...idx.keys()])) visit(e);
-    else for (let e = 0; e < PORT_ELEMS; e++) visit(e);
-    for (const [e, v] of changed) this.t.flt_pidx.set(e, v);
+    const b = old.portIdx;
+    for (let e = 0; e < PORT_ELEMS; e++) {
+      const o = e * 4;
+      if (!b || idx[o] !== b[o] || idx[o + 1] !== b[o + 1] || idx[o + 2] !== b[o + 2] || idx[o + 3] !== b[o + 3]) this.t.flt_pidx.set(g * PORT_ELEMS + e, { idx: [idx[o], idx[o + 1], idx[o + 2], idx[o + 3]] });
+    }
     this.writeDir(g, c.dir, c);
     this.t.flt_src.updateBatch(src);
     this.t.flt_dst.updateBatch(dst);

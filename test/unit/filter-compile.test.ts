@@ -15,9 +15,9 @@ const big = { ...DEFAULT_CAPACITY, rules: 1 << 16 };
 function sGroupVerdict(c: CompiledPolicy, src: string, port: number): number | null {
   const a = parseCidr(src).addr;
   const cls = c.src.filter((e) => e.family === 4 && (a >> BigInt(32 - e.prefix)) === (e.addr >> BigInt(32 - e.prefix))).sort((x, y) => y.prefix - x.prefix)[0]?.value.cls;
-  const pe = c.ports.find(([k]) => k.port === port && k.proto === PROTO_NUMBERS.udp && k.family === 4);
+  const pe = [...c.ports.rows()].find(([k]) => k.port === port && k.proto === PROTO_NUMBERS.udp && k.family === 4);
   if (cls === undefined || !pe) return null;
-  const d = c.decisions.find(([k]) => k.group === F.FLT_G_S && k.src === cls && k.proto === PROTO_NUMBERS.udp && k.pclass === pe[1].pc_s);
+  const d = c.decisions.find(([k]) => k.group === F.FLT_G_S && k.src === cls && k.proto === PROTO_NUMBERS.udp && k.pclass === c.portVals[pe[1] - 1].pc_s);
   return d ? d[1].rule : null;
 }
 

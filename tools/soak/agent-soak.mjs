@@ -21,7 +21,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Harness, HarnessError, options, parseMetrics, processUse, prng, request, run, sleep } from '../lib/harness.mjs';
 
-const o = options({ minutes: 10, writers: 16, pace: 50, sample: 5, warmup: 60, row: 30, seed: 1, big: false, rules: 100_000, shape: 'mixed' });
+const o = options({ minutes: 10, writers: 16, pace: 50, sample: 5, warmup: 60, row: 30, seed: 1, big: false, rules: 100_000, shape: 'mixed', format: 'json' });
 const h = new Harness();
 
 /** The traffic: UDP to port 9 (denied by every policy) and to port 10 (allowed), about 1,000 packets/s each. */
@@ -187,9 +187,17 @@ async function big() {
   // rule a port AND a source (udp/P from 10.a.b.0/24), whose compile time grows with the square of n
   const ports = Math.min(60_000, Math.floor(n * 0.6));
   const rules = Array.from({ length: n }, (_, i) =>
-    o.shape === 'combined' ? `"deny udp/${(i % 60000) + 1} from 10.${(i >> 8) & 255}.${i & 255}.0/24"` : i < ports ? `"deny udp/${i + 1}"` : `"deny from 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32"`,
+    o.shape === 'combined' ? `deny udp/${(i % 60000) + 1} from 10.${(i >> 8) & 255}.${i & 255}.0/24` : i < ports ? `deny udp/${i + 1}` : `deny from 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32`,
   );
-  writeFileSync(join(dir, 'config.yaml'), `api:\n  bodyLimit: 67108864\nfilter:\n  interfaces: [${v.host}]\n  maxRules: ${Math.max(16384, n)}\n  rules: [${rules.join(', ')}]\n  default: allow\n`);
+  // --format json (default): the config file as JSON, which the agent reads with JSON.parse;
+  // yaml: the same as a YAML flow list (the yaml library needs ~150 MB more while it parses it)
+  const config = { api: { bodyLimit: 67108864 }, filter: { interfaces: [v.host], maxRules: Math.max(16384, n), rules, default: 'allow' } };
+  writeFileSync(
+    join(dir, 'config.yaml'),
+    o.format === 'yaml'
+      ? `api:\n  bodyLimit: 67108864\nfilter:\n  interfaces: [${v.host}]\n  maxRules: ${Math.max(16384, n)}\n  rules: [${rules.map((r) => `"${r}"`).join(', ')}]\n  default: allow\n`
+      : JSON.stringify(config),
+  );
   const t0 = performance.now();
   const a = await h.agent({ config: join(dir, 'config.yaml'), stateDir, timeoutMs: 600_000 });
   const startS = (performance.now() - t0) / 1000;
@@ -198,7 +206,7 @@ async function big() {
     const hwm = Number(/^VmHWM:\s+(\d+)/m.exec(readFileSync(`/proc/${a.pid}/status`, 'utf8'))?.[1] ?? NaN);
     return `RSS ${mb(u.rssKb)} MB (peak ${mb(hwm)} MB), ${u.fds} fds`;
   };
-  console.log(`big: ${n} rules (${o.shape}) on ${v.host}: agent ready in ${startS.toFixed(1)} s; ${use()}`);
+  console.log(`big: ${n} rules (${o.shape}, ${o.format} config) on ${v.host}: agent ready in ${startS.toFixed(1)} s; ${use()}`);
   const g = await request(`${a.url}/v1/filter`, 'GET');
   if (g.status !== 200 || JSON.parse(g.body).rules.length !== n) throw new HarnessError(`GET /v1/filter: ${g.status}, ${g.body.slice(0, 100)}`);
   console.log(`big: GET /v1/filter (${(g.body.length / 1e6).toFixed(1)} MB) in ${g.ms.toFixed(0)} ms; ${use()}`);
