@@ -147,11 +147,13 @@ const maskTo = (addr: bigint, family: Family, len: number): bigint => {
 
 /** Distinct prefixes on one side, and for each the rules of every prefix containing it. */
 function addressClasses(rules: readonly Rule[], idx: number[], side: 'src' | 'dst', family: Family): AddressClasses {
-  const byKey = new Map<string, { cidr: Cidr; rules: number[] }>();
+  // IPv4 prefixes keyed by a number (prefix length and address), IPv6 ones by text
+  const keyOf = (len: number, addr: bigint): number | string => (family === 4 ? len * 2 ** 32 + Number(addr) : `${len}/${addr}`);
+  const byKey = new Map<number | string, { cidr: Cidr; rules: number[] }>();
   for (const i of idx) {
     const c = rules[i][side];
     if (!c) continue;
-    const k = `${c.prefix}/${c.addr}`;
+    const k = keyOf(c.prefix, c.addr);
     const e = byKey.get(k);
     if (e) e.rules.push(i);
     else byKey.set(k, { cidr: c, rules: [i] });
@@ -163,7 +165,7 @@ function addressClasses(rules: readonly Rule[], idx: number[], side: 'src' | 'ds
     const chain: number[] = [];
     for (const len of lens) {
       if (len > cidr.prefix) break;
-      const anc = byKey.get(`${len}/${maskTo(cidr.addr, family, len)}`);
+      const anc = byKey.get(len === cidr.prefix ? keyOf(len, cidr.addr) : keyOf(len, maskTo(cidr.addr, family, len)));
       if (anc) chain.push(...anc.rules);
     }
     prefixes.push(cidr);
@@ -172,48 +174,68 @@ function addressClasses(rules: readonly Rule[], idx: number[], side: 'src' | 'ds
   return { prefixes, chains };
 }
 
+/**
+ * A group's port classes for one protocol, flat (a policy of 60,000 port rules has 60,000 classes:
+ * an array or object each would be megabytes of short-lived objects).
+ */
 interface PortClasses {
-  /** class c (1-based) -> rules whose range covers the class's ports, ascending (arrays, not
-   * Sets: a policy of 60,000 port rules has 60,000 classes) */
-  members: number[][];
-  /** [lo, hi, class] segments with a class */
-  segments: Array<[number, number, number]>;
+  /** classes + 1 (class 0 is "no port rule") */
+  count: number;
+  /** class c's rules, ascending: list[start[c]] .. list[start[c + 1] - 1] */
+  start: Int32Array;
+  list: Int32Array;
+  /** segments k = 0..n-1: ports lo[k]..hi[k] are in class cls[k] (ascending, disjoint) */
+  seg: { n: number; lo: Int32Array; hi: Int32Array; cls: Int32Array };
 }
+
+const membersOf = (pc: PortClasses, c: number): Int32Array => pc.list.subarray(pc.start[c], pc.start[c + 1]);
 
 /** Cuts 1-65535 into segments covered by the same set of port rules; each distinct set is a class. */
 function portClasses(rules: readonly Rule[], idx: number[]): PortClasses {
-  const events = new Map<number, { add: number[]; del: number[] }>();
-  const ev = (p: number) => events.get(p) ?? (events.set(p, { add: [], del: [] }), events.get(p)!);
-  for (const i of idx) {
+  // events as numbers, sorted numerically: port * 2^21 + (1 = add, 0 = remove) * 2^20 + rule
+  const ADD = 2 ** 20;
+  const PORT = 2 ** 21;
+  const ev = new Float64Array(idx.length * 2);
+  idx.forEach((i, k) => {
     const [lo, hi] = rules[i].ports!;
-    ev(lo).add.push(i);
-    ev(hi + 1).del.push(i);
-  }
-  const points = [...events.keys()].sort((a, b) => a - b);
+    ev[2 * k] = lo * PORT + ADD + i;
+    ev[2 * k + 1] = (hi + 1) * PORT + i;
+  });
+  ev.sort();
   const active = new Set<number>();
-  const classOf = new Map<string, number>();
-  const members: number[][] = [[]];
-  const segments: Array<[number, number, number]> = [];
-  for (let j = 0; j < points.length; j++) {
-    const e = events.get(points[j])!;
-    for (const i of e.del) active.delete(i);
-    for (const i of e.add) active.add(i);
-    if (!active.size || j + 1 >= points.length) continue;
-    const sorted = [...active].sort((a, b) => a - b);
-    const key = sorted.join(',');
+  /** a set of rules -> its class: one rule by its number, more by their list as text */
+  const classOf = new Map<number | string, number>();
+  const start: number[] = [0, 0];
+  const list: number[] = [];
+  const lo: number[] = [];
+  const hi: number[] = [];
+  const cls: number[] = [];
+  for (let j = 0; j < ev.length; ) {
+    const point = Math.floor(ev[j] / PORT);
+    for (; j < ev.length && Math.floor(ev[j] / PORT) === point; j++) {
+      const i = ev[j] % ADD;
+      if (ev[j] % PORT >= ADD) active.add(i);
+      else active.delete(i);
+    }
+    if (!active.size || j >= ev.length) continue;
+    const sorted = active.size === 1 ? [...active] : [...active].sort((a, b) => a - b);
+    const key = sorted.length === 1 ? sorted[0] : sorted.join(',');
     let c = classOf.get(key);
     if (c === undefined) {
-      c = members.length;
+      c = start.length - 1;
       classOf.set(key, c);
-      members.push(sorted);
+      for (const i of sorted) list.push(i);
+      start.push(list.length);
     }
-    segments.push([points[j], points[j + 1] - 1, c]);
+    lo.push(point);
+    hi.push(Math.floor(ev[j] / PORT) - 1);
+    cls.push(c);
   }
-  return { members, segments };
+  return { count: start.length - 1, start: Int32Array.from(start), list: Int32Array.from(list), seg: { n: lo.length, lo: Int32Array.from(lo), hi: Int32Array.from(hi), cls: Int32Array.from(cls) } };
 }
 
 /** Is x in the ascending array a? */
-function hasSorted(a: readonly number[], x: number): boolean {
+function hasSorted(a: Int32Array, x: number): boolean {
   let lo = 0;
   let hi = a.length - 1;
   while (lo <= hi) {
@@ -306,28 +328,41 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
   const order = rules.map((_, i) => i).sort((a, b) => (beats(rules, a, b) ? -1 : beats(rules, b, a) ? 1 : 0));
   const rank = new Array<number>(rules.length);
   order.forEach((i, pos) => (rank[i] = rules.length - pos));
+  const verdicts: Array<F.FltVerdict | undefined> = new Array(rules.length);
   const verdict = (i: number | null): F.FltVerdict =>
-    i === null ? NONE : { rule: ids[i], action: rules[i].action === 'deny' ? F.FLT_DENY : F.FLT_ALLOW, rank: rank[i] };
+    i === null ? NONE : (verdicts[i] ??= { rule: ids[i], action: rules[i].action === 'deny' ? F.FLT_DENY : F.FLT_ALLOW, rank: rank[i] });
   // The kernel's port values, deduplicated as the port table is made: identical values are one
   // index (1-based into portVals), shared by every port (and family) that has it.
-  const valueIndex = new Map<string, number>();
+  // Looked up by a numeric hash (a text key per port made most of the compile's garbage); the
+  // few values whose hash another value already holds go by their text.
+  const byHash = new Map<number, number>();
+  const byText = new Map<string, number>();
   const portValue = (v: F.FltVerdict, pc_s: number, pc_d: number, pc_sd: number): number => {
-    const vk = `${v.rule}:${v.action}:${v.rank}:${pc_s}:${pc_d}:${pc_sd}`;
-    let i = valueIndex.get(vk);
-    if (i === undefined) {
-      out.portVals.push({ rule: v.rule, action: v.action, rank: v.rank, pc_s, pc_d, pc_sd });
-      i = out.portVals.length;
-      valueIndex.set(vk, i);
-      if (i > cap.ports) throw tooBig('port value', i, cap.ports);
-    }
+    let h = Math.imul(v.rule ^ 0x9e3779b9, 0x85ebca6b) ^ v.rank;
+    h = Math.imul(h ^ pc_s, 0xc2b2ae35) ^ Math.imul(pc_d, 0x27d4eb2f) ^ Math.imul(pc_sd, 0x165667b1);
+    h = h * 2 + v.action;
+    const same = (i: number | undefined): boolean => {
+      const x = i === undefined ? undefined : out.portVals[i - 1];
+      return !!x && x.rule === v.rule && x.action === v.action && x.rank === v.rank && x.pc_s === pc_s && x.pc_d === pc_d && x.pc_sd === pc_sd;
+    };
+    const hi = byHash.get(h);
+    if (same(hi)) return hi!;
+    const text = hi === undefined ? '' : `${v.rule}:${v.action}:${v.rank}:${pc_s}:${pc_d}:${pc_sd}`;
+    if (text && byText.has(text)) return byText.get(text)!;
+    out.portVals.push({ rule: v.rule, action: v.action, rank: v.rank, pc_s, pc_d, pc_sd });
+    const i = out.portVals.length;
+    if (text) byText.set(text, i);
+    else byHash.set(h, i);
+    if (i > cap.ports) throw tooBig('port value', i, cap.ports);
     return i;
   };
   const better = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : rank[a] > rank[b] ? a : b);
 
   /** the port classes of the previous family, per group and protocol, with the rules they came from */
   const shared = new Map<string, { rules: number[]; pc: PortClasses }>();
+  const families = rules.map(ruleFamily);
   for (const family of [4, 6] as const) {
-    const R = rules.map((_, i) => i).filter((i) => rules[i].proto !== 'arp' && (ruleFamily(rules[i]) === 0 || ruleFamily(rules[i]) === family));
+    const R = rules.map((_, i) => i).filter((i) => rules[i].proto !== 'arp' && (families[i] === 0 || families[i] === family));
     const byGroup: Record<Group, number[]> = { G: [], S: [], D: [], SD: [] };
     for (const i of R) byGroup[groupOf(rules[i])].push(i);
     const named: Record<Group, Set<number>> = { G: new Set(), S: new Set(), D: new Set(), SD: new Set() };
@@ -354,8 +389,8 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
       if (pk === F.FLT_PROTO_ANY) return pn === undefined;
       if (pn !== undefined && pn !== pk) return false;
       if (r.ports) {
-        const m = pc !== 0 ? pcs[g].get(pk)?.members[pc] : undefined;
-        return !!m && hasSorted(m, i);
+        const classes = pc !== 0 ? pcs[g].get(pk) : undefined;
+        return !!classes && pc < classes.count && hasSorted(membersOf(classes, pc), i);
       }
       return true;
     };
@@ -370,8 +405,8 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
       let m = classesOf[g].get(pk);
       if (!m) {
         m = new Map();
-        const members = pcs[g].get(pk)?.members ?? [];
-        for (let c = 1; c < members.length; c++) for (const i of members[c]) (m.get(i) ?? (m.set(i, []), m.get(i)!)).push(c);
+        const pc = pcs[g].get(pk);
+        for (let c = 1; pc && c < pc.count; c++) for (const i of membersOf(pc, c)) (m.get(i) ?? (m.set(i, []), m.get(i)!)).push(c);
         classesOf[g].set(pk, m);
       }
       return m;
@@ -390,7 +425,7 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
         const pc = pcs[g].get(pk);
         if (!pc) continue;
         if (list.some((i) => matches(g, i, pk, 0))) {
-          for (let c = 1; c < pc.members.length; c++) keys.push([pk, c]);
+          for (let c = 1; c < pc.count; c++) keys.push([pk, c]);
           continue;
         }
         const rc = ruleClasses(g, pk);
@@ -407,7 +442,8 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     const bestG = (pn: number, pc: number): number | null => {
       if (!noPortBest.has(pn)) noPortBest.set(pn, bestOf('G', byGroup.G.filter((i) => !rules[i].ports), pn, 0));
       let b: number | null = noPortBest.get(pn) ?? null;
-      if (pc) for (const i of pcs.G.get(pn)?.members[pc] ?? []) b = better(b, i);
+      const classes = pcs.G.get(pn);
+      if (pc && classes) for (let k = classes.start[pc]; k < classes.start[pc + 1]; k++) b = better(b, classes.list[k]);
       return b;
     };
     const fb = family === 6 ? 256 : 0;
@@ -430,19 +466,19 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     // port's class in each address group.
     for (const pn of anyNamed) {
       if (!PORTED.has(pn)) continue;
-      const groups = (['G', 'S', 'D', 'SD'] as const).map((g) => pcs[g].get(pn)?.segments ?? []);
-      if (groups.every((segs) => !segs.length)) continue;
+      const none = { n: 0, lo: new Int32Array(0), hi: new Int32Array(0), cls: new Int32Array(0) };
+      const groups = (['G', 'S', 'D', 'SD'] as const).map((g) => pcs[g].get(pn)?.seg ?? none);
+      if (groups.every((segs) => !segs.n)) continue;
       // Sweep the ports covered by some segment in order, one cursor per group, so the cost
       // follows the rules (one port rule: one step), never all 65,535 ports.
-      const starts = [...new Set(groups.flatMap((segs) => segs.map(([lo]) => lo)))].sort((a, b) => a - b);
+      const starts = [...new Set(groups.flatMap((segs) => [...segs.lo]))].sort((a, b) => a - b);
       const ends = new Map<number, number>();
-      for (const segs of groups) for (const [lo, hi] of segs) ends.set(lo, Math.max(ends.get(lo) ?? 0, hi));
+      for (const segs of groups) for (let k = 0; k < segs.n; k++) ends.set(segs.lo[k], Math.max(ends.get(segs.lo[k]) ?? 0, segs.hi[k]));
       const cursor = [0, 0, 0, 0];
       const classAt = (gi: number, port: number): number => {
         const segs = groups[gi];
-        while (cursor[gi] < segs.length && segs[cursor[gi]][1] < port) cursor[gi]++;
-        const seg = segs[cursor[gi]];
-        return seg && seg[0] <= port ? seg[2] : 0;
+        while (cursor[gi] < segs.n && segs.hi[cursor[gi]] < port) cursor[gi]++;
+        return cursor[gi] < segs.n && segs.lo[cursor[gi]] <= port ? segs.cls[cursor[gi]] : 0;
       };
       const gBest = new Map<number, F.FltVerdict>();
       let next = 0;

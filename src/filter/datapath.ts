@@ -115,6 +115,9 @@ export class FilterDatapath implements Closable {
    * are made again when asked for (currentPolicy): 100,000 of them would stay in memory otherwise.
    */
   private rules: { texts: string[]; slots: Int32Array; default: Policy['default']; audit: boolean } | null = null;
+  /** counter slots from this one up have never been used since the object was loaded (all zero
+   * there: no reset needed); null for an adopted filter, whose history is unknown */
+  private zeroFrom: number | null = null;
   hook: Hook = 'xdp';
   mode: XdpMode | 'tc' = 'native';
 
@@ -142,6 +145,7 @@ export class FilterDatapath implements Closable {
       (x) => obj.table(x as never),
     );
     const d = new FilterDatapath(ifname, obj, t);
+    d.zeroFrom = 0;
     // A fresh object's tables are empty: nothing to scan or rewrite.
     const empty = (): Written => ({ portIdx: new Uint32Array(PORT_ELEMS * 4), src: new Map(), dst: new Map(), rules: new Map() });
     d.written = [empty(), empty()];
@@ -227,7 +231,8 @@ export class FilterDatapath implements Closable {
     const compiled = compilePolicy(policy, ids, { ...DEFAULT_CAPACITY, rules: this.t.flt_counters.capacity, ...this.dirCapacity() });
     const g = (this.t.flt_cfg.get(0).gen & 1) ^ 1;
     this.writeGeneration(g, compiled);
-    for (const id of fresh) this.t.flt_counters.update(id, zero());
+    for (const id of fresh) if (this.zeroFrom === null || id < this.zeroFrom) this.t.flt_counters.update(id, zero());
+    if (this.zeroFrom !== null) this.zeroFrom = Math.max(this.zeroFrom, ids.reduce((a, b) => Math.max(a, b + 1), 0));
     // The inactive generation's flags and default first: the active one's bytes do not change.
     this.t.flt_cfg.storeU32(CFG_FLAGS + 4 * g, compiled.flags);
     this.t.flt_cfg.storeU32(CFG_DEFAULT + 4 * g, compiled.defaultAction);
