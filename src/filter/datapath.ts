@@ -2,7 +2,7 @@
 // The kernel half of the filter: one loaded filter object per interface, its tables written from a
 // compiled policy into the inactive generation and switched in with one update, its counters read
 // back, and its pins. Policy logic lives in rules.ts, policy.ts and compile.ts.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { EbpfnetError, type VerifierStats } from '../errors.js';
 import * as F from '../gen/filter.js';
@@ -11,7 +11,7 @@ import type { Closable } from '../loader/guard.js';
 import { track, untrack } from '../loader/guard.js';
 import { compilePolicy, DEFAULT_CAPACITY, PORT_SLOT, type CompiledPolicy, type DirTable } from './compile.js';
 import type { Policy } from './policy.js';
-import { formatRule, parseRule, type Rule } from './rules.js';
+import { formatRule, parseRule } from './rules.js';
 
 export type Hook = 'xdp' | 'tc';
 
@@ -462,19 +462,23 @@ function writeState(d: FilterDatapath): void {
   const p = (d as unknown as { rules: FilterDatapath['rules'] }).rules;
   if (!p) return;
   mkdirSync(STATE_ROOT, { recursive: true });
-  const s: State = {
-    rules: p.texts.map((t) => {
-      const sp = t.indexOf(' ');
-      return { action: t.slice(0, sp) as Rule['action'], match: t.slice(sp + 1) };
-    }),
-    default: p.default,
-    audit: p.audit,
-    ids: Object.fromEntries(p.texts.map((t, i) => [t, p.slots[i]])),
-    hook: d.hook,
-    mode: d.mode,
-  };
   const file = join(STATE_ROOT, `${d.ifname}.json`);
-  writeFileSync(`${file}.tmp`, JSON.stringify(s, null, 2));
+  // State's JSON written a thousand rules at a time: a 100,000-rule state is ~8 MB of text, which
+  // as one string (and its ids as one object) was the largest allocation of a policy change.
+  const head: Omit<State, 'rules' | 'ids'> = { default: p.default, audit: p.audit, hook: d.hook, mode: d.mode };
+  const fd = openSync(`${file}.tmp`, 'w');
+  try {
+    const each = (open: string, one: (t: string, i: number) => string, close: string): void => {
+      writeSync(fd, open);
+      for (let i = 0; i < p.texts.length; i += 1000) writeSync(fd, (i ? ',' : '') + p.texts.slice(i, i + 1000).map((t, k) => one(t, i + k)).join(','));
+      writeSync(fd, close);
+    };
+    const sp = (t: string): number => t.indexOf(' ');
+    each(`${JSON.stringify(head).slice(0, -1)},"rules":[`, (t) => JSON.stringify({ action: t.slice(0, sp(t)), match: t.slice(sp(t) + 1) }), ']');
+    each(',"ids":{', (t, i) => `${JSON.stringify(t)}:${p.slots[i]}`, '}}\n');
+  } finally {
+    closeSync(fd);
+  }
   // rename is atomic: a reader sees the old or the new state, never half of one
   renameSync(`${file}.tmp`, file);
 }

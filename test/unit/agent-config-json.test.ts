@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // A JSON config file is read by JSON.parse (large rule lists without the YAML parser's memory), to
 // exactly what the YAML parser reads from it; duplicate names are still refused.
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { jsonChunks } from '../../src/agent/json.js';
 import { parse as parseYaml } from 'yaml';
 import { parseConfig } from '../../src/agent/config.js';
 
@@ -29,5 +31,15 @@ describe('JSON config files', () => {
     const c = parseConfig(JSON.stringify({ filter: { interfaces: ['eth9'], rules, maxRules: 200000 } }), 'big.json');
     expect(c.filter?.rules.length).toBe(100_000);
     expect(c.filter?.rules[99_999]).toEqual({ action: 'deny', match: 'udp/34465 from 10.134.159.0/24' });
+  });
+
+  it('jsonChunks joins to JSON.stringify, whatever the value and chunk size', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.integer({ min: 1, max: 64 }), (v, size) => {
+        expect([...jsonChunks(v, size)].join('')).toBe(JSON.stringify(v));
+      }),
+    );
+    const d = { when: new Date(0), list: [undefined, { a: undefined, b: [1] }] };
+    expect([...jsonChunks(d, 2)].join('')).toBe(JSON.stringify(d));
   });
 });
