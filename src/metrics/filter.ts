@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // ebpfnet_filter_packets_total / _bytes_total{interface, rule, action}: read from the kernel's
 // per-CPU counters at scrape time (summed over CPUs), so the numbers are exactly the kernel's.
-import { Counter, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { FilterCounters } from '../filter/datapath.js';
+import { computedCounter } from './computed.js';
 
 export interface FilterSource {
   ifname: string;
@@ -30,7 +31,6 @@ export function filterRows(c: FilterCounters): Array<{ rule: string; action: str
  */
 export const ALL_RULES_UP_TO = 10_000;
 
-type Label = 'interface' | 'rule' | 'action';
 type Row = { ifname: string; rule: string; action: string; packets: bigint; bytes: bigint };
 
 /** What one scrape exports: every row of small policies; of large ones, the rules with packets. */
@@ -39,52 +39,40 @@ export function exportedRows(sources: FilterSource[]): Row[] {
   for (const s of sources) {
     const c = s.counters();
     const all = c.rules.length <= ALL_RULES_UP_TO;
-    // filterRows lists the rules first, then the fixed rows (default, malformed, ...)
-    filterRows(c).forEach((r, i) => {
-      if (all || i >= c.rules.length || r.packets > 0n) rows.push({ ifname: s.ifname, ...r });
+    // filterRows lists the rules first, then the fixed rows (default, malformed, ...). A rule whose
+    // labels equal a fixed row's (`deny arp` and the arp row) shares its series: the counts add up.
+    const out = filterRows(c);
+    const fixed = new Map(out.slice(c.rules.length).map((r) => [`${r.rule} ${r.action}`, r]));
+    const names = new Set(out.slice(c.rules.length).map((r) => r.rule));
+    out.forEach((r, i) => {
+      const twin = i < c.rules.length && names.has(r.rule) ? fixed.get(`${r.rule} ${r.action}`) : undefined;
+      if (twin) {
+        twin.packets += r.packets;
+        twin.bytes += r.bytes;
+      } else if (all || i >= c.rules.length || r.packets > 0n) rows.push({ ifname: s.ifname, ...r });
     });
   }
   return rows;
 }
 
-/**
- * A counter whose samples are computed at scrape time from `rows`: no label set is stored between
- * scrapes (a prom-client Counter keeps one entry per label set it was ever incremented with).
- */
-class RowCounter extends Counter<Label> {
-  constructor(
-    metric: { name: string; help: string },
-    registry: Registry,
-    private readonly read: () => Row[],
-    private readonly field: 'packets' | 'bytes',
-  ) {
-    super({ ...metric, labelNames: ['interface', 'rule', 'action'], registers: [registry] });
-  }
-
-  /** the Counter's own name, help and type (it holds no values: nothing increments it), with the rows */
-  override async get(): Promise<MetricObjectWithValues<MetricValue<Label>>> {
-    const values = this.read().map((r) => ({ labels: { interface: r.ifname, rule: r.rule, action: r.action }, value: Number(r[this.field]) }));
-    return { ...(await super.get()), values };
-  }
-}
-
 export function registerFilterMetrics(registry: Registry, sources: () => FilterSource[]): void {
+  const labelNames = ['interface', 'rule', 'action'] as const;
   // One read of the kernel per scrape serves both metrics: packets reads, bytes reuses it.
   let rows: Row[] = [];
-  new RowCounter(
-    { name: 'ebpfnet_filter_packets_total', help: 'Packets the filter decided, per interface, rule and action (audit mode: what would have been dropped).' },
+  const samples = (read: () => Row[], field: 'packets' | 'bytes') => () =>
+    read().map((r) => ({ labels: { interface: r.ifname, rule: r.rule, action: r.action }, value: Number(r[field]) }));
+  computedCounter(
     registry,
-    () => (rows = exportedRows(sources())),
-    'packets',
+    { name: 'ebpfnet_filter_packets_total', help: 'Packets the filter decided, per interface, rule and action (audit mode: what would have been dropped).', labelNames },
+    samples(() => (rows = exportedRows(sources())), 'packets'),
   );
-  new RowCounter(
-    { name: 'ebpfnet_filter_bytes_total', help: 'Bytes of the packets the filter decided, per interface, rule and action.' },
+  computedCounter(
     registry,
-    () => {
+    { name: 'ebpfnet_filter_bytes_total', help: 'Bytes of the packets the filter decided, per interface, rule and action.', labelNames },
+    samples(() => {
       const r = rows;
       rows = [];
       return r;
-    },
-    'bytes',
+    }, 'bytes'),
   );
 }

@@ -61,4 +61,15 @@ describe('filter metrics', () => {
       expect(m.has(`ebpfnet_filter_bytes_total{interface="eth9",rule="${rule}",action="${action}"}`), rule).toBe(true);
     }
   });
+
+  it('a `deny arp` rule and the arp row are one series, their counts added', async () => {
+    const c = counters(2, { 1: 4 });
+    c.rules[1] = { ...c.rules[1], rule: 'deny arp' };
+    c.arpDrop = { packets: 3n, bytes: 180n };
+    const registry = new Registry();
+    registerFilterMetrics(registry, () => [{ ifname: 'eth9', counters: () => c }]);
+    const text = await registry.metrics();
+    const lines = text.split('\n').filter((l) => l.startsWith('ebpfnet_filter_packets_total{interface="eth9",rule="arp",action="deny"}'));
+    expect(lines).toEqual(['ebpfnet_filter_packets_total{interface="eth9",rule="arp",action="deny"} 7']);
+  });
 });
