@@ -92,11 +92,20 @@ const lpmKey = (gen: number, e: { family: number; addr: bigint; prefix: number }
 
 const keyOf = (o: object): string => JSON.stringify(o, (_, v) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? [...v].join('.') : v));
 
+/**
+ * flt_pidx of one generation as the writer last wrote it: element e's four indexes at 4e..4e+3
+ * of `idx` (98,304 elements, 1.5 MB), and the elements that are not all zero.
+ */
+interface PortShadow {
+  idx: Uint32Array;
+  used: number[];
+}
+
 /** What one generation holds, so the next write to it deletes exactly what is stale. */
 interface Written {
   /** flt_pidx of the generation: element e's four indexes at 4e..4e+3 (98,304 elements, 1.5 MB;
    * null after an adoption: unknown, so every element is rewritten) */
-  portIdx: Uint32Array | null;
+  portIdx: PortShadow | null;
   src: Map<string, F.FltLpmKey>;
   dst: Map<string, F.FltLpmKey>;
   rules: Map<string, F.FltRuleKey>;
@@ -109,6 +118,8 @@ export class FilterDatapath implements Closable {
   private readonly t: Tables;
   private link: Link | null = null;
   private written: [Written | null, Written | null] = [null, null];
+  /** a port shadow no generation uses any more, reused by the next write */
+  private spare: PortShadow | null = null;
   /**
    * The policy in force, compactly: each rule's text (`deny udp/53`) and counter slot, in policy
    * order. Slots are kept across policy changes so unchanged rules keep counting. Rule objects
@@ -147,7 +158,7 @@ export class FilterDatapath implements Closable {
     const d = new FilterDatapath(ifname, obj, t);
     d.zeroFrom = 0;
     // A fresh object's tables are empty: nothing to scan or rewrite.
-    const empty = (): Written => ({ portIdx: new Uint32Array(PORT_ELEMS * 4), src: new Map(), dst: new Map(), rules: new Map() });
+    const empty = (): Written => ({ portIdx: { idx: new Uint32Array(PORT_ELEMS * 4), used: [] }, src: new Map(), dst: new Map(), rules: new Map() });
     d.written = [empty(), empty()];
     return d;
   }
@@ -287,14 +298,21 @@ export class FilterDatapath implements Closable {
 
   private writeGeneration(g: number, c: CompiledPolicy): void {
     const old = this.written[g] ?? this.scanGeneration(g);
-    // flt_pidx of this generation as one array: element e's four indexes at 4e..4e+3
-    const idx = new Uint32Array(PORT_ELEMS * 4);
+    // flt_pidx of this generation as the policy wants it, in the buffer the previous write replaced
+    // (cleared where it was used), or a new one
+    const shadow = this.spare ?? { idx: new Uint32Array(PORT_ELEMS * 4), used: [] };
+    this.spare = null;
+    for (const e of shadow.used) shadow.idx.fill(0, e * 4, e * 4 + 4);
+    shadow.used = [];
+    const idx = shadow.idx;
     const P = c.ports;
     for (let j = 0; j < P.length; j++) {
       const e = ((P.family[j] === 6 ? 1 : 0) * 3 + PORT_SLOT[P.proto[j]]) * 16384 + (P.port[j] >> 2);
-      idx[e * 4 + (P.port[j] & 3)] = P.value[j];
+      const o = e * 4 + (P.port[j] & 3);
+      if (!(idx[e * 4] | idx[e * 4 + 1] | idx[e * 4 + 2] | idx[e * 4 + 3])) shadow.used.push(e);
+      idx[o] = P.value[j];
     }
-    const now: Written = { portIdx: idx, src: new Map(), dst: new Map(), rules: new Map() };
+    const now: Written = { portIdx: shadow, src: new Map(), dst: new Map(), rules: new Map() };
     // IPv4 prefixes go to the tries only when the DIR table does not hold them
     const inTrie = (e: { family: number }): boolean => e.family === 6 || !c.dir;
     const src = c.src.filter(inTrie).map((e): [F.FltLpmKey, F.FltClass] => [lpmKey(g, e), e.value]);
@@ -313,16 +331,19 @@ export class FilterDatapath implements Closable {
     // Values before the indexes that point at them.
     c.portVals.forEach((v, i) => this.t.flt_pval.set(g * F.FLT_PORT_VALS + i + 1, v));
     // Only elements that held or now hold an index can differ (all of them after an adoption).
-    const b = old.portIdx;
-    for (let e = 0; e < PORT_ELEMS; e++) {
+    const b = old.portIdx?.idx;
+    const visit = (e: number): void => {
       const o = e * 4;
       if (!b || idx[o] !== b[o] || idx[o + 1] !== b[o + 1] || idx[o + 2] !== b[o + 2] || idx[o + 3] !== b[o + 3]) this.t.flt_pidx.set(g * PORT_ELEMS + e, { idx: [idx[o], idx[o + 1], idx[o + 2], idx[o + 3]] });
-    }
+    };
+    if (old.portIdx) for (const e of new Set([...old.portIdx.used, ...shadow.used])) visit(e);
+    else for (let e = 0; e < PORT_ELEMS; e++) visit(e);
     this.writeDir(g, c.dir, c);
     this.t.flt_src.updateBatch(src);
     this.t.flt_dst.updateBatch(dst);
     this.t.flt_rules.updateBatch(rules);
     this.written[g] = now;
+    if (old.portIdx) this.spare = old.portIdx;
   }
 
   attach(opts: { hook?: Hook; mode?: XdpMode | 'auto' } = {}): Link {
