@@ -213,14 +213,26 @@ export class Agent {
 
   /** Counters per interface and rule, read from the kernel now. */
   filterStats(): { revision: number; interfaces: Array<Record<string, unknown>> } {
-    const ids = new Map(this.state.filter.spec.rules.map((r) => [`${r.action} ${r.match}`, r.id]));
+    const spec = this.state.filter.spec.rules;
+    let ids: Map<string, number> | null = null;
+    /** the spec's rule for a counter row: the same position when the rule is the same (always, but
+     * for a pinned filter another process changed), else by text */
+    const ruleOf = (text: string, i: number): { id: number | null; match: string } => {
+      const r = spec[i];
+      if (r && text.length === r.action.length + 1 + r.match.length && text.startsWith(r.action) && text.endsWith(r.match)) return r;
+      ids ??= new Map(spec.map((x) => [`${x.action} ${x.match}`, x.id]));
+      return { id: ids.get(text) ?? null, match: text.replace(/^(allow|deny) /, '') };
+    };
     const count = (c: { packets: bigint; bytes: bigint }): { packets: number; bytes: number } => ({ packets: num(c.packets), bytes: num(c.bytes) });
     const interfaces = [...this.handles.values()].map((h) => {
       const c: FilterCounters = h.counters();
       return {
         interface: h.ifname,
         attachment: h.attachment,
-        rules: c.rules.map((r) => ({ id: ids.get(r.rule) ?? null, action: r.action, match: r.rule.replace(/^(allow|deny) /, ''), packets: num(r.packets), bytes: num(r.bytes) })),
+        rules: c.rules.map((r, i) => {
+          const { id, match } = ruleOf(r.rule, i);
+          return { id, action: r.action, match, packets: num(r.packets), bytes: num(r.bytes) };
+        }),
         default: { pass: count(c.defaultPass), drop: count(c.defaultDrop) },
         malformed: count(c.malformed),
         nonIp: count(c.nonIp),
@@ -322,7 +334,8 @@ export class Agent {
       const key = `${r.action} ${text}`;
       if (seen.has(key)) continue;
       seen.add(key);
-      rules.push({ id: old.get(key) ?? nextId++, action: r.action, match: text });
+      // the caller's string when it is already canonical: one copy per rule, not two
+      rules.push({ id: old.get(key) ?? nextId++, action: r.action, match: w.match === text ? w.match : text });
     }
     const ifs = [...new Set(want.interfaces)];
     return { spec: { ...prev, interfaces: ifs, rules, default: want.default, audit: want.audit }, nextId };

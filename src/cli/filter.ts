@@ -225,7 +225,7 @@ function dryRun(policy: Policy, ifname: string): void {
     const out: string[] = [`policy: ${describe(policy)}`, `flags: 0x${c.flags.toString(16)}`, 'protocols named:'];
     for (const [i, v] of c.protos) if (v.named) out.push(`  ${i >= 256 ? 'ipv6' : 'ipv4'} proto ${i % 256}: no-port verdict ${v.rule === F.FLT_NO_RULE ? 'default' : `rule #${v.rule}`} ${v.action === F.FLT_DENY ? 'deny' : 'allow'}`);
     out.push(`ports: ${c.ports.length} entries`);
-    for (const [k, v] of c.ports.slice(0, 20)) out.push(`  ipv${k.family} proto ${k.proto} port ${k.port}: ${v.rule === F.FLT_NO_RULE ? 'default' : `rule #${v.rule}`} ${v.action === F.FLT_DENY ? 'deny' : 'allow'}${v.pc_s || v.pc_d || v.pc_sd ? ` (address-group classes ${v.pc_s}/${v.pc_d}/${v.pc_sd})` : ''}`);
+    for (const [k, v] of [...c.ports.rows(0, 20)].map(([key, vi]) => [key, c.portVals[vi - 1]] as const)) out.push(`  ipv${k.family} proto ${k.proto} port ${k.port}: ${v.rule === F.FLT_NO_RULE ? 'default' : `rule #${v.rule}`} ${v.action === F.FLT_DENY ? 'deny' : 'allow'}${v.pc_s || v.pc_d || v.pc_sd ? ` (address-group classes ${v.pc_s}/${v.pc_d}/${v.pc_sd})` : ''}`);
     if (c.ports.length > 20) out.push(`  ... ${c.ports.length - 20} more`);
     out.push(`source prefixes: ${c.src.length}, destination prefixes: ${c.dst.length}, decisions: ${c.decisions.length}`);
     out.push('rules:', ...policy.rules.map((r, i) => `  #${c.ids[i]} ${formatRule(r)}`));

@@ -15,8 +15,8 @@ export interface CompiledPolicy {
   defaultAction: number;
   /** flt_protos index without the generation: (family == 6) * 256 + proto */
   protos: Array<[number, F.FltProtoVal]>;
-  /** every port some rule names: its value, and that value's index (1-based) into portVals */
-  ports: Array<[PortKey, F.FltPortVal, number]>;
+  /** every port some rule names, with its value's index (1-based) into portVals */
+  ports: PortTable;
   /** the distinct port values; identical values share an index */
   portVals: F.FltPortVal[];
   /** prefixes and their classes (the LPM tries) */
@@ -58,6 +58,47 @@ export interface PortKey {
   port: number;
   proto: number;
   family: Family;
+}
+
+/**
+ * The port table as columns of typed arrays, one row per port: a policy of 60,000 port rules has
+ * 120,000 rows (both families), which as an array and two objects each took ~15 MB.
+ */
+export class PortTable {
+  length = 0;
+  port = new Uint16Array(64);
+  proto = new Uint8Array(64);
+  family = new Uint8Array(64);
+  /** index (1-based) into portVals */
+  value = new Uint32Array(64);
+
+  push(k: PortKey, value: number): void {
+    if (this.length === this.port.length) {
+      const grow = <T extends Uint8Array | Uint16Array | Uint32Array>(a: T): T => {
+        const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.port = grow(this.port);
+      this.proto = grow(this.proto);
+      this.family = grow(this.family);
+      this.value = grow(this.value);
+    }
+    const i = this.length++;
+    this.port[i] = k.port;
+    this.proto[i] = k.proto;
+    this.family[i] = k.family;
+    this.value[i] = value;
+  }
+
+  key(i: number): PortKey {
+    return { port: this.port[i], proto: this.proto[i], family: this.family[i] as Family };
+  }
+
+  /** [key, value index] of rows from..to-1 */
+  *rows(from = 0, to = this.length): IterableIterator<[PortKey, number]> {
+    for (let i = from; i < Math.min(to, this.length); i++) yield [this.key(i), this.value[i]];
+  }
 }
 
 /** flt_portidx's protocol slots */
@@ -108,11 +149,13 @@ const maskTo = (addr: bigint, family: Family, len: number): bigint => {
 
 /** Distinct prefixes on one side, and for each the rules of every prefix containing it. */
 function addressClasses(rules: readonly Rule[], idx: number[], side: 'src' | 'dst', family: Family): AddressClasses {
-  const byKey = new Map<string, { cidr: Cidr; rules: number[] }>();
+  // IPv4 prefixes keyed by a number (prefix length and address), IPv6 ones by text
+  const keyOf = (len: number, addr: bigint): number | string => (family === 4 ? len * 2 ** 32 + Number(addr) : `${len}/${addr}`);
+  const byKey = new Map<number | string, { cidr: Cidr; rules: number[] }>();
   for (const i of idx) {
     const c = rules[i][side];
     if (!c) continue;
-    const k = `${c.prefix}/${c.addr}`;
+    const k = keyOf(c.prefix, c.addr);
     const e = byKey.get(k);
     if (e) e.rules.push(i);
     else byKey.set(k, { cidr: c, rules: [i] });
@@ -124,7 +167,7 @@ function addressClasses(rules: readonly Rule[], idx: number[], side: 'src' | 'ds
     const chain: number[] = [];
     for (const len of lens) {
       if (len > cidr.prefix) break;
-      const anc = byKey.get(`${len}/${maskTo(cidr.addr, family, len)}`);
+      const anc = byKey.get(len === cidr.prefix ? keyOf(len, cidr.addr) : keyOf(len, maskTo(cidr.addr, family, len)));
       if (anc) chain.push(...anc.rules);
     }
     prefixes.push(cidr);
@@ -133,42 +176,77 @@ function addressClasses(rules: readonly Rule[], idx: number[], side: 'src' | 'ds
   return { prefixes, chains };
 }
 
+/**
+ * A group's port classes for one protocol, flat (a policy of 60,000 port rules has 60,000 classes:
+ * an array or object each would be megabytes of short-lived objects).
+ */
 interface PortClasses {
-  /** class c (1-based) -> rules whose range covers the class's ports */
-  members: Array<Set<number>>;
-  /** [lo, hi, class] segments with a class */
-  segments: Array<[number, number, number]>;
+  /** classes + 1 (class 0 is "no port rule") */
+  count: number;
+  /** class c's rules, ascending: list[start[c]] .. list[start[c + 1] - 1] */
+  start: Int32Array;
+  list: Int32Array;
+  /** segments k = 0..n-1: ports lo[k]..hi[k] are in class cls[k] (ascending, disjoint) */
+  seg: { n: number; lo: Int32Array; hi: Int32Array; cls: Int32Array };
 }
+
+const membersOf = (pc: PortClasses, c: number): Int32Array => pc.list.subarray(pc.start[c], pc.start[c + 1]);
 
 /** Cuts 1-65535 into segments covered by the same set of port rules; each distinct set is a class. */
 function portClasses(rules: readonly Rule[], idx: number[]): PortClasses {
-  const events = new Map<number, { add: number[]; del: number[] }>();
-  const ev = (p: number) => events.get(p) ?? (events.set(p, { add: [], del: [] }), events.get(p)!);
-  for (const i of idx) {
+  // events as numbers, sorted numerically: port * 2^21 + (1 = add, 0 = remove) * 2^20 + rule
+  const ADD = 2 ** 20;
+  const PORT = 2 ** 21;
+  const ev = new Float64Array(idx.length * 2);
+  idx.forEach((i, k) => {
     const [lo, hi] = rules[i].ports!;
-    ev(lo).add.push(i);
-    ev(hi + 1).del.push(i);
-  }
-  const points = [...events.keys()].sort((a, b) => a - b);
+    ev[2 * k] = lo * PORT + ADD + i;
+    ev[2 * k + 1] = (hi + 1) * PORT + i;
+  });
+  ev.sort();
   const active = new Set<number>();
-  const classOf = new Map<string, number>();
-  const members: Array<Set<number>> = [new Set()];
-  const segments: Array<[number, number, number]> = [];
-  for (let j = 0; j < points.length; j++) {
-    const e = events.get(points[j])!;
-    for (const i of e.del) active.delete(i);
-    for (const i of e.add) active.add(i);
-    if (!active.size || j + 1 >= points.length) continue;
-    const key = [...active].sort((a, b) => a - b).join(',');
+  /** a set of rules -> its class: one rule by its number, more by their list as text */
+  const classOf = new Map<number | string, number>();
+  const start: number[] = [0, 0];
+  const list: number[] = [];
+  const lo: number[] = [];
+  const hi: number[] = [];
+  const cls: number[] = [];
+  for (let j = 0; j < ev.length; ) {
+    const point = Math.floor(ev[j] / PORT);
+    for (; j < ev.length && Math.floor(ev[j] / PORT) === point; j++) {
+      const i = ev[j] % ADD;
+      if (ev[j] % PORT >= ADD) active.add(i);
+      else active.delete(i);
+    }
+    if (!active.size || j >= ev.length) continue;
+    const sorted = active.size === 1 ? [...active] : [...active].sort((a, b) => a - b);
+    const key = sorted.length === 1 ? sorted[0] : sorted.join(',');
     let c = classOf.get(key);
     if (c === undefined) {
-      c = members.length;
+      c = start.length - 1;
       classOf.set(key, c);
-      members.push(new Set(active));
+      for (const i of sorted) list.push(i);
+      start.push(list.length);
     }
-    segments.push([points[j], points[j + 1] - 1, c]);
+    lo.push(point);
+    hi.push(Math.floor(ev[j] / PORT) - 1);
+    cls.push(c);
   }
-  return { members, segments };
+  return { count: start.length - 1, start: Int32Array.from(start), list: Int32Array.from(list), seg: { n: lo.length, lo: Int32Array.from(lo), hi: Int32Array.from(hi), cls: Int32Array.from(cls) } };
+}
+
+/** Is x in the ascending array a? */
+function hasSorted(a: Int32Array, x: number): boolean {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid] === x) return true;
+    if (a[mid] < x) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return false;
 }
 
 /**
@@ -239,7 +317,7 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     flags,
     defaultAction: policy.default === 'deny' ? F.FLT_DENY : F.FLT_ALLOW,
     protos: [],
-    ports: [],
+    ports: new PortTable(),
     portVals: [],
     src: [],
     dst: [],
@@ -252,23 +330,58 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
   const order = rules.map((_, i) => i).sort((a, b) => (beats(rules, a, b) ? -1 : beats(rules, b, a) ? 1 : 0));
   const rank = new Array<number>(rules.length);
   order.forEach((i, pos) => (rank[i] = rules.length - pos));
+  const verdicts: Array<F.FltVerdict | undefined> = new Array(rules.length);
   const verdict = (i: number | null): F.FltVerdict =>
-    i === null ? NONE : { rule: ids[i], action: rules[i].action === 'deny' ? F.FLT_DENY : F.FLT_ALLOW, rank: rank[i] };
+    i === null ? NONE : (verdicts[i] ??= { rule: ids[i], action: rules[i].action === 'deny' ? F.FLT_DENY : F.FLT_ALLOW, rank: rank[i] });
+  // The kernel's port values, deduplicated as the port table is made: identical values are one
+  // index (1-based into portVals), shared by every port (and family) that has it.
+  // Looked up by a numeric hash (a text key per port made most of the compile's garbage); the
+  // few values whose hash another value already holds go by their text.
+  const byHash = new Map<number, number>();
+  const byText = new Map<string, number>();
+  const portValue = (v: F.FltVerdict, pc_s: number, pc_d: number, pc_sd: number): number => {
+    let h = Math.imul(v.rule ^ 0x9e3779b9, 0x85ebca6b) ^ v.rank;
+    h = Math.imul(h ^ pc_s, 0xc2b2ae35) ^ Math.imul(pc_d, 0x27d4eb2f) ^ Math.imul(pc_sd, 0x165667b1);
+    h = h * 2 + v.action;
+    const same = (i: number | undefined): boolean => {
+      const x = i === undefined ? undefined : out.portVals[i - 1];
+      return !!x && x.rule === v.rule && x.action === v.action && x.rank === v.rank && x.pc_s === pc_s && x.pc_d === pc_d && x.pc_sd === pc_sd;
+    };
+    const hi = byHash.get(h);
+    if (same(hi)) return hi!;
+    const text = hi === undefined ? '' : `${v.rule}:${v.action}:${v.rank}:${pc_s}:${pc_d}:${pc_sd}`;
+    if (text && byText.has(text)) return byText.get(text)!;
+    out.portVals.push({ rule: v.rule, action: v.action, rank: v.rank, pc_s, pc_d, pc_sd });
+    const i = out.portVals.length;
+    if (text) byText.set(text, i);
+    else byHash.set(h, i);
+    if (i > cap.ports) throw tooBig('port value', i, cap.ports);
+    return i;
+  };
   const better = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : rank[a] > rank[b] ? a : b);
 
+  /** the port classes of the previous family, per group and protocol, with the rules they came from */
+  const shared = new Map<string, { rules: number[]; pc: PortClasses }>();
+  const families = rules.map(ruleFamily);
   for (const family of [4, 6] as const) {
-    const R = rules.map((_, i) => i).filter((i) => rules[i].proto !== 'arp' && (ruleFamily(rules[i]) === 0 || ruleFamily(rules[i]) === family));
+    const R = rules.map((_, i) => i).filter((i) => rules[i].proto !== 'arp' && (families[i] === 0 || families[i] === family));
     const byGroup: Record<Group, number[]> = { G: [], S: [], D: [], SD: [] };
     for (const i of R) byGroup[groupOf(rules[i])].push(i);
     const named: Record<Group, Set<number>> = { G: new Set(), S: new Set(), D: new Set(), SD: new Set() };
     for (const g of Object.keys(byGroup) as Group[]) for (const i of byGroup[g]) if (protoNumber(rules[i]) !== undefined) named[g].add(protoNumber(rules[i])!);
     // Port classes per group and protocol: a group's classes come only from its own port rules.
+    // Rules for both families (no address) give IPv4 and IPv6 the same classes: computed once.
     const pcs: Record<Group, Map<number, PortClasses>> = { G: new Map(), S: new Map(), D: new Map(), SD: new Map() };
     for (const g of Object.keys(byGroup) as Group[]) {
       for (const pn of named[g]) {
         if (!PORTED.has(pn)) continue;
         const pr = byGroup[g].filter((i) => rules[i].ports && protoNumber(rules[i]) === pn);
-        if (pr.length) pcs[g].set(pn, portClasses(rules, pr));
+        if (!pr.length) continue;
+        const prev = shared.get(`${g}/${pn}`);
+        const same = prev && prev.rules.length === pr.length && prev.rules.every((x, k) => x === pr[k]);
+        const pc = same ? prev.pc : portClasses(rules, pr);
+        if (!same) shared.set(`${g}/${pn}`, { rules: pr, pc });
+        pcs[g].set(pn, pc);
       }
     }
     /** does rule i (of group g) match protocol key pk (a number or ANY) and port class pc of g? */
@@ -277,7 +390,10 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
       const pn = protoNumber(r);
       if (pk === F.FLT_PROTO_ANY) return pn === undefined;
       if (pn !== undefined && pn !== pk) return false;
-      if (r.ports) return pc !== 0 && !!pcs[g].get(pk)?.members[pc]?.has(i);
+      if (r.ports) {
+        const classes = pc !== 0 ? pcs[g].get(pk) : undefined;
+        return !!classes && pc < classes.count && hasSorted(membersOf(classes, pc), i);
+      }
       return true;
     };
     const bestOf = (g: Group, list: readonly number[], pk: number, pc: number): number | null => {
@@ -285,13 +401,39 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
       for (const i of list) if (matches(g, i, pk, pc)) b = better(b, i);
       return b;
     };
-    /** the (protocol key, port class) combinations a group can be looked up with */
-    const keysOf = (g: Group): Array<[number, number]> => {
+    /** per group and protocol: port rule -> the port classes it is a member of, ascending */
+    const classesOf: Record<Group, Map<number, Map<number, number[]>>> = { G: new Map(), S: new Map(), D: new Map(), SD: new Map() };
+    const ruleClasses = (g: Group, pk: number): Map<number, number[]> => {
+      let m = classesOf[g].get(pk);
+      if (!m) {
+        m = new Map();
+        const pc = pcs[g].get(pk);
+        for (let c = 1; pc && c < pc.count; c++) for (const i of membersOf(pc, c)) (m.get(i) ?? (m.set(i, []), m.get(i)!)).push(c);
+        classesOf[g].set(pk, m);
+      }
+      return m;
+    };
+    /**
+     * The (protocol key, port class) combinations of group g some rule of `list` can match, in
+     * the order of the group's keys: port class 0, then only the classes of the list's own port
+     * rules, unless a rule without ports matches every class of the protocol. Enumerating every
+     * class of the group for every address class would be quadratic in a policy of many rules
+     * with a port and an address each.
+     */
+    const keysFor = (g: Group, list: readonly number[]): Array<[number, number]> => {
       const keys: Array<[number, number]> = [];
       for (const pk of [...named[g], F.FLT_PROTO_ANY]) {
         keys.push([pk, 0]);
         const pc = pcs[g].get(pk);
-        if (pc) for (let c = 1; c < pc.members.length; c++) keys.push([pk, c]);
+        if (!pc) continue;
+        if (list.some((i) => matches(g, i, pk, 0))) {
+          for (let c = 1; c < pc.count; c++) keys.push([pk, c]);
+          continue;
+        }
+        const rc = ruleClasses(g, pk);
+        const cs = new Set<number>();
+        for (const i of list) for (const c of rc.get(i) ?? []) cs.add(c);
+        for (const c of [...cs].sort((a, b) => a - b)) keys.push([pk, c]);
       }
       return keys;
     };
@@ -302,7 +444,8 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     const bestG = (pn: number, pc: number): number | null => {
       if (!noPortBest.has(pn)) noPortBest.set(pn, bestOf('G', byGroup.G.filter((i) => !rules[i].ports), pn, 0));
       let b: number | null = noPortBest.get(pn) ?? null;
-      if (pc) for (const i of pcs.G.get(pn)?.members[pc] ?? []) b = better(b, i);
+      const classes = pcs.G.get(pn);
+      if (pc && classes) for (let k = classes.start[pc]; k < classes.start[pc + 1]; k++) b = better(b, classes.list[k]);
       return b;
     };
     const fb = family === 6 ? 256 : 0;
@@ -325,19 +468,19 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     // port's class in each address group.
     for (const pn of anyNamed) {
       if (!PORTED.has(pn)) continue;
-      const groups = (['G', 'S', 'D', 'SD'] as const).map((g) => pcs[g].get(pn)?.segments ?? []);
-      if (groups.every((segs) => !segs.length)) continue;
+      const none = { n: 0, lo: new Int32Array(0), hi: new Int32Array(0), cls: new Int32Array(0) };
+      const groups = (['G', 'S', 'D', 'SD'] as const).map((g) => pcs[g].get(pn)?.seg ?? none);
+      if (groups.every((segs) => !segs.n)) continue;
       // Sweep the ports covered by some segment in order, one cursor per group, so the cost
       // follows the rules (one port rule: one step), never all 65,535 ports.
-      const starts = [...new Set(groups.flatMap((segs) => segs.map(([lo]) => lo)))].sort((a, b) => a - b);
+      const starts = [...new Set(groups.flatMap((segs) => [...segs.lo]))].sort((a, b) => a - b);
       const ends = new Map<number, number>();
-      for (const segs of groups) for (const [lo, hi] of segs) ends.set(lo, Math.max(ends.get(lo) ?? 0, hi));
+      for (const segs of groups) for (let k = 0; k < segs.n; k++) ends.set(segs.lo[k], Math.max(ends.get(segs.lo[k]) ?? 0, segs.hi[k]));
       const cursor = [0, 0, 0, 0];
       const classAt = (gi: number, port: number): number => {
         const segs = groups[gi];
-        while (cursor[gi] < segs.length && segs[cursor[gi]][1] < port) cursor[gi]++;
-        const seg = segs[cursor[gi]];
-        return seg && seg[0] <= port ? seg[2] : 0;
+        while (cursor[gi] < segs.n && segs.hi[cursor[gi]] < port) cursor[gi]++;
+        return cursor[gi] < segs.n && segs.lo[cursor[gi]] <= port ? segs.cls[cursor[gi]] : 0;
       };
       const gBest = new Map<number, F.FltVerdict>();
       let next = 0;
@@ -346,7 +489,7 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
           const cG = classAt(0, port);
           let v = gBest.get(cG);
           if (!v) gBest.set(cG, (v = verdict(named.G.has(pn) ? bestG(pn, cG) : null)));
-          out.ports.push([{ port, proto: pn, family }, { rule: v.rule, action: v.action, rank: v.rank, pc_s: classAt(1, port), pc_d: classAt(2, port), pc_sd: classAt(3, port) }, 0]);
+          out.ports.push({ port, proto: pn, family }, portValue(v, classAt(1, port), classAt(2, port), classAt(3, port)));
           next = port + 1;
         }
       }
@@ -374,7 +517,7 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     };
     flags |= family === 4 ? (sOnly ? F.FLT_F_SA4 : 0) | (dOnly ? F.FLT_F_DA4 : 0) : (sOnly ? F.FLT_F_SA6 : 0) | (dOnly ? F.FLT_F_DA6 : 0);
     const emit = (g: Exclude<Group, 'G'>, sc: number, dc: number, list: number[]): void => {
-      for (const [pk, pc] of keysOf(g)) {
+      for (const [pk, pc] of keysFor(g, list)) {
         const b = bestOf(g, list, pk, pc);
         if (b !== null) out.decisions.push([{ src: sc, dst: dc, pclass: pc, proto: pk, family, group: GROUP_ID[g] }, verdict(b)]);
       }
@@ -386,8 +529,10 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
       // Pairs of classes some SD rule covers on both sides; the rest can never match one.
       const srcOf = new Map<number, number[]>();
       const dstOf = new Map<number, number[]>();
-      S.chains.forEach((chain, k) => chain.filter(inGroup('SD')).forEach((i) => srcOf.set(i, [...(srcOf.get(i) ?? []), k + 1])));
-      D.chains.forEach((chain, k) => chain.filter(inGroup('SD')).forEach((i) => dstOf.set(i, [...(dstOf.get(i) ?? []), k + 1])));
+      const classesOfRule = (C: AddressClasses, to: Map<number, number[]>): void =>
+        C.chains.forEach((chain, k) => chain.filter(inGroup('SD')).forEach((i) => (to.get(i) ?? (to.set(i, []), to.get(i)!)).push(k + 1)));
+      classesOfRule(S, srcOf);
+      classesOfRule(D, dstOf);
       const pairs = new Set<string>();
       for (const i of byGroup.SD) for (const sc of srcOf.get(i) ?? []) for (const dc of dstOf.get(i) ?? []) pairs.add(`${sc}:${dc}`);
       for (const pair of pairs) {
@@ -400,20 +545,6 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
   out.dir = buildDir(out.src, out.dst, cap);
   if (out.dir) flags |= F.FLT_F_DIR4;
   out.flags = flags;
-  // The kernel's port values, deduplicated: each port entry learns its value's index.
-  const valueIndex = new Map<string, number>();
-  for (const e of out.ports) {
-    const v = e[1];
-    const vk = `${v.rule}:${v.action}:${v.rank}:${v.pc_s}:${v.pc_d}:${v.pc_sd}`;
-    let i = valueIndex.get(vk);
-    if (i === undefined) {
-      out.portVals.push(v);
-      i = out.portVals.length;
-      valueIndex.set(vk, i);
-      if (i > cap.ports) throw tooBig('port value', i, cap.ports);
-    }
-    e[2] = i;
-  }
   if (Math.max(out.src.length, out.dst.length) > cap.prefixes) throw tooBig('prefix', Math.max(out.src.length, out.dst.length), cap.prefixes);
   return out;
 }

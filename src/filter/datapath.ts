@@ -2,7 +2,7 @@
 // The kernel half of the filter: one loaded filter object per interface, its tables written from a
 // compiled policy into the inactive generation and switched in with one update, its counters read
 // back, and its pins. Policy logic lives in rules.ts, policy.ts and compile.ts.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { EbpfnetError, type VerifierStats } from '../errors.js';
 import * as F from '../gen/filter.js';
@@ -11,7 +11,7 @@ import type { Closable } from '../loader/guard.js';
 import { track, untrack } from '../loader/guard.js';
 import { compilePolicy, DEFAULT_CAPACITY, PORT_SLOT, type CompiledPolicy, type DirTable } from './compile.js';
 import type { Policy } from './policy.js';
-import { formatRule, parseRule, type Rule } from './rules.js';
+import { formatRule, parseRule } from './rules.js';
 
 export type Hook = 'xdp' | 'tc';
 
@@ -94,11 +94,20 @@ const lpmKey = (gen: number, e: { family: number; addr: bigint; prefix: number }
 
 const keyOf = (o: object): string => JSON.stringify(o, (_, v) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? [...v].join('.') : v));
 
+/**
+ * flt_pidx of one generation as the writer last wrote it: element e's four indexes at 4e..4e+3
+ * of `idx` (98,304 elements, 1.5 MB), and the elements that are not all zero.
+ */
+interface PortShadow {
+  idx: Uint32Array;
+  used: number[];
+}
+
 /** What one generation holds, so the next write to it deletes exactly what is stale. */
 interface Written {
-  /** flt_pidx elements of the generation that are not all zero: element -> its four indexes
-   * (null after an adoption: unknown, so every element is rewritten) */
-  portIdx: Map<number, number[]> | null;
+  /** flt_pidx of the generation: element e's four indexes at 4e..4e+3 (98,304 elements, 1.5 MB;
+   * null after an adoption: unknown, so every element is rewritten) */
+  portIdx: PortShadow | null;
   src: Map<string, F.FltLpmKey>;
   dst: Map<string, F.FltLpmKey>;
   rules: Map<string, F.FltRuleKey>;
@@ -114,9 +123,17 @@ export class FilterDatapath implements Closable {
   /** what each first-level DIR half (generation * 2 + side) holds, as compiled: known zero, a table,
    * or unknown (after adopt); an unchanged half is not rewritten */
   private dirL1: Array<Uint32Array | 'zero' | null> = [null, null, null, null];
-  /** rule text -> counter slot, kept across policy changes so unchanged rules keep counting */
-  private ids = new Map<string, number>();
-  private policy: Policy | null = null;
+  /** a port shadow no generation uses any more, reused by the next write */
+  private spare: PortShadow | null = null;
+  /**
+   * The policy in force, compactly: each rule's text (`deny udp/53`) and counter slot, in policy
+   * order. Slots are kept across policy changes so unchanged rules keep counting. Rule objects
+   * are made again when asked for (currentPolicy): 100,000 of them would stay in memory otherwise.
+   */
+  private rules: { texts: string[]; slots: Int32Array; default: Policy['default']; audit: boolean } | null = null;
+  /** counter slots from this one up have never been used since the object was loaded (all zero
+   * there: no reset needed); null for an adopted filter, whose history is unknown */
+  private zeroFrom: number | null = null;
   hook: Hook = 'xdp';
   mode: XdpMode | 'tc' = 'native';
 
@@ -144,8 +161,9 @@ export class FilterDatapath implements Closable {
       (x) => obj.table(x as never),
     );
     const d = new FilterDatapath(ifname, obj, t);
+    d.zeroFrom = 0;
     // A fresh object's tables are empty: nothing to scan or rewrite.
-    const empty = (): Written => ({ portIdx: new Map(), src: new Map(), dst: new Map(), rules: new Map() });
+    const empty = (): Written => ({ portIdx: { idx: new Uint32Array(PORT_ELEMS * 4), used: [] }, src: new Map(), dst: new Map(), rules: new Map() });
     d.written = [empty(), empty()];
     return d;
   }
@@ -170,8 +188,8 @@ export class FilterDatapath implements Closable {
     const d = new FilterDatapath(ifname, null, t);
     const state = readState(ifname);
     if (state) {
-      d.ids = new Map(Object.entries(state.ids));
-      d.policy = { rules: state.rules.map((r) => parseRule(r.action, r.match)), default: state.default, audit: state.audit };
+      const texts = state.rules.map((r) => formatRule(parseRule(r.action, r.match)));
+      d.rules = { texts, slots: Int32Array.from(texts, (t) => state.ids[t]), default: state.default, audit: state.audit };
       d.hook = state.hook;
       d.mode = state.mode;
     }
@@ -194,14 +212,15 @@ export class FilterDatapath implements Closable {
   }
 
   get currentPolicy(): Policy | null {
-    return this.policy;
+    const r = this.rules;
+    return r && { rules: r.texts.map((t) => parseRule(t.startsWith('deny ') ? 'deny' : 'allow', t.slice(t.indexOf(' ') + 1))), default: r.default, audit: r.audit };
   }
 
   /** Stable counter slots: a rule keeps its slot while it exists; new rules take free slots. */
-  private assignIds(rules: Rule[]): { ids: number[]; fresh: number[] } {
-    const texts = rules.map(formatRule);
+  private assignIds(texts: string[]): { ids: number[]; fresh: number[] } {
     const present = new Set(texts);
-    const keep = new Map([...this.ids].filter(([t]) => present.has(t)));
+    const keep = new Map<string, number>();
+    this.rules?.texts.forEach((t, i) => present.has(t) && keep.set(t, this.rules!.slots[i]));
     const used = new Set(keep.values());
     const fresh: number[] = [];
     let next = 0;
@@ -223,18 +242,19 @@ export class FilterDatapath implements Closable {
    * flip the old policy stays in force, untouched.
    */
   apply(policy: Policy): CompiledPolicy {
-    const { ids, fresh } = this.assignIds(policy.rules);
+    const texts = policy.rules.map(formatRule);
+    const { ids, fresh } = this.assignIds(texts);
     const compiled = compilePolicy(policy, ids, { ...DEFAULT_CAPACITY, rules: this.t.flt_counters.capacity, ...this.dirCapacity() });
     const g = (this.t.flt_cfg.get(0).gen & 1) ^ 1;
     this.writeGeneration(g, compiled);
-    for (const id of fresh) this.t.flt_counters.update(id, zero());
+    for (const id of fresh) if (this.zeroFrom === null || id < this.zeroFrom) this.t.flt_counters.update(id, zero());
+    if (this.zeroFrom !== null) this.zeroFrom = Math.max(this.zeroFrom, ids.reduce((a, b) => Math.max(a, b + 1), 0));
     // The inactive generation's flags and default first: the active one's bytes do not change.
     this.t.flt_cfg.storeU32(CFG_FLAGS + 4 * g, compiled.flags);
     this.t.flt_cfg.storeU32(CFG_DEFAULT + 4 * g, compiled.defaultAction);
     // The switch: one aligned store, after every write above; the program reads gen first.
     this.t.flt_cfg.storeU32(CFG_GEN, g);
-    this.policy = policy;
-    this.ids = new Map(policy.rules.map((r, i) => [formatRule(r), ids[i]]));
+    this.rules = { texts, slots: Int32Array.from(ids), default: policy.default, audit: !!policy.audit };
     if (this.pinDir()) writeState(this);
     return compiled;
   }
@@ -294,14 +314,21 @@ export class FilterDatapath implements Closable {
 
   private writeGeneration(g: number, c: CompiledPolicy): void {
     const old = this.written[g] ?? this.scanGeneration(g);
-    const idx = new Map<number, number[]>();
-    for (const [k, , vi] of c.ports) {
-      const e = ((k.family === 6 ? 1 : 0) * 3 + PORT_SLOT[k.proto]) * 16384 + (k.port >> 2);
-      let four = idx.get(e);
-      if (!four) idx.set(e, (four = [0, 0, 0, 0]));
-      four[k.port & 3] = vi;
+    // flt_pidx of this generation as the policy wants it, in the buffer the previous write replaced
+    // (cleared where it was used), or a new one
+    const shadow = this.spare ?? { idx: new Uint32Array(PORT_ELEMS * 4), used: [] };
+    this.spare = null;
+    for (const e of shadow.used) shadow.idx.fill(0, e * 4, e * 4 + 4);
+    shadow.used = [];
+    const idx = shadow.idx;
+    const P = c.ports;
+    for (let j = 0; j < P.length; j++) {
+      const e = ((P.family[j] === 6 ? 1 : 0) * 3 + PORT_SLOT[P.proto[j]]) * 16384 + (P.port[j] >> 2);
+      const o = e * 4 + (P.port[j] & 3);
+      if (!(idx[e * 4] | idx[e * 4 + 1] | idx[e * 4 + 2] | idx[e * 4 + 3])) shadow.used.push(e);
+      idx[o] = P.value[j];
     }
-    const now: Written = { portIdx: idx, src: new Map(), dst: new Map(), rules: new Map() };
+    const now: Written = { portIdx: shadow, src: new Map(), dst: new Map(), rules: new Map() };
     // IPv4 prefixes go to the tries only when the DIR table does not hold them
     const inTrie = (e: { family: number }): boolean => e.family === 6 || !c.dir;
     const src = c.src.filter(inTrie).map((e): [F.FltLpmKey, F.FltClass] => [lpmKey(g, e), e.value]);
@@ -320,21 +347,19 @@ export class FilterDatapath implements Closable {
     // Values before the indexes that point at them.
     c.portVals.forEach((v, i) => this.t.flt_pval.set(g * F.FLT_PORT_VALS + i + 1, v));
     // Only elements that held or now hold an index can differ (all of them after an adoption).
-    const changed: Array<[number, F.FltPidx]> = [];
-    const zero4 = [0, 0, 0, 0];
+    const b = old.portIdx?.idx;
     const visit = (e: number): void => {
-      const a = idx.get(e) ?? zero4;
-      const b = old.portIdx?.get(e) ?? (old.portIdx ? zero4 : null);
-      if (!b || a[0] !== b[0] || a[1] !== b[1] || a[2] !== b[2] || a[3] !== b[3]) changed.push([g * PORT_ELEMS + e, { idx: a }]);
+      const o = e * 4;
+      if (!b || idx[o] !== b[o] || idx[o + 1] !== b[o + 1] || idx[o + 2] !== b[o + 2] || idx[o + 3] !== b[o + 3]) this.t.flt_pidx.set(g * PORT_ELEMS + e, { idx: [idx[o], idx[o + 1], idx[o + 2], idx[o + 3]] });
     };
-    if (old.portIdx) for (const e of new Set([...old.portIdx.keys(), ...idx.keys()])) visit(e);
+    if (old.portIdx) for (const e of new Set([...old.portIdx.used, ...shadow.used])) visit(e);
     else for (let e = 0; e < PORT_ELEMS; e++) visit(e);
-    for (const [e, v] of changed) this.t.flt_pidx.set(e, v);
     this.writeDir(g, c.dir, c);
     this.t.flt_src.updateBatch(src);
     this.t.flt_dst.updateBatch(dst);
     this.t.flt_rules.updateBatch(rules);
     this.written[g] = now;
+    if (old.portIdx) this.spare = old.portIdx;
   }
 
   attach(opts: { hook?: Hook; mode?: XdpMode | 'auto' } = {}): Link {
@@ -363,22 +388,21 @@ export class FilterDatapath implements Closable {
       [F.FLT_SRC.name]: gens[0].src.size + gens[1].src.size,
       [F.FLT_DST.name]: gens[0].dst.size + gens[1].dst.size,
       [F.FLT_RULES.name]: gens[0].rules.size + gens[1].rules.size,
-      [F.FLT_COUNTERS.name]: this.ids.size,
+      [F.FLT_COUNTERS.name]: this.rules?.texts.length ?? 0,
     };
     return MAPS.map((m) => ({ map: m.name, entries: counted[m.name] ?? this.t[m.name].capacity, maxEntries: this.t[m.name].capacity }));
   }
 
   counters(): FilterCounters {
     const stat = (i: number): F.FltCount => this.t.flt_stats.lookup(i) ?? zero();
-    const policyRules = this.policy?.rules ?? [];
-    // One batch read of every slot beats a per-CPU lookup per rule once policies are large.
-    // (only up to the highest slot in use: the slots above it hold nothing)
-    const all = policyRules.length > 64 ? new Map(this.t.flt_counters.lookupBatch(4096, [...this.ids.values()].reduce((a, b) => Math.max(a, b), -1) + 1) ?? []) : null;
-    const rules = policyRules.map((r) => {
-      const text = formatRule(r);
-      const id = this.ids.get(text)!;
-      const c = (all ? all.get(id) : this.t.flt_counters.lookup(id)) ?? zero();
-      return { rule: text, action: r.action, id, packets: c.packets, bytes: c.bytes };
+    const texts = this.rules?.texts ?? [];
+    const ids = this.rules?.slots ?? new Int32Array(0);
+    // One batch read of the used slots beats a per-CPU lookup per rule once policies are large.
+    const sums = texts.length > 64 ? this.counterSums(ids.reduce((a, b) => Math.max(a, b), 0)) : null;
+    const rules = texts.map((rule, i): RuleCount => {
+      const id = ids[i];
+      const c = sums ? { packets: sums.packets[id], bytes: sums.bytes[id] } : (this.t.flt_counters.lookup(id) ?? zero());
+      return { rule, action: rule.startsWith('deny ') ? 'deny' : 'allow', id, packets: c.packets, bytes: c.bytes };
     });
     return {
       rules,
@@ -391,6 +415,41 @@ export class FilterDatapath implements Closable {
       audit: stat(F.FLT_STAT_AUDIT),
       arpDrop: stat(F.FLT_STAT_ARP_DROP),
     };
+  }
+
+  /**
+   * Counter slots 0..top summed over CPUs, read in batches through one reused buffer into two
+   * typed arrays (no object per slot or CPU); slot by slot when the kernel has no batch lookup.
+   */
+  private counterSums(top: number): { packets: BigUint64Array; bytes: BigUint64Array } {
+    const m = this.t.flt_counters;
+    const packets = new BigUint64Array(top + 1);
+    const bytes = new BigUint64Array(top + 1);
+    const perEntry = m.ncpus * 2; // u64s per slot: a {packets, bytes} copy per CPU
+    const batched = m.scanBatch((keys, vals, n) => {
+      const u64 = new BigUint64Array(vals.buffer, vals.byteOffset, n * perEntry);
+      for (let i = 0; i < n; i++) {
+        const slot = keys.readUInt32LE(i * 4);
+        if (slot > top) return false;
+        let p = 0n;
+        let b = 0n;
+        for (let c = 0; c < m.ncpus; c++) {
+          p += u64[i * perEntry + c * 2];
+          b += u64[i * perEntry + c * 2 + 1];
+        }
+        packets[slot] = p;
+        bytes[slot] = b;
+      }
+      return true;
+    }, 4096, top + 1);
+    if (!batched) {
+      for (let slot = 0; slot <= top; slot++) {
+        const c = m.lookup(slot) ?? zero();
+        packets[slot] = c.packets;
+        bytes[slot] = c.bytes;
+      }
+    }
+    return { packets, bytes };
   }
 
   private pinDir(): string | null {
@@ -453,19 +512,26 @@ interface State {
 }
 
 function writeState(d: FilterDatapath): void {
-  const p = d.currentPolicy;
+  const p = (d as unknown as { rules: FilterDatapath['rules'] }).rules;
   if (!p) return;
   mkdirSync(STATE_ROOT, { recursive: true });
-  const s: State = {
-    rules: p.rules.map((r) => ({ action: r.action, match: formatRule(r).replace(/^(allow|deny) /, '') })),
-    default: p.default,
-    audit: !!p.audit,
-    ids: Object.fromEntries((d as unknown as { ids: Map<string, number> }).ids),
-    hook: d.hook,
-    mode: d.mode,
-  };
   const file = join(STATE_ROOT, `${d.ifname}.json`);
-  writeFileSync(`${file}.tmp`, JSON.stringify(s, null, 2));
+  // State's JSON written a thousand rules at a time: a 100,000-rule state is ~8 MB of text, which
+  // as one string (and its ids as one object) was the largest allocation of a policy change.
+  const head: Omit<State, 'rules' | 'ids'> = { default: p.default, audit: p.audit, hook: d.hook, mode: d.mode };
+  const fd = openSync(`${file}.tmp`, 'w');
+  try {
+    const each = (open: string, one: (t: string, i: number) => string, close: string): void => {
+      writeSync(fd, open);
+      for (let i = 0; i < p.texts.length; i += 1000) writeSync(fd, (i ? ',' : '') + p.texts.slice(i, i + 1000).map((t, k) => one(t, i + k)).join(','));
+      writeSync(fd, close);
+    };
+    const sp = (t: string): number => t.indexOf(' ');
+    each(`${JSON.stringify(head).slice(0, -1)},"rules":[`, (t) => JSON.stringify({ action: t.slice(0, sp(t)), match: t.slice(sp(t) + 1) }), ']');
+    each(',"ids":{', (t, i) => `${JSON.stringify(t)}:${p.slots[i]}`, '}}\n');
+  } finally {
+    closeSync(fd);
+  }
   // The old file goes before the rename: renaming over an existing file makes ext4 (where /run is
   // not a tmpfs) start writing the new one out at once (auto_da_alloc), 5-20 times the cost of
   // the rest of a small policy change. Whatever moment a crash hits, a complete file is there:

@@ -40,7 +40,8 @@ export const familyBits = (f: Family): number => (f === 4 ? 32 : 128);
 function parseAddress(text: string): { family: Family; addr: bigint } | null {
   const v = isIP(text);
   if (v === 4) {
-    return { family: 4, addr: text.split('.').reduce((a, o) => (a << 8n) | BigInt(Number(o)), 0n) };
+    // in Numbers, one BigInt at the end: 100,000-rule policies are parsed several times over
+    return { family: 4, addr: BigInt(text.split('.').reduce((a, o) => a * 256 + Number(o), 0)) };
   }
   if (v === 6) {
     let s = text;
@@ -74,12 +75,19 @@ export function parseCidr(text: string, input = text): Cidr {
     if (!/^\d{1,3}$/.test(p) || Number(p) > bits) throw usage(input, `prefix length /${p} is out of range for IPv${parsed.family}`, `use /0 to /${bits}`);
     prefix = Number(p);
   }
+  if (parsed.family === 4) {
+    const a = Number(parsed.addr);
+    return { family: 4, addr: prefix === 32 ? parsed.addr : BigInt(a - (a % 2 ** (32 - prefix))), prefix };
+  }
   const mask = prefix === 0 ? 0n : ((1n << BigInt(prefix)) - 1n) << BigInt(bits - prefix);
   return { family: parsed.family, addr: parsed.addr & mask, prefix };
 }
 
 export function formatAddress(family: Family, addr: bigint): string {
-  if (family === 4) return [24n, 16n, 8n, 0n].map((s) => String((addr >> s) & 0xffn)).join('.');
+  if (family === 4) {
+    const a = Number(addr);
+    return `${Math.floor(a / 2 ** 24)}.${Math.floor(a / 2 ** 16) % 256}.${Math.floor(a / 256) % 256}.${a % 256}`;
+  }
   const g = Array.from({ length: 8 }, (_, i) => Number((addr >> BigInt(112 - i * 16)) & 0xffffn));
   // the longest run of zero groups becomes ::
   let best = -1;
@@ -118,8 +126,10 @@ export function parseMatch(input: string): Match {
   // keywords, like protocols, in any case: 'FROM 10.0.0.0/8' is 'from 10.0.0.0/8'
   if (words[i] && !['from', 'to'].includes(words[i].toLowerCase())) {
     const [proto, ports, extra] = words[i].toLowerCase().split('/');
-    if (!PROTOS.includes(proto as Proto)) throw usage(input, `unknown protocol '${proto}'`, `use ${PROTOS.join(', ')}`);
-    m.proto = proto as Proto;
+    // the constant from PROTOS, not the split's copy: a policy of 100,000 rules holds one 'udp'
+    const known = PROTOS.find((x) => x === proto);
+    if (!known) throw usage(input, `unknown protocol '${proto}'`, `use ${PROTOS.join(', ')}`);
+    m.proto = known;
     if (extra !== undefined) throw usage(input, `'${words[i]}' has more than one /`);
     if (ports !== undefined) {
       if (!WITH_PORTS.has(m.proto)) throw usage(input, `${m.proto} has no ports`, 'only tcp, udp and sctp rules take /PORTS');
@@ -145,13 +155,13 @@ export function parseMatch(input: string): Match {
 
 /** 4 or 6 when the rule can only match one family, 0 when it matches both, null when it can match none. */
 export function ruleFamily(m: Match): Family | 0 | null {
-  const fams = new Set<Family>();
-  if (m.src) fams.add(m.src.family);
-  if (m.dst) fams.add(m.dst.family);
-  if (m.proto === 'icmp') fams.add(4);
-  if (m.proto === 'icmpv6') fams.add(6);
-  if (fams.size > 1) return null;
-  return fams.size ? [...fams][0] : 0;
+  let fam: Family | 0 = 0;
+  for (const f of [m.src?.family, m.dst?.family, m.proto === 'icmp' ? 4 : m.proto === 'icmpv6' ? 6 : undefined]) {
+    if (f === undefined) continue;
+    if (fam && f !== fam) return null;
+    fam = f as Family;
+  }
+  return fam;
 }
 
 export function parseRule(action: Action, input: string): Rule {
@@ -167,7 +177,9 @@ export function formatMatch(m: Match): string {
   return parts.join(' ');
 }
 
-export const formatRule = (r: Rule): string => `${r.action} ${formatMatch(r)}`;
+/** (join, not a template: a flat string, where a template makes a rope of two more, which large
+ * policies keep one of per rule) */
+export const formatRule = (r: Rule): string => [r.action, formatMatch(r)].join(' ');
 
 /**
  * How few packets a rule can match, in fixed bits: 8 for a protocol, 16 for an exact port (less for

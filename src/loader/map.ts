@@ -250,31 +250,55 @@ export class BpfMap<K = Buffer, V = Buffer> {
    * than one of its buckets is refused with ENOSPC).
    */
   lookupBatch(chunk = 4096, limit = Infinity): Array<[K, V]> | null {
-    if (this.layout.type === 'lpm_trie' || this.layout.type === 'ringbuf') return null;
+    const out: Array<[K, V]> = [];
+    const ks = this.layout.key!.size;
+    const vs = this.stride * this.ncpus;
+    const ok = this.scanBatch(
+      (keys, vals, n) => {
+        for (let i = 0; i < n; i++) {
+          const k = this.layout.key!.decode(keys, i * ks);
+          const v = this.perCpu ? sumValues(this.splitCpus(vals, i * vs)) : this.valueCodec().decode(vals, i * vs);
+          out.push([k, v]);
+        }
+        return true;
+      },
+      chunk,
+      limit,
+    );
+    return ok ? out : null;
+  }
+
+  /**
+   * The whole map in chunks of up to `chunk` raw entries, through two buffers reused for every
+   * chunk (`keys`: n keys back to back; `vals`: n values, per-CPU maps a copy per possible CPU,
+   * 8-byte aligned, so a BigUint64Array over `vals.buffer` reads them): nothing per entry is
+   * allocated unless `fn` does. `fn` returns false to stop early (array maps come in index order).
+   * `limit` stops an array after its first `limit` indexes. False when this kernel or map type
+   * has no batch operations.
+   */
+  scanBatch(fn: (keys: Buffer, vals: Buffer, n: number) => boolean, chunk = 4096, limit = Infinity): boolean {
+    if (this.layout.type === 'lpm_trie' || this.layout.type === 'ringbuf') return false;
     if (this.layout.type !== 'array' && this.layout.type !== 'percpu_array') limit = Infinity;
+    if (limit <= 0) return true;
+    let read = 0;
     const b = libbpf();
     const ks = this.layout.key!.size;
     const keys = Buffer.alloc(ks * chunk);
-    const vals = Buffer.alloc(this.stride * this.ncpus * chunk);
+    // its own ArrayBuffer at offset 0: 8-byte aligned for typed views
+    const vals = Buffer.from(new ArrayBuffer(this.stride * this.ncpus * chunk));
     const inTok = Buffer.alloc(Math.max(ks, 8));
     const outTok = Buffer.alloc(Math.max(ks, 8));
     const opts = { sz: sizeof(MapBatchOpts), elem_flags: 0n, flags: 0n };
-    const out: Array<[K, V]> = [];
     let first = true;
     for (;;) {
-      const count = [Math.min(chunk, limit - out.length)];
+      const count = [Math.min(chunk, limit - read)];
       const rc = b.bpf_map_lookup_batch(this.fd, first ? null : inTok, outTok, keys, vals, count, opts);
       if (rc < 0 && rc !== -ENOENT) {
-        if (first && (errnoName(-rc) === 'EINVAL' || errnoName(-rc) === 'ENOTSUPP' || errnoName(-rc) === 'EOPNOTSUPP')) return null;
+        if (first && (errnoName(-rc) === 'EINVAL' || errnoName(-rc) === 'ENOTSUPP' || errnoName(-rc) === 'EOPNOTSUPP')) return false;
         check(`batch lookup in map ${this.name}`, rc);
       }
-      for (let i = 0; i < count[0]; i++) {
-        const k = this.layout.key!.decode(keys, i * ks);
-        const base = i * this.stride * this.ncpus;
-        const v = this.perCpu ? sumValues(this.splitCpus(vals, base)) : this.valueCodec().decode(vals, base);
-        out.push([k, v]);
-      }
-      if (rc === -ENOENT || out.length >= limit) return out;
+      read += count[0];
+      if (!fn(keys, vals, count[0]) || rc === -ENOENT || read >= limit) return true;
       outTok.copy(inTok);
       first = false;
     }

@@ -2,8 +2,9 @@
 // Prometheus metrics of the socket load balancer, registered on a registry the caller owns (never
 // prom-client's global one). Values are read at scrape time from a snapshot function, so this file
 // makes no kernel calls: the command or the agent passes `() => balancer.list().services`.
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { ServiceView } from '../lb/view.js';
+import { computedCounter, computedGauge } from './computed.js';
 
 export type LbSnapshot = () => ServiceView[] | Promise<ServiceView[]>;
 
@@ -31,57 +32,31 @@ export function registerLbMetrics(registry: Registry, snapshot: LbSnapshot): voi
     return pending;
   };
   const n = (x: bigint): number => Number(x);
-
-  new Counter({
-    name: LB_METRIC_NAMES.connections,
-    help: 'connections (and unconnected UDP datagrams) translated to a backend, by service and backend',
-    labelNames: ['service', 'backend'] as const,
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const s of await read()) for (const b of s.backends) this.inc({ service: s.service, backend: b.backend }, n(b.conns));
-    },
-  });
-  new Counter({
-    name: LB_METRIC_NAMES.rejects,
-    help: 'connect() and sendmsg() calls refused with ECONNREFUSED because the service had no active backend',
-    labelNames: ['service'] as const,
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const s of await read()) this.inc({ service: s.service }, n(s.rejects));
-    },
-  });
-  new Counter({
-    name: LB_METRIC_NAMES.affinity,
-    help: 'connections that went to the backend their network namespace used before (session affinity)',
-    labelNames: ['service'] as const,
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const s of await read()) if (s.affinity) this.inc({ service: s.service }, n(s.affinityHits));
-    },
-  });
-  new Gauge({
-    name: LB_METRIC_NAMES.services,
-    help: 'services the balancer translates',
-    registers: [registry],
-    async collect() {
-      this.set((await read()).length);
-    },
-  });
-  new Gauge({
-    name: LB_METRIC_NAMES.backends,
-    help: 'backends per service and state (active: takes new connections; draining: keeps existing ones only)',
-    labelNames: ['service', 'state'] as const,
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const s of await read()) {
-        const by = { active: 0, draining: 0 } as Record<string, number>;
+  // computed at scrape time: nothing per service or backend is kept between scrapes
+  computedCounter(
+    registry,
+    { name: LB_METRIC_NAMES.connections, help: 'connections (and unconnected UDP datagrams) translated to a backend, by service and backend', labelNames: ['service', 'backend'] },
+    async () => (await read()).flatMap((s) => s.backends.map((b) => ({ labels: { service: s.service, backend: b.backend }, value: n(b.conns) }))),
+  );
+  computedCounter(
+    registry,
+    { name: LB_METRIC_NAMES.rejects, help: 'connect() and sendmsg() calls refused with ECONNREFUSED because the service had no active backend', labelNames: ['service'] },
+    async () => (await read()).map((s) => ({ labels: { service: s.service }, value: n(s.rejects) })),
+  );
+  computedCounter(
+    registry,
+    { name: LB_METRIC_NAMES.affinity, help: 'connections that went to the backend their network namespace used before (session affinity)', labelNames: ['service'] },
+    async () => (await read()).filter((s) => s.affinity).map((s) => ({ labels: { service: s.service }, value: n(s.affinityHits) })),
+  );
+  computedGauge(registry, { name: LB_METRIC_NAMES.services, help: 'services the balancer translates' }, async () => [{ labels: {}, value: (await read()).length }]);
+  computedGauge(
+    registry,
+    { name: LB_METRIC_NAMES.backends, help: 'backends per service and state (active: takes new connections; draining: keeps existing ones only)', labelNames: ['service', 'state'] },
+    async () =>
+      (await read()).flatMap((s) => {
+        const by: Record<string, number> = { active: 0, draining: 0 };
         for (const b of s.backends) by[b.state] = (by[b.state] ?? 0) + 1;
-        for (const [state, count] of Object.entries(by)) this.set({ service: s.service, state }, count);
-      }
-    },
-  });
+        return Object.entries(by).map(([state, count]) => ({ labels: { service: s.service, state }, value: count }));
+      }),
+  );
 }

@@ -12,16 +12,20 @@
 //                 went down between two scrapes; the always-denied flow's counter grew
 //
 //   node tools/soak/agent-soak.mjs [--minutes 10] [--writers 16] [--pace 50] [--sample 5] [--warmup 60]
-//   node tools/soak/agent-soak.mjs --big [--rules 100000] [--shape mixed|combined]
-//                                              rules at start: the agent's RSS (goal < 200 MB)
+//   node tools/soak/agent-soak.mjs --big [--rules 100000] [--shape mixed|combined] [--format json|yaml]
+//                                   [--services 10000]
+//                                              rules at start (from the config file), then the
+//                                              services through PUT /v1/lb/services: the agent's
+//                                              RSS after each step (goal < 200 MB at every one)
 // --pace is each writer's pause between two writes, in ms (the box is shared; 0 is flat out).
 // Needs root and a build (npx tsc -p .; node tools/build-bpf.mjs). Exit 0 when every verdict holds,
 // 1 when one fails, 2 when it could not run. Removes everything it made on every way out.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Harness, HarnessError, options, parseMetrics, processUse, prng, request, run, sleep } from '../lib/harness.mjs';
+import { pathToFileURL } from 'node:url';
+import { Harness, HarnessError, options, parseMetrics, processUse, prng, request, root, run, sleep } from '../lib/harness.mjs';
 
-const o = options({ minutes: 10, writers: 16, pace: 50, sample: 5, warmup: 60, row: 30, seed: 1, big: false, rules: 100_000, shape: 'mixed' });
+const o = options({ minutes: 10, writers: 16, pace: 50, sample: 5, warmup: 60, row: 30, seed: 1, big: false, rules: 100_000, shape: 'mixed', format: 'json', services: 10_000 });
 const h = new Harness();
 
 /** The traffic: UDP to port 9 (denied by every policy) and to port 10 (allowed), about 1,000 packets/s each. */
@@ -176,42 +180,83 @@ async function soak() {
   return verdicts.every((x) => x[1]);
 }
 
-/** 100,000 rules at start, through the config file: what the agent holds in memory for them. */
+/** 10,000 services of 2 backends each: VIP 10.97.x.y:80/tcp, backends in 10.98/16 and 10.99/16. */
+function services(/** @type {number} */ n) {
+  return Array.from({ length: n }, (_, i) => {
+    const ip = `${(i >> 8) & 255}.${i & 255}`;
+    return { service: `10.97.${ip}:80/tcp`, backends: [`10.98.${ip}:8080`, `10.99.${ip}:8080,weight=2`] };
+  });
+}
+
+/**
+ * 100,000 rules at start, through the config file, then 10,000 services through the API: what the
+ * agent holds in memory for them, after each step and after each large read. The balancer runs on
+ * a cgroup of this script's own (nothing is in it) with its pins in a directory of its own.
+ */
 async function big() {
   const v = h.veth('big');
   const dir = h.tempDir('soak-big');
   const stateDir = join(dir, 'state');
+  const { ensureBpffs, ensureCgroup2 } = await import(pathToFileURL(join(root, 'dist', 'loader', 'system.js')).href);
+  ensureBpffs();
+  const cgRoot = ensureCgroup2().path;
+  const cg = join(cgRoot, `ebpfnet-soak-${h.id}`);
+  mkdirSync(cg);
+  h.later(() => rmdirSync(cg));
+  const pinRoot = `/sys/fs/bpf/ebpfnet-soak-${h.id}`;
+  h.later(() => rmSync(pinRoot, { recursive: true, force: true }));
+  // the agent and its --cleanup (run on every way out, before the two above) inherit this
+  process.env.EBPFNET_LB_PIN_DIR = join(pinRoot, 'lb');
   h.agentCleanupOnExit(stateDir, [v.host]);
   const n = Number(o.rules);
   // mixed (default): up to 60,000 port rules, the rest a blocklist of /32 sources; combined: every
-  // rule a port AND a source (udp/P from 10.a.b.0/24), whose compile time grows with the square of n
+  // rule a port AND a source (udp/P from 10.a.b.0/24)
   const ports = Math.min(60_000, Math.floor(n * 0.6));
   const rules = Array.from({ length: n }, (_, i) =>
-    o.shape === 'combined' ? `"deny udp/${(i % 60000) + 1} from 10.${(i >> 8) & 255}.${i & 255}.0/24"` : i < ports ? `"deny udp/${i + 1}"` : `"deny from 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32"`,
+    o.shape === 'combined' ? `deny udp/${(i % 60000) + 1} from 10.${(i >> 8) & 255}.${i & 255}.0/24` : i < ports ? `deny udp/${i + 1}` : `deny from 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32`,
   );
-  writeFileSync(join(dir, 'config.yaml'), `api:\n  bodyLimit: 67108864\nfilter:\n  interfaces: [${v.host}]\n  maxRules: ${Math.max(16384, n)}\n  rules: [${rules.join(', ')}]\n  default: allow\n`);
+  // --format json (default): the config file as JSON, which the agent reads with JSON.parse;
+  // yaml: the same as a YAML flow list (the yaml library needs ~150 MB more while it parses it)
+  const config = { api: { bodyLimit: 67108864 }, filter: { interfaces: [v.host], maxRules: Math.max(16384, n), rules, default: 'allow' }, lb: { cgroup: cg, services: [] } };
+  writeFileSync(
+    join(dir, 'config.yaml'),
+    o.format === 'yaml'
+      ? `api:\n  bodyLimit: 67108864\nfilter:\n  interfaces: [${v.host}]\n  maxRules: ${Math.max(16384, n)}\n  rules: [${rules.map((r) => `"${r}"`).join(', ')}]\n  default: allow\nlb:\n  cgroup: ${cg}\n  services: []\n`
+      : JSON.stringify(config),
+  );
   const t0 = performance.now();
   const a = await h.agent({ config: join(dir, 'config.yaml'), stateDir, timeoutMs: 600_000 });
+  const auth = { authorization: `Bearer ${a.token}` };
   const startS = (performance.now() - t0) / 1000;
+  /** @type {number[]} */
+  const rss = [];
   const use = () => {
     const u = processUse(a.pid);
+    rss.push(u.rssKb);
     const hwm = Number(/^VmHWM:\s+(\d+)/m.exec(readFileSync(`/proc/${a.pid}/status`, 'utf8'))?.[1] ?? NaN);
     return `RSS ${mb(u.rssKb)} MB (peak ${mb(hwm)} MB), ${u.fds} fds`;
   };
-  console.log(`big: ${n} rules (${o.shape}) on ${v.host}: agent ready in ${startS.toFixed(1)} s; ${use()}`);
-  const g = await request(`${a.url}/v1/filter`, 'GET');
-  if (g.status !== 200 || JSON.parse(g.body).rules.length !== n) throw new HarnessError(`GET /v1/filter: ${g.status}, ${g.body.slice(0, 100)}`);
-  console.log(`big: GET /v1/filter (${(g.body.length / 1e6).toFixed(1)} MB) in ${g.ms.toFixed(0)} ms; ${use()}`);
-  const m = await request(`${a.url}/metrics`, 'GET', null, {}, 300_000);
-  if (m.status !== 200) throw new HarnessError(`GET /metrics: ${m.status}`);
-  console.log(`big: GET /metrics (${(m.body.length / 1e6).toFixed(1)} MB) in ${m.ms.toFixed(0)} ms; ${use()}`);
-  const s = await request(`${a.url}/v1/filter/stats`, 'GET', null, {}, 300_000);
-  console.log(`big: GET /v1/filter/stats (${(s.body.length / 1e6).toFixed(1)} MB) in ${s.ms.toFixed(0)} ms; ${use()}`);
-  const lb = await request(`${a.url}/v1/lb/services`, 'GET');
-  console.log(lb.status === 404 ? 'big: 10,000 services: not possible yet, this agent has no /v1/lb/services (the balancer is not in the agent here)' : `big: /v1/lb/services answers ${lb.status}: add the 10,000-service load to this script`);
-  const u = processUse(a.pid);
-  const ok = u.rssKb < 200 * 1024;
-  console.log(`${ok ? 'PASS' : 'FAIL'}  agent RSS with ${n} rules below 200 MB: ${mb(u.rssKb)} MB`);
+  const get = async (/** @type {string} */ path, /** @type {(body: string) => boolean} */ ok) => {
+    const r = await request(`${a.url}${path}`, 'GET', null, {}, 300_000);
+    if (r.status !== 200 || !ok(r.body)) throw new HarnessError(`GET ${path}: ${r.status}, ${r.body.slice(0, 100)}`);
+    console.log(`big: GET ${path} (${(r.body.length / 1e6).toFixed(1)} MB) in ${r.ms.toFixed(0)} ms; ${use()}`);
+    return r.body;
+  };
+  console.log(`big: ${n} rules (${o.shape}, ${o.format} config) on ${v.host}: agent ready in ${startS.toFixed(1)} s; ${use()}`);
+  await get('/v1/filter', (b) => JSON.parse(b).rules.length === n);
+  await get('/metrics', (b) => b.includes('ebpfnet_filter_packets_total'));
+  await get('/v1/filter/stats', (b) => JSON.parse(b).interfaces[0].rules.length === n);
+  const m = Number(o.services);
+  const body = JSON.stringify({ services: services(m) });
+  const put = await request(`${a.url}/v1/lb/services`, 'PUT', body, auth, 300_000);
+  if (put.status !== 200 || JSON.parse(put.body).services.length !== m) throw new HarnessError(`PUT /v1/lb/services: ${put.status}, ${put.body.slice(0, 200)}`);
+  console.log(`big: PUT /v1/lb/services, ${m} services (${(body.length / 1e6).toFixed(1)} MB) in ${put.ms.toFixed(0)} ms; ${use()}`);
+  await get('/v1/lb/services', (b) => JSON.parse(b).services.length === m);
+  await get('/metrics', (b) => b.includes('ebpfnet_lb_services'));
+  await get('/v1/filter/stats', (b) => JSON.parse(b).interfaces[0].rules.length === n);
+  const worst = Math.max(...rss);
+  const ok = worst < 200 * 1024;
+  console.log(`${ok ? 'PASS' : 'FAIL'}  agent RSS with ${n} rules and ${m} services below 200 MB at every step: worst ${mb(worst)} MB, last ${mb(rss[rss.length - 1])} MB`);
   return ok;
 }
 
