@@ -3,7 +3,7 @@
 // no label set stored in between: a prom-client metric that is reset and incremented per scrape
 // keeps one entry (a label object and a hash string) per label set it ever saw, ~300 bytes each, so
 // 100,000 filter rules or 10,000 services were tens of megabytes held between scrapes.
-import { Counter, Gauge, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
+import { Counter, Gauge, type MetricValue, type Registry } from 'prom-client';
 
 export type Samples<T extends string> = () => Array<MetricValue<T>> | Promise<Array<MetricValue<T>>>;
 
@@ -13,34 +13,12 @@ interface Config<T extends string> {
   labelNames?: readonly T[];
 }
 
-class ComputedCounter<T extends string> extends Counter<T> {
-  constructor(
-    cfg: Config<T>,
-    registry: Registry,
-    private readonly samples: Samples<T>,
-  ) {
-    super({ ...cfg, registers: [registry] });
-  }
-
-  /** the Counter's own name, help and type (nothing increments it), with this scrape's samples */
-  override async get(): Promise<MetricObjectWithValues<MetricValue<T>>> {
-    return { ...(await super.get()), values: await this.samples() };
-  }
+/** A prom-client metric whose get() answers this scrape's samples (its own name, help and type;
+ * nothing increments it). */
+function computed<T extends string, M extends Counter<T> | Gauge<T>>(metric: M, samples: Samples<T>): void {
+  const own = metric.get.bind(metric);
+  metric.get = async () => ({ ...(await own()), values: await samples() });
 }
 
-class ComputedGauge<T extends string> extends Gauge<T> {
-  constructor(
-    cfg: Config<T>,
-    registry: Registry,
-    private readonly samples: Samples<T>,
-  ) {
-    super({ ...cfg, registers: [registry] });
-  }
-
-  override async get(): Promise<MetricObjectWithValues<MetricValue<T>>> {
-    return { ...(await super.get()), values: await this.samples() };
-  }
-}
-
-export const computedCounter = <T extends string>(registry: Registry, cfg: Config<T>, samples: Samples<T>): void => void new ComputedCounter(cfg, registry, samples);
-export const computedGauge = <T extends string>(registry: Registry, cfg: Config<T>, samples: Samples<T>): void => void new ComputedGauge(cfg, registry, samples);
+export const computedCounter = <T extends string>(registry: Registry, cfg: Config<T>, samples: Samples<T>): void => computed(new Counter<T>({ ...cfg, registers: [registry] }), samples);
+export const computedGauge = <T extends string>(registry: Registry, cfg: Config<T>, samples: Samples<T>): void => computed(new Gauge<T>({ ...cfg, registers: [registry] }), samples);

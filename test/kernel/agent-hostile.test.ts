@@ -16,18 +16,9 @@ import { filterFingerprint } from '../helpers/filter-maps.js';
 import { describeKernel, ok } from '../helpers/kernel.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
 import { httpRequest, rawRequest, type RawOutcome } from '../helpers/raw-http.js';
+// mulberry32, shared with the fault scripts: the same hostile corpus on every run
+import { prng } from '../../tools/lib/harness.mjs';
 
-/** mulberry32: the same hostile corpus on every run */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Case {
   group: string;
