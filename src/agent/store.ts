@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { EbpfnetError } from '../errors.js';
+import { processAlive } from '../loader/system.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/ebpfnet';
 
@@ -52,14 +53,6 @@ export function writeAtomic(file: string, data: string | Buffer, mode = 0o600): 
   }
 }
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
 
 /**
  * Removes the temporary files of writers that died between writing and renaming (a `kill -9` in
@@ -69,7 +62,7 @@ export function removeStaleTemps(dir: string): string[] {
   const gone: string[] = [];
   for (const f of readdirSync(dir)) {
     const m = /\.tmp-(\d+)$/.exec(f);
-    if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
+    if (!m || Number(m[1]) === process.pid || processAlive(Number(m[1]))) continue;
     rmSync(join(dir, f), { force: true });
     gone.push(f);
   }

@@ -12,7 +12,7 @@ import { etag } from '../agent/agent.js';
 import { EbpfnetError, ERROR_CODES, isEbpfnetError, type ErrorCode } from '../errors.js';
 import { Readable } from 'node:stream';
 import { apiMetrics } from '../metrics/api.js';
-import { duplicateKey, jsonChunks } from './json.js';
+import { duplicateKey, jsonChunks } from '../agent/json.js';
 import type { RouteKit } from './kit.js';
 import { registerLbRoutes } from './lb-routes.js';
 import { openApiDocument } from './openapi.js';

@@ -8,7 +8,7 @@ import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:chil
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EbpfnetError } from '../errors.js';
-import { ensureBpffs, ensureCgroup2, findCgroup2 } from '../loader/system.js';
+import { ensureBpffs, ensureCgroup2, findCgroup2, processAlive } from '../loader/system.js';
 import { packageDir } from '../loader/paths.js';
 
 /** The addresses match vagrant/Vagrantfile, so the two labs read the same. */
@@ -80,14 +80,6 @@ export const netnsExists = (name: string): boolean => existsSync(`/run/netns/${n
  * switched (`ip netns exec` would remount /sys and hide the host's bpffs, where pins live) */
 export const inHost = (host: Host, argv: string[]): string[] => ['nsenter', `--net=/run/netns/${LAB.netns[host]}`, ...argv];
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** The PID still belongs to the process we started (PIDs are reused after a crash or reboot). */
 const ours = (pid: number, marker: string): boolean => {
@@ -258,7 +250,7 @@ export function down(): DownResult {
   // 1. processes: the recorded ones, then anything still running in our namespaces (a filter or
   //    tracer the demo started, a shell from `lab exec`)
   const victims = new Map<number, string>();
-  for (const p of state?.pids ?? []) if (alive(p.pid) && ours(p.pid, p.marker)) victims.set(p.pid, p.name);
+  for (const p of state?.pids ?? []) if (processAlive(p.pid) && ours(p.pid, p.marker)) victims.set(p.pid, p.name);
   for (const ns of Object.values(LAB.netns)) {
     if (!netnsExists(ns)) continue;
     const r = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' });
@@ -273,9 +265,9 @@ export function down(): DownResult {
   }
   const t0 = Date.now();
   // a filter or tracer detaches on SIGTERM; give them a moment before SIGKILL
-  while ([...victims.keys()].some(alive) && Date.now() - t0 < 3000) spawnSync('sleep', ['0.05']);
+  while ([...victims.keys()].some(processAlive) && Date.now() - t0 < 3000) spawnSync('sleep', ['0.05']);
   for (const [pid, name] of victims) {
-    if (alive(pid)) {
+    if (processAlive(pid)) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
@@ -348,7 +340,7 @@ export interface LabStatus {
 export function status(): LabStatus {
   const state = readState();
   const netns = Object.fromEntries(Object.values(LAB.netns).map((n) => [n, netnsExists(n)]));
-  const processes = (state?.pids ?? []).map((p) => ({ name: p.name, pid: p.pid, running: alive(p.pid) && ours(p.pid, p.marker) }));
+  const processes = (state?.pids ?? []).map((p) => ({ name: p.name, pid: p.pid, running: processAlive(p.pid) && ours(p.pid, p.marker) }));
   return {
     up: !!state && Object.values(netns).every(Boolean) && processes.length > 0 && processes.every((p) => p.running),
     netns,

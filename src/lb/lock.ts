@@ -6,6 +6,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSy
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { EbpfnetError } from '../errors.js';
+import { processAlive } from '../loader/system.js';
 
 export const LOCK_DIR = '/run/ebpfnet';
 
@@ -13,14 +14,6 @@ const sleep = (ms: number): void => {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 };
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
 
 /** The lock for the balancer pinned at `pinDir` (tests pin elsewhere and must not wait on users). */
 export const lockPath = (pinDir: string): string => join(LOCK_DIR, `lb-${createHash('sha256').update(pinDir).digest('hex').slice(0, 16)}.lock`);
@@ -45,7 +38,7 @@ export function withLock<T>(pinDir: string, op: string, fn: () => T, waitMs = 10
       const st = statSync(path, { throwIfNoEntry: false });
       if (!st) continue;
       const young = !owner && Date.now() - st.mtimeMs < 1000;
-      if (!young && (!owner || !alive(owner))) {
+      if (!young && (!owner || !processAlive(owner))) {
         rmSync(path, { force: true });
         continue;
       }

@@ -21,6 +21,16 @@ export function pageSize(): number {
 
 export const isRoot = (): boolean => process.getuid?.() === 0;
 
+/** Whether a process with this pid exists (EPERM: it does, but belongs to another user). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
  * The cookie of this process's network namespace: what bpf_get_netns_cookie() returns for its
  * sockets (SO_NETNS_COOKIE, Linux 5.14+). null when the kernel cannot say.
