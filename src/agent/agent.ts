@@ -99,6 +99,8 @@ export class Agent {
   private state: DesiredState;
   private store: StateStore<DesiredState> | null = null;
   private readonly auditLog: AuditLog;
+  /** audit lines of changes not yet handed to the store, which journals them with the change */
+  private auditNotes: string[] = [];
   private handles = new Map<string, FilterHandle>();
   private closed = false;
   private stats: RunStats | null = null;
@@ -125,10 +127,12 @@ export class Agent {
     ensureDir(opts.stateDir);
     // a writer killed between writing a snapshot's temporary file and renaming it leaves the file
     removeStaleTemps(opts.stateDir);
-    const saved = StateStore.load<DesiredState>(opts.stateDir);
+    const { state: saved, notes } = StateStore.replay<DesiredState>(opts.stateDir);
     if (saved && saved.version !== 1) throw new EbpfnetError('EBPFNET_USAGE', `read ${statePath(opts.stateDir)}`, `state version ${String(saved.version)} is not 1`, { hint: 'this agent is older than the one that wrote it' });
     const state: DesiredState = saved ?? { version: 1, filter: { revision: 0, nextId: 1, configHash: null, spec: emptySpec() } };
     const agent = new Agent(opts, state);
+    // audit lines of acknowledged changes that a power cut took from the log (see store.ts)
+    agent.auditLog.recover(notes);
     agent.startRunStats(opts.runStats);
     const cf = opts.config?.filter;
     if (cf && sectionHash(cf) !== state.filter.configHash) {
@@ -410,11 +414,12 @@ export class Agent {
 
   private save(op: string): Promise<void> {
     if (!this.store) return Promise.reject(new EbpfnetError('EBPFNET_BUSY', op, 'the agent is stopping'));
-    return this.store.save(this.state);
+    return this.store.save(this.state, this.auditNotes.splice(0));
   }
 
   private audit(caller: Caller, op: string, what: string, revision = this.state.filter.revision): void {
     const line = JSON.stringify({ time: new Date().toISOString(), who: caller.who, op, what, revision });
+    this.auditNotes.push(line);
     try {
       this.auditLog.append(line);
     } catch (e) {

@@ -13,7 +13,8 @@ import { PROTO_NUMBERS, familyBits, ruleFamily, type Cidr, type Family, type Rul
 export interface CompiledPolicy {
   flags: number;
   defaultAction: number;
-  /** flt_protos index without the generation: (family == 6) * 256 + proto */
+  /** the protocols some rule names, by flt_protos index without the generation ((family == 6) *
+   * 256 + proto); every other index holds UNNAMED_PROTO */
   protos: Array<[number, F.FltProtoVal]>;
   /** every port some rule names, with its value's index (1-based) into portVals */
   ports: PortTable;
@@ -128,6 +129,8 @@ export const DEFAULT_CAPACITY: Capacity = {
 };
 
 const NONE: F.FltVerdict = { rule: F.FLT_NO_RULE, action: F.FLT_ALLOW, rank: 0 };
+/** The protocol table's entry for a protocol no rule names: its packets get the default verdict. */
+export const UNNAMED_PROTO: Readonly<F.FltProtoVal> = { named: 0, rule: NONE.rule, action: NONE.action, rank: NONE.rank };
 const PORTED = new Set([PROTO_NUMBERS.tcp, PROTO_NUMBERS.udp, PROTO_NUMBERS.sctp]);
 
 const tooBig = (what: string, n: number, max: number): EbpfnetError =>
@@ -451,16 +454,10 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     const fb = family === 6 ? 256 : 0;
     const anyNamed = new Set([...named.G, ...named.S, ...named.D, ...named.SD]);
 
-    // The protocol table: all 256 protocols, so an unnamed one finds its default verdict too.
+    // The protocol table: the protocols some rule names (the rest hold UNNAMED_PROTO).
     const masks = new Map<number, number>();
     for (const g of ['G', 'S', 'D', 'SD'] as const) for (const p of named[g]) masks.set(p, (masks.get(p) ?? 0) | NAMED_BIT[g]);
-    const unnamed: F.FltProtoVal = { named: 0, rule: NONE.rule, action: NONE.action, rank: NONE.rank };
-    for (let p = 0; p < 256; p++) {
-      const mask = masks.get(p);
-      if (mask === undefined) {
-        out.protos.push([fb + p, unnamed]);
-        continue;
-      }
+    for (const [p, mask] of [...masks].sort((a, b) => a[0] - b[0])) {
       const v = verdict(named.G.has(p) ? bestG(p, 0) : null);
       out.protos.push([fb + p, { named: mask, rule: v.rule, action: v.action, rank: v.rank }]);
     }

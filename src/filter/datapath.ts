@@ -2,21 +2,21 @@
 // The kernel half of the filter: one loaded filter object per interface, its tables written from a
 // compiled policy into the inactive generation and switched in with one update, its counters read
 // back, and its pins. Policy logic lives in rules.ts, policy.ts and compile.ts.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { EbpfnetError, type VerifierStats } from '../errors.js';
 import * as F from '../gen/filter.js';
 import { BpfMap, BpfObject, BpfProgram, BpfTable, Link, ObjectSpec, ensureBpffs, objectPath, openPinnedLink, openPinnedMap, openPinnedTable, type MapFill, type XdpMode } from '../loader/index.js';
 import type { Closable } from '../loader/guard.js';
 import { track, untrack } from '../loader/guard.js';
-import { compilePolicy, DEFAULT_CAPACITY, PORT_SLOT, type CompiledPolicy, type DirTable } from './compile.js';
+import { compilePolicy, DEFAULT_CAPACITY, PORT_SLOT, UNNAMED_PROTO, type CompiledPolicy, type DirTable } from './compile.js';
 import type { Policy } from './policy.js';
+import { RecordWriter, STATE_ROOT, readRecord, removeRecord } from './record.js';
 import { formatRule, parseRule } from './rules.js';
 
 export type Hook = 'xdp' | 'tc';
 
 export const PIN_ROOT = '/sys/fs/bpf/ebpfnet/filter';
-export const STATE_ROOT = '/run/ebpfnet/filter';
 
 export interface RuleCount {
   rule: string;
@@ -108,6 +108,9 @@ interface Written {
   /** flt_pidx of the generation: element e's four indexes at 4e..4e+3 (98,304 elements, 1.5 MB;
    * null after an adoption: unknown, so every element is rewritten) */
   portIdx: PortShadow | null;
+  /** flt_protos indexes (without the generation) holding a named protocol; null: unknown, so
+   * all 512 are written */
+  protos: number[] | null;
   src: Map<string, F.FltLpmKey>;
   dst: Map<string, F.FltLpmKey>;
   rules: Map<string, F.FltRuleKey>;
@@ -134,6 +137,10 @@ export class FilterDatapath implements Closable {
   /** counter slots from this one up have never been used since the object was loaded (all zero
    * there: no reset needed); null for an adopted filter, whose history is unknown */
   private zeroFrom: number | null = null;
+  /** the record in /run naming each counter slot's rule (written while the filter is pinned) */
+  private readonly record: RecordWriter;
+  /** pinned by this object or adopted from pins: then its record in /run is kept up to date */
+  private pinned = false;
   hook: Hook = 'xdp';
   mode: XdpMode | 'tc' = 'native';
 
@@ -141,6 +148,7 @@ export class FilterDatapath implements Closable {
     this.ifname = ifname;
     this.obj = obj;
     this.t = t;
+    this.record = new RecordWriter(ifname);
     track(this);
   }
 
@@ -163,7 +171,7 @@ export class FilterDatapath implements Closable {
     const d = new FilterDatapath(ifname, obj, t);
     d.zeroFrom = 0;
     // A fresh object's tables are empty: nothing to scan or rewrite.
-    const empty = (): Written => ({ portIdx: { idx: new Uint32Array(PORT_ELEMS * 4), used: [] }, src: new Map(), dst: new Map(), rules: new Map() });
+    const empty = (): Written => ({ portIdx: { idx: new Uint32Array(PORT_ELEMS * 4), used: [] }, protos: null, src: new Map(), dst: new Map(), rules: new Map() });
     d.written = [empty(), empty()];
     return d;
   }
@@ -186,6 +194,7 @@ export class FilterDatapath implements Closable {
       (x) => openPinnedTable(join(dir, x.variable), x as never),
     );
     const d = new FilterDatapath(ifname, null, t);
+    d.pinned = true;
     const state = readState(ifname);
     if (state) {
       const texts = state.rules.map((r) => formatRule(parseRule(r.action, r.match)));
@@ -255,7 +264,7 @@ export class FilterDatapath implements Closable {
     // The switch: one aligned store, after every write above; the program reads gen first.
     this.t.flt_cfg.storeU32(CFG_GEN, g);
     this.rules = { texts, slots: Int32Array.from(ids), default: policy.default, audit: !!policy.audit };
-    if (this.pinDir()) writeState(this);
+    if (this.pinned) this.writeRecord();
     return compiled;
   }
 
@@ -305,7 +314,7 @@ export class FilterDatapath implements Closable {
   private scanGeneration(g: number): Written {
     // Unknown content (an adopted filter): port indexes count as all-set so every element is
     // rewritten; hashed tables are read back.
-    const w: Written = { portIdx: null, src: new Map(), dst: new Map(), rules: new Map() };
+    const w: Written = { portIdx: null, protos: null, src: new Map(), dst: new Map(), rules: new Map() };
     for (const k of this.t.flt_src.keys()) if (k.gen === g) w.src.set(keyOf(k), k);
     for (const k of this.t.flt_dst.keys()) if (k.gen === g) w.dst.set(keyOf(k), k);
     for (const k of this.t.flt_rules.keys()) if (k.gen === g) w.rules.set(keyOf(k), k);
@@ -328,7 +337,7 @@ export class FilterDatapath implements Closable {
       if (!(idx[e * 4] | idx[e * 4 + 1] | idx[e * 4 + 2] | idx[e * 4 + 3])) shadow.used.push(e);
       idx[o] = P.value[j];
     }
-    const now: Written = { portIdx: shadow, src: new Map(), dst: new Map(), rules: new Map() };
+    const now: Written = { portIdx: shadow, protos: c.protos.map(([i]) => i), src: new Map(), dst: new Map(), rules: new Map() };
     // IPv4 prefixes go to the tries only when the DIR table does not hold them
     const inTrie = (e: { family: number }): boolean => e.family === 6 || !c.dir;
     const src = c.src.filter(inTrie).map((e): [F.FltLpmKey, F.FltClass] => [lpmKey(g, e), e.value]);
@@ -342,7 +351,10 @@ export class FilterDatapath implements Closable {
     this.t.flt_src.deleteBatch(stale(old.src, now.src));
     this.t.flt_dst.deleteBatch(stale(old.dst, now.dst));
     this.t.flt_rules.deleteBatch(stale(old.rules, now.rules));
-    // The tables are written in place (mapped memory): all 512 protocol entries cost microseconds.
+    // The tables are written in place (mapped memory). Protocols named before and not now go back
+    // to the unnamed entry (all of them when the table's content is unknown).
+    const named = new Set(now.protos);
+    for (const i of old.protos ?? Array.from({ length: 512 }, (_, k) => k)) if (!named.has(i)) this.t.flt_protos.set(g * 512 + i, UNNAMED_PROTO);
     for (const [i, v] of c.protos) this.t.flt_protos.set(g * 512 + i, v);
     // Values before the indexes that point at them.
     c.portVals.forEach((v, i) => this.t.flt_pval.set(g * F.FLT_PORT_VALS + i + 1, v));
@@ -452,9 +464,24 @@ export class FilterDatapath implements Closable {
     return { packets, bytes };
   }
 
-  private pinDir(): string | null {
-    return existsSync(join(PIN_ROOT, this.ifname, F.FLT_CFG.variable)) ? join(PIN_ROOT, this.ifname) : null;
+  /** The record in /run: rule texts, their counter slots, the hook (see record.ts). */
+  private writeRecord(): void {
+    const p = this.rules;
+    if (!p) return;
+    const head: Omit<State, 'rules' | 'ids'> = { default: p.default, audit: p.audit, hook: this.hook, mode: this.mode };
+    const sp = (t: string): number => t.indexOf(' ');
+    this.record.write(
+      (function* () {
+        yield `${JSON.stringify(head).slice(0, -1)},"rules":[`;
+        yield* thousands(p.texts, (t) => JSON.stringify({ action: t.slice(0, sp(t)), match: t.slice(sp(t) + 1) }));
+        yield '],"ids":{';
+        yield* thousands(p.texts, (t, i) => `${JSON.stringify(t)}:${p.slots[i]}`);
+        yield '}}\n';
+      })(),
+    );
   }
+
+
 
   /** Pins the maps and the link so the filter outlives this process. */
   pin(): string {
@@ -467,7 +494,8 @@ export class FilterDatapath implements Closable {
     for (const m of MAPS) this.t[m.name].pin(join(dir, m.name));
     for (const x of TABLES) this.t[x.variable].pin(join(dir, x.variable));
     this.link?.pin(join(dir, 'link'));
-    writeState(this);
+    this.pinned = true;
+    this.writeRecord();
     return dir;
   }
 
@@ -477,7 +505,7 @@ export class FilterDatapath implements Closable {
     if (!existsSync(dir)) return false;
     if (existsSync(join(dir, 'link'))) openPinnedLink(join(dir, 'link'), `filter on ${ifname}`).detach();
     rmSync(dir, { recursive: true, force: true });
-    for (const f of [`${ifname}.json`, `${ifname}.json.tmp`]) rmSync(join(STATE_ROOT, f), { force: true });
+    removeRecord(ifname);
     // the last filter gone: leave no empty ebpfnet folders behind in bpffs or /run
     for (const d of [PIN_ROOT, STATE_ROOT]) if (existsSync(d) && !readdirSync(d).length) rmSync(d, { recursive: true });
     return true;
@@ -494,6 +522,7 @@ export class FilterDatapath implements Closable {
     for (const x of TABLES) this.t[x.variable].close();
     this.obj?.close();
     this.obj = null;
+    this.record.close();
     untrack(this);
   }
 
@@ -511,49 +540,15 @@ interface State {
   mode: XdpMode | 'tc';
 }
 
-function writeState(d: FilterDatapath): void {
-  const p = (d as unknown as { rules: FilterDatapath['rules'] }).rules;
-  if (!p) return;
-  mkdirSync(STATE_ROOT, { recursive: true });
-  const file = join(STATE_ROOT, `${d.ifname}.json`);
-  // State's JSON written a thousand rules at a time: a 100,000-rule state is ~8 MB of text, which
-  // as one string (and its ids as one object) was the largest allocation of a policy change.
-  const head: Omit<State, 'rules' | 'ids'> = { default: p.default, audit: p.audit, hook: d.hook, mode: d.mode };
-  const fd = openSync(`${file}.tmp`, 'w');
-  try {
-    const each = (open: string, one: (t: string, i: number) => string, close: string): void => {
-      writeSync(fd, open);
-      for (let i = 0; i < p.texts.length; i += 1000) writeSync(fd, (i ? ',' : '') + p.texts.slice(i, i + 1000).map((t, k) => one(t, i + k)).join(','));
-      writeSync(fd, close);
-    };
-    const sp = (t: string): number => t.indexOf(' ');
-    each(`${JSON.stringify(head).slice(0, -1)},"rules":[`, (t) => JSON.stringify({ action: t.slice(0, sp(t)), match: t.slice(sp(t) + 1) }), ']');
-    each(',"ids":{', (t, i) => `${JSON.stringify(t)}:${p.slots[i]}`, '}}\n');
-  } finally {
-    closeSync(fd);
-  }
-  // The old file goes before the rename: renaming over an existing file makes ext4 (where /run is
-  // not a tmpfs) start writing the new one out at once (auto_da_alloc), 5-20 times the cost of
-  // the rest of a small policy change. Whatever moment a crash hits, a complete file is there:
-  // the new .tmp (which readState prefers) or the old file.
-  try {
-    unlinkSync(file);
-  } catch {
-    /* the first write: nothing to replace */
-  }
-  renameSync(`${file}.tmp`, file);
+/**
+ * A list's JSON items a thousand at a time: a 100,000-rule record is ~8 MB of text, which as one
+ * string (and its ids as one object) was the largest allocation of a policy change.
+ */
+function* thousands(texts: string[], one: (t: string, i: number) => string): Generator<string> {
+  for (let i = 0; i < texts.length; i += 1000) yield (i ? ',' : '') + texts.slice(i, i + 1000).map((t, k) => one(t, i + k)).join(',');
 }
 
 function readState(ifname: string): State | null {
-  const file = join(STATE_ROOT, `${ifname}.json`);
-  // a .tmp that parses is newer than the file (a crash came before the rename); a torn one is not
-  for (const f of [`${file}.tmp`, file]) {
-    if (!existsSync(f)) continue;
-    try {
-      return JSON.parse(readFileSync(f, 'utf8')) as State;
-    } catch (e) {
-      if (f === file) throw e;
-    }
-  }
-  return null;
+  const body = readRecord(ifname);
+  return body === null ? null : (JSON.parse(body) as State);
 }

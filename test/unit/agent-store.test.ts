@@ -114,4 +114,45 @@ describe('agent state store', () => {
     expect(readFileSync(auditPath(dir), 'utf8')).toBe('{"op":"one"}\n{"op":"two"}\n{"op":"three"}\n');
     expect(statSync(auditPath(dir)).mode & 0o777).toBe(0o600);
   });
+
+  it('notes ride with their version: replayed in order, the torn record\'s never', async () => {
+    const s = StateStore.open<S>(dir, { n: 0 });
+    await s.save({ n: 1 }, ['a']);
+    // saved together: one record, both notes
+    await Promise.all([s.save({ n: 2 }, ['b']), s.save({ n: 3 }, ['c'])]);
+    s.close();
+    const fd = openSync(journalPath(dir), 'a');
+    writeSync(fd, '{"state":{"n":4},"notes":["d"');
+    closeSync(fd);
+    expect(StateStore.replay<S>(dir)).toEqual({ state: { n: 3 }, notes: ['a', 'b', 'c'] });
+    // a new snapshot starts an empty journal: nothing to recover any more
+    StateStore.open<S>(dir, { n: 3 }).close();
+    expect(StateStore.replay<S>(dir)).toEqual({ state: { n: 3 }, notes: [] });
+  });
+
+  it('recover appends the journalled audit lines the log lost, once, and nothing else', () => {
+    const a = new AuditLog(auditPath(dir));
+    a.append('{"op":"one"}');
+    a.close();
+    // "two" and "three" reached the journal but not the log (a power cut)
+    const b = new AuditLog(auditPath(dir));
+    expect(b.recover(['{"op":"one"}', '{"op":"two"}', '{"op":"three"}'])).toEqual(['{"op":"two"}', '{"op":"three"}']);
+    expect(b.recover(['{"op":"one"}', '{"op":"two"}', '{"op":"three"}'])).toEqual([]);
+    b.close();
+    expect(readFileSync(auditPath(dir), 'utf8')).toBe('{"op":"one"}\n{"op":"two"}\n{"op":"three"}\n');
+  });
+
+  it('a snapshot syncs the audit log before it drops the journal holding its lines', async () => {
+    const synced: number[] = [];
+    const a = new AuditLog(auditPath(dir));
+    a.append('{"op":"one"}');
+    const s = StateStore.open<S>(dir, { n: 0 }, () => (synced.push(1), a.fds));
+    expect(synced).toHaveLength(1);
+    await s.save({ n: 1, text: 'x'.repeat(70_000) }, ['{"op":"one"}']);
+    // the record was too large for the journal: a snapshot, after syncing the log
+    expect(synced).toHaveLength(2);
+    expect(StateStore.replay<S>(dir).notes).toEqual([]);
+    s.close();
+    a.close();
+  });
 });

@@ -37,12 +37,13 @@ import { dropConnections, Harness, HarnessError, options, parseMetrics, prng, re
 const { StateStore } = await import(pathToFileURL(join(root, 'dist', 'agent', 'store.js')).href);
 /** the filter policy the state directory holds, as marker ports */
 const storedPorts = (/** @type {string} */ dir) => portsOf(StateStore.load(dir).filter.spec.rules);
+/** The filter datapath's reader of its record in /run (which rule counts in which slot). */
+const { readRecord } = await import(pathToFileURL(join(root, 'dist', 'filter', 'record.js')).href);
 
 const o = options({ cycles: 50, seed: 1, 'min-ms': 50, 'max-ms': 1500 });
 const h = new Harness();
 const rnd = prng(Number(o.seed));
 const PIN_ROOT = '/sys/fs/bpf/ebpfnet/filter';
-const STATE_ROOT = '/run/ebpfnet/filter';
 /** what an agent's state directory may hold */
 const STATE_FILES = ['audit.log', 'state.journal', 'state.json', 'token'];
 
@@ -283,7 +284,7 @@ async function main() {
       const view = await request(`${a.url}/v1/filter`, 'GET');
       const served = portsOf(JSON.parse(view.body).rules);
       const file = storedPorts(stateDir);
-      const record = portsOf(JSON.parse(readFileSync(join(STATE_ROOT, `${v.host}.json`), 'utf8')).rules);
+      const record = portsOf(JSON.parse(readRecord(v.host) ?? '{"rules":[]}').rules);
       const inForce = new Set([...up.d].filter((p) => p !== nextPort + 1000));
       if (!same(served, inForce) || !same(file, inForce) || !same(record, inForce)) violate(c, `policy in force ${key(inForce)}, GET /v1/filter ${key(served)}, state file ${key(file)}, datapath record ${key(record)}`);
       // the client carries on from what the agent now holds
