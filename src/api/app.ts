@@ -110,8 +110,10 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   app.addHook('onRoute', (r) => void routes.push(r as RouteOptions));
 
   const metrics = apiMetrics(o.registry);
-  app.addHook('onResponse', async (req, reply) => {
+  // Hooks in callback style: an async hook costs each request a promise and a microtask turn.
+  app.addHook('onResponse', (req, reply, done) => {
     metrics.observe(req.method, req.routeOptions.url, reply.statusCode, reply.elapsedTime / 1000);
+    done();
   });
 
   const expected = Buffer.from(o.token);
@@ -122,18 +124,21 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     return got.length === expected.length && timingSafeEqual(got, expected);
   };
   // Before the body is read: an unauthorized client cannot make the agent parse anything.
-  app.addHook('onRequest', async (req, reply) => {
+  app.addHook('onRequest', (req, reply, done) => {
     const write = req.method !== 'GET' && req.method !== 'HEAD';
     const open = req.url === '/healthz' || req.url === '/readyz';
     // a route marked secret (the tracer's events: every user's calls) needs the token to be read too
     const secret = (req.routeOptions.config as { secret?: boolean } | undefined)?.secret === true;
     if ((write || secret || (o.authReads && !open)) && !authorized(req)) {
       reply.header('www-authenticate', 'Bearer realm="ebpfnet"');
-      return send(reply, 401, {
+      // a reply sent from a callback hook ends the request there; done() is not called
+      send(reply, 401, {
         code: 'EBPFNET_PERMISSION',
         message: `authorize ${req.method} ${req.url.split('?')[0]}: ${req.headers.authorization ? 'the bearer token is wrong' : 'a bearer token is needed'}; send Authorization: Bearer <token> (the token is in the state directory, mode 0600)`,
       });
+      return;
     }
+    done();
   });
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
