@@ -244,6 +244,21 @@ describe('agent API (inject)', () => {
     expect(kernel.pinned.get('eth9')!.rules.map(formatRule)).toEqual(['deny tcp/22', 'deny icmp']);
   });
 
+  it('an audit line a power cut took from the log is put back at start from the journal', async () => {
+    await put({ rules: [{ action: 'deny', match: 'tcp/1' }] }, { 'content-type': 'application/json' });
+    await put({ rules: [{ action: 'deny', match: 'tcp/2' }] }, { 'content-type': 'application/json' });
+    await app.close();
+    agent.close();
+    const log = join(dir, 'audit.log');
+    const lines = readFileSync(log, 'utf8').split('\n').filter(Boolean);
+    expect(lines).toHaveLength(2);
+    // the change reached the journal (synced), its audit line only the page cache: gone
+    writeFileSync(log, `${lines[0]}\n`);
+    await start();
+    expect(readFileSync(log, 'utf8')).toBe(`${lines.join('\n')}\n`);
+    expect((await app.inject('/v1/filter')).json().rules).toEqual([{ id: 3, action: 'deny', match: 'tcp/2' }]);
+  });
+
   it('a changed config file wins over the saved state, keeping ids of rules it still names', async () => {
     await put({ rules: [{ action: 'deny', match: 'tcp/22' }, { action: 'deny', match: 'icmp' }] }, { 'content-type': 'application/json' });
     await app.close();
