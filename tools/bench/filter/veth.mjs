@@ -14,7 +14,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BenchError, has, median, root, sh } from './util.mjs';
+import { BenchError, has, here, median, root, sh } from './util.mjs';
 
 const SRC = '10.197.0.1';
 const DST = '10.197.0.2';
@@ -44,7 +44,7 @@ export function cidrSources(n) {
  * @typedef {{ kind: 'port' } | { kind: 'cidr', sources: string[] }} Rules
  * @typedef {{ s: string, r: string }} Env
  * @typedef {{ mode?: string, finish: () => Promise<number> }} Installed
- * @typedef {{ name: string, install: (env: Env, rules: Rules, tmp: string) => Promise<Installed> }} Contender
+ * @typedef {{ name: string, only?: Rules['kind'], install: (env: Env, rules: Rules, tmp: string) => Promise<Installed> }} Contender
  * @typedef {{ children: Set<import('node:child_process').ChildProcess>, netns: Set<string>, stopping: boolean }} Live
  */
 
@@ -190,6 +190,44 @@ function ebpfnet(hook, live, ctlCpu) {
 }
 
 /**
+ * The hand-written tc floor (floor.bpf.c's floor_tc, through floor-tc.mjs) in the receiver
+ * namespace: a reference, not a contender for "best": what any BPF program at the tc hook costs at
+ * least. One rule only (it has no CIDR table).
+ * @param {Live} live
+ * @param {number} ctlCpu
+ * @returns {Contender}
+ */
+function floorTc(live, ctlCpu) {
+  return {
+    name: 'floor: hand-written tc (tcx)',
+    only: 'port',
+    async install(env) {
+      const { child, done, output } = start(live, 'taskset', ['-c', String(ctlCpu), 'nsenter', `--net=/run/netns/${env.r}`, process.execPath, join(here, 'floor-tc.mjs'), IF_R]);
+      let exited = /** @type {{ code: number | null, signal: string | null, err: string } | null} */ (null);
+      done.then((r) => (exited = r));
+      const deadline = Date.now() + 60_000;
+      while (!/^attached$/m.test(output())) {
+        if (exited || Date.now() > deadline) {
+          child.kill('SIGKILL');
+          const r = /** @type {any} */ (exited) ?? { err: 'no "attached" line within 60 s', code: null };
+          throw new BenchError(`floor-tc: ${r.err.trim() || `exited with ${r.code ?? r.signal}`}`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return {
+        async finish() {
+          child.kill('SIGINT');
+          const r = await done;
+          const m = /^dropped (\d+)$/m.exec(r.out);
+          if (!m) throw new BenchError(`floor-tc on SIGINT: ${r.err.trim() || `exited with ${r.code ?? r.signal}, no count`}`);
+          return Number(m[1]);
+        },
+      };
+    },
+  };
+}
+
+/**
  * iptables in the raw table's PREROUTING: the first netfilter hook an IPv4 packet meets.
  * @param {'nft' | 'legacy'} backend
  * @returns {Contender}
@@ -240,6 +278,9 @@ function nftables() {
 /**
  * @param {{ seconds: number, reps: number, cidrRules: number, cpu: number, ctlCpu: number, tmp: string, live: Live, log: (s: string) => void }} o
  */
+/** A contender ebpfnet is measured against (not ebpfnet itself, not the floor). */
+export const isOther = (/** @type {string} */ name) => !name.startsWith('ebpfnet') && !name.startsWith('floor');
+
 export async function runVeth(o) {
   /** @type {Contender[]} */
   const contenders = [ebpfnet('xdp', o.live, o.ctlCpu), ebpfnet('tc', o.live, o.ctlCpu)];
@@ -251,20 +292,22 @@ export async function runVeth(o) {
   else notes.push('iptables-legacy not installed: no iptables-legacy row');
   if (has('nft')) contenders.push(nftables());
   else notes.push('nft not installed (apt-get install nftables): no nftables row');
+  contenders.push(floorTc(o.live, o.ctlCpu));
 
   /** @type {{ key: string, label: string, rules: Rules }[]} */
   const cases = [
     { key: 'one', label: '1 rule (udp/9)', rules: { kind: 'port' } },
     { key: 'cidr', label: `${o.cidrRules.toLocaleString('en-US')} CIDR rules, match last`, rules: { kind: 'cidr', sources: cidrSources(o.cidrRules) } },
   ];
-  /** @type {Record<string, Record<string, { runs: { sent: number, dropped: number, seconds: number, cpuSeconds: number, sendErrors: number }[], errors: string[], mode?: string }>>} */
+  /** @type {Record<string, Record<string, { runs: { sent: number, dropped: number, seconds: number, cpuSeconds: number, sendErrors: number, round: number }[], errors: string[], mode?: string }>>} */
   const raw = {};
   for (const c of cases) raw[c.key] = Object.fromEntries(contenders.map((x) => [x.name, { runs: [], errors: [] }]));
   let seq = 0;
   for (let rep = 0; rep < o.reps; rep++) {
     for (const c of cases) {
-      for (let k = 0; k < contenders.length; k++) {
-        const x = contenders[(k + rep) % contenders.length];
+      const here = contenders.filter((x) => !x.only || x.only === c.rules.kind);
+      for (let k = 0; k < here.length; k++) {
+        const x = here[(k + rep) % here.length];
         const slot = raw[c.key][x.name];
         o.log(`veth: round ${rep + 1} of ${o.reps}: ${c.label}: ${x.name}`);
         const env = setup(o.live, seq++);
@@ -273,7 +316,7 @@ export async function runVeth(o) {
           if (inst.mode) slot.mode = inst.mode;
           const f = await flood(o.live, env, o);
           const dropped = await inst.finish();
-          slot.runs.push({ ...f, dropped });
+          slot.runs.push({ ...f, dropped, round: rep });
         } catch (e) {
           if (o.live.stopping) throw e;
           // kept verbatim for the report; the other contenders still run
@@ -290,10 +333,23 @@ export async function runVeth(o) {
   }
   const rows = [];
   for (const c of cases) {
+    // "the others": the contenders ebpfnet is measured against (not ebpfnet, not the floor)
+    const others = contenders.filter((x) => isOther(x.name) && (!x.only || x.only === c.rules.kind));
+    /** the best other's rate in each round */
+    const bestIn = (/** @type {number} */ round) => {
+      const rs = others.flatMap((x) => raw[c.key][x.name].runs.filter((r) => r.round === round).map((r) => r.dropped / r.seconds));
+      return rs.length ? Math.max(...rs) : NaN;
+    };
     for (const x of contenders) {
+      if (x.only && x.only !== c.rules.kind) continue;
       const s = raw[c.key][x.name];
       const rates = s.runs.map((r) => r.dropped / r.seconds);
+      // against the best other of the same round, a few seconds apart: what drifts over the whole
+      // run (other work on the machine, the VM's CPU) moves both sides of each ratio alike
+      const paired = isOther(x.name) ? [] : s.runs.map((r) => r.dropped / r.seconds / bestIn(r.round)).filter(Number.isFinite);
       rows.push({
+        vsBestPaired: paired.length ? median(paired) : NaN,
+        pairedRounds: paired.length,
         case: c.key,
         caseLabel: c.label,
         filter: x.name,
