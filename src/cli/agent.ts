@@ -69,10 +69,8 @@ async function runAgent(o: AgentOpts): Promise<void> {
   }
   const addr = app.server.address();
   const shown = typeof addr === 'object' && addr ? `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : listen;
-  const f = agent.filter();
-  process.stdout.write(`state: ${o.stateDir} (revision ${f.revision})\n`);
-  process.stdout.write(`filter: ${f.interfaces.length ? `${f.interfaces.join(', ')}: ${f.rules.length} rules; default ${f.default}` : 'no interfaces'}\n`);
-  process.stdout.write(`${describeLbTrace(agent)}\n`);
+  process.stdout.write(`state: ${o.stateDir} (revision ${agent.filterRevision})\n`);
+  process.stdout.write(`${describeFilter(agent)}\n${describeLbTrace(agent)}\n`);
   process.stdout.write(`token: ${source}\n`);
   process.stdout.write(`bpf run statistics: ${agent.runStats.detail}\n`);
   process.stdout.write(`api: http://${shown}/v1 (metrics: http://${shown}/metrics)\n`);
@@ -101,6 +99,12 @@ function readAgentConfig(o: AgentOpts): { api: AgentConfig['api']; open: () => A
       return Agent.open({ stateDir: o.stateDir, config: c, auditSink: (line) => process.stdout.write(`audit: ${line}\n`), runStats: enableRunStats });
     },
   };
+}
+
+/** In a function of its own: the view copies every rule, and runAgent's frame lives as long as the agent. */
+function describeFilter(agent: Agent): string {
+  const f = agent.filter();
+  return `filter: ${f.interfaces.length ? `${f.interfaces.join(', ')}: ${f.rules.length} rules; default ${f.default}` : 'no interfaces'}`;
 }
 
 function describeLbTrace(agent: Agent): string {
