@@ -364,7 +364,7 @@ export class Agent {
     const prev = this.state.filter;
     this.state = { ...this.state, filter: { revision: prev.revision + 1, nextId, configHash: prev.configHash, spec } };
     this.audit(caller, op, what);
-    return this.save(op);
+    return this.save(op, { filter: this.state.filter });
   }
 
   /**
@@ -405,12 +405,13 @@ export class Agent {
    */
   private saveSection(part: Pick<DesiredState, 'lb'>): Promise<void> {
     this.state = { ...this.state, ...part };
-    return this.save('save the balancer');
+    return this.save('save the balancer', part);
   }
 
-  private save(op: string): Promise<void> {
+  /** Only the sections that changed go to the journal (a balancer change leaves the filter's out). */
+  private save(op: string, sections: Partial<DesiredState>): Promise<void> {
     if (!this.store) return Promise.reject(new EbpfnetError('EBPFNET_BUSY', op, 'the agent is stopping'));
-    return this.store.save(this.state);
+    return this.store.save(sections);
   }
 
   private audit(caller: Caller, op: string, what: string, revision = this.state.filter.revision): void {
