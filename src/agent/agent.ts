@@ -8,7 +8,7 @@
 import { EbpfnetError } from '../errors.js';
 import type { FilterCounters, Hook } from '../filter/datapath.js';
 import type { Policy } from '../filter/policy.js';
-import { formatMatch, parseRule, type Action } from '../filter/rules.js';
+import { formatMatch, parseRule, type Action, type Rule } from '../filter/rules.js';
 import type { RunStats } from '../loader/index.js';
 import type { BpfSource } from '../metrics/bpf.js';
 import type { FilterSource } from '../metrics/filter.js';
@@ -135,12 +135,17 @@ export class Agent {
     agent.auditLog.recover(notes);
     agent.startRunStats(opts.runStats);
     const cf = opts.config?.filter;
-    if (cf && sectionHash(cf) !== state.filter.configHash) {
-      const { spec, nextId } = agent.withIds({ ...cf, rules: cf.rules }, state.filter.spec, state.filter.nextId);
-      state.filter = { revision: state.filter.revision + 1, nextId, configHash: sectionHash(cf), spec: { ...spec, hook: cf.hook, mode: cf.mode, maxRules: cf.maxRules } };
+    const cfHash = cf && sectionHash(cf);
+    // withIds parses the config's rules (checked once already by the config reader) for their ids;
+    // the kernel's policy is made of the same parse, not a third one
+    let policy: Policy | undefined;
+    if (cf && cfHash !== state.filter.configHash) {
+      const { spec, nextId, rules } = agent.withIds(cf, state.filter.spec, state.filter.nextId);
+      state.filter = { revision: state.filter.revision + 1, nextId, configHash: cfHash!, spec: { ...spec, hook: cf.hook, mode: cf.mode, maxRules: cf.maxRules } };
+      policy = { rules, default: spec.default, audit: spec.audit };
     }
     try {
-      agent.reconcile(state.filter.spec, toPolicy(state.filter.spec));
+      agent.reconcile(state.filter.spec, policy ?? toPolicy(state.filter.spec));
       const lb = AgentLb.open(state.lb, opts.config?.lb ?? null, opts.balancer ?? kernelLb, {
         save: (s) => agent.saveSection({ lb: s }),
         audit: (caller, op, what, revision) => agent.audit(caller, op, what, revision),
@@ -179,16 +184,22 @@ export class Agent {
    */
   async setFilter(change: FilterChange, caller: Caller): Promise<FilterView> {
     this.checkRevision(caller);
+    const durable = this.replacePolicy(change, caller);
+    const view = this.filter();
+    await durable;
+    return view;
+  }
+
+  /** setFilter's change, in a frame of its own: an awaiting async frame would keep the parsed rules. */
+  private replacePolicy(change: FilterChange, caller: Caller): Promise<void> {
     const cur = this.state.filter.spec;
-    const { spec, nextId } = this.withIds(
+    const { spec, nextId, rules } = this.withIds(
       { interfaces: change.interfaces ?? cur.interfaces, rules: change.rules, default: change.default ?? cur.default, audit: change.audit ?? cur.audit },
       cur,
       this.state.filter.nextId,
     );
-    const durable = this.commit({ ...cur, ...spec }, nextId, caller, 'PUT /v1/filter', `${spec.rules.length} rules on ${spec.interfaces.join(',') || 'no interface'}; default ${spec.default}${spec.audit ? '; audit' : ''}`);
-    const view = this.filter();
-    await durable;
-    return view;
+    const what = `${spec.rules.length} rules on ${spec.interfaces.join(',') || 'no interface'}; default ${spec.default}${spec.audit ? '; audit' : ''}`;
+    return this.commit({ ...cur, ...spec }, nextId, caller, 'PUT /v1/filter', what, { rules, default: spec.default, audit: spec.audit });
   }
 
   async addRule(rule: { action: Action; match: string }, caller: Caller): Promise<RuleView> {
@@ -326,12 +337,15 @@ export class Agent {
 
   /**
    * Canonical rules with stable ids: a rule keeps its id while its text stays in the policy, a new
-   * one takes the next id. Parsing is the one rule grammar; the same rule twice is one rule.
+   * one takes the next id. Parsing is the one rule grammar; the same rule twice is one rule. The
+   * parsed rules come back too (`rules`, in the spec's order), so the kernel's policy needs no
+   * second parse.
    */
-  private withIds(want: { interfaces: string[]; rules: Array<{ action: Action; match: string }>; default: Action; audit: boolean }, prev: FilterSpec, nextId: number): { spec: FilterSpec; nextId: number } {
+  private withIds(want: { interfaces: string[]; rules: Array<{ action: Action; match: string }>; default: Action; audit: boolean }, prev: FilterSpec, nextId: number): { spec: FilterSpec; nextId: number; rules: Rule[] } {
     const old = new Map(prev.rules.map((r) => [`${r.action} ${r.match}`, r.id]));
     const seen = new Set<string>();
-    const rules: RuleView[] = [];
+    const views: RuleView[] = [];
+    const rules: Rule[] = [];
     for (const w of want.rules) {
       const r = parseRule(w.action, w.match);
       const text = formatMatch(r);
@@ -339,10 +353,11 @@ export class Agent {
       if (seen.has(key)) continue;
       seen.add(key);
       // the caller's string when it is already canonical: one copy per rule, not two
-      rules.push({ id: old.get(key) ?? nextId++, action: r.action, match: w.match === text ? w.match : text });
+      views.push({ id: old.get(key) ?? nextId++, action: r.action, match: w.match === text ? w.match : text });
+      rules.push(r);
     }
     const ifs = [...new Set(want.interfaces)];
-    return { spec: { ...prev, interfaces: ifs, rules, default: want.default, audit: want.audit }, nextId };
+    return { spec: { ...prev, interfaces: ifs, rules: views, default: want.default, audit: want.audit }, nextId, rules };
   }
 
   /**
@@ -350,11 +365,11 @@ export class Agent {
    * the kernel and in memory on return (so the next request sees it); the promise resolves once
    * it is durable.
    */
-  private commit(spec: FilterSpec, nextId: number, caller: Caller, op: string, what: string): Promise<void> {
+  private commit(spec: FilterSpec, nextId: number, caller: Caller, op: string, what: string, policy: Policy = toPolicy(spec)): Promise<void> {
     const before = this.state.filter.spec;
     const touched = new Set<string>();
     try {
-      this.reconcile(spec, toPolicy(spec), touched);
+      this.reconcile(spec, policy, touched);
     } catch (e) {
       try {
         // only the filters that took the new policy go back: the others never changed, and
@@ -368,7 +383,7 @@ export class Agent {
     const prev = this.state.filter;
     this.state = { ...this.state, filter: { revision: prev.revision + 1, nextId, configHash: prev.configHash, spec } };
     this.audit(caller, op, what);
-    return this.save(op);
+    return this.save(op, { filter: this.state.filter });
   }
 
   /**
@@ -409,12 +424,13 @@ export class Agent {
    */
   private saveSection(part: Pick<DesiredState, 'lb'>): Promise<void> {
     this.state = { ...this.state, ...part };
-    return this.save('save the balancer');
+    return this.save('save the balancer', part);
   }
 
-  private save(op: string): Promise<void> {
+  /** Only the sections that changed go to the journal (a balancer change leaves the filter's out). */
+  private save(op: string, sections: Partial<DesiredState>): Promise<void> {
     if (!this.store) return Promise.reject(new EbpfnetError('EBPFNET_BUSY', op, 'the agent is stopping'));
-    return this.store.save(this.state, this.auditNotes.splice(0));
+    return this.store.save(sections, this.auditNotes.splice(0));
   }
 
   private audit(caller: Caller, op: string, what: string, revision = this.state.filter.revision): void {

@@ -44,19 +44,36 @@ export function duplicateKey(text: string): string | null {
   return null;
 }
 
+/** Whether JSON.stringify makes `v` in one small piece: no array, no object holding a container. */
+function flat(v: unknown): boolean {
+  if (v === null || typeof v !== 'object' || typeof (v as { toJSON?: unknown }).toJSON === 'function') return true;
+  if (Array.isArray(v)) return false;
+  // a loop, not Object.values(v).some(): no array per object of a 100,000-item list
+  for (const k in v) {
+    const x = (v as Record<string, unknown>)[k];
+    if (x !== null && typeof x === 'object') return false;
+  }
+  return true;
+}
+
 /** The JSON text of `v` in pieces: containers holding containers are opened, the rest stringified. */
 function* pieces(v: unknown): Generator<string> {
   if (Array.isArray(v)) {
     yield '[';
     for (let i = 0; i < v.length; i++) {
-      if (i) yield ',';
-      yield* pieces(v[i]);
+      const x: unknown = v[i];
+      // flat items inline: a generator per item was most of a large response's garbage
+      if (flat(x)) yield `${i ? ',' : ''}${JSON.stringify(x) ?? 'null'}`;
+      else {
+        if (i) yield ',';
+        yield* pieces(x);
+      }
     }
     yield ']';
-  } else if (v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON !== 'function' && Object.values(v).some((x) => x !== null && typeof x === 'object')) {
+  } else if (!flat(v)) {
     let first = true;
     yield '{';
-    for (const [k, x] of Object.entries(v)) {
+    for (const [k, x] of Object.entries(v as object)) {
       if (x === undefined) continue;
       yield `${first ? '' : ','}${JSON.stringify(k)}:`;
       first = false;

@@ -3,17 +3,20 @@
 // fsynced, then renamed over the old one and the directory fsynced: after a crash or a power cut a
 // reader finds the old file or the new one, never half of one.
 //
-// The desired state is kept as a snapshot (state.json, written that way) plus a journal
-// (state.journal) of the versions saved since: one JSON line each, appended and fdatasynced. On
+// The desired state is an object of named sections (the filter's, the balancer's), kept as a
+// snapshot (state.json, written that way) plus a journal (state.journal) of the changes saved since:
+// one JSON line each, `{"sections":{NAME:VALUE,...}}`, naming only the sections that changed (a
+// balancer change does not write out a 100,000-rule filter again), appended and fdatasynced. On
 // this project's ext4 machines an append and its fdatasync cost a quarter of a
 // temp+fsync+rename+directory fsync (and less than overwriting preallocated blocks in place, which
 // was measured too). Writes that arrive while one is on its way to the disk share the next one
 // (group commit); every caller still hears back only once a version holding its change is on disk.
-// The journal's first line names the snapshot it continues (a hash of its bytes), so a journal left
-// from before a newer snapshot is never replayed; a torn last line (a crash mid-append, never
-// acknowledged) ends the replay.
+// Replay starts from the snapshot and lays each line's sections over it, in order. The journal's
+// first line names the snapshot it continues (a hash of its bytes), so a journal left from before a
+// newer snapshot is never replayed; a torn last line (a crash mid-append, never acknowledged) ends
+// the replay.
 //
-// A version can carry notes (the agent's audit lines): the audit log itself is appended without a
+// A record can carry notes (the agent's audit lines): the audit log itself is appended without a
 // sync of its own, and fdatasynced before a snapshot drops the journal. After a power cut the
 // journal still has the notes of every acknowledged change, and the agent appends the ones the
 // audit log lost (AuditLog.recover). One fdatasync per change instead of two.
@@ -22,6 +25,7 @@ import { closeSync, existsSync, fdatasyncSync, fstatSync, fsyncSync, mkdirSync, 
 import { dirname, join } from 'node:path';
 import { EbpfnetError } from '../errors.js';
 import { processAlive } from '../loader/system.js';
+import { jsonChunks } from './json.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/ebpfnet';
 
@@ -34,11 +38,14 @@ export function ensureDir(dir: string): void {
   }
 }
 
-export function writeAtomic(file: string, data: string | Buffer, mode = 0o600): void {
+/** `data` may come in pieces (a large JSON text written as it is made, never as one string). */
+export function writeAtomic(file: string, data: string | Buffer | Iterable<string>, mode = 0o600): void {
   const tmp = `${file}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w', mode);
   try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    if (typeof data === 'string') writeSync(fd, data);
+    else if (Buffer.isBuffer(data)) writeSync(fd, data);
+    else for (const piece of data) writeSync(fd, piece);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
@@ -79,11 +86,24 @@ export const journalPath = (dir: string): string => join(dir, 'state.journal');
 export const tokenPath = (dir: string): string => join(dir, 'token');
 export const auditPath = (dir: string): string => join(dir, 'audit.log');
 
-/** When the journal would grow past this (or a version is this large itself): a new snapshot. */
+/**
+ * When the journal would grow past this, or a record is larger than this and than the snapshot
+ * (rewriting everything then costs no more than appending the record): a new snapshot.
+ */
 const JOURNAL_LIMIT = 4 << 20;
 const RECORD_LIMIT = 64 << 10;
 
 const digest = (text: string): string => createHash('sha256').update(text).digest('hex');
+
+/** The JSON text of `v` and a newline, in pieces, each also given to `seen` (the file's digest and size). */
+function* jsonText(v: unknown, seen: (piece: string) => void): Generator<string> {
+  for (const piece of jsonChunks(v)) {
+    seen(piece);
+    yield piece;
+  }
+  seen('\n');
+  yield '\n';
+}
 
 interface Waiter {
   seq: number;
@@ -92,15 +112,20 @@ interface Waiter {
 }
 
 /**
- * The agent's desired state on disk. `save()` returns once the version it was given (or a later
- * one, which includes it) is durable; `syncWith` names other descriptors (the audit log) that are
- * fdatasynced before a snapshot replaces the journal.
+ * The agent's desired state on disk. `save()` takes the sections that changed and returns once they
+ * (or a later version, which includes them) are durable; `syncWith` names other descriptors (the
+ * audit log) that are fdatasynced before a snapshot replaces the journal.
  */
-export class StateStore<T> {
+export class StateStore<T extends object> {
   private fd = -1;
   private journalBytes = 0;
-  private latest: { seq: number; state: T } | null = null;
-  /** notes of the versions not yet in the journal */
+  /** bytes of the snapshot the journal continues */
+  private snapshotBytes = 0;
+  /** the newest version, durable or not (what a snapshot writes) */
+  private current: T;
+  /** the sections changed by versions not yet written: the next journal record */
+  private unwritten: Partial<T> = {};
+  /** notes of the versions not yet written: they ride in the next journal record */
   private notes: string[] = [];
   private durableSeq = 0;
   private seq = 0;
@@ -109,15 +134,18 @@ export class StateStore<T> {
 
   private constructor(
     readonly dir: string,
+    state: T,
     private readonly syncWith: () => number[],
-  ) {}
+  ) {
+    this.current = state;
+  }
 
   /** The newest durable state (snapshot plus journal), or null when there is none yet. */
   static load<T>(dir: string): T | null {
     return StateStore.replay<T>(dir).state;
   }
 
-  /** The newest durable state, and the notes of the journal's versions, oldest first. */
+  /** The newest durable state, and the notes of the journal's records, oldest first. */
   static replay<T>(dir: string): { state: T | null; notes: string[] } {
     const snap = existsSync(statePath(dir)) ? readFileSync(statePath(dir), 'utf8') : null;
     let state = snap === null ? null : parseState<T>(statePath(dir), snap);
@@ -132,34 +160,38 @@ export class StateStore<T> {
       return { state, notes }; // a journal whose header never reached the disk holds nothing acknowledged
     }
     if (header.after !== digest(snap ?? '')) return { state, notes };
-    for (const line of lines.slice(1)) {
-      if (!line) continue;
+    for (let i = 1; i < lines.length; i++) {
+      if (!lines[i]) continue;
+      let rec: { sections?: Partial<T>; state?: T; notes?: string[] };
       try {
-        const r = JSON.parse(line) as { state: T; notes?: string[] };
-        state = r.state;
-        notes.push(...(r.notes ?? []));
+        rec = JSON.parse(lines[i]) as typeof rec;
       } catch {
         break; // torn by a crash mid-append: it and anything after were never acknowledged
       }
+      // {state} is a whole version, as agents before per-section records wrote them
+      state = rec.sections ? ({ ...state, ...rec.sections } as T) : (rec.state ?? state);
+      notes.push(...(rec.notes ?? []));
     }
     return { state, notes };
   }
 
   /** Opens the store on `state` (what load() returned, reconciled): written as the new snapshot. */
-  static open<T>(dir: string, state: T, syncWith: () => number[] = () => []): StateStore<T> {
-    const s = new StateStore<T>(dir, syncWith);
-    s.snapshot(state);
+  static open<T extends object>(dir: string, state: T, syncWith: () => number[] = () => []): StateStore<T> {
+    const s = new StateStore<T>(dir, state, syncWith);
+    s.snapshot();
     return s;
   }
 
   /**
-   * Resolves once `state` (or a later version) is on disk, with its notes. Call in the order the
-   * versions happen.
+   * Replaces the given sections (the rest stay as they are; a section is replaced, never removed:
+   * undefined has no JSON); resolves once this version (or a later one) is on disk, with its
+   * notes. Call in the order the changes happen.
    */
-  save(state: T, notes: string[] = []): Promise<void> {
+  save(sections: Partial<T>, notes: string[] = []): Promise<void> {
     const seq = ++this.seq;
-    this.latest = { seq, state };
     this.notes.push(...notes);
+    this.current = { ...this.current, ...sections };
+    this.unwritten = { ...this.unwritten, ...sections };
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ seq, resolve, reject }));
     this.kick();
     return done;
@@ -183,15 +215,17 @@ export class StateStore<T> {
   private async flush(): Promise<void> {
     // let every write that is already queued in this turn of the event loop join this flush
     await new Promise<void>((r) => setImmediate(r));
-    while (this.latest && this.latest.seq > this.durableSeq) {
-      const { seq, state } = this.latest;
+    while (this.seq > this.durableSeq) {
+      const seq = this.seq;
+      const sections = this.unwritten;
       const notes = this.notes;
+      this.unwritten = {};
       this.notes = [];
       try {
         if (this.fd < 0) throw new EbpfnetError('EBPFNET_USAGE', 'save the agent state', 'the state store is closed');
-        const line = `${JSON.stringify(notes.length ? { state, notes } : { state })}\n`;
+        const line = `${JSON.stringify(notes.length ? { sections, notes } : { sections })}\n`;
         const bytes = Buffer.byteLength(line);
-        if (bytes > RECORD_LIMIT || this.journalBytes + bytes > JOURNAL_LIMIT) this.snapshot(state);
+        if (this.journalBytes + bytes > JOURNAL_LIMIT || bytes > Math.max(RECORD_LIMIT, this.snapshotBytes)) this.snapshot();
         else {
           // a failed or short append leaves a line the replay would stop at: until a new
           // snapshot replaces the journal, nothing more may be appended to it
@@ -204,6 +238,8 @@ export class StateStore<T> {
           this.journalBytes = at + bytes;
         }
       } catch (e) {
+        // the sections this record held are in no record now: the next write must be a snapshot
+        this.journalBytes = Infinity;
         const err =
           e instanceof EbpfnetError
             ? e
@@ -224,14 +260,22 @@ export class StateStore<T> {
   }
 
   /** state.json atomically, then a fresh journal that continues it (also atomically). */
-  private snapshot(state: T): void {
+  private snapshot(): void {
     // until this completes, the journal may not continue the snapshot on disk: no appends
     this.journalBytes = Infinity;
     // notes (audit lines) in the journal about to go must be on disk in their own file first
     for (const fd of this.syncWith()) fdatasyncSync(fd);
-    const text = `${JSON.stringify(state, null, 2)}\n`;
-    writeAtomic(statePath(this.dir), text);
-    writeAtomic(journalPath(this.dir), `${JSON.stringify({ after: digest(text) })}\n`);
+    // written as it is made: a 100,000-rule state is ~7 MB of JSON, never needed as one string
+    const h = createHash('sha256');
+    let bytes = 0;
+    writeAtomic(
+      statePath(this.dir),
+      jsonText(this.current, (piece) => {
+        h.update(piece);
+        bytes += Buffer.byteLength(piece);
+      }),
+    );
+    writeAtomic(journalPath(this.dir), `${JSON.stringify({ after: h.digest('hex') })}\n`);
     try {
       if (this.fd >= 0) closeSync(this.fd);
     } catch {
@@ -239,6 +283,7 @@ export class StateStore<T> {
     }
     this.fd = openSync(journalPath(this.dir), 'a');
     this.journalBytes = 0;
+    this.snapshotBytes = bytes;
   }
 }
 

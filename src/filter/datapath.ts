@@ -92,7 +92,12 @@ function addrBytes(e: { family: number; addr: bigint }): Uint8Array {
 const lpmKey = (gen: number, e: { family: number; addr: bigint; prefix: number }): F.FltLpmKey => ({ prefixlen: 64 + e.prefix, gen, family: e.family, addr: addrBytes(e) });
 
 
-const keyOf = (o: object): string => JSON.stringify(o, (_, v) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? [...v].join('.') : v));
+/**
+ * A map key's identity: its fields' values in order, an address's bytes joined by '.'. A short flat
+ * string (join makes flat strings), kept per entry of each generation: JSON text was three times
+ * the size, as ropes, 14 MB for 100,000 rules of a port and a source each.
+ */
+const keyOf = (o: object): string => Object.values(o).map((v: unknown) => (v instanceof Uint8Array ? v.join('.') : v)).join(',');
 
 /**
  * flt_pidx of one generation as the writer last wrote it: element e's four indexes at 4e..4e+3

@@ -168,17 +168,20 @@ export function parseRule(action: Action, input: string): Rule {
   return { action, ...parseMatch(input) };
 }
 
-/** The canonical text of a match: parse(format(m)) equals m. */
+/**
+ * The canonical text of a match: parse(format(m)) equals m. Made by join, never by templates: join
+ * makes a flat string, where a template of 13 characters or more makes a rope (two or three heap
+ * objects instead of one), and large policies keep one of these per rule.
+ */
 export function formatMatch(m: Match): string {
-  const parts: string[] = [];
-  if (m.proto) parts.push(m.ports ? `${m.proto}/${m.ports[0] === m.ports[1] ? m.ports[0] : `${m.ports[0]}-${m.ports[1]}`}` : m.proto);
-  if (m.src) parts.push(`from ${formatCidr(m.src)}`);
-  if (m.dst) parts.push(`to ${formatCidr(m.dst)}`);
-  return parts.join(' ');
+  const words: string[] = [];
+  if (m.proto) words.push(m.ports ? [m.proto, m.ports[0] === m.ports[1] ? m.ports[0] : `${m.ports[0]}-${m.ports[1]}`].join('/') : m.proto);
+  if (m.src) words.push('from', formatCidr(m.src));
+  if (m.dst) words.push('to', formatCidr(m.dst));
+  return words.join(' ');
 }
 
-/** (join, not a template: a flat string, where a template makes a rope of two more, which large
- * policies keep one of per rule) */
+/** (join, not a template: a flat string, as in formatMatch) */
 export const formatRule = (r: Rule): string => [r.action, formatMatch(r)].join(' ');
 
 /**

@@ -97,7 +97,8 @@ export function parseIp(s: string): Ip | null {
 export const hostPort = (ip: Ip | Uint8Array, port: number): string => {
   const text = ip instanceof Uint8Array ? ipText(ip) : ip.text;
   const v6 = ip instanceof Uint8Array ? !isMapped4(ip) : ip.family === 6;
-  return v6 ? `[${text}]:${port}` : `${text}:${port}`;
+  // join, not a template: a flat string (a template makes a rope), and the agent keeps one per backend
+  return v6 ? ['[', text, ']:', port].join('') : [text, port].join(':');
 };
 
 export const familyOf = (b: Uint8Array): Family => (isMapped4(b) ? 4 : 6);

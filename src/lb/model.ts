@@ -43,7 +43,7 @@ export interface ServiceSpec extends ServiceAddr {
 const usage = (op: string, detail: string, hint?: string): EbpfnetError => new EbpfnetError('EBPFNET_USAGE', op, detail, { hint });
 
 /** `10.96.0.10:80/tcp` */
-export const serviceName = (s: Omit<ServiceAddr, 'name'>): string => `${hostPort(s.ip, s.port)}/${s.proto}`;
+export const serviceName = (s: Omit<ServiceAddr, 'name'>): string => [hostPort(s.ip, s.port), s.proto].join('/');
 export const backendName = (b: { ip: Ip; port: number }): string => hostPort(b.ip, b.port);
 
 function parsePort(s: string, op: string, what: string): number {

@@ -322,7 +322,9 @@ export class BpfObject implements Closable {
     const b = libbpf();
     for (let x = b.bpf_object__next_map(this.handle as never, null); x; x = b.bpf_object__next_map(this.handle as never, x)) {
       if (b.bpf_map__name(x) !== layout.name) continue;
-      const t = new BpfTable<T>(b.bpf_map__fd(x), layout, false);
+      const size = [0];
+      const image = b.bpf_map__initial_value(x, size);
+      const t = new BpfTable<T>(b.bpf_map__fd(x), layout, false, image && size[0] === layout.entries * layout.entry.size ? image : null);
       this.tables.set(layout.name, t as BpfTable<unknown>);
       return t;
     }

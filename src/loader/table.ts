@@ -15,6 +15,7 @@ import { pageSize } from './system.js';
 const PROT_READ = 1;
 const PROT_WRITE = 2;
 const MAP_SHARED = 1;
+const MAP_FIXED = 0x10;
 const MAP_FAILED = 0xffffffffffffffffn;
 
 export class BpfTable<T> implements Closable {
@@ -30,8 +31,11 @@ export class BpfTable<T> implements Closable {
   /**
    * @param fd the table's map descriptor; `owned` tables close it on close() (one that belongs to a
    *   BpfObject is closed by the object).
+   * @param over libbpf's own mapping of the table (its initial image, which libbpf keeps until the
+   *   object closes and then unmaps): the table is mapped over it, as libbpf's skeletons do, so its
+   *   pages are resident once, not twice (4.5 MB for the filter's tables).
    */
-  constructor(fd: number, readonly layout: TableLayout<T>, private readonly owned: boolean) {
+  constructor(fd: number, readonly layout: TableLayout<T>, private readonly owned: boolean, private readonly over: unknown = null) {
     this.name = layout.name;
     const info = mapInfoByFd(fd);
     const size = layout.entries * layout.entry.size;
@@ -43,7 +47,7 @@ export class BpfTable<T> implements Closable {
     const page = pageSize();
     this.len = Math.ceil(size / page) * page;
     const b = libbpf();
-    this.ptr = b.mmap(null, this.len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    this.ptr = b.mmap(over, this.len, PROT_READ | PROT_WRITE, MAP_SHARED | (over ? MAP_FIXED : 0), fd, 0);
     if (address(this.ptr) === MAP_FAILED) {
       const e = errno();
       throw kernelError(`map table ${layout.name}`, e, errnoName(e) === 'EPERM' ? 'the map is not mmapable (BPF_F_MMAPABLE): rebuild the object' : undefined);
@@ -79,7 +83,7 @@ export class BpfTable<T> implements Closable {
 
   close(): void {
     if (this.fd < 0) return;
-    libbpf().munmap(this.ptr as never, this.len);
+    if (!this.over) libbpf().munmap(this.ptr as never, this.len);
     if (this.owned) closeFd(this.fd);
     this.fd = -1;
     untrack(this);

@@ -121,6 +121,9 @@ describe('agent balancer API (inject)', () => {
     // answered only once on disk: the journal after the start-up snapshot holds both changes
     expect(StateStore.load<{ lb: { revision: number; services: unknown[] } }>(dir)!.lb).toMatchObject({ revision: 3, services: [expect.anything(), expect.anything()] });
     expect(readFileSync(join(dir, 'state.journal'), 'utf8').trim().split('\n')).toHaveLength(3);
+    // each record holds the balancer's section only: the filter's stays in the snapshot
+    const records = readFileSync(join(dir, 'state.journal'), 'utf8').trim().split('\n').slice(1);
+    expect(records.map((l) => Object.keys((JSON.parse(l) as { sections: object }).sections))).toEqual([['lb'], ['lb']]);
 
     // a restart with the same config: the state on disk wins (the config did not change since)
     await stop();

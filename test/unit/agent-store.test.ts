@@ -46,9 +46,42 @@ describe('agent state store', () => {
     expect(order).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     const records = readFileSync(journalPath(dir), 'utf8').split('\n').slice(1).filter(Boolean);
     expect(records.length).toBeLessThan(20);
-    expect(JSON.parse(records.at(-1)!)).toEqual({ state: { n: 20 } });
+    expect(JSON.parse(records.at(-1)!)).toEqual({ sections: { n: 20 } });
     expect(StateStore.load<S>(dir)).toEqual({ n: 20 });
     s.close();
+  });
+
+  it('a record holds only the sections that changed; replay lays them over the snapshot in order', async () => {
+    const big = 'x'.repeat(200_000);
+    const s = StateStore.open<S>(dir, { n: 0, text: big });
+    await s.save({ n: 1 });
+    // saves sharing a flush share a record: the newest value of every section they changed
+    await Promise.all([s.save({ text: 'a' }), s.save({ n: 2 }), s.save({ n: 3 })]);
+    await s.save({ text: 'b' });
+    const records = readFileSync(journalPath(dir), 'utf8').split('\n').slice(1).filter(Boolean);
+    expect(records.map((r) => JSON.parse(r))).toEqual([{ sections: { n: 1 } }, { sections: { text: 'a', n: 3 } }, { sections: { text: 'b' } }]);
+    // the large section stayed in the snapshot, written once
+    expect(JSON.parse(readFileSync(statePath(dir), 'utf8'))).toEqual({ n: 0, text: big });
+    expect(StateStore.load<S>(dir)).toEqual({ n: 3, text: 'b' });
+    s.close();
+  });
+
+  it('a record larger than 64 kB but smaller than the snapshot is appended, not a new snapshot', async () => {
+    const s = StateStore.open<S>(dir, { n: 0, text: 'x'.repeat(500_000) });
+    const medium = 'y'.repeat(100_000);
+    await s.save({ text: medium });
+    expect(JSON.parse(readFileSync(statePath(dir), 'utf8')).text).toHaveLength(500_000);
+    expect(readFileSync(journalPath(dir), 'utf8').split('\n')[1]).toBe(JSON.stringify({ sections: { text: medium } }));
+    expect(StateStore.load<S>(dir)).toEqual({ n: 0, text: medium });
+    s.close();
+  });
+
+  it('a journal of whole versions ({state} records, from an agent before sections) still replays', () => {
+    StateStore.open<S>(dir, { n: 0 }).close();
+    const fd = openSync(journalPath(dir), 'a');
+    writeSync(fd, `${JSON.stringify({ state: { n: 5, text: 'old' } })}\n${JSON.stringify({ sections: { n: 6 } })}\n`);
+    closeSync(fd);
+    expect(StateStore.load<S>(dir)).toEqual({ n: 6, text: 'old' });
   });
 
   it('a torn record ends the replay; a journal older than the snapshot is never replayed', async () => {
@@ -57,7 +90,7 @@ describe('agent state store', () => {
     s.close();
     // a crash in the middle of appending record 2: half a line
     const fd = openSync(journalPath(dir), 'a');
-    writeSync(fd, '{"state":{"n":2');
+    writeSync(fd, '{"sections":{"n":2');
     closeSync(fd);
     expect(StateStore.load<S>(dir)).toEqual({ n: 1 });
     // a new snapshot written, then a crash before the fresh journal replaced the old one
@@ -79,17 +112,17 @@ describe('agent state store', () => {
     s.close();
   });
 
-  it('after a failed append nothing more goes to that journal: the next save is a new snapshot', async () => {
+  it('after a failed append nothing more goes to that journal: the next save is a new snapshot, with the failed sections', async () => {
     const s = StateStore.open<S>(dir, { n: 0 });
     await s.save({ n: 1 });
     closeSync((s as unknown as { fd: number }).fd); // the journal's descriptor fails under the store
-    await expect(s.save({ n: 2 })).rejects.toThrow(/^save the agent state in .*: EBADF/);
+    await expect(s.save({ text: 'kept' })).rejects.toThrow(/^save the agent state in .*: EBADF/);
     await s.save({ n: 3 });
-    expect(JSON.parse(readFileSync(statePath(dir), 'utf8'))).toEqual({ n: 3 });
-    expect(StateStore.load<S>(dir)).toEqual({ n: 3 });
+    expect(JSON.parse(readFileSync(statePath(dir), 'utf8'))).toEqual({ n: 3, text: 'kept' });
+    expect(StateStore.load<S>(dir)).toEqual({ n: 3, text: 'kept' });
     await s.save({ n: 4 }); // and appends resume on the new journal
-    expect(JSON.parse(readFileSync(statePath(dir), 'utf8'))).toEqual({ n: 3 });
-    expect(StateStore.load<S>(dir)).toEqual({ n: 4 });
+    expect(JSON.parse(readFileSync(statePath(dir), 'utf8'))).toEqual({ n: 3, text: 'kept' });
+    expect(StateStore.load<S>(dir)).toEqual({ n: 4, text: 'kept' });
     s.close();
   });
 
