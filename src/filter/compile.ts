@@ -102,6 +102,9 @@ export class PortTable {
   }
 }
 
+/** A protocol's port segments in a group that names none of its ports. */
+const NO_SEGMENTS = { n: 0, lo: new Int32Array(0), hi: new Int32Array(0), cls: new Int32Array(0) } as const;
+
 /** flt_portidx's protocol slots */
 export const PORT_SLOT: Record<number, number> = { 6: 0, 17: 1, 132: 2 };
 
@@ -465,12 +468,19 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     // port's class in each address group.
     for (const pn of anyNamed) {
       if (!PORTED.has(pn)) continue;
-      const none = { n: 0, lo: new Int32Array(0), hi: new Int32Array(0), cls: new Int32Array(0) };
-      const groups = (['G', 'S', 'D', 'SD'] as const).map((g) => pcs[g].get(pn)?.seg ?? none);
+      const groups = (['G', 'S', 'D', 'SD'] as const).map((g) => pcs[g].get(pn)?.seg ?? NO_SEGMENTS);
       if (groups.every((segs) => !segs.n)) continue;
       // Sweep the ports covered by some segment in order, one cursor per group, so the cost
       // follows the rules (one port rule: one step), never all 65,535 ports.
-      const starts = [...new Set(groups.flatMap((segs) => [...segs.lo]))].sort((a, b) => a - b);
+      // typed arrays throughout: a one-rule policy compiles on every API change, and spreading
+      // them into arrays and sets was the largest cost of its compile
+      let n = 0;
+      for (const segs of groups) n += segs.n;
+      const all = new Int32Array(n);
+      n = 0;
+      for (const segs of groups) all.set(segs.lo.subarray(0, segs.n), (n += segs.n) - segs.n);
+      all.sort();
+      const starts = all.filter((v, i) => i === 0 || v !== all[i - 1]);
       const ends = new Map<number, number>();
       for (const segs of groups) for (let k = 0; k < segs.n; k++) ends.set(segs.lo[k], Math.max(ends.get(segs.lo[k]) ?? 0, segs.hi[k]));
       const cursor = [0, 0, 0, 0];

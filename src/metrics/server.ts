@@ -3,10 +3,56 @@
 // command gets its own registry (never prom-client's global one) and a tiny HTTP server serving
 // GET /metrics. The agent serves the same registries through its fastify API instead.
 import { createServer, type Server } from 'node:http';
-import { Registry } from 'prom-client';
+import { Registry, type MetricObject } from 'prom-client';
 import { EbpfnetError } from '../errors.js';
 
-export const newRegistry = (): Registry => new Registry();
+/** A label value as the text format wants it: backslash, newline and double quote escaped. */
+const escapeLabel = (v: string): string => (/[\\\n"]/.test(v) ? v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"') : v);
+const escapeHelp = (v: string): string => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+const valueText = (v: number): string => (Number.isNaN(v) ? 'Nan' : v === Infinity ? '+Inf' : v === -Infinity ? '-Inf' : `${v}`);
+
+type Sample = { value: number; labels?: Record<string, string | number>; metricName?: string };
+
+/**
+ * prom-client's registry, writing the Prometheus text format with less work per sample: its own
+ * formatter makes several arrays, a regex pass per label and a WeakMap entry for every sample,
+ * which for 10,000 filter rules (20,000 samples) was most of a scrape. Counters and gauges go this
+ * way; histograms, and everything once default labels or OpenMetrics are asked for, through
+ * prom-client's own formatter. The unit tests compare both outputs.
+ */
+class ExpositionRegistry extends Registry {
+  private defaults = false;
+
+  override setDefaultLabels(labels: object): void {
+    this.defaults = Object.keys(labels).length > 0;
+    super.setDefaultLabels(labels);
+  }
+
+  override async metrics(): Promise<string> {
+    if (this.defaults || this.contentType !== Registry.PROMETHEUS_CONTENT_TYPE) return super.metrics();
+    // the type is a string at run time ('counter', ...), whatever the typings say
+    const fast = (m: MetricObject): boolean => ['counter', 'gauge'].includes(String(m.type));
+    const parts = await Promise.all(this.getMetricsAsArray().map((m) => (fast(m) ? this.text(m) : this.getSingleMetricAsString(m.name))));
+    return `${parts.join('\n\n')}\n`;
+  }
+
+  private async text(metric: MetricObject): Promise<string> {
+    const m = await (metric as unknown as { get(): Promise<{ name: string; help: string; type: string; values?: Sample[] }> }).get();
+    const name = escapeHelp(m.name);
+    const out = [`# HELP ${name} ${escapeHelp(m.help)}`, `# TYPE ${name} ${m.type}`];
+    for (const v of m.values ?? []) {
+      let labels = '';
+      for (const k in v.labels) {
+        const x = v.labels[k];
+        labels += `${labels ? ',' : ''}${k}="${typeof x === 'string' ? escapeLabel(x) : x}"`;
+      }
+      out.push(`${v.metricName ?? name}${labels ? `{${labels}}` : ''} ${valueText(v.value)}`);
+    }
+    return out.join('\n');
+  }
+}
+
+export const newRegistry = (): Registry => new ExpositionRegistry();
 
 /** `9100`, `:9100`, `127.0.0.1:9100` or `[::1]:9100`; the host defaults to 127.0.0.1. */
 export function parseListen(s: string, what = '--metrics'): { host: string; port: number } {

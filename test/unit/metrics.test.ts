@@ -4,11 +4,13 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { enableRunStats } from '../../src/loader/stats.js';
 import { apiMetrics } from '../../src/metrics/api.js';
 import { registerBpfMetrics, type BpfSource } from '../../src/metrics/bpf.js';
+import { computedCounter } from '../../src/metrics/computed.js';
+import { newRegistry } from '../../src/metrics/server.js';
 
 const src = (target: string, runs: bigint, ns: bigint, entries: number): BpfSource => ({
   datapath: 'filter',
@@ -85,5 +87,35 @@ describe('run statistics through the sysctl', () => {
     s.close();
     expect(readFileSync(file, 'utf8')).toBe('1\n');
     expect(() => enableRunStats({ via: 'sysctl', sysctl: join(dir, 'missing') })).toThrow(/^turn on bpf run statistics: cannot read .*missing/);
+  });
+});
+
+describe('exposition registry', () => {
+  it('writes exactly what prom-client\'s own registry writes, escapes and odd values included', async () => {
+    const ours = newRegistry();
+    const theirs = new Registry();
+    const registers = [ours, theirs];
+    const c = new Counter({ name: 'x_total', help: 'a \\ help\nwith a newline', labelNames: ['rule', 'n'], registers });
+    c.inc({ rule: 'deny tcp/22', n: 1 }, 3);
+    c.inc({ rule: 'back\\slash "quoted"\nnewline', n: 2 }, 0.5);
+    const g = new Gauge({ name: 'y', help: 'gauge', registers });
+    g.set(-1.25);
+    const odd = new Gauge({ name: 'z', help: 'odd values', labelNames: ['k'], registers });
+    odd.set({ k: 'nan' }, NaN);
+    odd.set({ k: 'inf' }, Infinity);
+    odd.set({ k: '-inf' }, -Infinity);
+    odd.set({ k: 'big' }, 2 ** 60);
+    const h = new Histogram({ name: 'h_seconds', help: 'histogram', labelNames: ['route'], buckets: [0.1, 1], registers });
+    h.observe({ route: '/v1' }, 0.5);
+    for (const r of registers) computedCounter(r, { name: 'computed_total', help: 'computed', labelNames: ['i'] }, () => [{ labels: { i: 'eth0' }, value: 7 }]);
+    new Gauge({ name: 'empty', help: 'no samples', labelNames: ['k'], registers });
+    const text = await ours.metrics();
+    expect(text).toBe(await theirs.metrics());
+    expect(text).toContain('x_total{rule="back\\\\slash \\"quoted\\"\\nnewline",n="2"} 0.5');
+    expect(text).toContain('z{k="nan"} Nan');
+    // with default labels it is prom-client's formatter throughout, and still the same text
+    ours.setDefaultLabels({ host: 'a' });
+    theirs.setDefaultLabels({ host: 'a' });
+    expect(await ours.metrics()).toBe(await theirs.metrics());
   });
 });
