@@ -262,7 +262,7 @@ export class Agent {
 
   /** What the metrics face reads at scrape time. */
   filterSources(): FilterSource[] {
-    return [...this.handles.values()].map((h) => ({ ifname: h.ifname, counters: () => h.counters() }));
+    return [...this.handles.values()].map((h) => ({ ifname: h.ifname, counters: (opts) => h.counters(opts) }));
   }
 
   /** Every program the agent runs and every map it owns, for the BPF metrics at scrape time. */

@@ -15,7 +15,7 @@ export interface FilterHandle {
   /** the hook and mode it runs in, e.g. `xdp native` */
   readonly attachment: string;
   apply(policy: Policy): void;
-  counters(): FilterCounters;
+  counters(opts?: { countedOnlyAbove?: number }): FilterCounters;
   /** the attached program's run count and time (null: none attached) */
   programInfo(): ProgInfo | null;
   mapFill(): MapFill[];
@@ -55,7 +55,7 @@ function wrap(d: FilterDatapath): FilterHandle {
       return d.hook === 'tc' ? 'tc ingress' : `xdp ${d.mode}`;
     },
     apply: (p) => void d.apply(p),
-    counters: () => d.counters(),
+    counters: (opts) => d.counters(opts),
     programInfo() {
       progId ??= programId(d);
       return progId === null ? null : progInfo(progId);

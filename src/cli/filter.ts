@@ -186,7 +186,7 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
   }
 
   const registry = newRegistry();
-  registerFilterMetrics(registry, () => ds.map((d) => ({ ifname: d.ifname, counters: () => d.counters() })));
+  registerFilterMetrics(registry, () => ds.map((d) => ({ ifname: d.ifname, counters: (opts) => d.counters(opts) })));
   const server = o.metrics ? await serveMetrics(registry, o.metrics) : null;
   if (server) process.stdout.write(`metrics: ${server.url}\n`);
   const tty = process.stdout.isTTY;

@@ -28,6 +28,8 @@ export interface RuleCount {
 
 export interface FilterCounters {
   rules: RuleCount[];
+  /** rules in the policy (more than `rules` holds when only the counted ones were asked for) */
+  total: number;
   defaultPass: F.FltCount;
   defaultDrop: F.FltCount;
   malformed: F.FltCount;
@@ -410,19 +412,27 @@ export class FilterDatapath implements Closable {
     return MAPS.map((m) => ({ map: m.name, entries: counted[m.name] ?? this.t[m.name].capacity, maxEntries: this.t[m.name].capacity }));
   }
 
-  counters(): FilterCounters {
+  /**
+   * The counters now. `countedOnlyAbove`: in a policy of more rules than that, only the rules that
+   * have counted a packet are listed (a scrape of a 100,000-rule blocklist that mostly never matches
+   * made 100,000 rows to throw away).
+   */
+  counters(opts: { countedOnlyAbove?: number } = {}): FilterCounters {
     const stat = (i: number): F.FltCount => this.t.flt_stats.lookup(i) ?? zero();
     const texts = this.rules?.texts ?? [];
     const ids = this.rules?.slots ?? new Int32Array(0);
+    const counted = texts.length > (opts.countedOnlyAbove ?? Infinity);
     // One batch read of the used slots beats a per-CPU lookup per rule once policies are large.
     const sums = texts.length > 64 ? this.counterSums(ids.reduce((a, b) => Math.max(a, b), 0)) : null;
-    const rules = texts.map((rule, i): RuleCount => {
+    const rules: RuleCount[] = [];
+    texts.forEach((rule, i) => {
       const id = ids[i];
       const c = sums ? { packets: sums.packets[id], bytes: sums.bytes[id] } : (this.t.flt_counters.lookup(id) ?? zero());
-      return { rule, action: rule.startsWith('deny ') ? 'deny' : 'allow', id, packets: c.packets, bytes: c.bytes };
+      if (!counted || c.packets > 0n) rules.push({ rule, action: rule.startsWith('deny ') ? 'deny' : 'allow', id, packets: c.packets, bytes: c.bytes });
     });
     return {
       rules,
+      total: texts.length,
       defaultPass: stat(F.FLT_STAT_DEFAULT_PASS),
       defaultDrop: stat(F.FLT_STAT_DEFAULT_DROP),
       malformed: stat(F.FLT_STAT_MALFORMED),

@@ -7,11 +7,11 @@ import { computedCounter } from './computed.js';
 
 export interface FilterSource {
   ifname: string;
-  counters(): FilterCounters;
+  counters(opts?: { countedOnlyAbove?: number }): FilterCounters;
 }
 
 /** The rows one interface contributes: each rule, the default policy, and what never reached a rule. */
-export function filterRows(c: FilterCounters): Array<{ rule: string; action: string; packets: bigint; bytes: bigint }> {
+export function filterRows(c: Omit<FilterCounters, 'total'>): Array<{ rule: string; action: string; packets: bigint; bytes: bigint }> {
   return [
     ...c.rules.map((r) => ({ rule: r.rule.replace(/^(allow|deny) /, ''), action: r.action, packets: r.packets, bytes: r.bytes })),
     { rule: 'default', action: 'allow', ...c.defaultPass },
@@ -43,8 +43,8 @@ type Row = { labels: Labels; packets: number; bytes: number };
 export function exportedRows(sources: FilterSource[]): Row[] {
   const rows: Row[] = [];
   for (const s of sources) {
-    const c = s.counters();
-    const all = c.rules.length <= ALL_RULES_UP_TO;
+    const c = s.counters({ countedOnlyAbove: ALL_RULES_UP_TO });
+    const all = c.total <= ALL_RULES_UP_TO;
     // The fixed rows (default, malformed, ...). A rule whose labels equal a fixed row's (`deny arp`
     // and the arp row) shares its series: the counts add up.
     const fixed = filterRows({ ...c, rules: [] }).map((r): Row => ({ labels: { interface: s.ifname, rule: r.rule, action: r.action }, packets: Number(r.packets), bytes: Number(r.bytes) }));

@@ -34,6 +34,7 @@ export function fakeKernel(opts: { failApply?: () => boolean } = {}) {
       const p = pinned.get(ifname);
       return {
         rules: (p?.rules ?? []).map((r, i) => ({ rule: formatRule(r), action: r.action, id: i, packets: 1n, bytes: 100n })),
+        total: p?.rules.length ?? 0,
         defaultPass: z(), defaultDrop: z(), malformed: z(), nonIp: z(), ndPass: z(), fragments: z(), audit: z(), arpDrop: z(),
       };
     },

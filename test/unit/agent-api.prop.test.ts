@@ -30,7 +30,7 @@ function standInKernel(): { backend: FilterBackend; held: Map<string, string[]> 
     ifname,
     attachment: 'xdp native',
     apply: (p: Policy) => void held.set(ifname, p.rules.map(formatRule)),
-    counters: () => ({ rules: [], defaultPass: nothing(), defaultDrop: nothing(), malformed: nothing(), nonIp: nothing(), ndPass: nothing(), fragments: nothing(), audit: nothing(), arpDrop: nothing() }),
+    counters: () => ({ rules: [], total: 0, defaultPass: nothing(), defaultDrop: nothing(), malformed: nothing(), nonIp: nothing(), ndPass: nothing(), fragments: nothing(), audit: nothing(), arpDrop: nothing() }),
     programInfo: () => null,
     mapFill: () => [],
     close: () => {},

@@ -7,9 +7,12 @@ import type { FilterCounters } from '../../src/filter/datapath.js';
 import { ALL_RULES_UP_TO, registerFilterMetrics } from '../../src/metrics/filter.js';
 
 const zero = { packets: 0n, bytes: 0n };
-function counters(n: number, hit: Record<number, number>): FilterCounters {
+/** as FilterDatapath.counters answers: above `countedOnlyAbove` rules, only those that counted */
+function counters(n: number, hit: Record<number, number>, opts: { countedOnlyAbove?: number } = {}): FilterCounters {
+  const all = Array.from({ length: n }, (_, i) => ({ rule: `deny udp/${i + 1}`, action: 'deny' as const, id: i, packets: BigInt(hit[i] ?? 0), bytes: BigInt((hit[i] ?? 0) * 60) }));
   return {
-    rules: Array.from({ length: n }, (_, i) => ({ rule: `deny udp/${i + 1}`, action: 'deny' as const, id: i, packets: BigInt(hit[i] ?? 0), bytes: BigInt((hit[i] ?? 0) * 60) })),
+    rules: n > (opts.countedOnlyAbove ?? Infinity) ? all.filter((r) => r.packets > 0n) : all,
+    total: n,
     defaultPass: { packets: 5n, bytes: 300n },
     defaultDrop: zero,
     malformed: zero,
@@ -34,7 +37,7 @@ function parseMetricsText(text: string): Map<string, number> {
 
 async function scrape(n: number, hit: Record<number, number>): Promise<Map<string, number>> {
   const registry = new Registry();
-  registerFilterMetrics(registry, () => [{ ifname: 'eth9', counters: () => counters(n, hit) }]);
+  registerFilterMetrics(registry, () => [{ ifname: 'eth9', counters: (o) => counters(n, hit, o) }]);
   return parseMetricsText(await registry.metrics());
 }
 

@@ -6,7 +6,7 @@
 //       and 16 concurrent clients, each a keep-alive HTTP/1.1 connection that writes prepared
 //       request bytes and reads just the status and Content-Length (node:http's client cost as
 //       much CPU per request as the agent; the client must be cheaper than the server it
-//       measures). After 10,000 updates of warm-up, so the agent's JIT has settled, as it has in a
+//       measures). After 16,000 updates of warm-up, so the agent's JIT has settled, as it has in a
 //       long-running agent. Goal: >= 2,000/s.
 //   (b) PUT round trip p50/p99 (one client): the agent answers once the change is in the kernel and
 //       on disk.
@@ -39,7 +39,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const GOALS = { updatesPerSec: 2000, p99Ms: 5, scrapeMs: 100 };
 const TRIALS = 200;
 /** updates before the measured ones (see main) */
-const WARMUP = 10_000;
+const WARMUP = 16_000;
 /** the paced sender's gap: the resolution of PUT-to-effect */
 const GAP_US = 100;
 const PORT = 7777;
@@ -308,11 +308,11 @@ async function main() {
     return { rate: total / ((performance.now() - t0) / 1000), lat };
   };
   // warm-up: the JIT, map pages. Measured in windows of 2,000 from a fresh agent, the one-client
-  // rate here kept rising until about 8,000 updates (roughly 900, 1,200, 1,600, 1,900, 2,000/s):
-  // V8 tiers the request path up gradually. A long-running agent is past that.
+  // rate here kept rising for 8,000-12,000 updates (roughly 1,000, 1,300, 1,900, 2,000, then
+  // 1,800-2,400/s): V8 tiers the request path up gradually. A long-running agent is past that.
   await updates(1, WARMUP);
-  const one = await updates(1, 3000);
-  const many = await updates(16, 6000);
+  const one = await updates(1, 10_000);
+  const many = await updates(16, 16_000);
   // after the updates, not between warm-up and measurement: its second of renames and unlinks
   // leaves the disk (ext4 mounted with discard) slower to sync for a while
   const reference = atomicWritesPerSec(dir);
