@@ -55,7 +55,7 @@ interface AgentOpts {
  * full optimizations again (under --optimize-for-size a one-rule PUT and a 10,000-rule scrape were
  * 20-30% slower), a heap that grows by 15%, and a young generation that stays at its first size:
  * a scrape of 10,000 services let it grow to its 16 MB semi-spaces, which V8 then keeps (RSS
- * 198-206 MB there without this, 169-183 MB with it; the price is more frequent scavenges, a
+ * 198-206 MB there without this, 169-194 MB with it; the price is more frequent scavenges, a
  * 10,000-rule scrape took 89 ms instead of 35). Measured with the soak's --big mode: the worst RSS
  * went from 270 MB to under 200 MB.
  */

@@ -472,13 +472,14 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
       if (groups.every((segs) => !segs.n)) continue;
       // Sweep the ports covered by some segment in order, one cursor per group, so the cost
       // follows the rules (one port rule: one step), never all 65,535 ports.
-      // typed arrays throughout: a one-rule policy compiles on every API change, and spreading
-      // them into arrays and sets was the largest cost of its compile
-      let n = 0;
-      for (const segs of groups) n += segs.n;
-      const all = new Int32Array(n);
-      n = 0;
-      for (const segs of groups) all.set(segs.lo.subarray(0, segs.n), (n += segs.n) - segs.n);
+      // The segment starts, sorted and distinct, in a typed array: a small policy compiles on every
+      // API change, and spreading them into arrays and a set was the costliest line of its compile.
+      const all = new Int32Array(groups.reduce((n, segs) => n + segs.n, 0));
+      let at = 0;
+      for (const segs of groups) {
+        all.set(segs.lo.subarray(0, segs.n), at);
+        at += segs.n;
+      }
       all.sort();
       const starts = all.filter((v, i) => i === 0 || v !== all[i - 1]);
       const ends = new Map<number, number>();

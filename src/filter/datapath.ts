@@ -496,8 +496,6 @@ export class FilterDatapath implements Closable {
     );
   }
 
-
-
   /** Pins the maps and the link so the filter outlives this process. */
   pin(): string {
     ensureBpffs();

@@ -176,15 +176,19 @@ describe('agent state store', () => {
   });
 
   it('a snapshot syncs the audit log before it drops the journal holding its lines', async () => {
-    const synced: number[] = [];
     const a = new AuditLog(auditPath(dir));
+    /** the notes the journal held each time the store synced the audit log */
+    const atSync: string[][] = [];
+    const s = StateStore.open<S>(dir, { n: 0 }, () => (atSync.push(StateStore.replay<S>(dir).notes), a.fds));
     a.append('{"op":"one"}');
-    const s = StateStore.open<S>(dir, { n: 0 }, () => (synced.push(1), a.fds));
-    expect(synced).toHaveLength(1);
-    await s.save({ n: 1, text: 'x'.repeat(70_000) }, ['{"op":"one"}']);
-    // the record was too large for the journal: a snapshot, after syncing the log
-    expect(synced).toHaveLength(2);
-    expect(StateStore.replay<S>(dir).notes).toEqual([]);
+    await s.save({ n: 1 }, ['{"op":"one"}']);
+    expect(StateStore.replay<S>(dir).notes).toEqual(['{"op":"one"}']);
+    // too large for the journal: a snapshot, which drops the journal holding "one"
+    a.append('{"op":"two"}');
+    await s.save({ n: 2, text: 'x'.repeat(70_000) }, ['{"op":"two"}']);
+    expect(StateStore.replay<S>(dir)).toEqual({ state: { n: 2, text: 'x'.repeat(70_000) }, notes: [] });
+    // the log was synced while the journal still held "one": no moment without a durable copy
+    expect(atSync.at(-1)).toEqual(['{"op":"one"}']);
     s.close();
     a.close();
   });
