@@ -138,6 +138,11 @@ const configHash = (c: LbConfig): string => sectionHash({ cgroup: c.cgroup, serv
 const describe = (s: ServiceSpec): string =>
   `${s.name} -> ${s.backends.map((b) => `${b.name}${b.weight !== 1 ? `,weight=${b.weight}` : ''}${b.state !== 'active' ? `,state=${b.state}` : ''}`).join(' ') || 'no backends'}${s.affinity ? `; affinity ${s.affinity}s` : ''}`;
 
+/** The first few names and how many more: one audit line per change, not 10,000 names in it. */
+const AUDIT_NAMES = 5;
+const named = (names: string[]): string =>
+  names.length ? `${names.slice(0, AUDIT_NAMES).join(', ')}${names.length > AUDIT_NAMES ? ` and ${names.length - AUDIT_NAMES} more` : ''}` : 'none';
+
 /** `10.96.0.10:80/tcp` (or without /tcp) from a URL's :id; bad syntax is a 400. */
 const serviceId = (id: string, op: string): ServiceAddr => parseServiceAddr(id, op);
 
@@ -212,7 +217,7 @@ export class AgentLb {
     this.check(op, caller);
     const specs = parseServiceList(services, 'parse services');
     this.handle!.apply(specs);
-    const durable = this.commit(specs.map(serviceEntry), caller, 'PUT /v1/lb/services', `${specs.length} service${specs.length === 1 ? '' : 's'}: ${specs.map((s) => s.name).join(', ') || 'none'}`);
+    const durable = this.commit(specs.map(serviceEntry), caller, 'PUT /v1/lb/services', `${specs.length} service${specs.length === 1 ? '' : 's'}: ${named(specs.map((s) => s.name))}`);
     return this.after(durable, () => this.view());
   }
 

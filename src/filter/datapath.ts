@@ -8,6 +8,7 @@ import { EbpfnetError, type VerifierStats } from '../errors.js';
 import * as F from '../gen/filter.js';
 import { BpfMap, BpfObject, BpfProgram, BpfTable, Link, ObjectSpec, ensureBpffs, objectPath, openPinnedLink, openPinnedMap, openPinnedTable, type MapFill, type XdpMode } from '../loader/index.js';
 import type { Closable } from '../loader/guard.js';
+import type { Codec } from '../loader/layout.js';
 import { track, untrack } from '../loader/guard.js';
 import { compilePolicy, DEFAULT_CAPACITY, PORT_SLOT, UNNAMED_PROTO, type CompiledPolicy, type DirTable } from './compile.js';
 import type { Policy } from './policy.js';
@@ -99,7 +100,9 @@ const lpmKey = (gen: number, e: { family: number; addr: bigint; prefix: number }
  * string (join makes flat strings), kept per entry of each generation: JSON text was three times
  * the size, as ropes, 14 MB for 100,000 rules of a port and a source each.
  */
-const keyOf = (o: object): string => Object.values(o).map((v: unknown) => (v instanceof Uint8Array ? v.join('.') : v)).join(',');
+/** A map key as the text of its bytes (what Written holds), and back. */
+const keyText = <K>(codec: Codec<K>, k: K, scratch: Buffer): string => codec.encode(k, scratch, 0).toString('latin1', 0, scratch.length);
+const keyFromText = <K>(codec: Codec<K>, s: string): K => codec.decode(Buffer.from(s, 'latin1'), 0);
 
 /**
  * flt_pidx of one generation as the writer last wrote it: element e's four indexes at 4e..4e+3
@@ -118,9 +121,11 @@ interface Written {
   /** flt_protos indexes (without the generation) holding a named protocol; null: unknown, so
    * all 512 are written */
   protos: number[] | null;
-  src: Map<string, F.FltLpmKey>;
-  dst: Map<string, F.FltLpmKey>;
-  rules: Map<string, F.FltRuleKey>;
+  /** keys of the hashed tables, each as its bytes in a latin1 string: 100,000 decisions held as
+   * key objects in a Map took ~17 MB per generation, as strings in a Set ~6 MB */
+  src: Set<string>;
+  dst: Set<string>;
+  rules: Set<string>;
 }
 
 /** A loaded filter for one interface: tables, counters, and (once attached) its link. */
@@ -178,7 +183,7 @@ export class FilterDatapath implements Closable {
     const d = new FilterDatapath(ifname, obj, t);
     d.zeroFrom = 0;
     // A fresh object's tables are empty: nothing to scan or rewrite.
-    const empty = (): Written => ({ portIdx: { idx: new Uint32Array(PORT_ELEMS * 4), used: [] }, protos: null, src: new Map(), dst: new Map(), rules: new Map() });
+    const empty = (): Written => ({ portIdx: { idx: new Uint32Array(PORT_ELEMS * 4), used: [] }, protos: null, src: new Set(), dst: new Set(), rules: new Set() });
     d.written = [empty(), empty()];
     return d;
   }
@@ -321,10 +326,13 @@ export class FilterDatapath implements Closable {
   private scanGeneration(g: number): Written {
     // Unknown content (an adopted filter): port indexes count as all-set so every element is
     // rewritten; hashed tables are read back.
-    const w: Written = { portIdx: null, protos: null, src: new Map(), dst: new Map(), rules: new Map() };
-    for (const k of this.t.flt_src.keys()) if (k.gen === g) w.src.set(keyOf(k), k);
-    for (const k of this.t.flt_dst.keys()) if (k.gen === g) w.dst.set(keyOf(k), k);
-    for (const k of this.t.flt_rules.keys()) if (k.gen === g) w.rules.set(keyOf(k), k);
+    const w: Written = { portIdx: null, protos: null, src: new Set(), dst: new Set(), rules: new Set() };
+    for (const name of ['flt_src', 'flt_dst', 'flt_rules'] as const) {
+      const m = this.t[name] as BpfMap<{ gen: number }, unknown>;
+      const scratch = Buffer.alloc(m.layout.key!.size);
+      const set = w[name === 'flt_src' ? 'src' : name === 'flt_dst' ? 'dst' : 'rules'];
+      for (const k of m.keys()) if (k.gen === g) set.add(keyText(m.layout.key!, k, scratch));
+    }
     return w;
   }
 
@@ -344,20 +352,26 @@ export class FilterDatapath implements Closable {
       if (!(idx[e * 4] | idx[e * 4 + 1] | idx[e * 4 + 2] | idx[e * 4 + 3])) shadow.used.push(e);
       idx[o] = P.value[j];
     }
-    const now: Written = { portIdx: shadow, protos: c.protos.map(([i]) => i), src: new Map(), dst: new Map(), rules: new Map() };
+    const now: Written = { portIdx: shadow, protos: c.protos.map(([i]) => i), src: new Set(), dst: new Set(), rules: new Set() };
     // IPv4 prefixes go to the tries only when the DIR table does not hold them
     const inTrie = (e: { family: number }): boolean => e.family === 6 || !c.dir;
     const src = c.src.filter(inTrie).map((e): [F.FltLpmKey, F.FltClass] => [lpmKey(g, e), e.value]);
     const dst = c.dst.filter(inTrie).map((e): [F.FltLpmKey, F.FltClass] => [lpmKey(g, e), e.value]);
     const rules = c.decisions.map(([k, v]): [F.FltRuleKey, F.FltVerdict] => [{ gen: g, ...k }, v]);
-    for (const [k] of src) now.src.set(keyOf(k), k);
-    for (const [k] of dst) now.dst.set(keyOf(k), k);
-    for (const [k] of rules) now.rules.set(keyOf(k), k);
+    const lpmScratch = Buffer.alloc(F.FltLpmKey.size);
+    const ruleScratch = Buffer.alloc(F.FltRuleKey.size);
+    for (const [k] of src) now.src.add(keyText(F.FltLpmKey, k, lpmScratch));
+    for (const [k] of dst) now.dst.add(keyText(F.FltLpmKey, k, lpmScratch));
+    for (const [k] of rules) now.rules.add(keyText(F.FltRuleKey, k, ruleScratch));
     // Stale entries first, so the new ones always fit.
-    const stale = <K>(o: Map<string, K>, n: Map<string, K>): K[] => [...o].filter(([s]) => !n.has(s)).map(([, k]) => k);
-    this.t.flt_src.deleteBatch(stale(old.src, now.src));
-    this.t.flt_dst.deleteBatch(stale(old.dst, now.dst));
-    this.t.flt_rules.deleteBatch(stale(old.rules, now.rules));
+    const stale = <K>(codec: Codec<K>, o: Set<string>, n: Set<string>): K[] => {
+      const out: K[] = [];
+      for (const s of o) if (!n.has(s)) out.push(keyFromText(codec, s));
+      return out;
+    };
+    this.t.flt_src.deleteBatch(stale(F.FltLpmKey, old.src, now.src));
+    this.t.flt_dst.deleteBatch(stale(F.FltLpmKey, old.dst, now.dst));
+    this.t.flt_rules.deleteBatch(stale(F.FltRuleKey, old.rules, now.rules));
     // The tables are written in place (mapped memory). Protocols named before and not now go back
     // to the unnamed entry (all of them when the table's content is unknown).
     const named = new Set(now.protos);

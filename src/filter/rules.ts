@@ -165,7 +165,8 @@ export function ruleFamily(m: Match): Family | 0 | null {
 }
 
 export function parseRule(action: Action, input: string): Rule {
-  return { action, ...parseMatch(input) };
+  // the literal, not the caller's string: 100,000 rules parsed from JSON held 100,000 copies of "deny"
+  return { action: action === 'deny' ? 'deny' : action === 'allow' ? 'allow' : action, ...parseMatch(input) };
 }
 
 /**

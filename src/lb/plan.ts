@@ -75,12 +75,14 @@ export interface LiveState {
 /** Joins full dumps of the maps into a LiveState. */
 export function joinState(meta: LbMeta, svcs: Array<[LbSvcKey, LbSvc]>, slots: Array<[LbSlotKey, number]>, backends: Array<[number, LbBackend]>): LiveState {
   const bIndex = new Map(backends);
-  const tables = new Map<string, Map<number, number>>();
+  // slot -> backend id per table, as an array: a Map per service was most of a 10,000-service
+  // listing's garbage
+  const tables = new Map<string, number[]>();
   for (const [k, v] of slots) {
     const id = slotId(k.svc_id, k.rev);
     let t = tables.get(id);
-    if (!t) tables.set(id, (t = new Map()));
-    t.set(k.slot, v);
+    if (!t) tables.set(id, (t = []));
+    t[k.slot] = v;
   }
   const out: LiveState = { gen: meta.gen, nextSvc: meta.next_svc, nextBackend: meta.next_backend, services: [], stale: [], orphanSlots: [], orphanBackends: [], broken: [] };
   const usedTables = new Set<string>();
@@ -106,14 +108,14 @@ export function joinState(meta: LbMeta, svcs: Array<[LbSvcKey, LbSvc]>, slots: A
     }
     const id = slotId(value.svc_id, value.rev);
     usedTables.add(id);
-    const t = tables.get(id) ?? new Map<number, number>();
+    const t = tables.get(id) ?? [];
     for (let i = 0; i < value.slots; i++) {
-      const b = t.get(i);
+      const b = t[i];
       if (b === undefined) broken = true;
       else selection.push(b);
     }
     for (let i = value.members_at; i < value.members_at + value.backends; i++) {
-      const b = t.get(i);
+      const b = t[i];
       const bv = b === undefined ? undefined : bIndex.get(b);
       if (b === undefined || !bv) {
         broken = true;

@@ -158,6 +158,8 @@ function declare(lib: koffi.IKoffiLib, libc: koffi.IKoffiLib) {
     if_nametoindex: c('uint32_t if_nametoindex(const char *name)'),
     getpgid: c('int getpgid(int pid)'),
     sysconf: c('long sysconf(int name)'),
+    mallopt: c('int mallopt(int param, int value)'),
+    malloc_trim: c('int malloc_trim(size_t pad)'),
     socket: c('int socket(int domain, int type, int protocol)'),
     getsockopt: c('int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)'),
   };

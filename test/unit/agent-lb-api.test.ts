@@ -160,6 +160,13 @@ describe('agent balancer API (inject)', () => {
     expect(lb.services.size).toBe(0);
   });
 
+  it('the audit line of a large PUT names the first services and counts the rest', async () => {
+    const services = Array.from({ length: 12 }, (_, i) => ({ service: `10.96.1.${i}:80/tcp`, backends: [`10.244.1.${i}:8080`] }));
+    const p = await app.inject({ method: 'PUT', url: '/v1/lb/services', headers: auth, payload: { services } });
+    expect(p.statusCode, p.body).toBe(200);
+    expect(audit.map((l) => (JSON.parse(l) as { what: string }).what)).toEqual(['12 services: 10.96.1.0:80/tcp, 10.96.1.1:80/tcp, 10.96.1.2:80/tcp, 10.96.1.3:80/tcp, 10.96.1.4:80/tcp and 7 more']);
+  });
+
   it('404 for an unknown id, 400 for one that is not VIP:PORT/PROTO; nothing changes', async () => {
     const unknown = encodeURIComponent('10.96.0.77:80/tcp');
     for (const method of ['GET', 'DELETE'] as const) {

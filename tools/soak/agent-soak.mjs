@@ -230,11 +230,15 @@ async function big() {
   const startS = (performance.now() - t0) / 1000;
   /** @type {number[]} */
   const rss = [];
+  const hwm = () => Number(/^VmHWM:\s+(\d+)/m.exec(readFileSync(`/proc/${a.pid}/status`, 'utf8'))?.[1] ?? NaN);
+  // the peak of start itself (parse and compile of the whole policy), then the peak counted afresh
+  // from ready on (writing 5 to clear_refs resets VmHWM to the current RSS)
+  const startPeak = hwm();
+  writeFileSync(`/proc/${a.pid}/clear_refs`, '5');
   const use = () => {
     const u = processUse(a.pid);
     rss.push(u.rssKb);
-    const hwm = Number(/^VmHWM:\s+(\d+)/m.exec(readFileSync(`/proc/${a.pid}/status`, 'utf8'))?.[1] ?? NaN);
-    return `RSS ${mb(u.rssKb)} MB (peak ${mb(hwm)} MB), ${u.fds} fds`;
+    return `RSS ${mb(u.rssKb)} MB (peak since ready ${mb(hwm())} MB), ${u.fds} fds`;
   };
   const get = async (/** @type {string} */ path, /** @type {(body: string) => boolean} */ ok) => {
     const r = await request(`${a.url}${path}`, 'GET', null, {}, 300_000);
@@ -242,7 +246,7 @@ async function big() {
     console.log(`big: GET ${path} (${(r.body.length / 1e6).toFixed(1)} MB) in ${r.ms.toFixed(0)} ms; ${use()}`);
     return r.body;
   };
-  console.log(`big: ${n} rules (${o.shape}, ${o.format} config) on ${v.host}: agent ready in ${startS.toFixed(1)} s; ${use()}`);
+  console.log(`big: ${n} rules (${o.shape}, ${o.format} config) on ${v.host}: agent ready in ${startS.toFixed(1)} s (start's peak ${mb(startPeak)} MB); ${use()}`);
   await get('/v1/filter', (b) => JSON.parse(b).rules.length === n);
   await get('/metrics', (b) => b.includes('ebpfnet_filter_packets_total'));
   await get('/v1/filter/stats', (b) => JSON.parse(b).interfaces[0].rules.length === n);
@@ -256,7 +260,7 @@ async function big() {
   await get('/v1/filter/stats', (b) => JSON.parse(b).interfaces[0].rules.length === n);
   const worst = Math.max(...rss);
   const ok = worst < 200 * 1024;
-  console.log(`${ok ? 'PASS' : 'FAIL'}  agent RSS with ${n} rules and ${m} services below 200 MB at every step: worst ${mb(worst)} MB, last ${mb(rss[rss.length - 1])} MB`);
+  console.log(`${ok ? 'PASS' : 'FAIL'}  agent RSS with ${n} rules and ${m} services below 200 MB at every step: worst ${mb(worst)} MB, last ${mb(rss[rss.length - 1])} MB; peak within the requests since ready ${mb(hwm())} MB`);
   return ok;
 }
 
