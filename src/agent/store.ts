@@ -6,10 +6,13 @@
 // The desired state is an object of named sections (the filter's, the balancer's), kept as a
 // snapshot (state.json, written that way) plus a journal (state.journal) of the changes saved since:
 // one JSON line each, `{"sections":{NAME:VALUE,...}}`, naming only the sections that changed (a
-// balancer change does not write out a 100,000-rule filter again), appended and fdatasynced. On
-// this project's ext4 machines an append and its fdatasync cost a quarter of a
-// temp+fsync+rename+directory fsync (and less than overwriting preallocated blocks in place, which
-// was measured too). Writes that arrive while one is on its way to the disk share the next one
+// balancer change does not write out a 100,000-rule filter again), written and fdatasynced. The
+// journal is zero-filled a mebibyte ahead of its end and records are written over the zeros: an
+// append changes the file's size, so its fdatasync writes the inode as well as the data, one more
+// write the caller waits for. On this project's VMs, with the process idle between two syncs (as it
+// is between the requests of one client), that took a sync from 250-280 us to 160-220 us on
+// average. Replay stops at the first line that does not parse, the zeros included. Writes that
+// arrive while one is on its way to the disk share the next one
 // (group commit); every caller still hears back only once a version holding its change is on disk.
 // Replay starts from the snapshot and lays each line's sections over it, in order. The journal's
 // first line names the snapshot it continues (a hash of its bytes), so a journal left from before a
@@ -92,6 +95,9 @@ export const auditPath = (dir: string): string => join(dir, 'audit.log');
  */
 const JOURNAL_LIMIT = 4 << 20;
 const RECORD_LIMIT = 64 << 10;
+/** how far ahead of its end the journal is zero-filled, and the zeros it is filled from */
+const ZERO_AHEAD = 1 << 20;
+const ZEROS = Buffer.alloc(64 << 10);
 
 const digest = (text: string): string => createHash('sha256').update(text).digest('hex');
 
@@ -119,6 +125,9 @@ interface Waiter {
 export class StateStore<T extends object> {
   private fd = -1;
   private journalBytes = 0;
+  /** where the journal's records start (after its header line), and where its zeros end */
+  private journalStart = 0;
+  private zeroedTo = 0;
   /** bytes of the snapshot the journal continues */
   private snapshotBytes = 0;
   /** the newest version, durable or not (what a snapshot writes) */
@@ -162,6 +171,8 @@ export class StateStore<T extends object> {
     if (header.after !== digest(snap ?? '')) return { state, notes };
     for (let i = 1; i < lines.length; i++) {
       if (!lines[i]) continue;
+      // the zeros ahead of the journal's end: nothing was written from here on
+      if (lines[i].charCodeAt(0) === 0) break;
       let rec: { sections?: Partial<T>; state?: T; notes?: string[] };
       try {
         rec = JSON.parse(lines[i]) as typeof rec;
@@ -231,7 +242,9 @@ export class StateStore<T extends object> {
           // snapshot replaces the journal, nothing more may be appended to it
           const at = this.journalBytes;
           this.journalBytes = Infinity;
-          if (writeSync(this.fd, line) !== bytes) throw new Error(`short write to ${journalPath(this.dir)}`);
+          const pos = this.journalStart + at;
+          if (pos + bytes > this.zeroedTo) this.zeroAhead(pos + bytes);
+          if (writeSync(this.fd, line, pos) !== bytes) throw new Error(`short write to ${journalPath(this.dir)}`);
           // here, not on the thread pool: the hand-over there and back cost a one-client write
           // more than the sync itself, and requests arriving meanwhile join the next flush anyway
           fdatasyncSync(this.fd);
@@ -275,15 +288,28 @@ export class StateStore<T extends object> {
         bytes += Buffer.byteLength(piece);
       }),
     );
-    writeAtomic(journalPath(this.dir), `${JSON.stringify({ after: h.digest('hex') })}\n`);
+    const header = `${JSON.stringify({ after: h.digest('hex') })}\n`;
+    writeAtomic(journalPath(this.dir), header);
     try {
       if (this.fd >= 0) closeSync(this.fd);
     } catch {
       /* the descriptor that failed us: the new journal replaces it anyway */
     }
-    this.fd = openSync(journalPath(this.dir), 'a');
+    this.fd = openSync(journalPath(this.dir), 'r+');
+    this.journalStart = Buffer.byteLength(header);
+    this.zeroedTo = this.journalStart;
     this.journalBytes = 0;
     this.snapshotBytes = bytes;
+  }
+
+  /** Zero-fills the journal from where its zeros end to ZERO_AHEAD past `end` (the record's sync covers it). */
+  private zeroAhead(end: number): void {
+    const to = end + ZERO_AHEAD;
+    for (let at = this.zeroedTo; at < to; ) {
+      const n = writeSync(this.fd, ZEROS, 0, Math.min(ZEROS.length, to - at), at);
+      at += n;
+    }
+    this.zeroedTo = to;
   }
 }
 

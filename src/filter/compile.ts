@@ -67,11 +67,13 @@ export interface PortKey {
  */
 export class PortTable {
   length = 0;
-  port = new Uint16Array(64);
-  proto = new Uint8Array(64);
-  family = new Uint8Array(64);
+  // small at first: arrays of 64 bytes or less live on V8's heap, larger ones cost a native
+  // allocation each (four per compile, on every one-rule change)
+  port = new Uint16Array(8);
+  proto = new Uint8Array(8);
+  family = new Uint8Array(8);
   /** index (1-based) into portVals */
-  value = new Uint32Array(64);
+  value = new Uint32Array(8);
 
   push(k: PortKey, value: number): void {
     if (this.length === this.port.length) {

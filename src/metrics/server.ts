@@ -32,19 +32,26 @@ class ExpositionRegistry extends Registry {
     if (this.defaults || this.contentType !== Registry.PROMETHEUS_CONTENT_TYPE) return super.metrics();
     // the type is a string at run time ('counter', ...), whatever the typings say
     const fast = (m: MetricObject): boolean => ['counter', 'gauge'].includes(String(m.type));
-    const parts = await Promise.all(this.getMetricsAsArray().map((m) => (fast(m) ? this.text(m) : this.getSingleMetricAsString(m.name))));
+    // one label set's text per scrape: metrics computed from the same rows (the filter's packets
+    // and bytes) share their label objects, so the second formats no label at all
+    const labelTexts = new WeakMap<object, string>();
+    const parts = await Promise.all(this.getMetricsAsArray().map((m) => (fast(m) ? this.text(m, labelTexts) : this.getSingleMetricAsString(m.name))));
     return `${parts.join('\n\n')}\n`;
   }
 
-  private async text(metric: MetricObject): Promise<string> {
+  private async text(metric: MetricObject, labelTexts: WeakMap<object, string>): Promise<string> {
     const m = await (metric as unknown as { get(): Promise<{ name: string; help: string; type: string; values?: Sample[] }> }).get();
     const name = escapeHelp(m.name);
     const out = [`# HELP ${name} ${escapeHelp(m.help)}`, `# TYPE ${name} ${m.type}`];
     for (const v of m.values ?? []) {
-      let labels = '';
-      for (const k in v.labels) {
-        const x = v.labels[k];
-        labels += `${labels ? ',' : ''}${k}="${typeof x === 'string' ? escapeLabel(x) : x}"`;
+      let labels = v.labels ? labelTexts.get(v.labels) : '';
+      if (labels === undefined) {
+        labels = '';
+        for (const k in v.labels) {
+          const x = v.labels[k];
+          labels += `${labels ? ',' : ''}${k}="${typeof x === 'string' ? escapeLabel(x) : x}"`;
+        }
+        labelTexts.set(v.labels!, labels);
       }
       out.push(`${v.metricName ?? name}${labels ? `{${labels}}` : ''} ${valueText(v.value)}`);
     }

@@ -23,3 +23,10 @@ export async function startAgent(config: string, stateDir: string): Promise<Runn
     throw e;
   }
 }
+
+/** The journal's records as lines: after its header, up to the zeros it is filled with ahead of its end. */
+export function journalRecords(stateDir: string): string[] {
+  const lines = readFileSync(join(stateDir, 'state.journal'), 'utf8').split('\n').slice(1);
+  const end = lines.findIndex((l) => l.charCodeAt(0) === 0);
+  return (end < 0 ? lines : lines.slice(0, end)).filter(Boolean);
+}

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog, StateStore, auditPath, journalPath, statePath } from '../../src/agent/store.js';
+import { journalRecords } from '../helpers/agent.js';
 
 interface S {
   n: number;
@@ -44,10 +45,26 @@ describe('agent state store', () => {
     const order: number[] = [];
     await Promise.all(Array.from({ length: 20 }, (_, i) => s.save({ n: i + 1 }).then(() => order.push(i + 1))));
     expect(order).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
-    const records = readFileSync(journalPath(dir), 'utf8').split('\n').slice(1).filter(Boolean);
+    const records = journalRecords(dir);
     expect(records.length).toBeLessThan(20);
     expect(JSON.parse(records.at(-1)!)).toEqual({ sections: { n: 20 } });
     expect(StateStore.load<S>(dir)).toEqual({ n: 20 });
+    s.close();
+  });
+
+  it('records are written over zeros filled ahead of the journal\'s end (no size change to sync); replay stops at them', async () => {
+    const s = StateStore.open<S>(dir, { n: 0 });
+    await s.save({ n: 1 });
+    const size = statSync(journalPath(dir)).size;
+    expect(size).toBeGreaterThan(1 << 20);
+    await s.save({ n: 2 });
+    // the second record went over the zeros: the file did not grow
+    expect(statSync(journalPath(dir)).size).toBe(size);
+    const body = readFileSync(journalPath(dir));
+    const end = body.indexOf(0);
+    expect(body.subarray(end).every((b) => b === 0)).toBe(true);
+    expect(journalRecords(dir)).toEqual([JSON.stringify({ sections: { n: 1 } }), JSON.stringify({ sections: { n: 2 } })]);
+    expect(StateStore.load<S>(dir)).toEqual({ n: 2 });
     s.close();
   });
 
@@ -58,7 +75,7 @@ describe('agent state store', () => {
     // saves sharing a flush share a record: the newest value of every section they changed
     await Promise.all([s.save({ text: 'a' }), s.save({ n: 2 }), s.save({ n: 3 })]);
     await s.save({ text: 'b' });
-    const records = readFileSync(journalPath(dir), 'utf8').split('\n').slice(1).filter(Boolean);
+    const records = journalRecords(dir);
     expect(records.map((r) => JSON.parse(r))).toEqual([{ sections: { n: 1 } }, { sections: { text: 'a', n: 3 } }, { sections: { text: 'b' } }]);
     // the large section stayed in the snapshot, written once
     expect(JSON.parse(readFileSync(statePath(dir), 'utf8'))).toEqual({ n: 0, text: big });
@@ -71,7 +88,7 @@ describe('agent state store', () => {
     const medium = 'y'.repeat(100_000);
     await s.save({ text: medium });
     expect(JSON.parse(readFileSync(statePath(dir), 'utf8')).text).toHaveLength(500_000);
-    expect(readFileSync(journalPath(dir), 'utf8').split('\n')[1]).toBe(JSON.stringify({ sections: { text: medium } }));
+    expect(journalRecords(dir)[0]).toBe(JSON.stringify({ sections: { text: medium } }));
     expect(StateStore.load<S>(dir)).toEqual({ n: 0, text: medium });
     s.close();
   });
