@@ -45,6 +45,7 @@ if [ "$bench" = 1 ]; then
   want[iptables]=iptables
   want[nft]=nftables
   want[bpftrace]=bpftrace
+  want[ethtool]=ethtool
 fi
 if [ "$ci" = 1 ]; then
   want[ruby]=ruby

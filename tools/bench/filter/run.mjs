@@ -13,34 +13,37 @@
 //       and legacy backends) and nftables (netdev ingress, a set). Goals: >= the best of them
 //       with 1 rule; >= 10x iptables (its faster backend) with 10,000 rules. ebpfnet runs with
 //       --hook xdp and --hook tc; a goal counts ebpfnet's better hook, since --hook is the user's
-//       choice and on veth XDP pays a copy per packet (DESIGN §5). The 1-rule ratio is paired: each
-//       ebpfnet run against each other contender's run in the same round, the median per contender,
-//       the lowest of those. A
-//       hand-written tc program (floor.bpf.c's floor_tc) is measured too: the least any BPF program
-//       at the tc hook costs. (veth.mjs, floor-tc.mjs, flood.c)
+//       choice. The 1-rule ratio is paired: each ebpfnet run against each other contender's run in
+//       the same round, the median per contender, the lowest of those. A hand-written tc program
+//       (floor.bpf.c's floor_tc) is measured too: the least any BPF program at the tc hook costs.
+//       The flood (--flood): kernel, the default, frames sent by the kernel and received as XDP
+//       frames, so the receiver bounds the rate (flood-xdp.c); socket, sendmmsg from a UDP socket,
+//       which bounds the rate itself, and whose skbs XDP on veth must copy (DESIGN §5) (flood.c).
+//       (veth.mjs, floor-tc.mjs)
 // Everything it makes (namespaces, the veth pair inside them, rules, processes, temp files) is
 // removed at the end, on an error and on Ctrl-C.
-//   node tools/bench/filter/run.mjs [--quick] [--json] [--part a|b]
-// Needs root, dist/ (npx tsc -p .), build/bpf/filter.bpf.o (node tools/build-bpf.mjs), clang and a C
-// compiler, iptables and nftables (apt-get install iptables nftables). Exits 1 when a goal is
+//   node tools/bench/filter/run.mjs [--quick] [--json] [--part a|b] [--flood kernel|socket]
+// Needs root, dist/ (npx tsc -p .), build/bpf/filter.bpf.o (node tools/build-bpf.mjs), clang, a C
+// compiler and libbpf's headers, iptables, nftables and ethtool (tools/bootstrap.sh --bench). Exits 1 when a goal is
 // missed, 2 when the benchmark could not run.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { runTestRun } from './testrun.mjs';
-import { FLOOD, isOther, runVeth, teardown } from './veth.mjs';
+import { FLOOD, FLOOD_XDP, isOther, runVeth, teardown } from './veth.mjs';
 import { BenchError, dist, fmt, has, here, pinThisThread, rate, ratio, root } from './util.mjs';
 
 const GOALS = { vsFloor: 2, bigVsTwo: 1.5, oneRuleVsBest: 1, cidrVsIptables: 10 };
 
 function parseArgs(/** @type {string[]} */ argv) {
-  const o = { quick: false, json: false, part: /** @type {'all' | 'a' | 'b'} */ ('all') };
+  const o = { quick: false, json: false, part: /** @type {'all' | 'a' | 'b'} */ ('all'), flood: /** @type {import('./veth.mjs').Flood} */ ('kernel') };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--quick') o.quick = true;
     else if (argv[i] === '--json') o.json = true;
     else if (argv[i] === '--part' && (argv[i + 1] === 'a' || argv[i + 1] === 'b')) o.part = /** @type {'a' | 'b'} */ (argv[++i]);
-    else throw new BenchError(`usage: unknown option ${argv[i]}; options: --quick, --json, --part a|b`);
+    else if (argv[i] === '--flood' && (argv[i + 1] === 'kernel' || argv[i + 1] === 'socket')) o.flood = /** @type {'kernel' | 'socket'} */ (argv[++i]);
+    else throw new BenchError(`usage: unknown option ${argv[i]}; options: --quick, --json, --part a|b, --flood kernel|socket`);
   }
   return o;
 }
@@ -55,26 +58,31 @@ function build() {
     const err = /** @type {{ stderr?: Buffer, message: string }} */ (e);
     throw new BenchError(`build floor.bpf.c: ${err.stderr?.toString().trim() || err.message}`);
   }
-  const src = join(here, 'flood.c');
-  if (existsSync(FLOOD) && mtime(src) <= mtime(FLOOD)) return;
-  mkdirSync(dirname(FLOOD), { recursive: true });
-  try {
-    execFileSync('cc', ['-O2', '-Wall', src, '-o', `${FLOOD}.tmp`], { stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (e) {
-    const err = /** @type {{ stderr?: Buffer, message: string }} */ (e);
-    throw new BenchError(`build flood.c: ${err.stderr?.toString().trim() || err.message}; it needs a C compiler (apt-get install gcc)`);
+  for (const [file, out, libs] of /** @type {const} */ ([
+    ['flood.c', FLOOD, []],
+    ['flood-xdp.c', FLOOD_XDP, ['-lbpf']],
+  ])) {
+    const src = join(here, file);
+    if (existsSync(out) && mtime(src) <= mtime(out)) continue;
+    mkdirSync(dirname(out), { recursive: true });
+    try {
+      execFileSync('cc', ['-O2', '-Wall', src, '-o', `${out}.tmp`, ...libs], { stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      const err = /** @type {{ stderr?: Buffer, message: string }} */ (e);
+      throw new BenchError(`build ${file}: ${err.stderr?.toString().trim() || err.message}; it needs a C compiler and libbpf's headers (apt-get install gcc libbpf-dev)`);
+    }
+    // renamed into place, so an interrupted build never leaves a half-written binary that looks fresh
+    renameSync(`${out}.tmp`, out);
   }
-  // renamed into place, so an interrupted build never leaves a half-written binary that looks fresh
-  renameSync(`${FLOOD}.tmp`, FLOOD);
 }
 
-function preflight(/** @type {'all' | 'a' | 'b'} */ part) {
+function preflight(/** @type {'all' | 'a' | 'b'} */ part, /** @type {import('./veth.mjs').Flood} */ flood) {
   if (process.getuid?.() !== 0) throw new BenchError('run as root (BPF test runs, namespaces, iptables and nftables need CAP_SYS_ADMIN and CAP_NET_ADMIN)');
   if (!existsSync(join(root, 'dist', 'cli', 'main.js'))) throw new BenchError('no dist/: build it with npx tsc -p .');
   if (!existsSync(join(root, 'build', 'bpf', 'filter.bpf.o'))) throw new BenchError('no build/bpf/filter.bpf.o: build it with node tools/build-bpf.mjs');
-  const tools = part === 'a' ? ['clang'] : ['clang', 'cc', 'ip', 'nsenter', 'taskset', 'sysctl'];
+  const tools = part === 'a' ? ['clang'] : ['clang', 'cc', 'ip', 'nsenter', 'taskset', 'sysctl', ...(flood === 'kernel' ? ['ethtool'] : [])];
   const missing = tools.filter((t) => !has(t));
-  if (missing.length) throw new BenchError(`missing ${missing.join(', ')} (apt-get install clang gcc iproute2 util-linux procps)`);
+  if (missing.length) throw new BenchError(`missing ${missing.join(', ')} (apt-get install clang gcc iproute2 util-linux procps ethtool)`);
 }
 
 /**
@@ -203,8 +211,16 @@ function printVeth(/** @type {any} */ v) {
     });
   }
   console.log('dropped/s: packets the filter\'s own counter says it dropped (CLI totals, iptables-save -c, nft counter) per second;');
-  console.log('±: half the range of the runs; on CPU: the sender\'s CPU time over wall time (the receive path runs in its context,');
-  console.log('so below 100% means other processes took the CPU); vs iptables: against the faster iptables backend; vs best:');
+  console.log(
+    v.floodKind === 'kernel'
+      ? '±: half the range of the runs; on CPU: the flood CPU\'s busy time over wall time (/proc/stat: the receive path runs there,'
+      : '±: half the range of the runs; on CPU: the sender\'s CPU time over wall time (the receive path runs in its context,',
+  );
+  console.log(
+    v.floodKind === 'kernel'
+      ? 'partly in ksoftirqd; below 100%, the flood waited); vs iptables: against the faster iptables backend; vs best:'
+      : 'so below 100% means other processes took the CPU); vs iptables: against the faster iptables backend; vs best:',
+  );
   console.log('paired: against each of iptables and nftables, the median over rounds of the ratio of the two rates in the same');
   console.log('round; the lowest of those (the contender it binds on is named under goals);');
   console.log(`the floor is a hand-written tc program, the least any BPF program at that hook costs. ${warnings.length ? 'Warnings:' : 'In every run each filter counted every packet sent.'}`);
@@ -214,7 +230,7 @@ function printVeth(/** @type {any} */ v) {
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
-  preflight(args.part);
+  preflight(args.part, args.flood);
   const settings = args.quick
     ? { repeat: 200_000, reps: 3, sizes: [3, 1000, 100_000], seconds: 1, vethReps: 2, cidrRules: 10_000 }
     : // several short interleaved runs rather than a few long ones: other work on a shared VM comes in
@@ -268,7 +284,7 @@ async function main() {
       }
     }
     if (args.part !== 'a') {
-      result.veth = { ...(await runVeth({ seconds: settings.seconds, reps: settings.vethReps, cidrRules: settings.cidrRules, cpu, ctlCpu, tmp, live, log })), cidrRules: settings.cidrRules };
+      result.veth = { ...(await runVeth({ flood: args.flood, seconds: settings.seconds, reps: settings.vethReps, cidrRules: settings.cidrRules, cpu, ctlCpu, tmp, live, log })), cidrRules: settings.cidrRules };
     }
   } finally {
     await cleanup();

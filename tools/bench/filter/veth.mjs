@@ -1,11 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
 // @ts-check
 // Part (b): how many packets per second each filter drops on a veth pair. A sender namespace floods
-// UDP from 10.197.0.1 to 10.197.0.2:9 in a receiver namespace for a fixed time from one CPU
-// (flood.c); the filter in the receiver namespace drops it, and its own counter says how many it
-// dropped. On veth the receiving path runs on the sending CPU, so the drop rate is the rate at
-// which that one CPU can push a packet through the sender's stack, veth and the filter: the
-// filter's share is what differs between rows.
+// UDP from 10.197.0.1 to 10.197.0.2:9 in a receiver namespace for a fixed time from one CPU; the
+// filter in the receiver namespace drops it, and its own counter says how many it dropped. On veth
+// the receiving path runs on the sending CPU, so the drop rate is the rate at which that one CPU
+// sends a packet and takes it through the receiver's path up to the filter. Two floods:
+//   kernel (default)  flood-xdp.c: the kernel sends the frames (an XDP redirect under
+//                     BPF_PROG_TEST_RUN, live frames), at a few tens of ns each, and the veth hands
+//                     them to the receiver as XDP frames, as a NIC's driver does: the receiver's
+//                     path, where the filters differ, is most of the time. The receiving end has
+//                     GRO on for every contender: that gives a veth its NAPI, which XDP frames need
+//                     when no XDP program is attached (and an attached one gets anyway).
+//   socket            flood.c: sendmmsg from a UDP socket. The sender's own stack is most of the
+//                     time, and its packets are skbs, which XDP on veth must copy first: the rates
+//                     mostly say how fast the sender is (every filter came out within a few percent).
+// --flood picks one.
 //   ebpfnet          `ebpfnet filter` (the CLI) with --hook xdp (native on veth) and --hook tc
 //   iptables         raw PREROUTING (the earliest iptables hook), nft and legacy backends
 //   nftables         a netdev ingress chain on the receiving veth, the CIDRs in one set
@@ -25,6 +34,7 @@ const IF_S = 'vb-s';
 const IF_R = 'vb-r';
 const CLI = join(root, 'dist', 'cli', 'main.js');
 export const FLOOD = join(root, 'build', 'bench', 'filter-flood');
+export const FLOOD_XDP = join(root, 'build', 'bench', 'filter-flood-xdp');
 /** the flood's bound in packets besides its duration: far above what one CPU sends in seconds here */
 const MAX_PACKETS = 200_000_000;
 
@@ -41,6 +51,7 @@ export function cidrSources(n) {
 }
 
 /**
+ * @typedef {'kernel' | 'socket'} Flood
  * @typedef {{ kind: 'port' } | { kind: 'cidr', sources: string[] }} Rules
  * @typedef {{ s: string, r: string }} Env
  * @typedef {{ mode?: string, finish: () => Promise<number> }} Installed
@@ -49,7 +60,7 @@ export function cidrSources(n) {
  */
 
 /** Fresh sender and receiver namespaces joined by a veth pair; nothing touches the host's. */
-function setup(/** @type {Live} */ live, /** @type {number} */ seq) {
+function setup(/** @type {Live} */ live, /** @type {number} */ seq, /** @type {Flood} */ kind) {
   // after Ctrl-C the cleanup owns the namespaces: make no new ones behind its back
   if (live.stopping) throw new BenchError('interrupted');
   const id = `${process.pid}-${seq}`;
@@ -68,6 +79,8 @@ function setup(/** @type {Live} */ live, /** @type {number} */ seq) {
   sh('ip', ['-n', env.r, 'link', 'set', IF_R, 'up']);
   // a permanent neighbour: no ARP exchange inside the timed window
   sh('ip', ['-n', env.s, 'neigh', 'replace', DST, 'lladdr', MAC_R, 'dev', IF_S, 'nud', 'permanent']);
+  // the receiving end's NAPI, without which a veth drops the XDP frames of the kernel flood
+  if (kind === 'kernel') sh('ethtool', ['-K', IF_R, 'gro', 'on'], { ns: env.r });
   return env;
 }
 
@@ -120,10 +133,12 @@ function start(live, cmd, args, outFile) {
 /**
  * @param {Live} live
  * @param {Env} env
- * @param {{ seconds: number, cpu: number }} o
+ * @param {{ seconds: number, cpu: number, flood: Flood }} o
  */
 async function flood(live, env, o) {
-  const { done } = start(live, 'nsenter', [`--net=/run/netns/${env.s}`, FLOOD, SRC, DST, String(PORT), String(o.seconds), String(MAX_PACKETS), String(o.cpu)]);
+  const args = [String(o.seconds), String(MAX_PACKETS), String(o.cpu)];
+  const cmd = o.flood === 'kernel' ? [FLOOD_XDP, IF_S, MAC_S, MAC_R, SRC, DST, String(PORT), ...args] : [FLOOD, SRC, DST, String(PORT), ...args];
+  const { done } = start(live, 'nsenter', [`--net=/run/netns/${env.s}`, ...cmd]);
   const r = await done;
   const m = /sent (\d+) packets in ([\d.]+) s \((\d+) send errors, ([\d.]+) s on CPU\)/.exec(r.out);
   if (r.code !== 0 || !m) throw new BenchError(`flood: ${r.err.trim() || r.out.trim() || `exited with ${r.code ?? r.signal}`}`);
@@ -275,12 +290,12 @@ function nftables() {
   };
 }
 
-/**
- * @param {{ seconds: number, reps: number, cidrRules: number, cpu: number, ctlCpu: number, tmp: string, live: Live, log: (s: string) => void }} o
- */
 /** A contender ebpfnet is measured against (not ebpfnet itself, not the floor). */
 export const isOther = (/** @type {string} */ name) => !name.startsWith('ebpfnet') && !name.startsWith('floor');
 
+/**
+ * @param {{ flood: Flood, seconds: number, reps: number, cidrRules: number, cpu: number, ctlCpu: number, tmp: string, live: Live, log: (s: string) => void }} o
+ */
 export async function runVeth(o) {
   /** @type {Contender[]} */
   const contenders = [ebpfnet('xdp', o.live, o.ctlCpu), ebpfnet('tc', o.live, o.ctlCpu)];
@@ -310,7 +325,7 @@ export async function runVeth(o) {
         const x = here[(k + rep) % here.length];
         const slot = raw[c.key][x.name];
         o.log(`veth: round ${rep + 1} of ${o.reps}: ${c.label}: ${x.name}`);
-        const env = setup(o.live, seq++);
+        const env = setup(o.live, seq++, o.flood);
         try {
           const inst = await x.install(env, c.rules, o.tmp);
           if (inst.mode) slot.mode = inst.mode;
@@ -374,5 +389,9 @@ export async function runVeth(o) {
       });
     }
   }
-  return { seconds: o.seconds, reps: o.reps, cpu: o.cpu, flood: `UDP ${SRC} -> ${DST}:${PORT}, 60-byte frames, sendmmsg x64`, cases: cases.map(({ key, label }) => ({ key, label })), rows, notes };
+  const how =
+    o.flood === 'kernel'
+      ? 'sent by the kernel (XDP redirect out of the sender\'s veth, BPF_PROG_TEST_RUN live frames, 64 a batch; GRO on the receiving end)'
+      : 'sendmmsg x64 from a UDP socket';
+  return { seconds: o.seconds, reps: o.reps, cpu: o.cpu, floodKind: o.flood, flood: `UDP ${SRC} -> ${DST}:${PORT}, 60-byte frames, ${how}`, cases: cases.map(({ key, label }) => ({ key, label })), rows, notes };
 }
