@@ -94,13 +94,11 @@ function addrBytes(e: { family: number; addr: bigint }): Uint8Array {
 
 const lpmKey = (gen: number, e: { family: number; addr: bigint; prefix: number }): F.FltLpmKey => ({ prefixlen: 64 + e.prefix, gen, family: e.family, addr: addrBytes(e) });
 
-
 /**
- * A map key's identity: its fields' values in order, an address's bytes joined by '.'. A short flat
- * string (join makes flat strings), kept per entry of each generation: JSON text was three times
- * the size, as ropes, 14 MB for 100,000 rules of a port and a source each.
+ * A map key's identity, kept per entry of each generation (Written): the key's bytes as a latin1
+ * string, one flat 20- or 28-character string (fields joined as text made longer strings, JSON
+ * text three times longer ropes), and back to the key for a delete.
  */
-/** A map key as the text of its bytes (what Written holds), and back. */
 const keyText = <K>(codec: Codec<K>, k: K, scratch: Buffer): string => codec.encode(k, scratch, 0).toString('latin1', 0, scratch.length);
 const keyFromText = <K>(codec: Codec<K>, s: string): K => codec.decode(Buffer.from(s, 'latin1'), 0);
 
