@@ -19,6 +19,21 @@ export function pageSize(): number {
   return pagesz;
 }
 
+/**
+ * glibc's allocator for a long-running process: blocks of `bytes` and more get mappings of their
+ * own, returned to the system when freed. (glibc otherwise raises this threshold to the largest block
+ * freed so far, up to 32 MiB, and serves later large blocks from a heap that keeps them once freed.)
+ */
+export function mmapThreshold(bytes: number): void {
+  const M_MMAP_THRESHOLD = -3;
+  libbpf().mallopt(M_MMAP_THRESHOLD, bytes);
+}
+
+/** glibc: returns the free memory of its heaps to the system (malloc_trim). */
+export function trimHeap(): void {
+  libbpf().malloc_trim(0);
+}
+
 export const isRoot = (): boolean => process.getuid?.() === 0;
 
 /** Whether a process with this pid exists (EPERM: it does, but belongs to another user). */
