@@ -32,7 +32,7 @@ import {
 } from '../loader/index.js';
 import { withLock } from './lock.js';
 import type { ServiceAddr, ServiceSpec } from './model.js';
-import { IdSource, applyNeeds, applyParts, joinState, planApply, planDelete, planOps, planSteps, planUpsert, preOps, svcKey, type LiveService, type LiveState, type Op, type Plan, type Summary } from './plan.js';
+import { IdSource, applyNeeds, applyParts, joinService, joinState, keyName, planApply, planDelete, planOps, planSteps, planUpsert, preOps, svcKey, type LiveService, type LiveState, type Op, type Plan, type Summary } from './plan.js';
 import { explain, serviceView, type Explanation, type ServiceView } from './view.js';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/ebpfnet/lb';
@@ -381,9 +381,49 @@ export class Balancer implements Closable {
     return out;
   }
 
+  /**
+   * The live generation's services joined with their slot tables and backends, as state() has
+   * them, without the rest of state() (stale entries, orphans): the slot table is read raw and only
+   * the live tables are kept, so a 10,000-service listing makes no object or string per slot.
+   */
+  private liveServices(): { services: LiveService[]; broken: string[] } {
+    const m = this.m;
+    const gen = this.meta().gen;
+    const svcs = m.svc.entries().filter(([k]) => k.gen === gen);
+    // svc_id -> the slot-table revision the live entry uses, and that table (slot -> backend id)
+    const revs = new Map<number, number>();
+    for (const [, v] of svcs) if (!v.backend_id) revs.set(v.svc_id, v.rev);
+    const tables = new Map<number, number[]>();
+    const ks = G.LbSlotKey.size;
+    const read = m.slots.scanBatch((keys, vals, n) => {
+      for (let i = 0; i < n; i++) {
+        const svcId = keys.readUInt32LE(i * ks);
+        if (revs.get(svcId) !== keys.readUInt32LE(i * ks + 4)) continue;
+        let t = tables.get(svcId);
+        if (!t) tables.set(svcId, (t = []));
+        t[keys.readUInt32LE(i * ks + 8)] = vals.readUInt32LE(i * 4);
+      }
+      return true;
+    });
+    if (!read) {
+      // no batch lookup on this kernel: the slower way, entry by entry
+      const st = this.state();
+      return { services: st.services, broken: st.broken };
+    }
+    const backends = new Map(m.backends.entries());
+    const services: LiveService[] = [];
+    const broken: string[] = [];
+    for (const [key, value] of svcs) {
+      const j = joinService(key, value, tables.get(value.svc_id) ?? [], backends);
+      if (j.broken) broken.push(keyName(key));
+      services.push(j.service);
+    }
+    return { services, broken };
+  }
+
   /** Every live service with its backends and counters, sorted by name. */
   list(): { services: ServiceView[]; broken: string[] } {
-    const st = this.state();
+    const st = this.liveServices();
     const svcStats = new Map(this.m.svcStats.entries());
     const beStats = new Map(this.m.beStats.entries());
     // IPv4 first, then IPv6; numbers in order (10.96.0.9 before 10.96.0.10)

@@ -46,22 +46,25 @@ const usage = (op: string, detail: string, hint?: string): EbpfnetError => new E
 export const serviceName = (s: Omit<ServiceAddr, 'name'>): string => [hostPort(s.ip, s.port), s.proto].join('/');
 export const backendName = (b: { ip: Ip; port: number }): string => hostPort(b.ip, b.port);
 
-function parsePort(s: string, op: string, what: string): number {
-  if (!/^\d{1,5}$/.test(s)) throw usage(op, `${what}: '${s}' is not a port`, 'a port is a number from 1 to 65535');
+// `what` (which item a message is about) is a function: it is only needed for an error, and making
+// its text for every backend of a 10,000-service PUT was a good part of that request's garbage
+
+function parsePort(s: string, op: string, what: () => string): number {
+  if (!/^\d{1,5}$/.test(s)) throw usage(op, `${what()}: '${s}' is not a port`, 'a port is a number from 1 to 65535');
   const n = Number(s);
-  if (n < 1 || n > 65535) throw usage(op, `${what}: port ${n} is out of range`, 'a port is a number from 1 to 65535');
+  if (n < 1 || n > 65535) throw usage(op, `${what()}: port ${n} is out of range`, 'a port is a number from 1 to 65535');
   return n;
 }
 
 /** Splits `IP:PORT` or `[IPv6]:PORT`; `port` is undefined when there is none. */
-function splitHostPort(s: string, op: string, what: string): { ip: Ip; port: string | undefined } {
+function splitHostPort(s: string, op: string, what: () => string): { ip: Ip; port: string | undefined } {
   let host: string;
   let port: string | undefined;
-  const br = /^\[([^\]]*)\](?::(.*))?$/.exec(s);
+  const br = s[0] === '[' ? /^\[([^\]]*)\](?::(.*))?$/.exec(s) : null;
   if (br) {
     host = br[1];
     port = br[2];
-  } else if ((s.match(/:/g) ?? []).length > 1) {
+  } else if (s.indexOf(':') !== s.lastIndexOf(':')) {
     // a bare IPv6 address: it cannot carry a port without brackets
     host = s;
     port = undefined;
@@ -71,7 +74,7 @@ function splitHostPort(s: string, op: string, what: string): { ip: Ip; port: str
     port = i < 0 ? undefined : s.slice(i + 1);
   }
   const ip = parseIp(host);
-  if (!ip) throw usage(op, `${what}: '${host}' is not an IP address`, 'write IPv4 as 10.96.0.10 and IPv6 in brackets: [fd00::1]:80');
+  if (!ip) throw usage(op, `${what()}: '${host}' is not an IP address`, 'write IPv4 as 10.96.0.10 and IPv6 in brackets: [fd00::1]:80');
   return { ip, port };
 }
 
@@ -82,21 +85,25 @@ export function parseServiceAddr(text: string, op = 'parse service'): ServiceAdd
   const addr = slash < 0 ? s : s.slice(0, slash);
   const protoText = slash < 0 ? 'tcp' : s.slice(slash + 1).toLowerCase();
   if (!PROTOS.includes(protoText as Proto)) throw usage(op, `service '${text}': unknown protocol '${protoText}'`, `use ${PROTOS.join(' or ')}, e.g. 10.96.0.10:80/tcp`);
-  const { ip, port } = splitHostPort(addr, op, `service '${text}'`);
+  const what = (): string => `service '${text}'`;
+  const { ip, port } = splitHostPort(addr, op, what);
   if (port === undefined || port === '') throw usage(op, `service '${text}' has no port`, 'write VIP:PORT/PROTO, e.g. 10.96.0.10:80/tcp or [fd00::1]:53/udp');
-  const a = { ip, port: parsePort(port, op, `service '${text}'`), proto: protoText as Proto };
+  const a = { ip, port: parsePort(port, op, what), proto: protoText as Proto };
   return { ...a, name: serviceName(a) };
 }
 
 /** `10.244.1.5:8080`, `[fd00::5]:8080,weight=2,state=draining` */
 export function parseBackend(text: string, op = 'parse backend'): BackendSpec {
-  const [addr, ...opts] = text.trim().split(',');
-  const { ip, port } = splitHostPort(addr, op, `backend '${text}'`);
+  const t = text.trim();
+  const comma = t.indexOf(',');
+  const what = (): string => `backend '${text}'`;
+  const { ip, port } = splitHostPort(comma < 0 ? t : t.slice(0, comma), op, what);
   if (port === undefined || port === '') throw usage(op, `backend '${text}' has no port`, `write IP:PORT, e.g. ${ip.family === 6 ? `[${ip.text}]` : ip.text}:8080`);
-  const p = parsePort(port, op, `backend '${text}'`);
+  const p = parsePort(port, op, what);
   const b: BackendSpec = { ip, port: p, weight: 1, state: 'active', name: backendName({ ip, port: p }) };
+  if (comma < 0) return b;
   const seen = new Set<string>();
-  for (const o of opts) {
+  for (const o of t.slice(comma + 1).split(',')) {
     const m = /^\s*([a-z]+)\s*=\s*(\S+)\s*$/.exec(o);
     if (!m) throw usage(op, `backend '${text}': '${o}' is not key=value`, 'options are weight=N and state=active|draining');
     const [, k, v] = m;

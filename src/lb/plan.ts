@@ -72,6 +72,49 @@ export interface LiveState {
   broken: string[];
 }
 
+/**
+ * One live service from its entry, its slot table (slot -> backend id, undefined where an entry is
+ * missing) and the backends; `broken` when the table or a backend is incomplete. `used` collects the
+ * backend ids it refers to.
+ */
+export function joinService(
+  key: LbSvcKey,
+  value: LbSvc,
+  table: ArrayLike<number | undefined>,
+  backends: ReadonlyMap<number, LbBackend>,
+  used?: Set<number>,
+): { service: LiveService; broken: boolean } {
+  const selection: number[] = [];
+  const members: LiveBackend[] = [];
+  let broken = false;
+  if (value.backend_id) {
+    // the only backend, named in the service entry: no slot table
+    const bv = backends.get(value.backend_id);
+    if (bv) {
+      used?.add(value.backend_id);
+      members.push({ id: value.backend_id, value: bv });
+      if (value.slots) selection.push(value.backend_id);
+    } else broken = true;
+    return { service: { key, value, members, selection }, broken };
+  }
+  for (let i = 0; i < value.slots; i++) {
+    const b = table[i];
+    if (b === undefined) broken = true;
+    else selection.push(b);
+  }
+  for (let i = value.members_at; i < value.members_at + value.backends; i++) {
+    const b = table[i];
+    const bv = b === undefined ? undefined : backends.get(b);
+    if (b === undefined || !bv) {
+      broken = true;
+      continue;
+    }
+    used?.add(b);
+    members.push({ id: b, value: bv });
+  }
+  return { service: { key, value, members, selection }, broken };
+}
+
 /** Joins full dumps of the maps into a LiveState. */
 export function joinState(meta: LbMeta, svcs: Array<[LbSvcKey, LbSvc]>, slots: Array<[LbSlotKey, number]>, backends: Array<[number, LbBackend]>): LiveState {
   const bIndex = new Map(backends);
@@ -92,40 +135,11 @@ export function joinState(meta: LbMeta, svcs: Array<[LbSvcKey, LbSvc]>, slots: A
       out.stale.push(key);
       continue;
     }
-    const selection: number[] = [];
-    const members: LiveBackend[] = [];
-    let broken = false;
-    if (value.backend_id) {
-      // the only backend, named in the service entry: no slot table
-      const bv = bIndex.get(value.backend_id);
-      if (bv) {
-        usedBackends.add(value.backend_id);
-        members.push({ id: value.backend_id, value: bv });
-        if (value.slots) selection.push(value.backend_id);
-      } else out.broken.push(keyName(key));
-      out.services.push({ key, value, members, selection });
-      continue;
-    }
     const id = slotId(value.svc_id, value.rev);
-    usedTables.add(id);
-    const t = tables.get(id) ?? [];
-    for (let i = 0; i < value.slots; i++) {
-      const b = t[i];
-      if (b === undefined) broken = true;
-      else selection.push(b);
-    }
-    for (let i = value.members_at; i < value.members_at + value.backends; i++) {
-      const b = t[i];
-      const bv = b === undefined ? undefined : bIndex.get(b);
-      if (b === undefined || !bv) {
-        broken = true;
-        continue;
-      }
-      usedBackends.add(b);
-      members.push({ id: b, value: bv });
-    }
+    if (!value.backend_id) usedTables.add(id);
+    const { service, broken } = joinService(key, value, tables.get(id) ?? [], bIndex, usedBackends);
     if (broken) out.broken.push(keyName(key));
-    out.services.push({ key, value, members, selection });
+    out.services.push(service);
   }
   for (const [k] of slots) if (!usedTables.has(slotId(k.svc_id, k.rev))) out.orphanSlots.push(k);
   for (const [id] of backends) if (!usedBackends.has(id)) out.orphanBackends.push(id);
