@@ -355,12 +355,22 @@ export class FilterDatapath implements Closable {
     const inTrie = (e: { family: number }): boolean => e.family === 6 || !c.dir;
     const src = c.src.filter(inTrie).map((e): [F.FltLpmKey, F.FltClass] => [lpmKey(g, e), e.value]);
     const dst = c.dst.filter(inTrie).map((e): [F.FltLpmKey, F.FltClass] => [lpmKey(g, e), e.value]);
-    const rules = c.decisions.map(([k, v]): [F.FltRuleKey, F.FltVerdict] => [{ gen: g, ...k }, v]);
+    // decisions encoded as they are read (100,000 of them as key objects with their generation
+    // were a second copy of the compiled list at the start's peak), each key's text taken from
+    // its bytes
+    const KS = F.FltRuleKey.size;
+    const VS = F.FltVerdict.size;
+    const rkeys = Buffer.alloc(KS * c.decisions.length);
+    const rvals = Buffer.alloc(VS * c.decisions.length);
+    const rk: F.FltRuleKey = { gen: g, src: 0, dst: 0, pclass: 0, proto: 0, family: 0, group: 0 };
+    c.decisions.forEach(([k, v], i) => {
+      F.FltRuleKey.encode(Object.assign(rk, k), rkeys, i * KS);
+      F.FltVerdict.encode(v, rvals, i * VS);
+      now.rules.add(rkeys.toString('latin1', i * KS, (i + 1) * KS));
+    });
     const lpmScratch = Buffer.alloc(F.FltLpmKey.size);
-    const ruleScratch = Buffer.alloc(F.FltRuleKey.size);
     for (const [k] of src) now.src.add(keyText(F.FltLpmKey, k, lpmScratch));
     for (const [k] of dst) now.dst.add(keyText(F.FltLpmKey, k, lpmScratch));
-    for (const [k] of rules) now.rules.add(keyText(F.FltRuleKey, k, ruleScratch));
     // Stale entries first, so the new ones always fit.
     const stale = <K>(codec: Codec<K>, o: Set<string>, n: Set<string>): K[] => {
       const out: K[] = [];
@@ -388,7 +398,7 @@ export class FilterDatapath implements Closable {
     this.writeDir(g, c.dir, c);
     this.t.flt_src.updateBatch(src);
     this.t.flt_dst.updateBatch(dst);
-    this.t.flt_rules.updateBatch(rules);
+    this.t.flt_rules.updateBatchEncoded(rkeys, rvals, c.decisions.length);
     this.written[g] = now;
     if (old.portIdx) this.spare = old.portIdx;
   }
