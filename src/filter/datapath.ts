@@ -10,7 +10,7 @@ import { BpfMap, BpfObject, BpfProgram, BpfTable, Link, ObjectSpec, ensureBpffs,
 import type { Closable } from '../loader/guard.js';
 import type { Codec } from '../loader/layout.js';
 import { track, untrack } from '../loader/guard.js';
-import { compilePolicy, DEFAULT_CAPACITY, PORT_SLOT, UNNAMED_PROTO, type CompiledPolicy, type DirTable } from './compile.js';
+import { compilePolicy, DecisionTable, DEFAULT_CAPACITY, PORT_SLOT, UNNAMED_PROTO, type CompiledPolicy, type DirTable } from './compile.js';
 import type { Policy } from './policy.js';
 import { RecordWriter, STATE_ROOT, readRecord, removeRecord } from './record.js';
 import { formatRule, parseRule } from './rules.js';
@@ -355,19 +355,16 @@ export class FilterDatapath implements Closable {
     const inTrie = (e: { family: number }): boolean => e.family === 6 || !c.dir;
     const src = c.src.filter(inTrie).map((e): [F.FltLpmKey, F.FltClass] => [lpmKey(g, e), e.value]);
     const dst = c.dst.filter(inTrie).map((e): [F.FltLpmKey, F.FltClass] => [lpmKey(g, e), e.value]);
-    // decisions encoded as they are read (100,000 of them as key objects with their generation
-    // were a second copy of the compiled list at the start's peak), each key's text taken from
-    // its bytes
-    const KS = F.FltRuleKey.size;
-    const VS = F.FltVerdict.size;
-    const rkeys = Buffer.alloc(KS * c.decisions.length);
-    const rvals = Buffer.alloc(VS * c.decisions.length);
-    const rk: F.FltRuleKey = { gen: g, src: 0, dst: 0, pclass: 0, proto: 0, family: 0, group: 0 };
-    c.decisions.forEach(([k, v], i) => {
-      F.FltRuleKey.encode(Object.assign(rk, k), rkeys, i * KS);
-      F.FltVerdict.encode(v, rvals, i * VS);
+    // the compiled decisions are encoded already: a copy of the keys with this generation in each,
+    // and each key's text taken from its bytes
+    const D = c.decisions;
+    const KS = DecisionTable.KEY;
+    const rkeys = Buffer.from(D.keys.subarray(0, D.length * KS));
+    const rvals = D.vals.subarray(0, D.length * DecisionTable.VALUE);
+    for (let i = 0; i < D.length; i++) {
+      rkeys.writeUInt32LE(g, i * KS);
       now.rules.add(rkeys.toString('latin1', i * KS, (i + 1) * KS));
-    });
+    }
     const lpmScratch = Buffer.alloc(F.FltLpmKey.size);
     for (const [k] of src) now.src.add(keyText(F.FltLpmKey, k, lpmScratch));
     for (const [k] of dst) now.dst.add(keyText(F.FltLpmKey, k, lpmScratch));
@@ -398,7 +395,7 @@ export class FilterDatapath implements Closable {
     this.writeDir(g, c.dir, c);
     this.t.flt_src.updateBatch(src);
     this.t.flt_dst.updateBatch(dst);
-    this.t.flt_rules.updateBatchEncoded(rkeys, rvals, c.decisions.length);
+    this.t.flt_rules.updateBatchEncoded(rkeys, rvals, D.length);
     this.written[g] = now;
     if (old.portIdx) this.spare = old.portIdx;
   }

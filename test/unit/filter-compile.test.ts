@@ -17,7 +17,7 @@ function sGroupVerdict(c: CompiledPolicy, src: string, port: number): number | n
   const cls = c.src.filter((e) => e.family === 4 && (a >> BigInt(32 - e.prefix)) === (e.addr >> BigInt(32 - e.prefix))).sort((x, y) => y.prefix - x.prefix)[0]?.value.cls;
   const pe = [...c.ports.rows()].find(([k]) => k.port === port && k.proto === PROTO_NUMBERS.udp && k.family === 4);
   if (cls === undefined || !pe) return null;
-  const d = c.decisions.find(([k]) => k.group === F.FLT_G_S && k.src === cls && k.proto === PROTO_NUMBERS.udp && k.pclass === c.portVals[pe[1] - 1].pc_s);
+  const d = [...c.decisions.entries()].find(([k]) => k.group === F.FLT_G_S && k.src === cls && k.proto === PROTO_NUMBERS.udp && k.pclass === c.portVals[pe[1] - 1].pc_s);
   return d ? d[1].rule : null;
 }
 
@@ -31,7 +31,7 @@ describe('compile of many port-and-address rules', () => {
     expect(c.src.length).toBe(n);
     expect(c.dst.length).toBe(0);
     expect(c.decisions.length).toBe(n);
-    expect(new Set(c.decisions.map(([, v]) => v.rule)).size).toBe(n);
+    expect(new Set([...c.decisions.entries()].map(([, v]) => v.rule)).size).toBe(n);
     for (const i of [0, 1, 255, 256, 12_345, n - 1]) {
       const src = `10.${(i >> 8) & 255}.${i & 255}.7`;
       expect(sGroupVerdict(c, src, i + 1), `rule ${i}`).toBe(i);
@@ -44,7 +44,7 @@ describe('compile of many port-and-address rules', () => {
     const deny = ['udp from 10.0.0.0/24', ...Array.from({ length: 50 }, (_, i) => `udp/${i + 1} from 10.1.${i}.0/24`)];
     const c = compilePolicy(makePolicy({ deny, allow: ['udp/7 from 10.0.0.0/24'] }));
     const cls = c.src.find((e) => e.addr === parseCidr('10.0.0.0/24').addr)!.value.cls;
-    const here = c.decisions.filter(([k]) => k.src === cls);
+    const here = [...c.decisions.entries()].filter(([k]) => k.src === cls);
     // class 0 and the 51 port classes (50 ports, port 7 is one of them)
     expect(here.length).toBe(51);
     expect(sGroupVerdict(c, '10.0.0.1', 7)).toBe(51);
