@@ -6,6 +6,7 @@
 // matches gets its winner precomputed. Across groups the kernel compares ranks: the precedence order
 // of policy.ts (most specific, then deny, then earlier) as one number. Pure: unit-testable.
 import { EbpfnetError } from '../errors.js';
+import { Batch } from '../loader/batch.js';
 import * as F from '../gen/filter.js';
 import { beats, type Policy } from './policy.js';
 import { PROTO_NUMBERS, familyBits, ruleFamily, type Cidr, type Family, type Rule } from './rules.js';
@@ -23,7 +24,9 @@ export interface CompiledPolicy {
   /** prefixes and their classes (the LPM tries) */
   src: AddressEntry[];
   dst: AddressEntry[];
-  decisions: DecisionTable;
+  /** encoded as the kernel takes them, with generation 0 in every key (the writer puts in its
+   * own): as pairs of key and verdict objects, 100,000 decisions were ~15 MB of a compile */
+  decisions: Batch<F.FltRuleKey, F.FltVerdict>;
   /** IPv4 classes as a DIR-16-8-8 table, or null when the policy has no IPv4 address rule or does
    * not fit the capacity (then the kernel uses the tries, and flags lacks FLT_F_DIR4) */
   dir: DirTable | null;
@@ -101,50 +104,6 @@ export class PortTable {
   /** [key, value index] of rows from..to-1 */
   *rows(from = 0, to = this.length): IterableIterator<[PortKey, number]> {
     for (let i = from; i < Math.min(to, this.length); i++) yield [this.key(i), this.value[i]];
-  }
-}
-
-/**
- * The decision table, encoded as the kernel takes it: keys (generation 0; the writer puts in its
- * own) and verdicts, back to back. 100,000 decisions held as pairs of key and verdict objects were
- * ~15 MB of a large policy's compile, and the writer then encoded them all the same.
- */
-export class DecisionTable {
-  static readonly KEY = F.FltRuleKey.size;
-  static readonly VALUE = F.FltVerdict.size;
-  length = 0;
-  keys = Buffer.alloc(0);
-  vals = Buffer.alloc(0);
-  private readonly scratch: F.FltRuleKey = { gen: 0, src: 0, dst: 0, pclass: 0, proto: 0, family: 0, group: 0 };
-
-  push(k: Omit<F.FltRuleKey, 'gen'>, v: F.FltVerdict): void {
-    const K = DecisionTable.KEY;
-    const V = DecisionTable.VALUE;
-    if ((this.length + 1) * K > this.keys.length) {
-      const room = Math.max(64, this.length * 2);
-      const keys = Buffer.alloc(room * K);
-      const vals = Buffer.alloc(room * V);
-      this.keys.copy(keys);
-      this.vals.copy(vals);
-      this.keys = keys;
-      this.vals = vals;
-    }
-    F.FltRuleKey.encode(Object.assign(this.scratch, k), this.keys, this.length * K);
-    F.FltVerdict.encode(v, this.vals, this.length * V);
-    this.length++;
-  }
-
-  key(i: number): Omit<F.FltRuleKey, 'gen'> {
-    const { gen: _, ...k } = F.FltRuleKey.decode(this.keys, i * DecisionTable.KEY);
-    return k;
-  }
-
-  verdict(i: number): F.FltVerdict {
-    return F.FltVerdict.decode(this.vals, i * DecisionTable.VALUE);
-  }
-
-  *entries(): IterableIterator<[Omit<F.FltRuleKey, 'gen'>, F.FltVerdict]> {
-    for (let i = 0; i < this.length; i++) yield [this.key(i), this.verdict(i)];
   }
 }
 
@@ -375,7 +334,7 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     portVals: [],
     src: [],
     dst: [],
-    decisions: new DecisionTable(),
+    decisions: new Batch({ key: F.FltRuleKey, value: F.FltVerdict }),
     dir: null,
     ids,
   };
@@ -575,7 +534,7 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     const emit = (g: Exclude<Group, 'G'>, sc: number, dc: number, list: number[]): void => {
       for (const [pk, pc] of keysFor(g, list)) {
         const b = bestOf(g, list, pk, pc);
-        if (b !== null) out.decisions.push({ src: sc, dst: dc, pclass: pc, proto: pk, family, group: GROUP_ID[g] }, verdict(b));
+        if (b !== null) out.decisions.push({ gen: 0, src: sc, dst: dc, pclass: pc, proto: pk, family, group: GROUP_ID[g] }, verdict(b));
       }
       if (out.decisions.length > cap.decisions) throw tooBig('decision', out.decisions.length, cap.decisions);
     };

@@ -10,7 +10,7 @@ import { BpfMap, BpfObject, BpfProgram, BpfTable, Link, ObjectSpec, ensureBpffs,
 import type { Closable } from '../loader/guard.js';
 import type { Codec } from '../loader/layout.js';
 import { track, untrack } from '../loader/guard.js';
-import { compilePolicy, DecisionTable, DEFAULT_CAPACITY, PORT_SLOT, UNNAMED_PROTO, type CompiledPolicy, type DirTable } from './compile.js';
+import { compilePolicy, DEFAULT_CAPACITY, PORT_SLOT, UNNAMED_PROTO, type CompiledPolicy, type DirTable } from './compile.js';
 import type { Policy } from './policy.js';
 import { RecordWriter, STATE_ROOT, readRecord, removeRecord } from './record.js';
 import { formatRule, parseRule } from './rules.js';
@@ -358,9 +358,9 @@ export class FilterDatapath implements Closable {
     // the compiled decisions are encoded already: a copy of the keys with this generation in each,
     // and each key's text taken from its bytes
     const D = c.decisions;
-    const KS = DecisionTable.KEY;
-    const rkeys = Buffer.from(D.keys.subarray(0, D.length * KS));
-    const rvals = D.vals.subarray(0, D.length * DecisionTable.VALUE);
+    const KS = F.FltRuleKey.size;
+    const rkeys = Buffer.from(D.keys);
+    const rvals = D.values;
     for (let i = 0; i < D.length; i++) {
       rkeys.writeUInt32LE(g, i * KS);
       now.rules.add(rkeys.toString('latin1', i * KS, (i + 1) * KS));

@@ -23,7 +23,7 @@ import {
 } from '../gen/lb.js';
 import { EbpfnetError } from '../errors.js';
 import { hostPort } from './addr.js';
-import { Batch } from './batch.js';
+import { Batch } from '../loader/batch.js';
 import { type BackendSpec, type BackendState, type Proto, type ServiceAddr, type ServiceSpec } from './model.js';
 import { slotTable } from './slots.js';
 

@@ -9,7 +9,7 @@ import { hostPort } from '../../src/lb/addr.js';
 import { makeService, serviceName, type ServiceSpec } from '../../src/lb/model.js';
 import { IdSource, applyNeeds, applyParts, joinState, keyName, planApply, planDelete, planOps, planUpsert, preOps, svcKey, type Op, type Plan } from '../../src/lb/plan.js';
 import { apportion, slotTable } from '../../src/lb/slots.js';
-import { Batch } from '../../src/lb/batch.js';
+import { Batch } from '../../src/loader/batch.js';
 import { LB_SLOTS } from '../../src/gen/lb.js';
 
 describe('lb slot tables', () => {

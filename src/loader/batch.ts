@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Map entries encoded as they are planned: keys and values back to back, exactly the bytes
-// BpfMap.updateBatchEncoded() hands to the kernel. A plan for 100,000 services holds a few buffers
-// instead of half a million small objects, and what the tests decode and replay is what is written.
-import type { Codec } from '../loader/layout.js';
+// BpfMap.updateBatchEncoded() hands to the kernel. A plan for 100,000 services, or a compiled policy
+// of 100,000 decisions, holds a few buffers instead of hundreds of thousands of small objects, and
+// what the tests decode and replay is what is written.
+import type { Codec } from './layout.js';
 
 export interface BatchLayout<K, V> {
   readonly key: Codec<K> | null;
