@@ -19,7 +19,7 @@
 //   node tools/churn/lb-churn.mjs [--seconds 60] [--interval 20] [--clients 4] [--seed 1] [--json]
 // Needs root and a build. Exit 0 when nothing was misrouted, 1 otherwise, 2 when it could not run.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -70,7 +70,6 @@ function dial(/** @type {string} */ host, /** @type {number} */ port) {
 async function main() {
   if (process.getuid?.() !== 0) throw new HarnessError('needs root');
   const { attachBalancer, detachBalancer, Balancer, makeService } = await dist('lb/index.js');
-  const { ensureCgroup2, ensureBpffs } = await dist('loader/index.js');
 
   const v = h.veth('churn');
   const subnet = v.peerIp.replace(/\.\d+$/, '');
@@ -84,14 +83,7 @@ async function main() {
   });
 
   // the balancer on a cgroup of our own, pinned where nothing else looks
-  ensureBpffs();
-  const cgRoot = ensureCgroup2().path;
-  const cg = join(cgRoot, `ebpfnet-churn-${h.id}`);
-  mkdirSync(cg);
-  h.later(() => rmdirSync(cg));
-  const pinRoot = `/sys/fs/bpf/ebpfnet-churn-${h.id}`;
-  const pinDir = join(pinRoot, 'lb');
-  h.later(() => rmSync(pinRoot, { recursive: true, force: true }));
+  const { cgroupRoot: cgRoot, cgroup: cg, pinDir } = await h.lbSandbox('churn');
   h.later(() => detachBalancer({ pinDir }));
   attachBalancer({ cgroup: cg, pinDir });
   const lb = Balancer.open({ pinDir });

@@ -4,11 +4,11 @@
 // their own, a real `ebpfnet agent` process, a keep-alive HTTP client, a seeded random source, and
 // one place that remembers everything they made so every exit path removes it.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(root, 'dist', 'cli', 'main.js');
@@ -123,6 +123,23 @@ export class Harness {
     sh('ip', ['link', 'set', peer, 'up'], { ns });
     sh('ip', ['link', 'set', 'lo', 'up'], { ns });
     return v;
+  }
+
+  /**
+   * A balancer's place of this script's own: a cgroup v2 (`cgroupRoot` is the hierarchy's root) and
+   * a pin directory where nothing else looks, both removed on cleanup; bpffs and cgroup v2 are
+   * mounted when they are not. Cleanups registered after this one (detaching the balancer) run first.
+   */
+  async lbSandbox(/** @type {string} */ tag) {
+    const { ensureBpffs, ensureCgroup2 } = await import(pathToFileURL(join(root, 'dist', 'loader', 'system.js')).href);
+    ensureBpffs();
+    const cgroupRoot = ensureCgroup2().path;
+    const cgroup = join(cgroupRoot, `ebpfnet-${tag}-${this.id}`);
+    mkdirSync(cgroup);
+    this.later(() => rmdirSync(cgroup));
+    const pinRoot = `/sys/fs/bpf/ebpfnet-${tag}-${this.id}`;
+    this.later(() => rmSync(pinRoot, { recursive: true, force: true }));
+    return { cgroupRoot, cgroup, pinDir: join(pinRoot, 'lb') };
   }
 
   /** `node -e SCRIPT ARGS` inside network namespace `ns`, stdio piped. */

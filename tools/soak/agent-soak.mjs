@@ -20,10 +20,9 @@
 // --pace is each writer's pause between two writes, in ms (the box is shared; 0 is flat out).
 // Needs root and a build (npx tsc -p .; node tools/build-bpf.mjs). Exit 0 when every verdict holds,
 // 1 when one fails, 2 when it could not run. Removes everything it made on every way out.
-import { mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { Harness, HarnessError, options, parseMetrics, processUse, prng, request, root, run, sleep } from '../lib/harness.mjs';
+import { Harness, HarnessError, options, parseMetrics, processUse, prng, request, run, sleep } from '../lib/harness.mjs';
 
 const o = options({ minutes: 10, writers: 16, pace: 50, sample: 5, warmup: 60, row: 30, seed: 1, big: false, rules: 100_000, shape: 'mixed', format: 'json', services: 10_000 });
 const h = new Harness();
@@ -197,16 +196,9 @@ async function big() {
   const v = h.veth('big');
   const dir = h.tempDir('soak-big');
   const stateDir = join(dir, 'state');
-  const { ensureBpffs, ensureCgroup2 } = await import(pathToFileURL(join(root, 'dist', 'loader', 'system.js')).href);
-  ensureBpffs();
-  const cgRoot = ensureCgroup2().path;
-  const cg = join(cgRoot, `ebpfnet-soak-${h.id}`);
-  mkdirSync(cg);
-  h.later(() => rmdirSync(cg));
-  const pinRoot = `/sys/fs/bpf/ebpfnet-soak-${h.id}`;
-  h.later(() => rmSync(pinRoot, { recursive: true, force: true }));
-  // the agent and its --cleanup (run on every way out, before the two above) inherit this
-  process.env.EBPFNET_LB_PIN_DIR = join(pinRoot, 'lb');
+  const { cgroup: cg, pinDir } = await h.lbSandbox('soak');
+  // the agent and its --cleanup (run on every way out, before the sandbox goes) inherit this
+  process.env.EBPFNET_LB_PIN_DIR = pinDir;
   h.agentCleanupOnExit(stateDir, [v.host]);
   const n = Number(o.rules);
   // mixed (default): up to 60,000 port rules, the rest a blocklist of /32 sources; combined: every
