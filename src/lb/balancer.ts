@@ -352,33 +352,32 @@ export class Balancer implements Closable {
     return joinState(this.meta(), m.svc.entries(), m.slots.entries(), m.backends.entries());
   }
 
-  /** One live service, read key by key (cheap, whatever the number of services). */
-  service(addr: ServiceAddr, withSelection = false, gen = this.meta().gen): LiveService | undefined {
+  /**
+   * One live service, read key by key (cheap, whatever the number of services): its whole slot
+   * table (at most LB_MAX_SLOTS selection slots and its members), joined as state() joins them, so
+   * a table a crash left incomplete shows as broken here too.
+   */
+  service(addr: ServiceAddr, gen = this.meta().gen): LiveService | undefined {
     const m = this.m;
     const key = svcKey(addr, gen);
     const value = m.svc.lookup(key);
     if (!value) return undefined;
-    const members: LiveService['members'] = [];
-    if (value.backend_id) {
-      // the only backend, named in the service entry (no slot table)
-      const b = m.backends.lookup(value.backend_id);
-      if (b) members.push({ id: value.backend_id, value: b });
-      return { key, value, members, selection: value.slots && b ? [value.backend_id] : [] };
-    }
-    for (let i = value.members_at; i < value.members_at + value.backends; i++) {
-      const id = m.slots.lookup({ svc_id: value.svc_id, rev: value.rev, slot: i });
-      const b = id === undefined ? undefined : m.backends.lookup(id);
-      if (id !== undefined && b) members.push({ id, value: b });
-    }
-    const out: LiveService = { key, value, members };
-    if (withSelection) {
-      out.selection = [];
-      for (let i = 0; i < value.slots; i++) {
-        const id = m.slots.lookup({ svc_id: value.svc_id, rev: value.rev, slot: i });
-        if (id !== undefined) out.selection.push(id);
+    const table: Array<number | undefined> = [];
+    const backends = new Map<number, G.LbBackend>();
+    const ids = value.backend_id ? [value.backend_id] : [];
+    if (!value.backend_id) {
+      const end = Math.max(value.slots, value.members_at + value.backends);
+      for (let i = 0; i < end; i++) {
+        if (i >= value.slots && i < value.members_at) continue;
+        table[i] = m.slots.lookup({ svc_id: value.svc_id, rev: value.rev, slot: i });
       }
+      for (let i = value.members_at; i < value.members_at + value.backends; i++) if (table[i] !== undefined) ids.push(table[i]!);
     }
-    return out;
+    for (const id of ids) {
+      const b = m.backends.lookup(id);
+      if (b) backends.set(id, b);
+    }
+    return joinService(key, value, table, backends);
   }
 
   /**
@@ -414,9 +413,9 @@ export class Balancer implements Closable {
     const services: LiveService[] = [];
     const broken: string[] = [];
     for (const [key, value] of svcs) {
-      const j = joinService(key, value, tables.get(value.svc_id) ?? [], backends);
-      if (j.broken) broken.push(keyName(key));
-      services.push(j.service);
+      const s = joinService(key, value, tables.get(value.svc_id) ?? [], backends);
+      if (s.broken) broken.push(keyName(key));
+      services.push(s);
     }
     return { services, broken };
   }
@@ -440,7 +439,7 @@ export class Balancer implements Closable {
   upsert(spec: ServiceSpec): ChangeResult {
     return withLock(this.pinDir, 'lb add', () => {
       const meta = this.meta();
-      const live = this.service(spec, false, meta.gen);
+      const live = this.service(spec, meta.gen);
       const plan = planUpsert(live, spec, meta.gen, new IdSource(meta.next_svc, meta.next_backend));
       return this.execute(plan, meta);
     });
@@ -449,7 +448,7 @@ export class Balancer implements Closable {
   remove(addr: ServiceAddr): ChangeResult {
     return withLock(this.pinDir, 'lb del', () => {
       const meta = this.meta();
-      const live = this.service(addr, false, meta.gen);
+      const live = this.service(addr, meta.gen);
       if (!live) throw usage('lb del', `no service ${addr.name}`, 'see the services with: ebpfnet lb list');
       return this.execute(planDelete(live), meta);
     });
@@ -576,7 +575,7 @@ export class Balancer implements Closable {
 
   /** What a new connection from this process's network namespace would get. */
   explain(addr: ServiceAddr): Explanation {
-    const live = this.service(addr, true);
+    const live = this.service(addr);
     if (!live) throw usage('lb explain', `no service ${addr.name}`, 'see the services with: ebpfnet lb list');
     const id = live.value.svc_id;
     const svcStats = new Map<number, G.LbSvcStats>();
@@ -596,7 +595,7 @@ export class Balancer implements Closable {
 
   /** A service's view, or undefined. */
   view(addr: ServiceAddr): ServiceView | undefined {
-    const live = this.service(addr, true);
+    const live = this.service(addr);
     if (!live) return undefined;
     const id = live.value.svc_id;
     const s = this.m.svcStats.lookup(id);

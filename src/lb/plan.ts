@@ -53,8 +53,10 @@ export interface LiveService {
   value: LbSvc;
   /** every member, in slot-table order (draining ones too) */
   members: LiveBackend[];
-  /** backend id in each selection slot; only read when listing or explaining */
+  /** backend id in each selection slot */
   selection?: number[];
+  /** its slot table or a backend is incomplete (a change cut short): never "unchanged" */
+  broken?: boolean;
 }
 
 /** Everything in the maps, joined: what is live, and what a crash left behind. */
@@ -74,7 +76,7 @@ export interface LiveState {
 
 /**
  * One live service from its entry, its slot table (slot -> backend id, undefined where an entry is
- * missing) and the backends; `broken` when the table or a backend is incomplete. `used` collects the
+ * missing) and the backends, `broken` when the table or a backend is incomplete. `used` collects the
  * backend ids it refers to.
  */
 export function joinService(
@@ -83,7 +85,7 @@ export function joinService(
   table: ArrayLike<number | undefined>,
   backends: ReadonlyMap<number, LbBackend>,
   used?: Set<number>,
-): { service: LiveService; broken: boolean } {
+): LiveService {
   const selection: number[] = [];
   const members: LiveBackend[] = [];
   let broken = false;
@@ -95,7 +97,7 @@ export function joinService(
       members.push({ id: value.backend_id, value: bv });
       if (value.slots) selection.push(value.backend_id);
     } else broken = true;
-    return { service: { key, value, members, selection }, broken };
+    return { key, value, members, selection, broken };
   }
   for (let i = 0; i < value.slots; i++) {
     const b = table[i];
@@ -112,7 +114,7 @@ export function joinService(
     used?.add(b);
     members.push({ id: b, value: bv });
   }
-  return { service: { key, value, members, selection }, broken };
+  return { key, value, members, selection, broken };
 }
 
 /** Joins full dumps of the maps into a LiveState. */
@@ -137,8 +139,8 @@ export function joinState(meta: LbMeta, svcs: Array<[LbSvcKey, LbSvc]>, slots: A
     }
     const id = slotId(value.svc_id, value.rev);
     if (!value.backend_id) usedTables.add(id);
-    const { service, broken } = joinService(key, value, tables.get(id) ?? [], bIndex, usedBackends);
-    if (broken) out.broken.push(keyName(key));
+    const service = joinService(key, value, tables.get(id) ?? [], bIndex, usedBackends);
+    if (service.broken) out.broken.push(keyName(key));
     out.services.push(service);
   }
   for (const [k] of slots) if (!usedTables.has(slotId(k.svc_id, k.rev))) out.orphanSlots.push(k);
@@ -252,7 +254,8 @@ function tableKeys(v: LbSvc, out: LbSlotKey[] = []): LbSlotKey[] {
 
 /** Does the live service already look exactly like the spec (same members in the same order)? */
 function membersEqual(live: LiveService, spec: ServiceSpec): boolean {
-  if (live.members.length !== spec.backends.length) return false;
+  // an incomplete table is never kept: writing the service again is how it is repaired
+  if (live.broken || live.members.length !== spec.backends.length) return false;
   for (let i = 0; i < spec.backends.length; i++) {
     const b = spec.backends[i];
     const m = live.members[i].value;

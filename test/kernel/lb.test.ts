@@ -232,6 +232,22 @@ describeKernel('lb: socket load balancing through the CLI', () => {
     expect(listJson().services.map((s) => s.service)).not.toContain(`${net.vip}:80/tcp`);
   });
 
+  it('a slot table missing an entry (a change cut short) is listed as broken; adding the service again repairs it', () => {
+    const svc = `${net.vip}:8081/tcp`;
+    const add = (): string => ok('add', svc, '--backend', `${net.a}:8080`, '--backend', `${net.b}:8080,weight=2`);
+    const broken = (): string[] => (JSON.parse(ok('list', '--json')) as { broken: string[] }).broken;
+    add();
+    const v = (JSON.parse(ok('list', '--json')) as { services: Array<{ service: string; id: number; rev: number }> }).services.find((s) => s.service === svc)!;
+    const le = (n: number): string[] => [n & 255, (n >>> 8) & 255, (n >>> 16) & 255, n >>> 24].map(String);
+    // lb_slots key: svc_id, rev, slot (u32 each, little-endian): slot 0 of its table
+    sh('bpftool', ['map', 'delete', 'pinned', join(PIN_DIR, 'maps', 'lb_slots'), 'key', ...le(v.id), ...le(v.rev), ...le(0)]);
+    expect(broken()).toEqual([svc]);
+    expect(ok('list')).toContain(`WARNING ${svc}: its slot table is incomplete`);
+    add();
+    expect(broken()).toEqual([]);
+    ok('del', svc);
+  });
+
   it('apply makes a file the whole set in one switch', () => {
     const file = join(tmpdir(), `ebpfnet-lb-test-${process.pid}.yaml`);
     writeFileSync(

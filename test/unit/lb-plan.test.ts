@@ -218,6 +218,30 @@ const svcB = (backends: string[]): ServiceSpec => makeService('[fd00::53]:53/udp
 const svcC = (backends: string[]): ServiceSpec => makeService('10.96.0.11:443/tcp', backends);
 
 describe('lb atomic switch planning', () => {
+  it('a service whose slot table lost an entry is broken, and lb add or lb apply of the same spec writes it again', () => {
+    const m = new Maps();
+    const v = svcA(['10.0.0.1:80', '10.0.0.2:80,weight=2']);
+    m.run(planUpsert(undefined, v, 0, m.ids()));
+    // a crash took one selection slot
+    const first = m.state().services[0].value;
+    m.slots.delete(lk({ svc_id: first.svc_id, rev: first.rev, slot: 0 }));
+    expect(m.state().broken).toEqual(['10.96.0.10:80/tcp']);
+    expect(m.state().services[0].broken).toBe(true);
+    const up = planUpsert(m.state().services[0], v, 0, m.ids());
+    expect(up.summary).toMatchObject({ changed: ['10.96.0.10:80/tcp'], unchanged: [] });
+    m.run(up);
+    expect(m.state().broken).toEqual([]);
+    expect(m.resolve(v)).toBe(expected(v));
+    // the same through apply
+    const now = m.state().services[0].value;
+    m.slots.delete(lk({ svc_id: now.svc_id, rev: now.rev, slot: 1 }));
+    const all = planApply(m.state(), [v], m.ids());
+    expect(all.summary).toMatchObject({ changed: ['10.96.0.10:80/tcp'], unchanged: [] });
+    m.run(all);
+    expect(m.state().broken).toEqual([]);
+    expect(m.resolve(v)).toBe(expected(v));
+  });
+
   it('replacing backends writes a new slot revision, switches once, then deletes the old one', () => {
     const m = new Maps();
     const v1 = svcA(['10.0.0.1:80', '10.0.0.2:80']);
