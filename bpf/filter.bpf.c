@@ -2,7 +2,8 @@
 /* The packet filter. One decision function serves two entry points: XDP (filter_xdp) and tc ingress
  * (filter_tc), so the same compiled policy runs where XDP is unavailable or slower.
  *
- * Per packet: parse (VLAN tags, IPv4 or IPv6 with extension headers, ports of first fragments),
+ * Per packet: parse (VLAN tags, IPv4 or IPv6 with extension headers, ports or ICMP types of first
+ * fragments),
  * then a bounded number of map lookups whatever the number of rules: the active generation, the
  * protocol table, the destination port, and only when the policy has address rules, the source and
  * destination prefix classes (LPM tries) and one decision lookup per address group present (at most
@@ -18,6 +19,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define ETH_P_ARP 0x0806
 #define ETH_P_8021Q 0x8100
 #define ETH_P_8021AD 0x88A8
+#define IPPROTO_ICMP_ 1
 #define IPPROTO_ICMPV6_ 58
 /* IPv6 extension headers (vmlinux.h has the IPPROTO enum but not these IPv6-only values) */
 #define NH_HOPOPTS 0
@@ -28,7 +30,11 @@ char LICENSE[] SEC("license") = "GPL";
 #define NH_MH 135
 #define IS_EXT_HDR(n) ((n) == NH_HOPOPTS || (n) == NH_ROUTING || (n) == NH_DSTOPTS || (n) == NH_FRAGMENT || (n) == NH_AH || (n) == NH_MH)
 
-enum parse_result { P_IP, P_NON_IP, P_ARP, P_MALFORMED };
+/* P_TOO_DEEP: well-formed as far as read, but deeper than the bounded parse follows (more VLAN tags
+ * or IPv6 extension headers than it walks, headers past FLT_MAX_HEADER_OFFSET): dropped like a
+ * malformed frame, since passing what the parser did not read could let it past the rules, but
+ * counted apart so an operator can tell collateral from a broken or hostile frame. */
+enum parse_result { P_IP, P_NON_IP, P_ARP, P_MALFORMED, P_TOO_DEEP };
 
 /* What the decision needs from the headers. Only scalars and a packet pointer, so the compiler keeps
  * it in registers: the addresses are read from the IP header (l3) only when an address rule exists. */
@@ -36,15 +42,16 @@ struct pkt {
 	void *l3;	/* the IPv4 or IPv6 header, bounds-checked for its fixed part */
 	__u32 v6;	/* IPv6 rather than IPv4 */
 	__u32 proto;
-	__u32 has_port;	/* a first fragment (or whole packet) of TCP/UDP/SCTP */
+	__u32 has_port;	/* a first fragment (or whole packet) of TCP/UDP/SCTP, ICMPv4 or ICMPv6 */
 	__u32 nonfirst;	/* a non-first fragment: only address and protocol rules apply */
 	__u32 is_nd;	/* ICMPv6 neighbour discovery or router solicitation/advertisement */
-	__u32 dport;	/* host order */
+	__u32 dport;	/* host order; the ICMP type for ICMPv4 and ICMPv6 (rules name types as ports) */
+	__u16 ethertype;	/* of a non-IP frame, after the VLAN tags (network order) */
 };
 
-/* Reads the destination port (and for ICMPv6 the type) at l4: 0 when it fits, -1 when the L4
- * header is truncated or l4 itself lies past the end (the headers before it claim more than the
- * packet holds). v6 is a constant at each call site, so the ICMPv6 branch costs IPv4 nothing. */
+/* Reads the destination port (or the ICMP type) at l4: 0 when it fits, -1 when the L4 header is
+ * truncated or l4 itself lies past the end (the headers before it claim more than the packet
+ * holds). v6 is a constant at each call site, so each family tests only its own ICMP. */
 static __always_inline int parse_l4(__u8 *l4, void *data_end, struct pkt *p, __u32 v6)
 {
 	if (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP || p->proto == IPPROTO_SCTP) {
@@ -53,11 +60,15 @@ static __always_inline int parse_l4(__u8 *l4, void *data_end, struct pkt *p, __u
 			return -1;
 		p->dport = bpf_ntohs(*(__be16 *)(l4 + 2));
 		p->has_port = 1;
-	} else if (v6 && p->proto == IPPROTO_ICMPV6_) {
-		/* neighbour discovery is IPv6's: protocol 58 over IPv4 is just another protocol */
+	} else if (v6 ? p->proto == IPPROTO_ICMPV6_ : p->proto == IPPROTO_ICMP_) {
+		/* each family's own ICMP only: protocol 58 over IPv4 (or 1 over IPv6) is just another
+		 * protocol, without types or neighbour discovery */
 		if ((void *)(l4 + 1) > data_end)
 			return -1;
-		p->is_nd = l4[0] >= 133 && l4[0] <= 137;
+		p->dport = l4[0];
+		p->has_port = 1;
+		if (v6)
+			p->is_nd = l4[0] >= 133 && l4[0] <= 137;
 	} else if ((void *)l4 > data_end) {
 		/* the two branches above imply this check; only port-less protocols need it */
 		return -1;
@@ -65,26 +76,42 @@ static __always_inline int parse_l4(__u8 *l4, void *data_end, struct pkt *p, __u
 	return 0;
 }
 
-static __always_inline enum parse_result parse(void *data, void *data_end, struct pkt *p)
+/* Each VLAN tag count would leave off a different constant, and the verifier would then walk
+ * everything after the tags once per count (three times the instructions at eight tags). So off
+ * starts as 14 plus a value the verifier cannot know (zero, read from a map, always 0) and is kept
+ * to its low bits (a no-op at run time: it never reaches OFF_MASK): every path then reaches the
+ * IP parsing with the same state, and the verifier walks it once. */
+#define OFF_MASK 0x3f
+_Static_assert(sizeof(struct ethhdr) + 4 * FLT_MAX_VLAN_TAGS < OFF_MASK, "the VLAN tags fit under OFF_MASK");
+
+static __always_inline enum parse_result parse(void *data, void *data_end, struct pkt *p, __u32 zero)
 {
 	struct ethhdr *eth = data;
-	__u64 off = sizeof(*eth);
+	__u64 off = sizeof(*eth) + (__u64)zero;
 	__be16 proto;
 
 	if ((void *)(eth + 1) > data_end)
 		return P_MALFORMED;
 	proto = eth->h_proto;
-	/* up to two VLAN tags: 802.1ad outer, 802.1Q inner */
+	/* VLAN tags, 802.1Q or 802.1ad in any order and with any VID. The kernel strips priority tags
+	 * (VID 0) itself, as many as there are, and delivers what is inside to IP even with no VLAN
+	 * device; a non-zero VID goes to its VLAN device (or is dropped). Either way the inner packet
+	 * is what the rules judge, so the parser walks the tags and refuses a stack deeper than it
+	 * walks: such a frame never reaches the stack unjudged. */
 #pragma unroll
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < FLT_MAX_VLAN_TAGS; i++) {
 		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
 			break;
+		off &= OFF_MASK;
 		__be16 *tag = data + off;
 		if ((void *)(tag + 2) > data_end)
 			return P_MALFORMED;
 		proto = tag[1];
 		off += 4;
 	}
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
+		return P_TOO_DEEP;
+	off &= OFF_MASK;
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = data + off;
 
@@ -119,8 +146,8 @@ static __always_inline enum parse_result parse(void *data, void *data_end, struc
 
 			if (!IS_EXT_HDR(next))
 				break;
-			if (off > 1024)
-				return P_MALFORMED;
+			if (off > FLT_MAX_HEADER_OFFSET)
+				return P_TOO_DEEP;
 			h = data + off;
 			if ((void *)(h + 8) > data_end)
 				return P_MALFORMED;
@@ -142,13 +169,22 @@ static __always_inline enum parse_result parse(void *data, void *data_end, struc
 			next = h[0];
 		}
 		if (IS_EXT_HDR(next))
-			return P_MALFORMED;
+			return P_TOO_DEEP;
 		p->proto = next;
-		if (off > 1024)
-			return P_MALFORMED;
+		if (off > FLT_MAX_HEADER_OFFSET)
+			return P_TOO_DEEP;
 		return parse_l4(data + off, data_end, p, 1) ? P_MALFORMED : P_IP;
 	}
+	p->ethertype = proto;
 	return proto == bpf_htons(ETH_P_ARP) ? P_ARP : P_NON_IP;
+}
+
+/* The non-IP frames a default deny still passes: ones no kernel delivers as IP, which a host needs
+ * (LLDP, 802.1X, 802.3 frames with a length field: LLC, STP). Anything else (MPLS, PPPoE, MACsec,
+ * an unknown type) may be decapsulated into IP by some module, so under a default deny it drops. */
+static __always_inline int non_ip_needed(__be16 ethertype)
+{
+	return ethertype == bpf_htons(FLT_ETH_LLDP) || ethertype == bpf_htons(FLT_ETH_PAE) || bpf_ntohs(ethertype) < FLT_ETH_802_3_MIN;
 }
 
 static __always_inline void count(void *map, __u32 idx, __u64 bytes)
@@ -309,8 +345,12 @@ static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 	gen = cfg->gen & 1;
 	flags = cfg->flags[gen];
 
-	switch (parse(data, data_end, &p)) {
+	switch (parse(data, data_end, &p, cfg->zero)) {
 	case P_NON_IP:
+		if ((flags & FLT_F_NON_IP_DENY) && !non_ip_needed(p.ethertype)) {
+			count(&flt_stats, FLT_STAT_NON_IP_DROP, bytes);
+			return flags & FLT_F_AUDIT ? FLT_ALLOW : FLT_DENY;
+		}
 		count(&flt_stats, FLT_STAT_NON_IP, bytes);
 		return FLT_ALLOW;
 	case P_ARP:
@@ -325,6 +365,9 @@ static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 		 * and passing it could let a truncated first fragment slip past port rules. */
 		count(&flt_stats, FLT_STAT_MALFORMED, bytes);
 		return flags & FLT_F_AUDIT ? FLT_ALLOW : FLT_DENY;
+	case P_TOO_DEEP:
+		count(&flt_stats, FLT_STAT_TOO_DEEP, bytes);
+		return flags & FLT_F_AUDIT ? FLT_ALLOW : FLT_DENY;
 	default:
 		break;
 	}
@@ -337,8 +380,8 @@ static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 	rule = pv->rule;
 	action = pv->action;
 	if (pv->named && p.has_port) {
-		__u32 slot = p.proto == IPPROTO_TCP ? 0 : p.proto == IPPROTO_UDP ? 1 : 2;
-		__u32 pi = (((gen * 2 + p.v6) * 3 + slot) << 14) | (p.dport >> 2);
+		__u32 slot = p.proto == IPPROTO_TCP ? 0 : p.proto == IPPROTO_UDP ? 1 : p.proto == IPPROTO_SCTP ? 2 : 3;
+		__u32 pi = (((gen * 2 + p.v6) * FLT_PORT_SLOTS + slot) << 14) | (p.dport >> 2);
 
 		if (pi < FLT_PIDX_ENTRIES) {
 			__u32 vi = flt_pidx[pi].idx[p.dport & 3];

@@ -27,7 +27,12 @@ const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 function withPolicyOptions(c: Command): Command {
   return c
-    .option('--deny <rule>', 'drop what the rule matches: [PROTO[/PORTS]] [from CIDR] [to CIDR] (repeatable)', collect, [])
+    .option(
+      '--deny <rule>',
+      'drop what the rule matches: [PROTO[/PORTS]] [from CIDR] [to CIDR] (repeatable); PROTO tcp, udp, sctp, arp, icmp (ping in both families: all ICMPv4 and ICMPv6 echo), icmpv4[/TYPE] or icmpv6[/TYPE] (all of ICMPv6, neighbour discovery too)',
+      collect,
+      [],
+    )
     .option('--allow <rule>', 'pass what the rule matches (repeatable)', collect, [])
     .option('--default <action>', 'what happens to a packet no rule matches: allow or deny')
     .option('--policy <file>', 'read rules from a file: one "deny RULE" or "allow RULE" per line, "default deny", # comments')
@@ -176,6 +181,7 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
     const arp = policy.rules.some((r) => r.proto === 'arp' && r.action === 'deny');
     const nd = policy.rules.some((r) => r.proto === 'icmpv6');
     if (!arp || !nd) process.stdout.write(`note: ${[!arp && 'ARP', !nd && 'IPv6 neighbour discovery'].filter(Boolean).join(' and ')} still pass under --default deny (add --deny arp / --deny icmpv6 to drop them)\n`);
+    process.stdout.write('note: under --default deny, non-IP frames other than ARP, LLDP, 802.1X and 802.3 (LLC) frames are dropped (counted as non-ip deny)\n');
   }
   if (o.pin) {
     for (const d of ds) {
@@ -264,6 +270,7 @@ function explain(packetText: string, o: PolicyOpts & { iface?: string }): void {
     const by = moved ? `rule '${moved.rule}'` : after.defaultDrop.packets > before.defaultDrop.packets || after.defaultPass.packets > before.defaultPass.packets ? `the default (${policy.default})` : after.ndPass.packets > before.ndPass.packets ? 'the neighbour-discovery exception' : 'no rule';
     const modelBy = model.rule === null ? (model.reason === 'default' ? `the default (${policy.default})` : model.reason === 'nd' ? 'the neighbour-discovery exception' : model.reason) : `rule '${formatRule(policy.rules[model.rule])}'`;
     process.stdout.write(`${packetText.trim()}: ${verdict} by ${by}${policy.audit ? ' (audit mode passes everything)' : ''}\n`);
+    if (model.rule !== null && policy.rules[model.rule].proto === 'icmp' && spec.family === 6) process.stdout.write('icmp matches ICMPv6 echo (request and reply) and all of ICMPv4; icmpv6 names all of ICMPv6\n');
     const agree = (model.action === 'deny') === (verdict === 'DROP' && !policy.audit) || (policy.audit && verdict === 'PASS');
     process.stdout.write(agree && by === modelBy ? 'the reference model agrees\n' : `the reference model says ${model.action} by ${modelBy}: please report this\n`);
     if (!agree || by !== modelBy) process.exitCode = 1;

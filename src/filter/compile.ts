@@ -9,7 +9,7 @@ import { EbpfnetError } from '../errors.js';
 import { Batch } from '../loader/batch.js';
 import * as F from '../gen/filter.js';
 import { beats, type Policy } from './policy.js';
-import { PROTO_NUMBERS, familyBits, ruleFamily, type Cidr, type Family, type Rule } from './rules.js';
+import { PROTO_NUMBERS, familyBits, familyMatch, ruleFamily, type Cidr, type Family, type Rule } from './rules.js';
 
 export interface CompiledPolicy {
   flags: number;
@@ -110,8 +110,16 @@ export class PortTable {
 /** A protocol's port segments in a group that names none of its ports. */
 const NO_SEGMENTS = { n: 0, lo: new Int32Array(0), hi: new Int32Array(0), cls: new Int32Array(0) } as const;
 
-/** flt_portidx's protocol slots */
-export const PORT_SLOT: Record<number, number> = { 6: 0, 17: 1, 132: 2 };
+/** flt_pidx's protocol slots: ICMPv4 and ICMPv6 types share one, told apart by the family */
+export const PORT_SLOT: Record<number, number> = { 6: 0, 17: 1, 132: 2, 1: 3, 58: 3 };
+/** flt_pidx elements of one generation: 2 families x FLT_PORT_SLOTS x 16,384 */
+export const PORT_ELEMS = 2 * F.FLT_PORT_SLOTS * 16384;
+
+/** A rule as one family sees it (familyMatch): its IP protocol and port or ICMP type range. */
+interface Ported {
+  proto?: number;
+  ports?: readonly [number, number];
+}
 
 export interface Capacity {
   /** distinct port values one generation may use */
@@ -139,7 +147,8 @@ export const DEFAULT_CAPACITY: Capacity = {
 const NONE: F.FltVerdict = { rule: F.FLT_NO_RULE, action: F.FLT_ALLOW, rank: 0 };
 /** The protocol table's entry for a protocol no rule names: its packets get the default verdict. */
 export const UNNAMED_PROTO: Readonly<F.FltProtoVal> = { named: 0, rule: NONE.rule, action: NONE.action, rank: NONE.rank };
-const PORTED = new Set([PROTO_NUMBERS.tcp, PROTO_NUMBERS.udp, PROTO_NUMBERS.sctp]);
+/** protocols whose rules may name ports (or, for ICMP, types) */
+const PORTED = new Set([PROTO_NUMBERS.tcp, PROTO_NUMBERS.udp, PROTO_NUMBERS.sctp, PROTO_NUMBERS.icmpv4, PROTO_NUMBERS.icmpv6]);
 
 const tooBig = (what: string, n: number, max: number): EbpfnetError =>
   new EbpfnetError('EBPFNET_MAP_FULL', 'compile policy', `the policy needs ${n} ${what} entries, more than the ${max} one generation holds`, {
@@ -206,7 +215,7 @@ interface PortClasses {
 const membersOf = (pc: PortClasses, c: number): Int32Array => pc.list.subarray(pc.start[c], pc.start[c + 1]);
 
 /** Cuts 1-65535 into segments covered by the same set of port rules; each distinct set is a class. */
-function portClasses(rules: readonly Rule[], idx: number[]): PortClasses {
+function portClasses(rules: readonly Ported[], idx: number[]): PortClasses {
   // events as numbers, sorted numerically: port * 2^21 + (1 = add, 0 = remove) * 2^20 + rule
   const ADD = 2 ** 20;
   const PORT = 2 ** 21;
@@ -314,7 +323,6 @@ type Group = 'G' | 'S' | 'D' | 'SD';
 const GROUP_ID: Record<Exclude<Group, 'G'>, number> = { S: F.FLT_G_S, D: F.FLT_G_D, SD: F.FLT_G_SD };
 const NAMED_BIT: Record<Group, number> = { G: F.FLT_N_G, S: F.FLT_N_S, D: F.FLT_N_D, SD: F.FLT_N_SD };
 const groupOf = (r: Rule): Group => (r.src ? (r.dst ? 'SD' : 'S') : r.dst ? 'D' : 'G');
-const protoNumber = (r: Rule): number | undefined => (r.proto && r.proto !== 'arp' ? PROTO_NUMBERS[r.proto] : undefined);
 
 export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((_, i) => i), cap: Capacity = DEFAULT_CAPACITY): CompiledPolicy {
   const rules = policy.rules;
@@ -326,6 +334,8 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
   }
   let flags = policy.audit ? F.FLT_F_AUDIT : 0;
   if (rules.some((r) => r.proto === 'arp' && r.action === 'deny')) flags |= F.FLT_F_ARP_DENY;
+  // a default deny also drops the non-IP frames some module could decapsulate into IP
+  if (policy.default === 'deny') flags |= F.FLT_F_NON_IP_DENY;
   const out: CompiledPolicy = {
     flags,
     defaultAction: policy.default === 'deny' ? F.FLT_DENY : F.FLT_ALLOW,
@@ -377,33 +387,36 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
   const shared = new Map<string, { rules: number[]; pc: PortClasses }>();
   const families = rules.map(ruleFamily);
   for (const family of [4, 6] as const) {
-    const R = rules.map((_, i) => i).filter((i) => rules[i].proto !== 'arp' && (families[i] === 0 || families[i] === family));
+    // each rule as this family sees it (icmp is ICMPv4 here, ICMPv6 echo there); null: not at all
+    const E = rules.map((r) => familyMatch(r, family));
+    const R = rules.map((_, i) => i).filter((i) => E[i] !== null && (families[i] === 0 || families[i] === family));
+    const protoNumber = (i: number): number | undefined => E[i]!.proto;
+    const portsOf = (i: number): readonly [number, number] | undefined => E[i]!.ports;
     const byGroup: Record<Group, number[]> = { G: [], S: [], D: [], SD: [] };
     for (const i of R) byGroup[groupOf(rules[i])].push(i);
     const named: Record<Group, Set<number>> = { G: new Set(), S: new Set(), D: new Set(), SD: new Set() };
-    for (const g of Object.keys(byGroup) as Group[]) for (const i of byGroup[g]) if (protoNumber(rules[i]) !== undefined) named[g].add(protoNumber(rules[i])!);
+    for (const g of Object.keys(byGroup) as Group[]) for (const i of byGroup[g]) if (protoNumber(i) !== undefined) named[g].add(protoNumber(i)!);
     // Port classes per group and protocol: a group's classes come only from its own port rules.
     // Rules for both families (no address) give IPv4 and IPv6 the same classes: computed once.
     const pcs: Record<Group, Map<number, PortClasses>> = { G: new Map(), S: new Map(), D: new Map(), SD: new Map() };
     for (const g of Object.keys(byGroup) as Group[]) {
       for (const pn of named[g]) {
         if (!PORTED.has(pn)) continue;
-        const pr = byGroup[g].filter((i) => rules[i].ports && protoNumber(rules[i]) === pn);
+        const pr = byGroup[g].filter((i) => portsOf(i) && protoNumber(i) === pn);
         if (!pr.length) continue;
         const prev = shared.get(`${g}/${pn}`);
         const same = prev && prev.rules.length === pr.length && prev.rules.every((x, k) => x === pr[k]);
-        const pc = same ? prev.pc : portClasses(rules, pr);
+        const pc = same ? prev.pc : portClasses(E as Ported[], pr);
         if (!same) shared.set(`${g}/${pn}`, { rules: pr, pc });
         pcs[g].set(pn, pc);
       }
     }
     /** does rule i (of group g) match protocol key pk (a number or ANY) and port class pc of g? */
     const matches = (g: Group, i: number, pk: number, pc: number): boolean => {
-      const r = rules[i];
-      const pn = protoNumber(r);
+      const pn = protoNumber(i);
       if (pk === F.FLT_PROTO_ANY) return pn === undefined;
       if (pn !== undefined && pn !== pk) return false;
-      if (r.ports) {
+      if (portsOf(i)) {
         const classes = pc !== 0 ? pcs[g].get(pk) : undefined;
         return !!classes && pc < classes.count && hasSorted(membersOf(classes, pc), i);
       }
@@ -455,7 +468,7 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     // quadratic in a policy of many port rules.
     const noPortBest = new Map<number, number | null>();
     const bestG = (pn: number, pc: number): number | null => {
-      if (!noPortBest.has(pn)) noPortBest.set(pn, bestOf('G', byGroup.G.filter((i) => !rules[i].ports), pn, 0));
+      if (!noPortBest.has(pn)) noPortBest.set(pn, bestOf('G', byGroup.G.filter((i) => !portsOf(i)), pn, 0));
       let b: number | null = noPortBest.get(pn) ?? null;
       const classes = pcs.G.get(pn);
       if (pc && classes) for (let k = classes.start[pc]; k < classes.start[pc + 1]; k++) b = better(b, classes.list[k]);
@@ -518,7 +531,7 @@ export function compilePolicy(policy: Policy, ids: number[] = policy.rules.map((
     const D = addressClasses(rules, withAddr, 'dst', family);
     // A group that names no protocol and no port decides by address alone: its winner rides in
     // the address's class entry and the kernel skips the decision lookup.
-    const addressOnly = (g: 'S' | 'D'): boolean => byGroup[g].length > 0 && named[g].size === 0 && byGroup[g].every((i) => !rules[i].ports);
+    const addressOnly = (g: 'S' | 'D'): boolean => byGroup[g].length > 0 && named[g].size === 0 && byGroup[g].every((i) => !portsOf(i));
     const sOnly = addressOnly('S');
     const dOnly = addressOnly('D');
     const inGroup = (g: Group) => (i: number) => groupOf(rules[i]) === g;

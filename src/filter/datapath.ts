@@ -10,7 +10,8 @@ import { BpfMap, BpfObject, BpfProgram, BpfTable, Link, ObjectSpec, ensureBpffs,
 import type { Closable } from '../loader/guard.js';
 import type { Codec } from '../loader/layout.js';
 import { track, untrack } from '../loader/guard.js';
-import { compilePolicy, DEFAULT_CAPACITY, PORT_SLOT, UNNAMED_PROTO, type CompiledPolicy, type DirTable } from './compile.js';
+import { FILTER_STATS, type Stat } from './stats.js';
+import { compilePolicy, DEFAULT_CAPACITY, PORT_ELEMS, PORT_SLOT, UNNAMED_PROTO, type CompiledPolicy, type DirTable } from './compile.js';
 import type { Policy } from './policy.js';
 import { RecordWriter, STATE_ROOT, readRecord, removeRecord } from './record.js';
 import { formatRule, parseRule } from './rules.js';
@@ -27,19 +28,13 @@ export interface RuleCount {
   bytes: bigint;
 }
 
-export interface FilterCounters {
+export interface RuleCounters {
   rules: RuleCount[];
   /** rules in the policy (more than `rules` holds when only the counted ones were asked for) */
   total: number;
-  defaultPass: F.FltCount;
-  defaultDrop: F.FltCount;
-  malformed: F.FltCount;
-  nonIp: F.FltCount;
-  ndPass: F.FltCount;
-  fragments: F.FltCount;
-  audit: F.FltCount;
-  arpDrop: F.FltCount;
 }
+/** The rules' counters and each statistic (FILTER_STATS) */
+export type FilterCounters = RuleCounters & Record<Stat, F.FltCount>;
 
 const zero = (): F.FltCount => ({ packets: 0n, bytes: 0n });
 
@@ -82,8 +77,6 @@ const CFG_GEN = cfgOffset('gen');
 const CFG_FLAGS = cfgOffset('flags');
 const CFG_DEFAULT = cfgOffset('default_action');
 
-/** flt_pidx elements of one generation: 2 families x 3 protocol slots x 16,384 */
-const PORT_ELEMS = 2 * 3 * 16384;
 
 function addrBytes(e: { family: number; addr: bigint }): Uint8Array {
   const addr = new Uint8Array(16);
@@ -104,7 +97,7 @@ const keyFromText = <K>(codec: Codec<K>, s: string): K => codec.decode(Buffer.fr
 
 /**
  * flt_pidx of one generation as the writer last wrote it: element e's four indexes at 4e..4e+3
- * of `idx` (98,304 elements, 1.5 MB), and the elements that are not all zero.
+ * of `idx` (131,072 elements, 2 MB), and the elements that are not all zero.
  */
 interface PortShadow {
   idx: Uint32Array;
@@ -113,7 +106,7 @@ interface PortShadow {
 
 /** What one generation holds, so the next write to it deletes exactly what is stale. */
 interface Written {
-  /** flt_pidx of the generation: element e's four indexes at 4e..4e+3 (98,304 elements, 1.5 MB;
+  /** flt_pidx of the generation: element e's four indexes at 4e..4e+3 (131,072 elements, 2 MB;
    * null after an adoption: unknown, so every element is rewritten) */
   portIdx: PortShadow | null;
   /** flt_protos indexes (without the generation) holding a named protocol; null: unknown, so
@@ -345,7 +338,7 @@ export class FilterDatapath implements Closable {
     const idx = shadow.idx;
     const P = c.ports;
     for (let j = 0; j < P.length; j++) {
-      const e = ((P.family[j] === 6 ? 1 : 0) * 3 + PORT_SLOT[P.proto[j]]) * 16384 + (P.port[j] >> 2);
+      const e = ((P.family[j] === 6 ? 1 : 0) * F.FLT_PORT_SLOTS + PORT_SLOT[P.proto[j]]) * 16384 + (P.port[j] >> 2);
       const o = e * 4 + (P.port[j] & 3);
       if (!(idx[e * 4] | idx[e * 4 + 1] | idx[e * 4 + 2] | idx[e * 4 + 3])) shadow.used.push(e);
       idx[o] = P.value[j];
@@ -449,18 +442,9 @@ export class FilterDatapath implements Closable {
       const c = sums ? { packets: sums.packets[id], bytes: sums.bytes[id] } : (this.t.flt_counters.lookup(id) ?? zero());
       if (!counted || c.packets > 0n) rules.push({ rule, action: rule.startsWith('deny ') ? 'deny' : 'allow', id, packets: c.packets, bytes: c.bytes });
     });
-    return {
-      rules,
-      total: texts.length,
-      defaultPass: stat(F.FLT_STAT_DEFAULT_PASS),
-      defaultDrop: stat(F.FLT_STAT_DEFAULT_DROP),
-      malformed: stat(F.FLT_STAT_MALFORMED),
-      nonIp: stat(F.FLT_STAT_NON_IP),
-      ndPass: stat(F.FLT_STAT_ND_PASS),
-      fragments: stat(F.FLT_STAT_FRAGMENT),
-      audit: stat(F.FLT_STAT_AUDIT),
-      arpDrop: stat(F.FLT_STAT_ARP_DROP),
-    };
+    const out = { rules, total: texts.length } as FilterCounters;
+    for (const s of FILTER_STATS) out[s.name] = stat(s.slot);
+    return out;
   }
 
   /**

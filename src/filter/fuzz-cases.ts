@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // What the differential fuzzer feeds the filter: random policies and frames from a seeded generator,
 // so a seed reproduces a whole run. Frames are aimed at the policy's own ports and prefixes (so rules
-// match, not only miss), then varied: VLAN stacks, IPv4 options, IPv6 extension-header chains (too
+// match, not only miss), then varied: VLAN stacks (deeper than the parser walks too), IPv4 options, IPv6 extension-header chains (too
 // long ones too), first and non-first fragments, truncation at every header boundary, flipped header
 // bytes and plain random bytes. Pure: no kernel here (the runner is fuzz.ts).
 import type { Policy } from './policy.js';
-import { PROTO_NUMBERS, formatRule, parseRule, ruleFamily, type Action, type Cidr, type Family, type Rule } from './rules.js';
+import { familyMatch, formatRule, parseRule, ruleFamily, type Action, type Cidr, type Family, type Rule } from './rules.js';
 import { EXT_HEADERS, ETH_P, NH_AH, NH_FRAGMENT } from './model.js';
 
 /** A small fast PRNG (32-bit state mixing, splitmix-style); the same seed gives the same stream. */
@@ -134,13 +134,18 @@ export function randomPolicy(rng: Rng): FuzzPolicy {
   const core = rules.length + n;
   while (rules.length < core) {
     const action: Action = rng.chance(0.5) ? 'deny' : 'allow';
-    const proto = rng.pick(['tcp', 'udp', 'sctp', 'icmp', 'icmpv6', 'arp', '', '', 'tcp', 'udp'] as const);
-    const family: Family = proto === 'icmp' ? 4 : proto === 'icmpv6' ? 6 : rng.chance(0.5) ? 4 : 6;
+    const proto = rng.pick(['tcp', 'udp', 'sctp', 'icmp', 'icmpv4', 'icmpv6', 'arp', '', '', 'tcp', 'udp'] as const);
+    const family: Family = proto === 'icmpv4' ? 4 : proto === 'icmpv6' ? 6 : rng.chance(0.5) ? 4 : 6;
     let m = proto as string;
     if ((proto === 'tcp' || proto === 'udp' || proto === 'sctp') && rng.chance(0.75)) {
       const p = rng.pick(anchors.ports);
       const hi = rng.chance(0.5) ? p : Math.min(65535, p + rng.pick([1, 2, 7, 100, 1000, 65535]));
       m += hi === p ? `/${p}` : `/${p}-${hi}`;
+    } else if ((proto === 'icmpv4' || proto === 'icmpv6') && rng.chance(0.6)) {
+      // types: echo, the errors, neighbour discovery, any; sometimes a range
+      const t = rng.pick(proto === 'icmpv4' ? [0, 8, 3, 11, rng.int(256)] : [128, 129, 1, 2, 133, 135, 136, rng.int(256)]);
+      const hi = rng.chance(0.6) ? t : Math.min(255, t + rng.pick([1, 4, 255]));
+      m += hi === t ? `/${t}` : `/${t}-${hi}`;
     }
     if (proto !== 'arp') {
       const sides = proto === '' ? rng.pick([1, 2, 3]) : rng.pick([0, 0, 1, 2, 3]);
@@ -173,7 +178,7 @@ function push(fr: Frame, part: number[]): void {
   fr.bounds.push(fr.bytes.length);
 }
 
-function l4Header(rng: Rng, proto: number, dport: number, family: Family): number[] {
+function l4Header(rng: Rng, proto: number, dport: number, family: Family, aimedType?: number): number[] {
   const pay = Array.from({ length: rng.pick([0, 0, 4, 16, 64]) }, () => rng.int(256));
   const sport = rng.range(1, 65535);
   switch (proto) {
@@ -185,7 +190,8 @@ function l4Header(rng: Rng, proto: number, dport: number, family: Family): numbe
       return [...be16(sport), ...be16(dport), 0, 0, 0, 0, 0, 0, 0, 0, ...pay];
     case 1:
     case 58: {
-      const type = proto === 58 || family === 6 ? rng.pick([128, 129, 133, 134, 135, 136, 137, 1, 2, rng.int(256)]) : rng.pick([0, 8, 3, 11, rng.int(256)]);
+      const any = proto === 58 || family === 6 ? rng.pick([128, 129, 133, 134, 135, 136, 137, 1, 2, rng.int(256)]) : rng.pick([0, 8, 3, 11, rng.int(256)]);
+      const type = aimedType !== undefined && rng.chance(0.7) ? aimedType : any;
       return [type, 0, 0, 0, 0, 1, 0, 1, ...pay];
     }
     default:
@@ -203,10 +209,13 @@ function aimedFrame(rng: Rng, fp: FuzzPolicy): Frame {
   const r = rules.length && rng.chance(0.8) ? rng.pick(rules) : null;
   const fam = r ? ruleFamily(r) : 0;
   const family: Family = fam === 4 || fam === 6 ? fam : rng.chance(0.5) ? 4 : 6;
-  let proto = r?.proto && r.proto !== 'arp' && rng.chance(0.85) ? PROTO_NUMBERS[r.proto] : rng.pick([6, 17, 132, 1, 58, 6, 17, rng.int(256)]);
+  // the rule as this family sees it: icmp is ICMPv4 in IPv4 and ICMPv6 echo in IPv6
+  const fm = r ? familyMatch(r, family) : null;
+  let proto = fm?.proto !== undefined && rng.chance(0.85) ? fm.proto : rng.pick([6, 17, 132, 1, 58, 6, 17, rng.int(256)]);
   if (rng.chance(0.02)) proto = rng.pick([...EXT_HEADERS]); // a protocol number that is an extension header
   let dport = rng.pick(fp.anchors.ports);
-  if (r?.ports) dport = rng.pick([r.ports[0], r.ports[1], r.ports[0] - 1, r.ports[1] + 1, rng.range(r.ports[0], r.ports[1])]);
+  const ports = fm?.ports;
+  if (ports) dport = rng.pick([ports[0], ports[1], ports[0] - 1, ports[1] + 1, rng.range(ports[0], ports[1])]);
   dport = Math.max(0, Math.min(65535, dport));
   const addr = (c: Cidr | undefined): bigint => {
     if (c && c.family === family && rng.chance(0.85)) return addressIn(rng, c, rng.chance(0.15));
@@ -218,9 +227,12 @@ function aimedFrame(rng: Rng, fp: FuzzPolicy): Frame {
   const dst = addr(r?.dst);
   const frag: FragKind = rng.pick(['none', 'none', 'none', 'none', 'first', 'nonfirst']);
   const fr: Frame = { bytes: [0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1], bounds: [12] };
-  const tags = rng.pick([0, 0, 0, 0, 1, 1, 2, 2, 3]);
-  for (let i = 0; i < tags; i++) push(fr, [...be16(rng.pick([ETH_P.vlan, ETH_P.qinq])), ...be16(rng.int(4096))]);
-  const l4 = l4Header(rng, proto, dport, family);
+  // tag stacks up to and past FLT_MAX_VLAN_TAGS, VID 0 (priority tags, which the kernel strips
+  // and delivers) as often as not
+  const tags = rng.chance(0.1) ? rng.range(3, 10) : rng.pick([0, 0, 0, 0, 1, 1, 2, 2]);
+  for (let i = 0; i < tags; i++) push(fr, [...be16(rng.pick([ETH_P.vlan, ETH_P.qinq])), ...be16((rng.int(8) << 13) | (rng.chance(0.5) ? 0 : rng.int(4096)))]);
+  const type = ports && ports[0] <= 255 ? Math.min(255, dport) : undefined;
+  const l4 = l4Header(rng, proto, dport, family, type);
   if (family === 4) {
     const opts = rng.chance(0.15) ? rng.range(1, 10) : 0;
     const fragOff = frag === 'nonfirst' ? rng.range(1, 0x1fff) : 0;
@@ -288,7 +300,8 @@ export function randomFrame(rng: Rng, fp: FuzzPolicy): { kind: FrameKind; frame:
     bytes = arpFrame(rng).bytes;
   } else if (roll < 10) {
     kind = 'non_ip';
-    bytes = [0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, ...be16(rng.pick([0x88cc, 0x8847, 0x0842, rng.int(65536)])), ...Array.from({ length: 46 }, () => rng.int(256))];
+    // LLDP, 802.1X and a length field pass a default deny; MPLS, PPPoE, old QinQ and the rest do not
+    bytes = [0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, ...be16(rng.pick([0x88cc, 0x888e, 0x0100, 0x05ff, 0x0600, 0x8847, 0x8864, 0x9100, 0x0842, rng.int(65536)])), ...Array.from({ length: 46 }, () => rng.int(256))];
   } else {
     const fr = roll < 14 ? arpFrame(rng) : aimedFrame(rng, fp);
     bytes = fr.bytes;

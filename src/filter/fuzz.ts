@@ -11,6 +11,7 @@ import { randomFrame, randomPolicy, Rng, type FrameKind } from './fuzz-cases.js'
 import { decideFrame, type FrameOutcome, type Stat } from './model.js';
 import type { Policy } from './policy.js';
 import { formatRule, parseRule } from './rules.js';
+import { STAT_NAMES } from './stats.js';
 
 const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
@@ -23,7 +24,7 @@ export function tcHarnessTakes(frame: Buffer): boolean {
   return !((type === 0x0800 && frame.length < 14 + 20) || (type === 0x86dd && frame.length < 14 + 40));
 }
 
-export const STATS: readonly Stat[] = ['defaultPass', 'defaultDrop', 'malformed', 'nonIp', 'ndPass', 'fragments', 'audit', 'arpDrop'];
+export const STATS: readonly Stat[] = STAT_NAMES;
 
 export interface ReproPolicy {
   rules: string[];

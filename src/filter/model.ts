@@ -5,24 +5,30 @@
 // compares two independent readings of the same rules. The policy part is evaluate() of policy.ts.
 //
 // Parsing, as documented:
-// - Ethernet, then up to two VLAN tags (802.1Q 0x8100 or 802.1ad 0x88a8, in any order). A third tag
-//   leaves a frame that is neither IP nor ARP: it passes as non-IP.
+// - Ethernet, then up to FLT_MAX_VLAN_TAGS VLAN tags (802.1Q 0x8100 or 802.1ad 0x88a8, in any order,
+//   any VID). A frame still tagged after them is too deep: dropped and counted as such (the kernel
+//   strips VID-0 tags without limit and delivers what is inside as IP).
+// - A non-IP frame passes, except under a default deny, where only ARP (unless denied), LLDP,
+//   802.1X and 802.3 length-field frames do; the rest are dropped and counted as nonIpDrop.
 // - IPv4: 20 bytes, version 4, ihl >= 5, and the ihl * 4 bytes it claims present. A fragment offset
 //   other than 0 makes a non-first fragment: no ports, nothing past the IP header is read.
 // - IPv6: 40 bytes, version 6, then the extension headers (hop-by-hop 0, routing 43, fragment 44,
-//   AH 51, destination options 60, mobility 135), at most FLT_MAX_EXT_HDRS of them; each must be
-//   present in full. A fragment header with a non-zero offset ends the walk: what follows it is
+//   AH 51, destination options 60, mobility 135), at most FLT_MAX_EXT_HDRS of them (more is too
+//   deep); each must be present in full. A fragment header with a non-zero offset ends the walk: what follows it is
 //   payload, and its next-header field is the packet's protocol.
 // - First fragments and whole packets: the L4 header the decision needs must be there: the two
-//   ports of TCP, UDP and SCTP (4 bytes), the type of ICMPv6 (1 byte). Headers must start within
-//   the first MAX_HEADER_OFFSET bytes of the frame (the kernel program's bounded parse).
-// Anything short of that is malformed: dropped (passed in audit mode) and counted as malformed.
-import { FLT_MAX_EXT_HDRS } from '../gen/filter.js';
-import { evaluate, type Decision, type PacketInfo, type Policy } from './policy.js';
+//   ports of TCP, UDP and SCTP (4 bytes), the type of ICMPv4 in IPv4 and of ICMPv6 in IPv6 (1 byte).
+//   Headers must start within the first MAX_HEADER_OFFSET bytes of the frame (the kernel program's
+//   bounded parse); one starting later is too deep.
+// Anything short of that is malformed: dropped (passed in audit mode) and counted as malformed;
+// too deep is dropped the same way and counted as tooDeep.
+import { FLT_MAX_EXT_HDRS, FLT_MAX_HEADER_OFFSET, FLT_MAX_VLAN_TAGS } from '../gen/filter.js';
+import { evaluate, nonIpNeeded, type Decision, type PacketInfo, type Policy } from './policy.js';
 import { PROTO_NUMBERS, type Action } from './rules.js';
+import type { Stat } from './stats.js';
 
 /** No header may start later than this many bytes into the frame (documented in the README). */
-export const MAX_HEADER_OFFSET = 1024;
+export const MAX_HEADER_OFFSET = FLT_MAX_HEADER_OFFSET;
 
 export const ETH_P = { ip: 0x0800, ipv6: 0x86dd, arp: 0x0806, vlan: 0x8100, qinq: 0x88a8 } as const;
 /** IPv6 extension headers the filter walks through */
@@ -30,8 +36,7 @@ export const EXT_HEADERS: ReadonlySet<number> = new Set([0, 43, 44, 51, 60, 135]
 export const NH_FRAGMENT = 44;
 export const NH_AH = 51;
 
-/** The filter's statistics (FilterCounters' names). */
-export type Stat = 'defaultPass' | 'defaultDrop' | 'malformed' | 'nonIp' | 'ndPass' | 'fragments' | 'audit' | 'arpDrop';
+export type { Stat } from './stats.js';
 
 export interface ParsedFrame extends PacketInfo {
   /** for a malformed frame: which check failed */
@@ -48,6 +53,7 @@ export interface FrameOutcome {
 }
 
 const malformed = (why: string): ParsedFrame => ({ kind: 'malformed', why });
+const tooDeep = (why: string): ParsedFrame => ({ kind: 'too_deep', why });
 const u16 = (b: Uint8Array, o: number): number => (b[o] << 8) | b[o + 1];
 const bigAt = (b: Uint8Array, o: number, n: number): bigint => {
   let v = 0n;
@@ -57,16 +63,16 @@ const bigAt = (b: Uint8Array, o: number, n: number): bigint => {
 
 /** The L4 fields a decision needs, for a whole packet or a first fragment whose L4 starts at off. */
 function l4(b: Uint8Array, off: number, p: ParsedFrame): ParsedFrame {
-  if (off > MAX_HEADER_OFFSET) return malformed(`L4 header at byte ${off}, past ${MAX_HEADER_OFFSET}`);
+  if (off > MAX_HEADER_OFFSET) return tooDeep(`L4 header at byte ${off}, past ${MAX_HEADER_OFFSET}`);
   if (off > b.length) return malformed('the IP headers claim more than the frame holds');
   const ported = p.proto === PROTO_NUMBERS.tcp || p.proto === PROTO_NUMBERS.udp || p.proto === PROTO_NUMBERS.sctp;
   if (ported) {
     if (off + 4 > b.length) return malformed('too short for the ports');
     return { ...p, dport: u16(b, off + 2) };
   }
-  if (p.family === 6 && p.proto === PROTO_NUMBERS.icmpv6) {
-    if (off + 1 > b.length) return malformed('too short for the ICMPv6 type');
-    return { ...p, nd: b[off] >= 133 && b[off] <= 137 };
+  if (p.family === 6 ? p.proto === PROTO_NUMBERS.icmpv6 : p.proto === PROTO_NUMBERS.icmpv4) {
+    if (off + 1 > b.length) return malformed('too short for the ICMP type');
+    return p.family === 6 ? { ...p, dport: b[off], nd: b[off] >= 133 && b[off] <= 137 } : { ...p, dport: b[off] };
   }
   return p;
 }
@@ -90,8 +96,8 @@ function ipv6(b: Uint8Array, off: number): ParsedFrame {
   let next = b[off + 6];
   off += 40;
   for (let n = 0; EXT_HEADERS.has(next); n++) {
-    if (n === FLT_MAX_EXT_HDRS) return malformed(`more than ${FLT_MAX_EXT_HDRS} extension headers`);
-    if (off > MAX_HEADER_OFFSET) return malformed(`extension header at byte ${off}, past ${MAX_HEADER_OFFSET}`);
+    if (n === FLT_MAX_EXT_HDRS) return tooDeep(`more than ${FLT_MAX_EXT_HDRS} extension headers`);
+    if (off > MAX_HEADER_OFFSET) return tooDeep(`extension header at byte ${off}, past ${MAX_HEADER_OFFSET}`);
     if (off + 8 > b.length) return malformed('extension header truncated');
     const h = next;
     next = b[off];
@@ -111,14 +117,15 @@ export function parseFrame(frame: Uint8Array): ParsedFrame {
   if (frame.length < 14) return malformed('shorter than an Ethernet header');
   let type = u16(frame, 12);
   let off = 14;
-  for (let tags = 0; tags < 2 && (type === ETH_P.vlan || type === ETH_P.qinq); tags++) {
+  for (let tags = 0; type === ETH_P.vlan || type === ETH_P.qinq; tags++) {
+    if (tags === FLT_MAX_VLAN_TAGS) return tooDeep(`more than ${FLT_MAX_VLAN_TAGS} VLAN tags`);
     if (off + 4 > frame.length) return malformed('VLAN tag truncated');
     type = u16(frame, off + 2);
     off += 4;
   }
   if (type === ETH_P.ip) return ipv4(frame, off);
   if (type === ETH_P.ipv6) return ipv6(frame, off);
-  return { kind: type === ETH_P.arp ? 'arp' : 'non_ip' };
+  return type === ETH_P.arp ? { kind: 'arp' } : { kind: 'non_ip', ethertype: type };
 }
 
 /** The verdict for a frame under a policy, and exactly what the kernel counts for it. */
@@ -131,7 +138,8 @@ export function decideFrame(policy: Policy, frame: Uint8Array): FrameOutcome {
   let wouldDrop = false;
   switch (parsed.kind) {
     case 'non_ip':
-      stats.push('nonIp');
+      // counted as a drop in audit mode too (as a deny arp rule is), never as audited
+      stats.push(policy.default === 'deny' && !nonIpNeeded(parsed.ethertype ?? 0) ? 'nonIpDrop' : 'nonIp');
       break;
     case 'arp':
       // a deny arp rule counts in its own statistic (shown as rule "arp"), never in audit
@@ -139,6 +147,9 @@ export function decideFrame(policy: Policy, frame: Uint8Array): FrameOutcome {
       break;
     case 'malformed':
       stats.push('malformed');
+      break;
+    case 'too_deep':
+      stats.push('tooDeep');
       break;
     case 'ip':
       if (parsed.nonfirst) stats.push('fragments');

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Crafts Ethernet frames for BPF_PROG_TEST_RUN (`filter explain`, the tests, the fuzzer), and parses
-// the explain syntax: "tcp 10.0.0.1:5555 -> 10.0.0.2:22". Pure.
+// the explain syntax: "tcp 10.0.0.1:5555 -> 10.0.0.2:22", "icmp fd00::1 -> fd00::2 type echo-reply". Pure.
 import { EbpfnetError } from '../errors.js';
 import type { PacketInfo } from './policy.js';
-import { PROTO_NUMBERS, parseCidr, type Family } from './rules.js';
+import { ICMP_TYPES, PROTO_NUMBERS, parseCidr, type Family } from './rules.js';
 
 export interface PacketSpec {
   family: Family;
@@ -76,11 +76,14 @@ export function buildPacket(spec: PacketSpec): Buffer {
 export function packetInfo(spec: PacketSpec): PacketInfo {
   const nonfirst = (spec.fragOffset ?? 0) !== 0;
   const ported = spec.proto === 6 || spec.proto === 17 || spec.proto === 132;
+  // the ICMP type is the "port" of each family's own ICMP
+  const icmp = spec.proto === (spec.family === 4 ? 1 : 58);
+  const type = spec.icmpType ?? (spec.proto === 1 ? 8 : 128);
   return {
     kind: 'ip',
     family: spec.family,
     proto: spec.proto,
-    dport: ported && !nonfirst ? (spec.dport ?? (spec.proto === 17 ? 53 : 80)) : undefined,
+    dport: nonfirst ? undefined : ported ? (spec.dport ?? (spec.proto === 17 ? 53 : 80)) : icmp ? type : undefined,
     nonfirst,
     src: spec.src,
     dst: spec.dst,
@@ -96,16 +99,30 @@ const endpoint = (s: string, input: string): { addr: string; port?: number } => 
   return { addr: m[1], port };
 };
 
-/** "tcp 10.0.0.1:5555 -> 10.0.0.2:22", "icmp 10.0.0.1 -> 10.0.0.2", "udp [fd00::1]:5353 -> [fd00::2]:53" */
+/**
+ * "tcp 10.0.0.1:5555 -> 10.0.0.2:22", "udp [fd00::1]:5353 -> [fd00::2]:53", "icmp 10.0.0.1 -> 10.0.0.2"
+ * (icmp is the addresses' family's ICMP: ICMPv6 between IPv6 addresses), optionally with
+ * "type echo-reply" or "type 3" (default: echo request).
+ */
 export function parsePacket(input: string): PacketSpec {
-  const m = /^\s*(\w+)\s+(\S+)\s*->\s*(\S+)\s*$/.exec(input);
-  if (!m) throw new EbpfnetError('EBPFNET_USAGE', `parse packet '${input}'`, 'expected PROTO SRC[:PORT] -> DST[:PORT]', { hint: 'for example: tcp 10.0.0.1:5555 -> 10.0.0.2:22' });
-  const proto = m[1].toLowerCase();
-  if (!(proto in PROTO_NUMBERS)) throw new EbpfnetError('EBPFNET_USAGE', `parse packet '${input}'`, `unknown protocol '${proto}'`, { hint: 'use tcp, udp, sctp, icmp or icmpv6' });
+  const bad = (detail: string, hint?: string): EbpfnetError => new EbpfnetError('EBPFNET_USAGE', `parse packet '${input}'`, detail, { hint });
+  const m = /^\s*(\w+)\s+(\S+)\s*->\s*(\S+)(?:\s+type\s+(\S+))?\s*$/i.exec(input);
+  if (!m) throw bad('expected PROTO SRC[:PORT] -> DST[:PORT] [type ICMP-TYPE]', 'for example: tcp 10.0.0.1:5555 -> 10.0.0.2:22');
+  const word = m[1].toLowerCase();
+  if (word !== 'icmp' && !(word in PROTO_NUMBERS)) throw bad(`unknown protocol '${word}'`, 'use tcp, udp, sctp, icmp, icmpv4 or icmpv6');
   const a = endpoint(m[2], input);
   const b = endpoint(m[3], input);
   const src = parseCidr(a.addr, input);
   const dst = parseCidr(b.addr, input);
-  if (src.family !== dst.family) throw new EbpfnetError('EBPFNET_USAGE', `parse packet '${input}'`, 'source and destination are of different families');
-  return { family: src.family, proto: PROTO_NUMBERS[proto as keyof typeof PROTO_NUMBERS], src: src.addr, dst: dst.addr, sport: a.port, dport: b.port };
+  if (src.family !== dst.family) throw bad('source and destination are of different families');
+  const proto = word === 'icmp' ? (src.family === 4 ? 'icmpv4' : 'icmpv6') : (word as keyof typeof PROTO_NUMBERS);
+  const spec: PacketSpec = { family: src.family, proto: PROTO_NUMBERS[proto], src: src.addr, dst: dst.addr, sport: a.port, dport: b.port };
+  if (m[4] !== undefined) {
+    if (proto !== 'icmpv4' && proto !== 'icmpv6') throw bad('only ICMP packets take a type');
+    const t = m[4].toLowerCase();
+    const n = /^\d{1,3}$/.test(t) && Number(t) <= 255 ? Number(t) : ICMP_TYPES[proto][t];
+    if (n === undefined) throw bad(`'${m[4]}' is not an ${proto} type`, `use 0-255 or one of ${Object.keys(ICMP_TYPES[proto]).join(', ')}`);
+    spec.icmpType = n;
+  }
+  return spec;
 }

@@ -3,7 +3,8 @@
 // decides, written from the rules directly (a scan with the precedence order), independent of the
 // compiled tables: explain, the lock-out check and the differential tests use it.
 import { EbpfnetError } from '../errors.js';
-import { PROTO_NUMBERS, familyBits, formatRule, parseRule, ruleFamily, specificity, type Action, type Cidr, type Family, type Rule } from './rules.js';
+import * as F from '../gen/filter.js';
+import { familyBits, familyMatch, formatRule, parseRule, specificity, type Action, type Cidr, type Family, type Rule } from './rules.js';
 
 export interface Policy {
   rules: Rule[];
@@ -32,10 +33,15 @@ function dedupe(rules: Rule[]): Rule[] {
 
 /** What a packet looks like to the filter after parsing. */
 export interface PacketInfo {
-  kind: 'ip' | 'arp' | 'non_ip' | 'malformed';
+  /** too_deep: more VLAN tags or IPv6 extension headers than the filter walks, or headers past
+   * the bytes it reads; dropped like malformed, counted apart */
+  kind: 'ip' | 'arp' | 'non_ip' | 'malformed' | 'too_deep';
+  /** a non-IP frame's ethertype (after any VLAN tags) */
+  ethertype?: number;
   family?: Family;
   proto?: number;
-  /** destination port, for a TCP/UDP/SCTP packet that is not a non-first fragment */
+  /** destination port of a TCP/UDP/SCTP packet, or the type of an ICMPv4 or ICMPv6 one (in its
+   * own family), when it is not a non-first fragment */
   dport?: number;
   nonfirst?: boolean;
   src?: bigint;
@@ -48,7 +54,7 @@ export interface Decision {
   action: Action;
   /** index into policy.rules, or null for the default, neighbour discovery and the rest */
   rule: number | null;
-  reason: 'rule' | 'default' | 'nd' | 'non_ip' | 'arp' | 'malformed' | 'audit';
+  reason: 'rule' | 'default' | 'nd' | 'non_ip' | 'arp' | 'malformed' | 'too_deep' | 'audit';
 }
 
 export const cidrContains = (c: Cidr, family: Family, addr: bigint): boolean => {
@@ -57,13 +63,16 @@ export const cidrContains = (c: Cidr, family: Family, addr: bigint): boolean => 
   return addr >> shift === c.addr >> shift;
 };
 
+/** The non-IP frames a default deny still passes: LLDP, 802.1X and 802.3 frames with a length
+ * field (LLC, STP), which no kernel delivers as IP. */
+export const nonIpNeeded = (ethertype: number): boolean => ethertype === F.FLT_ETH_LLDP || ethertype === F.FLT_ETH_PAE || ethertype < F.FLT_ETH_802_3_MIN;
+
 export function ruleMatches(r: Rule, p: PacketInfo): boolean {
   if (p.kind !== 'ip' || !p.family) return false;
-  if (r.proto === 'arp') return false;
-  const fam = ruleFamily(r);
-  if (fam && fam !== p.family) return false;
-  if (r.proto && PROTO_NUMBERS[r.proto] !== p.proto) return false;
-  if (r.ports && (p.dport === undefined || p.dport < r.ports[0] || p.dport > r.ports[1])) return false;
+  const fm = familyMatch(r, p.family);
+  if (!fm) return false;
+  if (fm.proto !== undefined && fm.proto !== p.proto) return false;
+  if (fm.ports && (p.dport === undefined || p.dport < fm.ports[0] || p.dport > fm.ports[1])) return false;
   if (r.src && !cidrContains(r.src, p.family, p.src!)) return false;
   if (r.dst && !cidrContains(r.dst, p.family, p.dst!)) return false;
   return true;
@@ -80,8 +89,13 @@ export function beats(rules: readonly Rule[], a: number, b: number): boolean {
 
 export function evaluate(policy: Policy, p: PacketInfo): Decision {
   const audited = (d: Decision): Decision => (policy.audit && d.action === 'deny' ? { ...d, action: 'allow', reason: d.reason === 'rule' ? 'rule' : d.reason } : d);
-  if (p.kind === 'non_ip') return { action: 'allow', rule: null, reason: 'non_ip' };
+  if (p.kind === 'non_ip') {
+    // a default deny drops the frames some module could turn into IP (all but those a host needs)
+    const drop = policy.default === 'deny' && !nonIpNeeded(p.ethertype ?? 0);
+    return drop ? audited({ action: 'deny', rule: null, reason: 'non_ip' }) : { action: 'allow', rule: null, reason: 'non_ip' };
+  }
   if (p.kind === 'malformed') return audited({ action: 'deny', rule: null, reason: 'malformed' });
+  if (p.kind === 'too_deep') return audited({ action: 'deny', rule: null, reason: 'too_deep' });
   if (p.kind === 'arp') {
     const deny = policy.rules.some((r) => r.proto === 'arp' && r.action === 'deny');
     return deny ? audited({ action: 'deny', rule: null, reason: 'arp' }) : { action: 'allow', rule: null, reason: 'non_ip' };

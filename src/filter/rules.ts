@@ -1,18 +1,55 @@
 // SPDX-License-Identifier: Apache-2.0
 // The rule grammar, shared by the CLI, policy files and the HTTP API:
-//   [PROTO[/PORTS]] [from CIDR] [to CIDR]      PROTO: tcp udp sctp icmp icmpv6 arp
-// PORTS is a destination port or a range (8000-8100); CIDR is IPv4 or IPv6. Pure: no kernel here.
+//   [PROTO[/PORTS]] [from CIDR] [to CIDR]      PROTO: tcp udp sctp icmp icmpv4 icmpv6 arp
+// PORTS is a destination port or a range (8000-8100), for icmpv4 and icmpv6 an ICMP type, a range
+// of types or a type's name (icmpv6/echo-request); CIDR is IPv4 or IPv6. `icmp` is ping in both
+// families: all of ICMPv4 and ICMPv6 echo (request and reply), never the ICMPv6 that IPv6 needs to
+// work (neighbour discovery, packet too big, ...). Pure: no kernel here.
 import { isIP } from 'node:net';
 import { EbpfnetError } from '../errors.js';
 
 export type Action = 'allow' | 'deny';
-export type Proto = 'tcp' | 'udp' | 'sctp' | 'icmp' | 'icmpv6' | 'arp';
+export type Proto = 'tcp' | 'udp' | 'sctp' | 'icmp' | 'icmpv4' | 'icmpv6' | 'arp';
 export type Family = 4 | 6;
 
-export const PROTOS: readonly Proto[] = ['tcp', 'udp', 'sctp', 'icmp', 'icmpv6', 'arp'];
-/** IP protocol numbers (arp is an ethertype, not an IP protocol) */
-export const PROTO_NUMBERS: Record<Exclude<Proto, 'arp'>, number> = { tcp: 6, udp: 17, sctp: 132, icmp: 1, icmpv6: 58 };
+export const PROTOS: readonly Proto[] = ['tcp', 'udp', 'sctp', 'icmp', 'icmpv4', 'icmpv6', 'arp'];
+/** IP protocol numbers of the protocols that are one protocol (icmp spans two; arp is an ethertype) */
+export const PROTO_NUMBERS: Record<Exclude<Proto, 'arp' | 'icmp'>, number> = { tcp: 6, udp: 17, sctp: 132, icmpv4: 1, icmpv6: 58 };
 const WITH_PORTS = new Set<Proto>(['tcp', 'udp', 'sctp']);
+const WITH_TYPES = new Set<Proto>(['icmpv4', 'icmpv6']);
+/** what `icmp` matches of ICMPv6: echo request and echo reply */
+export const ICMPV6_ECHO: readonly [number, number] = [128, 129];
+
+/** ICMP type names (as nftables spells them), per protocol */
+export const ICMP_TYPES: Record<'icmpv4' | 'icmpv6', Readonly<Record<string, number>>> = {
+  icmpv4: {
+    'echo-reply': 0, 'destination-unreachable': 3, 'source-quench': 4, redirect: 5, 'echo-request': 8, 'router-advertisement': 9,
+    'router-solicitation': 10, 'time-exceeded': 11, 'parameter-problem': 12, 'timestamp-request': 13, 'timestamp-reply': 14,
+  },
+  icmpv6: {
+    'destination-unreachable': 1, 'packet-too-big': 2, 'time-exceeded': 3, 'parameter-problem': 4, 'echo-request': 128, 'echo-reply': 129,
+    'mld-listener-query': 130, 'mld-listener-report': 131, 'mld-listener-done': 132, 'nd-router-solicit': 133, 'nd-router-advert': 134,
+    'nd-neighbor-solicit': 135, 'nd-neighbor-advert': 136, 'nd-redirect': 137, 'mld2-listener-report': 143,
+  },
+};
+
+/** What a match means in one family: the IP protocol and port (or ICMP type) range it names, or
+ * null when it cannot match that family. `icmp` is ICMPv4 in IPv4 and ICMPv6 echo in IPv6. */
+export function familyMatch(m: Match, family: Family): { proto?: number; ports?: readonly [number, number] } | null {
+  if (!m.proto) return {};
+  switch (m.proto) {
+    case 'arp':
+      return null;
+    case 'icmp':
+      return family === 4 ? { proto: PROTO_NUMBERS.icmpv4 } : { proto: PROTO_NUMBERS.icmpv6, ports: ICMPV6_ECHO };
+    case 'icmpv4':
+    case 'icmpv6':
+      if ((m.proto === 'icmpv4') !== (family === 4)) return null;
+      return { proto: PROTO_NUMBERS[m.proto], ports: m.ports };
+    default:
+      return { proto: PROTO_NUMBERS[m.proto], ports: m.ports };
+  }
+}
 
 export interface Cidr {
   family: Family;
@@ -108,6 +145,21 @@ export function formatAddress(family: Family, addr: bigint): string {
 
 export const formatCidr = (c: Cidr): string => `${formatAddress(c.family, c.addr)}/${c.prefix}`;
 
+function parseTypes(proto: 'icmpv4' | 'icmpv6', text: string, input: string): [number, number] {
+  const names = ICMP_TYPES[proto];
+  const one = (t: string): number => {
+    if (/^\d{1,3}$/.test(t) && Number(t) <= 255) return Number(t);
+    const n = names[t];
+    if (n === undefined) throw usage(input, `'${t}' is not an ${proto} type`, `use a number 0-255 or one of ${Object.keys(names).join(', ')}`);
+    return n;
+  };
+  const m = /^([a-z0-9-]+?)(?:-(\d{1,3}))?$/.exec(text);
+  // a range is two numbers; a name may hold dashes itself (echo-request)
+  const [lo, hi] = m && m[2] !== undefined && /^\d+$/.test(m[1]) ? [one(m[1]), one(m[2])] : [one(text), one(text)];
+  if (lo > hi) throw usage(input, `the range ${lo}-${hi} is backwards`, `write it as ${hi}-${lo}`);
+  return [lo, hi];
+}
+
 function parsePorts(text: string, input: string): [number, number] {
   const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(text);
   if (!m) throw usage(input, `'${text}' is not a port or a port range`, 'for example 22 or 8000-8100');
@@ -132,8 +184,10 @@ export function parseMatch(input: string): Match {
     m.proto = known;
     if (extra !== undefined) throw usage(input, `'${words[i]}' has more than one /`);
     if (ports !== undefined) {
-      if (!WITH_PORTS.has(m.proto)) throw usage(input, `${m.proto} has no ports`, 'only tcp, udp and sctp rules take /PORTS');
-      m.ports = parsePorts(ports, input);
+      if (m.proto === 'icmp') throw usage(input, 'icmp takes no types', 'icmp is ping in IPv4 and IPv6; name types with icmpv4/TYPE or icmpv6/TYPE, e.g. icmpv6/echo-request');
+      if (WITH_TYPES.has(m.proto)) m.ports = parseTypes(m.proto as 'icmpv4' | 'icmpv6', ports, input);
+      else if (!WITH_PORTS.has(m.proto)) throw usage(input, `${m.proto} has no ports`, 'only tcp, udp and sctp rules take /PORTS (icmpv4 and icmpv6 take /TYPE)');
+      else m.ports = parsePorts(ports, input);
     }
     i++;
   }
@@ -149,14 +203,14 @@ export function parseMatch(input: string): Match {
   if (!m.proto && !m.src && !m.dst) throw usage(input, 'an empty rule matches nothing', 'name a protocol, an address or both, e.g. tcp/22 or from 10.0.0.0/8');
   if (m.proto === 'arp' && (m.src || m.dst)) throw usage(input, 'arp rules take no addresses', "'arp' alone drops or allows all ARP");
   const fam = ruleFamily(m);
-  if (fam === null) throw usage(input, 'mixes IPv4 and IPv6', 'from and to must be the same family, and icmp is IPv4 while icmpv6 is IPv6');
+  if (fam === null) throw usage(input, 'mixes IPv4 and IPv6', 'from and to must be the same family, and icmpv4 is IPv4 while icmpv6 is IPv6');
   return m;
 }
 
 /** 4 or 6 when the rule can only match one family, 0 when it matches both, null when it can match none. */
 export function ruleFamily(m: Match): Family | 0 | null {
   let fam: Family | 0 = 0;
-  for (const f of [m.src?.family, m.dst?.family, m.proto === 'icmp' ? 4 : m.proto === 'icmpv6' ? 6 : undefined]) {
+  for (const f of [m.src?.family, m.dst?.family, m.proto === 'icmpv4' ? 4 : m.proto === 'icmpv6' ? 6 : undefined]) {
     if (f === undefined) continue;
     if (fam && f !== fam) return null;
     fam = f as Family;
@@ -187,13 +241,14 @@ export const formatRule = (r: Rule): string => [r.action, formatMatch(r)].join('
 
 /**
  * How few packets a rule can match, in fixed bits: 8 for a protocol, 16 for an exact port (less for
- * a range: 16 - log2 of its width), and the prefix lengths of its addresses. The most specific rule
- * wins; on a tie deny wins; then the earlier rule.
+ * a range: 16 - log2 of its width), 8 for an exact ICMP type (8 - log2 of a range's width), and the
+ * prefix lengths of its addresses. `icmp` counts as a protocol (8) in both families. The most
+ * specific rule wins; on a tie deny wins; then the earlier rule.
  */
 export function specificity(m: Match): number {
   let s = 0;
   if (m.proto) s += 8;
-  if (m.ports) s += 16 - Math.log2(m.ports[1] - m.ports[0] + 1);
+  if (m.ports) s += (WITH_TYPES.has(m.proto!) ? 8 : 16) - Math.log2(m.ports[1] - m.ports[0] + 1);
   if (m.src) s += m.src.prefix;
   if (m.dst) s += m.dst.prefix;
   return s;

@@ -36,31 +36,38 @@ export const FLT_STAT_ND_PASS = 4;
 export const FLT_STAT_FRAGMENT = 5;
 export const FLT_STAT_AUDIT = 6;
 export const FLT_STAT_ARP_DROP = 7;
+export const FLT_STAT_TOO_DEEP = 8;
+export const FLT_STAT_NON_IP_DROP = 9;
 export const FLT_MAX_EXT_HDRS = 8;
-export const FLT_STAT_SLOTS = 8;
+export const FLT_MAX_VLAN_TAGS = 8;
+export const FLT_MAX_HEADER_OFFSET = 1024;
+export const FLT_PORT_SLOTS = 4;
+export const FLT_STAT_SLOTS = 10;
 export const FLT_PORT_VALS = 65536;
 export const FLT_F_DIR4 = 4096;
 export const FLT_DIR_CHUNK = 2147483648;
 export const FLT_DIR_MIN_CHUNKS = 128;
+export const FLT_F_NON_IP_DENY = 8192;
+export const FLT_ETH_LLDP = 35020;
+export const FLT_ETH_PAE = 34958;
+export const FLT_ETH_802_3_MIN = 1536;
 
 /** flt_cfg[0]: the active generation and each generation's flags and default. User space writes the inactive generation's fields first (the active bytes stay as they are), then flips gen with one aligned 4-byte store: a packet sees one whole generation */
 export interface FltCfg {
   gen: number;
   flags: number[]; // FLT_F_* per generation
   default_action: number[]; // FLT_ALLOW or FLT_DENY per generation
+  zero: number; // always 0, never written: a value the verifier cannot know, which keeps the parser's offsets one range (parse() in bpf/filter.bpf.c)
 }
 export const FltCfg: Codec<FltCfg> & StructLayout = {
   name: 'flt_cfg',
   size: 24,
-  fields: [{ name: 'gen', offset: 0, size: 4 }, { name: 'flags', offset: 4, size: 8 }, { name: 'default_action', offset: 12, size: 8 }, { name: 'pad', offset: 20, size: 4 }],
+  fields: [{ name: 'gen', offset: 0, size: 4 }, { name: 'flags', offset: 4, size: 8 }, { name: 'default_action', offset: 12, size: 8 }, { name: 'zero', offset: 20, size: 4 }],
   encode(v: FltCfg, b: Buffer = Buffer.alloc(24), o = 0): Buffer {
     b.writeUInt32LE(v.gen, o + 0);
     for (let i = 0; i < 2; i++) b.writeUInt32LE(v.flags[i] ?? 0, o + 4 + i * 4);
     for (let i = 0; i < 2; i++) b.writeUInt32LE(v.default_action[i] ?? 0, o + 12 + i * 4);
-    b[o + 20] = 0;
-    b[o + 21] = 0;
-    b[o + 22] = 0;
-    b[o + 23] = 0;
+    b.writeUInt32LE(v.zero, o + 20);
     return b;
   },
   decode(b: Buffer, o = 0): FltCfg {
@@ -68,22 +75,21 @@ export const FltCfg: Codec<FltCfg> & StructLayout = {
       gen: b.readUInt32LE(o + 0),
       flags: Array.from({ length: 2 }, (_, i) => b.readUInt32LE(o + 4 + i * 4)),
       default_action: Array.from({ length: 2 }, (_, i) => b.readUInt32LE(o + 12 + i * 4)),
+      zero: b.readUInt32LE(o + 20),
     };
   },
   encodeView(v: FltCfg, d: DataView, o = 0): void {
     d.setUint32(o + 0, v.gen, true);
     for (let i = 0; i < 2; i++) d.setUint32(o + 4 + i * 4, v.flags[i] ?? 0, true);
     for (let i = 0; i < 2; i++) d.setUint32(o + 12 + i * 4, v.default_action[i] ?? 0, true);
-    d.setUint8(o + 20, 0);
-    d.setUint8(o + 21, 0);
-    d.setUint8(o + 22, 0);
-    d.setUint8(o + 23, 0);
+    d.setUint32(o + 20, v.zero, true);
   },
   decodeView(d: DataView, o = 0): FltCfg {
     return {
       gen: d.getUint32(o + 0, true),
       flags: Array.from({ length: 2 }, (_, i) => d.getUint32(o + 4 + i * 4, true)),
       default_action: Array.from({ length: 2 }, (_, i) => d.getUint32(o + 12 + i * 4, true)),
+      zero: d.getUint32(o + 20, true),
     };
   },
 };
@@ -367,7 +373,7 @@ export const FltCount: Codec<FltCount> & StructLayout = {
   },
 };
 
-/** indexes into flt_portval for four consecutive ports (port & 3); 0 means no rule names the port */
+/** indexes into flt_pval for four consecutive ports (or ICMP types) (port & 3); 0 means no rule names the port */
 export interface FltPidx {
   idx: number[];
 }
@@ -480,7 +486,7 @@ export const FLT_COUNTERS = {
 export const FLT_STATS = {
   name: 'flt_stats',
   type: 'percpu_array',
-  maxEntries: 8,
+  maxEntries: 10,
   key: scalar.u32,
   value: FltCount,
   record: null,
@@ -522,11 +528,11 @@ export const FLT_PROTOS = {
   entry: FltProtoVal,
 } as const satisfies TableLayout;
 
-/** index ((gen * 2 + (family == 6)) * 3 + slot) * 16384 + port / 4, slot 0 tcp, 1 udp, 2 sctp: a direct index, cheaper than hashing the port */
+/** index ((gen * 2 + (family == 6)) * FLT_PORT_SLOTS + slot) * 16384 + port / 4, slot 0 tcp, 1 udp, 2 sctp, 3 the ICMP type of ICMPv4 or ICMPv6 (the family tells them apart): a direct index, cheaper than hashing the port */
 export const FLT_PIDX = {
   name: '.bss.flt_pidx',
   variable: 'flt_pidx',
-  entries: 196608,
+  entries: 262144,
   entry: FltPidx,
 } as const satisfies TableLayout;
 

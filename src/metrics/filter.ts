@@ -3,6 +3,7 @@
 // per-CPU counters at scrape time (summed over CPUs), so the numbers are exactly the kernel's.
 import type { Registry } from 'prom-client';
 import type { FilterCounters } from '../filter/datapath.js';
+import { FILTER_STATS } from '../filter/stats.js';
 import { computedCounter } from './computed.js';
 
 export interface FilterSource {
@@ -14,12 +15,7 @@ export interface FilterSource {
 export function filterRows(c: Omit<FilterCounters, 'total'>): Array<{ rule: string; action: string; packets: bigint; bytes: bigint }> {
   return [
     ...c.rules.map((r) => ({ rule: r.rule.replace(/^(allow|deny) /, ''), action: r.action, packets: r.packets, bytes: r.bytes })),
-    { rule: 'default', action: 'allow', ...c.defaultPass },
-    { rule: 'default', action: 'deny', ...c.defaultDrop },
-    { rule: 'malformed', action: 'deny', ...c.malformed },
-    { rule: 'non-ip', action: 'allow', ...c.nonIp },
-    { rule: 'neighbour-discovery', action: 'allow', ...c.ndPass },
-    { rule: 'arp', action: 'deny', ...c.arpDrop },
+    ...FILTER_STATS.flatMap((s) => (s.row ? [{ ...s.row, ...c[s.name] }] : [])),
   ];
 }
 

@@ -10,6 +10,7 @@ import * as L from '../../src/gen/lb.js';
 import * as T from '../../src/gen/trace.js';
 import type { FilterCounters } from '../../src/filter/datapath.js';
 import type { Policy } from '../../src/filter/policy.js';
+import { STAT_NAMES, type Stat } from '../../src/filter/stats.js';
 import { formatRule } from '../../src/filter/rules.js';
 import type { ServiceSpec } from '../../src/lb/model.js';
 import type { ServiceView } from '../../src/lb/view.js';
@@ -35,7 +36,7 @@ export function fakeKernel(opts: { failApply?: () => boolean } = {}) {
       return {
         rules: (p?.rules ?? []).map((r, i) => ({ rule: formatRule(r), action: r.action, id: i, packets: 1n, bytes: 100n })),
         total: p?.rules.length ?? 0,
-        defaultPass: z(), defaultDrop: z(), malformed: z(), nonIp: z(), ndPass: z(), fragments: z(), audit: z(), arpDrop: z(),
+        ...(Object.fromEntries(STAT_NAMES.map((s) => [s, z()])) as Record<Stat, F.FltCount>),
       };
     },
     programInfo: () => ({ id: 7, name: F.PROG_FILTER_XDP.name, runCount: 40n, runTimeNs: 1_000n }),

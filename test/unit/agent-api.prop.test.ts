@@ -11,6 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../../src/agent/agent.js';
+import { STAT_NAMES, type Stat } from '../../src/filter/stats.js';
 import { parseConfig } from '../../src/agent/config.js';
 import type { FilterBackend, FilterHandle } from '../../src/agent/filter.js';
 import { StateStore } from '../../src/agent/store.js';
@@ -30,7 +31,7 @@ function standInKernel(): { backend: FilterBackend; held: Map<string, string[]> 
     ifname,
     attachment: 'xdp native',
     apply: (p: Policy) => void held.set(ifname, p.rules.map(formatRule)),
-    counters: () => ({ rules: [], total: 0, defaultPass: nothing(), defaultDrop: nothing(), malformed: nothing(), nonIp: nothing(), ndPass: nothing(), fragments: nothing(), audit: nothing(), arpDrop: nothing() }),
+    counters: () => ({ rules: [], total: 0, ...(Object.fromEntries(STAT_NAMES.map((s) => [s, nothing()])) as Record<Stat, ReturnType<typeof nothing>>) }),
     programInfo: () => null,
     mapFill: () => [],
     close: () => {},

@@ -105,7 +105,7 @@ describe('agent API (inject)', () => {
       [{ rules: [], default: 1 }, /default must be string/],
       [{ default: 'deny' }, /must have required property 'rules'/],
       [{ rules: [{ action: 'deny', match: 'tcp/99999' }] }, /^parse rule 'tcp\/99999': port 99999 is out of range; ports are 1-65535$/],
-      [{ rules: [{ action: 'deny', match: 'icmp/22' }] }, /icmp has no ports/],
+      [{ rules: [{ action: 'deny', match: 'icmp/22' }] }, /icmp takes no types/],
       ['{"rules": [', /^parse body: not valid JSON/],
     ];
     for (const [body, msg] of cases) {

@@ -19,6 +19,12 @@ describe('rule grammar', () => {
     ['to ::ffff:10.0.0.1', 'to ::ffff:a00:1/128'],
     ['icmpv6 from fe80::/10', 'icmpv6 from fe80::/10'],
     ['arp', 'arp'],
+    ['icmp to 2001:db8::1', 'icmp to 2001:db8::1/128'],
+    ['icmpv4', 'icmpv4'],
+    ['icmpv4/8', 'icmpv4/8'],
+    ['icmpv4/0-8', 'icmpv4/0-8'],
+    ['icmpv6/echo-request', 'icmpv6/128'],
+    ['ICMPv6/packet-too-big from fe80::/10', 'icmpv6/2 from fe80::/10'],
   ])('parses %s', (input, canonical) => {
     const m = parseMatch(input);
     expect(formatMatch(m)).toBe(canonical);
@@ -27,7 +33,12 @@ describe('rule grammar', () => {
 
   it.each([
     ['tcp/99999', /port 99999 is out of range; ports are 1-65535/],
-    ['icmp/22', /icmp has no ports/],
+    ['icmp/22', /icmp takes no types/],
+    ['udp/echo-request', /'echo-request' is not a port/],
+    ['icmpv6/ping', /'ping' is not an icmpv6 type/],
+    ['icmpv4/256', /'256' is not an icmpv4 type/],
+    ['icmpv6/129-128', /backwards/],
+    ['arp/1', /arp has no ports/],
     ['from 10.0.0.0/33', /prefix length \/33 is out of range for IPv4/],
     ['tcp/20-10', /the range 20-10 is backwards/],
     ['foo', /unknown protocol 'foo'/],
@@ -35,7 +46,8 @@ describe('rule grammar', () => {
     ['from', /'from' needs an address/],
     ['from 10.0.0.300', /is not an IPv4 or IPv6 address/],
     ['tcp/22 from 10.0.0.0/8 to 2001:db8::/32', /mixes IPv4 and IPv6/],
-    ['icmp to 2001:db8::1', /mixes IPv4 and IPv6/],
+    ['icmpv4 to 2001:db8::1', /mixes IPv4 and IPv6/],
+    ['icmpv6 from 10.0.0.0/8', /mixes IPv4 and IPv6/],
     ['tcp/22 sideways', /unexpected 'sideways'/],
     ['', /an empty rule matches nothing/],
     ['arp from 10.0.0.1', /arp rules take no addresses/],
@@ -91,6 +103,32 @@ describe('precedence: the most specific rule wins, deny wins a tie', () => {
     expect(evaluate(p, frag).action).toBe('allow');
     const q = makePolicy({ deny: ['tcp'] });
     expect(evaluate(q, frag).action).toBe('deny');
+  });
+
+  it('icmp is ping in both families: all of ICMPv4, and ICMPv6 echo only (never what IPv6 needs)', () => {
+    const p = makePolicy({ deny: ['icmp'] });
+    const v6 = (type: number): PacketInfo => ({ kind: 'ip', family: 6, proto: 58, dport: type, nd: type >= 133 && type <= 137, src: 1n, dst: 2n });
+    expect(evaluate(p, pkt('icmp 10.0.0.1 -> 10.0.0.2')).action).toBe('deny');
+    expect(evaluate(p, pkt('icmp 10.0.0.1 -> 10.0.0.2 type destination-unreachable')).action).toBe('deny');
+    expect(evaluate(p, pkt('icmp fd00::1 -> fd00::2')).action).toBe('deny');
+    expect(evaluate(p, v6(129)).action).toBe('deny');
+    for (const t of [1, 2, 3, 4, 133, 134, 135, 136, 137, 143]) expect(evaluate(p, v6(t)).action, `ICMPv6 type ${t}`).toBe('allow');
+    // exact forms: icmpv4 is IPv4 only, icmpv6 all of ICMPv6 (neighbour discovery too)
+    expect(evaluate(makePolicy({ deny: ['icmpv4'] }), v6(128)).action).toBe('allow');
+    expect(evaluate(makePolicy({ deny: ['icmpv6'] }), pkt('icmp 10.0.0.1 -> 10.0.0.2')).action).toBe('allow');
+    expect(evaluate(makePolicy({ deny: ['icmpv6'] }), v6(135)).action).toBe('deny');
+    // a type beats the protocol: allow icmpv6/echo-request (16 bits) wins over deny icmp (8)
+    expect(evaluate(makePolicy({ deny: ['icmp'], allow: ['icmpv6/echo-request'] }), v6(128)).action).toBe('allow');
+    expect(evaluate(makePolicy({ deny: ['icmp'], allow: ['icmpv6/echo-request'] }), v6(129)).action).toBe('deny');
+    expect(specificity(parseMatch('icmpv6/128-129'))).toBe(15);
+  });
+
+  it('a default deny drops non-IP frames some module could turn into IP, and passes what a host needs', () => {
+    const deny = makePolicy({ default: 'deny' });
+    for (const t of [0x88cc, 0x888e, 0x0100, 0x05ff]) expect(evaluate(deny, { kind: 'non_ip', ethertype: t }).action, t.toString(16)).toBe('allow');
+    for (const t of [0x0600, 0x8847, 0x8864, 0x88e5, 0x9100, 0x1234]) expect(evaluate(deny, { kind: 'non_ip', ethertype: t }).action, t.toString(16)).toBe('deny');
+    expect(evaluate(makePolicy({ deny: ['tcp/22'] }), { kind: 'non_ip', ethertype: 0x8847 }).action).toBe('allow');
+    expect(evaluate(makePolicy({ deny: ['tcp/22'] }), { kind: 'too_deep' }).action).toBe('deny');
   });
 
   it('neighbour discovery passes a default deny unless a rule names icmpv6', () => {

@@ -36,19 +36,28 @@
 #define FLT_STAT_FRAGMENT 5
 #define FLT_STAT_AUDIT 6
 #define FLT_STAT_ARP_DROP 7
+#define FLT_STAT_TOO_DEEP 8
+#define FLT_STAT_NON_IP_DROP 9
 #define FLT_MAX_EXT_HDRS 8
-#define FLT_STAT_SLOTS 8
+#define FLT_MAX_VLAN_TAGS 8
+#define FLT_MAX_HEADER_OFFSET 1024
+#define FLT_PORT_SLOTS 4
+#define FLT_STAT_SLOTS 10
 #define FLT_PORT_VALS 65536
 #define FLT_F_DIR4 4096
 #define FLT_DIR_CHUNK 2147483648
 #define FLT_DIR_MIN_CHUNKS 128
+#define FLT_F_NON_IP_DENY 8192
+#define FLT_ETH_LLDP 35020
+#define FLT_ETH_PAE 34958
+#define FLT_ETH_802_3_MIN 1536
 
 /* flt_cfg[0]: the active generation and each generation's flags and default. User space writes the inactive generation's fields first (the active bytes stay as they are), then flips gen with one aligned 4-byte store: a packet sees one whole generation */
 struct flt_cfg {
 	__u32 gen;
 	__u32 flags[2]; /* FLT_F_* per generation */
 	__u32 default_action[2]; /* FLT_ALLOW or FLT_DENY per generation */
-	__u32 pad;
+	__u32 zero; /* always 0, never written: a value the verifier cannot know, which keeps the parser's offsets one range (parse() in bpf/filter.bpf.c) */
 };
 _Static_assert(sizeof(struct flt_cfg) == 24, "struct flt_cfg layout drifted from maps/filter.json");
 
@@ -110,7 +119,7 @@ struct flt_count {
 };
 _Static_assert(sizeof(struct flt_count) == 16, "struct flt_count layout drifted from maps/filter.json");
 
-/* indexes into flt_portval for four consecutive ports (port & 3); 0 means no rule names the port */
+/* indexes into flt_pval for four consecutive ports (or ICMP types) (port & 3); 0 means no rule names the port */
 struct flt_pidx {
 	__u16 idx[4];
 };
@@ -164,7 +173,7 @@ struct {
 	__type(value, struct flt_count);
 } flt_counters SEC(".maps");
 
-#define FLT_STATS_MAX_ENTRIES 8
+#define FLT_STATS_MAX_ENTRIES 10
 /* FLT_STAT_* */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -199,8 +208,8 @@ struct flt_cfg flt_cfg[FLT_CFG_ENTRIES] SEC(".bss.flt_cfg");
 /* index gen * 512 + (family == 6) * 256 + proto */
 struct flt_proto_val flt_protos[FLT_PROTOS_ENTRIES] SEC(".bss.flt_protos");
 
-#define FLT_PIDX_ENTRIES 196608
-/* index ((gen * 2 + (family == 6)) * 3 + slot) * 16384 + port / 4, slot 0 tcp, 1 udp, 2 sctp: a direct index, cheaper than hashing the port */
+#define FLT_PIDX_ENTRIES 262144
+/* index ((gen * 2 + (family == 6)) * FLT_PORT_SLOTS + slot) * 16384 + port / 4, slot 0 tcp, 1 udp, 2 sctp, 3 the ICMP type of ICMPv4 or ICMPv6 (the family tells them apart): a direct index, cheaper than hashing the port */
 struct flt_pidx flt_pidx[FLT_PIDX_ENTRIES] SEC(".bss.flt_pidx");
 
 #define FLT_PVAL_ENTRIES 131072

@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: Apache-2.0
+// The filter's statistics (what decided a packet when no rule did, and what it saw): the one list
+// of their names, flt_stats slots and metric rows, read by the counters, the metrics, the model
+// and the fuzzers. Pure.
+import * as F from '../gen/filter.js';
+
+export const FILTER_STATS = [
+  { name: 'defaultPass', slot: F.FLT_STAT_DEFAULT_PASS, row: { rule: 'default', action: 'allow' } },
+  { name: 'defaultDrop', slot: F.FLT_STAT_DEFAULT_DROP, row: { rule: 'default', action: 'deny' } },
+  { name: 'malformed', slot: F.FLT_STAT_MALFORMED, row: { rule: 'malformed', action: 'deny' } },
+  /** deeper than the parser follows: more VLAN tags or IPv6 extension headers, headers past its reach */
+  { name: 'tooDeep', slot: F.FLT_STAT_TOO_DEEP, row: { rule: 'too-deep', action: 'deny' } },
+  { name: 'nonIp', slot: F.FLT_STAT_NON_IP, row: { rule: 'non-ip', action: 'allow' } },
+  /** non-IP frames a default deny drops */
+  { name: 'nonIpDrop', slot: F.FLT_STAT_NON_IP_DROP, row: { rule: 'non-ip', action: 'deny' } },
+  { name: 'ndPass', slot: F.FLT_STAT_ND_PASS, row: { rule: 'neighbour-discovery', action: 'allow' } },
+  { name: 'arpDrop', slot: F.FLT_STAT_ARP_DROP, row: { rule: 'arp', action: 'deny' } },
+  /** non-first fragments, whatever decided them (also counted where they were decided) */
+  { name: 'fragments', slot: F.FLT_STAT_FRAGMENT, row: null },
+  /** drops audit mode let through (also counted where they were decided) */
+  { name: 'audit', slot: F.FLT_STAT_AUDIT, row: null },
+] as const;
+
+export type Stat = (typeof FILTER_STATS)[number]['name'];
+export const STAT_NAMES: readonly Stat[] = FILTER_STATS.map((s) => s.name);
