@@ -68,6 +68,26 @@ describeKernel('filter: frames the fuzzer found the kernel wrong on', () => {
     expect(replay({ policy: reproPolicy(policy), packet: frame.toString('hex') }).agree).toBe(true);
   }
 
+  it('a stack of VID-0 tags (the kernel strips them and delivers the inner packet) is judged by what it carries; a deeper one is too deep', () => {
+    const deny = makePolicy({ deny: ['tcp/22', 'icmp'] });
+    const strict = makePolicy({ default: 'deny', allow: ['tcp/80'] });
+    for (const vlans of [[0, 0, 0], [0, 0, 0, 0, 0]]) {
+      expectFrame(deny, P('tcp 10.0.0.1:1 -> 10.0.0.2:22', { vlans }), 'deny', 0);
+      expectFrame(deny, P('icmp 10.0.0.1 -> 10.0.0.2', { vlans }), 'deny', 1);
+      expectFrame(deny, P('tcp [fd00::1]:1 -> [fd00::2]:22', { vlans }), 'deny', 0);
+      expectFrame(strict, P('tcp 10.0.0.1:1 -> 10.0.0.2:22', { vlans }), 'deny', 'defaultDrop');
+      expectFrame(strict, P('tcp 10.0.0.1:1 -> 10.0.0.2:80', { vlans }), 'allow', 0);
+    }
+    expectFrame(deny, P('tcp 10.0.0.1:1 -> 10.0.0.2:80', { vlans: Array(9).fill(0) }), 'deny', 'tooDeep');
+  });
+
+  it('ping over IPv6 is icmp: --deny icmp drops ICMPv6 echo, not packet too big', () => {
+    const p = makePolicy({ deny: ['icmp'] });
+    expectFrame(p, P('icmp fd00::1 -> fd00::2'), 'deny', 0);
+    expectFrame(p, P('icmp fd00::1 -> fd00::2 type packet-too-big'), 'allow', 'defaultPass');
+    expectFrame(p, P('icmp fd00::1 -> fd00::2 type nd-neighbor-solicit'), 'allow', 'ndPass');
+  });
+
   it('IPv4 protocol 58 is not neighbour discovery: default deny drops it', () => {
     expectFrame(makePolicy({ default: 'deny', allow: ['tcp/22'] }), P('icmp 10.0.0.1 -> 10.0.0.2', { proto: 58, icmpType: 135 }), 'deny', 'defaultDrop');
   });
