@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { EbpfnetError } from '../errors.js';
 import { FilterDatapath, type FilterCounters, type Hook } from '../filter/datapath.js';
 import { sshLockout } from '../filter/lockout.js';
+import { FILTER_STATS } from '../filter/stats.js';
 import { buildPacket, packetInfo, parsePacket } from '../filter/packet.js';
 import { evaluate, makePolicy, type Policy } from '../filter/policy.js';
 import { formatRule } from '../filter/rules.js';
@@ -91,10 +92,11 @@ const n = (x: bigint): string => x.toLocaleString('en-US');
 
 function dropSummary(ifname: string, c: FilterCounters): string {
   const denies = c.rules.filter((r) => r.action === 'deny');
-  const dropped = denies.reduce((a, r) => a + r.packets, 0n) + c.defaultDrop.packets + c.malformed.packets + c.arpDrop.packets;
+  // every statistic with a deny row is a drop (default, malformed, too deep, non-IP, ARP)
+  const statDrops = FILTER_STATS.filter((s) => s.row?.action === 'deny');
+  const dropped = denies.reduce((a, r) => a + r.packets, 0n) + statDrops.reduce((a, s) => a + c[s.name].packets, 0n);
   const parts = denies.map((r) => `${r.rule.replace(/^deny /, '')} ${n(r.packets)}`);
-  if (c.defaultDrop.packets) parts.push(`default ${n(c.defaultDrop.packets)}`);
-  if (c.malformed.packets) parts.push(`malformed ${n(c.malformed.packets)}`);
+  for (const s of statDrops) if (s.name !== 'arpDrop' && c[s.name].packets) parts.push(`${s.row!.rule} ${n(c[s.name].packets)}`);
   const audit = c.audit.packets ? `, ${n(c.audit.packets)} only audited` : '';
   return `${ifname}: dropped ${n(dropped)}${parts.length ? ` (${parts.join(', ')})` : ''}${audit}`;
 }
@@ -107,7 +109,7 @@ function totals(ds: FilterDatapath[]): string {
     const all = filterRows(d.counters());
     const many = all.length > 40;
     for (const r of all) {
-      const special = r.rule === 'malformed' || r.rule === 'non-ip' || r.rule === 'neighbour-discovery' || r.rule === 'arp';
+      const special = r.rule !== 'default' && FILTER_STATS.some((s) => s.row?.rule === r.rule);
       if (r.packets === 0n && (special || (many && r.rule !== 'default'))) {
         if (!special) quiet++;
         continue;
