@@ -102,17 +102,14 @@ info "system packages: ok"
 # --- node modules ----------------------------------------------------------------------------------
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "npm ci"
+  # npm ci only: every machine gets exactly the committed lock, and a lock that drifted from
+  # package.json fails here (and so in CI) instead of being re-resolved on each machine.
   if ! out=$(npm ci --no-audit --no-fund --loglevel=error 2>&1); then
-    # A registry mirror that only carries this platform's optional packages (rollup's native
-    # builds) yields a lock npm ci calls out of sync. npm install --no-save installs the same
-    # locked versions without rewriting package-lock.json.
+    echo "$out" >&2
     if grep -q 'in sync' <<<"$out"; then
-      say "npm ci refused the lock file (optional packages for other platforms are not in it); installing the locked versions with npm install --no-save"
-      npm install --no-save --no-audit --no-fund --loglevel=error
-    else
-      echo "$out" >&2
-      exit 1
+      say "npm ci: package-lock.json does not match package.json; update it with: npm install --package-lock-only, and commit it"
     fi
+    exit 1
   fi
 fi
 
