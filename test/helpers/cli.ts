@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Runs the built CLI (dist/cli/main.js) the way a user does, optionally inside a network namespace.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageDir } from '../../src/loader/paths.js';
 
@@ -61,4 +63,28 @@ export class CliProcess {
     clearTimeout(t);
     return code;
   }
+}
+
+/** Whether user `uid` can read `path` (every directory above it searchable). */
+const readableBy = (uid: number, path: string): boolean =>
+  spawnSync('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'test', '-r', path]).status === 0;
+
+/**
+ * The CLI as another user can run it: the checkout's own when that user can read it, else a copy
+ * of what the CLI needs (package.json, dist, build, node_modules: hard links where the file system
+ * allows) in a world-readable temporary directory. A checkout may be private (mode 0700, like
+ * /root or what mktemp -d gives), and a test of "not root" must run as a user who is not root.
+ */
+export function cliFor(uid: number): { cli: string; cleanup(): void } {
+  if (!readableBy(uid, process.execPath)) throw new Error(`uid ${uid} cannot run ${process.execPath}: install Node where every user can reach it`);
+  if (readableBy(uid, CLI)) return { cli: CLI, cleanup() {} };
+  const dir = mkdtempSync(join(tmpdir(), 'ebpfnet-cli-'));
+  chmodSync(dir, 0o755);
+  for (const part of ['package.json', 'dist', 'build', 'node_modules']) {
+    const from = join(packageDir(), part);
+    const to = join(dir, part);
+    // cp -al: hard links keep each file's own (world-readable) mode; across file systems, a copy
+    if (spawnSync('cp', ['-al', from, to]).status !== 0) cpSync(from, to, { recursive: true });
+  }
+  return { cli: join(dir, 'dist', 'cli', 'main.js'), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }

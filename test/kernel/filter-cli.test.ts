@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { CLI, CliProcess, runCli } from '../helpers/cli.js';
+import { CliProcess, cliFor, runCli } from '../helpers/cli.js';
 import { bpfProgIds, describeKernel, ok, sh, xdpOn } from '../helpers/kernel.js';
 import * as F from '../../src/gen/filter.js';
 import { makeTwoHosts, type TwoHosts } from '../helpers/netns.js';
@@ -168,9 +168,15 @@ describeKernel('ebpfnet filter (two namespaces)', () => {
     expect(xdpOn(h.targetIf, h.target)).toBe(false);
   });
 
-  it('not root: one line, exit 1, nothing attached', () => {
-    const nr = sh('sh', ['-c', `nsenter --net=/run/netns/${h.target} setpriv --reuid=65534 --regid=65534 --clear-groups ${process.execPath} ${CLI} filter --iface ${h.targetIf} --deny icmp 2>&1; echo "exit=$?"`]);
-    expect(nr).toMatch(/^ebpfnet: filter: needs root; run it with sudo \(needs CAP_BPF and CAP_NET_ADMIN\)\nexit=1\n$/);
+  it('not root: one line, exit 1, nothing attached (from a private checkout too)', () => {
+    // as nobody, from a copy nobody can read when the checkout is private (mode 0700)
+    const nobody = cliFor(65534);
+    try {
+      const nr = sh('sh', ['-c', `nsenter --net=/run/netns/${h.target} setpriv --reuid=65534 --regid=65534 --clear-groups ${process.execPath} ${nobody.cli} filter --iface ${h.targetIf} --deny icmp 2>&1; echo "exit=$?"`]);
+      expect(nr).toMatch(/^ebpfnet: filter: needs root; run it with sudo \(needs CAP_BPF and CAP_NET_ADMIN\)\nexit=1\n$/);
+    } finally {
+      nobody.cleanup();
+    }
     expect(xdpOn(h.targetIf, h.target)).toBe(false);
   });
 });
