@@ -106,4 +106,5 @@ try {
 } finally {
   cleanup();
 }
-process.exit(code);
+// not process.exit(): a long --json line to a pipe must be written out first
+process.exitCode = code;

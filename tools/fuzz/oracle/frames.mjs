@@ -334,13 +334,13 @@ export function generator(seed, env) {
         }
         if (style === 'mixed' && st.every(([, tci]) => (tci & 0xfff) === 0)) st[n - 1][1] |= 5;
         const exts = v === 6 && r() < 0.2 ? someExts(r) : undefined;
-        const nb = n <= 2 ? String(n) : '3-6';
+        // 3 tags and 4 or more apart: tc sees a frame with its outer tag already taken off
         const category =
           style === '9100'
             ? 'vlan 0x9100 tpid'
             : st.some(([, tci]) => (tci & 0xfff) !== 0)
               ? `vlan non-zero VID, ${n <= 2 ? '1-2' : '3-6'} tags`
-              : `vlan VID 0, ${nb} tag${n > 1 ? 's' : ''}${st[0][0] === 0x88a8 ? ', 802.1ad outer' : ''}`;
+              : `vlan VID 0, ${n <= 3 ? String(n) : '4-6'} tag${n > 1 ? 's' : ''}${st[0][0] === 0x88a8 ? ', 802.1ad outer' : ''}`;
         return one(category, (t, id, rd) => tagged(st, etherOf(v), packet(v, l4(v, rd), t, id, { exts })));
       }
 

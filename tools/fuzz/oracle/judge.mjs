@@ -86,7 +86,7 @@ export function tagsIn(/** @type {number} */ proto, /** @type {Buffer} */ p) {
 function v4(/** @type {Buffer} */ b) {
   if (b.length < 20 || b[0] >> 4 !== 4) return null;
   const ihl = (b[0] & 15) * 4;
-  return { proto: b[9], src: b.subarray(12, 16).join('.'), payload: b.subarray(Math.min(ihl, b.length)), fragOff: b.readUInt16BE(6) & 0x1fff };
+  return { proto: b[9], id: b.readUInt16BE(4), src: b.subarray(12, 16).join('.'), payload: b.subarray(Math.min(ihl, b.length)), fragOff: b.readUInt16BE(6) & 0x1fff };
 }
 
 const EXT = new Set([0, 43, 44, 60, 51, 135]);
@@ -117,7 +117,8 @@ const hex = (/** @type {string} */ s) => Buffer.from(s, 'hex');
 /**
  * One event from the target: a delivery (a raw socket got a packet) or an answer (the target sent
  * something to the source), with the class the policies judge and the tags it may carry.
- * @typedef {{ what: 'delivered' | 'answered', kind: string, cls: Class | null, tags: number[], sport?: number, src?: string, bytes: string }} Event
+ * @typedef {{ what: 'delivered' | 'answered', kind: string, cls: Class | null, tags: number[], sport?: number, ipId?: number, bytes: string }} Event
+ *   sport, ipId: the source port and IPv4 identification, to find the case when no tag survived
  */
 
 /**
@@ -131,7 +132,7 @@ export function parseDelivery(/** @type {string} */ line, /** @type {string} */ 
     const ip = v4(hex(f[2] ?? ''));
     if (!ip || ip.src !== src4) return null;
     const proto = Number(f[1]);
-    return { what: 'delivered', kind: 'raw', cls: classOf(4, proto, ip.payload), tags: tagsIn(proto, ip.payload), sport: sportOf(proto, ip.payload), bytes: f[2] };
+    return { what: 'delivered', kind: 'raw', cls: classOf(4, proto, ip.payload), tags: tagsIn(proto, ip.payload), sport: sportOf(proto, ip.payload), ipId: ip.id, bytes: f[2] };
   }
   if (f[0] === 'R6') {
     if (!sameAddr6(f[2], src6)) return null;

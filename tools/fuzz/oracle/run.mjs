@@ -204,9 +204,15 @@ export async function runOracle(o) {
       const i = t & 0xffffff;
       if (r < rounds.length && i < o.cases && (e.sport === undefined || !sport.has(`${r}:${e.sport}`) || sport.get(`${r}:${e.sport}`) === i)) return { r, i };
     }
-    if (e.sport !== undefined) {
-      // several rounds may share a port: the round running now, or the one before it
-      for (const r of [current, current - 1]) if (r >= 0 && sport.has(`${r}:${e.sport}`)) return { r, i: /** @type {number} */ (sport.get(`${r}:${e.sport}`)) };
+    // no tag (a truncated header, a tunnel's payload): the port or the IPv4 identification, of
+    // the round running now or the one before it (ipId() numbers the cases of all rounds in turn)
+    for (const r of [current, current - 1]) {
+      if (r < 0) continue;
+      if (e.sport !== undefined && sport.has(`${r}:${e.sport}`)) return { r, i: /** @type {number} */ (sport.get(`${r}:${e.sport}`)) };
+      if (e.ipId !== undefined && o.cases < 0x10000) {
+        const i = (e.ipId - ((r * o.cases) & 0xffff) + 0x10000) & 0xffff;
+        if (i < o.cases) return { r, i };
+      }
     }
     return null;
   }
@@ -346,14 +352,18 @@ export function formatReport(/** @type {Report} */ rep) {
     const top = Object.entries(c.reached).sort((a, b) => b[1] - a[1]);
     lines.push(`  ${k}: ${c.silent} of ${c.cases} dropped unanswered${top.length ? `; ${top.slice(0, 6).map(([w, n]) => `${w} ${n}`).join('; ')}` : ''}`);
   }
-  /** @type {Map<string, number>} */
+  // bypasses per round and category: the cases, and what the stack did with them
+  /** @type {Map<string, { cases: Set<number | null>, what: Set<string> }>} */
   const groups = new Map();
   for (const b of rep.bypasses) {
-    const key = `${rep.rounds[b.round].name}: ${b.category}: ${b.event} ${b.cls}`;
-    groups.set(key, (groups.get(key) ?? 0) + 1);
+    const key = `${rep.rounds[b.round].name}: ${b.category}`;
+    const g = groups.get(key) ?? { cases: new Set(), what: new Set() };
+    groups.set(key, g);
+    g.cases.add(b.index);
+    g.what.add(b.event === 'delivered' ? b.cls : `${b.event} (${b.cls})`);
   }
-  if (groups.size) lines.push('bypasses (round: category: what the stack did, events):');
-  for (const [k, n] of [...groups].sort()) lines.push(`  ${k}: ${n}`);
+  if (groups.size) lines.push('bypasses (round: category: cases: what the stack delivered or answered):');
+  for (const [k, g] of [...groups].sort()) lines.push(`  ${k}: ${g.cases.size}: ${[...g.what].sort().join(', ')}`);
   lines.push(`oracle: seed ${rep.seed}: ${rep.bypasses.length} bypasses`);
   return lines;
 }
