@@ -82,11 +82,11 @@ export function tagsIn(/** @type {number} */ proto, /** @type {Buffer} */ p) {
   }
 }
 
-/** an IPv4 packet's protocol, addresses and payload (as far as the bytes go) */
+/** an IPv4 packet's protocol, identification and payload (as far as the bytes go) */
 function v4(/** @type {Buffer} */ b) {
   if (b.length < 20 || b[0] >> 4 !== 4) return null;
   const ihl = (b[0] & 15) * 4;
-  return { proto: b[9], id: b.readUInt16BE(4), src: b.subarray(12, 16).join('.'), payload: b.subarray(Math.min(ihl, b.length)), fragOff: b.readUInt16BE(6) & 0x1fff };
+  return { proto: b[9], id: b.readUInt16BE(4), payload: b.subarray(Math.min(ihl, b.length)), fragOff: b.readUInt16BE(6) & 0x1fff };
 }
 
 const EXT = new Set([0, 43, 44, 60, 51, 135]);
@@ -117,25 +117,28 @@ const hex = (/** @type {string} */ s) => Buffer.from(s, 'hex');
 /**
  * One event from the target: a delivery (a raw socket got a packet) or an answer (the target sent
  * something to the source), with the class the policies judge and the tags it may carry.
- * @typedef {{ what: 'delivered' | 'answered', kind: string, cls: Class | null, tags: number[], sport?: number, ipId?: number, bytes: string }} Event
- *   sport, ipId: the source port and IPv4 identification, to find the case when no tag survived
+ * @typedef {{ what: 'delivered' | 'answered', kind: string, cls: Class | null, tags: number[], sport?: number, ipId?: number, late?: boolean, bytes: string }} Event
+ *   sport, ipId: the source port and IPv4 identification, to find the case when no tag survived;
+ *   late: an answer the stack sends seconds after the frame (a reassembly timeout)
  */
 
 /**
- * A line from `oracle recv`. `src4`/`src6`: the sender's addresses (other senders are noise: the
- * namespaces' own neighbour discovery and multicast listener reports).
+ * A line from `oracle recv`. Every IPv4 delivery counts, whatever its source (a mutated frame may
+ * carry another); IPv6 ones from link-local or unspecified sources do not: those are the source
+ * namespace's own router solicitations and multicast listener reports (the generator sends from a
+ * global address).
  * @returns {Event | null}
  */
-export function parseDelivery(/** @type {string} */ line, /** @type {string} */ src4, /** @type {string} */ src6) {
+export function parseDelivery(/** @type {string} */ line) {
   const f = line.split(' ');
   if (f[0] === 'R4') {
     const ip = v4(hex(f[2] ?? ''));
-    if (!ip || ip.src !== src4) return null;
+    if (!ip) return null;
     const proto = Number(f[1]);
     return { what: 'delivered', kind: 'raw', cls: classOf(4, proto, ip.payload), tags: tagsIn(proto, ip.payload), sport: sportOf(proto, ip.payload), ipId: ip.id, bytes: f[2] };
   }
   if (f[0] === 'R6') {
-    if (!sameAddr6(f[2], src6)) return null;
+    if (/^fe[89ab]/i.test(f[2]) || f[2] === '::') return null;
     const proto = Number(f[1]);
     const p = hex(f[3] ?? '');
     return { what: 'delivered', kind: 'raw', cls: classOf(6, proto, p), tags: tagsIn(proto, p), sport: sportOf(proto, p), bytes: f[3] };
@@ -145,14 +148,6 @@ export function parseDelivery(/** @type {string} */ line, /** @type {string} */ 
 }
 
 const sportOf = (/** @type {number} */ proto, /** @type {Buffer} */ p) => ((proto === 6 || proto === 17) && p.length >= 2 ? p.readUInt16BE(0) : undefined);
-const sameAddr6 = (/** @type {string} */ a, /** @type {string} */ b) => a === b || expand6(a) === expand6(b);
-function expand6(/** @type {string} */ a) {
-  const [h, t = ''] = a.split('::');
-  const hs = h ? h.split(':') : [];
-  const ts = t ? t.split(':') : [];
-  const all = a.includes('::') ? [...hs, ...Array(8 - hs.length - ts.length).fill('0'), ...ts] : hs;
-  return all.map((x) => parseInt(x, 16).toString(16)).join(':');
-}
 
 /**
  * A frame the source captured from the target: an answer when it shows the target's stack
@@ -205,10 +200,12 @@ export function parseAnswer(/** @type {string} */ line) {
   const q = p.subarray(8);
   const inner = v === 4 ? v4(q) : v6(q);
   const kind = `icmp error ${t}/${p[1]}`;
-  if (!inner) return { what: 'answered', kind, cls: { v, proto: -1 }, tags: [], bytes: other.bytes };
+  // time exceeded in reassembly comes ipfrag_time after the frame, in a later round
+  const late = p[1] === 1 && (v === 4 ? t === 11 : t === 3);
+  if (!inner) return { what: 'answered', kind, late, cls: { v, proto: -1 }, tags: [], bytes: other.bytes };
   const nonFirst = v === 4 ? /** @type {{fragOff: number}} */ (inner).fragOff !== 0 : /** @type {{nonFirst: boolean}} */ (inner).nonFirst;
   const cls = nonFirst ? { v, proto: inner.proto } : classOf(v, inner.proto, inner.payload);
-  return { what: 'answered', kind, cls, tags: nonFirst ? [] : tagsIn(inner.proto, inner.payload), sport: nonFirst ? undefined : sportOf(inner.proto, inner.payload), bytes: other.bytes };
+  return { what: 'answered', kind, late, cls, tags: nonFirst ? [] : tagsIn(inner.proto, inner.payload), sport: nonFirst ? undefined : sportOf(inner.proto, inner.payload), bytes: other.bytes };
 }
 
 /** answers that show the stack processed a frame (others are counted, not judged) */

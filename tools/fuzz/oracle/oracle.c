@@ -13,7 +13,8 @@
 //   oracle send IFACE BURST GAPUS   (source) frames from stdin (u16 big-endian length, bytes) onto IFACE
 //       sent <n> <errors>
 //
-// recv and cap print "ready" once their sockets are open and run until stdin closes or SIGTERM.
+// recv and cap print "ready" once their sockets are open and run until stdin closes or SIGTERM;
+// a line written to their stdin is answered with "mark" once everything before it is printed.
 // Lists are comma-separated numbers.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -68,11 +69,51 @@ static void bigbuf(int fd) {
 enum kind { RAW4, RAW6, UDP, LISTEN, CAP };
 struct src { int fd; enum kind kind; int arg; };
 
+/** prints what source i holds, without waiting */
+static void drain(struct src *s) {
+  static unsigned char buf[65536];
+  for (;;) {
+    if (s->kind == LISTEN) {
+      int c = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK);
+      if (c < 0) return;
+      printf("A %d\n", s->arg);
+      close(c);
+      continue;
+    }
+    struct sockaddr_in6 from;
+    socklen_t fl = sizeof from;
+    ssize_t k = recvfrom(s->fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+    if (k < 0) return;
+    switch (s->kind) {
+      case RAW4: printf("R4 %d ", s->arg); hex(buf, k, RECV_HEX); break;
+      case RAW6: {
+        char a[INET6_ADDRSTRLEN];
+        inet_ntop(AF_INET6, &from.sin6_addr, a, sizeof a);
+        printf("R6 %d %s ", s->arg, a);
+        hex(buf, k, RECV_HEX);
+        break;
+      }
+      case UDP: printf("U %d ", s->arg); hex(buf, k, RECV_HEX); break;
+      case CAP:
+        if (((struct sockaddr_ll *)&from)->sll_pkttype == PACKET_OUTGOING) continue;
+        printf("C ");
+        hex(buf, k, CAP_HEX);
+        break;
+      default: break;
+    }
+    putchar('\n');
+  }
+}
+
+/**
+ * Prints what the sockets get until stdin closes. A line on stdin is a mark: everything the
+ * sockets hold is printed first, then "mark", so the reader knows where a round's events end.
+ */
 static int run_loop(struct src *s, int n) {
   struct pollfd p[MAXFD + 1];
-  static unsigned char buf[65536];
+  char in[4096];
   for (int i = 0; i < n; i++) p[i] = (struct pollfd){ .fd = s[i].fd, .events = POLLIN };
-  p[n] = (struct pollfd){ .fd = 0, .events = POLLIN };  // stdin closing ends the run
+  p[n] = (struct pollfd){ .fd = 0, .events = POLLIN };
   printf("ready\n");
   fflush(stdout);
   while (!stop) {
@@ -81,45 +122,12 @@ static int run_loop(struct src *s, int n) {
       if (errno == EINTR) continue;
       die("poll");
     }
+    for (int i = 0; i < n; i++) if (p[i].revents & POLLIN) drain(&s[i]);
     if (p[n].revents) {
-      ssize_t k = read(0, buf, sizeof buf);
+      ssize_t k = read(0, in, sizeof in);
       if (k <= 0) break;
-    }
-    for (int i = 0; i < n; i++) {
-      if (!(p[i].revents & POLLIN)) continue;
-      for (;;) {  // drain: one wake-up may stand for many packets
-        if (s[i].kind == LISTEN) {
-          int c = accept4(s[i].fd, NULL, NULL, SOCK_NONBLOCK);
-          if (c < 0) break;
-          printf("A %d\n", s[i].arg);
-          close(c);
-          continue;
-        }
-        struct sockaddr_in6 from;
-        socklen_t fl = sizeof from;
-        ssize_t k = recvfrom(s[i].fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
-        if (k < 0) break;
-        switch (s[i].kind) {
-          case RAW4: printf("R4 %d ", s[i].arg); hex(buf, k, RECV_HEX); break;
-          case RAW6: {
-            char a[INET6_ADDRSTRLEN];
-            inet_ntop(AF_INET6, &from.sin6_addr, a, sizeof a);
-            printf("R6 %d %s ", s[i].arg, a);
-            hex(buf, k, RECV_HEX);
-            break;
-          }
-          case UDP: printf("U %d ", s[i].arg); hex(buf, k, RECV_HEX); break;
-          case CAP: {
-            struct sockaddr_ll *ll = (struct sockaddr_ll *)&from;
-            if (ll->sll_pkttype == PACKET_OUTGOING) continue;
-            printf("C ");
-            hex(buf, k, CAP_HEX);
-            break;
-          }
-          default: break;
-        }
-        putchar('\n');
-      }
+      for (int i = 0; i < n; i++) drain(&s[i]);
+      for (ssize_t j = 0; j < k; j++) if (in[j] == '\n') printf("mark\n");
     }
     fflush(stdout);
   }

@@ -68,7 +68,9 @@ function helper(/** @type {string} */ ns, /** @type {string[]} */ argv, /** @typ
   /** @type {(v?: unknown) => void} */
   let ready = () => {};
   const isReady = new Promise((res) => (ready = res));
-  rl.on('line', (l) => (l === 'ready' ? ready() : onLine(l)));
+  /** @type {Array<(v?: unknown) => void>} */
+  const marks = [];
+  rl.on('line', (l) => (l === 'ready' ? ready() : l === 'mark' ? marks.shift()?.() : onLine(l)));
   const closed = new Promise((res) => rl.on('close', res));
   const exited = new Promise((res) => child.on('exit', res));
   child.on('exit', () => ready());
@@ -77,6 +79,12 @@ function helper(/** @type {string} */ ns, /** @type {string[]} */ argv, /** @typ
     async ready() {
       await isReady;
       if (child.exitCode !== null) throw new OracleError(`oracle ${argv[1]}: exited ${child.exitCode}: ${stderr.trim()}`);
+    },
+    /** resolves once every event the helper's sockets held is read */
+    mark() {
+      const p = new Promise((res) => marks.push(res));
+      child.stdin.write('m\n');
+      return p;
     },
     /** closes its stdin, which ends it, and waits until its last line is read */
     async stop() {
@@ -193,26 +201,31 @@ export async function runOracle(o) {
   const eventCount = rounds.map(() => 0);
   /** @type {Bypass[]} */
   const bypasses = [];
-  /** @type {Array<Map<number, Set<string>>>} */
-  const reached = [new Map()];
+  /** @type {Map<number, Set<string>>} what the stack did with each case at baseline */
+  const reached = new Map();
   let current = 0;
 
-  /** the case an event came from: a tag of a known round and index, checked against the port */
+  /**
+   * The round and case an event came from. An event belongs to the round it arrived in (the
+   * helpers' marks fence the rounds), except a reassembly timeout, which comes ipfrag_time later:
+   * that one takes the round from its tag. So a tag a mutation garbled can misname the case, never
+   * the policy it is judged by. The tag is checked against the port where there is one.
+   */
   function attribute(/** @type {import('./judge.mjs').Event} */ e) {
+    const ok = (/** @type {number} */ r) => (e.late ? r <= current && r >= current - 2 : r === current);
     for (const t of e.tags) {
       const r = t >>> 24;
       const i = t & 0xffffff;
-      if (r < rounds.length && i < o.cases && (e.sport === undefined || !sport.has(`${r}:${e.sport}`) || sport.get(`${r}:${e.sport}`) === i)) return { r, i };
+      if (ok(r) && i < o.cases && (e.sport === undefined || !sport.has(`${r}:${e.sport}`) || sport.get(`${r}:${e.sport}`) === i)) return { r, i };
     }
-    // no tag (a truncated header, a tunnel's payload): the port or the IPv4 identification, of
-    // the round running now or the one before it (ipId() numbers the cases of all rounds in turn)
-    for (const r of [current, current - 1]) {
-      if (r < 0) continue;
-      if (e.sport !== undefined && sport.has(`${r}:${e.sport}`)) return { r, i: /** @type {number} */ (sport.get(`${r}:${e.sport}`)) };
-      if (e.ipId !== undefined && o.cases < 0x10000) {
-        const i = (e.ipId - ((r * o.cases) & 0xffff) + 0x10000) & 0xffff;
-        if (i < o.cases) return { r, i };
-      }
+    if (e.late) return null;
+    // no tag (a truncated header, a tunnel's payload): the port or the IPv4 identification
+    // (ipId() numbers the cases of all rounds in turn)
+    const r = current;
+    if (e.sport !== undefined && sport.has(`${r}:${e.sport}`)) return { r, i: /** @type {number} */ (sport.get(`${r}:${e.sport}`)) };
+    if (e.ipId !== undefined && o.cases < 0x10000) {
+      const i = (e.ipId - ((r * o.cases) & 0xffff) + 0x10000) & 0xffff;
+      if (i < o.cases) return { r, i };
     }
     return null;
   }
@@ -237,11 +250,13 @@ export async function runOracle(o) {
       categories[c.category][e.what][r]++;
     }
     if (r === 0 && c && at && e.cls) {
-      let s = reached[0].get(at.i);
-      if (!s) reached[0].set(at.i, (s = new Set()));
+      let s = reached.get(at.i);
+      if (!s) reached.set(at.i, (s = new Set()));
       s.add(`${e.what === 'delivered' ? 'delivered' : e.kind}: ${describeClass(e.cls)}`);
     }
     const round = rounds[r];
+    // a late answer without its tag may be of an earlier round, under another policy: not judged
+    if (!at && e.late) return;
     if (!round.policy || !e.cls || !POLICIES[round.policy].denies(e.cls)) return;
     if (c && at) {
       if (seen[r][at.i] & 4) return;
@@ -258,7 +273,7 @@ export async function runOracle(o) {
   const running = [];
   try {
     const bin = buildHelper(dir);
-    const recv = helper(h.target, [bin, 'recv', TCP_PORTS.join(','), UDP_PORTS.join(','), PROTOS4.join(','), PROTOS6.join(',')], (l) => onEvent(parseDelivery(l, phantom4, phantom6)));
+    const recv = helper(h.target, [bin, 'recv', TCP_PORTS.join(','), UDP_PORTS.join(','), PROTOS4.join(','), PROTOS6.join(',')], (l) => onEvent(parseDelivery(l)));
     running.push(recv);
     const cap = helper(h.source, [bin, 'cap', srcIf], (l) => onEvent(parseAnswer(l)));
     running.push(cap);
@@ -267,7 +282,6 @@ export async function runOracle(o) {
     const out = [];
     for (let r = 0; r < rounds.length; r++) {
       const round = rounds[r];
-      current = r;
       // the frames of this round: the same cases, tagged with the round
       const parts = [];
       let frames = 0;
@@ -283,11 +297,13 @@ export async function runOracle(o) {
           if (r === 0) categories[c.category].frames++;
         }
       }
+      current = r;
       const filter = round.policy ? await startFilter(h, [...POLICIES[round.policy].args, '--hook', /** @type {string} */ (round.hook)]) : null;
       if (filter) running.push(filter);
       const before = txDropped(h.source, srcIf);
       const sent = await send(h.source, bin, srcIf, Buffer.concat(parts), o.burst ?? 16, o.gapUs ?? 50);
       await sleep(o.settleMs ?? 300);
+      await Promise.all([recv.mark(), cap.mark()]);
       const lost = txDropped(h.source, srcIf) - before;
       if (filter) {
         await filter.stop();
@@ -299,11 +315,12 @@ export async function runOracle(o) {
     }
     // fragments the target gave up on answer after ipfrag_time (2 s)
     await sleep(2500);
+    await Promise.all([recv.mark(), cap.mark()]);
     await cap.stop();
     await recv.stop();
     running.length = 0;
 
-    for (const [i, s] of reached[0]) for (const what of s) categories[cases[i].category].reached[what] = (categories[cases[i].category].reached[what] ?? 0) + 1;
+    for (const [i, s] of reached) for (const what of s) categories[cases[i].category].reached[what] = (categories[cases[i].category].reached[what] ?? 0) + 1;
     for (let i = 0; i < cases.length; i++) if (!(seen[0][i] & 3)) categories[cases[i].category].silent++;
     for (const b of bypasses) if (b.index !== null) b.frame = cases[b.index].build(((b.round << 24) | b.index) >>> 0, ipId(b.round, b.index), b.round).map((f) => f.toString('hex')).join(' ');
     const rs = out.map((x, r) => ({ ...x, events: eventCount[r], unattributed: unattributed[r], arpReplies: arpReplies[r], neighbourAdverts: neighbourAdverts[r] }));
