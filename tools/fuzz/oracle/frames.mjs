@@ -48,8 +48,9 @@ const u32 = (/** @type {number} */ v) => u8(v >>> 24, v >>> 16, v >>> 8, v);
 
 /** the Internet checksum (RFC 1071) over the buffers, folded */
 function csum(/** @type {Buffer[]} */ ...bufs) {
+  const b = cat(...bufs);
   let s = 0;
-  for (const b of cat(...bufs).length % 2 ? [cat(...bufs, u8(0))] : [cat(...bufs)]) for (let i = 0; i < b.length; i += 2) s += (b[i] << 8) | b[i + 1];
+  for (let i = 0; i < b.length; i += 2) s += (b[i] << 8) | (b[i + 1] ?? 0);
   while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
   return ~s & 0xffff;
 }
@@ -83,40 +84,42 @@ const pseudo = (/** @type {Addrs} */ a, /** @type {number} */ proto, /** @type {
  */
 
 /** @returns {L4} */
-function tcp(/** @type {{ sport: number, dport: number, flags: number, opts?: Buffer, payload?: Buffer, badSum?: boolean }} */ o) {
+function tcp(/** @type {{ sport: number, dport: number, flags: number, opts?: Buffer, payload?: Buffer }} */ o) {
   return {
     proto: 6,
     bytes(a, tag, extra = 0) {
       const opts = o.opts ?? Buffer.alloc(0);
       const h = cat(u16(o.sport), u16(o.dport), u32(tag), u32(tag), u8((5 + opts.length / 4) << 4, o.flags), u16(64240), u16(0), u16(0), opts, o.payload ?? Buffer.alloc(0), Buffer.alloc(extra, 0x55));
-      h.writeUInt16BE(csum(pseudo(a, 6, h.length), h) ^ (o.badSum ? 0x5a5a : 0), 16);
+      h.writeUInt16BE(csum(pseudo(a, 6, h.length), h), 16);
       return h;
     },
   };
 }
 
 /** @returns {L4} */
-function udp(/** @type {{ sport: number, dport: number, payload?: Buffer, badSum?: boolean, untagged?: boolean }} */ o) {
+function udp(/** @type {{ sport: number, dport: number, payload?: Buffer, untagged?: boolean }} */ o) {
   return {
     proto: 17,
     bytes(a, tag, extra = 0) {
       const data = cat(o.untagged ? Buffer.alloc(0) : u32(tag), o.payload ?? Buffer.alloc(0), Buffer.alloc(extra, 0x55));
       const h = cat(u16(o.sport), u16(o.dport), u16(8 + data.length), u16(0), data);
-      const s = csum(pseudo(a, 17, h.length), h) || 0xffff;
-      h.writeUInt16BE(o.badSum ? s ^ 0x5a5a : s, 6);
+      h.writeUInt16BE(csum(pseudo(a, 17, h.length), h) || 0xffff, 6);
       return h;
     },
   };
 }
 
-/** ICMP (v4) or ICMPv6 (v6): type, code, the tag in bytes 4-7, a body */
-function icmp(/** @type {{ type: number, code?: number, body?: Buffer, badSum?: boolean }} */ o) {
+/**
+ * ICMP (v4) or ICMPv6 (v6): type, code, the tag in bytes 4-7, a body. `copy`: the tag again in
+ * bytes 8-11 (an echo reply carries it back), which the judge checks: no port vouches for an ICMP
+ * tag, and a mutated one may name another case.
+ */
+function icmp(/** @type {{ type: number, code?: number, body?: Buffer, copy?: boolean }} */ o) {
   return (/** @type {4 | 6} */ v) => /** @type {L4} */ ({
     proto: v === 4 ? 1 : 58,
     bytes(a, tag, extra = 0) {
-      const h = cat(u8(o.type, o.code ?? 0, 0, 0), u32(tag), o.body ?? Buffer.alloc(0), Buffer.alloc(extra, 0x55));
-      const s = v === 4 ? csum(h) : csum(pseudo(a, 58, h.length), h);
-      h.writeUInt16BE(o.badSum ? s ^ 0x5a5a : s, 2);
+      const h = cat(u8(o.type, o.code ?? 0, 0, 0), u32(tag), o.copy ? u32(tag) : Buffer.alloc(0), o.body ?? Buffer.alloc(0), Buffer.alloc(extra, 0x55));
+      h.writeUInt16BE(v === 4 ? csum(h) : csum(pseudo(a, 58, h.length), h), 2);
       return h;
     },
   });
@@ -128,20 +131,19 @@ const rawProto = (/** @type {number} */ proto) => /** @type {L4} */ ({ proto, by
 
 /**
  * An IPv4 header around `payload`.
- * @param {{ src: Buffer, dst: Buffer, proto: number, id: number, ttl?: number, tos?: number, df?: boolean, mf?: boolean, off?: number, opts?: Buffer, lenDelta?: number, ihl?: number, badSum?: boolean, version?: number }} o
+ * @param {{ src: Buffer, dst: Buffer, proto: number, id: number, ttl?: number, mf?: boolean, off?: number, opts?: Buffer, lenDelta?: number, badSum?: boolean }} o
  */
 function ipv4(o, /** @type {Buffer} */ payload) {
   const opts = o.opts ?? Buffer.alloc(0);
-  const ihl = o.ihl ?? 5 + opts.length / 4;
-  const flags = (o.df ? 0x4000 : 0) | (o.mf ? 0x2000 : 0) | ((o.off ?? 0) & 0x1fff);
-  const h = cat(u8(((o.version ?? 4) << 4) | (ihl & 15), o.tos ?? 0), u16(20 + opts.length + payload.length + (o.lenDelta ?? 0)), u16(o.id), u16(flags), u8(o.ttl ?? 64, o.proto), u16(0), o.src, o.dst, opts);
+  const flags = (o.mf ? 0x2000 : 0) | ((o.off ?? 0) & 0x1fff);
+  const h = cat(u8(0x40 | (5 + opts.length / 4), 0), u16(20 + opts.length + payload.length + (o.lenDelta ?? 0)), u16(o.id), u16(flags), u8(o.ttl ?? 64, o.proto), u16(0), o.src, o.dst, opts);
   h.writeUInt16BE(csum(h) ^ (o.badSum ? 0x1111 : 0), 10);
   return cat(h, payload);
 }
 
 /** An IPv6 header around `payload` (the extension headers are part of the payload). */
-function ipv6(/** @type {{ src: Buffer, dst: Buffer, nh: number, hlim?: number, lenDelta?: number, flow?: number, version?: number }} */ o, /** @type {Buffer} */ payload) {
-  return cat(u32(((o.version ?? 6) << 28) | ((o.flow ?? 0) & 0xfffff)), u16(payload.length + (o.lenDelta ?? 0)), u8(o.nh, o.hlim ?? 64), o.src, o.dst, payload);
+function ipv6(/** @type {{ src: Buffer, dst: Buffer, nh: number, hlim?: number, lenDelta?: number }} */ o, /** @type {Buffer} */ payload) {
+  return cat(u32(6 << 28), u16(payload.length + (o.lenDelta ?? 0)), u8(o.nh, o.hlim ?? 64), o.src, o.dst, payload);
 }
 
 // ---- IPv6 extension headers ----------------------------------------------------------------------
@@ -204,7 +206,7 @@ const INTENTS = [
   [2, { name: 'tcp/8080 syn', l4: (_v, i, r) => tcp({ sport: sportOf(i, r), dport: 8080, flags: SYN }) }],
   [3, { name: 'udp/53', l4: (_v, i, r) => udp({ sport: sportOf(i, r), dport: 53 }) }],
   [2, { name: 'udp/9999', l4: (_v, i, r) => udp({ sport: sportOf(i, r), dport: 9999 }) }],
-  [10, { name: 'icmp echo', l4: (v) => icmp({ type: v === 4 ? 8 : 128, body: Buffer.alloc(16, 0x61) })(v) }],
+  [10, { name: 'icmp echo', l4: (v) => icmp({ type: v === 4 ? 8 : 128, body: Buffer.alloc(16, 0x61), copy: true })(v) }],
   [1, { name: 'sctp/22', l4: () => sctp(22) }],
   [1, { name: 'proto 253', l4: () => rawProto(253) }],
 ];
@@ -304,12 +306,13 @@ export function generator(seed, env) {
     [8, 'icmp types'],
     [6, 'encapsulation'],
     [4, 'mutated'],
+    [3, 'checksums'],
   ]);
 
   /** @returns {Case} */
   function makeCase(/** @type {number} */ index) {
     const r = prng((seed ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0);
-    const kind = weighted(r, KINDS.map(([w, k]) => [w, k]));
+    const kind = weighted(r, KINDS);
     /** @type {4 | 6} */
     const v = r() < 0.5 ? 4 : 6;
     const intent = weighted(r, INTENTS);
@@ -488,8 +491,9 @@ export function generator(seed, env) {
           v === 4 ? 'icmp types' : nd ? 'icmpv6 neighbour discovery' : 'icmpv6 types',
           (t, id, rd) => {
             // NS/NA carry a target address; errors quote a packet; the rest some bytes
-            const body = nd && (type === 135 || type === 136) ? cat(A6.dst, u8(1, 1), smac) : [1, 2, 3, 4, 3, 11, 12].includes(type) ? errQuote(t, id, rd) : Buffer.alloc(8, 0x61);
-            const m = icmp({ type, code, body })(v);
+            const quotes = v === 4 ? [3, 4, 11, 12].includes(type) : type >= 1 && type <= 4;
+            const body = nd && (type === 135 || type === 136) ? cat(A6.dst, u8(1, 1), smac) : quotes ? errQuote(t, id, rd) : Buffer.alloc(8, 0x61);
+            const m = icmp({ type, code, body, copy: !nd && !quotes })(v);
             if (v === 4) return eth(0x0800, packet(4, m, t, id));
             if (!multicast) return eth(0x86dd, packet(6, m, t, id, { v6: { hlim: nd ? 255 : 64 } }));
             // to the target's solicited-node group, as a real solicitation goes
@@ -519,6 +523,25 @@ export function generator(seed, env) {
           },
           outerV,
           `${how}: ${intent.name}`,
+        );
+      }
+
+      case 'checksums': {
+        // a bad upper-layer checksum (the stack still hands IPv4 ones to raw sockets, then drops
+        // them) or a bad IPv4 header checksum (dropped before that), or a hop limit of 0 or 1
+        const how = weighted(r, [[4, 'upper layer'], [2, 'ipv4 header'], [1, 'ttl 0'], [1, 'ttl 1']]);
+        const vv = how === 'upper layer' ? v : 4;
+        const at = /** @type {Record<number, number>} */ ({ 6: 16, 17: 6, 1: 2, 58: 2 });
+        return one(
+          `checksums and ttl, ${how}`,
+          (t, id, rd) => {
+            const m = l4(vv, rd);
+            /** @type {L4} */
+            const spoilt = { proto: m.proto, bytes: (a, tg, x) => { const b = Buffer.from(m.bytes(a, tg, x)); if (at[m.proto] !== undefined && b.length > at[m.proto] + 1) b[at[m.proto]] ^= 0x5a; return b; } };
+            const v4 = how === 'ipv4 header' ? { badSum: true } : how === 'ttl 0' ? { ttl: 0 } : how === 'ttl 1' ? { ttl: 1 } : {};
+            return eth(etherOf(vv), packet(vv, how === 'upper layer' ? spoilt : m, t, id, { v4 }));
+          },
+          vv,
         );
       }
 

@@ -58,10 +58,11 @@ export function tagsIn(/** @type {number} */ proto, /** @type {Buffer} */ p) {
   const at = (/** @type {number} */ o) => (p.length >= o + 4 ? [p.readUInt32BE(o)] : []);
   switch (proto) {
     case 6:
-    case 1:
-    case 58:
     case 132:
       return at(4);
+    case 1:
+    case 58:
+      return icmpTag(proto === 1 ? 4 : 6, p);
     case 17:
       return at(8);
     case 47: {
@@ -80,6 +81,19 @@ export function tagsIn(/** @type {number} */ proto, /** @type {Buffer} */ p) {
     default:
       return at(0);
   }
+}
+
+/**
+ * An ICMP message's tag: bytes 4-7, checked against the copy in bytes 8-11 where the generator
+ * puts one (all but errors, which quote a packet there, neighbour discovery, and timestamp replies,
+ * which put times there).
+ */
+function icmpTag(/** @type {4 | 6} */ v, /** @type {Buffer} */ p) {
+  if (p.length < 8) return [];
+  const t = p[0];
+  const unchecked = v === 4 ? [3, 4, 5, 11, 12, 14].includes(t) : (t >= 1 && t <= 4) || (t >= 133 && t <= 137);
+  if (unchecked) return [p.readUInt32BE(4)];
+  return p.length >= 12 && p.readUInt32BE(8) === p.readUInt32BE(4) ? [p.readUInt32BE(4)] : [];
 }
 
 /** an IPv4 packet's protocol, identification and payload (as far as the bytes go) */
@@ -191,7 +205,7 @@ export function parseAnswer(/** @type {string} */ line) {
   const t = p[0];
   if ((v === 4 && (t === 0 || t === 14)) || (v === 6 && t === 129)) {
     // an echo (or timestamp) reply answers a request of the same family; id and sequence are echoed
-    return { what: 'answered', kind: v === 4 ? (t === 0 ? 'echo reply' : 'timestamp reply') : 'echo reply', cls: { v, proto: icmpProto, type: v === 4 ? (t === 0 ? 8 : 13) : 128 }, tags: [p.readUInt32BE(4)], bytes: other.bytes };
+    return { what: 'answered', kind: v === 4 ? (t === 0 ? 'echo reply' : 'timestamp reply') : 'echo reply', cls: { v, proto: icmpProto, type: v === 4 ? (t === 0 ? 8 : 13) : 128 }, tags: icmpTag(v, p), bytes: other.bytes };
   }
   if (v === 6 && t === 136) return { what: 'answered', kind: 'neighbour advertisement', cls: { v, proto: 58, type: 135 }, tags: [], bytes: other.bytes };
   const isError = v === 4 ? t === 3 || t === 11 || t === 12 : t >= 1 && t <= 4;

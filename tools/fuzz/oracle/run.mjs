@@ -218,9 +218,10 @@ export async function runOracle(o) {
       const i = t & 0xffffff;
       if (ok(r) && i < o.cases && (e.sport === undefined || !sport.has(`${r}:${e.sport}`) || sport.get(`${r}:${e.sport}`) === i)) return { r, i };
     }
-    if (e.late) return null;
     // no tag (a truncated header, a tunnel's payload): the port or the IPv4 identification
-    // (ipId() numbers the cases of all rounds in turn)
+    // (ipId() numbers the cases of all rounds in turn). Not when a tag is there but names no case:
+    // a mutated frame's other fields would name some other case too
+    if (e.late || e.tags.length) return null;
     const r = current;
     if (e.sport !== undefined && sport.has(`${r}:${e.sport}`)) return { r, i: /** @type {number} */ (sport.get(`${r}:${e.sport}`)) };
     if (e.ipId !== undefined && o.cases < 0x10000) {
