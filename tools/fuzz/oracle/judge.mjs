@@ -63,8 +63,15 @@ export function tagsIn(/** @type {number} */ proto, /** @type {Buffer} */ p) {
     case 1:
     case 58:
       return icmpTag(proto === 1 ? 4 : 6, p);
-    case 17:
+    case 17: {
+      // VXLAN (port 4789): its header, then the Ethernet frame whose packet holds the tag
+      if (p.length >= 38 && p.readUInt16BE(2) === 4789) {
+        const type = p.readUInt16BE(28);
+        const ip = type === 0x0800 ? v4(p.subarray(30)) : type === 0x86dd ? v6(p.subarray(30)) : null;
+        return ip ? tagsIn(ip.proto, ip.payload) : [];
+      }
       return at(8);
+    }
     case 47: {
       if (p.length < 4) return [];
       const flags = p.readUInt16BE(0);
