@@ -21,9 +21,9 @@ import { parseArgs } from 'node:util';
 import { formatReport, OracleError, runOracle } from './oracle/run.mjs';
 import { POLICIES } from './oracle/judge.mjs';
 
-/** @param {string} msg */
+/** @param {string} msg @returns {never} */
 function usage(msg) {
-  process.stderr.write(`oracle: ${msg}; usage: node tools/fuzz/oracle.mjs [--seed N] [--cases N] [--policy ${Object.keys(POLICIES).join('|')}]... [--hook xdp|tc]... [--json]\n`);
+  process.stderr.write(`oracle: ${msg}; usage: node tools/fuzz/oracle.mjs [--seed N] [--cases N] [--policy ${Object.keys(POLICIES).join('|')}]... [--hook xdp|tc]... [--explain I,J] [--json]\n`);
   process.exit(2);
 }
 
@@ -39,10 +39,11 @@ const num = (v, dflt, name, max) => {
   if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max) usage(`--${name} '${v}' is not an integer from 1 to ${max}`);
   return Number(v);
 };
-const seed = num(args.seed ?? process.env.EBPFNET_ORACLE_SEED, Date.now() % 2 ** 31, 'seed', 2 ** 32 - 1);
+const seed = num(args.seed ?? process.env.EBPFNET_ORACLE_SEED, Date.now() % 2 ** 31, args.seed === undefined ? 'seed (EBPFNET_ORACLE_SEED)' : 'seed', 2 ** 32 - 1);
 const cases = num(args.cases, 50_000, 'cases', 2 ** 24 - 1);
 for (const p of args.policy ?? []) if (!POLICIES[p]) usage(`--policy '${p}' is not one of ${Object.keys(POLICIES).join(', ')}`);
 for (const k of args.hook ?? []) if (k !== 'xdp' && k !== 'tc') usage(`--hook '${k}' is not xdp or tc`);
+if (args.explain !== undefined && !/^\d+(,\d+)*$/.test(args.explain)) usage(`--explain '${args.explain}' is not a list of case indexes (3,17)`);
 if (process.getuid?.() !== 0) usage('needs root (it makes namespaces and attaches filters)');
 
 // Two namespaces joined by a veth pair, IPv4 and IPv6: the topology of test/helpers/netns.ts
@@ -95,6 +96,7 @@ try {
   else {
     for (const b of rep.bypasses.slice(0, 50)) {
       process.stdout.write(`BYPASS ${rep.rounds[b.round].name}: case ${b.index ?? '?'} (${b.category}: ${b.intent}): ${b.event} ${b.cls}\n  frames: ${b.frame ?? '?'}\n`);
+      if (b.index !== null) process.stdout.write(`  explain: node tools/fuzz/oracle.mjs --seed ${seed} --cases ${cases} --explain ${b.index}\n`);
     }
     if (rep.bypasses.length > 50) process.stdout.write(`... and ${rep.bypasses.length - 50} more\n`);
     for (const l of formatReport(rep)) process.stdout.write(`${l}\n`);

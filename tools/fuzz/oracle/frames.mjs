@@ -32,7 +32,7 @@ export function prng(/** @type {number} */ seed) {
 const int = (/** @type {Rng} */ r, /** @type {number} */ n) => Math.floor(r() * n);
 /** @template T @param {Rng} r @param {readonly T[]} xs @returns {T} */
 const pick = (r, xs) => xs[int(r, xs.length)];
-/** @template T @param {Rng} r @param {ReadonlyArray<[number, T]>} xs @returns {T} */
+/** @template T @param {Rng} r @param {ReadonlyArray<readonly [number, T]>} xs @returns {T} */
 function weighted(r, xs) {
   let x = r() * xs.reduce((s, [w]) => s + w, 0);
   for (const [w, v] of xs) if ((x -= w) < 0) return v;
