@@ -19,6 +19,15 @@ function connect6(h: TwoHosts, port: number): string {
   return sh('ip', ['netns', 'exec', h.source, process.execPath, '-e', js]).trim();
 }
 
+/** Waits until no address in either namespace is still tentative (the link-local ones do DAD). */
+async function ipv6Ready(h: TwoHosts): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if ([h.source, h.target].every((ns) => !sh('ip', ['-n', ns, '-6', 'addr', 'show', 'tentative']).trim())) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('IPv6 addresses still tentative after 5 s');
+}
+
 const flushNeighbours = (h: TwoHosts): void => {
   for (const ns of [h.source, h.target]) sh('ip', ['-n', ns, 'neigh', 'flush', 'all']);
 };
@@ -32,6 +41,7 @@ describeKernel('--deny icmp: ping blocked in IPv4 and IPv6, IPv6 still works', (
     h = makeTwoHosts();
     srv = server(h.target, 8080);
     await new Promise((r) => srv.stdout!.once('data', r));
+    await ipv6Ready(h);
   });
   afterEach(() => {
     srv?.kill('SIGKILL');
