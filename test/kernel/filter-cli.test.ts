@@ -153,7 +153,7 @@ describeKernel('ebpfnet filter (two namespaces)', () => {
   it('bad input: one clear line, exit 2, nothing attached', () => {
     for (const [args, msg] of [
       [['--deny', 'tcp/99999'], /port 99999 is out of range/],
-      [['--deny', 'icmp/22'], /icmp has no ports/],
+      [['--deny', 'icmp/22'], /icmp takes no types/],
       [['--deny', 'from 10.0.0.0/33'], /prefix length \/33 is out of range/],
       [['--deny', 'tcp/20-10'], /backwards/],
       [['--deny', 'foo'], /unknown protocol 'foo'/],
