@@ -9,7 +9,7 @@ export interface IfaceFact {
   name: string;
   /** IFLA_INFO_KIND (`vxlan`, `veth`, `wireguard`); null for a device without one (lo, most NICs) */
   kind: string | null;
-  /** holds at least one IPv4 or IPv6 address */
+  /** holds an IPv4 or IPv6 address beyond link scope (an fe80:: address alone does not count) */
   addressed: boolean;
 }
 

@@ -18,7 +18,8 @@ export interface NetInterface {
   ifindex: number;
   /** IFLA_INFO_KIND: vxlan, veth, bridge, wireguard, ...; null for devices without one */
   kind: string | null;
-  /** holds at least one IPv4 or IPv6 address */
+  /** holds an IPv4 or IPv6 address beyond link scope: the fe80:: address every IPv6 link gets
+   * when it comes up does not count (else every interface but those with IPv6 off would) */
   addressed: boolean;
   up: boolean;
 }
@@ -28,7 +29,7 @@ interface IpAddrJson {
   ifname: string;
   flags?: string[];
   linkinfo?: { info_kind?: string };
-  addr_info?: unknown[];
+  addr_info?: Array<{ scope?: string }>;
 }
 
 const noIp = (e: unknown): EbpfnetError =>
@@ -48,7 +49,7 @@ export function netInterfaces(): NetInterface[] {
       name: l.ifname,
       ifindex: l.ifindex,
       kind: l.linkinfo?.info_kind ?? null,
-      addressed: (l.addr_info?.length ?? 0) > 0,
+      addressed: (l.addr_info ?? []).some((a) => a.scope !== 'link'),
       up: l.flags?.includes('UP') ?? false,
     }))
     .sort((a, b) => a.ifindex - b.ifindex);
