@@ -29,14 +29,14 @@ export function tunnelReport(): string[] {
   }
   const tunnels = ifaces.filter(isTunnel);
   const filtered = new Set<string>();
-  let unknown = 0;
+  const unknown: string[] = [];
   for (const t of tunnels) {
     const has = hasFilter(t);
-    if (has === null) unknown++;
+    if (has === null) unknown.push(t.name);
     // gone since the listing (NOT_FOUND): nothing to warn about
     if (has !== false) filtered.add(t.name);
   }
   const lines = tunnelWarnings(tunnels, filtered);
-  if (unknown) lines.push(`note: ${unknown} tunnel device${unknown === 1 ? '' : 's'} not checked for a tc filter (needs root)`);
+  if (unknown.length) lines.push(`note: tunnel devices not checked for an ebpfnet filter (needs root): ${unknown.join(', ')}`);
   return lines;
 }
