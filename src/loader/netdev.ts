@@ -91,16 +91,34 @@ export function watchInterfaces(onChange: () => void, opts: { settleMs?: number;
       if (!closed) onChange();
     }, settle);
   };
+  const monitor = ['ip', '-o', 'monitor', 'link', 'address'];
+  // setpriv --pdeathsig: the child dies with this process, even on kill -9 (an orphaned monitor in a
+  // network namespace where nothing changes would never write again, never see EPIPE, and keep
+  // the namespace alive); plain `ip` where util-linux's setpriv is missing
+  let wrap = true;
   const start = (): void => {
-    const c = spawn('ip', ['-o', 'monitor', 'link', 'address'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const [cmd, ...args] = wrap ? ['setpriv', '--pdeathsig', 'KILL', '--', ...monitor] : monitor;
+    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'] });
     child = c;
     c.stdout!.on('data', kick);
     c.on('error', (e) => {
+      if (wrap && (e as NodeJS.ErrnoException).code === 'ENOENT') {
+        wrap = false;
+        child = null;
+        if (!closed) start();
+        return;
+      }
       if (!closed) opts.onError?.(noIp(e));
       closed = true;
     });
-    c.on('exit', () => {
+    c.on('exit', (code) => {
       if (closed || child !== c) return;
+      // setpriv could not run ip (126, 127: util-linux's exec failures): no point in restarting
+      if (wrap && (code === 126 || code === 127)) {
+        closed = true;
+        opts.onError?.(noIp(new Error('ip not found')));
+        return;
+      }
       restart = setTimeout(() => {
         restart = null;
         if (closed) return;

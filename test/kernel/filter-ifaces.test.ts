@@ -3,7 +3,7 @@
 // interface made after it started. Everything runs in two namespaces the test makes (the lab's
 // source and target), with extra veth pairs and a vxlan device created inside them; pings go from
 // the source to the target's addresses only.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
@@ -176,7 +176,18 @@ describeKernel('ebpfnet filter --iface forms, tunnel warnings, the agent followi
     await a.waitFor(new RegExp(`"op":"interface gone","what":"filter on ${c.ifname} dropped"`));
     expect(runCli(['status'], { ns: h.target }).stdout).not.toMatch(new RegExp(`^${c.ifname}:`, 'm'));
     expect(a.stderr).toBe('');
-    expect(await a.stop('SIGTERM')).toBe(0);
+    // the agent's interface monitor dies with it, even on kill -9 (nothing else would end it in a
+    // namespace where no link changes any more)
+    const pid = a.child.pid!;
+    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    const monitor = kids.find((k) => readFileSync(`/proc/${k}/cmdline`, 'utf8').split('\0').join(' ').includes('ip -o monitor link address'));
+    expect(monitor).toBeDefined();
+    await a.stop('SIGKILL');
+    const t0 = Date.now();
+    while (existsSync(`/proc/${monitor}`) && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 50));
+    expect(existsSync(`/proc/${monitor}`)).toBe(false);
+    // the filter stays pinned after the agent, and --cleanup removes what the agent attached
+    expect(xdpOn(h.targetIf, h.target)).toBe(true);
     const clean = runCli(['agent', '--cleanup', '--state-dir', join(dir, 'state')], { ns: h.target });
     expect(clean.stdout).toBe(`filter on ${h.targetIf}: detached and unpinned\n`);
     expect(xdpOn(h.targetIf, h.target)).toBe(false);
