@@ -97,6 +97,9 @@ const toPolicy = (s: FilterSpec): Policy => ({ rules: s.rules.map((r) => parseRu
 
 const num = (x: bigint): number => Number(x);
 
+/** how soon an interface whose filter failed to attach is tried again (on the next event or change) */
+const RETRY_MS = 30_000;
+
 export { etag, revisionMatches } from './revision.js';
 
 export class Agent {
@@ -111,9 +114,9 @@ export class Agent {
   private handles = new Map<string, FilterHandle>();
   /** what each interface pattern resolved to last (for the start line and status) */
   private resolved: Resolved[] = [];
-  /** interfaces a wildcard found later whose filter failed to attach, and why: not retried until
-   * the interface goes away or the policy changes */
-  private failedOn = new Map<string, string>();
+  /** interfaces a wildcard matched whose filter failed to attach (another XDP program there),
+   * why, and when: tried again at most every RETRY_MS (a failure can itself make link events) */
+  private failedOn = new Map<string, { reason: string; at: number }>();
   private watch: { close(): void } | null = null;
   private resyncTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -203,7 +206,7 @@ export class Agent {
 
   /** What each interface pattern named at the last resolution, and where attaching failed. */
   filterTargets(): { resolved: Resolved[]; failed: Array<{ interface: string; reason: string }> } {
-    return { resolved: this.resolved.map((r) => ({ pattern: r.pattern, names: [...r.names] })), failed: [...this.failedOn].map(([i, reason]) => ({ interface: i, reason })) };
+    return { resolved: this.resolved.map((r) => ({ pattern: r.pattern, names: [...r.names] })), failed: [...this.failedOn].map(([i, f]) => ({ interface: i, reason: f.reason })) };
   }
 
   /**
@@ -414,7 +417,6 @@ export class Agent {
       throw e;
     }
     const prev = this.state.filter;
-    this.failedOn.clear();
     this.state = { ...this.state, filter: { revision: prev.revision + 1, nextId, configHash: prev.configHash, spec }, filterOn: this.attachedInterfaces() };
     this.audit(caller, op, what);
     this.watchInterfaces();
@@ -431,20 +433,16 @@ export class Agent {
    */
   private reconcile(spec: FilterSpec, policy: Policy, touched: Set<string> = new Set(), only?: Set<string>, mayBeGone = new Set(this.state.filter.spec.interfaces)): void {
     const { names, resolved } = this.resolve(spec.interfaces, mayBeGone);
+    const named = new Set(spec.interfaces);
     for (const i of names) {
       if (this.handles.has(i)) continue;
-      if (this.filters.pinned(i)) {
-        const a = this.filters.adopt(i);
-        this.handles.set(i, a);
-        touched.add(i);
-        a.apply(policy);
-      } else {
-        this.handles.set(i, this.filters.create(i, policy, { hook: spec.hook, mode: spec.mode, maxRules: spec.maxRules }));
-        touched.add(i);
-      }
+      // a name the policy spells out must take the filter; one only a wildcard matched may fail
+      // (another XDP program there) without holding up the rest
+      if (named.has(i)) this.attachFilter(i, spec, policy, touched);
+      else this.tryAttach(i, spec, policy, touched, resolved);
     }
     for (const i of names) {
-      if (touched.has(i) || (only && !only.has(i))) continue;
+      if (touched.has(i) || (only && !only.has(i)) || !this.handles.has(i)) continue;
       touched.add(i);
       this.handles.get(i)!.apply(policy);
     }
@@ -455,7 +453,42 @@ export class Agent {
       this.handles.delete(i);
       this.filters.unload(i);
     }
-    this.resolved = resolved;
+    for (const i of [...this.failedOn.keys()]) if (!wanted.has(i)) this.failedOn.delete(i);
+    this.resolved = resolved.map((r) => ({ pattern: r.pattern, names: r.names.filter((n) => this.handles.has(n)) }));
+  }
+
+  /** A filter with `policy` on `i`: a pinned one adopted (its counters continue), else a new one. */
+  private attachFilter(i: string, spec: FilterSpec, policy: Policy, touched: Set<string>): void {
+    if (this.filters.pinned(i)) {
+      const a = this.filters.adopt(i);
+      this.handles.set(i, a);
+      touched.add(i);
+      a.apply(policy);
+    } else {
+      this.handles.set(i, this.filters.create(i, policy, { hook: spec.hook, mode: spec.mode, maxRules: spec.maxRules }));
+      touched.add(i);
+    }
+  }
+
+  /**
+   * attachFilter for an interface a wildcard matched: a failure is remembered and said on stderr,
+   * not thrown, and not tried again within RETRY_MS. True when the filter is there.
+   */
+  private tryAttach(i: string, spec: FilterSpec, policy: Policy, touched: Set<string>, resolved: Resolved[]): boolean {
+    const failed = this.failedOn.get(i);
+    if (failed && Date.now() - failed.at < RETRY_MS) return false;
+    try {
+      this.attachFilter(i, spec, policy, touched);
+      this.failedOn.delete(i);
+      return true;
+    } catch (e) {
+      this.handles.get(i)?.close();
+      this.handles.delete(i);
+      const by = resolved.filter((r) => r.names.includes(i)).map((r) => r.pattern).join(', ');
+      this.failedOn.set(i, { reason: (e as Error).message, at: Date.now() });
+      process.stderr.write(`ebpfnet agent: filter ${i} (matches ${by}): ${(e as Error).message}\n`);
+      return false;
+    }
   }
 
   /**
@@ -537,24 +570,14 @@ export class Agent {
     for (const i of [...this.failedOn.keys()]) if (!exists.has(i)) this.failedOn.delete(i);
     let policy: Policy | null = null;
     for (const i of want.names) {
-      if (this.handles.has(i) || this.failedOn.has(i)) continue;
+      if (this.handles.has(i)) continue;
+      const f = this.failedOn.get(i);
+      if (f && Date.now() - f.at < RETRY_MS) continue;
       // parsed only when an interface needs it: a 100,000-rule policy is not parsed per event
       policy ??= toPolicy(spec);
-      const by = want.resolved.filter((r) => r.names.includes(i)).map((r) => r.pattern).join(', ');
-      try {
-        if (this.filters.pinned(i)) {
-          const a = this.filters.adopt(i);
-          this.handles.set(i, a);
-          a.apply(policy);
-        } else {
-          this.handles.set(i, this.filters.create(i, policy, { hook: spec.hook, mode: spec.mode, maxRules: spec.maxRules }));
-        }
-        this.audit(who, 'interface added', `filter on ${i} (matches ${by})`);
-        changed = true;
-      } catch (e) {
-        this.failedOn.set(i, (e as Error).message);
-        process.stderr.write(`ebpfnet agent: filter new interface ${i} (matches ${by}): ${(e as Error).message}\n`);
-      }
+      if (!this.tryAttach(i, spec, policy, new Set(), want.resolved)) continue;
+      this.audit(who, 'interface added', `filter on ${i} (matches ${want.resolved.filter((r) => r.names.includes(i)).map((r) => r.pattern).join(', ')})`);
+      changed = true;
     }
     this.resolved = want.resolved.map((r) => ({ pattern: r.pattern, names: r.names.filter((n) => this.handles.has(n)) }));
     if (!changed) return;

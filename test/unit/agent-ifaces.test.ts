@@ -41,14 +41,24 @@ describe('agent: interface globs and all', () => {
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'ebpfnet-ifaces-'));
     audit = [];
+    creates = [];
   });
   afterEach(() => {
     agent?.close();
     agent = null;
     rmSync(dir, { recursive: true, force: true });
   });
+  /** every create the agent asked of the kernel, by interface */
+  let creates: string[] = [];
   const open = (kernel: ReturnType<typeof fakeKernel>, l: ReturnType<typeof fakeLinks>, config?: string): Agent => {
-    const filters: FilterBackend = { ...kernel.backend, links: l.links };
+    const filters: FilterBackend = {
+      ...kernel.backend,
+      links: l.links,
+      create: (i, p, o) => {
+        creates.push(i);
+        return kernel.backend.create(i, p, o);
+      },
+    };
     agent = Agent.open({ stateDir: dir, config: config ? parseConfig(config) : null, filters, auditSink: (line) => audit.push(line) });
     return agent;
   };
@@ -70,11 +80,15 @@ describe('agent: interface globs and all', () => {
     expect(audit.some((x) => JSON.parse(x).op === 'interface added' && JSON.parse(x).what === 'filter on veth2 (matches veth*)')).toBe(true);
     expect(a.filterStats().interfaces.map((i) => i.interface)).toEqual(['veth1', 'veth2']);
 
-    // an interface whose filter cannot attach: the agent says so and keeps the others
+    // an interface whose filter cannot attach: the agent says so and keeps the others, and does not
+    // try again on every event (a failed attempt can itself make link events)
     l.add('nosuch0');
     l.event();
     expect(a.attachedInterfaces()).toEqual(['veth1', 'veth2']);
     expect(a.filterTargets().failed).toEqual([{ interface: 'nosuch0', reason: 'filter nosuch0: no such interface' }]);
+    const tries = creates.filter((i) => i === 'nosuch0').length;
+    l.event();
+    expect(creates.filter((i) => i === 'nosuch0').length).toBe(tries);
 
     l.remove('veth1');
     l.event();
@@ -104,6 +118,19 @@ describe('agent: interface globs and all', () => {
     agent = null;
     expect(Agent.cleanup(dir, kernel.backend).sort()).toEqual(['filter on eth0', 'filter on veth1']);
     expect([...kernel.pinned.keys()]).toEqual([]);
+  });
+
+  it('an interface only a wildcard matched may fail at start or on a change without holding up the rest; a plain name may not', async () => {
+    const kernel = fakeKernel();
+    const l = fakeLinks(['lo', 'eth0', 'nosuch0']);
+    const a = open(kernel, l, 'filter:\n  interfaces: [all]\n  rules: []\n');
+    expect(a.attachedInterfaces()).toEqual(['eth0']);
+    expect(a.filterTargets()).toEqual({ resolved: [{ pattern: 'all', names: ['eth0'] }], failed: [{ interface: 'nosuch0', reason: 'filter nosuch0: no such interface' }] });
+    await a.setFilter({ rules: [{ action: 'deny', match: 'icmp' }] }, { who: 'test' });
+    expect(kernel.pinned.get('eth0')!.rules.map(formatRule)).toEqual(['deny icmp']);
+    expect(creates.filter((i) => i === 'nosuch0')).toHaveLength(1);
+    await expect(a.setFilter({ interfaces: ['all', 'nosuch0'], rules: [] }, { who: 'test' })).rejects.toThrow(/no such interface/);
+    expect(a.filter().interfaces).toEqual(['all']);
   });
 
   it('a plain name that went away is passed over, not an error, until it comes back', async () => {
