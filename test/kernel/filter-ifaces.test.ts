@@ -132,9 +132,10 @@ describeKernel('ebpfnet filter --iface forms, tunnel warnings, the agent followi
     pinned.push(h.targetIf, vx);
     // the underlay's filter does not cover the tunnel
     expect(runCli(['filter', '--iface', h.targetIf, '--deny', 'tcp/22', '--pin'], { ns: h.target }).status).toBe(0);
+    // (not its exit status: that also says whether every pin on the machine opened, and other
+    // processes' pins are none of this test's business)
     const st = runCli(['status'], { ns: h.target });
-    expect(st.status, st.stderr).toBe(0);
-    expect(st.stdout.split('\n')).toContain(line);
+    expect(st.stdout.split('\n'), st.stderr).toContain(line);
     const doc = runCli(['doctor'], { ns: h.target });
     expect(doc.status, doc.stdout + doc.stderr).toBe(0);
     expect(doc.stdout.split('\n')).toContain(line);
