@@ -79,7 +79,7 @@ function wrap(d: FilterDatapath): FilterHandle {
 }
 
 export const kernelFilters: FilterBackend = {
-  links: { list: netInterfaces, exists: (name) => interfaceExists(name), watch: (onChange, onError) => watchInterfaces(onChange, { onError }) },
+  links: { list: netInterfaces, exists: interfaceExists, watch: (onChange, onError) => watchInterfaces(onChange, { onError }) },
   pinned: (ifname) => FilterDatapath.pinned().includes(ifname),
   adopt: (ifname) => wrap(FilterDatapath.adopt(ifname)),
   create(ifname, policy, opts) {
