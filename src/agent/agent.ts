@@ -8,6 +8,7 @@
 import { EbpfnetError } from '../errors.js';
 import type { FilterCounters, Hook } from '../filter/datapath.js';
 import type { Policy } from '../filter/policy.js';
+import { checkPattern, isWildcard, resolveInterfaces, type IfaceFact, type Resolved } from '../filter/ifaces.js';
 import { formatMatch, parseRule, type Action, type Rule } from '../filter/rules.js';
 import type { RunStats } from '../loader/index.js';
 import type { BpfSource } from '../metrics/bpf.js';
@@ -64,6 +65,12 @@ interface DesiredState {
   };
   /** the balancer, when the agent runs one (src/agent/lb.ts) */
   lb?: LbState;
+  /**
+   * The interfaces the filter runs on, as last resolved from spec.interfaces (globs and `all`
+   * among them): what `--cleanup` removes and what a restarted agent unloads when no longer wanted.
+   * Absent in states written before globs.
+   */
+  filterOn?: string[];
 }
 
 export interface AgentOptions {
@@ -90,6 +97,9 @@ const toPolicy = (s: FilterSpec): Policy => ({ rules: s.rules.map((r) => parseRu
 
 const num = (x: bigint): number => Number(x);
 
+/** how soon an interface whose filter failed to attach is tried again (on the next event or change) */
+const RETRY_MS = 30_000;
+
 export { etag, revisionMatches } from './revision.js';
 
 export class Agent {
@@ -102,6 +112,13 @@ export class Agent {
   /** audit lines of changes not yet handed to the store, which journals them with the change */
   private auditNotes: string[] = [];
   private handles = new Map<string, FilterHandle>();
+  /** what each interface pattern resolved to last (for the start line and status) */
+  private resolved: Resolved[] = [];
+  /** interfaces a wildcard matched whose filter failed to attach (another XDP program there),
+   * why, and when: tried again at most every RETRY_MS (a failure can itself make link events) */
+  private failedOn = new Map<string, { reason: string; at: number }>();
+  private watch: { close(): void } | null = null;
+  private resyncTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private stats: RunStats | null = null;
   private statsState: RunStatsState = { on: false, detail: 'off' };
@@ -145,7 +162,10 @@ export class Agent {
       policy = { rules, default: spec.default, audit: spec.audit };
     }
     try {
-      agent.reconcile(state.filter.spec, policy ?? toPolicy(state.filter.spec));
+      // a name the saved state had may have gone while no agent ran; one the config just added must be there
+      agent.reconcile(state.filter.spec, policy ?? toPolicy(state.filter.spec), undefined, undefined, new Set(saved?.filter.spec.interfaces));
+      agent.forgetStale(state.filterOn ?? []);
+      state.filterOn = agent.attachedInterfaces();
       const lb = AgentLb.open(state.lb, opts.config?.lb ?? null, opts.balancer ?? kernelLb, {
         save: (s) => agent.saveSection({ lb: s }),
         audit: (caller, op, what, revision) => agent.audit(caller, op, what, revision),
@@ -155,6 +175,7 @@ export class Agent {
       agent.trace = AgentTrace.open(opts.config?.trace ?? null, opts.tracer ?? kernelTracer);
       // a fresh snapshot of what is running (filter and balancer), and an empty journal after it
       agent.store = StateStore.open(opts.stateDir, agent.state, () => agent.auditLog.fds);
+      agent.watchInterfaces();
     } catch (e) {
       agent.close();
       throw e;
@@ -176,6 +197,16 @@ export class Agent {
 
   get filterRevision(): number {
     return this.state.filter.revision;
+  }
+
+  /** The interfaces the filter runs on now (wildcards resolved), in attach order. */
+  attachedInterfaces(): string[] {
+    return [...this.handles.keys()];
+  }
+
+  /** What each interface pattern named at the last resolution, and where attaching failed. */
+  filterTargets(): { resolved: Resolved[]; failed: Array<{ interface: string; reason: string }> } {
+    return { resolved: this.resolved.map((r) => ({ pattern: r.pattern, names: [...r.names] })), failed: [...this.failedOn].map(([i, f]) => ({ interface: i, reason: f.reason })) };
   }
 
   /**
@@ -288,6 +319,9 @@ export class Agent {
   /** Drops this process's references; every pinned datapath stays (that is the point). */
   close(): void {
     this.closed = true;
+    this.watch?.close();
+    this.watch = null;
+    if (this.resyncTimer) clearTimeout(this.resyncTimer);
     // run statistics go back to how they were before the agent started
     this.stats?.close();
     this.stats = null;
@@ -305,7 +339,9 @@ export class Agent {
   static cleanup(stateDir: string, filters: FilterBackend = kernelFilters, balancer: LbBackend = kernelLb): string[] {
     const saved = StateStore.load<DesiredState>(stateDir);
     const removed: string[] = [];
-    for (const i of saved?.filter.spec.interfaces ?? []) {
+    // what it attached to (wildcards resolved), and its plain names for states from before globs
+    const named = (saved?.filter.spec.interfaces ?? []).filter((p) => !isWildcard(p));
+    for (const i of new Set([...(saved?.filterOn ?? []), ...named])) {
       if (filters.pinned(i)) {
         filters.unload(i);
         removed.push(`filter on ${i}`);
@@ -383,41 +419,172 @@ export class Agent {
       throw e;
     }
     const prev = this.state.filter;
-    this.state = { ...this.state, filter: { revision: prev.revision + 1, nextId, configHash: prev.configHash, spec } };
+    this.state = { ...this.state, filter: { revision: prev.revision + 1, nextId, configHash: prev.configHash, spec }, filterOn: this.attachedInterfaces() };
     this.audit(caller, op, what);
-    return this.save(op, { filter: this.state.filter });
+    this.watchInterfaces();
+    return this.save(op, { filter: this.state.filter, filterOn: this.state.filterOn });
   }
 
   /**
    * Makes the kernel match `spec`. Interfaces without a filter come first, so a change naming an
    * interface that cannot take one (gone, a typo) fails before any running filter is touched.
+   * Wildcards in spec.interfaces are resolved against the interfaces there now; a plain name in
+   * `mayBeGone` that is not there is passed over (see resolve()).
    * `touched` collects the interfaces whose policy changed; `only`, when given, limits the
    * re-applying of running filters to those interfaces.
    */
-  private reconcile(spec: FilterSpec, policy: Policy, touched: Set<string> = new Set(), only?: Set<string>): void {
-    for (const i of spec.interfaces) {
+  private reconcile(spec: FilterSpec, policy: Policy, touched: Set<string> = new Set(), only?: Set<string>, mayBeGone = new Set(this.state.filter.spec.interfaces)): void {
+    const { names, resolved } = this.resolve(spec.interfaces, mayBeGone);
+    const named = new Set(spec.interfaces);
+    for (const i of names) {
       if (this.handles.has(i)) continue;
-      if (this.filters.pinned(i)) {
-        const a = this.filters.adopt(i);
-        this.handles.set(i, a);
-        touched.add(i);
-        a.apply(policy);
-      } else {
-        this.handles.set(i, this.filters.create(i, policy, { hook: spec.hook, mode: spec.mode, maxRules: spec.maxRules }));
-        touched.add(i);
-      }
+      // a name the policy spells out must take the filter; one only a wildcard matched may fail
+      // (another XDP program there) without holding up the rest
+      if (named.has(i)) this.attachFilter(i, spec, policy, touched);
+      else this.tryAttach(i, spec, policy, touched, resolved);
     }
-    for (const i of spec.interfaces) {
-      if (touched.has(i) || (only && !only.has(i))) continue;
+    for (const i of names) {
+      if (touched.has(i) || (only && !only.has(i)) || !this.handles.has(i)) continue;
       touched.add(i);
       this.handles.get(i)!.apply(policy);
     }
+    const wanted = new Set(names);
     for (const [i, h] of [...this.handles]) {
-      if (spec.interfaces.includes(i)) continue;
+      if (wanted.has(i)) continue;
       h.close();
       this.handles.delete(i);
       this.filters.unload(i);
     }
+    for (const i of [...this.failedOn.keys()]) if (!wanted.has(i)) this.failedOn.delete(i);
+    this.resolved = resolved.map((r) => ({ pattern: r.pattern, names: r.names.filter((n) => this.handles.has(n)) }));
+  }
+
+  /** A filter with `policy` on `i`: a pinned one adopted (its counters continue), else a new one. */
+  private attachFilter(i: string, spec: FilterSpec, policy: Policy, touched: Set<string>): void {
+    if (this.filters.pinned(i)) {
+      const a = this.filters.adopt(i);
+      this.handles.set(i, a);
+      touched.add(i);
+      a.apply(policy);
+    } else {
+      this.handles.set(i, this.filters.create(i, policy, { hook: spec.hook, mode: spec.mode, maxRules: spec.maxRules }));
+      touched.add(i);
+    }
+  }
+
+  /**
+   * attachFilter for an interface a wildcard matched: a failure is remembered and said on stderr,
+   * not thrown, and not tried again within RETRY_MS. True when the filter is there.
+   */
+  private tryAttach(i: string, spec: FilterSpec, policy: Policy, touched: Set<string>, resolved: Resolved[]): boolean {
+    const failed = this.failedOn.get(i);
+    if (failed && Date.now() - failed.at < RETRY_MS) return false;
+    try {
+      this.attachFilter(i, spec, policy, touched);
+      this.failedOn.delete(i);
+      return true;
+    } catch (e) {
+      this.handles.get(i)?.close();
+      this.handles.delete(i);
+      const by = resolved.filter((r) => r.names.includes(i)).map((r) => r.pattern).join(', ');
+      this.failedOn.set(i, { reason: (e as Error).message, at: Date.now() });
+      process.stderr.write(`ebpfnet agent: filter ${i} (matches ${by}): ${(e as Error).message}\n`);
+      return false;
+    }
+  }
+
+  /**
+   * Interface patterns as names. A plain name that is not there fails where its filter is created
+   * (a typo, as always), unless it is in `mayBeGone`: the policy named it before and the interface
+   * went away since; then it is passed over until it comes back. Wildcards match the interfaces
+   * there now (one listing); one matching nothing yet waits for them.
+   */
+  private resolve(patterns: string[], mayBeGone: ReadonlySet<string> = new Set()): { names: string[]; resolved: Resolved[] } {
+    for (const p of patterns) checkPattern(p, 'filter');
+    const links = this.filters.links;
+    const wild = patterns.some(isWildcard);
+    if (!links) {
+      if (wild) throw new EbpfnetError('EBPFNET_NOT_SUPPORTED', 'filter', 'interface globs and all need the interface list, which this backend lacks');
+      return { names: [...patterns], resolved: patterns.map((p) => ({ pattern: p, names: [p] })) };
+    }
+    // plain names alone: existence checks only, no listing (a policy change stays a few syscalls)
+    const here = wild ? links.list() : [];
+    const there = (n: string): boolean => (wild ? here.some((f) => f.name === n) : links.exists(n));
+    return resolveInterfaces(patterns, here, { op: 'filter', emptyIsError: false, missing: (n) => (mayBeGone.has(n) && !there(n) ? 'skip' : 'keep') });
+  }
+
+  /** Filters an earlier agent attached that the desired state no longer names: unpinned. */
+  private forgetStale(before: string[]): void {
+    for (const i of before) if (!this.handles.has(i) && this.filters.pinned(i)) this.filters.unload(i);
+  }
+
+  /**
+   * Starts following interface changes once the filter has interfaces (so a removed interface is
+   * dropped and a new one a wildcard matches is filtered), with one look shortly after the start:
+   * an interface made before the watch was listening would otherwise wait for the next event.
+   */
+  private watchInterfaces(): void {
+    const links = this.filters.links;
+    if (this.watch || this.closed || !links || !this.state.filter.spec.interfaces.length) return;
+    this.watch = links.watch(
+      () => this.resync(),
+      (e) => process.stderr.write(`ebpfnet agent: watch interfaces: ${e.message}; new interfaces are not filtered until the agent restarts\n`),
+    );
+    this.resyncTimer = setTimeout(() => this.resync(), 1000);
+    this.resyncTimer.unref();
+  }
+
+  /**
+   * Interfaces came or went: a wildcard's new match gets the current policy, a filtered interface
+   * that no longer exists is dropped (the kernel detached its program with it; its pins go). An
+   * interface that still exists keeps its filter even if a wildcard stopped matching it (`all` on
+   * one whose address went away for a moment): only a policy change takes it off.
+   */
+  private resync(): void {
+    this.resyncTimer = null;
+    const links = this.filters.links;
+    if (this.closed || !links) return;
+    const spec = this.state.filter.spec;
+    let here: IfaceFact[];
+    let want: { names: string[]; resolved: Resolved[] };
+    try {
+      here = links.list();
+      want = resolveInterfaces(spec.interfaces, here, { op: 'filter', missing: 'skip', emptyIsError: false });
+    } catch (e) {
+      process.stderr.write(`ebpfnet agent: list interfaces: ${(e as Error).message}\n`);
+      return;
+    }
+    const exists = new Set(here.map((f) => f.name));
+    const who: Caller = { who: 'agent' };
+    let changed = false;
+    for (const [i, h] of [...this.handles]) {
+      if (exists.has(i)) continue;
+      h.close();
+      this.handles.delete(i);
+      try {
+        this.filters.unload(i);
+      } catch (e) {
+        process.stderr.write(`ebpfnet agent: remove the pins of vanished ${i}: ${(e as Error).message}\n`);
+      }
+      this.audit(who, 'interface gone', `filter on ${i} dropped`);
+      changed = true;
+    }
+    for (const i of [...this.failedOn.keys()]) if (!exists.has(i)) this.failedOn.delete(i);
+    let policy: Policy | null = null;
+    for (const i of want.names) {
+      if (this.handles.has(i)) continue;
+      const f = this.failedOn.get(i);
+      if (f && Date.now() - f.at < RETRY_MS) continue;
+      // parsed only when an interface needs it: a 100,000-rule policy is not parsed per event
+      policy ??= toPolicy(spec);
+      if (!this.tryAttach(i, spec, policy, new Set(), want.resolved)) continue;
+      this.audit(who, 'interface added', `filter on ${i} (matches ${want.resolved.filter((r) => r.names.includes(i)).map((r) => r.pattern).join(', ')})`);
+      changed = true;
+    }
+    this.resolved = want.resolved.map((r) => ({ pattern: r.pattern, names: r.names.filter((n) => this.handles.has(n)) }));
+    if (!changed) return;
+    this.state = { ...this.state, filterOn: this.attachedInterfaces() };
+    this.save('follow interfaces', { filterOn: this.state.filterOn }).catch((e: Error) => process.stderr.write(`ebpfnet agent: save the filtered interfaces: ${e.message}\n`));
   }
 
   /**

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { EbpfnetError, shownValue } from '../errors.js';
+import { checkPattern, splitPatterns } from '../filter/ifaces.js';
 import type { Action } from '../filter/rules.js';
 import { parseRule, formatMatch } from '../filter/rules.js';
 import { parseServiceList } from '../lb/file.js';
@@ -15,6 +16,7 @@ import { duplicateKey, jsonChunks } from './json.js';
 export type AttachMode = 'native' | 'generic' | 'auto';
 
 export interface FilterConfig {
+  /** interface names, globs (`veth*`) and `all`, as --iface takes them */
   interfaces: string[];
   rules: Array<{ action: Action; match: string }>;
   default: Action;
@@ -118,8 +120,11 @@ export function parseConfig(text: string, file = 'config'): AgentConfig {
     const f = raw.filter;
     if (!isObj(f)) throw bad(file, 'filter is not a mapping');
     only(file, 'filter', f, ['interfaces', 'rules', 'default', 'audit', 'hook', 'mode', 'maxRules']);
-    const ifs = f.interfaces ?? [];
-    if (!Array.isArray(ifs) || !ifs.every((i) => typeof i === 'string' && /^[\w.@-]{1,15}$/.test(i))) throw bad(file, 'filter.interfaces must be a list of interface names');
+    const given = f.interfaces ?? [];
+    if (!Array.isArray(given) || !given.every((i) => typeof i === 'string')) throw bad(file, "filter.interfaces must be a list of interface names, globs ('veth*') or all");
+    // the same forms as --iface: names, comma-separated lists, globs and `all`
+    const ifs = splitPatterns(given as string[]);
+    for (const p of ifs) checkPattern(p, `read config ${file}: filter.interfaces`);
     const rules = f.rules ?? [];
     if (!Array.isArray(rules) || !rules.every((r) => typeof r === 'string')) throw bad(file, "filter.rules must be a list of 'deny RULE' / 'allow RULE' strings");
     const def = f.default ?? 'allow';
@@ -133,7 +138,7 @@ export function parseConfig(text: string, file = 'config'): AgentConfig {
     const maxRules = f.maxRules ?? DEFAULT_MAX_RULES;
     if (!Number.isInteger(maxRules) || (maxRules as number) < 1 || (maxRules as number) > 1 << 20) throw bad(file, 'filter.maxRules must be an integer from 1 to 1048576');
     filter = {
-      interfaces: ifs as string[],
+      interfaces: ifs,
       rules: (rules as string[]).map((r, i) => parseRuleLine(r, `${file}: filter.rules[${i}]`)),
       default: def,
       audit: f.audit === true,

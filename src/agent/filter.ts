@@ -7,7 +7,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { FilterDatapath, PIN_ROOT, type FilterCounters, type Hook, type MapFill } from '../filter/datapath.js';
 import type { Policy } from '../filter/policy.js';
-import { ifindex, linkInfo, openPinnedLink, progInfo, type ProgInfo } from '../loader/index.js';
+import type { IfaceFact } from '../filter/ifaces.js';
+import { ifindex, interfaceExists, linkInfo, netInterfaces, openPinnedLink, progInfo, watchInterfaces, type ProgInfo } from '../loader/index.js';
 import type { AttachMode } from './config.js';
 
 export interface FilterHandle {
@@ -23,7 +24,19 @@ export interface FilterHandle {
   close(): void;
 }
 
+/** The interfaces there are, and news of changes to them (for globs and `all`). */
+export interface LinkSource {
+  /** every interface: a listing (for globs and `all`) */
+  list(): IfaceFact[];
+  /** whether one is there: a cheap check for plain names */
+  exists(name: string): boolean;
+  /** calls onChange after interfaces or their addresses changed */
+  watch(onChange: () => void, onError: (e: Error) => void): { close(): void };
+}
+
 export interface FilterBackend {
+  /** where interface patterns are resolved; without one, only plain names work (and nothing is watched) */
+  readonly links?: LinkSource;
   /** a filter for this interface is pinned (left by an earlier agent or `filter --pin`) */
   pinned(ifname: string): boolean;
   adopt(ifname: string): FilterHandle;
@@ -66,6 +79,7 @@ function wrap(d: FilterDatapath): FilterHandle {
 }
 
 export const kernelFilters: FilterBackend = {
+  links: { list: netInterfaces, exists: interfaceExists, watch: (onChange, onError) => watchInterfaces(onChange, { onError }) },
   pinned: (ifname) => FilterDatapath.pinned().includes(ifname),
   adopt: (ifname) => wrap(FilterDatapath.adopt(ifname)),
   create(ifname, policy, opts) {

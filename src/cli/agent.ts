@@ -12,6 +12,7 @@ import { DEFAULT_STATE_DIR } from '../agent/store.js';
 import { isLoopback, loadToken } from '../agent/token.js';
 import { buildApi } from '../api/app.js';
 import { EbpfnetError } from '../errors.js';
+import { describeResolved } from '../filter/ifaces.js';
 import { enableRunStats, mmapThreshold, onShutdown, requireRoot, trimHeap } from '../loader/index.js';
 import { registerBpfMetrics } from '../metrics/bpf.js';
 import { registerFilterMetrics } from '../metrics/filter.js';
@@ -142,7 +143,9 @@ function readAgentConfig(o: AgentOpts): { api: AgentConfig['api']; open: () => A
 /** In a function of its own: the view copies every rule, and runAgent's frame lives as long as the agent. */
 function describeFilter(agent: Agent): string {
   const f = agent.filter();
-  return `filter: ${f.interfaces.length ? `${f.interfaces.join(', ')}: ${f.rules.length} rules; default ${f.default}` : 'no interfaces'}`;
+  const t = agent.filterTargets();
+  const failed = t.failed.map((x) => `\nfilter: not on ${x.interface}: ${x.reason}`).join('');
+  return `filter: ${f.interfaces.length ? `${describeResolved(t.resolved)}: ${f.rules.length} rules; default ${f.default}` : 'no interfaces'}${failed}`;
 }
 
 function describeLbTrace(agent: Agent): string {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // `ebpfnet doctor`: one screen saying whether this machine can run each datapath and how to fix it.
 import type { Command } from 'commander';
+import { tunnelReport } from '../filter/coverage.js';
 import { probeMachine } from '../loader/features.js';
 import { table } from './present.js';
 
@@ -13,14 +14,17 @@ export function registerDoctor(program: Command): void {
     .option('--json', 'print the report as JSON')
     .action((opts: { json?: boolean }) => {
       const r = probeMachine();
+      // a warning, not a failure: the machine can run the filter, it just does not cover them yet
+      const tunnels = tunnelReport();
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify({ ...r, tunnels }, null, 2)}\n`);
       } else {
         const out: string[] = [];
         out.push(table(['check', 'status', 'detail'], r.checks.map((c) => [c.name, MARK[c.status], c.fix ? `${c.detail}; fix: ${c.fix}` : c.detail])));
         out.push('');
         for (const d of r.datapaths) out.push(`${d.datapath.padEnd(7)} ${d.ready ? 'ready' : `NOT READY: needs ${d.needs.join(', ')}`}`);
         if (r.mounted.length) out.push('', ...r.mounted.map((m) => `mounted ${m.what} at ${m.path}`));
+        if (tunnels.length) out.push('', ...tunnels);
         out.push('', r.ok ? 'this machine can run every ebpfnet datapath' : 'fix what is marked MISSING, then run ebpfnet doctor again');
         process.stdout.write(`${out.join('\n')}\n`);
       }

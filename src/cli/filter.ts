@@ -3,14 +3,16 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { EbpfnetError } from '../errors.js';
+import { tunnelReport } from '../filter/coverage.js';
 import { FilterDatapath, type FilterCounters, type Hook } from '../filter/datapath.js';
+import { describeResolved, isWildcard, resolveInterfaces, splitPatterns, type Resolved } from '../filter/ifaces.js';
 import { sshLockout } from '../filter/lockout.js';
 import { FILTER_STATS } from '../filter/stats.js';
 import { buildPacket, packetInfo, parsePacket } from '../filter/packet.js';
 import { evaluate, makePolicy, type Policy } from '../filter/policy.js';
 import { formatRule } from '../filter/rules.js';
 import * as F from '../gen/filter.js';
-import { defaultRouteInterface, detachXdp, ifindex, onShutdown, requireRoot, xdpAttachment, type XdpMode } from '../loader/index.js';
+import { defaultRouteInterface, detachXdp, interfaceNames, netInterfaces, onShutdown, requireRoot, xdpAttachment, type XdpMode } from '../loader/index.js';
 import { registerFilterMetrics, filterRows } from '../metrics/filter.js';
 import { newRegistry, serveMetrics, parseListen } from '../metrics/server.js';
 import { AgentClient, filterThroughAgent, refuseLocalFlags, statusThroughAgent, withAgentOptions, type AgentOptions } from './agent-client.js';
@@ -120,6 +122,22 @@ function totals(ds: FilterDatapath[]): string {
   return table(['interface', 'rule', 'packets', 'bytes'], rows) + (quiet ? `\n(${quiet} rules matched nothing)` : '');
 }
 
+/**
+ * --iface values (repeated, comma-separated, globs, `all`) as interface names, or the default
+ * route's interface. A name that is not there, or a glob naming nothing, is bad usage (exit 2).
+ */
+function interfacesOf(values: string[]): { names: string[]; resolved: Resolved[] } {
+  const patterns = splitPatterns(values);
+  if (!patterns.length) {
+    const def = defaultRouteInterface();
+    if (!def) throw new EbpfnetError('EBPFNET_USAGE', 'filter', 'this machine has no default route to pick an interface from', { hint: 'name one with --iface' });
+    return { names: [def], resolved: [{ pattern: def, names: [def] }] };
+  }
+  // plain names need only the names; wildcards need kinds and addresses too (one netlink dump)
+  const here = patterns.some(isWildcard) ? netInterfaces() : interfaceNames().map((name) => ({ name, kind: null, addressed: false }));
+  return resolveInterfaces(patterns, here, { op: 'filter', missing: 'error', emptyIsError: true });
+}
+
 async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?: string; metrics?: string; pin?: boolean; force?: boolean; replace?: boolean; dryRun?: boolean; interval: string }): Promise<void> {
   const policy = policyFrom(o);
   const hook = hookOf(o.hook);
@@ -127,20 +145,7 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
   if (o.metrics) parseListen(o.metrics);
   const interval = Number(o.interval);
   if (!Number.isFinite(interval) || interval <= 0) throw new EbpfnetError('EBPFNET_USAGE', 'parse --interval', `'${o.interval}' is not a positive number of seconds`);
-  let ifnames = o.iface;
-  if (!ifnames.length) {
-    const def = defaultRouteInterface();
-    if (!def) throw new EbpfnetError('EBPFNET_USAGE', 'filter', 'this machine has no default route to pick an interface from', { hint: 'name one with --iface' });
-    ifnames = [def];
-  }
-  for (const i of ifnames) {
-    try {
-      ifindex(i);
-    } catch (e) {
-      // naming an interface that does not exist is bad usage: exit 2
-      throw new EbpfnetError('EBPFNET_USAGE', 'filter', (e as Error).message.replace(/^find interface \S+: /, ''));
-    }
-  }
+  const { names: ifnames, resolved } = interfacesOf(o.iface);
   if (!o.dryRun) requireRoot('filter');
 
   const lock = o.force ? null : sshLockout(policy, ifnames);
@@ -178,6 +183,7 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
     }
     throw e;
   }
+  if (resolved.some((r) => isWildcard(r.pattern))) process.stdout.write(`interfaces: ${describeResolved(resolved)}\n`);
   for (const d of ds) process.stdout.write(`${d.ifname}: ${hook === 'tc' ? 'tc ingress (tcx)' : `xdp ${d.mode}`}: ${describe(policy)}\n`);
   if (policy.default === 'deny') {
     const arp = policy.rules.some((r) => r.proto === 'arp' && r.action === 'deny');
@@ -222,7 +228,7 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
 async function filterAgent(o: PolicyOpts & AgentOptions & { iface: string[]; add?: boolean; force?: boolean }): Promise<void> {
   const policy = policyFrom(o);
   refuseLocalFlags('filter', o, { pin: '--pin', metrics: '--metrics', dryRun: '--dry-run', replace: '--replace' });
-  await filterThroughAgent(new AgentClient({ ...o, agent: o.agent! }), policy, { iface: o.iface, add: o.add, force: o.force, defaultGiven: o.default !== undefined });
+  await filterThroughAgent(new AgentClient({ ...o, agent: o.agent! }), policy, { iface: splitPatterns(o.iface), add: o.add, force: o.force, defaultGiven: o.default !== undefined });
 }
 
 function dryRun(policy: Policy, ifname: string): void {
@@ -286,7 +292,7 @@ export function registerFilter(program: Command): void {
     program
       .command('filter')
       .description('drop packets at the driver with XDP (or tc): ebpfnet filter --deny tcp/22 --deny icmp')
-      .option('--iface <name>', 'interface to filter (repeatable; default: the default route\'s)', collect, [])
+      .option('--iface <names>', "interfaces to filter: a name, a list (eth0,eth1), a glob ('veth*') or all (every interface with an address but lo); repeatable; default: the default route's", collect, [])
       .option('--mode <mode>', 'XDP mode: native, generic or auto', 'auto')
       .option('--hook <hook>', 'xdp, or tc for a tc ingress (TCX) hook', 'xdp')
       .option('--metrics <[addr:]port>', 'serve Prometheus metrics at http://ADDR:PORT/metrics')
@@ -351,6 +357,7 @@ export function registerFilter(program: Command): void {
         d.close();
       }
     }
+    for (const l of tunnelReport()) process.stdout.write(`${l}\n`);
   });
 
   program

@@ -138,6 +138,8 @@ function declare(lib: koffi.IKoffiLib, libc: koffi.IKoffiLib) {
     bpf_prog_get_next_id: f('int bpf_prog_get_next_id(uint32_t start, _Out_ uint32_t *next)'),
     bpf_prog_test_run_opts: f('int bpf_prog_test_run_opts(int fd, _Inout_ bpf_test_run_opts *opts)'),
     bpf_enable_stats: f('int bpf_enable_stats(int type)'),
+    // target is an ifindex for the TCX attach types (the same field of union bpf_attr)
+    bpf_prog_query: f('int bpf_prog_query(int target, int type, uint32_t query_flags, _Out_ uint32_t *attach_flags, void *prog_ids, _Inout_ uint32_t *prog_cnt)'),
 
     bpf_xdp_attach: f('int bpf_xdp_attach(int ifindex, int prog_fd, uint32_t flags, void *opts)'),
     bpf_xdp_detach: f('int bpf_xdp_detach(int ifindex, uint32_t flags, void *opts)'),

@@ -82,6 +82,9 @@ export function interfaceNames(): string[] {
   }
 }
 
+/** Whether an interface of this name is in this network namespace (no listing, one call). */
+export const interfaceExists = (name: string): boolean => libbpf().if_nametoindex(name) !== 0;
+
 /** ifindex of a named interface, with the names that do exist when it does not. */
 export function ifindex(name: string): number {
   const i = libbpf().if_nametoindex(name);

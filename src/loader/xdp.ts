@@ -31,7 +31,11 @@ export function xdpAttachment(ifname: string): XdpAttachment | null {
 export function detachXdp(ifname: string): void {
   const ifindex = ifindexOf(ifname);
   const b = libbpf();
-  // A link owns its attachment: find it among all links and detach it.
+  const on = xdpAttachment(ifname);
+  if (!on) return;
+  // A link owns its attachment: find it among all links and detach it. Links of every network
+  // namespace are listed and an ifindex is only unique within one, so the link must also run the
+  // program attached here (else another namespace's link on the same ifindex would go instead).
   const next = [0];
   let id = 0;
   while (b.bpf_link_get_next_id(id, next) === 0) {
@@ -41,8 +45,8 @@ export function detachXdp(ifname: string): void {
     try {
       const info = Buffer.alloc(64);
       const len = [info.length];
-      // struct bpf_link_info: type (6 = XDP) at 0, the union (xdp.ifindex) at 16
-      if (b.bpf_obj_get_info_by_fd(fd, info, len) === 0 && info.readUInt32LE(0) === 6 && info.readUInt32LE(16) === ifindex) {
+      // struct bpf_link_info: type (6 = XDP) at 0, prog_id at 8, the union (xdp.ifindex) at 16
+      if (b.bpf_obj_get_info_by_fd(fd, info, len) === 0 && info.readUInt32LE(0) === 6 && info.readUInt32LE(8) === on.id && info.readUInt32LE(16) === ifindex) {
         const rc = b.bpf_link_detach(fd);
         if (rc < 0) throw kernelError(`detach the XDP link on ${ifname}`, -rc);
         return;
