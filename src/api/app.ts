@@ -88,7 +88,7 @@ const UNSHOWABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u
  * read as something it is not), valid JSON, no name twice in one object (see json.ts), and no
  * name in REFUSED_NAMES. Each refusal says what it refused.
  */
-export function parseJsonBody(contentType: string, text: string): unknown {
+function parseJsonBody(contentType: string, text: string): unknown {
   for (const param of contentType.split(';').slice(1)) {
     const m = /^\s*charset\s*=\s*(.*?)\s*$/i.exec(param);
     if (!m) continue;
@@ -190,7 +190,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     if (broken) {
       // nothing of such a request is read, and the connection ends with the answer
       reply.header('connection', 'close');
-      send(reply, 400, { code: 'EBPFNET_USAGE', message: broken });
+      sendError(reply, 'EBPFNET_USAGE', broken);
       return;
     }
     const write = req.method !== 'GET' && req.method !== 'HEAD';
