@@ -15,6 +15,8 @@ export const ERROR_CODES = {
   EBPFNET_KERNEL: { exit: 1, http: 500, what: 'a bpf() call or kernel operation failed' },
   EBPFNET_BUSY: { exit: 1, http: 503, what: 'a resource is in use' },
   EBPFNET_STALE: { exit: 1, http: 412, what: 'the state changed since the revision the change was based on' },
+  EBPFNET_TOO_LARGE: { exit: 2, http: 413, what: 'a request beyond a configured limit: a body over api.bodyLimit, a policy over filter.maxRules' },
+  EBPFNET_MEDIA_TYPE: { exit: 2, http: 415, what: 'a body that is not JSON in UTF-8 (its Content-Type)' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

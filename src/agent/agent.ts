@@ -100,7 +100,7 @@ const num = (x: bigint): number => Number(x);
 /** how soon an interface whose filter failed to attach is tried again (on the next event or change) */
 const RETRY_MS = 30_000;
 
-export { etag, revisionMatches } from './revision.js';
+export { etag } from './revision.js';
 
 export class Agent {
   readonly stateDir: string;
@@ -210,11 +210,30 @@ export class Agent {
   }
 
   /**
+   * The most rules a policy may have: filter.maxRules of the config, the counter slots every
+   * filter the agent loads has at least (kernelFilters.create). The API's schema says it, and a
+   * policy beyond it is refused (413) before anything is parsed or touched.
+   */
+  get maxRules(): number {
+    return this.state.filter.spec.maxRules;
+  }
+
+  /** EBPFNET_TOO_LARGE for a policy of `n` rules, beyond maxRules. */
+  tooManyRules(op: string, n: number): EbpfnetError {
+    const max = this.maxRules;
+    return new EbpfnetError('EBPFNET_TOO_LARGE', op, `${n} rules are more than the filter holds (maxRules ${max})`, {
+      hint: `send at most ${max}, or raise filter.maxRules in the agent's config (a filter already pinned keeps the size it was loaded with until \`ebpfnet agent --cleanup\`)`,
+    });
+  }
+
+  /**
    * Replaces the whole policy (and the interface set, when given) in one step per interface. The
    * kernel has it when this returns a promise; the promise resolves once it is on disk too.
    */
   async setFilter(change: FilterChange, caller: Caller): Promise<FilterView> {
     this.checkRevision(caller);
+    // duplicates only make the policy smaller: the count as sent is enough, and costs no parse
+    if (change.rules.length > this.maxRules) throw this.tooManyRules('set the filter policy', change.rules.length);
     const durable = this.replacePolicy(change, caller);
     const view = this.filter();
     await durable;
@@ -241,6 +260,7 @@ export class Agent {
     if (cur.rules.some((x) => x.action === r.action && x.match === text)) {
       throw new EbpfnetError('EBPFNET_EXISTS', 'add filter rule', `'${r.action} ${text}' is already in the policy`);
     }
+    if (cur.rules.length >= this.maxRules) throw this.tooManyRules('add filter rule', cur.rules.length + 1);
     const added: RuleView = { id: this.state.filter.nextId, action: r.action, match: text };
     await this.commit({ ...cur, rules: [...cur.rules, added] }, added.id + 1, caller, 'POST /v1/filter/rules', `add #${added.id} ${added.action} ${added.match}`);
     return { ...added };

@@ -8,6 +8,15 @@
  * valid JSON (the scan trusts its structure); escaped names compare by what they decode to.
  */
 export function duplicateKey(text: string): string | null {
+  const bad = badName(text);
+  return bad && bad.name;
+}
+
+/**
+ * The first name of `text` that appears twice in one object, or is one of `refused` anywhere
+ * (the API refuses `__proto__` and `constructor`), or null. Same scan and terms as duplicateKey.
+ */
+export function badName(text: string, refused?: ReadonlySet<string>): { name: string; why: 'twice' | 'refused' } | null {
   // one entry per open container: the names seen so far in an object, null for an array
   const stack: Array<Set<string> | null> = [];
   let expectName = false;
@@ -24,8 +33,9 @@ export function duplicateKey(text: string): string | null {
       }
       if (expectName) {
         const name = escaped ? (JSON.parse(text.slice(i, j + 1)) as string) : text.slice(i + 1, j);
+        if (refused?.has(name)) return { name, why: 'refused' };
         const seen = stack[stack.length - 1]!;
-        if (seen.has(name)) return name;
+        if (seen.has(name)) return { name, why: 'twice' };
         seen.add(name);
         expectName = false;
       }

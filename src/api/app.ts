@@ -12,9 +12,10 @@ import { etag } from '../agent/agent.js';
 import { EbpfnetError, ERROR_CODES, isEbpfnetError, type ErrorCode } from '../errors.js';
 import { Readable } from 'node:stream';
 import { apiMetrics } from '../metrics/api.js';
-import { duplicateKey, jsonChunks } from '../agent/json.js';
+import { badName, jsonChunks } from '../agent/json.js';
 import type { RouteKit } from './kit.js';
 import { registerLbRoutes } from './lb-routes.js';
+import { lingerOn, type Linger } from './linger.js';
 import { openApiDocument } from './openapi.js';
 import { registerTraceRoutes } from './trace-routes.js';
 import { errorSchema, filterBody, filterStats, filterView, idParams, ruleBody, ruleView } from './schemas.js';
@@ -57,9 +58,10 @@ const CHECK_INTERVAL_MS = 1000;
 
 /**
  * Requests node's HTTP parser refuses before fastify sees them (broken HTTP, headers beyond 16 KiB,
- * a timeout) still get the API's {code, message} body, then the connection is closed.
+ * a timeout) still get the API's {code, message} body, then the connection is closed (lingering:
+ * the client may still be sending).
  */
-function clientError(err: NodeJS.ErrnoException, socket: Socket): void {
+function clientError(err: NodeJS.ErrnoException, socket: Socket, linger: Linger): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
   const [status, message] =
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
@@ -72,13 +74,65 @@ function clientError(err: NodeJS.ErrnoException, socket: Socket): void {
     const body = JSON.stringify({ code: 'EBPFNET_USAGE', message });
     socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   }
-  socket.destroy(err);
+  linger.close(socket);
+}
+
+/** Names no body may hold: JavaScript code that copies such an object would change its prototype. */
+const REFUSED_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor']);
+
+/** Characters an error line must not carry from a body: controls, line and paragraph breaks, bidi overrides. */
+const UNSHOWABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * A JSON request body: UTF-8 only (RFC 8259 section 8.1; any other charset is a 415, not text
+ * read as something it is not), valid JSON, no name twice in one object (see json.ts), and no
+ * name in REFUSED_NAMES. Each refusal says what it refused.
+ */
+function parseJsonBody(contentType: string, text: string): unknown {
+  for (const param of contentType.split(';').slice(1)) {
+    const m = /^\s*charset\s*=\s*(.*?)\s*$/i.exec(param);
+    if (!m) continue;
+    const charset = m[1].replace(/^"(.*)"$/, '$1');
+    if (charset.toLowerCase() !== 'utf-8') {
+      throw new EbpfnetError('EBPFNET_MEDIA_TYPE', 'read body', `charset ${JSON.stringify(charset.slice(0, 40))} is not UTF-8`, { hint: 'send the JSON as UTF-8 (Content-Type: application/json or application/json; charset=utf-8)' });
+    }
+  }
+  if (text === '') throw new EbpfnetError('EBPFNET_USAGE', 'parse body', 'the body is empty', { hint: 'send a JSON object' });
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    const why = (e as Error).message.replace(UNSHOWABLE, '?').slice(0, 160);
+    throw new EbpfnetError('EBPFNET_USAGE', 'parse body', `not valid JSON (${why.charAt(0).toLowerCase()}${why.slice(1)})`);
+  }
+  const bad = badName(text, REFUSED_NAMES);
+  if (bad?.why === 'twice') throw new EbpfnetError('EBPFNET_USAGE', 'parse body', `the name ${JSON.stringify(bad.name.slice(0, 64))} appears twice in one object`, { hint: 'send each name once' });
+  if (bad) {
+    throw new EbpfnetError('EBPFNET_USAGE', 'parse body', `the name ${JSON.stringify(bad.name)} is refused anywhere in a body (JavaScript code that copies such an object could change the prototype of every object)`, {
+      hint: 'no field of this API has that name: leave it out',
+    });
+  }
+  return value;
+}
+
+/**
+ * The request line of HTTP/1.0 or 1.1, with a Host in 1.1, or a 400 message. Node's parser takes
+ * a request line without a version as HTTP/0.9 and lets 2.0 or 0.9 in the HTTP/1 syntax through.
+ */
+function badRequestLine(req: FastifyRequest): string | null {
+  const { httpVersionMajor: major, httpVersionMinor: minor } = req.raw;
+  if (major === 0 && minor === 9) return 'read request: the request line has no HTTP version (HTTP/0.9 is not spoken); send METHOD PATH HTTP/1.1';
+  if (major !== 1 || minor > 1) return `read request: HTTP/${major}.${minor} is not spoken here; send HTTP/1.1`;
+  if (minor === 1 && req.headers.host === undefined) return 'read request: an HTTP/1.1 request without a Host header; send Host (RFC 9112 section 3.2)';
+  return null;
 }
 
 /** A route schema with the summary the OpenAPI document shows (fastify itself ignores it). */
 const doc = (summary: string, s: FastifySchema = {}): FastifySchema => ({ ...s, summary }) as FastifySchema;
 
 const send = (reply: FastifyReply, status: number, body: ErrorBody): FastifyReply => reply.code(status).type('application/json; charset=utf-8').send(body);
+/** An error answer whose status is its code's (src/errors.ts). */
+const sendError = (reply: FastifyReply, code: ErrorCode, message: string): FastifyReply => send(reply, ERROR_CODES[code].http, { code, message });
 
 export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   const app = Fastify({
@@ -89,23 +143,30 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false, allowUnionTypes: true } },
     return503OnClosing: true,
     requestTimeout: REQUEST_TIMEOUT_MS,
-    http: { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: CHECK_INTERVAL_MS },
-    clientErrorHandler: clientError,
+    // no Host in HTTP/1.1 is refused by the onRequest hook, with the API's JSON body (node's own
+    // 400 has none)
+    http: { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: CHECK_INTERVAL_MS, requireHostHeader: false },
+    clientErrorHandler: (err, socket) => clientError(err, socket, linger),
     frameworkErrors: (err, req, reply) => send(reply, 400, { code: 'EBPFNET_USAGE', message: `route ${req.method} ${req.url.split('?')[0].slice(0, 200)}: ${err.message.replace(/^'.*' is/, 'the path is')}` }),
   });
+  const linger = lingerOn(app.server);
+  app.addHook('preClose', (done) => {
+    linger.stop();
+    done();
+  });
   // Bodies are JSON and nothing else: text/plain (fastify parses it by default) is a 415 like
-  // every other type. JSON with a name twice in one object is refused (see json.ts).
+  // every other type; see parseJsonBody for what JSON is taken.
   app.removeContentTypeParser('text/plain');
-  const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) =>
-    parseJson(req, body as string, (err: Error | null, value?: unknown) => {
-      if (err) return done(err, undefined);
-      const dup = duplicateKey(body as string);
-      if (dup === null) return done(null, value);
-      done(new EbpfnetError('EBPFNET_USAGE', 'parse body', `the name ${JSON.stringify(dup.slice(0, 64))} appears twice in one object`, { hint: 'send each name once' }), undefined);
-    }),
-  );
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    let value: unknown;
+    try {
+      value = parseJsonBody(req.headers['content-type'] ?? '', body as string);
+    } catch (e) {
+      return done(e as Error, undefined);
+    }
+    done(null, value);
+  });
   const routes: RouteOptions[] = [];
   app.addHook('onRoute', (r) => void routes.push(r as RouteOptions));
 
@@ -125,6 +186,13 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   };
   // Before the body is read: an unauthorized client cannot make the agent parse anything.
   app.addHook('onRequest', (req, reply, done) => {
+    const broken = badRequestLine(req);
+    if (broken) {
+      // nothing of such a request is read, and the connection ends with the answer
+      reply.header('connection', 'close');
+      sendError(reply, 'EBPFNET_USAGE', broken);
+      return;
+    }
     const write = req.method !== 'GET' && req.method !== 'HEAD';
     const open = req.url === '/healthz' || req.url === '/readyz';
     // a route marked secret (the tracer's events: every user's calls) needs the token to be read too
@@ -142,12 +210,22 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   });
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
-    if (isEbpfnetError(err)) return send(reply, ERROR_CODES[err.code].http, { code: err.code, message: err.message });
+    if (isEbpfnetError(err)) return sendError(reply, err.code, err.message);
+    // the schema's maxItems of the rules is the agent's maxRules: the agent's own answer for it
+    const v = err.validation?.[0];
+    if (v?.keyword === 'maxItems' && v.instancePath === '/rules' && req.routeOptions.url === '/v1/filter') {
+      const e = o.agent.tooManyRules('set the filter policy', (req.body as { rules: unknown[] }).rules.length);
+      return sendError(reply, e.code, e.message);
+    }
     if (err.validation) return send(reply, 400, { code: 'EBPFNET_USAGE', message: `validate ${err.validationContext ?? 'request'}: ${err.message.replace(/^(body|params|querystring)\/?/, '').trim() || err.message}` });
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      return send(reply, 413, { code: 'EBPFNET_USAGE', message: `read body of ${req.method} ${req.routeOptions.url ?? req.url}: larger than the limit; send fewer rules per request or raise api.bodyLimit` });
+      const limit = req.routeOptions.bodyLimit ?? o.bodyLimit ?? DEFAULT_BODY_LIMIT;
+      const raise = limit === RULE_BODY_LIMIT ? 'one rule is never that large' : 'send fewer rules per request, or raise api.bodyLimit in the agent\'s config';
+      return sendError(reply, 'EBPFNET_TOO_LARGE', `read body of ${req.method} ${req.routeOptions.url ?? req.url}: larger than the limit of ${limit} bytes; ${raise}`);
     }
-    if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError) return send(reply, 400, { code: 'EBPFNET_USAGE', message: `parse body: not valid JSON (${err.message.toLowerCase()})` });
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return sendError(reply, 'EBPFNET_MEDIA_TYPE', `read body of ${req.method} ${req.routeOptions.url ?? req.url}: Content-Type ${JSON.stringify(String(req.headers['content-type'] ?? 'none').slice(0, 60))} is not JSON; send Content-Type: application/json`);
+    }
     const status = err.statusCode ?? 500;
     if (status >= 400 && status < 500) return send(reply, status, { code: 'EBPFNET_USAGE', message: `${req.method.toLowerCase()} ${req.url.split('?')[0]}: ${err.message.charAt(0).toLowerCase()}${err.message.slice(1)}` });
     process.stderr.write(`ebpfnet agent: ${req.method} ${req.url}: ${err.stack ?? err.message}\n`);
@@ -156,7 +234,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   app.setNotFoundHandler((req, reply) => send(reply, 404, { code: 'EBPFNET_NOT_FOUND', message: `route ${req.method} ${req.url.split('?')[0]}: no such route; GET /v1/openapi.json lists them` }));
 
   const caller = (req: FastifyRequest): Caller => ({ who: `token@${req.ip}${req.headers['user-agent'] ? ` (${String(req.headers['user-agent']).slice(0, 64)})` : ''}`, ifMatch: req.headers['if-match'] });
-  const errors = { 400: errorSchema, 401: errorSchema, 404: errorSchema, 409: errorSchema, 412: errorSchema, 413: errorSchema } as const;
+  const errors = { 400: errorSchema, 401: errorSchema, 404: errorSchema, 409: errorSchema, 412: errorSchema, 413: errorSchema, 415: errorSchema } as const;
 
   app.get('/healthz', { schema: doc('the process answers') }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: doc('the desired state is in the kernel') }, async (_req, reply) =>
@@ -174,7 +252,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   });
   app.put<{ Body: { interfaces?: string[]; rules: Array<{ action: 'allow' | 'deny'; match: string }>; default?: 'allow' | 'deny'; audit?: boolean } }>(
     '/v1/filter',
-    { schema: doc('replace the whole policy, switched in atomically', { body: filterBody, response: { 200: filterView, ...errors } }) },
+    { schema: doc('replace the whole policy, switched in atomically', { body: filterBody(o.agent.maxRules), response: { 200: filterView, ...errors } }) },
     async (req, reply) => {
       const v = await o.agent.setFilter(req.body, caller(req));
       reply.header('etag', etag(v.revision));

@@ -12,5 +12,5 @@ export interface RouteKit {
   /** who is asking (for the audit log), and the revision they based the change on */
   caller(req: FastifyRequest): Caller;
   /** the error answers a write can give */
-  errors: Record<400 | 401 | 404 | 409 | 412 | 413, typeof errorSchema>;
+  errors: Record<400 | 401 | 404 | 409 | 412 | 413 | 415, typeof errorSchema>;
 }

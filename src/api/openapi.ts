@@ -30,7 +30,7 @@ export function openApiDocument(routes: RouteOptions[]): Record<string, unknown>
       const parameters = [
         ...Object.entries(s.params?.properties ?? {}).map(([name, schema]) => ({ name, in: 'path', required: true, schema })),
         ...Object.entries(s.querystring?.properties ?? {}).map(([name, schema]) => ({ name, in: 'query', required: false, schema })),
-        ...(write ? [{ name: 'If-Match', in: 'header', required: false, schema: { type: 'string' }, description: 'the ETag this change is based on; a stale one gets 412' }] : []),
+        ...(write ? [{ name: 'If-Match', in: 'header', required: false, schema: { type: 'string' }, description: 'the ETag this change is based on (RFC 9110: * alone, or a list of entity tags); a stale one gets 412, and so does a weak tag (W/"7"), which never matches; a malformed value gets 400' }] : []),
       ];
       const responses: Record<string, unknown> = {};
       for (const [code, schema] of Object.entries(s.response ?? { 200: {} })) {

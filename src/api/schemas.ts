@@ -30,19 +30,19 @@ export const ruleView = {
 
 const ifname = { type: 'string', pattern: '^[A-Za-z0-9_.@-]{1,15}$' } as const;
 
-export const MAX_RULES_PER_PUT = 65536;
-
-export const filterBody = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['rules'],
-  properties: {
-    interfaces: { type: 'array', maxItems: 64, items: ifname, description: 'the interfaces the policy runs on; omitted: unchanged' },
-    rules: { type: 'array', maxItems: MAX_RULES_PER_PUT, items: ruleBody },
-    default: { type: 'string', enum: ['allow', 'deny'], description: 'omitted: unchanged' },
-    audit: { type: 'boolean', description: 'count what would be dropped, drop nothing; omitted: unchanged' },
-  },
-} as const;
+/** PUT /v1/filter, for a filter of `maxRules` rules (Agent.maxRules): the schema says the real limit. */
+export const filterBody = (maxRules: number) =>
+  ({
+    type: 'object',
+    additionalProperties: false,
+    required: ['rules'],
+    properties: {
+      interfaces: { type: 'array', maxItems: 64, items: ifname, description: 'the interfaces the policy runs on; omitted: unchanged' },
+      rules: { type: 'array', maxItems: maxRules, items: ruleBody, description: `at most ${maxRules}: filter.maxRules of the agent's config (413 beyond)` },
+      default: { type: 'string', enum: ['allow', 'deny'], description: 'omitted: unchanged' },
+      audit: { type: 'boolean', description: 'count what would be dropped, drop nothing; omitted: unchanged' },
+    },
+  }) as const;
 
 export const filterView = {
   type: 'object',

@@ -20,14 +20,16 @@ import { traceRecord, type RecordOverrides } from './trace-records.js';
 const z = () => ({ packets: 0n, bytes: 0n });
 
 /** Pretends to be the kernel: remembers the policy per interface and counts 1 packet per rule. */
-export function fakeKernel(opts: { failApply?: () => boolean } = {}) {
+/** `failApply`: the next apply fails, with this error (true: an EIO) */
+export function fakeKernel(opts: { failApply?: () => boolean | Error } = {}) {
   const pinned = new Map<string, Policy | null>();
   const applied: string[] = [];
   const handle = (ifname: string): FilterHandle => ({
     ifname,
     attachment: 'xdp native',
     apply(p) {
-      if (opts.failApply?.()) throw new EbpfnetError('EBPFNET_KERNEL', `update map flt_rules on ${ifname}`, 'EIO');
+      const fail = opts.failApply?.();
+      if (fail) throw fail instanceof Error ? fail : new EbpfnetError('EBPFNET_KERNEL', `update map flt_rules on ${ifname}`, 'EIO');
       pinned.set(ifname, p);
       applied.push(ifname);
     },

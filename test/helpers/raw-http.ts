@@ -13,6 +13,8 @@ export interface RawOutcome {
   closed: boolean;
   /** nothing at all within the time limit: the server hangs on this client */
   hung: boolean;
+  /** the socket's error, e.g. EPIPE: the server reset the connection while this client wrote */
+  error?: string;
   ms: number;
 }
 
@@ -21,6 +23,12 @@ export interface RawOptions {
   gapMs?: number;
   /** give up after this long and report `hung` */
   timeoutMs?: number;
+  /**
+   * read nothing until every part is written, as clients that send the whole request first do
+   * (Python's http.client, fetch with a body): a server that resets the connection while such a
+   * client still writes loses its answer to that client
+   */
+  readAfterWrite?: boolean;
 }
 
 /** Splits `buf` into a response's status, headers and body once the body is complete. */
@@ -62,8 +70,10 @@ export function rawRequest(port: number, parts: Array<string | Buffer>, o: RawOp
   const t0 = performance.now();
   return new Promise((resolve) => {
     const sock = connect({ host: '127.0.0.1', port });
+    if (o.readAfterWrite) sock.pause();
     let buf = Buffer.alloc(0);
     let done = false;
+    let error: string | undefined;
     const timers: NodeJS.Timeout[] = [];
     const finish = (closed: boolean, hung: boolean): void => {
       if (done) return;
@@ -71,7 +81,7 @@ export function rawRequest(port: number, parts: Array<string | Buffer>, o: RawOp
       for (const t of timers) clearTimeout(t);
       const r = parseResponse(buf, true);
       sock.destroy();
-      resolve({ status: r?.status ?? 0, headers: r?.headers ?? {}, body: r?.body ?? '', closed, hung: hung && !r, ms: performance.now() - t0 });
+      resolve({ status: r?.status ?? 0, headers: r?.headers ?? {}, body: r?.body ?? '', closed, hung: hung && !r, ...(error ? { error } : {}), ms: performance.now() - t0 });
     };
     timers.push(setTimeout(() => finish(false, true), o.timeoutMs ?? 5000));
     sock.on('data', (d: Buffer) => {
@@ -81,12 +91,16 @@ export function rawRequest(port: number, parts: Array<string | Buffer>, o: RawOp
     sock.on('end', () => finish(true, false));
     sock.on('close', () => finish(true, false));
     // a reset after the answer was read is normal when the server closes with unread input
-    sock.on('error', () => finish(true, false));
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      error ??= e.code ?? e.message;
+      finish(true, false);
+    });
     sock.on('connect', () => {
+      if (!parts.length) sock.resume();
       parts.forEach((p, i) =>
         timers.push(
           setTimeout(() => {
-            if (!done && !sock.destroyed) sock.write(p);
+            if (!done && !sock.destroyed) sock.write(p, () => i === parts.length - 1 && sock.resume());
           }, i * (o.gapMs ?? 0)),
         ),
       );

@@ -26,6 +26,8 @@ interface Case {
   req: Buffer;
   /** the statuses that are right for this request */
   want: number[];
+  /** what its message must say, where that is the point of the case */
+  msg?: RegExp;
 }
 
 describeKernel('the agent under hostile clients (real sockets)', () => {
@@ -56,13 +58,13 @@ describeKernel('the agent under hostile clients (real sockets)', () => {
 
   const count = (group: string, r: RawOutcome): void => {
     sent++;
-    const k = `${group}: ${r.hung ? 'HUNG' : r.status ? String(r.status) : 'closed, no answer'}`;
+    const k = `${group}: ${r.hung ? 'HUNG' : r.status ? String(r.status) : `closed, no answer${r.error ? ` (${r.error})` : ''}`}`;
     outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
   };
 
   /** What is wrong with an answer, or null: a wanted 4xx whose body is exactly {code: string, message: string}. */
-  const problem = (c: { what: string; want: number[] }, r: RawOutcome): string | null => {
-    const label = `${c.what}: ${r.hung ? 'no answer (hung)' : `${r.status} ${r.body.slice(0, 160)}`}`;
+  const problem = (c: { what: string; want: number[]; msg?: RegExp }, r: RawOutcome): string | null => {
+    const label = `${c.what}: ${r.hung ? 'no answer (hung)' : `${r.status}${r.error ? ` (${r.error})` : ''} ${r.body.slice(0, 160)}`}`;
     if (r.hung || !c.want.includes(r.status)) return `${label} (want ${c.want.join(' or ')})`;
     if (!/^application\/json/.test(r.headers['content-type'] ?? '')) return `${label}: content-type ${r.headers['content-type']}`;
     let body: Record<string, unknown>;
@@ -73,6 +75,7 @@ describeKernel('the agent under hostile clients (real sockets)', () => {
     }
     const keys = Object.keys(body).sort().join(',');
     if (keys !== 'code,message' || typeof body.code !== 'string' || typeof body.message !== 'string' || !body.message) return `${label}: not {code, message}`;
+    if (c.msg && !c.msg.test(body.message)) return `${label}: the message does not match ${c.msg}`;
     return null;
   };
   const problems: string[] = [];
@@ -95,7 +98,7 @@ describeKernel('the agent under hostile clients (real sockets)', () => {
     };
   };
 
-  function corpus(token: string): Case[] {
+  function corpus(token: string, etag: string): Case[] {
     const rnd = prng(0x8e8);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
     const auth = { authorization: `Bearer ${token}` };
@@ -126,6 +129,7 @@ describeKernel('the agent under hostile clients (real sockets)', () => {
       add('415 content type', `POST ${ct}`, httpRequest('POST', '/v1/filter/rules', { ...auth, 'content-type': ct }, '{"action":"deny","match":"tcp/1"}'), [415]);
     }
     put('415 content type', 'no content type', valid, [415], auth);
+    for (const cs of ['utf-16', 'UTF-16LE', '"iso-8859-1"']) put('415 content type', `charset=${cs}`, valid, [415], { ...auth, 'content-type': `application/json; charset=${cs}` });
 
     // sizes: the limit holds whether the length is declared, a lie, or chunked
     const huge = JSON.stringify({ rules: Array.from({ length: 40_000 }, (_, i) => ({ action: 'deny', match: `tcp/${(i % 65535) + 1}` })) });
@@ -134,6 +138,8 @@ describeKernel('the agent under hostile clients (real sockets)', () => {
     const chunk = Buffer.from(huge).subarray(0, 1 << 21);
     add('413 size', 'chunked 2 MiB', Buffer.concat([httpRequest('PUT', '/v1/filter', { ...json, 'transfer-encoding': 'chunked' }), Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n0\r\n\r\n')]), [413]);
     add('413 size', 'one rule of 5 KB', httpRequest('POST', '/v1/filter/rules', json, JSON.stringify({ action: 'deny', match: `tcp/1 ${'x'.repeat(5000)}` })), [413]);
+    // more rules than the loaded filter holds (maxRules 16,384), in a body within the limit: was a 507 from the kernel
+    put('413 size', '20,000 rules', JSON.stringify({ rules: Array.from({ length: 20_000 }, (_, i) => ({ action: 'deny', match: `tcp/${i + 1}` })) }), [413]);
 
     // truncated JSON, cut everywhere, the length header telling the truth about the cut
     for (let cut = 1; cut < valid.length; cut += 3) put('400 truncated', `first ${cut} bytes`, valid.slice(0, cut));
@@ -218,11 +224,26 @@ describeKernel('the agent under hostile clients (real sockets)', () => {
     add('404 rule id', 'DELETE an id that is not there', httpRequest('DELETE', '/v1/filter/rules/424242', auth), [404]);
     add('409 exists', 'POST a rule already there', httpRequest('POST', '/v1/filter/rules', json, '{"action":"deny","match":"icmp"}'), [409]);
     put('412 stale', 'If-Match of another revision', valid, [412], { ...json, 'if-match': '"999999"' });
+    put('412 stale', 'If-Match of the current revision, weak', valid, [412], { ...json, 'if-match': `W/${etag}` });
+    for (const im of ['W/"zz", *', `*, ${etag}`, 'garbage', etag.replace(/"/g, ''), `${etag} ${etag}`]) put('400 If-Match', `If-Match: ${im}`, valid, [400], { ...json, 'if-match': im });
     add('412 stale', 'POST with If-Match of another revision', httpRequest('POST', '/v1/filter/rules', { ...json, 'if-match': '"0"' }, '{"action":"deny","match":"tcp/99"}'), [412]);
 
     // HTTP itself broken
     const raw = (what: string, s: string, want = [400]): void => add('400 broken HTTP', what, Buffer.from(s, 'latin1'), want);
     raw('garbage request line', 'HELLO\r\n\r\n');
+    raw('no HTTP version', 'GET /v1/filter\r\n\r\n');
+    raw('PUT without an HTTP version', `PUT /v1/filter\r\nauthorization: Bearer ${token}\r\ncontent-type: application/json\r\ncontent-length: ${valid.length}\r\n\r\n${valid}`);
+    raw('HTTP/2.0 in HTTP/1 syntax', 'GET /v1/filter HTTP/2.0\r\nhost: x\r\n\r\n');
+    raw('HTTP/1.1 without Host', 'GET /v1/filter HTTP/1.1\r\nconnection: close\r\n\r\n');
+    // the cases whose message is their point
+    const says = (what: string, msg: RegExp): void => void (cases.find((c) => c.what === what)!.msg = msg);
+    says('20,000 rules', /^set the filter policy: 20000 rules are more than the filter holds \(maxRules 16384\); .*raise filter\.maxRules/);
+    says('__proto__', /^parse body: the name "__proto__" is refused/);
+    says('constructor.prototype', /^parse body: the name "constructor" is refused/);
+    says('charset=utf-16', /^read body: charset "utf-16" is not UTF-8/);
+    says('If-Match: W/"zz", *', /^read If-Match: /);
+    says('no HTTP version', /no HTTP version/);
+    says('PUT without an HTTP version', /no HTTP version/);
     raw('unknown method', 'FROB /v1/filter HTTP/1.1\r\nhost: x\r\n\r\n');
     raw('HTTP/9.9', 'GET /v1/filter HTTP/9.9\r\nhost: x\r\n\r\n', [400, 505]);
     raw('space in a header name', 'GET /v1/filter HTTP/1.1\r\nhost: x\r\nbad header: 1\r\n\r\n');
@@ -240,7 +261,7 @@ describeKernel('the agent under hostile clients (real sockets)', () => {
     expect(ok('ping', ['-c', '2', '-i', '0.2', '-W', '1', v.hostIp], v.ns, 10_000)).toBe(false); // the deny icmp counter is not zero
     const before = await snapshot();
 
-    const cases = corpus(a.token);
+    const cases = corpus(a.token, before.etag as string);
     // four at a time: hostile clients arrive together
     for (let i = 0; i < cases.length; i += 4) {
       const batch = cases.slice(i, i + 4);

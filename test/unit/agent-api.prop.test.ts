@@ -78,7 +78,8 @@ const request = fc.record({
   id: fc.oneof(fc.nat(20).map(String), fc.constantFrom('0', '-1', '1e3', 'abc', '99999999999', '%00', '')),
   payload,
   type: fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', undefined),
-  ifMatch: fc.option(fc.oneof(fc.constant('current'), fc.constantFrom('"0"', '"999"', 'W/"1"', '*', 'garbage')), { nil: undefined }),
+  // current: the ETag GET answered; in a list: after another tag; weak: W/ and the ETag (never matches)
+  ifMatch: fc.option(fc.oneof({ arbitrary: fc.constantFrom('current', 'in a list'), weight: 3 }, fc.constantFrom('"0"', '"999"', 'W/"1"', 'weak', '*', 'garbage', '*, "1"')), { nil: undefined }),
   badToken: fc.nat(9).map((n) => n === 0),
 });
 
@@ -110,7 +111,8 @@ describe('agent API bodies (property, inject)', () => {
         const [method, url] = r.route.split(' ');
         const headers: Record<string, string> = { authorization: `Bearer ${r.badToken ? 'x' : TOKEN}` };
         if (r.type) headers['content-type'] = r.type;
-        if (r.ifMatch) headers['if-match'] = r.ifMatch === 'current' ? String(before.headers.etag) : r.ifMatch;
+        const cur = String(before.headers.etag);
+        if (r.ifMatch) headers['if-match'] = r.ifMatch === 'current' ? cur : r.ifMatch === 'in a list' ? `"0", ${cur}` : r.ifMatch === 'weak' ? `W/${cur}` : r.ifMatch;
         const res = await app.inject({ method: method as 'PUT', url: url.endsWith('/') ? url + r.id : url, headers, payload: r.payload });
         statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
         expect(res.statusCode, res.body).toBeLessThan(500);

@@ -138,7 +138,7 @@ describe('agent API (inject)', () => {
     const rules = Array.from({ length: 3000 }, (_, i) => ({ action: 'deny', match: `tcp/${i + 1}` }));
     const r = await put({ rules }, { 'content-type': 'application/json' });
     expect(r.statusCode).toBe(413);
-    expect(r.json()).toEqual({ code: 'EBPFNET_USAGE', message: expect.stringMatching(/^read body of PUT \/v1\/filter: larger than the limit/) });
+    expect(r.json()).toEqual({ code: 'EBPFNET_TOO_LARGE', message: expect.stringMatching(/^read body of PUT \/v1\/filter: larger than the limit of 65536 bytes; .*raise api\.bodyLimit/) });
     const big = await app.inject({ method: 'POST', url: '/v1/filter/rules', headers: auth, payload: { action: 'deny', match: `tcp/22 ${'x'.repeat(5000)}` } });
     expect(big.statusCode).toBe(413);
     expect((await app.inject('/v1/filter')).json().rules).toHaveLength(1);

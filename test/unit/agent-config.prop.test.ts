@@ -27,7 +27,8 @@ const validConfig = fc.record(
         audit: fc.boolean(),
         hook: fc.constantFrom('xdp', 'tc'),
         mode: fc.constantFrom('native', 'generic', 'auto'),
-        maxRules: fc.integer({ min: 1, max: 1 << 20 }),
+        // at least the rules (6 at most): more rules than maxRules is refused
+        maxRules: fc.integer({ min: 6, max: 1 << 20 }),
       },
       { requiredKeys: [] },
     ),
