@@ -415,6 +415,7 @@ export class Agent {
       rules.push(r);
     }
     const ifs = [...new Set(want.interfaces)];
+    for (const p of ifs) checkPattern(p, 'set the filter policy');
     return { spec: { ...prev, interfaces: ifs, rules: views, default: want.default, audit: want.audit }, nextId, rules };
   }
 

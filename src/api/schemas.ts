@@ -28,7 +28,8 @@ export const ruleView = {
   properties: { id: { type: 'integer' }, action: { type: 'string', enum: ['allow', 'deny'] }, match: { type: 'string' } },
 } as const;
 
-const ifname = { type: 'string', pattern: '^[A-Za-z0-9_.@-]{1,15}$' } as const;
+/** an interface name, a shell-style glob or `all` (checked in full by the filter's checkPattern) */
+const ifacePattern = { type: 'string', pattern: '^[A-Za-z0-9_.@:*?\\[\\]!^-]{1,64}$' } as const;
 
 /** PUT /v1/filter, for a filter of `maxRules` rules (Agent.maxRules): the schema says the real limit. */
 export const filterBody = (maxRules: number) =>
@@ -37,7 +38,7 @@ export const filterBody = (maxRules: number) =>
     additionalProperties: false,
     required: ['rules'],
     properties: {
-      interfaces: { type: 'array', maxItems: 64, items: ifname, description: 'the interfaces the policy runs on; omitted: unchanged' },
+      interfaces: { type: 'array', maxItems: 64, items: ifacePattern, description: "the interfaces the policy runs on: names, globs ('veth*') or 'all' (globs and all also cover interfaces that appear later); omitted: unchanged" },
       rules: { type: 'array', maxItems: maxRules, items: ruleBody, description: `at most ${maxRules}: filter.maxRules of the agent's config (413 beyond)` },
       default: { type: 'string', enum: ['allow', 'deny'], description: 'omitted: unchanged' },
       audit: { type: 'boolean', description: 'count what would be dropped, drop nothing; omitted: unchanged' },

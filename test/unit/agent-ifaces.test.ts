@@ -10,7 +10,11 @@ import { parseConfig } from '../../src/agent/config.js';
 import type { FilterBackend, LinkSource } from '../../src/agent/filter.js';
 import type { IfaceFact } from '../../src/filter/ifaces.js';
 import { formatRule } from '../../src/filter/rules.js';
+import { Registry } from 'prom-client';
+import { buildApi } from '../../src/api/app.js';
 import { fakeKernel } from '../helpers/agent-fakes.js';
+
+const TOKEN = 'test-token-0123456789abcdef';
 
 /** An interface list the test edits, and the watch callback the agent registered. */
 function fakeLinks(initial: string[]) {
@@ -95,6 +99,33 @@ describe('agent: interface globs and all', () => {
     expect(a.attachedInterfaces()).toEqual(['veth2']);
     expect(kernel.pinned.has('veth1')).toBe(false);
     expect(a.filterTargets().resolved[0]).toEqual({ pattern: 'veth*', names: ['veth2'] });
+  });
+
+  it('PUT /v1/filter takes globs and all too; a malformed pattern is a 400 that changes nothing', async () => {
+    const kernel = fakeKernel();
+    const l = fakeLinks(['lo', 'eth0', 'veth1']);
+    const a = open(kernel, l, "filter:\n  interfaces: [eth0]\n  rules: ['deny tcp/22']\n");
+    const app = await buildApi({ agent: a, registry: new Registry(), token: TOKEN, bodyLimit: 64 * 1024 });
+    try {
+      const put = (interfaces: string[]) =>
+        app.inject({ method: 'PUT', url: '/v1/filter', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, payload: JSON.stringify({ interfaces, rules: [{ action: 'deny', match: 'icmp' }] }) });
+      const ok = await put(['veth*']);
+      expect(ok.statusCode, ok.body).toBe(200);
+      expect(a.attachedInterfaces()).toEqual(['veth1']);
+      l.add('veth2');
+      l.event();
+      expect(a.attachedInterfaces()).toEqual(['veth1', 'veth2']);
+      const rev = a.filter().revision;
+      for (const bad of [['veth['], ['eth0 eth1'], ['a'.repeat(16)]]) {
+        const r = await put(bad);
+        expect(r.statusCode, `${bad}: ${r.body}`).toBe(400);
+        expect(r.json().message).toMatch(/interfaces|is not an interface name|must match pattern|glob/);
+      }
+      expect(a.filter().revision).toBe(rev);
+      expect(a.attachedInterfaces()).toEqual(['veth1', 'veth2']);
+    } finally {
+      await app.close();
+    }
   });
 
   it('all: every addressed interface but lo; a restarted agent unpins what it no longer wants; cleanup removes what it attached', async () => {
