@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   EBPFNET_KERNEL: { exit: 1, http: 500, what: 'a bpf() call or kernel operation failed' },
   EBPFNET_BUSY: { exit: 1, http: 503, what: 'a resource is in use' },
   EBPFNET_STALE: { exit: 1, http: 412, what: 'the state changed since the revision the change was based on' },
+  EBPFNET_PRIVATE_MOUNTS: { exit: 1, http: 500, what: 'pins would not outlive this process: it runs in a mount namespace of its own (ip netns exec)' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -5,7 +5,7 @@
 import { EbpfnetError } from '../errors.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { FilterDatapath, PIN_ROOT, type FilterCounters, type Hook, type MapFill } from '../filter/datapath.js';
+import { FilterDatapath, type FilterCounters, type Hook, type MapFill } from '../filter/datapath.js';
 import type { Policy } from '../filter/policy.js';
 import { ifindex, linkInfo, openPinnedLink, progInfo, type ProgInfo } from '../loader/index.js';
 import type { AttachMode } from './config.js';
@@ -36,8 +36,8 @@ export interface FilterBackend {
 function programId(d: FilterDatapath): number | null {
   const own = d.attached;
   if (own && !own.closed) return linkInfo(own.fd).progId;
-  const pin = join(PIN_ROOT, d.ifname, 'link');
-  if (!existsSync(pin)) return null;
+  const pin = d.pinDir && join(d.pinDir, 'link');
+  if (!pin || !existsSync(pin)) return null;
   const l = openPinnedLink(pin, `filter on ${d.ifname}`);
   try {
     return linkInfo(l.fd).progId;
@@ -66,7 +66,7 @@ function wrap(d: FilterDatapath): FilterHandle {
 }
 
 export const kernelFilters: FilterBackend = {
-  pinned: (ifname) => FilterDatapath.pinned().includes(ifname),
+  pinned: (ifname) => FilterDatapath.pinnedHere(ifname),
   adopt: (ifname) => wrap(FilterDatapath.adopt(ifname)),
   create(ifname, policy, opts) {
     try {
@@ -80,8 +80,9 @@ export const kernelFilters: FilterBackend = {
       d.attach({ hook: opts.hook, mode: opts.mode });
       d.pin();
     } catch (e) {
-      // an EXISTS from pin() means someone else's pins are there: never remove those
-      if (!(e instanceof EbpfnetError && e.code === 'EBPFNET_EXISTS')) FilterDatapath.unload(ifname);
+      // an EXISTS from pin() means someone else's pins are there: never remove those; after
+      // PRIVATE_MOUNTS nothing was pinned
+      if (!(e instanceof EbpfnetError && (e.code === 'EBPFNET_EXISTS' || e.code === 'EBPFNET_PRIVATE_MOUNTS'))) FilterDatapath.unload(ifname);
       d.close();
       throw e;
     }

@@ -84,7 +84,8 @@ function mountCheck(name: string, fn: () => MountResult, mounted: MountResult[])
     if (r.mounted) mounted.push(r);
     return { name, status: r.mounted ? 'fixed' : 'ok', detail: r.mounted ? `mounted it at ${r.path}` : `at ${r.path}`, path: r.path };
   } catch (e) {
-    return { name, status: 'missing', detail: isEbpfnetError(e) ? e.message : String(e), fix: 'run as root so ebpfnet can mount it' };
+    const fix = isEbpfnetError(e) && e.code === 'EBPFNET_PRIVATE_MOUNTS' ? e.hint : 'run as root so ebpfnet can mount it';
+    return { name, status: 'missing', detail: isEbpfnetError(e) ? e.message : String(e), fix };
   }
 }
 

@@ -3,6 +3,7 @@ export * from './layout.js';
 export * from './guard.js';
 export * from './kinds.js';
 export * from './system.js';
+export * from './pinfs.js';
 export { BtfSpec } from './btf.js';
 export { BpfMap, openPinnedMap, mapInfoByFd, sumValues, type MapFill, type UpdateFlag } from './map.js';
 export { BpfProgram, type TestRunInput, type TestRunResult } from './program.js';

@@ -99,9 +99,13 @@ export interface LinkInfo {
   /** cgroup links: the cgroup's id (its inode number in cgroup v2) and the attach type */
   cgroupId?: bigint;
   attachType?: number;
+  /** XDP and TCX links: the interface, 0 once it is gone (the kernel detached the link) */
+  ifindex?: number;
 }
 
 const BPF_LINK_TYPE_CGROUP = 3;
+const BPF_LINK_TYPE_XDP = 6;
+const BPF_LINK_TYPE_TCX = 11;
 
 export function linkInfo(fd: number): LinkInfo {
   const buf = Buffer.alloc(64);
@@ -113,6 +117,7 @@ export function linkInfo(fd: number): LinkInfo {
     info.cgroupId = buf.readBigUInt64LE(16);
     info.attachType = buf.readUInt32LE(24);
   }
+  if (info.type === BPF_LINK_TYPE_XDP || info.type === BPF_LINK_TYPE_TCX) info.ifindex = buf.readUInt32LE(16);
   return info;
 }
 
