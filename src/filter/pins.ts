@@ -11,7 +11,7 @@
 // by the first command that runs in their namespace (rename(2) within the bpffs keeps every object).
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, rmdirSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
-import { hostPath, ifname as nameOf, linkInfo, lookupIfindex, netnsCookie, netnsInode, netnsName, openPinnedLink, pinSite, xdpAttachment, type PinSite } from '../loader/index.js';
+import { LINK_TYPE, hostPath, ifname as nameOf, linkInfo, lookupIfindex, netnsCookie, netnsInode, netnsName, openPinnedLink, pinSite, tcxIngressProgIds, xdpAttachment, type PinSite } from '../loader/index.js';
 import { RecordWriter, STATE_ROOT, readRecord, removeRecord } from './record.js';
 
 /** A pinned filter, as found in bpffs. */
@@ -73,12 +73,12 @@ function identity(key: string, records: string): RecordIdentity {
 }
 
 /** The ifindex a pinned link is attached to (0: its interface is gone), null when it has no link. */
-function linkIfindex(dir: string): { ifindex: number; progId: number } | null {
+function linkIfindex(dir: string): { ifindex: number; progId: number; xdp: boolean } | null {
   if (!existsSync(join(dir, 'link'))) return null;
   const l = openPinnedLink(join(dir, 'link'));
   try {
     const info = linkInfo(l.fd);
-    return { ifindex: info.ifindex ?? 0, progId: info.progId };
+    return { ifindex: info.ifindex ?? 0, progId: info.progId, xdp: info.type === LINK_TYPE.XDP };
   } finally {
     l.close();
   }
@@ -114,14 +114,14 @@ export function migrateOldPins(fs: FilterSite): string[] {
     const link = linkIfindex(old);
     const here = lookupIfindex(name);
     if (!link || !here || link.ifindex !== here) continue;
-    let xdp: number | null = null;
+    // indexes repeat across namespaces (every fresh one numbers from 1): the program must run here
+    let runs = false;
     try {
-      xdp = xdpAttachment(name)?.id ?? null;
+      runs = link.xdp ? xdpAttachment(name)?.id === link.progId : tcxIngressProgIds(here).includes(link.progId);
     } catch {
-      continue;
+      /* the interface went away meanwhile */
     }
-    // an XDP filter runs the link's program here; a tc (TCX) one has no XDP program at all
-    if (xdp !== null && xdp !== link.progId) continue;
+    if (!runs) continue;
     const to = join(fs.pins, String(fs.netns), String(here));
     if (existsSync(to)) continue;
     mkdirSync(join(fs.pins, String(fs.netns)), { recursive: true });

@@ -142,6 +142,7 @@ function declare(lib: koffi.IKoffiLib, libc: koffi.IKoffiLib) {
     bpf_xdp_attach: f('int bpf_xdp_attach(int ifindex, int prog_fd, uint32_t flags, void *opts)'),
     bpf_xdp_detach: f('int bpf_xdp_detach(int ifindex, uint32_t flags, void *opts)'),
     bpf_xdp_query: f('int bpf_xdp_query(int ifindex, int flags, _Inout_ bpf_xdp_query_opts *opts)'),
+    bpf_prog_query: f('int bpf_prog_query(int target_fd, int type, uint32_t query_flags, _Out_ uint32_t *attach_flags, void *prog_ids, _Inout_ uint32_t *prog_cnt)'),
 
     btf__find_by_name_kind: f('int btf__find_by_name_kind(btf *btf, const char *name, uint32_t kind)'),
     btf__type_by_id: f('const btf_type *btf__type_by_id(btf *btf, uint32_t id)'),

@@ -103,9 +103,8 @@ export interface LinkInfo {
   ifindex?: number;
 }
 
-const BPF_LINK_TYPE_CGROUP = 3;
-const BPF_LINK_TYPE_XDP = 6;
-const BPF_LINK_TYPE_TCX = 11;
+/** enum bpf_link_type, the ones we read */
+export const LINK_TYPE = { CGROUP: 3, XDP: 6, TCX: 11 } as const;
 
 export function linkInfo(fd: number): LinkInfo {
   const buf = Buffer.alloc(64);
@@ -113,11 +112,11 @@ export function linkInfo(fd: number): LinkInfo {
   check('read link info', libbpf().bpf_obj_get_info_by_fd(fd, buf, len));
   const info: LinkInfo = { type: buf.readUInt32LE(0), id: buf.readUInt32LE(4), progId: buf.readUInt32LE(8) };
   // the union starts at offset 16 (8-byte aligned)
-  if (info.type === BPF_LINK_TYPE_CGROUP) {
+  if (info.type === LINK_TYPE.CGROUP) {
     info.cgroupId = buf.readBigUInt64LE(16);
     info.attachType = buf.readUInt32LE(24);
   }
-  if (info.type === BPF_LINK_TYPE_XDP || info.type === BPF_LINK_TYPE_TCX) info.ifindex = buf.readUInt32LE(16);
+  if (info.type === LINK_TYPE.XDP || info.type === LINK_TYPE.TCX) info.ifindex = buf.readUInt32LE(16);
   return info;
 }
 

@@ -42,6 +42,14 @@ function mountinfo(pid: 'self' | number): MountEntry[] | null {
   return out;
 }
 
+/** pid 1's mounts when this process is in another mount namespace; null when it is in pid 1's (or cannot tell). */
+function foreignHostMounts(self: MountEntry[]): MountEntry[] | null {
+  const host = mountinfo(1);
+  const ids = new Set(self.map((m) => m.id));
+  // a mount belongs to one namespace, and copying a namespace gives every mount a new id
+  return !host || host.some((m) => ids.has(m.id)) ? null : host;
+}
+
 /** What pinning looks like from this process. */
 export interface PinSite {
   /** the host's bpffs as this process reaches it: /sys/fs/bpf, or /proc/1/root/sys/fs/bpf */
@@ -89,12 +97,9 @@ const isBpffs = (path: string): boolean => {
  */
 export function pinSite(op: string, opts: { create?: boolean } = {}): PinSite | null {
   const self = mountinfo('self') ?? [];
-  const host = mountinfo(1);
-  const ids = new Set(self.map((m) => m.id));
-  // a mount belongs to one namespace, and copying a namespace gives every mount a new id
-  const sameNs = !host || host.some((m) => ids.has(m.id));
+  const host = foreignHostMounts(self);
   const here = self.find((m) => m.fstype === 'bpf' && m.target === BPFFS);
-  if (sameNs) {
+  if (!host) {
     if (here) return { root: BPFFS, prefix: '', privateMounts: false, mounted: false };
     if (!opts.create) return null;
     mountFs('bpf', BPFFS, 'bpffs');
@@ -126,6 +131,25 @@ export function reachPin(path: string, op: string, opts: { create?: boolean } = 
 /** bpffs at /sys/fs/bpf (or the host's, from a private mount namespace), where pins live. */
 export function ensurePinSite(op: string): PinSite {
   return pinSite(op, { create: true })!;
+}
+
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+/**
+ * From a mount namespace of its own whose /sys has no cgroup v2 (ip netns exec), the host's cgroup
+ * v2 mount through /proc/1/root, when reachable: a cgroup path the host names the same way.
+ */
+export function hostCgroup2(): string | null {
+  const host = foreignHostMounts(mountinfo('self') ?? []);
+  if (!host) return null;
+  const all = host.filter((m) => m.fstype === 'cgroup2');
+  const target = (all.find((m) => m.target === '/sys/fs/cgroup') ?? all[0])?.target;
+  if (!target) return null;
+  try {
+    return statfsSync(`/proc/1/root${target}`).type === CGROUP2_SUPER_MAGIC ? `/proc/1/root${target}` : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Whether `dir`, or the nearest part of it that exists, is in a bpf filesystem. */

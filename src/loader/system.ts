@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { EbpfnetError } from '../errors.js';
 import { libbpf } from '../libbpf/index.js';
-import { ensurePinSite } from './pinfs.js';
+import { ensurePinSite, hostCgroup2 } from './pinfs.js';
 
 let ncpus = 0;
 export function possibleCpus(): number {
@@ -164,7 +164,8 @@ export function findCgroup2(): string | null {
 }
 
 export function ensureCgroup2(): MountResult {
-  const found = findCgroup2();
+  // under ip netns exec a cgroup2 mounted here would be private; the host's is the same hierarchy
+  const found = findCgroup2() ?? hostCgroup2();
   if (found) return { what: 'cgroup2', path: found, mounted: false };
   mountFs('cgroup2', CGROUP2_FALLBACK, 'cgroup2');
   return { what: 'cgroup2', path: CGROUP2_FALLBACK, mounted: true };
