@@ -94,6 +94,8 @@ export { etag, revisionMatches } from './revision.js';
 
 export class Agent {
   readonly stateDir: string;
+  /** what open() did that the operator should hear of (old-layout pins it moved) */
+  readonly startNotes: string[] = [];
   private readonly filters: FilterBackend;
   private readonly auditSink: (line: string) => void;
   private state: DesiredState;
@@ -145,6 +147,7 @@ export class Agent {
       policy = { rules, default: spec.default, audit: spec.audit };
     }
     try {
+      agent.startNotes.push(...(agent.filters.migrate?.() ?? []));
       agent.reconcile(state.filter.spec, policy ?? toPolicy(state.filter.spec));
       const lb = AgentLb.open(state.lb, opts.config?.lb ?? null, opts.balancer ?? kernelLb, {
         save: (s) => agent.saveSection({ lb: s }),
@@ -303,6 +306,8 @@ export class Agent {
   static cleanup(stateDir: string, filters: FilterBackend = kernelFilters, balancer: LbBackend = kernelLb): string[] {
     const saved = StateStore.load<DesiredState>(stateDir);
     const removed: string[] = [];
+    // an older agent's pins are found by today's layout only once moved there
+    filters.migrate?.();
     for (const i of saved?.filter.spec.interfaces ?? []) {
       if (filters.pinned(i)) {
         filters.unload(i);

@@ -6,6 +6,7 @@ import { EbpfnetError } from '../errors.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { FilterDatapath, type FilterCounters, type Hook, type MapFill } from '../filter/datapath.js';
+import { filterSite, migrateOldPins } from '../filter/pins.js';
 import type { Policy } from '../filter/policy.js';
 import { ifindex, linkInfo, openPinnedLink, progInfo, type ProgInfo } from '../loader/index.js';
 import type { AttachMode } from './config.js';
@@ -30,6 +31,8 @@ export interface FilterBackend {
   /** load, apply, attach and pin, or leave nothing behind */
   create(ifname: string, policy: Policy, opts: { hook: Hook; mode: AttachMode; maxRules: number }): FilterHandle;
   unload(ifname: string): void;
+  /** moves pins of an older layout into today's (lines saying so); before the first pinned() */
+  migrate?(): string[];
 }
 
 /** The id of the program a filter runs: through its own link, or the pinned one (adopted). */
@@ -89,4 +92,14 @@ export const kernelFilters: FilterBackend = {
     return wrap(d);
   },
   unload: (ifname) => void FilterDatapath.unload(ifname),
+  migrate() {
+    try {
+      const fs = filterSite('agent');
+      return fs ? migrateOldPins(fs) : [];
+    } catch (e) {
+      // the host's pins out of reach (ip netns exec): a filter's pin() refuses with the reason
+      if (e instanceof EbpfnetError && e.code === 'EBPFNET_PRIVATE_MOUNTS') return [];
+      throw e;
+    }
+  },
 };
