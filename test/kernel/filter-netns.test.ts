@@ -2,8 +2,9 @@
 // Pinned filters and network namespaces: two namespaces each hold an interface of the same name
 // (two makeTwoHosts() pairs whose target ends are renamed alike), and the CLI runs inside them the
 // two ways users run it: `nsenter --net` (the host's mounts) and `ip netns exec` (a private /sys).
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, rmdirSync, statSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { CLI, runCli, type CliResult } from '../helpers/cli.js';
@@ -218,6 +219,36 @@ describeKernel('pinned filters in network namespaces', () => {
       `ebpfnet: filter --pin: this command runs in a mount namespace of its own (as under ip netns exec) and the host has no bpffs mounted; one mounted here, and its pins, would vanish when this command exits; run it without a private /sys: nsenter --net=/run/netns/${a.target} ebpfnet ... (not ip netns exec)\n`,
     );
     expect(xdpOn(IF, a.target)).toBe(false);
+  });
+
+  it('the agent under ip netns exec: refuses to pin where pins would vanish; pins in the host\'s bpffs otherwise', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ebpfnet-pins-agent-'));
+    try {
+      writeFileSync(join(dir, 'config.yaml'), `filter:\n  interfaces: [${IF}]\n  rules: ["deny icmp"]\n  default: allow\n`);
+      const agent = `ip netns exec ${a.target} ${process.execPath} ${CLI} agent --config ${dir}/config.yaml --state-dir ${dir}/state --listen 127.0.0.1:0`;
+      const refused = asPid1(`umount /sys/fs/bpf && ${agent}`);
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toMatch(new RegExp(`^ebpfnet: pin the filter on ${IF}: this command runs in a mount namespace of its own \\(as under ip netns exec\\) and the host has no bpffs mounted;`));
+      expect(xdpOn(IF, a.target)).toBe(false);
+
+      // pid 1 reachable: the agent pins in the host's bpffs; killed with its whole pid namespace, the filter stays
+      const p = spawn('unshare', ['--pid', '--fork', '--mount-proc', '--kill-child', 'sh', '-c', agent], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      p.stdout!.on('data', (d: Buffer) => (out += d));
+      p.stderr!.on('data', (d: Buffer) => (out += d));
+      const exited = new Promise((r) => p.on('exit', r));
+      for (const t0 = Date.now(); !/^ready$/m.test(out); ) {
+        if (p.exitCode !== null || Date.now() - t0 > 20_000) throw new Error(`agent did not start: ${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      p.kill('SIGKILL');
+      await exited;
+      expect(xdpOn(IF, a.target)).toBe(true);
+      expect(ping(a)).toBe(false);
+      expect(runCli(['status'], { ns: a.target }).stdout).toContain(`${IF}: xdp native: deny icmp; default allow`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('lb attach under ip netns exec: refused where its pins would vanish, kept in the host\'s bpffs otherwise', () => {
