@@ -537,7 +537,8 @@ export class FilterDatapath implements Closable {
     const dir = join(fs.pins, String(fs.netns), String(ifindex));
     let replacedGone: string | null = null;
     if (existsSync(dir) && readdirSync(dir).length) {
-      const there = listPins(fs).find((p) => p.ifindex === ifindex);
+      // (of any namespace: an inode reused after its namespace is gone names another one's folder)
+      const there = listPins(fs, { allNamespaces: true }).find((p) => p.dir === dir);
       // an index is reused after its interface is deleted: a filter left on the old one runs nowhere
       if (!there?.gone) throw new EbpfnetError('EBPFNET_EXISTS', op, `${hostPath(fs.site, dir)} is in use`, { hint: `remove it first: ebpfnet unload --iface ${this.ifname}` });
       removePin(fs, there);

@@ -181,9 +181,12 @@ export function netnsName(ino: number, prefix = ''): string | null {
   } catch {
     return null;
   }
+  // namespaces are inodes of nsfs: the same device for all of them, never a file's in /run/netns
+  const nsfs = statSync('/proc/self/ns/net').dev;
   for (const n of names.sort()) {
     try {
-      if (statSync(`${prefix}/run/netns/${n}`).ino === ino) return n;
+      const st = statSync(`${prefix}/run/netns/${n}`);
+      if (st.ino === ino && st.dev === nsfs) return n;
     } catch {
       /* removed meanwhile, or not a namespace */
     }
