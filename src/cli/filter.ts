@@ -148,13 +148,11 @@ function nsLabel(p: PinnedFilter): string {
 /** `ncv0`, or `ncv0 in blue` for a filter of another namespace. */
 const pinName = (p: PinnedFilter): string => (p.local ? p.ifname : `${p.ifname} in ${p.nsName ?? (p.netns === null ? 'an unknown namespace' : `netns ${p.netns}`)}`);
 
-const plural2 = (k: number, one: string, many: string): string => `${k} ${k === 1 ? one : many}`;
-
 function status(o: { allNamespaces?: boolean }): void {
   const fs = openSite('status');
   const all = fs ? listPins(fs, { allNamespaces: true }) : [];
   const shown = o.allNamespaces ? all : all.filter((p) => p.local);
-  if (!shown.length) process.stdout.write('no pinned filters in this network namespace\n');
+  if (!shown.length) process.stdout.write(`no pinned filters ${o.allNamespaces ? 'on this machine' : 'in this network namespace'}\n`);
   let ns: string | null = null;
   for (const p of shown) {
     const label = nsLabel(p);
@@ -179,7 +177,7 @@ function status(o: { allNamespaces?: boolean }): void {
     }
   }
   const others = all.length - shown.length;
-  if (others) process.stdout.write(`(${plural2(others, 'more pinned filter', 'more pinned filters')} in other network namespaces: ebpfnet status --all-namespaces)\n`);
+  if (others) process.stdout.write(`(${plural(BigInt(others), 'more pinned filter', 'more pinned filters')} in other network namespaces: ebpfnet status --all-namespaces)\n`);
 }
 
 function unload(o: { iface?: string; all?: boolean; allNamespaces?: boolean }): void {

@@ -22,8 +22,6 @@ export type Hook = 'xdp' | 'tc';
 export interface PinResult {
   /** the pin directory, as the host sees it */
   dir: string;
-  /** bpffs was not mounted: pin() mounted it at this path */
-  mounted: string | null;
   /** a filter whose interface is gone held this interface's index: its pins were removed first */
   replacedGone: string | null;
 }
@@ -158,8 +156,8 @@ export class FilterDatapath implements Closable {
   private zeroFrom: number | null = null;
   /** the record in /run naming each counter slot's rule (written while the filter is pinned) */
   private record: RecordWriter | null = null;
-  /** where it is pinned (by this object, or adopted from there): then its record is kept up to date */
-  private pinnedAt: { fs: FilterSite; dir: string } | null = null;
+  /** its pin directory (pinned by this object, or adopted from there): then its record is kept up to date */
+  private pinnedAt: string | null = null;
   hook: Hook = 'xdp';
   mode: XdpMode | 'tc' = 'native';
 
@@ -218,7 +216,7 @@ export class FilterDatapath implements Closable {
       (x) => openPinnedTable(join(dir, x.variable), x as never),
     );
     const d = new FilterDatapath(p.ifname, null, t);
-    d.pinnedAt = { fs, dir };
+    d.pinnedAt = dir;
     if (p.key) d.record = new RecordWriter(p.key, fs.records);
     const state = readState(p.key ?? p.ifname, fs.records);
     if (state) {
@@ -522,7 +520,7 @@ export class FilterDatapath implements Closable {
 
   /** The pin directory, as this process reaches it; null when not pinned. */
   get pinDir(): string | null {
-    return this.pinnedAt?.dir ?? null;
+    return this.pinnedAt;
   }
 
   /**
@@ -548,10 +546,10 @@ export class FilterDatapath implements Closable {
     for (const m of MAPS) this.t[m.name].pin(join(dir, m.name));
     for (const x of TABLES) this.t[x.variable].pin(join(dir, x.variable));
     this.link?.pin(join(dir, 'link'));
-    this.pinnedAt = { fs, dir };
+    this.pinnedAt = dir;
     this.record = new RecordWriter(recordKey(fs.netns, ifindex), fs.records);
     this.writeRecord();
-    return { dir: hostPath(fs.site, dir), mounted: fs.site.mounted ? fs.site.root : null, replacedGone };
+    return { dir: hostPath(fs.site, dir), replacedGone };
   }
 
   /** Detaches the filter pinned on an interface of this network namespace and removes its pins. */
