@@ -173,6 +173,21 @@ describeKernel('pinned filters in network namespaces', () => {
     expect(existsSync(join(PINS, String(inode(a.target))))).toBe(false);
   });
 
+  it('an interface that got a gone one\'s index gets a filter of its own; the dead pins go, said once', () => {
+    expect(runCli(['filter', '--iface', IF, '--deny', 'icmp', '--pin'], { ns: a.target }).status).toBe(0);
+    const [idx] = readdirSync(join(PINS, String(inode(a.target))));
+    sh('ip', ['-n', a.target, 'link', 'del', IF]);
+    const reused = `${IF}r`;
+    sh('ip', ['-n', a.target, 'link', 'add', reused, 'index', idx, 'type', 'veth', 'peer', 'name', `${IF}p`]);
+    const r = runCli(['filter', '--iface', reused, '--deny', 'udp', '--pin'], { ns: a.target });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`${reused}: removed the pins of a filter whose interface (${IF}) is gone and whose index this one has now\n`);
+    expect(r.stdout).toContain(`${reused}: pinned at ${PINS}/${inode(a.target)}/${idx};`);
+    const st = runCli(['status'], { ns: a.target });
+    expect(st.stdout).toContain(`${reused}: xdp native: deny udp; default allow`);
+    expect(st.stdout).not.toContain(IF + ':');
+  });
+
   it('under ip netns exec, --pin never claims a persistence that does not hold', () => {
     const r = netnsExec(a.target, ['filter', '--iface', IF, '--deny', 'icmp', '--pin']);
     if (pid1Reachable()) {
