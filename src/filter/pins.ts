@@ -98,6 +98,14 @@ function entries(dir: string, types?: true): Array<string | Dirent> {
   }
 }
 
+/** Whether the pinned link at `dir` is attached to interface `name` (index `here`) of this namespace. */
+function runsHere(dir: string, name: string, here: number): boolean {
+  const link = linkIfindex(dir);
+  if (!link || link.ifindex !== here) return false;
+  // indexes repeat across namespaces (every fresh one numbers from 1): the program must run here
+  return link.xdp ? xdpAttachment(name)?.id === link.progId : tcxIngressProgIds(here).includes(link.progId);
+}
+
 /**
  * Moves old-layout pins (by interface name) of this network namespace into the layout by namespace
  * and ifindex. A pin is this namespace's when an interface of that name here has the index its link
@@ -110,22 +118,16 @@ export function migrateOldPins(fs: FilterSite): string[] {
   const cookie = netnsCookie();
   for (const name of entries(fs.pins)) {
     const old = join(fs.pins, name);
-    if (!oldLayout(old)) continue;
-    const link = linkIfindex(old);
     const here = lookupIfindex(name);
-    if (!link || !here || link.ifindex !== here) continue;
-    // indexes repeat across namespaces (every fresh one numbers from 1): the program must run here
-    let runs = false;
-    try {
-      runs = link.xdp ? xdpAttachment(name)?.id === link.progId : tcxIngressProgIds(here).includes(link.progId);
-    } catch {
-      /* the interface went away meanwhile */
-    }
-    if (!runs) continue;
     const to = join(fs.pins, String(fs.netns), String(here));
-    if (existsSync(to)) continue;
-    mkdirSync(join(fs.pins, String(fs.netns)), { recursive: true });
-    renameSync(old, to);
+    try {
+      // another namespace's, or removed or moved by another command meanwhile: left alone
+      if (!here || !oldLayout(old) || existsSync(to) || !runsHere(old, name, here)) continue;
+      mkdirSync(join(fs.pins, String(fs.netns)), { recursive: true });
+      renameSync(old, to);
+    } catch {
+      continue;
+    }
     const body = readRecord(name, fs.records);
     if (body !== null) {
       const w = new RecordWriter(recordKey(fs.netns, here), fs.records);
@@ -155,7 +157,12 @@ export function listPins(fs: FilterSite, opts: { allNamespaces?: boolean } = {})
     const topDir = join(fs.pins, top);
     if (oldLayout(topDir)) {
       if (!opts.allNamespaces) continue;
-      const link = linkIfindex(topDir);
+      let link: { ifindex: number } | null = null;
+      try {
+        link = linkIfindex(topDir);
+      } catch {
+        /* removed meanwhile, or a link this build cannot open */
+      }
       out.push({ netns: null, ifindex: link?.ifindex ?? 0, ifname: top, dir: topDir, shownDir: hostPath(fs.site, topDir), key: null, local: false, gone: !link?.ifindex, nsName: null });
       continue;
     }
