@@ -16,7 +16,7 @@ import { BPFFS, mountFs } from './system.js';
 /** statfs f_type of a bpf filesystem (include/uapi/linux/magic.h) */
 export const BPF_FS_MAGIC = 0xcafe4a11;
 
-interface MountEntry {
+export interface MountEntry {
   id: number;
   /** major:minor of the superblock: the same filesystem instance has the same one in every namespace */
   dev: string;
@@ -26,12 +26,15 @@ interface MountEntry {
 
 /** /proc/PID/mountinfo parsed; null when it cannot be read (a kernel that hides it from us). */
 function mountinfo(pid: 'self' | number): MountEntry[] | null {
-  let text: string;
   try {
-    text = readFileSync(`/proc/${pid}/mountinfo`, 'utf8');
+    return parseMountinfo(readFileSync(`/proc/${pid}/mountinfo`, 'utf8'));
   } catch {
     return null;
   }
+}
+
+/** The lines of a mountinfo file: `id parent major:minor root target options [optional...] - fstype source ...`. */
+export function parseMountinfo(text: string): MountEntry[] {
   const out: MountEntry[] = [];
   for (const line of text.split('\n')) {
     if (!line) continue;
@@ -43,8 +46,7 @@ function mountinfo(pid: 'self' | number): MountEntry[] | null {
 }
 
 /** pid 1's mounts when this process is in another mount namespace; null when it is in pid 1's (or cannot tell). */
-function foreignHostMounts(self: MountEntry[]): MountEntry[] | null {
-  const host = mountinfo(1);
+function foreignHostMounts(self: MountEntry[], host: MountEntry[] | null): MountEntry[] | null {
   const ids = new Set(self.map((m) => m.id));
   // a mount belongs to one namespace, and copying a namespace gives every mount a new id
   return !host || host.some((m) => ids.has(m.id)) ? null : host;
@@ -96,26 +98,44 @@ const isBpffs = (path: string): boolean => {
  * with this process.
  */
 export function pinSite(op: string, opts: { create?: boolean } = {}): PinSite | null {
-  const self = mountinfo('self') ?? [];
-  const host = foreignHostMounts(self);
-  const here = self.find((m) => m.fstype === 'bpf' && m.target === BPFFS);
-  if (!host) {
-    if (here) return { root: BPFFS, prefix: '', privateMounts: false, mounted: false };
-    if (!opts.create) return null;
-    mountFs('bpf', BPFFS, 'bpffs');
-    return { root: BPFFS, prefix: '', privateMounts: false, mounted: true };
+  const c = chooseSite(mountinfo('self') ?? [], mountinfo(1), () => isBpffs(`/proc/1/root${BPFFS}`), !!opts.create);
+  switch (c) {
+    case 'here':
+    case 'shared':
+      return { root: BPFFS, prefix: '', privateMounts: c === 'shared', mounted: false };
+    case 'mount':
+      mountFs('bpf', BPFFS, 'bpffs');
+      return { root: BPFFS, prefix: '', privateMounts: false, mounted: true };
+    case 'host-root':
+      return { root: `/proc/1/root${BPFFS}`, prefix: '/proc/1/root', privateMounts: true, mounted: false };
+    case 'none':
+      return null;
+    case 'unreachable':
+      return refuse(op, `cannot reach the host's bpffs (${BPFFS})${opts.create ? '; pins made here would vanish when it exits' : ', where the pins are'}`);
+    case 'no-host-bpffs':
+      return refuse(op, 'the host has no bpffs mounted; one mounted here, and its pins, would vanish when this command exits');
   }
-  const hostBpf = host.find((m) => m.fstype === 'bpf' && m.target === BPFFS);
+}
+
+const refuse = (op: string, why: string): never => {
+  throw new PrivateMountsError(op, `this command runs in a mount namespace of its own (as under ip netns exec) and ${why}`);
+};
+
+/**
+ * Where pins go, from this process's mounts and pid 1's (the host's; null when unreadable): in
+ * the host's namespace, its bpffs (`here`) or one to mount (`mount`); from a namespace of its own,
+ * the host's bpffs copied into it (`shared`, as `unshare -m` leaves it) or through /proc/1/root
+ * (`host-root`), else a refusal (`unreachable`, `no-host-bpffs`); `none`: nothing is pinned anywhere.
+ */
+export function chooseSite(self: MountEntry[], host: MountEntry[] | null, hostRootReachable: () => boolean, create: boolean): 'here' | 'mount' | 'shared' | 'host-root' | 'none' | 'unreachable' | 'no-host-bpffs' {
+  const foreign = foreignHostMounts(self, host);
+  const here = self.find((m) => m.fstype === 'bpf' && m.target === BPFFS);
+  if (!foreign) return here ? 'here' : create ? 'mount' : 'none';
+  const hostBpf = foreign.find((m) => m.fstype === 'bpf' && m.target === BPFFS);
   // `unshare -m` copies the host's mounts: the same bpffs instance, pins made in it stay
-  if (here && hostBpf && here.dev === hostBpf.dev) return { root: BPFFS, prefix: '', privateMounts: true, mounted: false };
-  if (hostBpf && isBpffs(`/proc/1/root${BPFFS}`)) return { root: `/proc/1/root${BPFFS}`, prefix: '/proc/1/root', privateMounts: true, mounted: false };
-  if (!hostBpf && !opts.create) return null;
-  throw new PrivateMountsError(
-    op,
-    hostBpf
-      ? `this command runs in a mount namespace of its own (as under ip netns exec) and cannot reach the host's bpffs (${BPFFS})${opts.create ? '; pins made here would vanish when it exits' : ', where the pins are'}`
-      : `this command runs in a mount namespace of its own (as under ip netns exec) and the host has no bpffs mounted; one mounted here, and its pins, would vanish when this command exits`,
-  );
+  if (here && hostBpf && here.dev === hostBpf.dev) return 'shared';
+  if (hostBpf) return hostRootReachable() ? 'host-root' : 'unreachable';
+  return create ? 'no-host-bpffs' : 'none';
 }
 
 /**
@@ -140,7 +160,7 @@ const CGROUP2_SUPER_MAGIC = 0x63677270;
  * v2 mount through /proc/1/root, when reachable: a cgroup path the host names the same way.
  */
 export function hostCgroup2(): string | null {
-  const host = foreignHostMounts(mountinfo('self') ?? []);
+  const host = foreignHostMounts(mountinfo('self') ?? [], mountinfo(1));
   if (!host) return null;
   const all = host.filter((m) => m.fstype === 'cgroup2');
   const target = (all.find((m) => m.target === '/sys/fs/cgroup') ?? all[0])?.target;
