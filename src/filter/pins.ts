@@ -47,6 +47,7 @@ export interface FilterSite {
   netns: number;
 }
 
+/** Where pinned filters are from here (see pinSite: null when nothing can be pinned anywhere). */
 export function filterSite(op: string, opts: { create?: boolean } = {}): FilterSite | null {
   const site = pinSite(op, opts);
   return site && { site, pins: join(site.root, 'ebpfnet', 'filter'), records: site.prefix + STATE_ROOT, netns: netnsInode() };
