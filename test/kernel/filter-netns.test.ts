@@ -129,6 +129,12 @@ describeKernel('pinned filters in network namespaces', () => {
     expect(all.status, all.stderr).toBe(0);
     expect(all.stdout.split('\n').sort().join('\n')).toBe(`\n${IF}: filter detached and unpinned\nlo: filter detached and unpinned`);
     expect(ping(a)).toBe(true);
+    // with one filter in scope a plain unload removes it, as it always did
+    expect(runCli(['filter', '--iface', IF, '--deny', 'icmp', '--pin'], { ns: a.target }).status).toBe(0);
+    const one = runCli(['unload'], { ns: a.target });
+    expect(one.status, one.stderr).toBe(0);
+    expect(one.stdout).toBe(`${IF}: filter detached and unpinned\n`);
+    expect(ping(a)).toBe(true);
   });
 
   it('an old-layout pin (by name) moves into its namespace\'s folder, said once; another namespace leaves it', () => {
