@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   EBPFNET_STALE: { exit: 1, http: 412, what: 'the state changed since the revision the change was based on' },
   EBPFNET_TOO_LARGE: { exit: 2, http: 413, what: 'a request beyond a configured limit: a body over api.bodyLimit, a policy over filter.maxRules' },
   EBPFNET_MEDIA_TYPE: { exit: 2, http: 415, what: 'a body that is not JSON in UTF-8 (its Content-Type)' },
+  EBPFNET_PRIVATE_MOUNTS: { exit: 1, http: 500, what: 'pins would not outlive this process: it runs in a mount namespace of its own (ip netns exec)' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

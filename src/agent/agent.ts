@@ -104,6 +104,8 @@ export { etag } from './revision.js';
 
 export class Agent {
   readonly stateDir: string;
+  /** what open() did that the operator should hear of (old-layout pins it moved) */
+  readonly startNotes: string[] = [];
   private readonly filters: FilterBackend;
   private readonly auditSink: (line: string) => void;
   private state: DesiredState;
@@ -162,6 +164,7 @@ export class Agent {
       policy = { rules, default: spec.default, audit: spec.audit };
     }
     try {
+      agent.startNotes.push(...(agent.filters.migrate?.() ?? []));
       // a name the saved state had may have gone while no agent ran; one the config just added must be there
       agent.reconcile(state.filter.spec, policy ?? toPolicy(state.filter.spec), undefined, undefined, new Set(saved?.filter.spec.interfaces));
       agent.forgetStale(state.filterOn ?? []);
@@ -359,6 +362,8 @@ export class Agent {
   static cleanup(stateDir: string, filters: FilterBackend = kernelFilters, balancer: LbBackend = kernelLb): string[] {
     const saved = StateStore.load<DesiredState>(stateDir);
     const removed: string[] = [];
+    // an older agent's pins are found by today's layout only once moved there
+    filters.migrate?.();
     // what it attached to (wildcards resolved), and its plain names for states from before globs
     const named = (saved?.filter.spec.interfaces ?? []).filter((p) => !isWildcard(p));
     for (const i of new Set([...(saved?.filterOn ?? []), ...named])) {

@@ -5,7 +5,8 @@
 import { EbpfnetError } from '../errors.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { FilterDatapath, PIN_ROOT, type FilterCounters, type Hook, type MapFill } from '../filter/datapath.js';
+import { FilterDatapath, type FilterCounters, type Hook, type MapFill } from '../filter/datapath.js';
+import { filterSite, migrateOldPins } from '../filter/pins.js';
 import type { Policy } from '../filter/policy.js';
 import type { IfaceFact } from '../filter/ifaces.js';
 import { ifindex, interfaceExists, linkInfo, netInterfaces, openPinnedLink, progInfo, watchInterfaces, type ProgInfo } from '../loader/index.js';
@@ -43,14 +44,16 @@ export interface FilterBackend {
   /** load, apply, attach and pin, or leave nothing behind */
   create(ifname: string, policy: Policy, opts: { hook: Hook; mode: AttachMode; maxRules: number }): FilterHandle;
   unload(ifname: string): void;
+  /** moves pins of an older layout into today's (lines saying so); before the first pinned() */
+  migrate?(): string[];
 }
 
 /** The id of the program a filter runs: through its own link, or the pinned one (adopted). */
 function programId(d: FilterDatapath): number | null {
   const own = d.attached;
   if (own && !own.closed) return linkInfo(own.fd).progId;
-  const pin = join(PIN_ROOT, d.ifname, 'link');
-  if (!existsSync(pin)) return null;
+  const pin = d.pinDir && join(d.pinDir, 'link');
+  if (!pin || !existsSync(pin)) return null;
   const l = openPinnedLink(pin, `filter on ${d.ifname}`);
   try {
     return linkInfo(l.fd).progId;
@@ -80,7 +83,7 @@ function wrap(d: FilterDatapath): FilterHandle {
 
 export const kernelFilters: FilterBackend = {
   links: { list: netInterfaces, exists: interfaceExists, watch: (onChange, onError) => watchInterfaces(onChange, { onError }) },
-  pinned: (ifname) => FilterDatapath.pinned().includes(ifname),
+  pinned: (ifname) => FilterDatapath.pinnedHere(ifname),
   adopt: (ifname) => wrap(FilterDatapath.adopt(ifname)),
   create(ifname, policy, opts) {
     try {
@@ -94,12 +97,23 @@ export const kernelFilters: FilterBackend = {
       d.attach({ hook: opts.hook, mode: opts.mode });
       d.pin();
     } catch (e) {
-      // an EXISTS from pin() means someone else's pins are there: never remove those
-      if (!(e instanceof EbpfnetError && e.code === 'EBPFNET_EXISTS')) FilterDatapath.unload(ifname);
+      // an EXISTS from pin() means someone else's pins are there: never remove those; after
+      // PRIVATE_MOUNTS nothing was pinned
+      if (!(e instanceof EbpfnetError && (e.code === 'EBPFNET_EXISTS' || e.code === 'EBPFNET_PRIVATE_MOUNTS'))) FilterDatapath.unload(ifname);
       d.close();
       throw e;
     }
     return wrap(d);
   },
   unload: (ifname) => void FilterDatapath.unload(ifname),
+  migrate() {
+    try {
+      const fs = filterSite('agent');
+      return fs ? migrateOldPins(fs) : [];
+    } catch (e) {
+      // the host's pins out of reach (ip netns exec): a filter's pin() refuses with the reason
+      if (e instanceof EbpfnetError && e.code === 'EBPFNET_PRIVATE_MOUNTS') return [];
+      throw e;
+    }
+  },
 };

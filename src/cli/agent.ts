@@ -108,6 +108,7 @@ async function runAgent(o: AgentOpts): Promise<void> {
   const addr = app.server.address();
   const shown = typeof addr === 'object' && addr ? `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : listen;
   process.stdout.write(`state: ${o.stateDir} (revision ${agent.filterRevision})\n`);
+  for (const note of agent.startNotes) process.stdout.write(`${note}\n`);
   process.stdout.write(`${describeFilter(agent)}\n${describeLbTrace(agent)}\n`);
   process.stdout.write(`token: ${source}\n`);
   process.stdout.write(`bpf run statistics: ${agent.runStats.detail}\n`);

@@ -2,17 +2,18 @@
 // `ebpfnet filter`, `filter set`, `filter explain`, `status`, `unload`: the packet filter's faces.
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { EbpfnetError } from '../errors.js';
+import { EbpfnetError, isEbpfnetError } from '../errors.js';
 import { tunnelReport } from '../filter/coverage.js';
-import { FilterDatapath, type FilterCounters, type Hook } from '../filter/datapath.js';
+import { FilterDatapath, type FilterCounters, type Hook, type PinResult } from '../filter/datapath.js';
 import { describeResolved, isWildcard, resolveInterfaces, splitPatterns, type Resolved } from '../filter/ifaces.js';
+import { filterSite, findLocal, listPins, migrateOldPins, removePin, type FilterSite, type PinnedFilter } from '../filter/pins.js';
 import { sshLockout } from '../filter/lockout.js';
 import { FILTER_STATS } from '../filter/stats.js';
 import { buildPacket, packetInfo, parsePacket } from '../filter/packet.js';
 import { evaluate, makePolicy, type Policy } from '../filter/policy.js';
 import { formatRule } from '../filter/rules.js';
 import * as F from '../gen/filter.js';
-import { defaultRouteInterface, detachXdp, interfaceNames, netInterfaces, onShutdown, requireRoot, xdpAttachment, type XdpMode } from '../loader/index.js';
+import { defaultRouteInterface, detachXdp, ensurePinSite, interfaceNames, netInterfaces, onShutdown, requireRoot, xdpAttachment, type XdpMode } from '../loader/index.js';
 import { registerFilterMetrics, filterRows } from '../metrics/filter.js';
 import { newRegistry, serveMetrics, parseListen } from '../metrics/server.js';
 import { AgentClient, filterThroughAgent, refuseLocalFlags, statusThroughAgent, withAgentOptions, type AgentOptions } from './agent-client.js';
@@ -138,6 +139,98 @@ function interfacesOf(values: string[]): { names: string[]; resolved: Resolved[]
   return resolveInterfaces(patterns, here, { op: 'filter', missing: 'error', emptyIsError: true });
 }
 
+/**
+ * Where this network namespace's pinned filters are, after moving old-layout pins of its interfaces
+ * into the layout by namespace and index (said here, once: a moved pin is not old any more).
+ */
+function openSite(op: string): FilterSite | null {
+  const fs = filterSite(op);
+  if (fs) for (const note of migrateOldPins(fs)) process.stdout.write(`${note}\n`);
+  return fs;
+}
+
+/**
+ * A filter pinned on this interface of this namespace. A foreground filter under ip netns exec
+ * cannot see the host's pins; it does not need them (an XDP program there is refused anyway).
+ */
+function pinnedHere(ifname: string, pin?: boolean): boolean {
+  try {
+    const fs = openSite(`filter ${ifname}`);
+    const p = fs && findLocal(fs, ifname);
+    return !!p && !p.gone;
+  } catch (e) {
+    if (!pin && isEbpfnetError(e) && e.code === 'EBPFNET_PRIVATE_MOUNTS') return false;
+    throw e;
+  }
+}
+
+/** `network namespace 4026532173 (ip netns blue), this one`: a namespace for status and unload. */
+function nsLabel(p: PinnedFilter): string {
+  if (p.netns === null) return `network namespace unknown (pinned by an older ebpfnet at ${p.shownDir}; run ebpfnet status in its namespace to move it)`;
+  return `network namespace ${p.netns}${p.nsName ? ` (ip netns ${p.nsName})` : ''}${p.local ? ', this one' : ''}`;
+}
+
+/** `ncv0`, or `ncv0 in blue` for a filter of another namespace. */
+const pinName = (p: PinnedFilter): string => (p.local ? p.ifname : `${p.ifname} in ${p.nsName ?? (p.netns === null ? 'an unknown namespace' : `netns ${p.netns}`)}`);
+
+function status(o: { allNamespaces?: boolean }): void {
+  const fs = openSite('status');
+  const all = fs ? listPins(fs, { allNamespaces: true }) : [];
+  const shown = o.allNamespaces ? all : all.filter((p) => p.local);
+  if (!shown.length) process.stdout.write(`no pinned filters ${o.allNamespaces ? 'on this machine' : 'in this network namespace'}\n`);
+  let ns: string | null = null;
+  for (const p of shown) {
+    const label = nsLabel(p);
+    if (label !== ns) process.stdout.write(`${(ns = label)}:\n`);
+    if (p.gone) {
+      process.stdout.write(`${p.ifname}: its interface is gone (ifindex ${p.ifindex}); the filter runs nowhere. Remove it with: ebpfnet unload --iface ${p.ifname}${p.local ? '' : ' --all-namespaces'}\n`);
+      continue;
+    }
+    let d: FilterDatapath;
+    try {
+      d = FilterDatapath.adoptPin(fs!, p);
+    } catch (e) {
+      // one pin this build cannot open (e.g. another version's tables): say so, show the others
+      handleError(e);
+      continue;
+    }
+    try {
+      process.stdout.write(`${p.ifname}: ${d.hook === 'tc' ? 'tc ingress' : `xdp ${d.mode}`}: ${d.currentPolicy ? describe(d.currentPolicy) : 'policy unknown'}\n`);
+      process.stdout.write(`${totals([d])}\n`);
+    } finally {
+      d.close();
+    }
+  }
+  const others = all.length - shown.length;
+  if (others) process.stdout.write(`(${plural(BigInt(others), 'more pinned filter', 'more pinned filters')} in other network namespaces: ebpfnet status --all-namespaces)\n`);
+  for (const l of tunnelReport()) process.stdout.write(`${l}\n`);
+}
+
+function unload(o: { iface?: string; all?: boolean; allNamespaces?: boolean }): void {
+  const fs = openSite('unload');
+  const scope = o.allNamespaces ? 'on this machine' : 'in this network namespace';
+  const all = fs ? listPins(fs, { allNamespaces: o.allNamespaces }) : [];
+  let targets: PinnedFilter[];
+  if (o.iface) {
+    const name = o.iface;
+    targets = o.allNamespaces ? all.filter((p) => p.ifname === name) : [fs && findLocal(fs, name)].filter((p): p is PinnedFilter => !!p);
+    if (!targets.length) {
+      throw new EbpfnetError('EBPFNET_NOT_FOUND', `unload ${name}`, `no pinned filter on ${name} ${scope}`, { hint: `pinned filters ${scope}: ${all.map(pinName).join(', ') || 'none'}` });
+    }
+  } else {
+    targets = all;
+    // several filters are several security controls: removing them all must be asked for
+    if (targets.length > 1 && !o.all) {
+      throw new EbpfnetError('EBPFNET_USAGE', 'unload', `${targets.length} filters are pinned ${scope} (${targets.map(pinName).join(', ')}); nothing was removed`, { hint: 'name one with --iface, or remove them all with --all' });
+    }
+  }
+  for (const p of targets) {
+    removePin(fs!, p);
+    process.stdout.write(`${p.ifname}: ${p.gone ? 'pins removed (its interface was gone)' : 'filter detached and unpinned'}${p.local ? '' : ` (${nsLabel(p)})`}\n`);
+  }
+  if (!targets.length) process.stdout.write(`no pinned filters ${scope}\n`);
+}
+
 async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?: string; metrics?: string; pin?: boolean; force?: boolean; replace?: boolean; dryRun?: boolean; interval: string }): Promise<void> {
   const policy = policyFrom(o);
   const hook = hookOf(o.hook);
@@ -157,8 +250,14 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
 
   if (o.dryRun) return dryRun(policy, ifnames[0]);
 
+  // --pin: refuse before loading anything where a pin would not outlive this command
+  if (o.pin) {
+    const site = ensurePinSite('filter --pin');
+    if (site.mounted) process.stdout.write(`mounted bpffs at ${site.root} (pins live there)\n`);
+    if (site.prefix) process.stdout.write(`note: this command runs in a mount namespace of its own (ip netns exec); pinning in the host's bpffs through ${site.root}\n`);
+  }
   for (const i of ifnames) {
-    if (FilterDatapath.pinned().includes(i)) throw new EbpfnetError('EBPFNET_EXISTS', `filter ${i}`, 'a pinned ebpfnet filter is already there', { hint: `change it with: ebpfnet filter set --iface ${i} ..., or remove it: ebpfnet unload --iface ${i}` });
+    if (pinnedHere(i, o.pin)) throw new EbpfnetError('EBPFNET_EXISTS', `filter ${i}`, 'a pinned ebpfnet filter is already there', { hint: `change it with: ebpfnet filter set --iface ${i} ..., or remove it: ebpfnet unload --iface ${i}` });
     if (hook === 'xdp') {
       const other = xdpAttachment(i);
       if (other && !o.replace) {
@@ -167,6 +266,7 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
     }
   }
   const ds: FilterDatapath[] = [];
+  const pins = new Map<FilterDatapath, PinResult>();
   try {
     for (const i of ifnames) {
       if (hook === 'xdp' && o.replace && xdpAttachment(i)) detachXdp(i);
@@ -174,11 +274,11 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
       ds.push(d);
       d.apply(policy);
       d.attach({ hook, mode });
-      if (o.pin) d.pin();
+      if (o.pin) pins.set(d, d.pin());
     }
   } catch (e) {
     for (const d of ds) {
-      if (o.pin) FilterDatapath.unload(d.ifname);
+      if (pins.has(d)) FilterDatapath.unload(d.ifname);
       d.close();
     }
     throw e;
@@ -193,7 +293,9 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
   }
   if (o.pin) {
     for (const d of ds) {
-      process.stdout.write(`${d.ifname}: pinned at /sys/fs/bpf/ebpfnet/filter/${d.ifname}; it stays after this command. See it with: ebpfnet status; remove it with: ebpfnet unload --iface ${d.ifname}\n`);
+      const r = pins.get(d)!;
+      if (r.replacedGone) process.stdout.write(`${d.ifname}: removed the pins of a filter whose interface (${r.replacedGone}) is gone and whose index this one has now\n`);
+      process.stdout.write(`${d.ifname}: pinned at ${r.dir}; it stays after this command. See it with: ebpfnet status; remove it with: ebpfnet unload --iface ${d.ifname}\n`);
       d.close();
     }
     return;
@@ -315,6 +417,7 @@ export function registerFilter(program: Command): void {
     (o: PolicyOpts & { iface: string }) => {
       const policy = policyFrom(o);
       requireRoot('filter set');
+      openSite('filter set');
       const d = FilterDatapath.adopt(o.iface);
       try {
         d.apply(policy);
@@ -335,43 +438,22 @@ export function registerFilter(program: Command): void {
   withAgentOptions(
     program
       .command('status')
-      .description('list pinned filters with their counters, and other XDP programs on interfaces (--agent: the agent\'s filter counters)'),
-  ).action(async (o: AgentOptions) => {
+      .description('list the pinned filters of this network namespace with their counters (--all-namespaces: of every namespace; --agent: the agent\'s filter counters)')
+      .option('--all-namespaces', 'pinned filters of every network namespace'),
+  ).action(async (o: AgentOptions & { allNamespaces?: boolean }) => {
     if (o.agent) return statusThroughAgent(new AgentClient({ ...o, agent: o.agent }));
     requireRoot('status');
-    const names = FilterDatapath.pinned();
-    if (!names.length) process.stdout.write('no pinned filters\n');
-    for (const i of names) {
-      let d: FilterDatapath;
-      try {
-        d = FilterDatapath.adopt(i);
-      } catch (e) {
-        // one pin this build cannot open (e.g. another version's tables): say so, show the others
-        handleError(e);
-        continue;
-      }
-      try {
-        process.stdout.write(`${i}: ${d.hook === 'tc' ? 'tc ingress' : `xdp ${d.mode}`}: ${d.currentPolicy ? describe(d.currentPolicy) : 'policy unknown'}\n`);
-        process.stdout.write(`${totals([d])}\n`);
-      } finally {
-        d.close();
-      }
-    }
-    for (const l of tunnelReport()) process.stdout.write(`${l}\n`);
+    status(o);
   });
 
   program
     .command('unload')
-    .description('detach and remove pinned filters')
-    .option('--iface <name>', 'only this interface')
-    .option('--all', 'every pinned filter (the default)')
-    .action((o: { iface?: string }) => {
+    .description('detach and remove the pinned filters of this network namespace')
+    .option('--iface <name>', 'only the filter on this interface')
+    .option('--all', 'every pinned filter in scope (needed when there is more than one)')
+    .option('--all-namespaces', 'act on the pinned filters of every network namespace, not only this one\'s')
+    .action((o: { iface?: string; all?: boolean; allNamespaces?: boolean }) => {
       requireRoot('unload');
-      const names = o.iface ? [o.iface] : FilterDatapath.pinned();
-      if (o.iface && !FilterDatapath.pinned().includes(o.iface)) {
-        throw new EbpfnetError('EBPFNET_NOT_FOUND', `unload ${o.iface}`, 'no pinned filter there', { hint: `pinned filters: ${FilterDatapath.pinned().join(', ') || 'none'}` });
-      }
-      for (const i of names) if (FilterDatapath.unload(i)) process.stdout.write(`${i}: filter detached and unpinned\n`);
-      if (!names.length) process.stdout.write('no pinned filters\n');
+      unload(o);
     });
 }

@@ -11,7 +11,7 @@ import {
   Balancer,
   attachBalancer,
   detachBalancer,
-  lbPinDir,
+  lbPinSetting,
   makeService,
   parseServiceAddr,
   parseServiceFile,
@@ -43,7 +43,7 @@ Examples:
 A service is VIP:PORT/PROTO (tcp or udp; IPv6 in brackets). A backend is IP:PORT, optionally
 followed by ,weight=N (1-65535, default 1) and ,state=active|draining. A draining backend keeps its
 connections but gets no new ones; a service without an active backend refuses connect() at once
-(ECONNREFUSED). State is pinned under ${lbPinDir()}.`;
+(ECONNREFUSED). State is pinned under ${lbPinSetting()}.`;
 
 const FILE_HELP = `
 The file is YAML (or JSON) and holds the whole set: services not in it are deleted, and the change

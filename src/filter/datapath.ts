@@ -2,23 +2,30 @@
 // The kernel half of the filter: one loaded filter object per interface, its tables written from a
 // compiled policy into the inactive generation and switched in with one update, its counters read
 // back, and its pins. Policy logic lives in rules.ts, policy.ts and compile.ts.
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { EbpfnetError, type VerifierStats } from '../errors.js';
 import * as F from '../gen/filter.js';
-import { BpfMap, BpfObject, BpfProgram, BpfTable, Link, ObjectSpec, ensureBpffs, objectPath, openPinnedLink, openPinnedMap, openPinnedTable, type MapFill, type XdpMode } from '../loader/index.js';
+import { BpfMap, BpfObject, BpfProgram, BpfTable, Link, ObjectSpec, hostPath, ifindex as ifindexOf, netnsCookie, objectPath, openPinnedMap, openPinnedTable, type MapFill, type XdpMode } from '../loader/index.js';
 import type { Closable } from '../loader/guard.js';
 import type { Codec } from '../loader/layout.js';
 import { track, untrack } from '../loader/guard.js';
 import { FILTER_STATS, type Stat } from './stats.js';
 import { compilePolicy, DEFAULT_CAPACITY, PORT_ELEMS, PORT_SLOT, UNNAMED_PROTO, type CompiledPolicy, type DirTable } from './compile.js';
 import type { Policy } from './policy.js';
-import { RecordWriter, STATE_ROOT, readRecord, removeRecord } from './record.js';
+import { filterSite, findLocal, listPins, recordKey, removePin, type FilterSite, type PinnedFilter } from './pins.js';
+import { RecordWriter, readRecord } from './record.js';
 import { formatRule, parseRule } from './rules.js';
 
 export type Hook = 'xdp' | 'tc';
 
-export const PIN_ROOT = '/sys/fs/bpf/ebpfnet/filter';
+/** What pin() did. */
+export interface PinResult {
+  /** the pin directory, as the host sees it */
+  dir: string;
+  /** a filter whose interface is gone held this interface's index: its pins were removed first */
+  replacedGone: string | null;
+}
 
 export interface RuleCount {
   rule: string;
@@ -141,9 +148,9 @@ export class FilterDatapath implements Closable {
    * there: no reset needed); null for an adopted filter, whose history is unknown */
   private zeroFrom: number | null = null;
   /** the record in /run naming each counter slot's rule (written while the filter is pinned) */
-  private readonly record: RecordWriter;
-  /** pinned by this object or adopted from pins: then its record in /run is kept up to date */
-  private pinned = false;
+  private record: RecordWriter | null = null;
+  /** its pin directory (pinned by this object, or adopted from there): then its record is kept up to date */
+  private pinnedAt: string | null = null;
   hook: Hook = 'xdp';
   mode: XdpMode | 'tc' = 'native';
 
@@ -151,7 +158,6 @@ export class FilterDatapath implements Closable {
     this.ifname = ifname;
     this.obj = obj;
     this.t = t;
-    this.record = new RecordWriter(ifname);
     track(this);
   }
 
@@ -186,19 +192,26 @@ export class FilterDatapath implements Closable {
     return c;
   }
 
-  /** Opens a filter another process pinned (for status, unload and policy changes). */
+  /** Opens the filter pinned on an interface of this network namespace (policy changes, explain). */
   static adopt(ifname: string): FilterDatapath {
-    const dir = join(PIN_ROOT, ifname);
-    if (!existsSync(dir)) {
-      throw new EbpfnetError('EBPFNET_NOT_FOUND', `open the filter on ${ifname}`, 'no pinned filter there', { hint: 'start one with: ebpfnet filter --pin ...' });
-    }
+    const op = `open the filter on ${ifname}`;
+    const fs = filterSite(op);
+    const p = fs && findLocal(fs, ifname);
+    if (!fs || !p || p.gone) throw new EbpfnetError('EBPFNET_NOT_FOUND', op, p?.gone ? 'its interface is gone' : 'no pinned filter there in this network namespace', { hint: 'start one with: ebpfnet filter --pin ...' });
+    return FilterDatapath.adoptPin(fs, p);
+  }
+
+  /** Opens a pinned filter found by listPins (of any network namespace: its maps are the machine's). */
+  static adoptPin(fs: FilterSite, p: PinnedFilter): FilterDatapath {
+    const dir = p.dir;
     const t = openTables(
       (m) => openPinnedMap(join(dir, m.name), m as never),
       (x) => openPinnedTable(join(dir, x.variable), x as never),
     );
-    const d = new FilterDatapath(ifname, null, t);
-    d.pinned = true;
-    const state = readState(ifname);
+    const d = new FilterDatapath(p.ifname, null, t);
+    d.pinnedAt = dir;
+    if (p.key) d.record = new RecordWriter(p.key, fs.records);
+    const state = readState(p.key ?? p.ifname, fs.records);
     if (state) {
       const texts = state.rules.map((r) => formatRule(parseRule(r.action, r.match)));
       d.rules = { texts, slots: Int32Array.from(texts, (t) => state.ids[t]), default: state.default, audit: state.audit };
@@ -267,7 +280,7 @@ export class FilterDatapath implements Closable {
     // The switch: one aligned store, after every write above; the program reads gen first.
     this.t.flt_cfg.storeU32(CFG_GEN, g);
     this.rules = { texts, slots: Int32Array.from(ids), default: policy.default, audit: !!policy.audit };
-    if (this.pinned) this.writeRecord();
+    if (this.pinnedAt) this.writeRecord();
     return compiled;
   }
 
@@ -482,43 +495,61 @@ export class FilterDatapath implements Closable {
     return { packets, bytes };
   }
 
-  /** The record in /run: rule texts, their counter slots, the hook (see record.ts). */
+  /** The record in /run: rule texts, their counter slots, the hook, whose filter it is (see record.ts). */
   private writeRecord(): void {
     const p = this.rules;
-    if (!p) return;
-    this.record.write(recordText({ default: p.default, audit: p.audit, hook: this.hook, mode: this.mode }, p.texts, p.slots));
+    if (!p || !this.record) return;
+    this.record.write(recordText({ ifname: this.ifname, netnsCookie: netnsCookie()?.toString(), default: p.default, audit: p.audit, hook: this.hook, mode: this.mode }, p.texts, p.slots));
   }
 
-  /** Pins the maps and the link so the filter outlives this process. */
-  pin(): string {
-    ensureBpffs();
-    const dir = join(PIN_ROOT, this.ifname);
+  /** The pin directory, as this process reaches it; null when not pinned. */
+  get pinDir(): string | null {
+    return this.pinnedAt;
+  }
+
+  /**
+   * Pins the maps and the link so the filter outlives this process: in the host's bpffs, under this
+   * network namespace and the interface's index. Refuses (PrivateMountsError) where a pin would not
+   * outlive the process (a mount namespace of its own, as under ip netns exec).
+   */
+  pin(): PinResult {
+    const op = `pin the filter on ${this.ifname}`;
+    const fs = filterSite(op, { create: true })!;
+    const ifindex = ifindexOf(this.ifname);
+    const dir = join(fs.pins, String(fs.netns), String(ifindex));
+    let replacedGone: string | null = null;
     if (existsSync(dir) && readdirSync(dir).length) {
-      throw new EbpfnetError('EBPFNET_EXISTS', `pin the filter on ${this.ifname}`, `${dir} is in use`, { hint: `remove it first: ebpfnet unload --iface ${this.ifname}` });
+      // (of any namespace: an inode reused after its namespace is gone names another one's folder)
+      const there = listPins(fs, { allNamespaces: true }).find((p) => p.dir === dir);
+      // an index is reused after its interface is deleted: a filter left on the old one runs nowhere
+      if (!there?.gone) throw new EbpfnetError('EBPFNET_EXISTS', op, `${hostPath(fs.site, dir)} is in use`, { hint: `remove it first: ebpfnet unload --iface ${this.ifname}` });
+      removePin(fs, there);
+      replacedGone = there.ifname;
     }
     mkdirSync(dir, { recursive: true });
     for (const m of MAPS) this.t[m.name].pin(join(dir, m.name));
     for (const x of TABLES) this.t[x.variable].pin(join(dir, x.variable));
     this.link?.pin(join(dir, 'link'));
-    this.pinned = true;
+    this.pinnedAt = dir;
+    this.record = new RecordWriter(recordKey(fs.netns, ifindex), fs.records);
     this.writeRecord();
-    return dir;
+    return { dir: hostPath(fs.site, dir), replacedGone };
   }
 
-  /** Detaches and removes every pin and state file of this interface's filter. */
+  /** Detaches the filter pinned on an interface of this network namespace and removes its pins. */
   static unload(ifname: string): boolean {
-    const dir = join(PIN_ROOT, ifname);
-    if (!existsSync(dir)) return false;
-    if (existsSync(join(dir, 'link'))) openPinnedLink(join(dir, 'link'), `filter on ${ifname}`).detach();
-    rmSync(dir, { recursive: true, force: true });
-    removeRecord(ifname);
-    // the last filter gone: leave no empty ebpfnet folders behind in bpffs or /run
-    for (const d of [PIN_ROOT, STATE_ROOT]) if (existsSync(d) && !readdirSync(d).length) rmSync(d, { recursive: true });
+    const fs = filterSite(`unload the filter on ${ifname}`);
+    const p = fs && findLocal(fs, ifname);
+    if (!fs || !p) return false;
+    removePin(fs, p);
     return true;
   }
 
-  static pinned(): string[] {
-    return existsSync(PIN_ROOT) ? readdirSync(PIN_ROOT).sort() : [];
+  /** Whether a filter is pinned on this interface of this network namespace (and still attached). */
+  static pinnedHere(ifname: string, op = `filter ${ifname}`): boolean {
+    const fs = filterSite(op);
+    const p = fs && findLocal(fs, ifname);
+    return !!p && !p.gone;
   }
 
   close(): void {
@@ -528,7 +559,7 @@ export class FilterDatapath implements Closable {
     for (const x of TABLES) this.t[x.variable].close();
     this.obj?.close();
     this.obj = null;
-    this.record.close();
+    this.record?.close();
     untrack(this);
   }
 
@@ -538,6 +569,10 @@ export class FilterDatapath implements Closable {
 }
 
 interface State {
+  /** the interface's name when the record was written (for status in other namespaces) */
+  ifname?: string;
+  /** the network namespace's cookie (SO_NETNS_COOKIE), which is never reused, unlike its inode */
+  netnsCookie?: string;
   rules: Array<{ action: 'allow' | 'deny'; match: string }>;
   default: 'allow' | 'deny';
   audit: boolean;
@@ -570,7 +605,7 @@ function* recordText(head: Omit<State, 'rules' | 'ids'>, texts: string[], slots:
   yield '}}\n';
 }
 
-function readState(ifname: string): State | null {
-  const body = readRecord(ifname);
+function readState(key: string, root: string): State | null {
+  const body = readRecord(key, root);
   return body === null ? null : (JSON.parse(body) as State);
 }

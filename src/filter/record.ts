@@ -2,14 +2,15 @@
 // The filter's record in /run: which rule text counts in which counter slot, and the hook it runs
 // in, so whoever adopts a pinned filter (the next agent, `status`, `unload`) names its counters.
 //
-// Two files per interface, written in turn (`eth0.0.json`, `eth0.1.json`). A write overwrites the
+// Two files per filter, written in turn (`<key>.0.json`, `<key>.1.json`; the key is
+// `<netns inode>/<ifindex>`, see pins.ts). A write overwrites the
 // older one in place: a fixed-width header line naming its sequence number, length and hash, then
 // the body from byte HEADER on. A reader takes the complete file with the higher number; a write cut
 // short by a crash fails its hash, and the other file is still whole. Compared with temp file +
 // rename, a policy change costs no file creation, unlink or rename (a quarter of the time a
 // one-rule change took through the agent).
 import { closeSync, constants, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmSync, writeSync, writevSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 export const STATE_ROOT = '/run/ebpfnet/filter';
 
@@ -19,7 +20,7 @@ const SLOTS = [0, 1] as const;
 /** A large body goes to the file in writes of about this many characters. */
 const WRITE_SIZE = 64 << 10;
 
-const slotPath = (ifname: string, slot: number, root: string): string => join(root, `${ifname}.${slot}.json`);
+const slotPath = (key: string, slot: number, root: string): string => join(root, `${key}.${slot}.json`);
 
 const FNV_SEED = 0x811c9dc5;
 
@@ -36,11 +37,11 @@ interface Header {
   fnv: number;
 }
 
-/** The newest complete body of an interface's record, or null when there is none. */
-export function readRecord(ifname: string, root = STATE_ROOT): string | null {
+/** The newest complete body of a record, or null when there is none. */
+export function readRecord(key: string, root = STATE_ROOT): string | null {
   let best: { seq: number; body: string } | null = null;
   for (const slot of SLOTS) {
-    const r = readSlot(slotPath(ifname, slot, root));
+    const r = readSlot(slotPath(key, slot, root));
     if (r && (!best || r.seq > best.seq)) best = r;
   }
   return best?.body ?? null;
@@ -61,19 +62,19 @@ function readSlot(file: string): { seq: number; body: string } | null {
   return { seq: h.seq, body: body.toString('utf8') };
 }
 
-/** Removes an interface's record. */
-export function removeRecord(ifname: string, root = STATE_ROOT): void {
-  for (const slot of SLOTS) rmSync(slotPath(ifname, slot, root), { force: true });
+/** Removes a record. */
+export function removeRecord(key: string, root = STATE_ROOT): void {
+  for (const slot of SLOTS) rmSync(slotPath(key, slot, root), { force: true });
 }
 
-/** Writes an interface's record; keeps both files open for the writer's lifetime. */
+/** Writes a record; keeps both files open for the writer's lifetime. */
 export class RecordWriter {
   private fds: number[] = [];
   private sizes = [0, 0];
   private seq = 0;
 
   constructor(
-    readonly ifname: string,
+    readonly key: string,
     private readonly root = STATE_ROOT,
   ) {}
 
@@ -122,11 +123,11 @@ export class RecordWriter {
   }
 
   private open(): void {
-    mkdirSync(this.root, { recursive: true });
+    mkdirSync(dirname(slotPath(this.key, 0, this.root)), { recursive: true });
     // continue after the record another writer (an earlier agent) left: record N sits in slot N % 2
-    for (const slot of SLOTS) this.seq = Math.max(this.seq, readSlot(slotPath(this.ifname, slot, this.root))?.seq ?? 0);
+    for (const slot of SLOTS) this.seq = Math.max(this.seq, readSlot(slotPath(this.key, slot, this.root))?.seq ?? 0);
     // not O_APPEND: Linux appends every write of such a descriptor, whatever position it names
-    this.fds = SLOTS.map((slot) => openSync(slotPath(this.ifname, slot, this.root), constants.O_RDWR | constants.O_CREAT, 0o644));
+    this.fds = SLOTS.map((slot) => openSync(slotPath(this.key, slot, this.root), constants.O_RDWR | constants.O_CREAT, 0o644));
     this.sizes = this.fds.map((fd) => fstatSync(fd).size);
   }
 }

@@ -13,13 +13,14 @@ import {
   ensureBpffs,
   ensureCgroup2,
   findCgroup2,
+  inBpffs,
   linkInfo,
-  mounts,
   netnsCookie,
   objectPath,
   openPinnedLink,
   openPinnedMap,
   progInfo,
+  reachPin,
   requireRoot,
   track,
   untrack,
@@ -40,8 +41,15 @@ export const DEFAULT_PIN_DIR = '/sys/fs/bpf/ebpfnet/lb';
 /** service names in order, numbers by value (10.96.0.9 before 10.96.0.10) */
 const BY_NAME = new Intl.Collator('en', { numeric: true });
 
-/** Where the balancer's pins live; EBPFNET_LB_PIN_DIR moves them (tests and benchmarks do). */
-export const lbPinDir = (): string => process.env.EBPFNET_LB_PIN_DIR || DEFAULT_PIN_DIR;
+/**
+ * Where the balancer's pins live, as this process reaches them (the host's bpffs, also from a
+ * mount namespace of its own: see reachPin); EBPFNET_LB_PIN_DIR moves them (tests and benchmarks
+ * do). `create`: pins are about to be made (bpffs is mounted when missing).
+ */
+export const lbPinDir = (op = 'lb', opts: { create?: boolean } = {}, dir = lbPinSetting()): string => reachPin(dir, op, opts);
+
+/** The balancer's pin directory as the host names it (for help texts: asks the kernel nothing). */
+export const lbPinSetting = (): string => process.env.EBPFNET_LB_PIN_DIR || DEFAULT_PIN_DIR;
 
 const mapPin = (dir: string, name: string): string => join(dir, 'maps', name);
 const linkPin = (dir: string, name: string): string => join(dir, 'links', name);
@@ -69,8 +77,7 @@ function pinnedNames(dir: string): string[] {
 
 /** The pin directory must be in a bpffs, or pinning fails with a confusing EPERM. */
 function checkPinDir(dir: string, op: string): void {
-  const inBpffs = mounts().some((m) => m.fstype === 'bpf' && (dir === m.target || dir.startsWith(`${m.target}/`)));
-  if (!inBpffs) throw usage(op, `${dir} is not in a bpf filesystem`, 'pins live under /sys/fs/bpf; unset EBPFNET_LB_PIN_DIR or point it there');
+  if (!inBpffs(dir)) throw usage(op, `${dir} is not in a bpf filesystem`, 'pins live under /sys/fs/bpf; unset EBPFNET_LB_PIN_DIR or point it there');
 }
 
 /** A cgroup v2 directory: absolute, or relative to the mount. */
@@ -151,10 +158,11 @@ export interface AttachResult {
 export function attachBalancer(opts: AttachOptions = {}): AttachResult {
   const op = 'lb attach';
   requireRoot(op);
-  const mounted = [ensureBpffs(), ensureCgroup2()].filter((m) => m.mounted);
+  // the pins first: where they would vanish with this command (ip netns exec), nothing is attached
+  const mounted = [ensureBpffs(op), ensureCgroup2()].filter((m) => m.mounted);
   const root = ensureCgroup2().path;
   const cgroup = resolveCgroup(opts.cgroup, root, op);
-  const dir = opts.pinDir ?? lbPinDir();
+  const dir = lbPinDir(op, { create: true }, opts.pinDir);
   checkPinDir(dir, op);
   return withLock(dir, op, () => {
     if (pinnedNames(join(dir, 'links')).length) {
@@ -231,7 +239,7 @@ export interface DetachResult {
 export function detachBalancer(opts: { pinDir?: string } = {}): DetachResult {
   const op = 'lb detach';
   requireRoot(op);
-  const dir = opts.pinDir ?? lbPinDir();
+  const dir = lbPinDir(op, {}, opts.pinDir);
   const res: DetachResult = { pinDir: dir, attached: false, cgroup: null, programs: [], maps: [] };
   if (!existsSync(dir)) return res;
   return withLock(dir, op, () => {
@@ -278,7 +286,7 @@ export class Balancer implements Closable {
   static open(opts: { pinDir?: string; op?: string } = {}): Balancer {
     const op = opts.op ?? 'lb';
     requireRoot(op);
-    const dir = opts.pinDir ?? lbPinDir();
+    const dir = lbPinDir(op, {}, opts.pinDir);
     const missing = G.LAYOUT.maps.filter((m) => !existsSync(mapPin(dir, m.name)));
     if (missing.length || !pinnedNames(join(dir, 'links')).length) {
       throw new EbpfnetError('EBPFNET_NOT_FOUND', op, `the balancer is not attached (nothing pinned at ${dir})`, { hint: 'attach it: ebpfnet lb attach' });

@@ -16,7 +16,10 @@ const sleep = (ms: number): void => {
 
 
 /** The lock for the balancer pinned at `pinDir` (tests pin elsewhere and must not wait on users). */
-export const lockPath = (pinDir: string): string => join(LOCK_DIR, `lb-${createHash('sha256').update(pinDir).digest('hex').slice(0, 16)}.lock`);
+export const lockPath = (pinDir: string): string => join(LOCK_DIR, `lb-${createHash('sha256').update(hostSide(pinDir)).digest('hex').slice(0, 16)}.lock`);
+
+/** One balancer, one lock: its pins reached from a private mount namespace (reachPin) are the same. */
+const hostSide = (pinDir: string): string => (pinDir.startsWith('/proc/1/root/') ? pinDir.slice('/proc/1/root'.length) : pinDir);
 
 export function withLock<T>(pinDir: string, op: string, fn: () => T, waitMs = 10_000): T {
   const path = lockPath(pinDir);

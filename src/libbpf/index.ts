@@ -158,6 +158,7 @@ function declare(lib: koffi.IKoffiLib, libc: koffi.IKoffiLib) {
     munmap: c('int munmap(void *addr, size_t len)'),
     vsnprintf: c('int vsnprintf(void *buf, size_t n, const char *fmt, void *ap)'),
     if_nametoindex: c('uint32_t if_nametoindex(const char *name)'),
+    if_indextoname: c('void *if_indextoname(uint32_t ifindex, void *ifname)'),
     getpgid: c('int getpgid(int pid)'),
     sysconf: c('long sysconf(int name)'),
     mallopt: c('int mallopt(int param, int value)'),

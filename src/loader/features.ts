@@ -84,6 +84,8 @@ function mountCheck(name: string, fn: () => MountResult, mounted: MountResult[])
     if (r.mounted) mounted.push(r);
     return { name, status: r.mounted ? 'fixed' : 'ok', detail: r.mounted ? `mounted it at ${r.path}` : `at ${r.path}`, path: r.path };
   } catch (e) {
+    // under ip netns exec mounting is not the fix: running without a private /sys is (the hint)
+    if (isEbpfnetError(e) && e.code === 'EBPFNET_PRIVATE_MOUNTS' && e.hint) return { name, status: 'missing', detail: e.message.slice(0, -(e.hint.length + 2)), fix: e.hint };
     return { name, status: 'missing', detail: isEbpfnetError(e) ? e.message : String(e), fix: 'run as root so ebpfnet can mount it' };
   }
 }

@@ -99,9 +99,12 @@ export interface LinkInfo {
   /** cgroup links: the cgroup's id (its inode number in cgroup v2) and the attach type */
   cgroupId?: bigint;
   attachType?: number;
+  /** XDP and TCX links: the interface, 0 once it is gone (the kernel detached the link) */
+  ifindex?: number;
 }
 
-const BPF_LINK_TYPE_CGROUP = 3;
+/** enum bpf_link_type, the ones we read */
+export const LINK_TYPE = { CGROUP: 3, XDP: 6, TCX: 11 } as const;
 
 export function linkInfo(fd: number): LinkInfo {
   const buf = Buffer.alloc(64);
@@ -109,10 +112,11 @@ export function linkInfo(fd: number): LinkInfo {
   check('read link info', libbpf().bpf_obj_get_info_by_fd(fd, buf, len));
   const info: LinkInfo = { type: buf.readUInt32LE(0), id: buf.readUInt32LE(4), progId: buf.readUInt32LE(8) };
   // the union starts at offset 16 (8-byte aligned)
-  if (info.type === BPF_LINK_TYPE_CGROUP) {
+  if (info.type === LINK_TYPE.CGROUP) {
     info.cgroupId = buf.readBigUInt64LE(16);
     info.attachType = buf.readUInt32LE(24);
   }
+  if (info.type === LINK_TYPE.XDP || info.type === LINK_TYPE.TCX) info.ifindex = buf.readUInt32LE(16);
   return info;
 }
 

@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { EbpfnetError } from '../errors.js';
 import { libbpf } from '../libbpf/index.js';
+import { ensurePinSite, hostCgroup2 } from './pinfs.js';
 
 let ncpus = 0;
 export function possibleCpus(): number {
@@ -124,7 +125,7 @@ export interface MountResult {
   mounted: boolean;
 }
 
-function mountFs(fstype: string, target: string, what: MountResult['what']): void {
+export function mountFs(fstype: string, target: string, what: MountResult['what']): void {
   if (!isRoot()) {
     throw new EbpfnetError('EBPFNET_PERMISSION', `mount ${what}`, `${what} is not mounted at ${target} and only root can mount it`, {
       hint: `run as root, or mount it yourself: sudo mount -t ${fstype} ${fstype === 'cgroup2' ? 'none' : fstype} ${target}`,
@@ -141,11 +142,13 @@ function mountFs(fstype: string, target: string, what: MountResult['what']): voi
   }
 }
 
-/** bpffs at /sys/fs/bpf, where pins live. */
-export function ensureBpffs(): MountResult {
-  if (mounts().some((m) => m.fstype === 'bpf' && m.target === BPFFS)) return { what: 'bpffs', path: BPFFS, mounted: false };
-  mountFs('bpf', BPFFS, 'bpffs');
-  return { what: 'bpffs', path: BPFFS, mounted: true };
+/**
+ * bpffs at /sys/fs/bpf, where pins live: the host's (see pinfs.ts), mounted when missing; from a
+ * mount namespace of its own (ip netns exec) never a private one, whose pins would vanish.
+ */
+export function ensureBpffs(op = 'mount bpffs'): MountResult {
+  const site = ensurePinSite(op);
+  return { what: 'bpffs', path: site.root, mounted: site.mounted };
 }
 
 /** tracefs, where libbpf finds tracepoint ids (it prefers /sys/kernel/debug/tracing when that exists). */
@@ -164,16 +167,13 @@ export function findCgroup2(): string | null {
 }
 
 export function ensureCgroup2(): MountResult {
-  const found = findCgroup2();
+  // under ip netns exec a cgroup2 mounted here would be private; the host's is the same hierarchy
+  const found = findCgroup2() ?? hostCgroup2();
   if (found) return { what: 'cgroup2', path: found, mounted: false };
   mountFs('cgroup2', CGROUP2_FALLBACK, 'cgroup2');
   return { what: 'cgroup2', path: CGROUP2_FALLBACK, mounted: true };
 }
 
-/** Everything the datapaths need; what was mounted is in the result so commands can say so. */
-export function ensureMounts(): MountResult[] {
-  return [ensureBpffs(), ensureTracefs(), ensureCgroup2()];
-}
 
 /** The interface of the IPv4 default route (then IPv6), or null when there is none. */
 export function defaultRouteInterface(): string | null {

@@ -3,7 +3,7 @@
 import { kernelError } from '../errors.js';
 import { libbpf, sizeof, XdpQueryOpts } from '../libbpf/index.js';
 import { closeFd } from './fd.js';
-import { XDP_FLAGS } from './kinds.js';
+import { ATTACH, XDP_FLAGS } from './kinds.js';
 import { progInfo } from './stats.js';
 import { ifindex as ifindexOf } from './system.js';
 
@@ -59,4 +59,13 @@ export function detachXdp(ifname: string): void {
     const rc = b.bpf_xdp_detach(ifindex, flags, null);
     if (rc < 0 && rc !== -22) throw kernelError(`detach XDP from ${ifname}`, -rc);
   }
+}
+
+/** Ids of the programs on an interface's TCX ingress hook (of this network namespace). */
+export function tcxIngressProgIds(ifindex: number): number[] {
+  const ids = Buffer.alloc(64 * 4);
+  const cnt = [64];
+  const rc = libbpf().bpf_prog_query(ifindex, ATTACH.TCX_INGRESS, 0, [0], ids, cnt);
+  if (rc < 0) return [];
+  return Array.from({ length: cnt[0] }, (_, i) => ids.readUInt32LE(i * 4));
 }

@@ -16,7 +16,8 @@ export interface CliResult {
 
 /**
  * A command inside network namespace `ns`. nsenter switches only the network namespace: `ip netns
- * exec` also remounts /sys, which would hide the host's bpffs and make pins vanish with the process.
+ * exec` also gives the command a private /sys, where the host's bpffs is not (ebpfnet then pins
+ * through /proc/1/root or refuses; test/kernel/filter-netns.test.ts covers that).
  */
 export const inNetns = (ns: string, argv: string[]): [string, string[]] => ['nsenter', [`--net=/run/netns/${ns}`, ...argv]];
 

@@ -3,17 +3,27 @@
 // counters summed), read straight from the pins. Two equal fingerprints mean the kernel filters and
 // counts exactly the same way; tests take one before hostile input and one after.
 import { createHash } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { PIN_ROOT } from '../../src/filter/datapath.js';
 import * as F from '../../src/gen/filter.js';
 import { openPinnedMap } from '../../src/loader/index.js';
+
+/**
+ * The pin directory of the filter on `ifname` in network namespace `ns` (default: the test's own),
+ * in the layout by namespace inode and ifindex: /sys/fs/bpf/ebpfnet/filter/<netns>/<ifindex>.
+ */
+export function filterPinDir(ifname: string, ns?: string): string {
+  const netns = statSync(ns ? `/run/netns/${ns}` : '/proc/self/ns/net').ino;
+  const link = execFileSync('ip', [...(ns ? ['-n', ns] : []), '-o', 'link', 'show', 'dev', ifname], { encoding: 'utf8' });
+  return join('/sys/fs/bpf/ebpfnet/filter', String(netns), link.slice(0, link.indexOf(':')));
+}
 
 const text = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? Buffer.from(x).toString('hex') : x));
 
 /** map name -> sha256 of its sorted entries, plus the list of pin files. */
 export function filterFingerprint(ifname: string): Record<string, string> {
-  const dir = join(PIN_ROOT, ifname);
+  const dir = filterPinDir(ifname);
   const out: Record<string, string> = { pins: readdirSync(dir).sort().join(',') };
   for (const layout of F.LAYOUT.maps) {
     const m = openPinnedMap(join(dir, layout.name), layout as never);

@@ -10,6 +10,7 @@ import * as F from '../../src/gen/filter.js';
 import { BPF_STATS_SYSCTL, progInfo, xdpAttachment } from '../../src/loader/index.js';
 import { CliProcess, runCli } from '../helpers/cli.js';
 import { bpfStatsHolders, describeKernel, ok, xdpOn } from '../helpers/kernel.js';
+import { filterPinDir } from '../helpers/filter-maps.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
 
 describeKernel('ebpfnet agent (veth pair)', () => {
@@ -127,7 +128,7 @@ describeKernel('ebpfnet agent (veth pair)', () => {
     expect(c.status, c.stderr).toBe(0);
     expect(c.stdout).toContain(`filter on ${v.host}: detached and unpinned`);
     expect(xdpOn(v.host)).toBe(false);
-    expect(existsSync(`/sys/fs/bpf/ebpfnet/filter/${v.host}`)).toBe(false);
+    expect(existsSync(filterPinDir(v.host))).toBe(false);
     expect(ping(1)).toBe(true);
   });
 

@@ -22,7 +22,9 @@ describeKernel('doctor and verify', () => {
     const script = `umount -l /sys/fs/bpf 2>/dev/null; umount -l /sys/kernel/tracing 2>/dev/null; umount -l /sys/kernel/debug 2>/dev/null;
       grep -qE ' /sys/fs/bpf bpf' /proc/self/mounts && echo STILL-MOUNTED;
       ${process.execPath} ${cli} doctor`;
-    const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script], { encoding: 'utf8' });
+    // a host without them: the shell is pid 1 of its own pid namespace, in a private copy of the mounts
+    // (a private mount namespace under another pid 1 is ip netns exec's case, where doctor refuses)
+    const r = spawnSync('unshare', ['-m', '--propagation', 'private', '--pid', '--fork', '--mount-proc', 'sh', '-c', script], { encoding: 'utf8' });
     expect(r.stdout).not.toContain('STILL-MOUNTED');
     expect(r.status, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^bpffs\s+fixed\s+mounted it at \/sys\/fs\/bpf$/m);

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, expect, it } from 'vitest';
 import { CliProcess, cliFor, runCli } from '../helpers/cli.js';
 import { bpfProgIds, describeKernel, ok, sh, xdpOn } from '../helpers/kernel.js';
 import * as F from '../../src/gen/filter.js';
+import { filterPinDir } from '../helpers/filter-maps.js';
 import { makeTwoHosts, type TwoHosts } from '../helpers/netns.js';
 
 /** TCP servers on the target that answer with their port. */
@@ -97,13 +98,12 @@ describeKernel('ebpfnet filter (two namespaces)', () => {
     expect(runCli(['filter', '--iface', srcIf, '--deny', 'udp', '--pin'], { ns: h.source }).status).toBe(0);
     try {
       // a pin this build cannot open, as another version's filter would be
-      rmSync(`/sys/fs/bpf/ebpfnet/filter/${h.targetIf}/${F.FLT_CHUNKS.name}`);
-      const st = runCli(['status'], { ns: h.source });
+      const dir = filterPinDir(h.targetIf, h.target);
+      rmSync(`${dir}/${F.FLT_CHUNKS.name}`);
+      const st = runCli(['status', '--all-namespaces'], { ns: h.source });
       expect(st.status).toBe(1);
       expect(st.stdout).toContain(`${srcIf}: xdp native: deny udp; default allow`);
-      expect(st.stderr.trim().split('\n').filter((l) => l.includes(h.targetIf))).toEqual([
-        `ebpfnet: open pinned map /sys/fs/bpf/ebpfnet/filter/${h.targetIf}/${F.FLT_CHUNKS.name}: nothing is pinned there (ENOENT)`,
-      ]);
+      expect(st.stderr.trim().split('\n').filter((l) => l.includes(dir))).toEqual([`ebpfnet: open pinned map ${dir}/${F.FLT_CHUNKS.name}: nothing is pinned there (ENOENT)`]);
     } finally {
       expect(runCli(['unload', '--iface', srcIf], { ns: h.source }).status).toBe(0);
     }

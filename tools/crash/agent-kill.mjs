@@ -39,11 +39,12 @@ const { StateStore } = await import(pathToFileURL(join(root, 'dist', 'agent', 's
 const storedPorts = (/** @type {string} */ dir) => portsOf(StateStore.load(dir).filter.spec.rules);
 /** The filter datapath's reader of its record in /run (which rule counts in which slot). */
 const { readRecord } = await import(pathToFileURL(join(root, 'dist', 'filter', 'record.js')).href);
+/** Where a pinned filter of this network namespace is (pins and record, by namespace and ifindex). */
+const { filterSite, findLocal } = await import(pathToFileURL(join(root, 'dist', 'filter', 'pins.js')).href);
 
 const o = options({ cycles: 50, seed: 1, 'min-ms': 50, 'max-ms': 1500 });
 const h = new Harness();
 const rnd = prng(Number(o.seed));
-const PIN_ROOT = '/sys/fs/bpf/ebpfnet/filter';
 /** what an agent's state directory may hold */
 const STATE_FILES = ['audit.log', 'state.journal', 'state.json', 'token'];
 
@@ -161,7 +162,10 @@ async function main() {
   })();
 
   // what belongs to this filter in the kernel: pinned maps, the attached program, the agent's fds
-  const pinDir = join(PIN_ROOT, v.host);
+  const site = filterSite('crash test');
+  const pin = findLocal(site, v.host);
+  if (!pin) throw new Error(`no pinned filter on ${v.host} after the agent started`);
+  const pinDir = pin.dir;
   const owned = (/** @type {number | null} */ pid) => {
     const pinnedMaps = new Set(
       readdirSync(pinDir)
@@ -284,7 +288,7 @@ async function main() {
       const view = await request(`${a.url}/v1/filter`, 'GET');
       const served = portsOf(JSON.parse(view.body).rules);
       const file = storedPorts(stateDir);
-      const record = portsOf(JSON.parse(readRecord(v.host) ?? '{"rules":[]}').rules);
+      const record = portsOf(JSON.parse(readRecord(pin.key, site.records) ?? '{"rules":[]}').rules);
       const inForce = new Set([...up.d].filter((p) => p !== nextPort + 1000));
       if (!same(served, inForce) || !same(file, inForce) || !same(record, inForce)) violate(c, `policy in force ${key(inForce)}, GET /v1/filter ${key(served)}, state file ${key(file)}, datapath record ${key(record)}`);
       // the client carries on from what the agent now holds
