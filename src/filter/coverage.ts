@@ -4,14 +4,14 @@
 // by whichever process (a pinned filter, a foreground `ebpfnet filter`, the agent).
 import { EbpfnetError } from '../errors.js';
 import * as F from '../gen/filter.js';
-import { netInterfaces, progName, tcxPrograms, xdpAttachment, type NetInterface } from '../loader/index.js';
+import { netInterfaces, progName, tcxIngressProgIds, xdpAttachment, type NetInterface } from '../loader/index.js';
 import { isTunnel, tunnelWarnings } from './ifaces.js';
 
 /** Whether the filter runs on this interface; null when the kernel would not say (not root). */
 function hasFilter(i: NetInterface): boolean | null {
   try {
     if (xdpAttachment(i.name)?.name === F.PROG_FILTER_XDP.name) return true;
-    return tcxPrograms(i.name).some((id) => progName(id) === F.PROG_FILTER_TC.name);
+    return tcxIngressProgIds(i.ifindex).some((id) => progName(id) === F.PROG_FILTER_TC.name);
   } catch (e) {
     if (e instanceof EbpfnetError && (e.code === 'EBPFNET_PERMISSION' || e.code === 'EBPFNET_NOT_FOUND')) return e.code === 'EBPFNET_NOT_FOUND' ? true : null;
     throw e;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The network interfaces of this process's network namespace as the kernel reports them (name,
-// link kind, addresses), the tc (TCX) programs on one, and a watch for interfaces that come and go.
+// link kind, addresses), and a watch for interfaces that come and go.
 //
 // Asked through iproute2 (`ip -d -j addr show`: one netlink dump of links with their IFLA_INFO_KIND
 // and addresses) rather than /sys/class/net: /sys shows the namespace it was mounted in, and a
@@ -8,10 +8,7 @@
 // container tools do) still sees the old one's interfaces there. iproute2 is on every Debian and
 // Ubuntu system.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { EbpfnetError, kernelError } from '../errors.js';
-import { libbpf } from '../libbpf/index.js';
-import { ATTACH } from './kinds.js';
-import { ifindex } from './system.js';
+import { EbpfnetError } from '../errors.js';
 
 export interface NetInterface {
   name: string;
@@ -50,19 +47,6 @@ export function netInterfaces(): NetInterface[] {
       addressed: (l.addr_info ?? []).some((a) => a.scope !== 'link'),
     }))
     .sort((a, b) => a.ifindex - b.ifindex);
-}
-
-/** Ids of the programs on an interface's tc ingress TCX hook (empty on kernels without TCX). */
-export function tcxPrograms(ifname: string): number[] {
-  const ids = Buffer.alloc(64 * 4);
-  const cnt = [64];
-  const flags = [0];
-  const rc = libbpf().bpf_prog_query(ifindex(ifname), ATTACH.TCX_INGRESS, 0, flags, ids, cnt);
-  // EINVAL: a kernel older than TCX (6.6) knows no such attach type, so nothing can be there
-  if (rc === -22) return [];
-  // ENOSPC: more than 64 programs there; the first 64 were copied, and that is plenty to look at
-  if (rc < 0 && rc !== -28) throw kernelError(`query tc ingress programs on ${ifname}`, -rc);
-  return Array.from({ length: Math.min(cnt[0], 64) }, (_, i) => ids.readUInt32LE(i * 4));
 }
 
 export interface InterfaceWatch {

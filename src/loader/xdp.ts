@@ -66,6 +66,9 @@ export function tcxIngressProgIds(ifindex: number): number[] {
   const ids = Buffer.alloc(64 * 4);
   const cnt = [64];
   const rc = libbpf().bpf_prog_query(ifindex, ATTACH.TCX_INGRESS, 0, [0], ids, cnt);
-  if (rc < 0) return [];
-  return Array.from({ length: cnt[0] }, (_, i) => ids.readUInt32LE(i * 4));
+  // EINVAL: a kernel older than TCX (6.6) knows no such attach type, so nothing can be there
+  if (rc === -22) return [];
+  // ENOSPC: more than 64 programs there; the first 64 were copied, and that is plenty to look at
+  if (rc < 0 && rc !== -28) throw kernelError(`query tc ingress programs on ifindex ${ifindex}`, -rc);
+  return Array.from({ length: Math.min(cnt[0], 64) }, (_, i) => ids.readUInt32LE(i * 4));
 }
