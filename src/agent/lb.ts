@@ -12,7 +12,7 @@ import { parseServiceEntry, parseServiceList, serviceEntry, type ServiceEntry } 
 import { parseServiceAddr, type ServiceAddr, type ServiceSpec } from '../lb/model.js';
 import type { ServiceView } from '../lb/view.js';
 import type { MapFill, ProgInfo } from '../loader/index.js';
-import { ensureCgroup2 } from '../loader/system.js';
+import { ensureCgroup2 } from '../loader/pinfs.js';
 import type { BpfSource } from '../metrics/bpf.js';
 import type { Caller } from './agent.js';
 import { sectionHash, type LbConfig } from './config.js';

@@ -8,7 +8,8 @@ import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:chil
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EbpfnetError } from '../errors.js';
-import { ensureBpffs, ensureCgroup2, findCgroup2, processAlive } from '../loader/system.js';
+import { findCgroup2, processAlive } from '../loader/system.js';
+import { ensureBpffs, ensureCgroup2 } from '../loader/pinfs.js';
 import { packageDir } from '../loader/paths.js';
 
 /** The addresses match vagrant/Vagrantfile, so the two labs read the same. */

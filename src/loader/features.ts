@@ -9,7 +9,8 @@ import { isEbpfnetError } from '../errors.js';
 import { libbpf } from '../libbpf/index.js';
 import { MAP_TYPE_BY_KIND, PROG_TYPE_BY_KIND } from './kinds.js';
 import { bpfObjectDir } from './paths.js';
-import { ensureBpffs, ensureCgroup2, ensureTracefs, isRoot, type MountResult } from './system.js';
+import { ensureTracefs, isRoot, type MountResult } from './system.js';
+import { ensureBpffs, ensureCgroup2 } from './pinfs.js';
 
 export type CheckStatus = 'ok' | 'fixed' | 'missing' | 'optional';
 

@@ -11,7 +11,7 @@
 import { readFileSync, readdirSync, statSync, statfsSync } from 'node:fs';
 import { EbpfnetError } from '../errors.js';
 import { libbpf } from '../libbpf/index.js';
-import { BPFFS, mountFs } from './system.js';
+import { BPFFS, CGROUP2_FALLBACK, findCgroup2, mountFs, type MountResult } from './system.js';
 
 /** statfs f_type of a bpf filesystem (include/uapi/linux/magic.h) */
 export const BPF_FS_MAGIC = 0xcafe4a11;
@@ -221,4 +221,22 @@ export const lookupIfindex = (name: string): number => libbpf().if_nametoindex(n
 export function ifname(ifindex: number): string | null {
   const buf = Buffer.alloc(16);
   return libbpf().if_indextoname(ifindex, buf) ? buf.toString('latin1', 0, buf.indexOf(0)) : null;
+}
+
+/**
+ * bpffs at /sys/fs/bpf, where pins live: the host's (above), mounted when missing; from a
+ * mount namespace of its own (ip netns exec) never a private one, whose pins would vanish.
+ */
+export function ensureBpffs(op = 'mount bpffs'): MountResult {
+  const site = ensurePinSite(op);
+  return { what: 'bpffs', path: site.root, mounted: site.mounted };
+}
+
+/** A cgroup v2 hierarchy: one mounted here, the host's from a private mount namespace, or one we mount. */
+export function ensureCgroup2(): MountResult {
+  // under ip netns exec a cgroup2 mounted here would be private; the host's is the same hierarchy
+  const found = findCgroup2() ?? hostCgroup2();
+  if (found) return { what: 'cgroup2', path: found, mounted: false };
+  mountFs('cgroup2', CGROUP2_FALLBACK, 'cgroup2');
+  return { what: 'cgroup2', path: CGROUP2_FALLBACK, mounted: true };
 }

@@ -6,7 +6,8 @@ import { libbpf, LinkCreateOpts, sizeof, TestRunOpts, libbpfMark, libbpfMessages
 import { checkPtr } from './fd.js';
 import { ATTACH, progTypeName, XDP_FLAGS } from './kinds.js';
 import { Link, XdpLink, type XdpMode } from './link.js';
-import { ensureCgroup2, ensureTracefs, ifindex as ifindexOf } from './system.js';
+import { ensureTracefs, ifindex as ifindexOf } from './system.js';
+import { ensureCgroup2 } from './pinfs.js';
 import { NotSupportedError } from '../errors.js';
 
 export interface TestRunInput {

@@ -6,7 +6,6 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { EbpfnetError } from '../errors.js';
 import { libbpf } from '../libbpf/index.js';
-import { ensurePinSite, hostCgroup2 } from './pinfs.js';
 
 let ncpus = 0;
 export function possibleCpus(): number {
@@ -142,15 +141,6 @@ export function mountFs(fstype: string, target: string, what: MountResult['what'
   }
 }
 
-/**
- * bpffs at /sys/fs/bpf, where pins live: the host's (see pinfs.ts), mounted when missing; from a
- * mount namespace of its own (ip netns exec) never a private one, whose pins would vanish.
- */
-export function ensureBpffs(op = 'mount bpffs'): MountResult {
-  const site = ensurePinSite(op);
-  return { what: 'bpffs', path: site.root, mounted: site.mounted };
-}
-
 /** tracefs, where libbpf finds tracepoint ids (it prefers /sys/kernel/debug/tracing when that exists). */
 export function ensureTracefs(): MountResult {
   const m = mounts().find((x) => x.fstype === 'tracefs');
@@ -166,13 +156,6 @@ export function findCgroup2(): string | null {
   return (all.find((x) => x.target === '/sys/fs/cgroup') ?? all[0])?.target ?? null;
 }
 
-export function ensureCgroup2(): MountResult {
-  // under ip netns exec a cgroup2 mounted here would be private; the host's is the same hierarchy
-  const found = findCgroup2() ?? hostCgroup2();
-  if (found) return { what: 'cgroup2', path: found, mounted: false };
-  mountFs('cgroup2', CGROUP2_FALLBACK, 'cgroup2');
-  return { what: 'cgroup2', path: CGROUP2_FALLBACK, mounted: true };
-}
 
 
 /** The interface of the IPv4 default route (then IPv6), or null when there is none. */
