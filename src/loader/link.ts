@@ -17,6 +17,7 @@ export class Link implements Closable {
   private ptr: unknown;
   private pinnedAt: string | null = null;
 
+  /** @internal links come from the attach methods of BpfProgram and from openPinnedLink() */
   constructor(target: string, fd: number, ptr: unknown = null) {
     this.target = target;
     this.fdv = fd;
@@ -83,6 +84,7 @@ export class XdpLink extends Link {
   readonly ifname: string;
   readonly ifindex: number;
   readonly mode: XdpMode;
+  /** @internal made by BpfProgram.attachXdp() */
   constructor(ifname: string, ifindex: number, mode: XdpMode, fd: number) {
     super(`xdp on ${ifname}`, fd);
     this.ifname = ifname;

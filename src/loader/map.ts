@@ -66,6 +66,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
   private pinnedAt: string | null = null;
 
   /**
+   * @internal maps come from BpfObject.map() and openPinnedMap()
    * @param fd a map descriptor; `owned` maps close it on close() (a map that belongs to a BpfObject
    *   is closed by the object).
    */

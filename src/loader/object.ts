@@ -117,6 +117,7 @@ export class ObjectSpec implements Closable {
     }));
   }
 
+  /** @internal the object's BTF, for the drift test and the verifier harness */
   btf(): BtfSpec {
     const p = libbpf().bpf_object__btf(this.handle as never);
     if (!p) throw new EbpfnetError('EBPFNET_KERNEL', `read BTF of ${this.path}`, 'the object has no BTF', { hint: 'build it with clang -g' });
@@ -267,6 +268,7 @@ export class BpfObject implements Closable {
   private readonly maps = new Map<string, BpfMap<unknown, unknown>>();
   private readonly tables = new Map<string, BpfTable<unknown>>();
 
+  /** @internal made by ObjectSpec.load() */
   constructor(
     readonly path: string,
     private obj: unknown,

@@ -33,6 +33,7 @@ export class BpfProgram {
   readonly name: string;
   readonly type: number;
   readonly section: string;
+  /** @internal programs come from BpfObject.program() */
   constructor(
     private readonly ptr: unknown,
     readonly objectName: string,
