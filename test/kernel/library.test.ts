@@ -96,6 +96,7 @@ describeKernel('ebpfnet as a library', () => {
   });
 
   it('the types catch a deep import and a map value of the wrong shape', () => {
+    expect(existsSync(join(app, 'src', 'gen', 'xdpcount.ts')), 'the build test above failed').toBe(true);
     mkdirSync(join(app, 'misuse'), { recursive: true });
     writeFileSync(
       join(app, 'misuse', 'bad.ts'),
