@@ -9,6 +9,7 @@ import { track, untrack, type Closable } from './guard.js';
 
 export type XdpMode = 'native' | 'generic';
 
+/** An attachment of a program to a hook; close() detaches it unless it is pinned. */
 export class Link implements Closable {
   /** what it is attached to, for messages: `xdp on eth0`, `tracepoint syscalls/sys_enter_mkdir` */
   readonly target: string;
@@ -43,6 +44,7 @@ export class Link implements Closable {
     this.pinnedAt = path;
   }
 
+  /** Removes the pin: the link then lives only as long as this object. */
   unpin(): void {
     if (this.pinnedAt) rmSync(this.pinnedAt, { force: true });
     this.pinnedAt = null;
@@ -58,6 +60,7 @@ export class Link implements Closable {
     this.close();
   }
 
+  /** Drops this reference: detaches an unpinned link, leaves a pinned one attached. */
   close(): void {
     if (this.fdv < 0) return;
     const b = libbpf();
@@ -80,6 +83,7 @@ export class Link implements Closable {
   }
 }
 
+/** An XDP attachment: the interface and the mode (native or generic) it got. */
 export class XdpLink extends Link {
   readonly ifname: string;
   readonly ifindex: number;

@@ -46,6 +46,7 @@ export interface LoadOptions {
 
 type Step = (spec: ObjectSpec) => void;
 
+/** A BPF ELF object opened, not loaded: inspect and configure it, then load() it. */
 export class ObjectSpec implements Closable {
   readonly path: string;
   private obj: unknown;
@@ -58,6 +59,7 @@ export class ObjectSpec implements Closable {
     track(this);
   }
 
+  /** Opens a compiled object (`clang -g -target bpf`); no privilege needed until load(). */
   static open(path: string): ObjectSpec {
     if (!existsSync(path)) {
       throw new EbpfnetError('EBPFNET_NOT_FOUND', `open ${path}`, 'no such BPF object', { hint: 'build it: npm run build' });
@@ -90,6 +92,7 @@ export class ObjectSpec implements Closable {
     return out;
   }
 
+  /** The programs in the object, as the ELF declares them. */
   programs(): ProgramSpec[] {
     const b = libbpf();
     return this.programPtrs().map((p) => {
@@ -104,6 +107,7 @@ export class ObjectSpec implements Closable {
     });
   }
 
+  /** The maps in the object, as the ELF declares them (before any setMaxEntries). */
   maps(): MapSpec[] {
     const b = libbpf();
     return this.mapPtrs().map((m) => ({
@@ -155,6 +159,7 @@ export class ObjectSpec implements Closable {
     });
   }
 
+  /** Sizes a map at load time instead of the size compiled into the object. */
   setMaxEntries(name: string, n: number): this {
     return this.apply((spec) => {
       const rc = libbpf().bpf_map__set_max_entries(spec.mapPtr(name) as never, n);
@@ -247,6 +252,7 @@ export class ObjectSpec implements Closable {
     return new VerifierError(failed, errno, `(the verifier log did not fit in ${size / 4} bytes)`);
   }
 
+  /** Releases the object without loading it (load() consumes it instead). */
   close(): void {
     if (this.obj) libbpf().bpf_object__close(this.obj as never);
     this.obj = null;
@@ -283,6 +289,7 @@ export class BpfObject implements Closable {
     return this.obj;
   }
 
+  /** A loaded program, by its generated layout constant (`PROG_...`) or name. */
   program(p: ProgramLayout | string): BpfProgram {
     const name = typeof p === 'string' ? p : p.name;
     const b = libbpf();
@@ -333,6 +340,7 @@ export class BpfObject implements Closable {
     throw new EbpfnetError('EBPFNET_NOT_FOUND', `find table ${layout.name} in ${this.path}`, 'no such table', { hint: 'rebuild the object (npm run build)' });
   }
 
+  /** Unloads: closes its maps and programs (links made from them are closed separately). */
   close(): void {
     if (!this.obj) return;
     for (const t of this.tables.values()) t.close();
