@@ -9,6 +9,7 @@ import { track, untrack, type Closable } from './guard.js';
 
 export type XdpMode = 'native' | 'generic';
 
+/** An attachment of a program to a hook; close() detaches it unless it is pinned. */
 export class Link implements Closable {
   /** what it is attached to, for messages: `xdp on eth0`, `tracepoint syscalls/sys_enter_mkdir` */
   readonly target: string;
@@ -17,6 +18,7 @@ export class Link implements Closable {
   private ptr: unknown;
   private pinnedAt: string | null = null;
 
+  /** @internal links come from the attach methods of BpfProgram and from openPinnedLink() */
   constructor(target: string, fd: number, ptr: unknown = null) {
     this.target = target;
     this.fdv = fd;
@@ -42,6 +44,7 @@ export class Link implements Closable {
     this.pinnedAt = path;
   }
 
+  /** Removes the pin: the link then lives only as long as this object. */
   unpin(): void {
     if (this.pinnedAt) rmSync(this.pinnedAt, { force: true });
     this.pinnedAt = null;
@@ -57,6 +60,7 @@ export class Link implements Closable {
     this.close();
   }
 
+  /** Drops this reference: detaches an unpinned link, leaves a pinned one attached. */
   close(): void {
     if (this.fdv < 0) return;
     const b = libbpf();
@@ -79,10 +83,12 @@ export class Link implements Closable {
   }
 }
 
+/** An XDP attachment: the interface and the mode (native or generic) it got. */
 export class XdpLink extends Link {
   readonly ifname: string;
   readonly ifindex: number;
   readonly mode: XdpMode;
+  /** @internal made by BpfProgram.attachXdp() */
   constructor(ifname: string, ifindex: number, mode: XdpMode, fd: number) {
     super(`xdp on ${ifname}`, fd);
     this.ifname = ifname;

@@ -46,6 +46,10 @@ export function sumValues<V>(values: V[]): V {
   return out as V;
 }
 
+/**
+ * A live map, typed by its layout (generated from maps/): keys and values are encoded and decoded by
+ * the layout's codecs, per-CPU values are summed on lookup.
+ */
 export class BpfMap<K = Buffer, V = Buffer> {
   readonly name: string;
   readonly layout: MapLayout<K, V>;
@@ -66,6 +70,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
   private pinnedAt: string | null = null;
 
   /**
+   * @internal maps come from BpfObject.map() and openPinnedMap()
    * @param fd a map descriptor; `owned` maps close it on close() (a map that belongs to a BpfObject
    *   is closed by the object).
    */
@@ -168,6 +173,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
     return buf;
   }
 
+  /** Writes one entry. Per-CPU maps: one value for every CPU, or an array of one per CPU. */
   update(k: K, v: V | V[], flag: UpdateFlag = 'any'): void {
     if (this.perCpu) this.encodeValue(v);
     else this.valueCodec().encodeView(v as V, this.vview, 0);
@@ -195,6 +201,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
     return true;
   }
 
+  /** Every key, in the kernel's order. */
   *keys(): IterableIterator<K> {
     const kc = this.layout.key!;
     for (const k of this.rawKeys()) yield kc.decode(k, 0);
@@ -370,6 +377,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
     for (const k of [...this.keys()]) this.delete(k);
   }
 
+  /** Pins the map in bpffs (see ensureBpffs), so it outlives this process; openPinnedMap() opens it again. */
   pin(path: string): void {
     check(`pin map ${this.name} at ${path}`, libbpf().bpf_obj_pin(this.fd, path));
     this.pinnedAt = path;
@@ -385,6 +393,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
     return this.pinnedAt;
   }
 
+  /** Closes this process's descriptor (a map of a BpfObject is closed with the object). */
   close(): void {
     if (this._fd < 0) return;
     if (this.owned) closeFd(this._fd);

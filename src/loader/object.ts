@@ -46,6 +46,7 @@ export interface LoadOptions {
 
 type Step = (spec: ObjectSpec) => void;
 
+/** A BPF ELF object opened, not loaded: inspect and configure it, then load() it. */
 export class ObjectSpec implements Closable {
   readonly path: string;
   private obj: unknown;
@@ -58,6 +59,7 @@ export class ObjectSpec implements Closable {
     track(this);
   }
 
+  /** Opens a compiled object (`clang -g -target bpf`); no privilege needed until load(). */
   static open(path: string): ObjectSpec {
     if (!existsSync(path)) {
       throw new EbpfnetError('EBPFNET_NOT_FOUND', `open ${path}`, 'no such BPF object', { hint: 'build it: npm run build' });
@@ -90,6 +92,7 @@ export class ObjectSpec implements Closable {
     return out;
   }
 
+  /** The programs in the object, as the ELF declares them. */
   programs(): ProgramSpec[] {
     const b = libbpf();
     return this.programPtrs().map((p) => {
@@ -104,6 +107,7 @@ export class ObjectSpec implements Closable {
     });
   }
 
+  /** The maps in the object, as the ELF declares them (before any setMaxEntries). */
   maps(): MapSpec[] {
     const b = libbpf();
     return this.mapPtrs().map((m) => ({
@@ -117,6 +121,7 @@ export class ObjectSpec implements Closable {
     }));
   }
 
+  /** @internal the object's BTF, for the drift test and the verifier harness */
   btf(): BtfSpec {
     const p = libbpf().bpf_object__btf(this.handle as never);
     if (!p) throw new EbpfnetError('EBPFNET_KERNEL', `read BTF of ${this.path}`, 'the object has no BTF', { hint: 'build it with clang -g' });
@@ -154,6 +159,7 @@ export class ObjectSpec implements Closable {
     });
   }
 
+  /** Sizes a map at load time instead of the size compiled into the object. */
   setMaxEntries(name: string, n: number): this {
     return this.apply((spec) => {
       const rc = libbpf().bpf_map__set_max_entries(spec.mapPtr(name) as never, n);
@@ -246,6 +252,7 @@ export class ObjectSpec implements Closable {
     return new VerifierError(failed, errno, `(the verifier log did not fit in ${size / 4} bytes)`);
   }
 
+  /** Releases the object without loading it (load() consumes it instead). */
   close(): void {
     if (this.obj) libbpf().bpf_object__close(this.obj as never);
     this.obj = null;
@@ -267,6 +274,7 @@ export class BpfObject implements Closable {
   private readonly maps = new Map<string, BpfMap<unknown, unknown>>();
   private readonly tables = new Map<string, BpfTable<unknown>>();
 
+  /** @internal made by ObjectSpec.load() */
   constructor(
     readonly path: string,
     private obj: unknown,
@@ -281,6 +289,7 @@ export class BpfObject implements Closable {
     return this.obj;
   }
 
+  /** A loaded program, by its generated layout constant (`PROG_...`) or name. */
   program(p: ProgramLayout | string): BpfProgram {
     const name = typeof p === 'string' ? p : p.name;
     const b = libbpf();
@@ -331,6 +340,7 @@ export class BpfObject implements Closable {
     throw new EbpfnetError('EBPFNET_NOT_FOUND', `find table ${layout.name} in ${this.path}`, 'no such table', { hint: 'rebuild the object (npm run build)' });
   }
 
+  /** Unloads: closes its maps and programs (links made from them are closed separately). */
   close(): void {
     if (!this.obj) return;
     for (const t of this.tables.values()) t.close();

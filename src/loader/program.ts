@@ -30,10 +30,12 @@ export interface XdpAttachOptions {
   mode?: XdpMode | 'auto';
 }
 
+/** A program of a loaded BpfObject: attach it to a hook by kind, or run it on crafted input. */
 export class BpfProgram {
   readonly name: string;
   readonly type: number;
   readonly section: string;
+  /** @internal programs come from BpfObject.program() */
   constructor(
     private readonly ptr: unknown,
     readonly objectName: string,
@@ -54,6 +56,7 @@ export class BpfProgram {
     return fd;
   }
 
+  /** Runs the program once (or `repeat` times) on `data` with BPF_PROG_TEST_RUN: no interface involved. */
   testRun(input: TestRunInput): TestRunResult {
     const out = Buffer.alloc(input.dataOut ?? input.data.length + 256);
     const opts = {

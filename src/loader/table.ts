@@ -29,6 +29,7 @@ export class BpfTable<T> implements Closable {
   private pinnedAt: string | null = null;
 
   /**
+   * @internal tables come from BpfObject.table() and openPinnedTable()
    * @param fd the table's map descriptor; `owned` tables close it on close() (one that belongs to a
    *   BpfObject is closed by the object).
    * @param over libbpf's own mapping of the table (its initial image, which libbpf keeps until the
