@@ -37,7 +37,8 @@ export {
 } from './loader/layout.js';
 
 // the machine: bpffs for pins, and the exit guard
-export { ensureBpffs, BPFFS, type MountResult } from './loader/system.js';
+export { BPFFS, type MountResult } from './loader/system.js';
+export { ensureBpffs } from './loader/pinfs.js';
 export { onShutdown } from './loader/guard.js';
 
 // errors: one type with a code per cause

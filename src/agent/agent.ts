@@ -610,7 +610,8 @@ export class Agent {
     this.resolved = want.resolved.map((r) => ({ pattern: r.pattern, names: r.names.filter((n) => this.handles.has(n)) }));
     if (!changed) return;
     this.state = { ...this.state, filterOn: this.attachedInterfaces() };
-    this.save('follow interfaces', { filterOn: this.state.filterOn }).catch((e: Error) => process.stderr.write(`ebpfnet agent: save the filtered interfaces: ${e.message}\n`));
+    // a save the agent's close overtook is not an error: the next start reconciles filterOn anyway
+    this.save('follow interfaces', { filterOn: this.state.filterOn }).catch((e: Error) => this.closed || process.stderr.write(`ebpfnet agent: save the filtered interfaces: ${e.message}\n`));
   }
 
   /**
