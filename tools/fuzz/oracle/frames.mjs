@@ -8,6 +8,7 @@
 // verification tag), so the judge can map what the kernel did to the case that made it do so.
 //
 // Every random choice is drawn when the case is made; build(tag, ipId) only lays the bytes out.
+import { prng } from '../../lib/harness.mjs';
 
 /** IP protocols the generator puts on the wire (outer or last header); the target opens a raw socket for each. */
 export const PROTOS4 = [1, 4, 6, 17, 41, 47, 132, 253];
@@ -16,17 +17,6 @@ export const PROTOS6 = [4, 6, 17, 41, 47, 58, 59, 132, 253];
 export const TCP_PORTS = [22, 23, 80, 443];
 export const UDP_PORTS = [53, 161];
 
-/** mulberry32 */
-export function prng(/** @type {number} */ seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** @typedef {() => number} Rng */
 const int = (/** @type {Rng} */ r, /** @type {number} */ n) => Math.floor(r() * n);
