@@ -131,7 +131,7 @@ export class Harness {
    * mounted when they are not. Cleanups registered after this one (detaching the balancer) run first.
    */
   async lbSandbox(/** @type {string} */ tag) {
-    const { ensureBpffs, ensureCgroup2 } = await import(pathToFileURL(join(root, 'dist', 'loader', 'system.js')).href);
+    const { ensureBpffs, ensureCgroup2 } = await import(pathToFileURL(join(root, 'dist', 'loader', 'pinfs.js')).href);
     ensureBpffs();
     const cgroupRoot = ensureCgroup2().path;
     const cgroup = join(cgroupRoot, `ebpfnet-${tag}-${this.id}`);
