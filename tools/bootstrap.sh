@@ -131,5 +131,5 @@ if is_root; then
   echo "$out" | grep '^mounted ' | sed 's/^/bootstrap: /' || true
   info "doctor: every datapath ready"
 else
-  say "not root: kernel filesystems not checked; kernel tests will be skipped (run with sudo to include them)"
+  say "not root: kernel filesystems not checked; kernel tests will be skipped (run as root, or with sudo, to include them)"
 fi

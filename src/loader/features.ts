@@ -105,7 +105,7 @@ export function probeMachine(): MachineReport {
   const priv = add(
     root || (caps.bpf && caps.netAdmin && caps.perfmon)
       ? { name: 'privilege', status: 'ok', detail: root ? 'running as root' : 'CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON' }
-      : { name: 'privilege', status: 'missing', detail: 'not root and without CAP_BPF/CAP_NET_ADMIN/CAP_PERFMON', fix: 'run with sudo' },
+      : { name: 'privilege', status: 'missing', detail: 'not root and without CAP_BPF/CAP_NET_ADMIN/CAP_PERFMON', fix: 'run as root (a root shell, or sudo)' },
   );
 
   const [maj, min] = kernelVersion();

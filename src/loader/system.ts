@@ -65,7 +65,7 @@ export function netnsCookie(): bigint | null {
 }
 
 export function requireRoot(op: string): void {
-  if (!isRoot()) throw new EbpfnetError('EBPFNET_PERMISSION', op, 'needs root', { hint: 'run it with sudo (needs CAP_BPF and CAP_NET_ADMIN)' });
+  if (!isRoot()) throw new EbpfnetError('EBPFNET_PERMISSION', op, 'needs root', { hint: 'run it as root: from a root shell, or with sudo (needs CAP_BPF and CAP_NET_ADMIN)' });
 }
 
 /** Interfaces of this process's network namespace (/proc/net/dev follows the netns; /sys may not). */

@@ -173,7 +173,7 @@ describeKernel('ebpfnet filter (two namespaces)', () => {
     const nobody = cliFor(65534);
     try {
       const nr = sh('sh', ['-c', `nsenter --net=/run/netns/${h.target} setpriv --reuid=65534 --regid=65534 --clear-groups ${process.execPath} ${nobody.cli} filter --iface ${h.targetIf} --deny icmp 2>&1; echo "exit=$?"`]);
-      expect(nr).toMatch(/^ebpfnet: filter: needs root; run it with sudo \(needs CAP_BPF and CAP_NET_ADMIN\)\nexit=1\n$/);
+      expect(nr).toMatch(/^ebpfnet: filter: needs root; run it as root: from a root shell, or with sudo \(needs CAP_BPF and CAP_NET_ADMIN\)\nexit=1\n$/);
     } finally {
       nobody.cleanup();
     }

@@ -291,7 +291,7 @@ function nftRules(/** @type {number} */ n, /** @type {string} */ backend) {
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const say = (/** @type {string} */ s) => process.stderr.write(`${s}\n`);
-  if (process.getuid?.() !== 0) throw new BenchError('the benchmark needs root (namespaces, netfilter, BPF): run it with sudo');
+  if (process.getuid?.() !== 0) throw new BenchError('the benchmark needs root (namespaces, netfilter, BPF): run it as root (or with sudo)');
   if (!existsSync(join(root, 'build', 'bpf', 'lb.bpf.o'))) throw new BenchError('build/bpf/lb.bpf.o is missing: node tools/build-bpf.mjs');
   ensureTools(say);
   buildC();
