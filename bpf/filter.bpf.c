@@ -77,10 +77,10 @@ static __always_inline int parse_l4(__u8 *l4, void *data_end, struct pkt *p, __u
 }
 
 /* Each VLAN tag count would leave off a different constant, and the verifier would then walk
- * everything after the tags once per count (three times the instructions at eight tags). So off
- * starts as 14 plus a value the verifier cannot know (zero, read from a map, always 0) and is kept
- * to its low bits (a no-op at run time: it never reaches OFF_MASK): every path then reaches the
- * IP parsing with the same state, and the verifier walks it once. */
+ * everything after the tags once per count (three times the instructions at eight tags). So for a
+ * tagged frame off starts as 14 plus a value the verifier cannot know (zero, read from a map,
+ * always 0) and is kept to its low bits (a no-op at run time: it never reaches OFF_MASK): every tag
+ * count then reaches the IP parsing with the same state, and the verifier walks that copy once. */
 #define OFF_MASK 0x3f
 _Static_assert(sizeof(struct ethhdr) + 4 * FLT_MAX_VLAN_TAGS < OFF_MASK, "the VLAN tags fit under OFF_MASK");
 

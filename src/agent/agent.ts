@@ -100,6 +100,9 @@ const num = (x: bigint): number => Number(x);
 /** how soon an interface whose filter failed to attach is tried again (on the next event or change) */
 const RETRY_MS = 30_000;
 
+/** The patterns that named interface `i` (for messages). */
+const matchedBy = (resolved: Resolved[], i: string): string => resolved.filter((r) => r.names.includes(i)).map((r) => r.pattern).join(', ');
+
 export { etag } from './revision.js';
 
 export class Agent {
@@ -503,8 +506,7 @@ export class Agent {
    * not thrown, and not tried again within RETRY_MS. True when the filter is there.
    */
   private tryAttach(i: string, spec: FilterSpec, policy: Policy, touched: Set<string>, resolved: Resolved[]): boolean {
-    const failed = this.failedOn.get(i);
-    if (failed && Date.now() - failed.at < RETRY_MS) return false;
+    if (!this.retryDue(i)) return false;
     try {
       this.attachFilter(i, spec, policy, touched);
       this.failedOn.delete(i);
@@ -512,11 +514,16 @@ export class Agent {
     } catch (e) {
       this.handles.get(i)?.close();
       this.handles.delete(i);
-      const by = resolved.filter((r) => r.names.includes(i)).map((r) => r.pattern).join(', ');
       this.failedOn.set(i, { reason: (e as Error).message, at: Date.now() });
-      process.stderr.write(`ebpfnet agent: filter ${i} (matches ${by}): ${(e as Error).message}\n`);
+      process.stderr.write(`ebpfnet agent: filter ${i} (matches ${matchedBy(resolved, i)}): ${(e as Error).message}\n`);
       return false;
     }
+  }
+
+  /** Whether interface `i` may be tried: it never failed, or last failed RETRY_MS ago or more. */
+  private retryDue(i: string): boolean {
+    const f = this.failedOn.get(i);
+    return !f || Date.now() - f.at >= RETRY_MS;
   }
 
   /**
@@ -598,13 +605,11 @@ export class Agent {
     for (const i of [...this.failedOn.keys()]) if (!exists.has(i)) this.failedOn.delete(i);
     let policy: Policy | null = null;
     for (const i of want.names) {
-      if (this.handles.has(i)) continue;
-      const f = this.failedOn.get(i);
-      if (f && Date.now() - f.at < RETRY_MS) continue;
-      // parsed only when an interface needs it: a 100,000-rule policy is not parsed per event
+      // checked before the parse: a 100,000-rule policy is parsed only when an interface needs it
+      if (this.handles.has(i) || !this.retryDue(i)) continue;
       policy ??= toPolicy(spec);
       if (!this.tryAttach(i, spec, policy, new Set(), want.resolved)) continue;
-      this.audit(who, 'interface added', `filter on ${i} (matches ${want.resolved.filter((r) => r.names.includes(i)).map((r) => r.pattern).join(', ')})`);
+      this.audit(who, 'interface added', `filter on ${i} (matches ${matchedBy(want.resolved, i)})`);
       changed = true;
     }
     this.resolved = want.resolved.map((r) => ({ pattern: r.pattern, names: r.names.filter((n) => this.handles.has(n)) }));

@@ -14,7 +14,7 @@ import { FILTER_STATS, type Stat } from './stats.js';
 import { compilePolicy, DEFAULT_CAPACITY, PORT_ELEMS, PORT_SLOT, UNNAMED_PROTO, type CompiledPolicy, type DirTable } from './compile.js';
 import type { Policy } from './policy.js';
 import { filterSite, findLocal, listPins, recordKey, removePin, type FilterSite, type PinnedFilter } from './pins.js';
-import { RecordWriter, readRecord } from './record.js';
+import { RecordWriter, readRecord, type RecordIdentity } from './record.js';
 import { formatRule, parseRule } from './rules.js';
 
 export type Hook = 'xdp' | 'tc';
@@ -568,11 +568,7 @@ export class FilterDatapath implements Closable {
   }
 }
 
-interface State {
-  /** the interface's name when the record was written (for status in other namespaces) */
-  ifname?: string;
-  /** the network namespace's cookie (SO_NETNS_COOKIE), which is never reused, unlike its inode */
-  netnsCookie?: string;
+interface State extends RecordIdentity {
   rules: Array<{ action: 'allow' | 'deny'; match: string }>;
   default: 'allow' | 'deny';
   audit: boolean;

@@ -12,7 +12,7 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, rmdirSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
 import { LINK_TYPE, hostPath, ifname as nameOf, linkInfo, lookupIfindex, netnsCookie, netnsInode, netnsName, openPinnedLink, pinSite, tcxIngressProgIds, xdpAttachment, type PinSite } from '../loader/index.js';
-import { RecordWriter, STATE_ROOT, readRecord, removeRecord } from './record.js';
+import { RecordWriter, STATE_ROOT, readRecord, removeRecord, type RecordIdentity } from './record.js';
 
 /** A pinned filter, as found in bpffs. */
 export interface PinnedFilter {
@@ -56,13 +56,6 @@ export function filterSite(op: string, opts: { create?: boolean } = {}): FilterS
 export const recordKey = (netns: number, ifindex: number): string => `${netns}/${ifindex}`;
 
 const isNumber = (s: string): boolean => /^[1-9][0-9]*$/.test(s);
-
-/** What a record says about its filter's identity (the rest is the datapath's). */
-interface RecordIdentity {
-  ifname?: string;
-  /** SO_NETNS_COOKIE of the namespace, as text: never reused, unlike the inode */
-  netnsCookie?: string;
-}
 
 function identity(key: string, records: string): RecordIdentity {
   try {

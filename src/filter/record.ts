@@ -14,6 +14,14 @@ import { dirname, join } from 'node:path';
 
 export const STATE_ROOT = '/run/ebpfnet/filter';
 
+/** Whose filter a record is (the rest of its body is the datapath's: rules, slots, hook). */
+export interface RecordIdentity {
+  /** the interface's name when the record was written (for status in other namespaces) */
+  ifname?: string;
+  /** SO_NETNS_COOKIE of the namespace, as text: never reused, unlike its inode */
+  netnsCookie?: string;
+}
+
 /** Room for the header line; the body starts here. */
 const HEADER = 128;
 const SLOTS = [0, 1] as const;

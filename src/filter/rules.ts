@@ -153,9 +153,9 @@ function parseTypes(proto: 'icmpv4' | 'icmpv6', text: string, input: string): [n
     if (n === undefined) throw usage(input, `'${t}' is not an ${proto} type`, `use a number 0-255 or one of ${Object.keys(names).join(', ')}`);
     return n;
   };
-  const m = /^([a-z0-9-]+?)(?:-(\d{1,3}))?$/.exec(text);
   // a range is two numbers; a name may hold dashes itself (echo-request)
-  const [lo, hi] = m && m[2] !== undefined && /^\d+$/.test(m[1]) ? [one(m[1]), one(m[2])] : [one(text), one(text)];
+  const range = /^(\d+)-(\d+)$/.exec(text);
+  const [lo, hi] = range ? [one(range[1]), one(range[2])] : [one(text), one(text)];
   if (lo > hi) throw usage(input, `the range ${lo}-${hi} is backwards`, `write it as ${hi}-${lo}`);
   return [lo, hi];
 }

@@ -10,8 +10,7 @@
 // command refuses and says what to run instead. Nothing here guesses from paths.
 import { readFileSync, readdirSync, statSync, statfsSync } from 'node:fs';
 import { EbpfnetError } from '../errors.js';
-import { libbpf } from '../libbpf/index.js';
-import { BPFFS, CGROUP2_FALLBACK, findCgroup2, mountFs, type MountResult } from './system.js';
+import { BPFFS, CGROUP2_FALLBACK, findCgroup2, mountFs, preferredCgroup2, type MountResult } from './system.js';
 
 /** statfs f_type of a bpf filesystem (include/uapi/linux/magic.h) */
 export const BPF_FS_MAGIC = 0xcafe4a11;
@@ -153,7 +152,8 @@ export function ensurePinSite(op: string): PinSite {
   return pinSite(op, { create: true })!;
 }
 
-const CGROUP2_SUPER_MAGIC = 0x63677270;
+/** statfs f_type of a cgroup v2 filesystem (include/uapi/linux/magic.h) */
+export const CGROUP2_SUPER_MAGIC = 0x63677270;
 
 /**
  * From a mount namespace of its own whose /sys has no cgroup v2 (ip netns exec), the host's cgroup
@@ -162,8 +162,7 @@ const CGROUP2_SUPER_MAGIC = 0x63677270;
 export function hostCgroup2(): string | null {
   const host = foreignHostMounts(mountinfo('self') ?? [], mountinfo(1));
   if (!host) return null;
-  const all = host.filter((m) => m.fstype === 'cgroup2');
-  const target = (all.find((m) => m.target === '/sys/fs/cgroup') ?? all[0])?.target;
+  const target = preferredCgroup2(host);
   if (!target) return null;
   try {
     return statfsSync(`/proc/1/root${target}`).type === CGROUP2_SUPER_MAGIC ? `/proc/1/root${target}` : null;
@@ -212,15 +211,6 @@ export function netnsName(ino: number, prefix = ''): string | null {
     }
   }
   return null;
-}
-
-/** The index of interface `name` in this network namespace, 0 when there is none. */
-export const lookupIfindex = (name: string): number => libbpf().if_nametoindex(name);
-
-/** The name of interface `ifindex` in this network namespace, or null when there is none. */
-export function ifname(ifindex: number): string | null {
-  const buf = Buffer.alloc(16);
-  return libbpf().if_indextoname(ifindex, buf) ? buf.toString('latin1', 0, buf.indexOf(0)) : null;
 }
 
 /**

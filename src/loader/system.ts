@@ -82,12 +82,21 @@ export function interfaceNames(): string[] {
   }
 }
 
+/** The index of interface `name` in this network namespace, 0 when there is none. */
+export const lookupIfindex = (name: string): number => libbpf().if_nametoindex(name);
+
 /** Whether an interface of this name is in this network namespace (no listing, one call). */
-export const interfaceExists = (name: string): boolean => libbpf().if_nametoindex(name) !== 0;
+export const interfaceExists = (name: string): boolean => lookupIfindex(name) !== 0;
+
+/** The name of interface `ifindex` in this network namespace, or null when there is none. */
+export function ifname(ifindex: number): string | null {
+  const buf = Buffer.alloc(16);
+  return libbpf().if_indextoname(ifindex, buf) ? buf.toString('latin1', 0, buf.indexOf(0)) : null;
+}
 
 /** ifindex of a named interface, with the names that do exist when it does not. */
 export function ifindex(name: string): number {
-  const i = libbpf().if_nametoindex(name);
+  const i = lookupIfindex(name);
   if (!i) {
     throw new EbpfnetError('EBPFNET_NOT_FOUND', `find interface ${name}`, `no interface named ${name}`, {
       hint: `interfaces here: ${interfaceNames().join(', ') || 'none'}`,
@@ -152,7 +161,13 @@ export function ensureTracefs(): MountResult {
 
 /** A cgroup v2 hierarchy: the usual /sys/fs/cgroup on a unified host, or one we mount. */
 export function findCgroup2(): string | null {
-  const all = mounts().filter((x) => x.fstype === 'cgroup2');
+  return preferredCgroup2(mounts());
+}
+
+/** Of a mount table's cgroup v2 mounts, the usual /sys/fs/cgroup, else the first (Cilium and
+ * container runtimes mount further views of the same hierarchy). */
+export function preferredCgroup2(table: ReadonlyArray<{ target: string; fstype: string }>): string | null {
+  const all = table.filter((x) => x.fstype === 'cgroup2');
   return (all.find((x) => x.target === '/sys/fs/cgroup') ?? all[0])?.target ?? null;
 }
 

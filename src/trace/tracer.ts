@@ -8,7 +8,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { EbpfnetError, NotSupportedError } from '../errors.js';
 import * as G from '../gen/trace.js';
 import { ensureTracefs, findCgroup2, type MountResult } from '../loader/system.js';
-import { ensureCgroup2 } from '../loader/pinfs.js';
+import { CGROUP2_SUPER_MAGIC, ensureCgroup2 } from '../loader/pinfs.js';
 import { objectPath } from '../loader/paths.js';
 import { ObjectSpec, type BpfObject } from '../loader/object.js';
 import type { BpfMap, MapFill } from '../loader/map.js';
@@ -40,7 +40,6 @@ export interface CgroupTarget {
   mounted: MountResult | null;
 }
 
-const CGROUP2_SUPER_MAGIC = 0x63677270;
 
 /** `--cgroup PATH`: an absolute cgroup v2 directory, or one relative to the cgroup v2 mount. */
 export function resolveCgroup(arg: string): CgroupTarget {
