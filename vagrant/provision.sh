@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # Provisioning for the Vagrant lab (run by `vagrant up` as root on each VM):
 #   provision.sh ROLE SOURCE_IP TARGET_IP      ROLE is source or target
-# Both: Node 20, clang, llvm, libbpf, bpftool, openssh, the project built from /ebpfnet (through
+# Both: Node 24 (LTS), clang, llvm, libbpf, bpftool, openssh, the project built from /ebpfnet (through
 # tools/bootstrap.sh, the same set-up step as `npm test`) and `ebpfnet` on PATH.
 # target: a `lab` user that source logs in as, an HTTP server on port 80, nothing attached yet.
 # source: its SSH key installed on target, Prometheus scraping the target's filter metrics.
@@ -28,12 +28,14 @@ apt-get install -y -qq --no-install-recommends \
   ca-certificates curl gnupg clang llvm libbpf-dev libbpf1 gcc make iproute2 iputils-ping \
   openssh-server openssh-client sshpass rsync linux-tools-common "$tools" >/dev/null
 
-# Node 20 from NodeSource: Ubuntu 24.04's own nodejs is 18.
-if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" != 20 ]; then
-  say "installing Node 20"
+# Node 24 (LTS) from NodeSource, system-wide: these VMs are the lab's own, and `ebpfnet` on PATH runs
+# on the system's node. Ubuntu 24.04's own nodejs is 18; ebpfnet needs what package.json's
+# engines.node says (22.19+ or 24+).
+if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 24 ]; then
+  say "installing Node 24"
   install -d -m 0755 /etc/apt/keyrings
   curl -fsSL https://deb.nodesource.com/gpgkey/nodesource-repo.gpg.key | gpg --dearmor --yes -o /etc/apt/keyrings/nodesource.gpg
-  echo "deb [signed-by=/etc/apt/keyrings/nodesource.gpg] https://deb.nodesource.com/node_20.x nodistro main" >/etc/apt/sources.list.d/nodesource.list
+  echo "deb [signed-by=/etc/apt/keyrings/nodesource.gpg] https://deb.nodesource.com/node_24.x nodistro main" >/etc/apt/sources.list.d/nodesource.list
   apt-get update -qq
   apt-get install -y -qq nodejs >/dev/null
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // SPDX-License-Identifier: Apache-2.0
 // Entry point: expected errors print one line and set the exit code (2 for usage, 1 otherwise).
+import './node-guard.js';
 import { handleError } from './present.js';
 import { buildProgram } from './program.js';
 

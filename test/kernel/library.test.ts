@@ -109,7 +109,7 @@ describeKernel('ebpfnet as a library', () => {
         '',
       ].join('\n'),
     );
-    const r = run(process.execPath, [tsc, '--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--types', 'node', 'misuse/bad.ts']);
+    const r = run(process.execPath, [tsc, '--ignoreConfig', '--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--types', 'node', 'misuse/bad.ts']);
     expect(r.status).not.toBe(0);
     // the package path is not exported, and packets is a u64: a bigint, not a number
     expect(r.out).toMatch(/bad\.ts\(1,\d+\): error TS2307/);
