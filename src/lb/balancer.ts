@@ -10,6 +10,7 @@ import * as G from '../gen/lb.js';
 import {
   BpfMap,
   ObjectSpec,
+  cgroup2DirState,
   ensureBpffs,
   ensureCgroup2,
   findCgroup2,
@@ -80,14 +81,18 @@ function checkPinDir(dir: string, op: string): void {
   if (!inBpffs(dir)) throw usage(op, `${dir} is not in a bpf filesystem`, 'pins live under /sys/fs/bpf; unset EBPFNET_LB_PIN_DIR or point it there');
 }
 
-/** A cgroup v2 directory: absolute, or relative to the mount. */
+/**
+ * A cgroup v2 directory: absolute (on any cgroup2 mount: the kernel says which filesystem a path is
+ * on), or relative to the mount the balancer uses.
+ */
 function resolveCgroup(path: string | undefined, root: string, op: string): string {
   const full = path === undefined ? root : path.startsWith('/') ? resolve(path) : resolve(root, path);
-  if (full !== root && !full.startsWith(`${root}/`)) {
-    throw usage(op, `${full} is not in the cgroup v2 hierarchy (mounted at ${root})`, `give a cgroup under ${root}, or a path relative to it`);
-  }
-  if (!existsSync(join(full, 'cgroup.procs'))) {
+  const state = cgroup2DirState(full);
+  if (state === 'missing') {
     throw new EbpfnetError('EBPFNET_NOT_FOUND', op, `no cgroup at ${full}`, { hint: `create it (mkdir ${full}) or choose one under ${root}` });
+  }
+  if (state === 'other') {
+    throw usage(op, `${full} is not a cgroup v2 directory`, `give a cgroup under a cgroup2 mount such as ${root}, or a path relative to it`);
   }
   return full;
 }

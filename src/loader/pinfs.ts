@@ -156,6 +156,20 @@ export function ensurePinSite(op: string): PinSite {
 export const CGROUP2_SUPER_MAGIC = 0x63677270;
 
 /**
+ * Whether `dir` is a cgroup v2 directory, asked of the kernel (statfs) rather than inferred from
+ * where the usual mount is: a second cgroup2 mount (Cilium's /run/cilium/cgroupv2, a container
+ * runtime's view) holds the same cgroups under another path.
+ */
+export function cgroup2DirState(dir: string): 'cgroup2' | 'missing' | 'other' {
+  try {
+    if (!statSync(dir).isDirectory()) return 'other';
+    return statfsSync(dir).type === CGROUP2_SUPER_MAGIC ? 'cgroup2' : 'other';
+  } catch {
+    return 'missing';
+  }
+}
+
+/**
  * From a mount namespace of its own whose /sys has no cgroup v2 (ip netns exec), the host's cgroup
  * v2 mount through /proc/1/root, when reachable: a cgroup path the host names the same way.
  */
