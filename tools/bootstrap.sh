@@ -119,7 +119,7 @@ npx --no-install tsc -p .
 chmod +x dist/cli/main.js
 
 # --- Node.js ----------------------------------------------------------------------------------------
-# package.json's engines.node says which Node ebpfnet runs on (dist/cli/node-check.js reads it). When
+# package.json's engines.node says which Node ebpfnet runs on (dist/cli/node-guard.js reads it). When
 # the machine's own Node is older (Debian 12 ships 18; these VMs have 20, end of life), this checkout
 # gets the Node pinned in tools/node/package-lock.json (the official binary, as a registry package,
 # integrity-checked by npm ci) and links it as node_modules/.bin/node: npm runs scripts and npx with
@@ -127,7 +127,7 @@ chmod +x dist/cli/main.js
 link=node_modules/.bin/node
 sys_path=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v '/node_modules/\.bin$' | paste -sd: -)
 sys_node=$(PATH=$sys_path command -v node || true)
-if [ -n "$sys_node" ] && "$sys_node" dist/cli/node-check.js 2>/dev/null; then
+if [ -n "$sys_node" ] && "$sys_node" dist/cli/node-guard.js 2>/dev/null; then
   # the system's Node will do: stop using a project-local one linked earlier
   if [ -L "$link" ]; then rm -f "$link"; fi
   info "node: $("$sys_node" --version), the system's"
@@ -148,7 +148,7 @@ else
   fi
   ln -sfn ../../tools/node/node_modules/.bin/node "$link"
   export PATH="$PWD/node_modules/.bin:$PATH"
-  node dist/cli/node-check.js
+  node dist/cli/node-guard.js
   info "node: $(node --version), project-local (tools/node); the system's is $sys_version"
 fi
 info "building BPF objects"

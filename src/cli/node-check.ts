@@ -1,11 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Which Node.js ebpfnet runs on. package.json's `engines.node` is the one statement of it: the CLI
 // refuses an older Node with one line before anything else loads, and tools/bootstrap.sh asks the
-// same question (`node dist/cli/node-check.js`) to decide whether a checkout needs its project-local
+// same question (`node dist/cli/node-guard.js`) to decide whether a checkout needs its project-local
 // Node (tools/node/).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { packageDir } from '../loader/paths.js';
 
 type Version = [number, number, number];
@@ -49,11 +48,3 @@ export function nodeProblem(version: string = process.versions.node, range: stri
   );
 }
 
-// `node dist/cli/node-check.js`: exit 0 when this Node will do, else the reason and exit 1.
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const problem = nodeProblem();
-  if (problem) {
-    process.stderr.write(`${problem}\n`);
-    process.exitCode = 1;
-  }
-}

@@ -3,12 +3,12 @@
 // cgroup filter, load bpf/trace.bpf.c with the filters as const volatile configuration (only the
 // programs it will attach), attach, and read the ring buffer. Detaching is ours too: links go
 // before the object, entry hooks before exit hooks, and the exit guard backs all of it up.
-import { existsSync, statSync, statfsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { EbpfnetError, NotSupportedError } from '../errors.js';
 import * as G from '../gen/trace.js';
 import { ensureTracefs, findCgroup2, type MountResult } from '../loader/system.js';
-import { CGROUP2_SUPER_MAGIC, ensureCgroup2 } from '../loader/pinfs.js';
+import { cgroup2DirState, ensureCgroup2 } from '../loader/pinfs.js';
 import { objectPath } from '../loader/paths.js';
 import { ObjectSpec, type BpfObject } from '../loader/object.js';
 import type { BpfMap, MapFill } from '../loader/map.js';
@@ -59,7 +59,7 @@ export function resolveCgroup(arg: string): CgroupTarget {
   } catch (e) {
     throw new EbpfnetError('EBPFNET_NOT_FOUND', 'trace', `no cgroup at ${full}`, { hint, cause: e });
   }
-  if (!st.isDirectory() || statfsSync(full).type !== CGROUP2_SUPER_MAGIC) {
+  if (cgroup2DirState(full) !== 'cgroup2') {
     throw new EbpfnetError('EBPFNET_USAGE', 'trace', `--cgroup ${full} is not a cgroup v2 directory`, { hint });
   }
   return { path: full, id: st.ino, mounted };

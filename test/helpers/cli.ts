@@ -71,21 +71,23 @@ const readableBy = (uid: number, path: string): boolean =>
   spawnSync('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'test', '-r', path]).status === 0;
 
 /**
- * The CLI as another user can run it: the checkout's own when that user can read it, else a copy
- * of what the CLI needs (package.json, dist, build, node_modules: hard links where the file system
- * allows) in a world-readable temporary directory. A checkout may be private (mode 0700, like
- * /root or what mktemp -d gives), and a test of "not root" must run as a user who is not root.
+ * The CLI, and the Node to run it with, as another user can run them: the checkout's own when that
+ * user can read them, else a copy of what is needed (the node executable, package.json, dist, build,
+ * node_modules: hard links where the file system allows) in a world-readable temporary directory.
+ * A checkout may be private (mode 0700, like /root or what mktemp -d gives), and its project-local
+ * Node (tools/node) then sits inside it; a test of "not root" must run as a user who is not root.
  */
-export function cliFor(uid: number): { cli: string; cleanup(): void } {
-  if (!readableBy(uid, process.execPath)) throw new Error(`uid ${uid} cannot run ${process.execPath}: install Node where every user can reach it`);
-  if (readableBy(uid, CLI)) return { cli: CLI, cleanup() {} };
+export function cliFor(uid: number): { node: string; cli: string; cleanup(): void } {
+  const nodeOk = readableBy(uid, process.execPath);
+  if (nodeOk && readableBy(uid, CLI)) return { node: process.execPath, cli: CLI, cleanup() {} };
   const dir = mkdtempSync(join(tmpdir(), 'ebpfnet-cli-'));
   chmodSync(dir, 0o755);
-  for (const part of ['package.json', 'dist', 'build', 'node_modules']) {
-    const from = join(packageDir(), part);
-    const to = join(dir, part);
-    // cp -al: hard links keep each file's own (world-readable) mode; across file systems, a copy
+  // cp -al: hard links keep each file's own (world-readable) mode; across file systems, a copy
+  const link = (from: string, to: string): void => {
     if (spawnSync('cp', ['-al', from, to]).status !== 0) cpSync(from, to, { recursive: true });
-  }
-  return { cli: join(dir, 'dist', 'cli', 'main.js'), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  };
+  for (const part of ['package.json', 'dist', 'build', 'node_modules']) link(join(packageDir(), part), join(dir, part));
+  const node = nodeOk ? process.execPath : join(dir, 'node');
+  if (!nodeOk) link(process.execPath, node);
+  return { node, cli: join(dir, 'dist', 'cli', 'main.js'), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }

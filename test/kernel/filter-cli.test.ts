@@ -169,10 +169,11 @@ describeKernel('ebpfnet filter (two namespaces)', () => {
   });
 
   it('not root: one line, exit 1, nothing attached (from a private checkout too)', () => {
-    // as nobody, from a copy nobody can read when the checkout is private (mode 0700)
+    // as nobody: from a copy when the checkout is private (mode 0700), the Node too when it is the
+    // project-local one inside such a checkout
     const nobody = cliFor(65534);
     try {
-      const nr = sh('sh', ['-c', `nsenter --net=/run/netns/${h.target} setpriv --reuid=65534 --regid=65534 --clear-groups ${process.execPath} ${nobody.cli} filter --iface ${h.targetIf} --deny icmp 2>&1; echo "exit=$?"`]);
+      const nr = sh('sh', ['-c', `nsenter --net=/run/netns/${h.target} setpriv --reuid=65534 --regid=65534 --clear-groups ${nobody.node} ${nobody.cli} filter --iface ${h.targetIf} --deny icmp 2>&1; echo "exit=$?"`]);
       expect(nr).toMatch(/^ebpfnet: filter: needs root; run it as root: from a root shell, or with sudo \(needs CAP_BPF and CAP_NET_ADMIN\)\nexit=1\n$/);
     } finally {
       nobody.cleanup();
