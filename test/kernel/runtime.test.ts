@@ -20,7 +20,7 @@ import {
   packageDir,
 } from '../../src/loader/index.js';
 import { bpfProgIds, describeKernel, ok, sh, xdpOn } from '../helpers/kernel.js';
-import { makeVethPair, type VethPair } from '../helpers/netns.js';
+import { makeNetns, makeVethPair, type Netns, type VethPair } from '../helpers/netns.js';
 import { existsSync, mkdirSync, rmSync, rmdirSync } from 'node:fs';
 
 function loadSelftest(cfg: Partial<G.StConfig> = {}): BpfObject {
@@ -196,10 +196,14 @@ describeKernel('runtime: ring buffer', () => {
 });
 
 describeKernel('runtime: attach and detach', () => {
+  // the veth's host end, or a lone namespace, is where this process runs its test (never the root's)
   let veth: VethPair | null = null;
+  let lone: Netns | null = null;
   afterEach(() => {
     veth?.cleanup();
     veth = null;
+    lone?.cleanup();
+    lone = null;
   });
 
   it('XDP on a veth drops real packets, and detaching leaves no program behind', () => {
@@ -275,6 +279,8 @@ describeKernel('runtime: attach and detach', () => {
   });
 
   it('a cgroup connect4 hook applies to processes in the cgroup only, until detached', () => {
+    // the loopback connects go to a namespace of the test's own
+    lone = makeNetns();
     const port = 40000 + (process.pid % 20000);
     const cg = join(ensureCgroup2().path, `ebpfnet-test-${process.pid}`);
     mkdirSync(cg);
