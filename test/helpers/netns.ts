@@ -3,66 +3,19 @@
 // interface, no address) ever goes into the root namespace, so tests on a shared machine neither
 // see nor disturb each other's traffic. cleanup() removes everything made, and is safe to call twice.
 //
-// A test that used to act "on the host" (attach XDP in-process, start the agent, fetch its API, run
-// balancer clients) enters a namespace of its own instead: enterNetns() moves the test process's
-// main thread there with setns(2), so its sockets, netlink calls and every child it starts live in
-// that namespace (mounts are untouched: bpffs and cgroups stay the host's, as under nsenter --net).
+// A test that acts "on the host" (attaches XDP in-process, starts the agent and fetches its API, runs
+// balancer clients) does so from a namespace of its own: makeVethPair() and makeNetns() move the
+// test process there (enterNetns, tools/lib/netns.mjs), and every child it starts goes with it.
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, readlinkSync, statSync } from 'node:fs';
-import { isMainThread } from 'node:worker_threads';
-import koffi from 'koffi';
+import { enterNetns } from '../../tools/lib/netns.mjs';
+
+export { currentNetnsInode, enterNetns, rootNetnsInode } from '../../tools/lib/netns.mjs';
 
 let seq = 0;
 
 const run = (args: string[]): void => {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 };
-
-const CLONE_NEWNET = 0x40000000;
-let setnsFn: ((fd: number, nstype: number) => number) | null = null;
-const setns = (fd: number): void => {
-  setnsFn ??= koffi.load('libc.so.6').func('int setns(int fd, int nstype)') as (fd: number, nstype: number) => number;
-  if (setnsFn(fd, CLONE_NEWNET) !== 0) throw new Error('setns(CLONE_NEWNET) failed: entering a network namespace needs root (CAP_SYS_ADMIN)');
-};
-
-/** The network namespace of the whole machine (pid 1's), by inode. */
-export const rootNetnsInode = (): number => statSync('/proc/1/ns/net').ino;
-/** The network namespace this process (its main thread) is in now, by inode. */
-export const currentNetnsInode = (): number => statSync('/proc/self/ns/net').ino;
-
-/** Namespaces entered and not yet left, innermost last; each holds its namespace open. */
-const entered: Array<{ ns: string; fd: number }> = [];
-/** Where this process was before its first enterNetns(), held open to come back to. */
-let home: number | null = null;
-
-/**
- * Moves this process into network namespace `ns` (made by `ip netns add`) until the returned
- * function is called. setns changes only the calling thread, so this must be the process's main
- * thread (vitest's forks pool runs tests there): /proc/self then shows the namespace too, and
- * libuv makes sockets and forks children on that thread. Leaving in any order is fine: the process
- * goes back to the innermost namespace still entered, or where it was at first.
- */
-export function enterNetns(ns: string): () => void {
-  const [pid, tid] = readlinkSync('/proc/thread-self').split('/task/');
-  if (!isMainThread || pid !== tid) throw new Error('enterNetns: setns moves only the calling thread; call it from the main thread of the test process (vitest pool: forks)');
-  home ??= openSync('/proc/thread-self/ns/net', 'r');
-  const fd = openSync(`/run/netns/${ns}`, 'r');
-  try {
-    setns(fd);
-  } catch (e) {
-    closeSync(fd);
-    throw e;
-  }
-  const entry = { ns, fd };
-  entered.push(entry);
-  return () => {
-    const i = entered.indexOf(entry);
-    if (i < 0) return;
-    entered.splice(i, 1);
-    setns(entered.at(-1)?.fd ?? home!);
-    closeSync(fd);
-  };
-}
 
 export interface Netns {
   ns: string;
