@@ -9,7 +9,7 @@
 import { execFileSync } from 'node:child_process';
 import { enterNetns } from '../../tools/lib/netns.mjs';
 
-export { currentNetnsInode, enterNetns, rootNetnsInode } from '../../tools/lib/netns.mjs';
+export { currentNetnsInode, enterNetns, startNetnsInode } from '../../tools/lib/netns.mjs';
 
 let seq = 0;
 

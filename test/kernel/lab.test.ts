@@ -5,7 +5,7 @@
 // machine load programs of the same names, so the program check follows the ones the lab made, by
 // id: those held by processes inside the lab's namespaces, and those attached to the lab's cgroup.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import * as F from '../../src/gen/filter.js';
@@ -14,7 +14,7 @@ import * as TR from '../../src/gen/trace.js';
 import { packageDir } from '../../src/loader/paths.js';
 import { findCgroup2 } from '../../src/loader/system.js';
 import { CLI, runCli } from '../helpers/cli.js';
-import { describeKernel, sh } from '../helpers/kernel.js';
+import { describeKernel, heldPrograms, sh } from '../helpers/kernel.js';
 
 const NETNS = ['ebpfnet-source', 'ebpfnet-target'];
 const STATE_DIR = '/run/ebpfnet/lab';
@@ -61,27 +61,6 @@ function inLabNamespaces(): number[] {
         return false; // gone
       }
     });
-}
-
-/** ids of the BPF programs process `pid` holds, through program or link descriptors (their fdinfo) */
-function heldPrograms(pid: number): number[] {
-  const ids: number[] = [];
-  let fds: string[];
-  try {
-    fds = readdirSync(`/proc/${pid}/fd`);
-  } catch {
-    return ids; // gone
-  }
-  for (const fd of fds) {
-    try {
-      if (!/^anon_inode:bpf[-_](prog|link)/.test(readlinkSync(`/proc/${pid}/fd/${fd}`))) continue;
-      const m = /^prog_id:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
-      if (m) ids.push(Number(m[1]));
-    } catch {
-      /* closed meanwhile */
-    }
-  }
-  return ids;
 }
 
 /**

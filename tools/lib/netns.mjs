@@ -7,7 +7,7 @@
 // its main thread, so after enterNetns() all of them live in the namespace. Mounts are untouched
 // (bpffs and cgroups stay the host's, as under `nsenter --net`); /sys/class/net still shows the
 // namespace sysfs was mounted in, so read interfaces through `ip`, not /sys.
-import { closeSync, openSync, readlinkSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readlinkSync, statSync } from 'node:fs';
 import { isMainThread } from 'node:worker_threads';
 import koffi from 'koffi';
 
@@ -19,15 +19,18 @@ const setns = (/** @type {number} */ fd) => {
   if (setnsFn(fd, CLONE_NEWNET) !== 0) throw new Error('setns(CLONE_NEWNET) failed: entering a network namespace needs root (CAP_SYS_ADMIN)');
 };
 
-/** The network namespace of the whole machine (pid 1's), by inode. */
-export const rootNetnsInode = () => statSync('/proc/1/ns/net').ino;
-/** The network namespace this process (its main thread) is in now, by inode. */
-export const currentNetnsInode = () => statSync('/proc/self/ns/net').ino;
-
 /** @type {Array<{ ns: string, fd: number }>} namespaces entered and not yet left, innermost last */
 const entered = [];
 /** @type {number | null} where this process was before its first enterNetns(), held open */
 let home = null;
+
+/** The network namespace this process (its main thread) is in now, by inode. */
+export const currentNetnsInode = () => statSync('/proc/self/ns/net').ino;
+/**
+ * The network namespace this process started in (before any enterNetns), by inode: the machine's
+ * own for a test or a script run from a shell. (pid 1's may not be readable, e.g. in a container.)
+ */
+export const startNetnsInode = () => (home === null ? currentNetnsInode() : fstatSync(home).ino);
 
 /**
  * Moves this process into network namespace `ns` (made by `ip netns add`) until the returned
