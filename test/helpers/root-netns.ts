@@ -23,8 +23,11 @@ export function parseIpLine(line: string): RootNetChange | null {
   return { ifname: m[1], ...(addr ? { addr } : {}), line: line.trim() };
 }
 
-/** the suite's interface names: `eb` + letters + the making process's id (pid % 10^4 or 10^5) */
-const SUITE_NAME = /^eb[a-z]*(\d+)/;
+/**
+ * the suite's interface names, ending in the making process's id (pid % 10^4 or 10^5): `eb` and
+ * letters (test/helpers), or `e`, three letters of a tag and `h` or `p` (tools/lib/harness.mjs)
+ */
+const SUITE_NAME = /^e(?:b[a-z]*|[a-z]{3}[hp])(\d+)/;
 /** the suite's address ranges (test/helpers/netns.ts, the lab, the filter and balancer tests) */
 const SUITE_ADDR = /^(10\.19[6-9]\.|192\.168\.56\.|fd00:19[6-9]:|fd00:96:)/;
 

@@ -10,6 +10,7 @@ const lines = {
   addr6: 'Deleted 3: ebh4242x1    inet6 fd00:199:9::1/64 scope global nodad \\       valid_lft forever preferred_lft forever',
   gone: 'Deleted 2: ebp4242x1@NONE: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN group default \\    link/ether b2:cd:82:3d:be:e4 brd ff:ff:ff:ff:ff:ff',
   harness: '9: ekilh24242@if8: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP',
+  harnessAddr: '9: echuh7597    inet 10.196.98.1/24 scope global echuh7597\\       valid_lft forever preferred_lft forever',
   othersLink: '5: ebh805x1@if74: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP',
   othersAddr: '5: ebh805x1    inet 10.199.3.1/24 scope global ebh805x1\\       valid_lft forever preferred_lft forever',
   onLo: '1: lo    inet 10.198.7.1/32 scope global lo\\       valid_lft forever preferred_lft forever',
@@ -34,6 +35,8 @@ describe('root-namespace guard', () => {
     // a process whose names carry 805 (pid 10805): that run's interface and its address are its own
     expect(oursInRoot(all, nameTags(10805)).map((c) => c.ifname)).toEqual(['ebh805x1', 'ebh805x1', 'lo']);
     // the machine's own interfaces and addresses are nobody's here
-    expect(oursInRoot([lines.othersLink, lines.othersAddr, lines.eth0, lines.docker, lines.harness], nameTags(14242))).toEqual([]);
+    expect(oursInRoot([lines.othersLink, lines.othersAddr, lines.eth0, lines.docker, lines.harness, lines.harnessAddr], nameTags(14242))).toEqual([]);
+    // the fault scripts' names (tools/lib/harness.mjs) carry their process's id too
+    expect(oursInRoot([lines.harness, lines.harnessAddr], nameTags(24242)).map((c) => c.ifname)).toEqual(['ekilh24242']);
   });
 });
