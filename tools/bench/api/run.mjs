@@ -13,9 +13,8 @@
 //   (b) PUT round trip p50/p99 (one client): the agent answers once the change is in the kernel and
 //       on disk.
 //   (c) PUT-to-effect: a paced sender in the namespace (stamp.c, one UDP datagram every 100 us
-//       stamped with CLOCK_MONOTONIC) sends across the veth to a receiver here (in this process's
-//       namespace); the time from sending
-//       a PUT that adds `deny udp/PORT` to the first datagram it drops is bounded by the last stamp
+//       stamped with CLOCK_MONOTONIC) sends across the veth to a receiver in this process; the time
+//       from sending a PUT that adds `deny udp/PORT` to the first datagram it drops is bounded by the last stamp
 //       that got through (or the PUT's time, if none did) plus the sending gap, minus the time the
 //       PUT was sent. p50/p99 over TRIALS trials
 //       (each removes the rule again and waits for the datagrams to come back). Goal: p99 <= 5 ms.
