@@ -10,5 +10,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ['default'],
+    // fails a file that put an interface or address of its own into the root network namespace
+    setupFiles: ['test/helpers/root-netns-guard.ts'],
   },
 });

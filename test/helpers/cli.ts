@@ -5,6 +5,7 @@ import { chmodSync, cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageDir } from '../../src/loader/paths.js';
+import { currentNetnsInode, startNetnsInode } from './netns.js';
 
 export const CLI = join(packageDir(), 'dist', 'cli', 'main.js');
 
@@ -36,6 +37,10 @@ export class CliProcess {
   private exited: Promise<number | null>;
 
   constructor(args: string[], opts: { ns?: string; env?: NodeJS.ProcessEnv } = {}) {
+    // an agent serves its API (and filters what it is told) where it runs: never the namespace the tests started in
+    if (args[0] === 'agent' && !opts.ns && currentNetnsInode() === startNetnsInode()) {
+      throw new Error('start the agent in a network namespace of the test\'s own: pass { ns }, or make one first (makeVethPair, makeNetns in test/helpers/netns.ts)');
+    }
     const [cmd, argv] = opts.ns ? inNetns(opts.ns, [process.execPath, CLI, ...args]) : [process.execPath, [CLI, ...args]];
     this.child = spawn(cmd as string, argv as string[], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
     this.child.stdout!.on('data', (d: Buffer) => (this.stdout += d));

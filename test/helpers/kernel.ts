@@ -2,7 +2,7 @@
 // What kernel tests need, and the rule for when they cannot have it: skipped with the reason printed,
 // except under EBPFNET_REQUIRE_KERNEL=1 (CI), where a missing requirement is a failure.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, readlinkSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { describe } from 'vitest';
 
 export const REQUIRE = process.env.EBPFNET_REQUIRE_KERNEL === '1';
@@ -46,6 +46,31 @@ export const ok = (cmd: string, args: string[], ns?: string, timeout?: number): 
 export function bpfProgIds(names?: string[]): number[] {
   const out = JSON.parse(sh('bpftool', ['-j', 'prog', 'show'])) as Array<{ id: number; name?: string }>;
   return out.filter((p) => !names || names.includes(p.name ?? '')).map((p) => p.id);
+}
+
+/**
+ * ids of the BPF programs process `pid` holds through program or link descriptors (their fdinfo
+ * names the program): what that process made, told apart from other processes' programs of the
+ * same names on a shared machine.
+ */
+export function heldPrograms(pid: number): number[] {
+  const ids: number[] = [];
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return ids; // gone
+  }
+  for (const fd of fds) {
+    try {
+      if (!/^anon_inode:bpf[-_](prog|link)/.test(readlinkSync(`/proc/${pid}/fd/${fd}`))) continue;
+      const m = /^prog_id:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+      if (m) ids.push(Number(m[1]));
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return ids;
 }
 
 export function xdpOn(ifname: string, ns?: string): boolean {

@@ -11,7 +11,8 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { StateStore } from '../../src/agent/store.js';
 import * as G from '../../src/gen/trace.js';
 import { CliProcess } from '../helpers/cli.js';
-import { describeKernel, sh } from '../helpers/kernel.js';
+import { describeKernel, heldPrograms, sh } from '../helpers/kernel.js';
+import { makeNetns, type Netns } from '../helpers/netns.js';
 import { SseReader, until } from '../helpers/sse.js';
 
 /** `sh` that waits for a line on stdin, then becomes `mkdir PATH` (same pid, comm `mkdir`). */
@@ -37,16 +38,18 @@ const tracePrograms = (): string[] =>
 describeKernel('agent: the tracer as an event stream', () => {
   let dir: string;
   let agent: CliProcess | null = null;
-  let before: string[] = [];
+  let ns: Netns | null = null;
 
   beforeAll(() => {
-    before = tracePrograms();
+    // the agent and its API on a loopback of the test's own
+    ns = makeNetns();
     dir = mkdtempSync(join(tmpdir(), 'ebpfnet-agent-trace-'));
     writeFileSync(join(dir, 'config.yaml'), 'trace:\n  enabled: true\n');
   });
   afterAll(async () => {
     await agent?.stop('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
+    ns?.cleanup();
   });
 
   it('a pid filter keeps only its child\'s mkdir; the unfiltered stream sees both; a bad filter is a 400', async () => {
@@ -54,8 +57,8 @@ describeKernel('agent: the tracer as an event stream', () => {
     const url = (await agent.waitFor(/api: (http:\/\/127\.0\.0\.1:\d+)\/v1/))[1];
     await agent.waitFor(/^ready$/m);
     expect(agent.stdout).toMatch(/^trace: mkdir, mkdirat$/m);
-    // the agent's own programs (other processes may trace too)
-    const loaded = tracePrograms().filter((id) => !before.includes(id));
+    // the agent's own programs, by the descriptors it holds (other processes may trace too)
+    const loaded = tracePrograms().filter((id) => heldPrograms(agent!.child.pid!).includes(Number(id)));
     expect(loaded.length).toBeGreaterThan(0);
 
     const auth = { authorization: `Bearer ${readFileSync(join(dir, 'state', 'token'), 'utf8').trim()}` };

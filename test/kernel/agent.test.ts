@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// `ebpfnet agent` end to end: the agent filters the root-namespace end of a veth pair while pings
-// come from the namespace at the other end. Policy changes go over HTTP; the agent is killed with
+// `ebpfnet agent` end to end: the agent filters one end of a veth pair (in the namespace this process
+// enters, where the agent runs too) while pings come from the namespace at the other end. Policy changes go over HTTP; the agent is killed with
 // SIGKILL and the filter must keep dropping; a new agent adopts the pins and the counters continue.
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

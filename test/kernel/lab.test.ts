@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // The lab as a user runs it: `ebpfnet lab up|status|exec|down` through the CLI, and `ebpfnet lab demo
 // --json`, whose steps are asserted one by one. Both must leave nothing behind: no namespace, no
-// process, no XDP or cgroup program, no pin, no cgroup, no state dir.
+// process, no XDP or cgroup program, no pin, no cgroup, no state dir. Other ebpfnet runs on the same
+// machine load programs of the same names, so the program check follows the ones the lab made, by
+// id: those held by processes inside the lab's namespaces, and those attached to the lab's cgroup.
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import * as F from '../../src/gen/filter.js';
@@ -12,7 +14,7 @@ import * as TR from '../../src/gen/trace.js';
 import { packageDir } from '../../src/loader/paths.js';
 import { findCgroup2 } from '../../src/loader/system.js';
 import { CLI, runCli } from '../helpers/cli.js';
-import { bpfProgIds, describeKernel, sh } from '../helpers/kernel.js';
+import { describeKernel, heldPrograms, sh } from '../helpers/kernel.js';
 
 const NETNS = ['ebpfnet-source', 'ebpfnet-target'];
 const STATE_DIR = '/run/ebpfnet/lab';
@@ -35,24 +37,67 @@ const labProcesses = (): number[] =>
     })
     .map(Number);
 
-function expectNothingLeft(progsBefore: number[]): void {
+/**
+ * Pids of the processes in the lab's network namespaces as they are now (by the namespaces'
+ * inodes: read fresh each time, since the kernel hands a freed inode to the next namespace made).
+ */
+function inLabNamespaces(): number[] {
+  const inodes = new Set<number>();
+  for (const n of NETNS) {
+    try {
+      inodes.add(statSync(`/run/netns/${n}`).ino);
+    } catch {
+      /* not there (yet, or any more) */
+    }
+  }
+  if (inodes.size === 0) return [];
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        return inodes.has(statSync(`/proc/${pid}/ns/net`).ino);
+      } catch {
+        return false; // gone
+      }
+    });
+}
+
+/**
+ * Adds to `made` the programs the lab has now, id -> name: those held by a process in a lab
+ * namespace (the demo's filter and tracer) and those attached to the lab's cgroup (the balancer).
+ */
+function noteLabPrograms(made: Map<number, string>): void {
+  const held = new Set(inLabNamespaces().flatMap(heldPrograms));
+  const cg = cgroupDir();
+  if (cg && existsSync(cg)) {
+    for (const p of JSON.parse(sh('bpftool', ['-j', 'cgroup', 'show', cg]).trim() || '[]') as Array<{ id: number }>) held.add(p.id);
+  }
+  if (held.size === 0) return;
+  for (const p of JSON.parse(sh('bpftool', ['-j', 'prog', 'show'])) as Array<{ id: number; name?: string }>) if (held.has(p.id)) made.set(p.id, p.name ?? '');
+}
+
+/** ids among `ids` still loaded, as id:name */
+const stillLoaded = (ids: Iterable<number>): string[] => {
+  const want = new Set(ids);
+  return (JSON.parse(sh('bpftool', ['-j', 'prog', 'show'])) as Array<{ id: number; name?: string }>).filter((p) => want.has(p.id)).map((p) => `${p.id}:${p.name}`);
+};
+
+function expectNothingLeft(made: Map<number, string>): void {
   expect(netnsList().filter((n) => NETNS.includes(n))).toEqual([]);
   expect(existsSync(STATE_DIR)).toBe(false);
   expect(existsSync(PIN_ROOT)).toBe(false);
   expect(existsSync(cgroupDir() ?? '/nonexistent')).toBe(false);
   expect(labProcesses()).toEqual([]);
-  expect(bpfProgIds(DEMO_PROGS).filter((id) => !progsBefore.includes(id))).toEqual([]);
+  expect(stillLoaded(made.keys())).toEqual([]);
 }
 
 describeKernel('ebpfnet lab', () => {
-  let progsBefore: number[] = [];
-
   beforeAll(() => {
     // the lab has fixed names: a lab someone left up would make these tests lie
     if (NETNS.some((n) => netnsList().includes(n)) || existsSync(STATE_DIR)) {
       throw new Error('a lab is already up on this machine; take it down first: ebpfnet lab down');
     }
-    progsBefore = bpfProgIds(DEMO_PROGS);
   });
 
   afterAll(() => {
@@ -92,6 +137,10 @@ describeKernel('ebpfnet lab', () => {
     const inTarget = (): number => sh('ip', ['netns', 'pids', 'ebpfnet-target']).trim().split('\n').filter(Boolean).length;
     for (const t0 = Date.now(); inTarget() < 3 && Date.now() - t0 < 15_000; ) await new Promise((r) => setTimeout(r, 100));
     expect(inTarget()).toBe(3);
+    // the lab itself runs no BPF program: none held in its namespaces, none on its cgroup
+    const made = new Map<number, string>();
+    noteLabPrograms(made);
+    expect([...made.values()]).toEqual([]);
 
     const down = runCli(['lab', 'down']);
     expect(down.status, down.stderr).toBe(0);
@@ -99,15 +148,31 @@ describeKernel('ebpfnet lab', () => {
     expect(down.stdout).toMatch(/lab: removed process sshd \(pid \d+\)/);
     await new Promise((r) => setTimeout(r, 100));
     expect(stray.exitCode !== null || stray.signalCode !== null).toBe(true);
-    expectNothingLeft(progsBefore);
+    expectNothingLeft(made);
     expect(runCli(['lab', 'down']).stdout).toBe('lab: nothing to remove\n');
     expect(runCli(['lab', 'status']).stdout).toBe('lab: down\n');
   });
 
-  it('demo: every step of the story holds, and the lab is gone afterwards', () => {
+  it('demo: every step of the story holds, and the lab is gone afterwards', async () => {
     // a lab the previous test failed to take down would make the demo refuse to start
     if (NETNS.some((n) => netnsList().includes(n)) || existsSync(STATE_DIR)) runCli(['lab', 'down']);
-    const r = runCli(['lab', 'demo', '--json'], { timeout: 90_000 });
+    // the demo runs in the background while the programs it makes are noted, by id, as they appear
+    const demo = spawn(process.execPath, [CLI, 'lab', 'demo', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const r = { stdout: '', stderr: '', status: null as number | null };
+    demo.stdout.on('data', (d: Buffer) => (r.stdout += d));
+    demo.stderr.on('data', (d: Buffer) => (r.stderr += d));
+    const exited = new Promise<number | null>((res) => demo.on('exit', (code) => res(code)));
+    const made = new Map<number, string>();
+    const killer = setTimeout(() => demo.kill('SIGKILL'), 90_000);
+    try {
+      while (demo.exitCode === null && demo.signalCode === null) {
+        noteLabPrograms(made);
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    } finally {
+      r.status = await exited;
+      clearTimeout(killer);
+    }
     expect(r.stdout, r.stderr).not.toBe('');
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { step?: string; verdict?: string; why?: string; transcript?: string[]; result?: string; passed?: number; failed?: number });
     const steps = lines.filter((l) => l.step);
@@ -144,6 +209,11 @@ describeKernel('ebpfnet lab', () => {
     expect(t('trace: a mkdir on the target appears in the tracer')).toMatch(/"comm":"mkdir","path":"\/run\/ebpfnet\/lab\/mkdir-demo-\d+"/);
     expect(t('lb: the VIP is answered by both backends')).toMatch(/^\s+[1-9]\d* backend-a$/m);
     expect(t('lb: the VIP is answered by both backends')).toMatch(/^\s+[1-9]\d* backend-b$/m);
-    expectNothingLeft(progsBefore);
-  });
+    // the watch saw each datapath's programs while they ran, so the check below follows all of them
+    const seen = new Set(made.values());
+    for (const layout of [F.LAYOUT, TR.LAYOUT, LB.LAYOUT]) {
+      expect(layout.programs.some((p) => seen.has(p.name as string)), `no ${layout.object} program seen during the demo: ${[...made].join(', ')}`).toBe(true);
+    }
+    expectNothingLeft(made);
+  }, 120_000);
 });

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// The socket load balancer end to end, through the CLI a user runs. The test makes a network
-// namespace joined by a veth pair (the backends' "node") with addresses of its own, backend servers
-// in it that answer with their names, a "plain" server on the VIP itself (what a connection reaches
-// when nothing translates it), and a cgroup for the clients. A foreign cgroup program (selftest's
+// The socket load balancer end to end, through the CLI a user runs. The test makes two network
+// namespaces joined by a veth pair: the clients' (which this process enters, so the CLI and every
+// client run there) and the backends' "node", with backend servers that answer with their names and
+// a "plain" server on the VIP itself (what a connection reaches when nothing translates it); and a
+// cgroup for the clients. A foreign cgroup program (selftest's
 // st_connect4) shares the cgroup the whole time, to prove detach removes only ours.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';

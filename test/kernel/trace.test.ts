@@ -16,6 +16,7 @@ import { packageDir } from '../../src/loader/paths.js';
 import { CliProcess, runCli } from '../helpers/cli.js';
 import { validate } from '../helpers/json-schema.js';
 import { describeKernel, sh } from '../helpers/kernel.js';
+import { makeNetns, type Netns } from '../helpers/netns.js';
 
 const SCHEMA = JSON.parse(readFileSync(join(packageDir(), 'src', 'trace', 'event.schema.json'), 'utf8')) as Record<string, unknown>;
 const NOBODY = 65534;
@@ -107,8 +108,12 @@ describeKernel('trace mkdir (kernel)', () => {
   const children: Child[] = [];
   const cgroups: string[] = [];
 
+  let lone: Netns | null = null;
+
   beforeAll(() => {
     ensureTracefs();
+    // the --metrics listeners and their scrapes on a loopback of the test's own
+    lone = makeNetns();
     dir = mkdtempSync(join(tmpdir(), 'ebpfnet-trace-'));
     // nobody must reach the helper and a directory it may write to
     chmodSync(dir, 0o755);
@@ -132,6 +137,7 @@ describeKernel('trace mkdir (kernel)', () => {
   });
 
   afterAll(() => {
+    lone?.cleanup();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 

@@ -86,6 +86,8 @@ async function main() {
   const { cgroupRoot: cgRoot, cgroup: cg, pinDir } = await h.lbSandbox('churn');
   h.later(() => detachBalancer({ pinDir }));
   attachBalancer({ cgroup: cg, pinDir });
+  // the ids of what it attached, for a caller checking they are gone afterwards (--json)
+  const programs = /** @type {Array<{ id: number }>} */ (JSON.parse(sh('bpftool', ['-j', 'cgroup', 'show', cg]) || '[]')).map((p) => p.id);
   const lb = Balancer.open({ pinDir });
   h.later(() => lb.close());
   // from here on this process's connect() calls go through the balancer
@@ -188,7 +190,7 @@ async function main() {
   });
   const misrouted = out.toRemoved + out.toDraining + out.untranslated + out.failed;
   const ms = [...updateMs].sort((a, b) => a - b);
-  if (o.json) console.log(JSON.stringify({ ...out, misrouted }));
+  if (o.json) console.log(JSON.stringify({ ...out, misrouted, programs }));
   else {
     console.log(`lb-churn: ${out.updates} updates in ${o.seconds} s (add ${kinds.add}, drain ${kinds.drain}, re-activate ${kinds.undrain}, remove ${kinds.remove}, remove all ${kinds.empty}); update p50 ${ms[ms.length >> 1].toFixed(2)} ms, worst ${ms[ms.length - 1].toFixed(2)} ms`);
     console.log(`lb-churn: ${out.connections} connections from ${o.clients} clients: ${out.ok} to an active backend, ${out.refusedNoBackend} refused while no backend was active, ${out.plainNoService} to the plain VIP while there was no service (${out.epochsWithoutBackend} epochs without a backend)`);

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // SPDX-License-Identifier: Apache-2.0
 // @ts-check
-// Crash and restart (issue 8, item 4). The agent filters the root-namespace end of a veth; a client
-// streams writes (PUT a whole policy, POST one rule) one at a time; at a random moment the agent is
-// killed with SIGKILL, then started again on the same state directory; --cycles times.
+// Crash and restart (issue 8, item 4). The agent filters the host end of a veth (in a namespace of
+// the script's own, see Harness.veth); a client streams writes (PUT a whole policy, POST one rule)
+// one at a time; at a random moment the agent is killed with SIGKILL, then started again on the
+// same state directory; --cycles times.
 //
 // The rule checked, precisely: a write is *acknowledged* when its 2xx answer arrived, and *in
 // flight* when it was sent and no answer came (the connection broke: the agent may have applied it

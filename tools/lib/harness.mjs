@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // @ts-check
-// What the fault scripts (tools/crash, tools/soak, tools/churn) share: a veth into a namespace of
+// What the fault scripts (tools/crash, tools/soak, tools/churn) share: a veth between namespaces of
 // their own, a real `ebpfnet agent` process, a keep-alive HTTP client, a seeded random source, and
 // one place that remembers everything they made so every exit path removes it.
 import { execFileSync, spawn } from 'node:child_process';
@@ -9,6 +9,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { enterNetns } from './netns.mjs';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(root, 'dist', 'cli', 'main.js');
@@ -102,26 +103,31 @@ export class Harness {
   }
 
   /**
-   * A namespace and a veth pair into it: `host` stays in the root namespace (where the agent
-   * filters it), `peer` sits in `ns`. IPv4 only: no neighbour discovery besides the test's traffic.
+   * Two namespaces and a veth pair between them: `host` sits in `hostNs`, which this process enters
+   * at once (tools/lib/netns.mjs), so the agent it starts filters `host` and everything it binds or
+   * sends stays out of the root namespace; `peer` sits in `ns`. IPv4 only: no neighbour discovery
+   * besides the script's traffic.
    */
   veth(/** @type {string} */ tag) {
     const ns = `ebn-${tag}${this.id}`;
+    const hostNs = `ebn-${tag}h${this.id}`;
     const host = `e${tag.slice(0, 3)}h${this.id}`;
     const peer = `e${tag.slice(0, 3)}p${this.id}`;
     const subnet = `10.196.${(process.pid % 250) + 1}`;
-    const v = { ns, host, peer, hostIp: `${subnet}.1`, peerIp: `${subnet}.2` };
-    sh('ip', ['netns', 'add', ns]);
-    this.later(() => sh('ip', ['netns', 'del', ns], { quiet: true }));
-    sh('ip', ['link', 'add', host, 'type', 'veth', 'peer', 'name', peer, 'netns', ns]);
-    this.later(() => sh('ip', ['link', 'del', host], { quiet: true }));
-    sh('sysctl', ['-qw', `net.ipv6.conf.${host}.disable_ipv6=1`]);
-    sh('sysctl', ['-qw', `net.ipv6.conf.${peer}.disable_ipv6=1`], { ns });
-    sh('ip', ['addr', 'add', `${v.hostIp}/24`, 'dev', host]);
-    sh('ip', ['link', 'set', host, 'up']);
-    sh('ip', ['addr', 'add', `${v.peerIp}/24`, 'dev', peer], { ns });
-    sh('ip', ['link', 'set', peer, 'up'], { ns });
-    sh('ip', ['link', 'set', 'lo', 'up'], { ns });
+    const v = { ns, hostNs, host, peer, hostIp: `${subnet}.1`, peerIp: `${subnet}.2` };
+    for (const n of [hostNs, ns]) {
+      sh('ip', ['netns', 'add', n]);
+      this.later(() => sh('ip', ['netns', 'del', n], { quiet: true }));
+    }
+    sh('ip', ['link', 'add', host, 'netns', hostNs, 'type', 'veth', 'peer', 'name', peer, 'netns', ns]);
+    for (const [n, dev, a] of [[hostNs, host, v.hostIp], [ns, peer, v.peerIp]]) {
+      sh('sysctl', ['-qw', `net.ipv6.conf.${dev}.disable_ipv6=1`], { ns: n });
+      sh('ip', ['addr', 'add', `${a}/24`, 'dev', dev], { ns: n });
+      sh('ip', ['link', 'set', dev, 'up'], { ns: n });
+      sh('ip', ['link', 'set', 'lo', 'up'], { ns: n });
+    }
+    // cleanups run last first: this process leaves hostNs before the namespaces go
+    this.later(enterNetns(hostNs));
     return v;
   }
 

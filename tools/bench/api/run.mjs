@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // SPDX-License-Identifier: Apache-2.0
 // @ts-check
-// The agent API's benchmark (issue #6), from one run, on a veth pair it makes and removes:
+// The agent API's benchmark (issue #6), from one run, on a veth pair it makes and removes between
+// two network namespaces of its own: this process enters one of them (tools/lib/netns.mjs), so the
+// agent, its API clients and the receiver below run there, and nothing touches the root namespace:
 //   (a) rule updates per second through PUT /v1/filter (alternating two small policies), one client
 //       and 16 concurrent clients, each a keep-alive HTTP/1.1 connection that writes prepared
 //       request bytes and reads just the status and Content-Length (node:http's client cost as
@@ -11,8 +13,8 @@
 //   (b) PUT round trip p50/p99 (one client): the agent answers once the change is in the kernel and
 //       on disk.
 //   (c) PUT-to-effect: a paced sender in the namespace (stamp.c, one UDP datagram every 100 us
-//       stamped with CLOCK_MONOTONIC) sends across the veth to a receiver here; the time from sending
-//       a PUT that adds `deny udp/PORT` to the first datagram it drops is bounded by the last stamp
+//       stamped with CLOCK_MONOTONIC) sends across the veth to a receiver in this process; the time
+//       from sending a PUT that adds `deny udp/PORT` to the first datagram it drops is bounded by the last stamp
 //       that got through (or the PUT's time, if none did) plus the sending gap, minus the time the
 //       PUT was sent. p50/p99 over TRIALS trials
 //       (each removes the rule again and waits for the datagrams to come back). Goal: p99 <= 5 ms.
@@ -34,6 +36,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { enterNetns } from '../../lib/netns.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const GOALS = { updatesPerSec: 2000, p99Ms: 5, scrapeMs: 100 };
@@ -51,7 +54,11 @@ const peerIp = `${subnet}.2`;
 const STAMP = join(root, 'build', 'bench', 'api-stamp');
 const host = `ebbh${id}`;
 const peer = `ebbp${id}`;
+/** the sender's namespace, and this process's own (the agent's "host") */
 const ns = `ebn-bench${id}`;
+const hostNs = `ebn-benchh${id}`;
+/** @type {(() => void) | null} */
+let leave = null;
 const dir = mkdtempSync(join(tmpdir(), 'ebpfnet-bench-api-'));
 /** @type {import('node:child_process').ChildProcess | null} */
 let agent = null;
@@ -67,7 +74,9 @@ function teardown() {
   } catch {
     /* nothing to clean */
   }
-  for (const a of [['link', 'del', host], ['netns', 'del', ns]]) {
+  leave?.();
+  leave = null;
+  for (const a of [['netns', 'del', hostNs], ['netns', 'del', ns]]) {
     try {
       ip(a);
     } catch {
@@ -250,16 +259,18 @@ async function main() {
     console.error('bench api: needs root');
     process.exit(2);
   }
+  ip(['netns', 'add', hostNs]);
   ip(['netns', 'add', ns]);
-  ip(['link', 'add', host, 'type', 'veth', 'peer', 'name', peer]);
-  ip(['link', 'set', peer, 'netns', ns]);
-  ip(['link', 'set', host, 'up']);
-  ip(['addr', 'add', `${hostIp}/30`, 'dev', host]);
-  ip(['-n', ns, 'addr', 'add', `${peerIp}/30`, 'dev', peer]);
-  ip(['-n', ns, 'link', 'set', peer, 'up']);
-  ip(['-n', ns, 'link', 'set', 'lo', 'up']);
-  // a permanent neighbour: no ARP exchange inside a timed trial
-  const mac = readFileSync(`/sys/class/net/${host}/address`, 'utf8').trim();
+  ip(['link', 'add', host, 'netns', hostNs, 'type', 'veth', 'peer', 'name', peer, 'netns', ns]);
+  for (const [n, dev, a] of [[hostNs, host, hostIp], [ns, peer, peerIp]]) {
+    ip(['-n', n, 'addr', 'add', `${a}/30`, 'dev', dev]);
+    ip(['-n', n, 'link', 'set', dev, 'up']);
+    ip(['-n', n, 'link', 'set', 'lo', 'up']);
+  }
+  // from here on this process, and every process it starts, is in hostNs
+  leave = enterNetns(hostNs);
+  // a permanent neighbour: no ARP exchange inside a timed trial (from ip: /sys shows the root namespace)
+  const mac = JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'dev', host], { encoding: 'utf8' }))[0].address;
   ip(['-n', ns, 'neigh', 'replace', hostIp, 'lladdr', mac, 'dev', peer, 'nud', 'permanent']);
   buildStamp();
   writeFileSync(join(dir, 'config.yaml'), `filter:\n  interfaces: [${host}]\n  rules: []\n`);
