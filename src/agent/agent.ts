@@ -6,10 +6,11 @@
 // Datapaths are pinned, so the agent process is not what keeps traffic filtered: a crash or a
 // `kill -9` leaves the filter attached, and the next agent adopts the pins (counters included).
 import { EbpfnetError } from '../errors.js';
-import type { FilterCounters, Hook } from '../filter/datapath.js';
+import type { Hook } from '../filter/datapath.js';
 import type { Policy } from '../filter/policy.js';
 import { checkPattern, isWildcard, resolveInterfaces, type IfaceFact, type Resolved } from '../filter/ifaces.js';
 import { formatMatch, parseRule, type Action, type Rule } from '../filter/rules.js';
+import { countersView } from '../filter/stats.js';
 import type { RunStats } from '../loader/index.js';
 import type { BpfSource } from '../metrics/bpf.js';
 import type { FilterSource } from '../metrics/filter.js';
@@ -94,8 +95,6 @@ export interface RunStatsState {
 const emptySpec = (): FilterSpec => ({ interfaces: [], rules: [], default: 'allow', audit: false, hook: 'xdp', mode: 'auto', maxRules: DEFAULT_MAX_RULES });
 
 const toPolicy = (s: FilterSpec): Policy => ({ rules: s.rules.map((r) => parseRule(r.action, r.match)), default: s.default, audit: s.audit });
-
-const num = (x: bigint): number => Number(x);
 
 /** how soon an interface whose filter failed to attach is tried again (on the next event or change) */
 const RETRY_MS = 30_000;
@@ -295,27 +294,7 @@ export class Agent {
       ids ??= new Map(spec.map((x) => [`${x.action} ${x.match}`, x.id]));
       return { id: ids.get(text) ?? null, match: text.replace(/^(allow|deny) /, '') };
     };
-    const count = (c: { packets: bigint; bytes: bigint }): { packets: number; bytes: number } => ({ packets: num(c.packets), bytes: num(c.bytes) });
-    const interfaces = [...this.handles.values()].map((h) => {
-      const c: FilterCounters = h.counters();
-      return {
-        interface: h.ifname,
-        attachment: h.attachment,
-        rules: c.rules.map((r, i) => {
-          const { id, match } = ruleOf(r.rule, i);
-          return { id, action: r.action, match, packets: num(r.packets), bytes: num(r.bytes) };
-        }),
-        default: { pass: count(c.defaultPass), drop: count(c.defaultDrop) },
-        malformed: count(c.malformed),
-        tooDeep: count(c.tooDeep),
-        nonIp: count(c.nonIp),
-        nonIpDrop: count(c.nonIpDrop),
-        neighbourDiscovery: count(c.ndPass),
-        fragments: count(c.fragments),
-        audit: count(c.audit),
-        arpDrop: count(c.arpDrop),
-      };
-    });
+    const interfaces = [...this.handles.values()].map((h) => ({ interface: h.ifname, attachment: h.attachment, ...countersView(h.counters(), ruleOf) }));
     return { revision: this.state.filter.revision, interfaces };
   }
 

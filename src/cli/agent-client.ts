@@ -16,6 +16,7 @@ import { formatMatch } from '../filter/rules.js';
 import { serviceEntry } from '../lb/file.js';
 import type { ServiceSpec } from '../lb/model.js';
 import type { ServiceView } from '../lb/view.js';
+import { printJson } from './output.js';
 import { table } from './present.js';
 
 export interface AgentOptions {
@@ -150,8 +151,10 @@ interface StatsView {
 }
 
 /** `status --agent URL`: the agent's filter counters per interface and rule. */
-export async function statusThroughAgent(c: AgentClient): Promise<void> {
+export async function statusThroughAgent(c: AgentClient, o: { json?: boolean } = {}): Promise<void> {
   const { body } = await c.call<StatsView>('GET', '/v1/filter/stats');
+  // the API's document as it is, with where it came from
+  if (o.json) return printJson({ agent: c.base.origin, ...body });
   if (!body.interfaces.length) {
     say(`agent: revision ${body.revision}: no interfaces filtered`);
     return;

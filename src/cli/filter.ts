@@ -8,15 +8,18 @@ import { FilterDatapath, type FilterCounters, type Hook, type PinResult } from '
 import { describeResolved, isWildcard, resolveInterfaces, splitPatterns, type Resolved } from '../filter/ifaces.js';
 import { filterSite, findLocal, listPins, migrateOldPins, removePin, type FilterSite, type PinnedFilter } from '../filter/pins.js';
 import { sshLockout } from '../filter/lockout.js';
-import { FILTER_STATS } from '../filter/stats.js';
+import { FILTER_STATS, countersView } from '../filter/stats.js';
 import { buildPacket, packetInfo, parsePacket } from '../filter/packet.js';
 import { evaluate, makePolicy, type Policy } from '../filter/policy.js';
 import { formatRule } from '../filter/rules.js';
 import * as F from '../gen/filter.js';
+import { Balancer, lbPinSetting } from '../lb/index.js';
 import { defaultRouteInterface, detachXdp, ensurePinSite, interfaceNames, netInterfaces, onShutdown, requireRoot, xdpAttachment, type XdpMode } from '../loader/index.js';
 import { registerFilterMetrics, filterRows } from '../metrics/filter.js';
 import { newRegistry, serveMetrics, parseListen } from '../metrics/server.js';
 import { AgentClient, filterThroughAgent, refuseLocalFlags, statusThroughAgent, withAgentOptions, type AgentOptions } from './agent-client.js';
+import { serviceJson } from './lb.js';
+import { printJson, wantsJson, withOutputOption, type OutputOptions } from './output.js';
 import { handleError, table } from './present.js';
 
 interface PolicyOpts {
@@ -173,17 +176,61 @@ function nsLabel(p: PinnedFilter): string {
 /** `ncv0`, or `ncv0 in blue` for a filter of another namespace. */
 const pinName = (p: PinnedFilter): string => (p.local ? p.ifname : `${p.ifname} in ${p.nsName ?? (p.netns === null ? 'an unknown namespace' : `netns ${p.netns}`)}`);
 
-function status(o: { allNamespaces?: boolean }): void {
+/** One pinned filter as `status -o json` shows it; counters are the API's shape (countersView). */
+function filterJson(p: PinnedFilter, d: FilterDatapath | null, error: string | null): Record<string, unknown> {
+  const head = { interface: p.ifname, ifindex: p.ifindex, gone: p.gone, pinDir: p.shownDir };
+  if (!d) return { ...head, hook: null, mode: null, defaultAction: null, auditMode: null, ...(error ? { error } : {}) };
+  const policy = d.currentPolicy;
+  const c = d.counters();
+  return {
+    ...head,
+    hook: d.hook,
+    mode: d.hook === 'tc' ? null : d.mode,
+    defaultAction: policy?.default ?? null,
+    auditMode: policy?.audit ?? null,
+    // the counter slot is the rule's id (`#id` in --dry-run)
+    ...countersView(c, (text, i) => ({ id: c.rules[i].id, match: text.replace(/^(allow|deny) /, '') })),
+  };
+}
+
+/** The pinned balancer, or null when none is attached; a broken one is shown by its error. */
+function balancerState(): { text: string; json: Record<string, unknown> } | null {
+  let b: Balancer;
+  try {
+    b = Balancer.open({ op: 'status' });
+  } catch (e) {
+    if (isEbpfnetError(e) && e.code === 'EBPFNET_NOT_FOUND') return null;
+    if (!isEbpfnetError(e)) throw e;
+    return { text: `balancer: ${e.message}`, json: { pinDir: lbPinSetting(), error: e.message } };
+  }
+  try {
+    const st = b.status();
+    const { services, broken } = b.list();
+    const text = `balancer: attached to ${st.cgroup ?? 'a cgroup that no longer exists'}: ${plural(BigInt(services.length), 'service', 'services')}, ${st.programs.length} programs, pinned at ${st.pinDir} (ebpfnet lb list shows them)`;
+    return { text, json: { ...st, services: services.map(serviceJson), broken } };
+  } finally {
+    b.close();
+  }
+}
+
+function status(o: { allNamespaces?: boolean; json: boolean }): void {
+  const say = (l: string): void => void (o.json || process.stdout.write(`${l}\n`));
   const fs = openSite('status');
   const all = fs ? listPins(fs, { allNamespaces: true }) : [];
   const shown = o.allNamespaces ? all : all.filter((p) => p.local);
-  if (!shown.length) process.stdout.write(`no pinned filters ${o.allNamespaces ? 'on this machine' : 'in this network namespace'}\n`);
+  if (!shown.length) say(`no pinned filters ${o.allNamespaces ? 'on this machine' : 'in this network namespace'}`);
   let ns: string | null = null;
+  const namespaces: Array<{ netns: number | null; name: string | null; current: boolean; filters: unknown[] }> = [];
   for (const p of shown) {
     const label = nsLabel(p);
-    if (label !== ns) process.stdout.write(`${(ns = label)}:\n`);
+    if (label !== ns) {
+      say(`${(ns = label)}:`);
+      namespaces.push({ netns: p.netns, name: p.nsName, current: p.local, filters: [] });
+    }
+    const filters = namespaces[namespaces.length - 1].filters;
     if (p.gone) {
-      process.stdout.write(`${p.ifname}: its interface is gone (ifindex ${p.ifindex}); the filter runs nowhere. Remove it with: ebpfnet unload --iface ${p.ifname}${p.local ? '' : ' --all-namespaces'}\n`);
+      say(`${p.ifname}: its interface is gone (ifindex ${p.ifindex}); the filter runs nowhere. Remove it with: ebpfnet unload --iface ${p.ifname}${p.local ? '' : ' --all-namespaces'}`);
+      filters.push(filterJson(p, null, null));
       continue;
     }
     let d: FilterDatapath;
@@ -192,18 +239,26 @@ function status(o: { allNamespaces?: boolean }): void {
     } catch (e) {
       // one pin this build cannot open (e.g. another version's tables): say so, show the others
       handleError(e);
+      filters.push(filterJson(p, null, (e as Error).message));
       continue;
     }
     try {
-      process.stdout.write(`${p.ifname}: ${d.hook === 'tc' ? 'tc ingress' : `xdp ${d.mode}`}: ${d.currentPolicy ? describe(d.currentPolicy) : 'policy unknown'}\n`);
-      process.stdout.write(`${totals([d])}\n`);
+      if (o.json) filters.push(filterJson(p, d, null));
+      else {
+        say(`${p.ifname}: ${d.hook === 'tc' ? 'tc ingress' : `xdp ${d.mode}`}: ${d.currentPolicy ? describe(d.currentPolicy) : 'policy unknown'}`);
+        say(totals([d]));
+      }
     } finally {
       d.close();
     }
   }
   const others = all.length - shown.length;
-  if (others) process.stdout.write(`(${plural(BigInt(others), 'more pinned filter', 'more pinned filters')} in other network namespaces: ebpfnet status --all-namespaces)\n`);
-  for (const l of tunnelReport()) process.stdout.write(`${l}\n`);
+  if (others) say(`(${plural(BigInt(others), 'more pinned filter', 'more pinned filters')} in other network namespaces: ebpfnet status --all-namespaces)`);
+  const lb = balancerState();
+  if (lb) say(lb.text);
+  const tunnels = tunnelReport();
+  for (const l of tunnels) say(l);
+  if (o.json) printJson({ scope: o.allNamespaces ? 'allNamespaces' : 'thisNamespace', namespaces, otherNamespaceFilters: others, balancer: lb?.json ?? null, tunnels });
 }
 
 function unload(o: { iface?: string; all?: boolean; allNamespaces?: boolean }): void {
@@ -353,7 +408,8 @@ function dryRun(policy: Policy, ifname: string): void {
   }
 }
 
-function explain(packetText: string, o: PolicyOpts & { iface?: string }): void {
+function explain(packetText: string, o: PolicyOpts & OutputOptions & { iface?: string }): void {
+  const json = wantsJson(o);
   const spec = parsePacket(packetText);
   let policy: Policy;
   if (!o.deny.length && !o.allow.length && !o.policy && o.iface) {
@@ -379,10 +435,14 @@ function explain(packetText: string, o: PolicyOpts & { iface?: string }): void {
     const verdict = r.retval === 1 ? 'DROP' : 'PASS';
     const by = moved ? `rule '${moved.rule}'` : after.defaultDrop.packets > before.defaultDrop.packets || after.defaultPass.packets > before.defaultPass.packets ? `the default (${policy.default})` : after.ndPass.packets > before.ndPass.packets ? 'the neighbour-discovery exception' : 'no rule';
     const modelBy = model.rule === null ? (model.reason === 'default' ? `the default (${policy.default})` : model.reason === 'nd' ? 'the neighbour-discovery exception' : model.reason) : `rule '${formatRule(policy.rules[model.rule])}'`;
-    process.stdout.write(`${packetText.trim()}: ${verdict} by ${by}${policy.audit ? ' (audit mode passes everything)' : ''}\n`);
-    if (model.rule !== null && policy.rules[model.rule].proto === 'icmp' && spec.family === 6) process.stdout.write('icmp matches ICMPv6 echo (request and reply) and all of ICMPv4; icmpv6 names all of ICMPv6\n');
     const agree = (model.action === 'deny') === (verdict === 'DROP' && !policy.audit) || (policy.audit && verdict === 'PASS');
-    process.stdout.write(agree && by === modelBy ? 'the reference model agrees\n' : `the reference model says ${model.action} by ${modelBy}: please report this\n`);
+    if (json) {
+      printJson({ packet: packetText.trim(), verdict, by, rule: moved ? moved.rule : null, ruleId: moved ? moved.id : null, auditMode: policy.audit, model: { action: model.action, by: modelBy, agrees: agree && by === modelBy } });
+    } else {
+      process.stdout.write(`${packetText.trim()}: ${verdict} by ${by}${policy.audit ? ' (audit mode passes everything)' : ''}\n`);
+      if (model.rule !== null && policy.rules[model.rule].proto === 'icmp' && spec.family === 6) process.stdout.write('icmp matches ICMPv6 echo (request and reply) and all of ICMPv4; icmpv6 names all of ICMPv6\n');
+      process.stdout.write(agree && by === modelBy ? 'the reference model agrees\n' : `the reference model says ${model.action} by ${modelBy}: please report this\n`);
+    }
     if (!agree || by !== modelBy) process.exitCode = 1;
   } finally {
     d.close();
@@ -428,22 +488,27 @@ export function registerFilter(program: Command): void {
     },
   );
 
-  withPolicyOptions(
-    filter
-      .command('explain <packet>')
-      .description('run a crafted packet through the filter program and name the rule that decides it: "tcp 10.0.0.1:5555 -> 10.0.0.2:22"')
-      .option('--iface <name>', 'use the policy of the pinned filter on this interface'),
-  ).action((packet: string, o: PolicyOpts & { iface?: string }) => explain(packet, o));
+  withOutputOption(
+    withPolicyOptions(
+      filter
+        .command('explain <packet>')
+        .description('run a crafted packet through the filter program and name the rule that decides it: "tcp 10.0.0.1:5555 -> 10.0.0.2:22"')
+        .option('--iface <name>', 'use the policy of the pinned filter on this interface'),
+    ),
+  ).action((packet: string, o: PolicyOpts & OutputOptions & { iface?: string }) => explain(packet, o));
 
-  withAgentOptions(
-    program
-      .command('status')
-      .description('list the pinned filters of this network namespace with their counters (--all-namespaces: of every namespace; --agent: the agent\'s filter counters)')
-      .option('--all-namespaces', 'pinned filters of every network namespace'),
-  ).action(async (o: AgentOptions & { allNamespaces?: boolean }) => {
-    if (o.agent) return statusThroughAgent(new AgentClient({ ...o, agent: o.agent }));
+  withOutputOption(
+    withAgentOptions(
+      program
+        .command('status')
+        .description('list the pinned filters of this network namespace with their counters, and the pinned balancer (--all-namespaces: filters of every namespace; --agent: the agent\'s filter counters)')
+        .option('--all-namespaces', 'pinned filters of every network namespace'),
+    ),
+  ).action(async (o: AgentOptions & OutputOptions & { allNamespaces?: boolean }) => {
+    const json = wantsJson(o);
+    if (o.agent) return statusThroughAgent(new AgentClient({ ...o, agent: o.agent }), { json });
     requireRoot('status');
-    status(o);
+    status({ allNamespaces: o.allNamespaces, json });
   });
 
   program

@@ -7,6 +7,7 @@ import { EbpfnetError } from '../errors.js';
 import { onShutdown } from '../loader/guard.js';
 import { requireRoot } from '../loader/system.js';
 import { Demo, type DemoSink, type StepResult } from '../lab/demo.js';
+import { printJson, wantsJson, withOutputOption, type OutputOptions } from './output.js';
 import { LAB, down, execArgv, labDir, readState, sshConfigPath, status, up, type Host } from '../lab/topology.js';
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
@@ -111,22 +112,20 @@ export function registerLab(program: Command): void {
       if (r.errors.length) throw new EbpfnetError('EBPFNET_KERNEL', 'lab down', r.errors.join('; '), { hint: 'run ebpfnet lab down again; ip netns list shows what is left' });
     });
 
-  lab
-    .command('status')
-    .description('is the lab up, and what of it is running')
-    .option('--json', 'print JSON')
-    .action((o: { json?: boolean }) => {
-      const s = status();
-      if (o.json) return out(JSON.stringify(s, null, 2));
-      const anything = Object.values(s.netns).some(Boolean) || s.processes.length || s.cgroup || s.balancer || s.stateDir;
-      if (s.up) printUp();
-      else out(anything ? 'lab: partly up (a crash or an interrupted command); remove it with: ebpfnet lab down' : 'lab: down');
-      if (!anything) return;
-      for (const [n, there] of Object.entries(s.netns)) out(`  network namespace ${n}: ${there ? 'present' : 'missing'}`);
-      for (const p of s.processes) out(`  ${p.name} (pid ${p.pid}): ${p.running ? 'running' : 'not running'}`);
-      if (s.balancer) out('  balancer: attached (from lab demo, or lb attach with EBPFNET_LB_PIN_DIR)');
-      if (!s.up) process.exitCode = 1;
-    });
+  withOutputOption(lab.command('status').description('is the lab up, and what of it is running')).action((o: OutputOptions) => {
+    const json = wantsJson(o);
+    const s = status();
+    const anything = Object.values(s.netns).some(Boolean) || s.processes.length || s.cgroup || s.balancer || s.stateDir;
+    // partly up is a failure in either format; entirely down is not
+    if (anything && !s.up) process.exitCode = 1;
+    if (json) return printJson(s);
+    if (s.up) printUp();
+    else out(anything ? 'lab: partly up (a crash or an interrupted command); remove it with: ebpfnet lab down' : 'lab: down');
+    if (!anything) return;
+    for (const [n, there] of Object.entries(s.netns)) out(`  network namespace ${n}: ${there ? 'present' : 'missing'}`);
+    for (const p of s.processes) out(`  ${p.name} (pid ${p.pid}): ${p.running ? 'running' : 'not running'}`);
+    if (s.balancer) out('  balancer: attached (from lab demo, or lb attach with EBPFNET_LB_PIN_DIR)');
+  });
 
   lab
     .command('exec')
@@ -144,9 +143,10 @@ export function registerLab(program: Command): void {
       process.exitCode = r.status ?? 128 + (r.signal === 'SIGINT' ? 2 : r.signal === 'SIGTERM' ? 15 : 9);
     });
 
-  lab
-    .command('demo')
-    .description('the whole lab story with a verdict per step: baseline, filter, drop counters and Prometheus scrape, traffic resumes, the mkdir tracer, a load-balanced VIP; exits 0 only when every step held, and cleans up')
-    .option('--json', 'one JSON object per step, then a summary object')
-    .action((o: { json?: boolean }) => runDemo(o));
+  withOutputOption(
+    lab
+      .command('demo')
+      .description('the whole lab story with a verdict per step: baseline, filter, drop counters and Prometheus scrape, traffic resumes, the mkdir tracer, a load-balanced VIP; exits 0 only when every step held, and cleans up'),
+    { json: 'one JSON object per step, then a summary object' },
+  ).action((o: OutputOptions) => runDemo({ json: wantsJson(o) }));
 }

@@ -23,6 +23,7 @@ import {
 import { registerLbMetrics } from '../metrics/lb.js';
 import { newRegistry, parseListen, serveMetrics } from '../metrics/server.js';
 import { AgentClient, lbThroughAgent, refuseLocalFlags, serviceViewOf, withAgentOptions, type AgentOptions } from './agent-client.js';
+import { printJson, wantsJson, withOutputOption, type OutputOptions } from './output.js';
 import { table } from './present.js';
 
 const agentClient = (o: AgentOptions): AgentClient => new AgentClient({ ...o, agent: o.agent! });
@@ -109,7 +110,8 @@ function statusLine(st: BalancerStatus): string {
   return `balancer attached to ${st.cgroup ?? 'a cgroup that no longer exists'}: ${st.programs.length} programs, pinned at ${st.pinDir}`;
 }
 
-const jsonView = (v: ServiceView): unknown => ({
+/** A service as `lb list -o json` and `status -o json` show it: counters as numbers. */
+export const serviceJson = (v: ServiceView): Record<string, unknown> => ({
   ...v,
   conns: Number(v.conns),
   rejects: Number(v.rejects),
@@ -191,23 +193,17 @@ export function registerLb(program: Command): void {
     out(`lb: deleted ${service}`);
   });
 
-  withAgentOptions(
-    sub('list')
-      .description('services, backends, weights, states, slots and connection counts')
-      .option('--json', 'print JSON'),
-  ).action(async (opts: AgentOptions & { json?: boolean }) => {
+  withOutputOption(withAgentOptions(sub('list').description('services, backends, weights, states, slots and connection counts'))).action(async (opts: AgentOptions & OutputOptions) => {
+    const json = wantsJson(opts);
     if (opts.agent) {
       const v = await lbThroughAgent.list(agentClient(opts));
-      if (opts.json) return out(JSON.stringify(v, null, 2));
+      if (json) return printJson(v);
       out(`balancer of the agent at ${opts.agent}, attached to ${v.cgroup} (revision ${v.revision})\n`);
       out(v.services.length ? listTable(v.services.map(serviceViewOf)) : 'no services; add one with: ebpfnet lb add VIP:PORT/PROTO --backend IP:PORT --agent URL');
       return;
     }
     const { services, broken, status } = withBalancer('lb list', (b) => ({ ...b.list(), status: b.status() }));
-    if (opts.json) {
-      out(JSON.stringify({ ...status, services: services.map(jsonView), broken }, null, 2));
-      return;
-    }
+    if (json) return printJson({ ...status, services: services.map(serviceJson), broken });
     out(statusLine(status));
     out('');
     out(services.length ? listTable(services) : 'no services; add one with: ebpfnet lb add VIP:PORT/PROTO --backend IP:PORT');
@@ -245,15 +241,15 @@ export function registerLb(program: Command): void {
     out(`lb: applied ${name}: ${specs.length} service${specs.length === 1 ? '' : 's'} (${describeChange(r)})`);
   });
 
-  sub('explain')
-    .description('which backend a new connection to the service would get, and why')
-    .argument('<service>', 'VIP:PORT/PROTO')
-    .option('--json', 'print JSON')
-    .action((service: string, opts: { json?: boolean }) => {
+  withOutputOption(sub('explain').description('which backend a new connection to the service would get, and why').argument('<service>', 'VIP:PORT/PROTO')).action(
+    (service: string, opts: OutputOptions) => {
+      const json = wantsJson(opts);
       const addr = parseServiceAddr(service, 'lb explain');
       const e = withBalancer('lb explain', (b) => b.explain(addr));
-      out(opts.json ? JSON.stringify(e, null, 2) : explainText(e));
-    });
+      if (json) printJson(e);
+      else out(explainText(e));
+    },
+  );
 
   sub('detach')
     .description('detach the balancer and remove its pins (other programs on the cgroup stay)')

@@ -15,6 +15,7 @@ import { RecordReader, Renderer } from '../trace/render.js';
 import { TraceSummary } from '../trace/summary.js';
 import { TRACEPOINT_CATEGORY, syscallName, traceTargets } from '../trace/syscalls.js';
 import { Tracer, resolveCgroup } from '../trace/tracer.js';
+import { wantsJson, withOutputOption, type OutputOptions } from './output.js';
 
 /** How often the ring is read. Events wait at most this long; the ring absorbs the bursts between. */
 const POLL_MS = 10;
@@ -40,7 +41,7 @@ top commands (to stdout after the table, to stderr with -o json).`;
 const mib = (n: number): string => (n % (1 << 20) === 0 ? `${n / (1 << 20)}M` : n % 1024 === 0 ? `${n / 1024}K` : String(n));
 
 export function registerTrace(program: Command): void {
-  program
+  const trace = program
     .command('trace')
     .summary('print every call of a path syscall (mkdir) on the machine')
     .description('trace a path syscall machine-wide through its syscalls/sys_enter_* and sys_exit_* tracepoints: who called it, with what path and mode, what it returned and how long it took')
@@ -51,7 +52,6 @@ export function registerTrace(program: Command): void {
     .option('-x, --failed', 'only calls that failed')
     .option('--cgroup <path>', 'only processes in this cgroup v2 directory or below it (filtered in the kernel); absolute or relative to the cgroup v2 mount')
     .option('-d, --duration <seconds>', 'stop after this many seconds')
-    .option('-o, --output <format>', 'table, or json for JSON Lines', 'table')
     .option('-T, --timestamp', 'add a TIME column (local time) to the table')
     .option('-b, --buffer-size <size>', 'ring buffer size, a power of two', mib(DEFAULT_BUFFER_SIZE))
     .option('--metrics <[addr:]port>', 'serve Prometheus metrics at http://ADDR:PORT/metrics while tracing')
@@ -61,9 +61,11 @@ export function registerTrace(program: Command): void {
     .configureOutput({
       outputError: (str, write) => write(`ebpfnet: trace: ${str.replace(/^error: /, '').trim()}; see ebpfnet trace --help\n`),
     })
-    .action(async (target: string, opts: RawTraceOptions & { metrics?: string }) => {
-      await runTrace(target, opts);
+    .action(async (target: string, opts: Omit<RawTraceOptions, 'output'> & OutputOptions & { metrics?: string }) => {
+      await runTrace(target, { ...opts, output: wantsJson(opts) ? 'json' : 'table' });
     });
+  // `table`, its name before -o json|text was shared by every command, still works
+  withOutputOption(trace, { synonyms: { table: 'text' }, json: 'JSON Lines, one object per call' });
 }
 
 /**

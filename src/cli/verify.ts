@@ -6,26 +6,27 @@ import type { Command } from 'commander';
 import { bpfObjectDir, packageDir } from '../loader/paths.js';
 import { requireRoot } from '../loader/system.js';
 import { baselineKey, compareWithBaseline, makeBaseline, readBaseline, verifyDir } from '../loader/verify.js';
+import { printJson, wantsJson, withOutputOption, type OutputOptions } from './output.js';
 import { table } from './present.js';
 
 export const baselineDir = (): string => join(packageDir(), 'bpf', 'baseline');
 
 export function registerVerify(program: Command): void {
-  program
-    .command('verify')
-    .description('load every BPF program into the kernel one at a time and compare the verifier cost with the baseline')
-    .option('--json', 'print the rows as JSON')
+  withOutputOption(
+    program.command('verify').description('load every BPF program into the kernel one at a time and compare the verifier cost with the baseline'),
+  )
     .option('--dir <dir>', 'folder of *.bpf.o objects', bpfObjectDir())
     .option('--update-baseline', `write this kernel's numbers as the new baseline (bpf/baseline/${baselineKey()}.json)`)
-    .action((opts: { json?: boolean; dir: string; updateBaseline?: boolean }) => {
+    .action((opts: OutputOptions & { dir: string; updateBaseline?: boolean }) => {
+      const json = wantsJson(opts);
       requireRoot('verify');
       const rows = verifyDir(opts.dir);
       const baseline = readBaseline(baselineDir());
       const regressions = compareWithBaseline(rows, baseline);
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ kernel: baselineKey(), rows, regressions }, null, 2)}\n`);
+      const base = (o: string, p: string): number | null => baseline?.[`${o}/${p}`]?.insns ?? null;
+      if (json) {
+        printJson({ kernel: baselineKey(), rows: rows.map((r) => ({ ...r, baselineInsns: base(r.object, r.program) })), regressions });
       } else {
-        const base = (o: string, p: string): number | null => baseline?.[`${o}/${p}`]?.insns ?? null;
         process.stdout.write(
           `${table(
             ['object', 'program', 'type', 'verdict', 'insns', 'baseline', 'states', 'stack'],
@@ -45,7 +46,8 @@ export function registerVerify(program: Command): void {
         mkdirSync(baselineDir(), { recursive: true });
         const file = join(baselineDir(), `${baselineKey()}.json`);
         writeFileSync(file, `${JSON.stringify(makeBaseline(rows), null, 2)}\n`);
-        process.stdout.write(`wrote ${file}\n`);
+        // under -o json stdout holds the one document
+        (json ? process.stderr : process.stdout).write(`wrote ${file}\n`);
         return;
       }
       process.exitCode = regressions.length ? 1 : 0;

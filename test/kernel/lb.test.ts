@@ -143,6 +143,28 @@ describeKernel('lb: socket load balancing through the CLI', () => {
     expect(metrics).toContain(`ebpfnet_lb_backends{service="${net.vip}:80/tcp",state="active"} 3`);
   });
 
+  it('-o json (lb list, lb explain, status) carries the counters as numbers; --json is the same', () => {
+    const list = JSON.parse(ok('list', '-o', 'json')) as { cgroup: string; programs: unknown[]; services: Array<{ service: string; conns: unknown; backends: Array<{ conns: unknown; weight: unknown; share: unknown }> }> };
+    expect(JSON.parse(ok('list', '--json'))).toEqual(list);
+    expect(list.cgroup).toBe(cg);
+    expect(list.programs).toHaveLength(8);
+    const s = list.services.find((x) => x.service === `${net.vip}:80/tcp`)!;
+    expect(s.conns).toBe(1200);
+    expect(s.backends.map((b) => b.weight)).toEqual([1, 2, 3]);
+    expect(s.backends.every((b) => typeof b.conns === 'number' && typeof b.share === 'number')).toBe(true);
+    const e = JSON.parse(ok('explain', `${net.vip}:80/tcp`, '-o', 'json')) as { outcome: string; candidates: Array<{ backend: string; chance: number }> };
+    expect(e.outcome).toBe('random');
+    expect(e.candidates.map((c) => c.chance)).toEqual([1 / 6, 2 / 6, 3 / 6].map((x) => expect.closeTo(x, 5)));
+    // status shows the pinned balancer beside the filters, the same services
+    const st = runCli(['status', '-o', 'json'], { env: ENV });
+    expect(st.status, st.stderr).toBe(0);
+    const b = (JSON.parse(st.stdout) as { balancer: { cgroup: string; pinDir: string; services: Array<{ service: string; conns: number }> } }).balancer;
+    expect(b.cgroup).toBe(cg);
+    expect(b.pinDir).toBe(PIN_DIR);
+    expect(b.services.find((x) => x.service === `${net.vip}:80/tcp`)!.conns).toBe(1200);
+    expect(runCli(['status'], { env: ENV }).stdout).toContain(`balancer: attached to ${cg}: `);
+  });
+
   it('a process outside the cgroup is not translated: it reaches the VIP itself', () => {
     expect(client(['tcp', net.vip, 80, 20], true)).toMatchObject({ names: { plain: 20 }, errors: {} });
   });
