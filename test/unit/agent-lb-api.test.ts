@@ -224,7 +224,7 @@ describe('agent balancer API (inject)', () => {
     for (const [method, url] of [['PUT', `/v1/lb/services/${ID}`], ['DELETE', `/v1/lb/services/${ID}`], ['PUT', '/v1/lb/services'], ['DELETE', '/v1/lb/services']] as const) {
       const r = await app.inject({ method, url, payload: method === 'PUT' ? { backends: [], services: [] } : undefined });
       expect(r.statusCode, `${method} ${url}`).toBe(401);
-      expect(r.json().code).toBe('EBPFNET_PERMISSION');
+      expect(r.json().code).toBe('EBPFNET_UNAUTHORIZED');
     }
     const stale = await app.inject({ method: 'PUT', url: `/v1/lb/services/${ID}`, headers: { ...auth, 'if-match': '"0"' }, payload: { backends: [] } });
     expect(stale.statusCode).toBe(412);
