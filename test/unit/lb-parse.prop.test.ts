@@ -115,10 +115,10 @@ describe('lb apply file properties', () => {
   // Each field of a service or backend map against any JSON value: accepted exactly when it is of
   // its documented kind; never coerced ([2] as weight 2) and never a TypeError ({"toString": 0}).
   const FIELDS: Array<[string, (v: unknown) => object, (v: unknown) => boolean]> = [
-    ['weight', (v) => ({ service: '10.96.0.10:80', backends: [{ address: '10.0.0.1:80', weight: v }] }), (v) => (typeof v === 'number' || typeof v === 'string') && /^\d{1,5}$/.test(String(v)) && Number(v) >= 1 && Number(v) <= 65535],
-    ['state', (v) => ({ service: '10.96.0.10:80', backends: [{ address: '10.0.0.1:80', state: v }] }), (v) => typeof v === 'string' && ['active', 'draining'].includes(v.toLowerCase())],
-    ['address', (v) => ({ service: '10.96.0.10:80', backends: [{ address: v }] }), (v) => typeof v === 'string' && parsedOrClean(() => parseBackend(v)) !== null && parseBackend(v).ip.family === 4],
-    ['affinity', (v) => ({ service: '10.96.0.10:80', affinity: v }), (v) => v === false || v === true || ((typeof v === 'number' || typeof v === 'string') && /^\d{1,6}$/.test(String(v)) && Number(v) <= 86400)],
+    ['weight', (v) => ({ service: '10.96.0.10:80/tcp', backends: [{ address: '10.0.0.1:80', weight: v }] }), (v) => (typeof v === 'number' || typeof v === 'string') && /^\d{1,5}$/.test(String(v)) && Number(v) >= 1 && Number(v) <= 65535],
+    ['state', (v) => ({ service: '10.96.0.10:80/tcp', backends: [{ address: '10.0.0.1:80', state: v }] }), (v) => typeof v === 'string' && ['active', 'draining'].includes(v.toLowerCase())],
+    ['address', (v) => ({ service: '10.96.0.10:80/tcp', backends: [{ address: v }] }), (v) => typeof v === 'string' && parsedOrClean(() => parseBackend(v)) !== null && parseBackend(v).ip.family === 4],
+    ['affinity', (v) => ({ service: '10.96.0.10:80/tcp', affinity: v }), (v) => v === false || v === true || ((typeof v === 'number' || typeof v === 'string') && /^\d{1,6}$/.test(String(v)) && Number(v) <= 86400)],
   ];
   it.each(FIELDS)('%s: accepted exactly when it is of its kind', (_name, doc, valid) => {
     fc.assert(
