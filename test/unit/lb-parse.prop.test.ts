@@ -12,8 +12,8 @@ import { grammarish, ipv4, ipv6, parsedOrClean, RUNS } from '../helpers/props.js
 
 const port = fc.integer({ min: 1, max: 65535 });
 const hostPort = (v6: boolean, a: { text: string }, p: number): string => (v6 ? `[${a.text}]:${p}` : `${a.text}:${p}`);
-const service = fc.record({ v6: fc.boolean(), a4: ipv4, a6: ipv6, port, proto: fc.constantFrom('tcp', 'udp', 'TCP', 'Udp', '') });
-const serviceText = service.map((s) => `${hostPort(s.v6, s.v6 ? s.a6 : s.a4, s.port)}${s.proto ? `/${s.proto}` : ''}`);
+const service = fc.record({ v6: fc.boolean(), a4: ipv4, a6: ipv6, port, proto: fc.constantFrom('tcp', 'udp', 'TCP', 'Udp') });
+const serviceText = service.map((s) => `${hostPort(s.v6, s.v6 ? s.a6 : s.a4, s.port)}/${s.proto}`);
 /** a backend of one family (v6 true/false), or of either */
 const backendOf = (family?: boolean): fc.Arbitrary<string> =>
   fc

@@ -140,7 +140,7 @@ describe('lb apply file', () => {
     ['services:\n  - service: 10.96.0.10:0/tcp\n', /services\[0\]: service '10\.96\.0\.10:0\/tcp': port 0 is out of range/],
     ['services:\n  - backends: []\n', /services\[0\]: service is missing/],
     ['services:\n  - service: 10.96.0.10:80/tcp\n    weight: 3\n', /services\[0\]: unknown key 'weight'/],
-    ['services:\n  - service: 10.96.0.10:80/tcp\n  - service: 10.96.0.10:80\n', /services\[1\]: 10\.96\.0\.10:80\/tcp is already defined at services\[0\]/],
+    ['services:\n  - service: 10.96.0.10:80/tcp\n  - service: 10.96.0.10:80/TCP\n', /services\[1\]: 10\.96\.0\.10:80\/tcp is already defined at services\[0\]/],
     ['servces: []\n', /unknown top-level key 'servces'/],
     ['services: [\n', /line \d+/],
     ['{"services": [\n  {"service": "10.96.0.10:80/tcp",}\n', /line \d+/],
