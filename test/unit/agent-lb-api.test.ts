@@ -206,7 +206,7 @@ describe('agent balancer API (inject)', () => {
     }
     const all: Array<[unknown, RegExp]> = [
       [{ services: [{ service: '10.96.0.1:80/sctp', backends: [] }] }, /^parse services: services\[0\]: service '10\.96\.0\.1:80\/sctp': unknown protocol 'sctp'/],
-      [{ services: [{ service: '10.96.0.1:80', backends: [] }, { service: '10.96.0.1:80/tcp', backends: [] }] }, /services\[1\]: 10\.96\.0\.1:80\/tcp is already defined at services\[0\]/],
+      [{ services: [{ service: '10.96.0.1:80/TCP', backends: [] }, { service: '10.96.0.1:80/tcp', backends: [] }] }, /services\[1\]: 10\.96\.0\.1:80\/tcp is already defined at services\[0\]/],
       [{ services: [{ backends: [] }] }, /must have required property 'service'/],
       [{ services: {} }, /services must be array/],
     ];
@@ -277,7 +277,7 @@ describe('agent balancer API (inject)', () => {
   it('config errors in the lb section are one line naming where', () => {
     const cases: Array<[string, RegExp]> = [
       ['lb:\n  cgroups: x\n', /^read config config: lb: unknown key 'cgroups'; known keys: cgroup, services$/],
-      ['lb:\n  services:\n    - service: 10.96.0.1:80\n      backends: ["10.0.0.1"]\n', /^read config config: lb\.services\[0\]\.backends\[0\]: backend '10\.0\.0\.1' has no port/],
+      ['lb:\n  services:\n    - service: 10.96.0.1:80/tcp\n      backends: ["10.0.0.1"]\n', /^read config config: lb\.services\[0\]\.backends\[0\]: backend '10\.0\.0\.1' has no port/],
       ['lb:\n  services: 3\n', /lb\.services: expected a list/],
       ['lb:\n  cgroup: ""\n', /lb\.cgroup must be a cgroup v2 directory/],
     ];
