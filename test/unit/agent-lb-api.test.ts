@@ -146,7 +146,7 @@ describe('agent balancer API (inject)', () => {
   });
 
   it('PUT /v1/lb/services replaces the whole set; DELETE one and DELETE all', async () => {
-    const body = { services: [{ service: '10.96.0.20:53/udp', backends: ['10.244.1.5:5353'] }, { service: '10.96.0.21:80', affinity: 60, backends: [{ address: '10.244.1.5:80' }] }] };
+    const body = { services: [{ service: '10.96.0.20:53/udp', backends: ['10.244.1.5:5353'] }, { service: '10.96.0.21:80/tcp', affinity: 60, backends: [{ address: '10.244.1.5:80' }] }] };
     const p = await app.inject({ method: 'PUT', url: '/v1/lb/services', headers: auth, payload: body });
     expect(p.statusCode, p.body).toBe(200);
     expect(p.json().services.map((s: { id: string }) => s.id)).toEqual(['10.96.0.20:53/udp', '10.96.0.21:80/tcp']);
