@@ -26,7 +26,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fdatasyncSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { EbpfnetError } from '../errors.js';
+import { EbpfnetError, kernelError } from '../errors.js';
 import { processAlive } from '../loader/system.js';
 import { jsonChunks } from './json.js';
 
@@ -37,7 +37,10 @@ export function ensureDir(dir: string): void {
     // 0700: the directory holds the API token
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (e) {
-    throw new EbpfnetError('EBPFNET_PERMISSION', `create state directory ${dir}`, (e as Error).message, { hint: 'choose another with --state-dir', cause: e });
+    // the code follows the cause: EACCES is a permission, ENOTDIR or EROFS is not
+    const errno = (e as NodeJS.ErrnoException).errno;
+    const k = errno === undefined ? null : kernelError(`create state directory ${dir}`, errno);
+    throw new EbpfnetError(k?.code ?? 'EBPFNET_KERNEL', `create state directory ${dir}`, (e as Error).message, { hint: 'choose another with --state-dir', cause: e });
   }
 }
 
@@ -233,7 +236,7 @@ export class StateStore<T extends object> {
       this.unwritten = {};
       this.notes = [];
       try {
-        if (this.fd < 0) throw new EbpfnetError('EBPFNET_USAGE', 'save the agent state', 'the state store is closed');
+        if (this.fd < 0) throw new EbpfnetError('EBPFNET_CLOSED', 'save the agent state', 'the state store is closed (the agent is shutting down)');
         const line = `${JSON.stringify(notes.length ? { sections, notes } : { sections })}\n`;
         const bytes = Buffer.byteLength(line);
         if (this.journalBytes + bytes > JOURNAL_LIMIT || bytes > Math.max(RECORD_LIMIT, this.snapshotBytes)) this.snapshot();

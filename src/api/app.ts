@@ -63,15 +63,16 @@ const CHECK_INTERVAL_MS = 1000;
  */
 function clientError(err: NodeJS.ErrnoException, socket: Socket, linger: Linger): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  const [status, message] =
+  const [code, message]: [ErrorCode, string] =
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? [408, `read request: not complete within ${HEADERS_TIMEOUT_MS / 1000} s (headers) or ${REQUEST_TIMEOUT_MS / 1000} s (all of it); send the whole request at once`]
+      ? ['EBPFNET_TIMEOUT', `read request: not complete within ${HEADERS_TIMEOUT_MS / 1000} s (headers) or ${REQUEST_TIMEOUT_MS / 1000} s (all of it); send the whole request at once`]
       : err.code === 'HPE_HEADER_OVERFLOW'
-        ? [431, 'read request: the request line and headers exceed 16 KiB; send a shorter URL and fewer headers']
-        : [400, `read request: not valid HTTP/1.1 (${(err.code ?? 'parse error').toLowerCase()}); send a well-formed request`];
+        ? ['EBPFNET_HEADERS_TOO_LARGE', 'read request: the request line and headers exceed 16 KiB; send a shorter URL and fewer headers']
+        : ['EBPFNET_USAGE', `read request: not valid HTTP/1.1 (${(err.code ?? 'parse error').toLowerCase()}); send a well-formed request`];
+  const status = ERROR_CODES[code].http;
   const started = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
   if (socket.writable && !started) {
-    const body = JSON.stringify({ code: 'EBPFNET_USAGE', message });
+    const body = JSON.stringify({ code, message });
     socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   }
   linger.close(socket);
@@ -200,10 +201,11 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     if ((write || secret || (o.authReads && !open)) && !authorized(req)) {
       reply.header('www-authenticate', 'Bearer realm="ebpfnet"');
       // a reply sent from a callback hook ends the request there; done() is not called
-      send(reply, 401, {
-        code: 'EBPFNET_PERMISSION',
-        message: `authorize ${req.method} ${req.url.split('?')[0]}: ${req.headers.authorization ? 'the bearer token is wrong' : 'a bearer token is needed'}; send Authorization: Bearer <token> (the token is in the state directory, mode 0600)`,
-      });
+      sendError(
+        reply,
+        'EBPFNET_UNAUTHORIZED',
+        `authorize ${req.method} ${req.url.split('?')[0]}: ${req.headers.authorization ? 'the bearer token is wrong' : 'a bearer token is needed'}; send Authorization: Bearer <token> (the token is in the state directory, mode 0600)`,
+      );
       return;
     }
     done();
@@ -227,7 +229,9 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
       return sendError(reply, 'EBPFNET_MEDIA_TYPE', `read body of ${req.method} ${req.routeOptions.url ?? req.url}: Content-Type ${JSON.stringify(String(req.headers['content-type'] ?? 'none').slice(0, 60))} is not JSON; send Content-Type: application/json`);
     }
     const status = err.statusCode ?? 500;
-    if (status >= 400 && status < 500) return send(reply, status, { code: 'EBPFNET_USAGE', message: `${req.method.toLowerCase()} ${req.url.split('?')[0]}: ${err.message.charAt(0).toLowerCase()}${err.message.slice(1)}` });
+    // a status of the table keeps its code; any other client error is bad input (400), as the table says
+    const known = (Object.keys(ERROR_CODES) as ErrorCode[]).find((c) => ERROR_CODES[c].http === status);
+    if (status >= 400 && status < 500) return sendError(reply, known ?? 'EBPFNET_USAGE', `${req.method.toLowerCase()} ${req.url.split('?')[0]}: ${err.message.charAt(0).toLowerCase()}${err.message.slice(1)}`);
     process.stderr.write(`ebpfnet agent: ${req.method} ${req.url}: ${err.stack ?? err.message}\n`);
     return send(reply, 500, { code: 'EBPFNET_KERNEL', message: `${req.method.toLowerCase()} ${req.url.split('?')[0]}: internal error: ${err.message}` });
   });

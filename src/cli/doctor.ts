@@ -23,7 +23,6 @@ export function registerDoctor(program: Command): void {
       out.push(table(['check', 'status', 'detail'], r.checks.map((c) => [c.name, MARK[c.status], c.fix ? `${c.detail}; fix: ${c.fix}` : c.detail])));
       out.push('');
       for (const d of r.datapaths) out.push(`${d.datapath.padEnd(7)} ${d.ready ? 'ready' : `NOT READY: needs ${d.needs.join(', ')}`}`);
-      if (r.mounted.length) out.push('', ...r.mounted.map((m) => `mounted ${m.what} at ${m.path}`));
       if (tunnels.length) out.push('', ...tunnels);
       out.push('', r.ok ? 'this machine can run every ebpfnet datapath' : 'fix what is marked MISSING, then run ebpfnet doctor again');
       process.stdout.write(`${out.join('\n')}\n`);

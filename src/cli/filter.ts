@@ -308,7 +308,6 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
   // --pin: refuse before loading anything where a pin would not outlive this command
   if (o.pin) {
     const site = ensurePinSite('filter --pin');
-    if (site.mounted) process.stdout.write(`mounted bpffs at ${site.root} (pins live there)\n`);
     if (site.prefix) process.stdout.write(`note: this command runs in a mount namespace of its own (ip netns exec); pinning in the host's bpffs through ${site.root}\n`);
   }
   for (const i of ifnames) {

@@ -96,8 +96,7 @@ export function registerLab(program: Command): void {
     .description('build the lab and leave it running')
     .action(async () => {
       requireRoot('lab up');
-      const r = await up();
-      for (const m of r.mounted) out(`mounted ${m}`);
+      await up();
       printUp();
     });
 

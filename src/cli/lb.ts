@@ -153,7 +153,6 @@ export function registerLb(program: Command): void {
     .option('--cgroup <path>', 'cgroup v2 directory, absolute or relative to the cgroup v2 mount (default: the root: every process)')
     .action((opts: { cgroup?: string }) => {
       const r = attachBalancer({ cgroup: opts.cgroup });
-      for (const m of r.mounted) out(`mounted ${m.what} at ${m.path}`);
       out(`lb: attached ${r.programs.length} programs to ${r.cgroup}; pinned at ${r.pinDir}${r.reusedMaps.length ? ' (kept the services already pinned there)' : ''}`);
     });
 

@@ -4,6 +4,10 @@
 import './node-guard.js';
 import { handleError } from './present.js';
 import { buildProgram } from './program.js';
+import { onMount } from '../loader/system.js';
+
+// whatever a command mounts on its way (bpffs, tracefs, cgroup v2) is said once, on stderr
+onMount((m) => process.stderr.write(`mounted ${m.what} at ${m.path}\n`));
 
 // `ebpfnet ... | head` closes the pipe early: that ends the command quietly, like any Unix tool.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {

@@ -111,7 +111,6 @@ async function runTrace(target: string, raw: RawTraceOptions & { metrics?: strin
   const err = process.stderr;
   const out = process.stdout;
   const json = plan.output === 'json';
-  if (cg?.mounted) err.write(`mounted cgroup v2 at ${cg.mounted.path}\n`);
 
   const tracer = Tracer.open({ syscalls: plan.syscalls, pid: plan.pid, uid: plan.uid, failedOnly: plan.failedOnly, cgroupId: cg?.id ?? null, bufferSize: plan.bufferSize });
   const names = tracer.coverage.traced.map((s) => s.name);
@@ -131,7 +130,6 @@ async function runTrace(target: string, raw: RawTraceOptions & { metrics?: strin
     throw e;
   }
 
-  if (tracer.tracefs.mounted) err.write(`mounted tracefs at ${tracer.tracefs.path}\n`);
   for (const s of tracer.coverage.missing) {
     err.write(`not tracing ${s.name}: this kernel has no ${TRACEPOINT_CATEGORY}/sys_enter_${s.name} tracepoint (arm64, for one, has no ${s.name} syscall)\n`);
   }

@@ -7,6 +7,7 @@
 // work (neighbour discovery, packet too big, ...). Pure: no kernel here.
 import { isIP } from 'node:net';
 import { EbpfnetError } from '../errors.js';
+import { ipv6Bytes, ipv6Text } from '../loader/ip.js';
 
 export type Action = 'allow' | 'deny';
 export type Proto = 'tcp' | 'udp' | 'sctp' | 'icmp' | 'icmpv4' | 'icmpv6' | 'arp';
@@ -80,25 +81,8 @@ function parseAddress(text: string): { family: Family; addr: bigint } | null {
     // in Numbers, one BigInt at the end: 100,000-rule policies are parsed several times over
     return { family: 4, addr: BigInt(text.split('.').reduce((a, o) => a * 256 + Number(o), 0)) };
   }
-  if (v === 6) {
-    let s = text;
-    let tail: bigint[] = [];
-    const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-    if (v4) {
-      // ::ffff:1.2.3.4 and friends: the last 32 bits written as IPv4
-      const a = parseAddress(v4[1])!.addr;
-      tail = [a >> 16n, a & 0xffffn];
-      s = s.slice(0, -v4[1].length) + '0:0';
-    }
-    const [head, rest] = s.split('::');
-    const h = head ? head.split(':') : [];
-    const r = rest !== undefined && rest !== '' ? rest.split(':') : [];
-    const groups = rest === undefined ? h : [...h, ...Array(8 - h.length - r.length).fill('0'), ...r];
-    let addr = 0n;
-    for (const g of groups) addr = (addr << 16n) | BigInt(parseInt(g, 16));
-    if (tail.length) addr = (addr & ~0xffffffffn) | (tail[0] << 16n) | tail[1];
-    return { family: 6, addr };
-  }
+  const b = v === 6 ? ipv6Bytes(text) : null;
+  if (b) return { family: 6, addr: b.reduce((a, x) => (a << 8n) | BigInt(x), 0n) };
   return null;
 }
 
@@ -125,22 +109,7 @@ export function formatAddress(family: Family, addr: bigint): string {
     const a = Number(addr);
     return `${Math.floor(a / 2 ** 24)}.${Math.floor(a / 2 ** 16) % 256}.${Math.floor(a / 256) % 256}.${a % 256}`;
   }
-  const g = Array.from({ length: 8 }, (_, i) => Number((addr >> BigInt(112 - i * 16)) & 0xffffn));
-  // the longest run of zero groups becomes ::
-  let best = -1;
-  let len = 0;
-  for (let i = 0; i < 8; i++) {
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > len && j - i > 1) {
-      best = i;
-      len = j - i;
-    }
-    i = j;
-  }
-  const hex = g.map((x) => x.toString(16));
-  if (best < 0) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + len).join(':')}`;
+  return ipv6Text(Uint8Array.from({ length: 16 }, (_, i) => Number((addr >> BigInt(120 - i * 8)) & 0xffn)));
 }
 
 export const formatCidr = (c: Cidr): string => `${formatAddress(c.family, c.addr)}/${c.prefix}`;

@@ -326,7 +326,7 @@ export class Balancer implements Closable {
   }
 
   private get m(): LbMaps {
-    if (!this.maps) throw new EbpfnetError('EBPFNET_USAGE', 'lb', 'the balancer handle was closed');
+    if (!this.maps) throw new EbpfnetError('EBPFNET_CLOSED', 'lb', 'the balancer handle was closed');
     return this.maps;
   }
 
@@ -462,7 +462,7 @@ export class Balancer implements Closable {
     return withLock(this.pinDir, 'lb del', () => {
       const meta = this.meta();
       const live = this.service(addr, meta.gen);
-      if (!live) throw usage('lb del', `no service ${addr.name}`, 'see the services with: ebpfnet lb list');
+      if (!live) throw new EbpfnetError('EBPFNET_NOT_FOUND', 'lb del', `no service ${addr.name}`, { hint: 'see the services with: ebpfnet lb list' });
       return this.execute(planDelete(live), meta);
     });
   }
@@ -589,7 +589,7 @@ export class Balancer implements Closable {
   /** What a new connection from this process's network namespace would get. */
   explain(addr: ServiceAddr): Explanation {
     const live = this.service(addr);
-    if (!live) throw usage('lb explain', `no service ${addr.name}`, 'see the services with: ebpfnet lb list');
+    if (!live) throw new EbpfnetError('EBPFNET_NOT_FOUND', 'lb explain', `no service ${addr.name}`, { hint: 'see the services with: ebpfnet lb list' });
     const id = live.value.svc_id;
     const svcStats = new Map<number, G.LbSvcStats>();
     const s = this.m.svcStats.lookup(id);

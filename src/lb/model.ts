@@ -78,12 +78,13 @@ function splitHostPort(s: string, op: string, what: () => string): { ip: Ip; por
   return { ip, port };
 }
 
-/** `10.96.0.10:80/tcp`, `[fd00::1]:53/udp`; the protocol defaults to tcp, as in Kubernetes. */
+/** `10.96.0.10:80/tcp`, `[fd00::1]:53/udp`: the protocol is always written (the CLI, the file and the API say VIP:PORT/PROTO). */
 export function parseServiceAddr(text: string, op = 'parse service'): ServiceAddr {
   const s = text.trim();
   const slash = s.lastIndexOf('/');
   const addr = slash < 0 ? s : s.slice(0, slash);
-  const protoText = slash < 0 ? 'tcp' : s.slice(slash + 1).toLowerCase();
+  if (slash < 0) throw usage(op, `service '${text}' has no protocol`, 'write VIP:PORT/PROTO, e.g. 10.96.0.10:80/tcp or [fd00::1]:53/udp');
+  const protoText = s.slice(slash + 1).toLowerCase();
   if (!PROTOS.includes(protoText as Proto)) throw usage(op, `service '${text}': unknown protocol '${protoText}'`, `use ${PROTOS.join(' or ')}, e.g. 10.96.0.10:80/tcp`);
   const what = (): string => `service '${text}'`;
   const { ip, port } = splitHostPort(addr, op, what);

@@ -133,6 +133,18 @@ export interface MountResult {
   mounted: boolean;
 }
 
+type MountListener = (m: MountResult) => void;
+const mountListeners = new Set<MountListener>();
+
+/**
+ * Calls `fn` whenever this process mounts bpffs, tracefs or cgroup v2 itself (whichever command or
+ * library call needed it), so a face can say so in one line; returns the unsubscribe.
+ */
+export function onMount(fn: MountListener): () => void {
+  mountListeners.add(fn);
+  return () => mountListeners.delete(fn);
+}
+
 export function mountFs(fstype: string, target: string, what: MountResult['what']): void {
   if (!isRoot()) {
     throw new EbpfnetError('EBPFNET_PERMISSION', `mount ${what}`, `${what} is not mounted at ${target} and only root can mount it`, {
@@ -148,6 +160,7 @@ export function mountFs(fstype: string, target: string, what: MountResult['what'
       hint: `this kernel may lack ${fstype} support`,
     });
   }
+  for (const fn of mountListeners) fn({ what, path: target, mounted: true });
 }
 
 /** tracefs, where libbpf finds tracepoint ids (it prefers /sys/kernel/debug/tracing when that exists). */

@@ -96,7 +96,7 @@ export function fakeBalancer() {
     },
     remove(addr) {
       calls.push(`remove ${addr.name}`);
-      if (!services.delete(addr.name)) throw new EbpfnetError('EBPFNET_USAGE', 'lb del', `no service ${addr.name}`);
+      if (!services.delete(addr.name)) throw new EbpfnetError('EBPFNET_NOT_FOUND', 'lb del', `no service ${addr.name}`);
     },
     list: () => [...services.values()].map(view),
     view: (addr) => {

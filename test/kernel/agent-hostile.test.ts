@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { ERROR_CODES, type ErrorCode } from '../../src/errors.js';
 import { StateStore } from '../../src/agent/store.js';
 import { startAgent, type RunningAgent } from '../helpers/agent.js';
 import { runCli } from '../helpers/cli.js';
@@ -76,6 +77,9 @@ describeKernel('the agent under hostile clients (real sockets)', () => {
     const keys = Object.keys(body).sort().join(',');
     if (keys !== 'code,message' || typeof body.code !== 'string' || typeof body.message !== 'string' || !body.message) return `${label}: not {code, message}`;
     if (c.msg && !c.msg.test(body.message)) return `${label}: the message does not match ${c.msg}`;
+    // the status is the one the error table gives the code (README, src/errors.ts)
+    const row = ERROR_CODES[body.code as ErrorCode] as { http: number } | undefined;
+    if (row?.http !== r.status) return `${label}: code ${body.code} is HTTP ${row?.http ?? 'nothing'} in the table`;
     return null;
   };
   const problems: string[] = [];

@@ -28,8 +28,8 @@ describeKernel('doctor and verify', () => {
     expect(r.stdout).not.toContain('STILL-MOUNTED');
     expect(r.status, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^bpffs\s+fixed\s+mounted it at \/sys\/fs\/bpf$/m);
-    expect(r.stdout).toMatch(/^mounted bpffs at \/sys\/fs\/bpf$/m);
-    expect(r.stdout).toMatch(/^mounted tracefs at \/sys\/kernel\/tracing$/m);
+    expect(r.stderr).toMatch(/^mounted bpffs at \/sys\/fs\/bpf$/m);
+    expect(r.stderr).toMatch(/^mounted tracefs at \/sys\/kernel\/tracing$/m);
   });
 
   it('doctor --json is machine-readable', () => {
@@ -57,5 +57,24 @@ describeKernel('doctor and verify', () => {
     expect(r.stdout).toMatch(/reject\s+reject_xdp\s+xdp\s+rejected/);
     expect(r.stdout).toContain('invalid access to packet');
     expect(r.stdout).toContain('REGRESSION reject/reject_xdp: the verifier rejects it');
+  });
+});
+
+describeKernel('implicit mounts are said, bad input is refused before the kernel', () => {
+  it('filter --pin on a host without bpffs mounts it and says so in one line', () => {
+    // a private world: own mounts without bpffs, own pid 1, own network namespace (only lo)
+    const script = `umount -l /sys/fs/bpf 2>/dev/null; ip link set lo up;
+      ${process.execPath} ${cli} filter --pin --iface lo --deny tcp/9 --force; echo "rc=$?";
+      ${process.execPath} ${cli} unload --iface lo`;
+    const r = spawnSync('unshare', ['-m', '--propagation', 'private', '--pid', '--fork', '--mount-proc', '--net', 'sh', '-c', script], { encoding: 'utf8' });
+    expect(r.stdout, r.stdout + r.stderr).toContain('rc=0');
+    expect(r.stderr.match(/^mounted bpffs at \/sys\/fs\/bpf$/gm), r.stderr).toHaveLength(1);
+    expect(r.stdout).toMatch(/^lo: filter detached and unpinned$/m);
+  });
+
+  it('lb add without /PROTO is a syntax error (exit 2) even where no balancer is attached', () => {
+    const r = spawnSync(process.execPath, [cli, 'lb', 'add', '10.96.0.1:80'], { encoding: 'utf8', env: { ...process.env, EBPFNET_LB_PIN_DIR: '/sys/fs/bpf/ebpfnet-small-none' } });
+    expect(r.stderr).toBe("ebpfnet: lb add: service '10.96.0.1:80' has no protocol; write VIP:PORT/PROTO, e.g. 10.96.0.10:80/tcp or [fd00::1]:53/udp\n");
+    expect(r.status).toBe(2);
   });
 });

@@ -288,18 +288,19 @@ describeKernel('lb: socket load balancing through the CLI', () => {
     }
   });
 
-  it('bad input is one line, exit 2, and changes nothing', () => {
+  it('bad input is one line, exit 2 (a service that does not exist: 1, NOT_FOUND), and changes nothing', () => {
     const before = ok('list', '--json');
-    for (const args of [
-      ['add', `${net.vip}:80/sctp`],
-      ['add', `${net.vip}:0/tcp`],
-      ['add', `${net.vip}:80/tcp`, '--backend', net.a],
-      ['add', '10.96.0.300:80/tcp'],
-      ['del', '10.96.0.77:80/tcp'],
-      ['explain', '10.96.0.77:80/tcp'],
-    ]) {
+    for (const [status, ...args] of [
+      [2, 'add', `${net.vip}:80/sctp`],
+      [2, 'add', `${net.vip}:0/tcp`],
+      [2, 'add', `${net.vip}:80`],
+      [2, 'add', `${net.vip}:80/tcp`, '--backend', net.a],
+      [2, 'add', '10.96.0.300:80/tcp'],
+      [1, 'del', '10.96.0.77:80/tcp'],
+      [1, 'explain', '10.96.0.77:80/tcp'],
+    ] as Array<[number, ...string[]]>) {
       const r = lb(...args);
-      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.status, args.join(' ')).toBe(status);
       expect(r.stderr.split('\n').filter(Boolean), args.join(' ')).toHaveLength(1);
       expect(r.stdout).toBe('');
     }

@@ -87,7 +87,7 @@ describe('agent API (inject)', () => {
     const none = await app.inject({ method: 'PUT', url: '/v1/filter', payload: { rules: [] } });
     expect(none.statusCode).toBe(401);
     expect(none.headers['www-authenticate']).toMatch(/^Bearer/);
-    expect(none.json()).toEqual({ code: 'EBPFNET_PERMISSION', message: expect.stringMatching(/^authorize PUT \/v1\/filter: a bearer token is needed; /) });
+    expect(none.json()).toEqual({ code: 'EBPFNET_UNAUTHORIZED', message: expect.stringMatching(/^authorize PUT \/v1\/filter: a bearer token is needed; /) });
     const wrong = await app.inject({ method: 'DELETE', url: '/v1/filter/rules/1', headers: { authorization: 'Bearer nope' } });
     expect(wrong.statusCode).toBe(401);
     expect(wrong.json().message).toMatch(/the bearer token is wrong/);

@@ -146,7 +146,7 @@ describe('agent balancer API (inject)', () => {
   });
 
   it('PUT /v1/lb/services replaces the whole set; DELETE one and DELETE all', async () => {
-    const body = { services: [{ service: '10.96.0.20:53/udp', backends: ['10.244.1.5:5353'] }, { service: '10.96.0.21:80', affinity: 60, backends: [{ address: '10.244.1.5:80' }] }] };
+    const body = { services: [{ service: '10.96.0.20:53/udp', backends: ['10.244.1.5:5353'] }, { service: '10.96.0.21:80/tcp', affinity: 60, backends: [{ address: '10.244.1.5:80' }] }] };
     const p = await app.inject({ method: 'PUT', url: '/v1/lb/services', headers: auth, payload: body });
     expect(p.statusCode, p.body).toBe(200);
     expect(p.json().services.map((s: { id: string }) => s.id)).toEqual(['10.96.0.20:53/udp', '10.96.0.21:80/tcp']);
@@ -206,7 +206,7 @@ describe('agent balancer API (inject)', () => {
     }
     const all: Array<[unknown, RegExp]> = [
       [{ services: [{ service: '10.96.0.1:80/sctp', backends: [] }] }, /^parse services: services\[0\]: service '10\.96\.0\.1:80\/sctp': unknown protocol 'sctp'/],
-      [{ services: [{ service: '10.96.0.1:80', backends: [] }, { service: '10.96.0.1:80/tcp', backends: [] }] }, /services\[1\]: 10\.96\.0\.1:80\/tcp is already defined at services\[0\]/],
+      [{ services: [{ service: '10.96.0.1:80/TCP', backends: [] }, { service: '10.96.0.1:80/tcp', backends: [] }] }, /services\[1\]: 10\.96\.0\.1:80\/tcp is already defined at services\[0\]/],
       [{ services: [{ backends: [] }] }, /must have required property 'service'/],
       [{ services: {} }, /services must be array/],
     ];
@@ -224,7 +224,7 @@ describe('agent balancer API (inject)', () => {
     for (const [method, url] of [['PUT', `/v1/lb/services/${ID}`], ['DELETE', `/v1/lb/services/${ID}`], ['PUT', '/v1/lb/services'], ['DELETE', '/v1/lb/services']] as const) {
       const r = await app.inject({ method, url, payload: method === 'PUT' ? { backends: [], services: [] } : undefined });
       expect(r.statusCode, `${method} ${url}`).toBe(401);
-      expect(r.json().code).toBe('EBPFNET_PERMISSION');
+      expect(r.json().code).toBe('EBPFNET_UNAUTHORIZED');
     }
     const stale = await app.inject({ method: 'PUT', url: `/v1/lb/services/${ID}`, headers: { ...auth, 'if-match': '"0"' }, payload: { backends: [] } });
     expect(stale.statusCode).toBe(412);
@@ -277,7 +277,7 @@ describe('agent balancer API (inject)', () => {
   it('config errors in the lb section are one line naming where', () => {
     const cases: Array<[string, RegExp]> = [
       ['lb:\n  cgroups: x\n', /^read config config: lb: unknown key 'cgroups'; known keys: cgroup, services$/],
-      ['lb:\n  services:\n    - service: 10.96.0.1:80\n      backends: ["10.0.0.1"]\n', /^read config config: lb\.services\[0\]\.backends\[0\]: backend '10\.0\.0\.1' has no port/],
+      ['lb:\n  services:\n    - service: 10.96.0.1:80/tcp\n      backends: ["10.0.0.1"]\n', /^read config config: lb\.services\[0\]\.backends\[0\]: backend '10\.0\.0\.1' has no port/],
       ['lb:\n  services: 3\n', /lb\.services: expected a list/],
       ['lb:\n  cgroup: ""\n', /lb\.cgroup must be a cgroup v2 directory/],
     ];

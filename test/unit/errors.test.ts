@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageDir } from '../../src/loader/paths.js';
 import { ERROR_CODES, EbpfnetError, VerifierError, errnoName, kernelError, parseVerifierStats, verifierComplaint } from '../../src/errors.js';
 
 const LOG = `func#0 @0
@@ -58,5 +61,15 @@ describe('errors', () => {
     expect(e.log).toBe(LOG);
     expect(e.stats?.insns).toBe(2);
     expect(e.code).toBe('EBPFNET_VERIFIER');
+  });
+});
+
+describe("the README's error table", () => {
+  it('lists every code of src/errors.ts, in its order, with its exit and HTTP status', () => {
+    const readme = readFileSync(join(packageDir(), 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('\n## Errors\n'));
+    expect(section.length, 'the README has an Errors section').toBeLessThan(readme.length);
+    const rows = [...section.slice(0, section.indexOf('\n## ', 1)).matchAll(/^\| (EBPFNET_[A-Z_]+) \| (\d) \| (\d{3}) \|/gm)].map((m) => [m[1], Number(m[2]), Number(m[3])]);
+    expect(rows).toEqual(Object.entries(ERROR_CODES).map(([code, v]) => [code, v.exit, v.http]));
   });
 });

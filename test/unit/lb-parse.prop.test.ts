@@ -12,8 +12,8 @@ import { grammarish, ipv4, ipv6, parsedOrClean, RUNS } from '../helpers/props.js
 
 const port = fc.integer({ min: 1, max: 65535 });
 const hostPort = (v6: boolean, a: { text: string }, p: number): string => (v6 ? `[${a.text}]:${p}` : `${a.text}:${p}`);
-const service = fc.record({ v6: fc.boolean(), a4: ipv4, a6: ipv6, port, proto: fc.constantFrom('tcp', 'udp', 'TCP', 'Udp', '') });
-const serviceText = service.map((s) => `${hostPort(s.v6, s.v6 ? s.a6 : s.a4, s.port)}${s.proto ? `/${s.proto}` : ''}`);
+const service = fc.record({ v6: fc.boolean(), a4: ipv4, a6: ipv6, port, proto: fc.constantFrom('tcp', 'udp', 'TCP', 'Udp') });
+const serviceText = service.map((s) => `${hostPort(s.v6, s.v6 ? s.a6 : s.a4, s.port)}/${s.proto}`);
 /** a backend of one family (v6 true/false), or of either */
 const backendOf = (family?: boolean): fc.Arbitrary<string> =>
   fc
@@ -115,10 +115,10 @@ describe('lb apply file properties', () => {
   // Each field of a service or backend map against any JSON value: accepted exactly when it is of
   // its documented kind; never coerced ([2] as weight 2) and never a TypeError ({"toString": 0}).
   const FIELDS: Array<[string, (v: unknown) => object, (v: unknown) => boolean]> = [
-    ['weight', (v) => ({ service: '10.96.0.10:80', backends: [{ address: '10.0.0.1:80', weight: v }] }), (v) => (typeof v === 'number' || typeof v === 'string') && /^\d{1,5}$/.test(String(v)) && Number(v) >= 1 && Number(v) <= 65535],
-    ['state', (v) => ({ service: '10.96.0.10:80', backends: [{ address: '10.0.0.1:80', state: v }] }), (v) => typeof v === 'string' && ['active', 'draining'].includes(v.toLowerCase())],
-    ['address', (v) => ({ service: '10.96.0.10:80', backends: [{ address: v }] }), (v) => typeof v === 'string' && parsedOrClean(() => parseBackend(v)) !== null && parseBackend(v).ip.family === 4],
-    ['affinity', (v) => ({ service: '10.96.0.10:80', affinity: v }), (v) => v === false || v === true || ((typeof v === 'number' || typeof v === 'string') && /^\d{1,6}$/.test(String(v)) && Number(v) <= 86400)],
+    ['weight', (v) => ({ service: '10.96.0.10:80/tcp', backends: [{ address: '10.0.0.1:80', weight: v }] }), (v) => (typeof v === 'number' || typeof v === 'string') && /^\d{1,5}$/.test(String(v)) && Number(v) >= 1 && Number(v) <= 65535],
+    ['state', (v) => ({ service: '10.96.0.10:80/tcp', backends: [{ address: '10.0.0.1:80', state: v }] }), (v) => typeof v === 'string' && ['active', 'draining'].includes(v.toLowerCase())],
+    ['address', (v) => ({ service: '10.96.0.10:80/tcp', backends: [{ address: v }] }), (v) => typeof v === 'string' && parsedOrClean(() => parseBackend(v)) !== null && parseBackend(v).ip.family === 4],
+    ['affinity', (v) => ({ service: '10.96.0.10:80/tcp', affinity: v }), (v) => v === false || v === true || ((typeof v === 'number' || typeof v === 'string') && /^\d{1,6}$/.test(String(v)) && Number(v) <= 86400)],
   ];
   it.each(FIELDS)('%s: accepted exactly when it is of its kind', (_name, doc, valid) => {
     fc.assert(

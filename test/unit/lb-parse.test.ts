@@ -57,7 +57,6 @@ describe('lb services and backends', () => {
   it('parses VIP:PORT/PROTO for both families; tcp is the default protocol', () => {
     expect(serviceName(parseServiceAddr('10.96.0.10:80/tcp'))).toBe('10.96.0.10:80/tcp');
     expect(serviceName(parseServiceAddr('[FD00::0:1]:53/UDP'))).toBe('[fd00::1]:53/udp');
-    expect(serviceName(parseServiceAddr('10.96.0.10:443'))).toBe('10.96.0.10:443/tcp');
     expect(parseServiceAddr('[::ffff:10.96.0.10]:80/tcp').ip.family).toBe(4);
   });
 
@@ -76,6 +75,8 @@ describe('lb services and backends', () => {
     ['10.96.0.10:80/sctp', /unknown protocol 'sctp'/],
     ['10.96.0.10/tcp', /has no port/],
     ['fd00::1:80/tcp', /has no port/],
+    ['10.96.0.10:443', /service '10\.96\.0\.10:443' has no protocol; write VIP:PORT\/PROTO/],
+    ['[fd00::1]:53', /has no protocol/],
   ])('service %s is bad input', (s, re) => {
     expect(usageError(() => parseServiceAddr(s, 'lb add')).message).toMatch(re);
   });
@@ -139,7 +140,7 @@ describe('lb apply file', () => {
     ['services:\n  - service: 10.96.0.10:0/tcp\n', /services\[0\]: service '10\.96\.0\.10:0\/tcp': port 0 is out of range/],
     ['services:\n  - backends: []\n', /services\[0\]: service is missing/],
     ['services:\n  - service: 10.96.0.10:80/tcp\n    weight: 3\n', /services\[0\]: unknown key 'weight'/],
-    ['services:\n  - service: 10.96.0.10:80/tcp\n  - service: 10.96.0.10:80\n', /services\[1\]: 10\.96\.0\.10:80\/tcp is already defined at services\[0\]/],
+    ['services:\n  - service: 10.96.0.10:80/tcp\n  - service: 10.96.0.10:80/TCP\n', /services\[1\]: 10\.96\.0\.10:80\/tcp is already defined at services\[0\]/],
     ['servces: []\n', /unknown top-level key 'servces'/],
     ['services: [\n', /line \d+/],
     ['{"services": [\n  {"service": "10.96.0.10:80/tcp",}\n', /line \d+/],
