@@ -3,7 +3,7 @@
 // before anything is touched, so a typo is one line and exit 2, never half an agent.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml, parseDocument, type YAMLError } from 'yaml';
+import { parseDocument, type YAMLError } from 'yaml';
 import { EbpfnetError, shownValue } from '../errors.js';
 import { checkPattern, splitPatterns } from '../filter/ifaces.js';
 import type { Action } from '../filter/rules.js';
@@ -113,8 +113,21 @@ export function yamlProblem(e: YAMLError | Error, text: string, file: string): E
   // a long line (a JSON file on one line) as the stretch around the column
   const from = line.length > 120 && n === pos.line ? Math.max(0, pos.col - 60) : 0;
   const part = line.slice(from, from + 120);
-  const shown = `${from > 0 ? '...' : ''}${JSON.stringify(part)}${from + 120 < line.length ? '...' : ''}`;
+  // quoted as it is, unless it holds a tab or another control character (then JSON shows it)
+  const quoted = /[\u0000-\u001f]/.test(part) ? JSON.stringify(part) : `'${part}'`;
+  const shown = `${from > 0 ? '...' : ''}${quoted}${from + 120 < line.length ? '...' : ''}`;
   return bad(`${file}:${pos.line}:${pos.col}`, `${what}: ${n === pos.line ? shown : `at the end of the file, after line ${n} ${shown}`}`);
+}
+
+/**
+ * YAML, with its warnings (an unknown tag: `!!intt 5`) refused like its errors: the yaml package
+ * would print them to stderr itself (process.emitWarning) and go on with a guess.
+ */
+function parseYamlStrict(text: string): unknown {
+  const doc = parseDocument(text);
+  const problem = doc.errors[0] ?? doc.warnings[0];
+  if (problem) throw problem;
+  return doc.toJS();
 }
 
 /** `filter.rules[3]` as the YAML path ['filter', 'rules', 3]. */
@@ -148,7 +161,7 @@ function withLine(e: unknown, text: string, file: string): unknown {
 export function parseConfig(text: string, file = 'config'): AgentConfig {
   let raw: unknown;
   try {
-    raw = parseJson(text)?.value ?? parseYaml(text) ?? {};
+    raw = parseJson(text)?.value ?? parseYamlStrict(text) ?? {};
   } catch (e) {
     throw yamlProblem(e as Error, text, file);
   }
@@ -260,7 +273,7 @@ function parseValue(raw: unknown, file: string): AgentConfig {
 /** `lb:` with `cgroup` and `services` in the `lb apply` file's form, read by the same parser. */
 function parseLbSection(v: Record<string, unknown>, file: string): LbConfig {
   only(file, 'lb', v, ['cgroup', 'services']);
-  if (v.cgroup !== undefined && (typeof v.cgroup !== 'string' || !v.cgroup.trim())) throw bad(file, `lb.cgroup: ${shownValue(v.cgroup)} is not a cgroup v2 directory (absolute, or relative to the cgroup v2 mount)`);
+  if (v.cgroup !== undefined && (typeof v.cgroup !== 'string' || !v.cgroup.trim())) throw bad(file, `lb.cgroup: '${shownValue(v.cgroup)}' is not a cgroup v2 directory (absolute, or relative to the cgroup v2 mount)`);
   return { cgroup: typeof v.cgroup === 'string' ? v.cgroup.trim() : null, services: parseServiceList(v.services, `read config ${file}`, 'lb.services') };
 }
 
