@@ -39,7 +39,7 @@ export {
 // the machine: bpffs for pins, and the exit guard
 export { BPFFS, type MountResult } from './loader/system.js';
 export { ensureBpffs } from './loader/pinfs.js';
-export { onShutdown } from './loader/guard.js';
+export { onShutdown, setGuardReport, type GuardReport } from './loader/guard.js';
 
 // errors: one type with a code per cause
 export {

@@ -19,6 +19,7 @@ import { kernelFilters, type FilterBackend, type FilterHandle } from './filter.j
 import { AgentLb, kernelLb, type LbBackend, type LbState } from './lb.js';
 import { checkIfMatch } from './revision.js';
 import { AuditLog, StateStore, auditPath, ensureDir, removeStaleTemps, statePath } from './store.js';
+import { silentLogger, type Logger } from './log.js';
 import { AgentTrace, kernelTracer, type TraceBackend } from './trace.js';
 
 export interface RuleView {
@@ -80,8 +81,14 @@ export interface AgentOptions {
   filters?: FilterBackend;
   balancer?: LbBackend;
   tracer?: TraceBackend;
-  /** where audit lines go besides audit.log (the agent's stdout) */
+  /** where audit lines go besides audit.log and the logger */
   auditSink?: (line: string) => void;
+  /**
+   * Where the agent says what it does (start notes and audit records at info, an interface it
+   * could not filter at warn, failures at error); fastify's too when buildApi is given none.
+   * Without one the agent logs nothing: library code never prints.
+   */
+  logger?: Logger;
   /** turns BPF run statistics on for the agent's lifetime (the CLI passes enableRunStats) */
   runStats?: () => RunStats;
 }
@@ -108,6 +115,8 @@ export class Agent {
   readonly stateDir: string;
   /** what open() did that the operator should hear of (old-layout pins it moved) */
   readonly startNotes: string[] = [];
+  /** the logger given to open(), or a silent one */
+  readonly log: Logger;
   private readonly filters: FilterBackend;
   private readonly auditSink: (line: string) => void;
   private state: DesiredState;
@@ -135,6 +144,7 @@ export class Agent {
     this.stateDir = opts.stateDir;
     this.filters = opts.filters ?? kernelFilters;
     this.auditSink = opts.auditSink ?? (() => {});
+    this.log = opts.logger ?? silentLogger();
     this.state = state;
     this.auditLog = new AuditLog(auditPath(opts.stateDir));
   }
@@ -167,6 +177,7 @@ export class Agent {
     }
     try {
       agent.startNotes.push(...(agent.filters.migrate?.() ?? []));
+      for (const note of agent.startNotes) agent.log.info(note);
       // a name the saved state had may have gone while no agent ran; one the config just added must be there
       agent.reconcile(state.filter.spec, policy ?? toPolicy(state.filter.spec), undefined, undefined, new Set(saved?.filter.spec.interfaces));
       agent.forgetStale(state.filterOn ?? []);
@@ -422,7 +433,7 @@ export class Agent {
         // re-applying to them would flip their generation for nothing
         this.reconcile(before, toPolicy(before), new Set(), touched);
       } catch (e2) {
-        process.stderr.write(`ebpfnet agent: restoring the previous filter after a failed change: ${(e2 as Error).message}\n`);
+        this.log.error({ err: e2 }, `restore the previous filter after a failed change: ${(e2 as Error).message}`);
       }
       throw e;
     }
@@ -481,7 +492,7 @@ export class Agent {
   }
 
   /**
-   * attachFilter for an interface a wildcard matched: a failure is remembered and said on stderr,
+   * attachFilter for an interface a wildcard matched: a failure is remembered and logged (warn),
    * not thrown, and not tried again within RETRY_MS. True when the filter is there.
    */
   private tryAttach(i: string, spec: FilterSpec, policy: Policy, touched: Set<string>, resolved: Resolved[]): boolean {
@@ -494,7 +505,7 @@ export class Agent {
       this.handles.get(i)?.close();
       this.handles.delete(i);
       this.failedOn.set(i, { reason: (e as Error).message, at: Date.now() });
-      process.stderr.write(`ebpfnet agent: filter ${i} (matches ${matchedBy(resolved, i)}): ${(e as Error).message}\n`);
+      this.log.warn({ interface: i, matches: matchedBy(resolved, i), retryInSeconds: RETRY_MS / 1000 }, `filter: not on ${i} (matches ${matchedBy(resolved, i)}): ${(e as Error).message}`);
       return false;
     }
   }
@@ -540,7 +551,7 @@ export class Agent {
     if (this.watch || this.closed || !links || !this.state.filter.spec.interfaces.length) return;
     this.watch = links.watch(
       () => this.resync(),
-      (e) => process.stderr.write(`ebpfnet agent: watch interfaces: ${e.message}; new interfaces are not filtered until the agent restarts\n`),
+      (e) => this.log.warn({ err: e }, `watch interfaces: ${e.message}; new interfaces are not filtered until the agent restarts`),
     );
     this.resyncTimer = setTimeout(() => this.resync(), 1000);
     this.resyncTimer.unref();
@@ -563,7 +574,7 @@ export class Agent {
       here = links.list();
       want = resolveInterfaces(spec.interfaces, here, { op: 'filter', missing: 'skip', emptyIsError: false });
     } catch (e) {
-      process.stderr.write(`ebpfnet agent: list interfaces: ${(e as Error).message}\n`);
+      this.log.warn({ err: e }, `list interfaces: ${(e as Error).message}`);
       return;
     }
     const exists = new Set(here.map((f) => f.name));
@@ -576,7 +587,7 @@ export class Agent {
       try {
         this.filters.unload(i);
       } catch (e) {
-        process.stderr.write(`ebpfnet agent: remove the pins of vanished ${i}: ${(e as Error).message}\n`);
+        this.log.warn({ err: e, interface: i }, `remove the pins of vanished ${i}: ${(e as Error).message}`);
       }
       this.audit(who, 'interface gone', `filter on ${i} dropped`);
       changed = true;
@@ -595,7 +606,7 @@ export class Agent {
     if (!changed) return;
     this.state = { ...this.state, filterOn: this.attachedInterfaces() };
     // a save the agent's close overtook is not an error: the next start reconciles filterOn anyway
-    this.save('follow interfaces', { filterOn: this.state.filterOn }).catch((e: Error) => this.closed || process.stderr.write(`ebpfnet agent: save the filtered interfaces: ${e.message}\n`));
+    this.save('follow interfaces', { filterOn: this.state.filterOn }).catch((e: Error) => this.closed || this.log.error({ err: e }, `save the filtered interfaces: ${e.message}`));
   }
 
   /**
@@ -614,13 +625,15 @@ export class Agent {
   }
 
   private audit(caller: Caller, op: string, what: string, revision = this.state.filter.revision): void {
-    const line = JSON.stringify({ time: new Date().toISOString(), who: caller.who, op, what, revision });
+    const record = { time: new Date().toISOString(), who: caller.who, op, what, revision };
+    const line = JSON.stringify(record);
     this.auditNotes.push(line);
     try {
       this.auditLog.append(line);
     } catch (e) {
-      process.stderr.write(`ebpfnet agent: write audit log: ${(e as Error).message}\n`);
+      this.log.error({ err: e }, `write audit log: ${(e as Error).message}`);
     }
+    this.log.info({ audit: record }, `audit: ${op}: ${what}`);
     this.auditSink(line);
   }
 }

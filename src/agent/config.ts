@@ -3,7 +3,7 @@
 // before anything is touched, so a typo is one line and exit 2, never half an agent.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { parseDocument, type YAMLError } from 'yaml';
 import { EbpfnetError, shownValue } from '../errors.js';
 import { checkPattern, splitPatterns } from '../filter/ifaces.js';
 import type { Action } from '../filter/rules.js';
@@ -12,6 +12,7 @@ import { parseServiceList } from '../lb/file.js';
 import type { ServiceSpec } from '../lb/model.js';
 import { traceSettings, type TracePlan } from '../trace/options.js';
 import { duplicateKey, jsonChunks } from './json.js';
+import { checkLogFormat, checkLogLevel, type LogFormat, type LogLevel } from './log.js';
 
 export type AttachMode = 'native' | 'generic' | 'auto';
 
@@ -33,8 +34,15 @@ export interface ApiConfig {
   bodyLimit?: number;
 }
 
+/** `log:`; the command line's --log-level and --log-format win over it. */
+export interface LogConfig {
+  level?: LogLevel;
+  format?: LogFormat;
+}
+
 export interface AgentConfig {
   api: ApiConfig;
+  log?: LogConfig;
   filter: FilterConfig | null;
   lb: LbConfig | null;
   trace: TraceConfig | null;
@@ -66,7 +74,7 @@ function only(file: string, where: string, o: Record<string, unknown>, keys: str
 /** `deny tcp/22` -> {action, match}; the match goes through the one rule grammar. */
 export function parseRuleLine(line: string, where: string): { action: Action; match: string } {
   const m = /^\s*(deny|allow)\s+(.+)$/.exec(line);
-  if (!m) throw new EbpfnetError('EBPFNET_USAGE', `parse ${where}`, `'${line}' is not 'deny RULE' or 'allow RULE'`, { hint: 'for example: deny tcp/22' });
+  if (!m) throw new EbpfnetError('EBPFNET_USAGE', `parse ${where}`, `not 'deny RULE' or 'allow RULE'`, { hint: 'for example: deny tcp/22' });
   // a literal, not the regex's copy of it: one string for every rule's action
   const r = parseRule(m[1] === 'deny' ? 'deny' : 'allow', m[2]);
   return { action: r.action, match: formatMatch(r) };
@@ -88,60 +96,162 @@ function parseJson(text: string): { value: unknown } | null {
   }
 }
 
+/**
+ * A YAML syntax error as one line, `FILE:LINE:COLUMN: what: "the line"` (the last line with text
+ * when the parser stopped at the end of the file: an unclosed bracket or quote). The yaml
+ * package's own message puts the position and a caret snippet on lines of their own.
+ */
+export function yamlProblem(e: YAMLError | Error, text: string, file: string): EbpfnetError {
+  const first = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+  const what = `${first.charAt(0).toLowerCase()}${first.slice(1)}`;
+  const pos = (e as YAMLError).linePos?.[0];
+  if (!pos) return bad(file, what);
+  const lines = text.split(/\r?\n/);
+  let n = pos.line;
+  while (n > 1 && !(lines[n - 1] ?? '').trim()) n--;
+  const line = (lines[n - 1] ?? '').trimEnd();
+  // a long line (a JSON file on one line) as the stretch around the column
+  const from = line.length > 120 && n === pos.line ? Math.max(0, pos.col - 60) : 0;
+  const part = line.slice(from, from + 120);
+  // quoted as it is, unless it holds a tab or another control character (then JSON shows it)
+  const quoted = /[\u0000-\u001f]/.test(part) ? JSON.stringify(part) : `'${part}'`;
+  const shown = `${from > 0 ? '...' : ''}${quoted}${from + 120 < line.length ? '...' : ''}`;
+  return bad(`${file}:${pos.line}:${pos.col}`, `${what}: ${n === pos.line ? shown : `at the end of the file, after line ${n} ${shown}`}`);
+}
+
+/**
+ * YAML, with its warnings (an unknown tag: `!!intt 5`) refused like its errors: the yaml package
+ * would print them to stderr itself (process.emitWarning) and go on with a guess.
+ */
+function parseYamlStrict(text: string): unknown {
+  const doc = parseDocument(text);
+  const problem = doc.errors[0] ?? doc.warnings[0];
+  if (problem) throw problem;
+  return doc.toJS();
+}
+
+/** `filter.rules[3]` as the YAML path ['filter', 'rules', 3]. */
+const pathKeys = (path: string): Array<string | number> => [...path.matchAll(/([A-Za-z_][\w-]*)|\[(\d+)\]/g)].map((m) => (m[2] === undefined ? m[1] : Number(m[2])));
+
+/**
+ * The line a config error's path is on (`read config F: filter.rules[3]: ...` becomes
+ * `read config F:9: filter.rules[3]: ...`, the form editors jump to),
+ * found by parsing the text again as a YAML document: only once something is wrong, and only for
+ * files small enough that a second parse costs little.
+ */
+function withLine(e: unknown, text: string, file: string): unknown {
+  if (!(e instanceof EbpfnetError) || text.length > 4 << 20) return e;
+  const head = `read config ${file}: `;
+  if (!e.message.startsWith(head)) return e;
+  const m = /^([A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*|\[\d+\])*)(?=: )/.exec(e.message.slice(head.length));
+  if (!m) return e;
+  try {
+    const doc = parseDocument(text);
+    const node = doc.getIn(pathKeys(m[1]), true) as { range?: [number, number, number] } | undefined;
+    const start = node?.range?.[0];
+    if (start === undefined) return e;
+    const line = text.slice(0, start).split('\n').length;
+    e.message = `read config ${file}:${line}: ${e.message.slice(head.length)}`;
+  } catch {
+    // the error as it was
+  }
+  return e;
+}
+
 export function parseConfig(text: string, file = 'config'): AgentConfig {
   let raw: unknown;
   try {
-    raw = parseJson(text)?.value ?? parseYaml(text) ?? {};
+    raw = parseJson(text)?.value ?? parseYamlStrict(text) ?? {};
   } catch (e) {
-    throw bad(file, (e as Error).message.split('\n')[0].toLowerCase());
+    throw yamlProblem(e as Error, text, file);
   }
-  if (!isObj(raw)) throw bad(file, 'the top level is not a mapping');
-  only(file, 'top level', raw, ['api', 'filter', 'lb', 'trace']);
+  try {
+    return parseValue(raw, file);
+  } catch (e) {
+    throw withLine(e, text, file);
+  }
+}
+
+/**
+ * A rule, a pattern or an entry read by another room's parser: its error, whatever operation it
+ * names, becomes the config's, with the path and the text at fault.
+ */
+function within<T>(file: string, path: string, shown: string | null, read: () => T): T {
+  try {
+    return read();
+  } catch (e) {
+    if (!(e instanceof EbpfnetError)) throw e;
+    const detail = e.message.startsWith(`${e.op}: `) ? e.message.slice(e.op.length + 2) : e.message;
+    throw new EbpfnetError(e.code, `read config ${file}`, `${path}: ${shown === null ? '' : `'${shown}': `}${detail}`, { cause: e });
+  }
+}
+
+/** A list of strings, each wrong item named by its index. */
+function stringList(file: string, path: string, v: unknown, what: string): string[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw bad(file, `${path} must be a list of ${what}, not ${shownValue(v)}`);
+  v.forEach((x, i) => {
+    if (typeof x !== 'string') throw bad(file, `${path}[${i}]: ${shownValue(x)} is not a string; write ${what} as strings`);
+  });
+  return v as string[];
+}
+
+function parseValue(raw: unknown, file: string): AgentConfig {
+  if (!isObj(raw)) throw bad(file, 'the top level is not a mapping', 'start with api:, log:, filter:, lb: or trace:');
+  only(file, 'top level', raw, ['api', 'log', 'filter', 'lb', 'trace']);
   const api: ApiConfig = {};
   if (raw.api !== undefined) {
-    if (!isObj(raw.api)) throw bad(file, 'api is not a mapping');
+    if (!isObj(raw.api)) throw bad(file, `api is not a mapping (it is ${shownValue(raw.api)})`);
     only(file, 'api', raw.api, ['listen', 'token', 'bodyLimit']);
     if (raw.api.listen !== undefined) {
       // a port number or an [ADDR:]PORT string; anything else would become '[object Object]'
-      if (typeof raw.api.listen !== 'string' && typeof raw.api.listen !== 'number') throw bad(file, 'api.listen must be [ADDR:]PORT, e.g. 127.0.0.1:9900');
+      if (typeof raw.api.listen !== 'string' && typeof raw.api.listen !== 'number') throw bad(file, `api.listen: ${shownValue(raw.api.listen)} is not [ADDR:]PORT`, 'for example 127.0.0.1:9900');
       api.listen = String(raw.api.listen);
     }
     if (raw.api.token !== undefined) {
-      if (typeof raw.api.token !== 'string' || raw.api.token.length < 16) throw bad(file, 'api.token must be a string of at least 16 characters');
+      // the value itself is never shown: it is a secret
+      if (typeof raw.api.token !== 'string' || raw.api.token.length < 16) throw bad(file, `api.token: must be a string of at least 16 characters (it is ${typeof raw.api.token === 'string' ? `${raw.api.token.length} characters` : `a ${typeof raw.api.token}`})`);
       api.token = raw.api.token;
     }
     if (raw.api.bodyLimit !== undefined) {
-      if (!Number.isInteger(raw.api.bodyLimit) || (raw.api.bodyLimit as number) < 1024) throw bad(file, 'api.bodyLimit must be an integer number of bytes >= 1024');
+      if (!Number.isInteger(raw.api.bodyLimit) || (raw.api.bodyLimit as number) < 1024) throw bad(file, `api.bodyLimit: ${shownValue(raw.api.bodyLimit)} is not an integer number of bytes >= 1024`);
       api.bodyLimit = raw.api.bodyLimit as number;
     }
+  }
+  const log: LogConfig = {};
+  if (raw.log !== undefined && raw.log !== null) {
+    if (!isObj(raw.log)) throw bad(file, `log is not a mapping (it is ${shownValue(raw.log)})`, 'for example log: {level: info, format: json}');
+    only(file, 'log', raw.log, ['level', 'format']);
+    if (raw.log.level !== undefined) log.level = within(file, 'log.level', null, () => checkLogLevel(raw.log && (raw.log as Record<string, unknown>).level, 'level'));
+    if (raw.log.format !== undefined) log.format = within(file, 'log.format', null, () => checkLogFormat((raw.log as Record<string, unknown>).format, 'format'));
   }
   let filter: FilterConfig | null = null;
   if (raw.filter !== undefined && raw.filter !== null) {
     const f = raw.filter;
-    if (!isObj(f)) throw bad(file, 'filter is not a mapping');
+    if (!isObj(f)) throw bad(file, `filter is not a mapping (it is ${shownValue(f)})`);
     only(file, 'filter', f, ['interfaces', 'rules', 'default', 'audit', 'hook', 'mode', 'maxRules']);
-    const given = f.interfaces ?? [];
-    if (!Array.isArray(given) || !given.every((i) => typeof i === 'string')) throw bad(file, "filter.interfaces must be a list of interface names, globs ('veth*') or all");
+    const given = stringList(file, 'filter.interfaces', f.interfaces, "interface names, globs ('veth*') or all");
     // the same forms as --iface: names, comma-separated lists, globs and `all`
-    const ifs = splitPatterns(given as string[]);
-    for (const p of ifs) checkPattern(p, `read config ${file}: filter.interfaces`);
-    const rules = f.rules ?? [];
-    if (!Array.isArray(rules) || !rules.every((r) => typeof r === 'string')) throw bad(file, "filter.rules must be a list of 'deny RULE' / 'allow RULE' strings");
+    given.forEach((g, i) => {
+      for (const p of splitPatterns([g])) checkPattern(p, `read config ${file}: filter.interfaces${given.length > 1 ? `[${i}]` : ''}`);
+    });
+    const ifs = splitPatterns(given);
+    const rules = stringList(file, 'filter.rules', f.rules, "'deny RULE' or 'allow RULE'");
     const def = f.default ?? 'allow';
-    if (def !== 'allow' && def !== 'deny') throw bad(file, `filter.default '${shownValue(def)}' is not allow or deny`);
+    if (def !== 'allow' && def !== 'deny') throw bad(file, `filter.default: '${shownValue(def)}' is not allow or deny`);
     const hook = f.hook ?? 'xdp';
-    if (hook !== 'xdp' && hook !== 'tc') throw bad(file, `filter.hook '${shownValue(hook)}' is not xdp or tc`);
+    if (hook !== 'xdp' && hook !== 'tc') throw bad(file, `filter.hook: '${shownValue(hook)}' is not xdp or tc`);
     const mode = f.mode ?? 'auto';
-    if (mode !== 'native' && mode !== 'generic' && mode !== 'auto') throw bad(file, `filter.mode '${shownValue(mode)}' is not native, generic or auto`);
+    if (mode !== 'native' && mode !== 'generic' && mode !== 'auto') throw bad(file, `filter.mode: '${shownValue(mode)}' is not native, generic or auto`);
     // YAML 1.2 reads `audit: yes` as the string "yes": refuse it rather than run without audit
-    if (f.audit !== undefined && f.audit !== null && typeof f.audit !== 'boolean') throw bad(file, `filter.audit '${shownValue(f.audit)}' is not true or false`);
+    if (f.audit !== undefined && f.audit !== null && typeof f.audit !== 'boolean') throw bad(file, `filter.audit: '${shownValue(f.audit)}' is not true or false`);
     const maxRules = f.maxRules ?? DEFAULT_MAX_RULES;
-    if (!Number.isInteger(maxRules) || (maxRules as number) < 1 || (maxRules as number) > 1 << 20) throw bad(file, 'filter.maxRules must be an integer from 1 to 1048576');
+    if (!Number.isInteger(maxRules) || (maxRules as number) < 1 || (maxRules as number) > 1 << 20) throw bad(file, `filter.maxRules: ${shownValue(maxRules)} is not an integer from 1 to 1048576`);
     // the same limit as the API's (Agent.maxRules): a policy the agent could not take over HTTP is not started from a file either
     if ((rules as unknown[]).length > (maxRules as number)) throw bad(file, `filter.rules has ${(rules as unknown[]).length} rules, more than filter.maxRules (${maxRules as number})`, 'raise filter.maxRules');
     filter = {
       interfaces: ifs,
-      rules: (rules as string[]).map((r, i) => parseRuleLine(r, `${file}: filter.rules[${i}]`)),
+      rules: rules.map((r, i) => within(file, `filter.rules[${i}]`, r, () => parseRuleLine(r, 'rule'))),
       default: def,
       audit: f.audit === true,
       hook,
@@ -152,18 +262,18 @@ export function parseConfig(text: string, file = 'config'): AgentConfig {
   const section = (k: 'lb' | 'trace'): Record<string, unknown> | null => {
     const v = raw[k];
     if (v === undefined || v === null) return null;
-    if (!isObj(v)) throw bad(file, `${k} is not a mapping`);
+    if (!isObj(v)) throw bad(file, `${k} is not a mapping (it is ${shownValue(v)})`);
     return v;
   };
   const lb = section('lb');
   const trace = section('trace');
-  return { api, filter, lb: lb && parseLbSection(lb, file), trace: trace && parseTraceSection(trace, file) };
+  return { api, log, filter, lb: lb && parseLbSection(lb, file), trace: trace && parseTraceSection(trace, file) };
 }
 
 /** `lb:` with `cgroup` and `services` in the `lb apply` file's form, read by the same parser. */
 function parseLbSection(v: Record<string, unknown>, file: string): LbConfig {
   only(file, 'lb', v, ['cgroup', 'services']);
-  if (v.cgroup !== undefined && (typeof v.cgroup !== 'string' || !v.cgroup.trim())) throw bad(file, 'lb.cgroup must be a cgroup v2 directory (absolute, or relative to the cgroup v2 mount)');
+  if (v.cgroup !== undefined && (typeof v.cgroup !== 'string' || !v.cgroup.trim())) throw bad(file, `lb.cgroup: '${shownValue(v.cgroup)}' is not a cgroup v2 directory (absolute, or relative to the cgroup v2 mount)`);
   return { cgroup: typeof v.cgroup === 'string' ? v.cgroup.trim() : null, services: parseServiceList(v.services, `read config ${file}`, 'lb.services') };
 }
 
@@ -172,9 +282,9 @@ const TRACE_KEYS = ['enabled', 'syscall', 'pid', 'uid', 'name', 'failed', 'cgrou
 /** `trace:` with `enabled` and the options of `ebpfnet trace`, read by the same parser. */
 function parseTraceSection(v: Record<string, unknown>, file: string): TraceConfig {
   only(file, 'trace', v, TRACE_KEYS);
-  for (const k of ['enabled', 'failed']) if (v[k] !== undefined && typeof v[k] !== 'boolean') throw bad(file, `trace.${k} must be true or false`);
+  for (const k of ['enabled', 'failed']) if (v[k] !== undefined && typeof v[k] !== 'boolean') throw bad(file, `trace.${k}: ${shownValue(v[k])} is not true or false`);
   for (const k of ['syscall', 'pid', 'uid', 'name', 'cgroup', 'bufferSize']) {
-    if (v[k] !== undefined && typeof v[k] !== 'string' && typeof v[k] !== 'number') throw bad(file, `trace.${k} must be a string or a number`);
+    if (v[k] !== undefined && typeof v[k] !== 'string' && typeof v[k] !== 'number') throw bad(file, `trace.${k}: ${shownValue(v[k])} is not a string or a number`);
   }
   const str = (k: string): string | undefined => (v[k] === undefined ? undefined : String(v[k]));
   const raw = { pid: str('pid'), uid: str('uid'), name: str('name'), failed: v.failed === true, cgroup: str('cgroup'), bufferSize: str('bufferSize') };

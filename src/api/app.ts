@@ -5,7 +5,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema, type RouteOptions } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema, type RouteOptions } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Agent, Caller } from '../agent/agent.js';
 import { etag } from '../agent/agent.js';
@@ -13,6 +13,7 @@ import { EbpfnetError, ERROR_CODES, isEbpfnetError, type ErrorCode } from '../er
 import { Readable } from 'node:stream';
 import { apiMetrics } from '../metrics/api.js';
 import { badName, jsonChunks } from '../agent/json.js';
+import type { Logger } from '../agent/log.js';
 import type { RouteKit } from './kit.js';
 import { registerLbRoutes } from './lb-routes.js';
 import { lingerOn, type Linger } from './linger.js';
@@ -28,6 +29,20 @@ export interface ApiOptions {
   bodyLimit?: number;
   /** require the token for reads too (the agent sets it when listening beyond loopback) */
   authReads?: boolean;
+  /** fastify's logger (default: the agent's, silent unless the agent was given one) */
+  logger?: Logger;
+}
+
+/**
+ * One line per request, at debug: a busy agent at info logs its lifecycle and changes, not every
+ * scrape. Fastify's default is two lines per request at info.
+ */
+class RequestLog extends LogController {
+  override incomingRequest(): void {}
+  override requestCompleted(error: Error | null | undefined, req: FastifyRequest, reply: FastifyReply): void {
+    if (error) reply.log.warn({ req, res: reply, err: error, responseTime: reply.elapsedTime }, `${req.method} ${req.url}: ${error.message}`);
+    else reply.log.debug({ req, res: reply, responseTime: reply.elapsedTime }, `${req.method} ${req.url} ${reply.statusCode}`);
+  }
 }
 
 export const DEFAULT_BODY_LIMIT = 1 << 20;
@@ -137,7 +152,10 @@ const sendError = (reply: FastifyReply, code: ErrorCode, message: string): Fasti
 
 export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: false,
+    loggerInstance: (o.logger ?? o.agent.log) as FastifyBaseLogger,
+    logController: new RequestLog(),
+    // a request's own child logger (its reqId) only when its lines are shown: none at info
+    childLoggerFactory: (logger, bindings, opts) => ((logger as Logger).isLevelEnabled('debug') ? logger.child(bindings, opts) : logger),
     bodyLimit: o.bodyLimit ?? DEFAULT_BODY_LIMIT,
     // A request that does not fit the schema is refused, never silently repaired: no coercion of
     // types, no dropping of unknown keys, no defaults filled in.
@@ -232,7 +250,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     // a status of the table keeps its code; any other client error is bad input (400), as the table says
     const known = (Object.keys(ERROR_CODES) as ErrorCode[]).find((c) => ERROR_CODES[c].http === status);
     if (status >= 400 && status < 500) return sendError(reply, known ?? 'EBPFNET_USAGE', `${req.method.toLowerCase()} ${req.url.split('?')[0]}: ${err.message.charAt(0).toLowerCase()}${err.message.slice(1)}`);
-    process.stderr.write(`ebpfnet agent: ${req.method} ${req.url}: ${err.stack ?? err.message}\n`);
+    req.log.error({ err, req }, `${req.method} ${req.url}: internal error: ${err.message}`);
     return send(reply, 500, { code: 'EBPFNET_KERNEL', message: `${req.method.toLowerCase()} ${req.url.split('?')[0]}: internal error: ${err.message}` });
   });
   app.setNotFoundHandler((req, reply) => send(reply, 404, { code: 'EBPFNET_NOT_FOUND', message: `route ${req.method} ${req.url.split('?')[0]}: no such route; GET /v1/openapi.json lists them` }));

@@ -8,12 +8,13 @@ import type { Command } from 'commander';
 import type { Registry } from 'prom-client';
 import { Agent } from '../agent/agent.js';
 import { readConfig, type AgentConfig } from '../agent/config.js';
+import { checkLogFormat, checkLogLevel, createLogger, defaultLogFormat, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevel } from '../agent/log.js';
 import { DEFAULT_STATE_DIR } from '../agent/store.js';
 import { isLoopback, loadToken } from '../agent/token.js';
 import { buildApi } from '../api/app.js';
 import { EbpfnetError } from '../errors.js';
 import { describeResolved } from '../filter/ifaces.js';
-import { enableRunStats, mmapThreshold, onShutdown, requireRoot, trimHeap } from '../loader/index.js';
+import { enableRunStats, mmapThreshold, onShutdown, requireRoot, setGuardReport, trimHeap } from '../loader/index.js';
 import { registerBpfMetrics } from '../metrics/bpf.js';
 import { registerFilterMetrics } from '../metrics/filter.js';
 import { registerLbMetrics } from '../metrics/lb.js';
@@ -43,6 +44,8 @@ interface AgentOpts {
   listen?: string;
   stateDir: string;
   cleanup?: boolean;
+  logLevel?: LogLevel;
+  logFormat?: LogFormat;
 }
 
 /**
@@ -81,7 +84,10 @@ const v8Phase = {
 
 async function runAgent(o: AgentOpts): Promise<void> {
   v8Phase.starting();
-  const { api, open } = readAgentConfig(o);
+  const { api, log: logConfig, open } = readAgentConfig(o);
+  // the command line over the config file; text on a terminal, JSON otherwise
+  const log = createLogger({ level: o.logLevel ?? logConfig?.level ?? 'info', format: o.logFormat ?? logConfig?.format ?? defaultLogFormat() });
+  setGuardReport((level, msg, err) => log[level]({ err }, msg));
   const listen = o.listen ?? api.listen ?? DEFAULT_LISTEN;
   const { host, port } = listenAddress(listen);
   const remote = !isLoopback(host);
@@ -93,69 +99,77 @@ async function runAgent(o: AgentOpts): Promise<void> {
   requireRoot('agent');
   const { token, source } = loadToken(o.stateDir, api.token);
   const registry = newRegistry();
-  const agent = open();
+  const agent = open(log);
   registerFilterMetrics(registry, () => agent.filterSources());
   registerBpfMetrics(registry, () => agent.bpfSources(), () => agent.runStats.on);
   registerAgentLbTraceMetrics(registry, agent);
-  const app = await buildApi({ agent, registry, token, bodyLimit: api.bodyLimit, authReads: remote });
+  const app = await buildApi({ agent, registry, token, bodyLimit: api.bodyLimit, authReads: remote, logger: log });
+  logStart(log, o, agent, source);
   try {
-    await app.listen({ host, port });
+    // fastify logs each address it listens on: one `api:` line each
+    await app.listen({ host, port, listenTextResolver: (url) => `api: ${url}/v1 (metrics: ${url}/metrics)` });
   } catch (e) {
     agent.close();
     const inUse = (e as NodeJS.ErrnoException).code === 'EADDRINUSE';
     throw new EbpfnetError(inUse ? 'EBPFNET_BUSY' : 'EBPFNET_USAGE', `listen on ${listen}`, inUse ? 'the address is in use' : (e as Error).message, { hint: 'choose another with --listen', cause: e });
   }
-  const addr = app.server.address();
-  const shown = typeof addr === 'object' && addr ? `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : listen;
-  process.stdout.write(`state: ${o.stateDir} (revision ${agent.filterRevision})\n`);
-  for (const note of agent.startNotes) process.stdout.write(`${note}\n`);
-  process.stdout.write(`${describeFilter(agent)}\n${describeLbTrace(agent)}\n`);
-  process.stdout.write(`token: ${source}\n`);
-  process.stdout.write(`bpf run statistics: ${agent.runStats.detail}\n`);
-  process.stdout.write(`api: http://${shown}/v1 (metrics: http://${shown}/metrics)\n`);
   v8Phase.running();
-  process.stdout.write('ready\n');
+  log.info('ready');
   await new Promise<void>((resolve) => {
     onShutdown(async () => {
+      log.info('stopping');
       await app.close();
       agent.close();
-      process.stdout.write('stopped; the pinned datapaths keep running (ebpfnet agent --cleanup removes them)\n');
+      log.info('stopped; the pinned datapaths keep running (ebpfnet agent --cleanup removes them)');
       resolve();
     });
   });
+}
+
+/** What the agent runs, as it starts: lifecycle lines at info, run statistics that failed at warn. */
+function logStart(log: Logger, o: AgentOpts, agent: Agent, tokenSource: string): void {
+  log.info(`state: ${o.stateDir} (revision ${agent.filterRevision})`);
+  log.info(describeFilter(agent));
+  for (const line of describeLbTrace(agent)) log.info(line);
+  log.info(`token: ${tokenSource}`);
+  const stats = agent.runStats;
+  // off because enabling failed (not because it was never asked for): the metrics stand still
+  if (stats.on) log.info(`bpf run statistics: ${stats.detail}`);
+  else log.warn(`bpf run statistics: ${stats.detail}`);
 }
 
 /**
  * The config file's api section, and the agent's opening with the rest. The running agent keeps
  * no reference to the file's sections (a 100,000-rule filter section is ~10 MB): open() drops it.
  */
-function readAgentConfig(o: AgentOpts): { api: AgentConfig['api']; open: () => Agent } {
+function readAgentConfig(o: AgentOpts): { api: AgentConfig['api']; log: AgentConfig['log']; open: (logger: Logger) => Agent } {
   let config: AgentConfig | null = o.config ? readConfig(o.config) : { api: {}, filter: null, lb: null, trace: null };
   return {
     api: config.api,
-    open: () => {
+    log: config.log,
+    open: (logger) => {
       const c = config!;
       config = null;
-      return Agent.open({ stateDir: o.stateDir, config: c, auditSink: (line) => process.stdout.write(`audit: ${line}\n`), runStats: enableRunStats });
+      // audit records go to the log (info), besides audit.log
+      return Agent.open({ stateDir: o.stateDir, config: c, logger, runStats: enableRunStats });
     },
   };
 }
 
-/** In a function of its own: the view copies every rule, and runAgent's frame lives as long as the agent. */
+/**
+ * In a function of its own: the view copies every rule, and runAgent's frame lives as long as the
+ * agent. Interfaces the filter could not take were logged (warn) as the agent tried them.
+ */
 function describeFilter(agent: Agent): string {
   const f = agent.filter();
   const t = agent.filterTargets();
-  const failed = t.failed.map((x) => `\nfilter: not on ${x.interface}: ${x.reason}`).join('');
-  return `filter: ${f.interfaces.length ? `${describeResolved(t.resolved)}: ${f.rules.length} rules; default ${f.default}` : 'no interfaces'}${failed}`;
+  return `filter: ${f.interfaces.length ? `${describeResolved(t.resolved)}: ${f.rules.length} rules; default ${f.default}` : 'no interfaces'}`;
 }
 
-function describeLbTrace(agent: Agent): string {
+function describeLbTrace(agent: Agent): string[] {
   const lb = agent.lb.configured ? agent.lb.view() : null;
   const t = agent.trace;
-  return [
-    `lb: ${lb ? `${lb.cgroup}: ${lb.services.length} service${lb.services.length === 1 ? '' : 's'}` : 'off'}`,
-    `trace: ${t.running ? t.syscalls.join(', ') : 'off'}`,
-  ].join('\n');
+  return [`lb: ${lb ? `${lb.cgroup}: ${lb.services.length} service${lb.services.length === 1 ? '' : 's'}` : 'off'}`, `trace: ${t.running ? t.syscalls.join(', ') : 'off'}`];
 }
 
 export function registerAgent(program: Command): void {
@@ -166,6 +180,8 @@ export function registerAgent(program: Command): void {
     .option('--listen <[addr:]port>', `API address (default ${DEFAULT_LISTEN}, or api.listen from the config)`)
     .option('--state-dir <dir>', 'where the desired state, the token and the audit log live', DEFAULT_STATE_DIR)
     .option('--cleanup', 'detach and unpin every datapath the agent runs, then exit')
+    .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default info, or log.level from the config); debug logs every request`, (v) => checkLogLevel(v, '--log-level'))
+    .option('--log-format <format>', `${LOG_FORMATS.join(', ')} (default text on a terminal, json otherwise, or log.format from the config)`, (v) => checkLogFormat(v, '--log-format'))
     .action(async (o: AgentOpts) => {
       if (o.cleanup) {
         requireRoot('agent --cleanup');

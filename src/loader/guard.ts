@@ -12,6 +12,21 @@ const shutdownHooks = new Set<() => void | Promise<void>>();
 let installed = false;
 let shuttingDown = false;
 
+/** How the guard reports what goes wrong while the process ends: `fatal` for an uncaught error. */
+export type GuardReport = (level: 'error' | 'fatal', msg: string, err: Error) => void;
+
+/**
+ * The guard replaced Node's own printing of uncaught errors, so unless told otherwise it prints
+ * them as Node would, to stderr; a daemon routes them to its logger (setGuardReport).
+ */
+const toStderr: GuardReport = (_level, msg) => void process.stderr.write(`ebpfnet: ${msg}\n`);
+let report: GuardReport = toStderr;
+
+/** Routes the guard's messages (null: back to stderr). */
+export function setGuardReport(r: GuardReport | null): void {
+  report = r ?? toStderr;
+}
+
 export function track<T extends Closable>(r: T): T {
   install();
   live.add(r);
@@ -62,11 +77,11 @@ async function stop(signal: string): Promise<void> {
       await h();
     } catch (e) {
       failed = true;
-      process.stderr.write(`ebpfnet: during shutdown: ${(e as Error).message}\n`);
+      report('error', `during shutdown: ${(e as Error).message}`, e as Error);
     }
   }
   const { errors } = closeAll();
-  for (const e of errors) process.stderr.write(`ebpfnet: detach failed: ${e.message}\n`);
+  for (const e of errors) report('error', `detach failed: ${e.message}`, e);
   // process.exit() drops writes still queued for a pipe: let what the hooks printed drain first.
   await Promise.all([process.stdout, process.stderr].map((s) => new Promise<void>((r) => s.write('', () => r()))));
   // A command that installed a shutdown hook ends normally on Ctrl-C (it was asked to stop); an
@@ -80,16 +95,16 @@ export function install(): void {
   installed = true;
   process.on('exit', () => {
     const { errors } = closeAll();
-    for (const e of errors) process.stderr.write(`ebpfnet: detach failed: ${e.message}\n`);
+    for (const e of errors) report('error', `detach failed: ${e.message}`, e);
   });
   for (const s of Object.keys(SIGNALS)) process.on(s, () => void stop(s));
   process.on('uncaughtException', (e) => {
-    process.stderr.write(`ebpfnet: ${e.stack ?? e.message}\n`);
+    report('fatal', e.stack ?? e.message, e);
     closeAll();
     process.exit(1);
   });
   process.on('unhandledRejection', (e) => {
-    process.stderr.write(`ebpfnet: ${(e as Error)?.stack ?? String(e)}\n`);
+    report('fatal', (e as Error)?.stack ?? String(e), e instanceof Error ? e : new Error(String(e)));
     closeAll();
     process.exit(1);
   });

@@ -16,7 +16,7 @@ export async function startAgent(config: string, stateDir: string): Promise<Runn
   const proc = new CliProcess(['agent', '--config', config, '--state-dir', stateDir, '--listen', '127.0.0.1:0']);
   try {
     const m = await proc.waitFor(/api: (http:\/\/[\d.]+:(\d+))\/v1/);
-    await proc.waitFor(/^ready$/m);
+    await proc.waitFor(/"msg":"ready"/);
     return { url: m[1], port: Number(m[2]), token: readFileSync(join(stateDir, 'token'), 'utf8').trim(), proc };
   } catch (e) {
     await proc.stop('SIGKILL');

@@ -43,7 +43,7 @@ describeKernel('agent: the balancer over HTTP (cgroup, netns backends)', () => {
     const proc = new CliProcess(['agent', '--config', join(dir, 'config.yaml'), '--state-dir', join(dir, 'state'), '--listen', '127.0.0.1:0'], { env: ENV });
     agents.push(proc);
     const m = await proc.waitFor(/api: (http:\/\/[\d.]+:\d+)\/v1/);
-    await proc.waitFor(/^ready$/m);
+    await proc.waitFor(/"msg":"ready"/);
     const token = readFileSync(join(dir, 'state', 'token'), 'utf8').trim();
     return { url: m[1], auth: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, proc };
   };

@@ -39,7 +39,7 @@ describeKernel('ebpfnet agent (veth pair)', () => {
     const proc = new CliProcess(['agent', '--config', join(dir, 'config.yaml'), '--state-dir', join(dir, 'state'), '--listen', '127.0.0.1:0']);
     agents.push(proc);
     const m = await proc.waitFor(/api: (http:\/\/[\d.]+:\d+)\/v1/);
-    await proc.waitFor(/^ready$/m);
+    await proc.waitFor(/"msg":"ready"/);
     return { url: m[1], token: readFileSync(join(dir, 'state', 'token'), 'utf8').trim(), proc };
   };
   const ping = (count: number): boolean => ok('ping', ['-c', String(count), '-i', '0.2', '-W', '1', v.hostIp], v.ns, 15_000);

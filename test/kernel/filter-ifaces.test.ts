@@ -156,7 +156,7 @@ describeKernel('ebpfnet filter --iface forms, tunnel warnings, the agent followi
     writeFileSync(cfg, `filter:\n  interfaces: ['${h.targetIf}*']\n  rules: ['deny icmp']\n`);
     const a = new CliProcess(['agent', '--config', cfg, '--state-dir', join(dir, 'state'), '--listen', '127.0.0.1:0'], { ns: h.target });
     procs.push(a);
-    await a.waitFor(/^ready$/m);
+    await a.waitFor(/"msg":"ready"/);
     expect(a.stdout).toContain(`filter: ${h.targetIf}* -> ${h.targetIf}: 1 rules; default allow`);
     expect(ping(h.targetIp)).toBe(false);
 

@@ -258,7 +258,7 @@ describeKernel('pinned filters in network namespaces', () => {
       p.stdout!.on('data', (d: Buffer) => (out += d));
       p.stderr!.on('data', (d: Buffer) => (out += d));
       const exited = new Promise((r) => p.on('exit', r));
-      for (const t0 = Date.now(); !/^ready$/m.test(out); ) {
+      for (const t0 = Date.now(); !/"msg":"ready"/.test(out); ) {
         if (p.exitCode !== null || Date.now() - t0 > 20_000) throw new Error(`agent did not start: ${out}`);
         await new Promise((r) => setTimeout(r, 50));
       }

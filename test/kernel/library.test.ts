@@ -16,7 +16,7 @@ import { makeTwoHosts, type TwoHosts } from '../helpers/netns.js';
 const EXPORTED = [
   'BPFFS', 'BpfMap', 'BpfObject', 'BpfProgram', 'BpfTable', 'ERROR_CODES', 'EbpfnetError', 'Link', 'NotSupportedError',
   'ObjectSpec', 'RingBuffer', 'VerifierError', 'XdpLink', 'ensureBpffs', 'onShutdown', 'openPinnedLink', 'openPinnedMap',
-  'openPinnedTable', 'scalar',
+  'openPinnedTable', 'scalar', 'setGuardReport',
 ];
 
 const tsc = join(packageDir(), 'node_modules', 'typescript', 'bin', 'tsc');

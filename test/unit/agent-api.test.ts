@@ -279,7 +279,7 @@ describe('agent API (inject)', () => {
   });
 
   it('config errors are one line each', () => {
-    expect(() => parseConfig('filter:\n  rules: ["drop tcp/22"]\n')).toThrow(/'drop tcp\/22' is not 'deny RULE' or 'allow RULE'/);
+    expect(() => parseConfig('filter:\n  rules: ["drop tcp/22"]\n')).toThrow(/^read config config:2: filter\.rules\[0\]: 'drop tcp\/22': not 'deny RULE' or 'allow RULE'/);
     expect(() => parseConfig('filtre: {}\n')).toThrow(/unknown key 'filtre'/);
     expect(() => parseConfig('api:\n  token: short\n')).toThrow(/at least 16 characters/);
   });

@@ -276,10 +276,10 @@ describe('agent balancer API (inject)', () => {
 
   it('config errors in the lb section are one line naming where', () => {
     const cases: Array<[string, RegExp]> = [
-      ['lb:\n  cgroups: x\n', /^read config config: lb: unknown key 'cgroups'; known keys: cgroup, services$/],
-      ['lb:\n  services:\n    - service: 10.96.0.1:80/tcp\n      backends: ["10.0.0.1"]\n', /^read config config: lb\.services\[0\]\.backends\[0\]: backend '10\.0\.0\.1' has no port/],
+      ['lb:\n  cgroups: x\n', /^read config config:2: lb: unknown key 'cgroups'; known keys: cgroup, services$/],
+      ['lb:\n  services:\n    - service: 10.96.0.1:80/tcp\n      backends: ["10.0.0.1"]\n', /^read config config:4: lb\.services\[0\]\.backends\[0\]: backend '10\.0\.0\.1' has no port/],
       ['lb:\n  services: 3\n', /lb\.services: expected a list/],
-      ['lb:\n  cgroup: ""\n', /lb\.cgroup must be a cgroup v2 directory/],
+      ['lb:\n  cgroup: ""\n', /lb\.cgroup: '' is not a cgroup v2 directory/],
     ];
     for (const [text, msg] of cases) expect(() => parseConfig(text), text).toThrow(msg);
   });

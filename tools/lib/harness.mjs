@@ -182,7 +182,7 @@ export class Harness {
     const t0 = Date.now();
     for (;;) {
       const m = /api: (http:\/\/[\d.]+:(\d+))\/v1/.exec(out);
-      if (m && /^ready$/m.test(out)) {
+      if (m && /^ready$|"msg":"ready"/m.test(out)) {
         const token = readFileSync(join(o.stateDir, 'token'), 'utf8').trim();
         return { proc, pid: /** @type {number} */ (proc.pid), url: m[1], port: Number(m[2]), token, out: () => out };
       }

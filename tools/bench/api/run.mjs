@@ -286,7 +286,7 @@ async function main() {
     for (const until = Date.now() + 60_000; Date.now() < until; await sleep(50)) {
       const out = readFileSync(outFile, 'utf8');
       const m = /api: (http:\/\/[\d.]+:\d+)\/v1/.exec(out);
-      if (m && /^ready$/m.test(out)) return m[1];
+      if (m && /^ready$|"msg":"ready"/m.test(out)) return m[1];
       if (exited !== undefined) throw new Error(`agent exited ${exited}: ${out}`);
     }
     throw new Error(`agent not ready within 60 s: ${readFileSync(outFile, 'utf8')}`);
