@@ -106,6 +106,13 @@ export function resolveCgroup(arg: string): CgroupTarget {
   return { path: full, id: st.ino, mounted };
 }
 
+/** The cgroup a plan filters on (--cgroup or --container), or null. */
+export function targetCgroup(plan: { cgroup: string | null; container: string | null }): CgroupTarget | null {
+  if (plan.cgroup !== null) return resolveCgroup(plan.cgroup);
+  if (plan.container !== null) return resolveContainer(plan.container);
+  return null;
+}
+
 /** `--container ID`: the cgroup whose name carries the container id (or a unique prefix of it). */
 export function resolveContainer(id: string): CgroupTarget & { container: string } {
   const m = ensureCgroup2();
