@@ -10,7 +10,7 @@ export const PROG_TYPE_NAMES: Record<number, string> = {
 export const progTypeName = (t: number): string => PROG_TYPE_NAMES[t] ?? `type ${t}`;
 
 /** prog types by the names maps/ uses for programs */
-export const PROG_TYPE_BY_KIND = { xdp: 6, tc: 3, tracepoint: 5, cgroup_sock_addr: 18, syscall: 31 } as const;
+export const PROG_TYPE_BY_KIND = { xdp: 6, tc: 3, tracepoint: 5, cgroup_sock_addr: 18, syscall: 31, tracing: 26, lsm: 29 } as const;
 
 export const MAP_TYPE_BY_KIND = {
   hash: 1, array: 2, percpu_hash: 5, percpu_array: 6, lru_hash: 9, lru_percpu_hash: 10, lpm_trie: 11, ringbuf: 27,
