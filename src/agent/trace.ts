@@ -92,7 +92,8 @@ export class AgentTrace {
   private readonly observers: Array<(syscall: string, result: string) => void> = [];
   private readonly reader = new RecordReader();
   private readonly wallOffsetUs = wallClockOffsetUs();
-  private readonly cgroups = new CgroupNames(findCgroup2());
+  /** made at the first event: finding the cgroup v2 mount is not free, and most agents' tracers are off */
+  private cgroups: CgroupNames | null = null;
   private dropped = 0;
   private delivered = 0;
   /** the config's `name`: like `trace -n`, the one filter the kernel does not apply */
@@ -196,7 +197,8 @@ export class AgentTrace {
     for (const f of this.observers) f(syscall, result);
     if (!this.subs.size) return;
     // decoded once, and rendered once, for however many streams want it
-    const e = decodeEvent(b, o, this.wallOffsetUs, (id) => this.cgroups.name(id));
+    const names = (this.cgroups ??= new CgroupNames(findCgroup2()));
+    const e = decodeEvent(b, o, this.wallOffsetUs, (id) => names.name(id));
     let json: string | null = null;
     for (const s of this.subs) {
       if (!s.matches(e)) continue;
