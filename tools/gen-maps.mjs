@@ -39,7 +39,7 @@ const MAP_TYPES = {
   ringbuf: 'BPF_MAP_TYPE_RINGBUF',
 };
 const MAP_FLAGS = { no_prealloc: 'BPF_F_NO_PREALLOC', rdonly_prog: 'BPF_F_RDONLY_PROG' };
-const PROG_TYPES = ['xdp', 'tc', 'tracepoint', 'cgroup_sock_addr', 'syscall'];
+const PROG_TYPES = ['xdp', 'tc', 'tracepoint', 'cgroup_sock_addr', 'syscall', 'tracing', 'lsm'];
 
 /**
  * @param {string} msg

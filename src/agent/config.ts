@@ -277,17 +277,17 @@ function parseLbSection(v: Record<string, unknown>, file: string): LbConfig {
   return { cgroup: typeof v.cgroup === 'string' ? v.cgroup.trim() : null, services: parseServiceList(v.services, `read config ${file}`, 'lb.services') };
 }
 
-const TRACE_KEYS = ['enabled', 'syscall', 'pid', 'uid', 'name', 'failed', 'cgroup', 'bufferSize'];
+const TRACE_KEYS = ['enabled', 'syscall', 'pid', 'uid', 'name', 'failed', 'cgroup', 'container', 'bufferSize'];
 
 /** `trace:` with `enabled` and the options of `ebpfnet trace`, read by the same parser. */
 function parseTraceSection(v: Record<string, unknown>, file: string): TraceConfig {
   only(file, 'trace', v, TRACE_KEYS);
   for (const k of ['enabled', 'failed']) if (v[k] !== undefined && typeof v[k] !== 'boolean') throw bad(file, `trace.${k}: ${shownValue(v[k])} is not true or false`);
-  for (const k of ['syscall', 'pid', 'uid', 'name', 'cgroup', 'bufferSize']) {
+  for (const k of ['syscall', 'pid', 'uid', 'name', 'cgroup', 'container', 'bufferSize']) {
     if (v[k] !== undefined && typeof v[k] !== 'string' && typeof v[k] !== 'number') throw bad(file, `trace.${k}: ${shownValue(v[k])} is not a string or a number`);
   }
   const str = (k: string): string | undefined => (v[k] === undefined ? undefined : String(v[k]));
-  const raw = { pid: str('pid'), uid: str('uid'), name: str('name'), failed: v.failed === true, cgroup: str('cgroup'), bufferSize: str('bufferSize') };
+  const raw = { pid: str('pid'), uid: str('uid'), name: str('name'), failed: v.failed === true, cgroup: str('cgroup'), container: str('container'), bufferSize: str('bufferSize') };
   return { enabled: v.enabled !== false, plan: traceSettings(str('syscall') ?? 'mkdir', raw, `read config ${file}: trace`) };
 }
 

@@ -8,12 +8,14 @@
 import { EbpfnetError } from '../errors.js';
 import type { MapFill, ProgInfo } from '../loader/index.js';
 import type { BpfSource } from '../metrics/bpf.js';
-import { decodeEvent, jsonLine, resultName, wallClockOffsetUs, type TraceEvent } from '../trace/event.js';
+import { decodeEvent, jsonLine, wallClockOffsetUs, type TraceEvent } from '../trace/event.js';
 import { nameMatcher, traceSettings, type TracePlan } from '../trace/options.js';
 import { RecordReader } from '../trace/render.js';
 import type { LostCounts } from '../trace/summary.js';
 import { TRACEPOINT_CATEGORY, syscallName } from '../trace/syscalls.js';
-import { Tracer, resolveCgroup } from '../trace/tracer.js';
+import { Tracer, targetCgroup } from '../trace/tracer.js';
+import { CgroupNames } from '../trace/cgroups.js';
+import { findCgroup2 } from '../loader/system.js';
 import type { TraceConfig } from './config.js';
 
 /** The running tracer, as the agent reads it. */
@@ -35,7 +37,7 @@ export interface TraceBackend {
 
 export const kernelTracer: TraceBackend = {
   open(plan) {
-    const cg = plan.cgroup === null ? null : resolveCgroup(plan.cgroup);
+    const cg = targetCgroup(plan);
     const t = Tracer.open({ syscalls: plan.syscalls, pid: plan.pid, uid: plan.uid, failedOnly: plan.failedOnly, cgroupId: cg?.id ?? null, bufferSize: plan.bufferSize });
     return {
       syscalls: t.coverage.traced.map((s) => s.name),
@@ -90,6 +92,8 @@ export class AgentTrace {
   private readonly observers: Array<(syscall: string, result: string) => void> = [];
   private readonly reader = new RecordReader();
   private readonly wallOffsetUs = wallClockOffsetUs();
+  /** made at the first event: finding the cgroup v2 mount is not free, and most agents' tracers are off */
+  private cgroups: CgroupNames | null = null;
   private dropped = 0;
   private delivered = 0;
   /** the config's `name`: like `trace -n`, the one filter the kernel does not apply */
@@ -164,7 +168,7 @@ export class AgentTrace {
       filter,
       deliver,
       matches: (e) =>
-        filter.syscalls.has(e.syscall) && (filter.pid === null || e.pid === filter.pid) && (filter.uid === null || e.uid === filter.uid) && (!filter.failedOnly || e.ret < 0) && name(e.comm),
+        filter.syscalls.has(e.syscall) && (filter.pid === null || e.pid === filter.pid) && (filter.uid === null || e.uid === filter.uid) && (!filter.failedOnly || (e.ret ?? 0) < 0) && name(e.comm),
     };
     this.subs.add(sub);
     return () => void this.subs.delete(sub);
@@ -189,11 +193,12 @@ export class AgentTrace {
     const r = this.reader.select(b, o);
     if (!this.named(r.comm())) return;
     const syscall = syscallName(r.syscall());
-    const result = resultName(r.ret());
+    const result = r.result();
     for (const f of this.observers) f(syscall, result);
     if (!this.subs.size) return;
     // decoded once, and rendered once, for however many streams want it
-    const e = decodeEvent(b, o, this.wallOffsetUs);
+    const names = (this.cgroups ??= new CgroupNames(findCgroup2()));
+    const e = decodeEvent(b, o, this.wallOffsetUs, (id) => names.name(id));
     let json: string | null = null;
     for (const s of this.subs) {
       if (!s.matches(e)) continue;

@@ -9,12 +9,14 @@ import { onShutdown } from '../loader/guard.js';
 import { requireRoot } from '../loader/system.js';
 import { newRegistry, parseListen, serveMetrics, type MetricsServer } from '../metrics/server.js';
 import { traceMetrics, type TraceMetrics } from '../metrics/trace.js';
-import { resultName, tableHeader, wallClockOffsetUs, type TableOptions } from '../trace/event.js';
+import { tableHeader, wallClockOffsetUs, type TableOptions } from '../trace/event.js';
 import { DEFAULT_BUFFER_SIZE, nameMatcher, parseTraceOptions, type RawTraceOptions, type TracePlan } from '../trace/options.js';
 import { RecordReader, Renderer } from '../trace/render.js';
 import { TraceSummary } from '../trace/summary.js';
 import { TRACEPOINT_CATEGORY, syscallName, traceTargets } from '../trace/syscalls.js';
-import { Tracer, resolveCgroup } from '../trace/tracer.js';
+import { Tracer, targetCgroup } from '../trace/tracer.js';
+import { CgroupNames } from '../trace/cgroups.js';
+import { ensureCgroup2 } from '../loader/pinfs.js';
 import { wantsJson, withOutputOption, type OutputOptions } from './output.js';
 
 /** How often the ring is read. Events wait at most this long; the ring absorbs the bursts between. */
@@ -32,6 +34,7 @@ Examples:
   sudo ebpfnet trace mkdir -p 1234 -d 10    one process, for ten seconds
   sudo ebpfnet trace mkdir -u nobody        one user (uid or name)
   sudo ebpfnet trace mkdir --cgroup system.slice/docker.service
+  sudo ebpfnet trace mkdir --container 3f4e8a9c1b2d   one container (id or a 12+ digit prefix)
   sudo ebpfnet trace mkdir -o json | jq -r 'select(.result != "0") | .path'
 
 JSON Lines follow the schema in src/trace/event.schema.json; every line carries "v": 1.
@@ -44,13 +47,14 @@ export function registerTrace(program: Command): void {
   const trace = program
     .command('trace')
     .summary('print every call of a path syscall (mkdir) on the machine')
-    .description('trace a path syscall machine-wide through its syscalls/sys_enter_* and sys_exit_* tracepoints: who called it, with what path and mode, what it returned and how long it took')
+    .description('trace a path syscall machine-wide through its syscalls/sys_enter_* and sys_exit_* tracepoints, io_uring and the LSM hook: who called it (pid, pid in its namespace, cgroup), with what path and mode, what it returned and how long it took')
     .argument('<syscall>', `what to trace: ${traceTargets().join(', ')} (mkdir means both mkdir and mkdirat)`)
     .option('-p, --pid <pid>', 'only this process (filtered in the kernel)')
     .option('-u, --uid <uid>', 'only this user, by uid or name (filtered in the kernel)')
     .option('-n, --name <name>', 'only commands whose name contains NAME')
     .option('-x, --failed', 'only calls that failed')
     .option('--cgroup <path>', 'only processes in this cgroup v2 directory or below it (filtered in the kernel); absolute or relative to the cgroup v2 mount')
+    .option('--container <id>', 'only this container: its id or a unique prefix of 12+ hex digits, found in the cgroup names docker, containerd, cri-o and podman give')
     .option('-d, --duration <seconds>', 'stop after this many seconds')
     .option('-T, --timestamp', 'add a TIME column (local time) to the table')
     .option('-b, --buffer-size <size>', 'ring buffer size, a power of two', mib(DEFAULT_BUFFER_SIZE))
@@ -107,7 +111,7 @@ async function runTrace(target: string, raw: RawTraceOptions & { metrics?: strin
   }
   requireRoot('trace');
   if (plan.pid !== null) checkProcess(plan.pid);
-  const cg = plan.cgroup === null ? null : resolveCgroup(plan.cgroup);
+  const cg = targetCgroup(plan);
   const err = process.stderr;
   const out = process.stdout;
   const json = plan.output === 'json';
@@ -130,6 +134,8 @@ async function runTrace(target: string, raw: RawTraceOptions & { metrics?: strin
     throw e;
   }
 
+  // mounts of tracefs and securityfs are said by the CLI's onMount listener
+  for (const u of tracer.paths.unseen) err.write(`not seeing ${u}\n`);
   for (const s of tracer.coverage.missing) {
     err.write(`not tracing ${s.name}: this kernel has no ${TRACEPOINT_CATEGORY}/sys_enter_${s.name} tracepoint (arm64, for one, has no ${s.name} syscall)\n`);
   }
@@ -141,7 +147,9 @@ async function runTrace(target: string, raw: RawTraceOptions & { metrics?: strin
   const summary = new TraceSummary();
   const matches = nameMatcher(plan.name);
   const reader = new RecordReader();
-  const renderer = new Renderer(plan.output, tableOpts, wallClockOffsetUs());
+  // cgroup ids are named from the cgroup v2 mount (mounted already when --cgroup needed it)
+  const cgroups = new CgroupNames(cg?.mounted?.path ?? ensureCgroup2().path);
+  const renderer = new Renderer(plan.output, tableOpts, wallClockOffsetUs(), undefined, (id) => cgroups.name(id));
   const started = Date.now();
   let stdoutOpen = true;
   const write = (data: string | Buffer): void => {
@@ -170,7 +178,7 @@ async function runTrace(target: string, raw: RawTraceOptions & { metrics?: strin
     const syscall = syscallName(r.syscall());
     const ret = r.ret();
     summary.add(comm, syscall, ret);
-    metrics?.observe(syscall, resultName(ret));
+    metrics?.observe(syscall, r.result());
     renderer.record(r);
   };
 

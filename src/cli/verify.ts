@@ -42,7 +42,7 @@ export function registerVerify(program: Command): void {
         process.exitCode = 1;
         return;
       }
-      if (opts.updateBaseline && rows.every((r) => r.verdict === 'ok')) {
+      if (opts.updateBaseline && rows.every((r) => r.verdict === 'ok' || r.verdict === 'refused')) {
         mkdirSync(baselineDir(), { recursive: true });
         const file = join(baselineDir(), `${baselineKey()}.json`);
         writeFileSync(file, `${JSON.stringify(makeBaseline(rows), null, 2)}\n`);

@@ -11,6 +11,10 @@ export const TR_F_FAULT = 4;
 export const TR_PATH_MAX = 256;
 export const TR_COMM_LEN = 16;
 export const TR_AT_FDCWD = -100;
+export const TR_F_NO_RESULT = 8;
+export const TR_VIA_SYSCALL = 1;
+export const TR_VIA_IO_URING = 2;
+export const TR_VIA_KERNEL = 3;
 
 /** what sys_enter saw, kept in the calling thread's slot until sys_exit */
 export interface TrArgs {
@@ -20,11 +24,12 @@ export interface TrArgs {
   mode: number;
   dirfd: number; // TR_AT_FDCWD for syscalls without a directory fd argument
   syscall: number; // TR_SYS_*
+  via: number; // TR_VIA_*: how the call entered
 }
 export const TrArgs: Codec<TrArgs> & StructLayout = {
   name: 'tr_args',
   size: 40,
-  fields: [{ name: 'owner', offset: 0, size: 8 }, { name: 'start_ns', offset: 8, size: 8 }, { name: 'path', offset: 16, size: 8 }, { name: 'mode', offset: 24, size: 4 }, { name: 'dirfd', offset: 28, size: 4 }, { name: 'syscall', offset: 32, size: 4 }, { name: 'pad', offset: 36, size: 4 }],
+  fields: [{ name: 'owner', offset: 0, size: 8 }, { name: 'start_ns', offset: 8, size: 8 }, { name: 'path', offset: 16, size: 8 }, { name: 'mode', offset: 24, size: 4 }, { name: 'dirfd', offset: 28, size: 4 }, { name: 'syscall', offset: 32, size: 4 }, { name: 'via', offset: 36, size: 4 }],
   encode(v: TrArgs, b: Buffer = Buffer.alloc(40), o = 0): Buffer {
     b.writeBigUInt64LE(v.owner, o + 0);
     b.writeBigUInt64LE(v.start_ns, o + 8);
@@ -32,10 +37,7 @@ export const TrArgs: Codec<TrArgs> & StructLayout = {
     b.writeUInt32LE(v.mode, o + 24);
     b.writeInt32LE(v.dirfd, o + 28);
     b.writeUInt32LE(v.syscall, o + 32);
-    b[o + 36] = 0;
-    b[o + 37] = 0;
-    b[o + 38] = 0;
-    b[o + 39] = 0;
+    b.writeUInt32LE(v.via, o + 36);
     return b;
   },
   decode(b: Buffer, o = 0): TrArgs {
@@ -46,6 +48,7 @@ export const TrArgs: Codec<TrArgs> & StructLayout = {
       mode: b.readUInt32LE(o + 24),
       dirfd: b.readInt32LE(o + 28),
       syscall: b.readUInt32LE(o + 32),
+      via: b.readUInt32LE(o + 36),
     };
   },
   encodeView(v: TrArgs, d: DataView, o = 0): void {
@@ -55,10 +58,7 @@ export const TrArgs: Codec<TrArgs> & StructLayout = {
     d.setUint32(o + 24, v.mode, true);
     d.setInt32(o + 28, v.dirfd, true);
     d.setUint32(o + 32, v.syscall, true);
-    d.setUint8(o + 36, 0);
-    d.setUint8(o + 37, 0);
-    d.setUint8(o + 38, 0);
-    d.setUint8(o + 39, 0);
+    d.setUint32(o + 36, v.via, true);
   },
   decodeView(d: DataView, o = 0): TrArgs {
     return {
@@ -68,11 +68,12 @@ export const TrArgs: Codec<TrArgs> & StructLayout = {
       mode: d.getUint32(o + 24, true),
       dirfd: d.getInt32(o + 28, true),
       syscall: d.getUint32(o + 32, true),
+      via: d.getUint32(o + 36, true),
     };
   },
 };
 
-/** one traced call, submitted at sys_exit */
+/** one traced mkdir, submitted when it returns (or, for entry paths without an exit hook, when the LSM hook sees it) */
 export interface TrEvent {
   ts_ns: bigint; // when the call returned (CLOCK_MONOTONIC)
   latency_ns: bigint;
@@ -84,14 +85,17 @@ export interface TrEvent {
   dirfd: number; // as passed; TR_AT_FDCWD when none
   syscall: number; // TR_SYS_*
   flags: number; // TR_F_*
+  ns_pid: number; // the pid (thread group id) in the caller's own pid namespace: what a container sees
+  cgroup_id: bigint; // the caller's cgroup v2 id (inode number of its directory)
+  via: number; // TR_VIA_*: the entry path (syscall, io_uring, kernel)
   comm: Uint8Array; // NUL-terminated
   path: Uint8Array; // NUL-terminated, as passed to the syscall
 }
 export const TrEvent: Codec<TrEvent> & StructLayout = {
   name: 'tr_event',
-  size: 320,
-  fields: [{ name: 'ts_ns', offset: 0, size: 8 }, { name: 'latency_ns', offset: 8, size: 8 }, { name: 'pid', offset: 16, size: 4 }, { name: 'tid', offset: 20, size: 4 }, { name: 'uid', offset: 24, size: 4 }, { name: 'ret', offset: 28, size: 4 }, { name: 'mode', offset: 32, size: 4 }, { name: 'dirfd', offset: 36, size: 4 }, { name: 'syscall', offset: 40, size: 2 }, { name: 'flags', offset: 42, size: 2 }, { name: 'pad', offset: 44, size: 4 }, { name: 'comm', offset: 48, size: 16 }, { name: 'path', offset: 64, size: 256 }],
-  encode(v: TrEvent, b: Buffer = Buffer.alloc(320), o = 0): Buffer {
+  size: 336,
+  fields: [{ name: 'ts_ns', offset: 0, size: 8 }, { name: 'latency_ns', offset: 8, size: 8 }, { name: 'pid', offset: 16, size: 4 }, { name: 'tid', offset: 20, size: 4 }, { name: 'uid', offset: 24, size: 4 }, { name: 'ret', offset: 28, size: 4 }, { name: 'mode', offset: 32, size: 4 }, { name: 'dirfd', offset: 36, size: 4 }, { name: 'syscall', offset: 40, size: 2 }, { name: 'flags', offset: 42, size: 2 }, { name: 'ns_pid', offset: 44, size: 4 }, { name: 'cgroup_id', offset: 48, size: 8 }, { name: 'via', offset: 56, size: 4 }, { name: 'pad', offset: 60, size: 4 }, { name: 'comm', offset: 64, size: 16 }, { name: 'path', offset: 80, size: 256 }],
+  encode(v: TrEvent, b: Buffer = Buffer.alloc(336), o = 0): Buffer {
     b.writeBigUInt64LE(v.ts_ns, o + 0);
     b.writeBigUInt64LE(v.latency_ns, o + 8);
     b.writeUInt32LE(v.pid, o + 16);
@@ -102,14 +106,17 @@ export const TrEvent: Codec<TrEvent> & StructLayout = {
     b.writeInt32LE(v.dirfd, o + 36);
     b.writeUInt16LE(v.syscall, o + 40);
     b.writeUInt16LE(v.flags, o + 42);
-    b[o + 44] = 0;
-    b[o + 45] = 0;
-    b[o + 46] = 0;
-    b[o + 47] = 0;
-    b.fill(0, o + 48, o + 64);
-    b.set(v.comm.subarray(0, 16), o + 48);
-    b.fill(0, o + 64, o + 320);
-    b.set(v.path.subarray(0, 256), o + 64);
+    b.writeUInt32LE(v.ns_pid, o + 44);
+    b.writeBigUInt64LE(v.cgroup_id, o + 48);
+    b.writeUInt32LE(v.via, o + 56);
+    b[o + 60] = 0;
+    b[o + 61] = 0;
+    b[o + 62] = 0;
+    b[o + 63] = 0;
+    b.fill(0, o + 64, o + 80);
+    b.set(v.comm.subarray(0, 16), o + 64);
+    b.fill(0, o + 80, o + 336);
+    b.set(v.path.subarray(0, 256), o + 80);
     return b;
   },
   decode(b: Buffer, o = 0): TrEvent {
@@ -124,8 +131,11 @@ export const TrEvent: Codec<TrEvent> & StructLayout = {
       dirfd: b.readInt32LE(o + 36),
       syscall: b.readUInt16LE(o + 40),
       flags: b.readUInt16LE(o + 42),
-      comm: Uint8Array.from(b.subarray(o + 48, o + 64)),
-      path: Uint8Array.from(b.subarray(o + 64, o + 320)),
+      ns_pid: b.readUInt32LE(o + 44),
+      cgroup_id: b.readBigUInt64LE(o + 48),
+      via: b.readUInt32LE(o + 56),
+      comm: Uint8Array.from(b.subarray(o + 64, o + 80)),
+      path: Uint8Array.from(b.subarray(o + 80, o + 336)),
     };
   },
   encodeView(v: TrEvent, d: DataView, o = 0): void {
@@ -139,12 +149,15 @@ export const TrEvent: Codec<TrEvent> & StructLayout = {
     d.setInt32(o + 36, v.dirfd, true);
     d.setUint16(o + 40, v.syscall, true);
     d.setUint16(o + 42, v.flags, true);
-    d.setUint8(o + 44, 0);
-    d.setUint8(o + 45, 0);
-    d.setUint8(o + 46, 0);
-    d.setUint8(o + 47, 0);
-    for (let i = 0; i < 16; i++) d.setUint8(o + 48 + i, v.comm[i] ?? 0);
-    for (let i = 0; i < 256; i++) d.setUint8(o + 64 + i, v.path[i] ?? 0);
+    d.setUint32(o + 44, v.ns_pid, true);
+    d.setBigUint64(o + 48, v.cgroup_id, true);
+    d.setUint32(o + 56, v.via, true);
+    d.setUint8(o + 60, 0);
+    d.setUint8(o + 61, 0);
+    d.setUint8(o + 62, 0);
+    d.setUint8(o + 63, 0);
+    for (let i = 0; i < 16; i++) d.setUint8(o + 64 + i, v.comm[i] ?? 0);
+    for (let i = 0; i < 256; i++) d.setUint8(o + 80 + i, v.path[i] ?? 0);
   },
   decodeView(d: DataView, o = 0): TrEvent {
     return {
@@ -158,8 +171,11 @@ export const TrEvent: Codec<TrEvent> & StructLayout = {
       dirfd: d.getInt32(o + 36, true),
       syscall: d.getUint16(o + 40, true),
       flags: d.getUint16(o + 42, true),
-      comm: new Uint8Array(d.buffer.slice(d.byteOffset + o + 48, d.byteOffset + o + 64)),
-      path: new Uint8Array(d.buffer.slice(d.byteOffset + o + 64, d.byteOffset + o + 320)),
+      ns_pid: d.getUint32(o + 44, true),
+      cgroup_id: d.getBigUint64(o + 48, true),
+      via: d.getUint32(o + 56, true),
+      comm: new Uint8Array(d.buffer.slice(d.byteOffset + o + 64, d.byteOffset + o + 80)),
+      path: new Uint8Array(d.buffer.slice(d.byteOffset + o + 80, d.byteOffset + o + 336)),
     };
   },
 };
@@ -202,18 +218,24 @@ export interface TrConfig {
   target_uid: number;
   filter_uid: number; // 1: only target_uid (uid 0 is a real filter)
   failed_only: number; // 1: emit only calls that returned an error
+  uring_hooked: number; // 1: the io_uring programs are attached, so the LSM hook leaves io_uring workers to them
   target_cgroup: bigint; // cgroup v2 id (inode number of its directory); its descendants match too
 }
 export const TrConfig: Codec<TrConfig> & StructLayout = {
   name: 'tr_config',
-  size: 24,
-  fields: [{ name: 'target_tgid', offset: 0, size: 4 }, { name: 'target_uid', offset: 4, size: 4 }, { name: 'filter_uid', offset: 8, size: 4 }, { name: 'failed_only', offset: 12, size: 4 }, { name: 'target_cgroup', offset: 16, size: 8 }],
-  encode(v: TrConfig, b: Buffer = Buffer.alloc(24), o = 0): Buffer {
+  size: 32,
+  fields: [{ name: 'target_tgid', offset: 0, size: 4 }, { name: 'target_uid', offset: 4, size: 4 }, { name: 'filter_uid', offset: 8, size: 4 }, { name: 'failed_only', offset: 12, size: 4 }, { name: 'uring_hooked', offset: 16, size: 4 }, { name: 'pad', offset: 20, size: 4 }, { name: 'target_cgroup', offset: 24, size: 8 }],
+  encode(v: TrConfig, b: Buffer = Buffer.alloc(32), o = 0): Buffer {
     b.writeUInt32LE(v.target_tgid, o + 0);
     b.writeUInt32LE(v.target_uid, o + 4);
     b.writeUInt32LE(v.filter_uid, o + 8);
     b.writeUInt32LE(v.failed_only, o + 12);
-    b.writeBigUInt64LE(v.target_cgroup, o + 16);
+    b.writeUInt32LE(v.uring_hooked, o + 16);
+    b[o + 20] = 0;
+    b[o + 21] = 0;
+    b[o + 22] = 0;
+    b[o + 23] = 0;
+    b.writeBigUInt64LE(v.target_cgroup, o + 24);
     return b;
   },
   decode(b: Buffer, o = 0): TrConfig {
@@ -222,7 +244,8 @@ export const TrConfig: Codec<TrConfig> & StructLayout = {
       target_uid: b.readUInt32LE(o + 4),
       filter_uid: b.readUInt32LE(o + 8),
       failed_only: b.readUInt32LE(o + 12),
-      target_cgroup: b.readBigUInt64LE(o + 16),
+      uring_hooked: b.readUInt32LE(o + 16),
+      target_cgroup: b.readBigUInt64LE(o + 24),
     };
   },
   encodeView(v: TrConfig, d: DataView, o = 0): void {
@@ -230,7 +253,12 @@ export const TrConfig: Codec<TrConfig> & StructLayout = {
     d.setUint32(o + 4, v.target_uid, true);
     d.setUint32(o + 8, v.filter_uid, true);
     d.setUint32(o + 12, v.failed_only, true);
-    d.setBigUint64(o + 16, v.target_cgroup, true);
+    d.setUint32(o + 16, v.uring_hooked, true);
+    d.setUint8(o + 20, 0);
+    d.setUint8(o + 21, 0);
+    d.setUint8(o + 22, 0);
+    d.setUint8(o + 23, 0);
+    d.setBigUint64(o + 24, v.target_cgroup, true);
   },
   decodeView(d: DataView, o = 0): TrConfig {
     return {
@@ -238,7 +266,8 @@ export const TrConfig: Codec<TrConfig> & StructLayout = {
       target_uid: d.getUint32(o + 4, true),
       filter_uid: d.getUint32(o + 8, true),
       failed_only: d.getUint32(o + 12, true),
-      target_cgroup: d.getBigUint64(o + 16, true),
+      uring_hooked: d.getUint32(o + 16, true),
+      target_cgroup: d.getBigUint64(o + 24, true),
     };
   },
 };
@@ -250,6 +279,16 @@ export const TR_INFLIGHT = {
   maxEntries: 16384,
   key: scalar.u32,
   value: TrArgs,
+  record: null,
+} as const satisfies MapLayout;
+
+/** IORING_OP_MKDIRAT requests between submission and completion, keyed by the request's address: the event, filled in at submission (the submitter, the path) and completed with the result */
+export const TR_URING = {
+  name: 'tr_uring',
+  type: 'hash',
+  maxEntries: 4096,
+  key: scalar.u64,
+  value: TrEvent,
   record: null,
 } as const satisfies MapLayout;
 
@@ -275,6 +314,9 @@ export const TR_EVENTS = {
 export const PROG_TR_IN_MKDIR = { name: 'tr_in_mkdir', type: 'tracepoint' } as const satisfies ProgramLayout;
 export const PROG_TR_IN_MKDIRAT = { name: 'tr_in_mkdirat', type: 'tracepoint' } as const satisfies ProgramLayout;
 export const PROG_TR_EXIT = { name: 'tr_exit', type: 'tracepoint' } as const satisfies ProgramLayout;
+export const PROG_TR_URING_IN = { name: 'tr_uring_in', type: 'tracepoint' } as const satisfies ProgramLayout;
+export const PROG_TR_URING_EXIT = { name: 'tr_uring_exit', type: 'tracepoint' } as const satisfies ProgramLayout;
+export const PROG_TR_LSM_MKDIR = { name: 'tr_lsm_mkdir', type: 'lsm' } as const satisfies ProgramLayout;
 
 /** The `const volatile` configuration written before load. */
 export const RODATA = { name: 'tr_config', codec: TrConfig } as const;
@@ -282,9 +324,9 @@ export const RODATA = { name: 'tr_config', codec: TrConfig } as const;
 /** Everything this layout declares, for the BTF drift test and the verifier harness. */
 export const LAYOUT = {
   object: 'trace',
-  maps: [TR_INFLIGHT, TR_COUNTERS, TR_EVENTS],
+  maps: [TR_INFLIGHT, TR_URING, TR_COUNTERS, TR_EVENTS],
   tables: [],
-  programs: [PROG_TR_IN_MKDIR, PROG_TR_IN_MKDIRAT, PROG_TR_EXIT],
+  programs: [PROG_TR_IN_MKDIR, PROG_TR_IN_MKDIRAT, PROG_TR_EXIT, PROG_TR_URING_IN, PROG_TR_URING_EXIT, PROG_TR_LSM_MKDIR],
   structs: [TrArgs, TrEvent, TrCounters, TrConfig],
   rodata: 'tr_config',
 } as const;

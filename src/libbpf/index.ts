@@ -92,6 +92,7 @@ function declare(lib: koffi.IKoffiLib, libc: koffi.IKoffiLib) {
     bpf_program__set_log_buf: f('int bpf_program__set_log_buf(bpf_program *p, void *buf, size_t size)'),
     bpf_program__attach_tracepoint: f('bpf_link *bpf_program__attach_tracepoint(bpf_program *p, const char *cat, const char *name)'),
     bpf_program__attach_cgroup: f('bpf_link *bpf_program__attach_cgroup(bpf_program *p, int cgroup_fd)'),
+    bpf_program__attach: f('bpf_link *bpf_program__attach(bpf_program *p)'),
 
     bpf_link__fd: f('int bpf_link__fd(bpf_link *l)'),
     bpf_link__pin: f('int bpf_link__pin(bpf_link *l, const char *path)'),
@@ -146,6 +147,8 @@ function declare(lib: koffi.IKoffiLib, libc: koffi.IKoffiLib) {
     bpf_xdp_query: f('int bpf_xdp_query(int ifindex, int flags, _Inout_ bpf_xdp_query_opts *opts)'),
 
     btf__find_by_name_kind: f('int btf__find_by_name_kind(btf *btf, const char *name, uint32_t kind)'),
+    btf__load_vmlinux_btf: f('btf *btf__load_vmlinux_btf()'),
+    btf__free: f('void btf__free(btf *btf)'),
     btf__type_by_id: f('const btf_type *btf__type_by_id(btf *btf, uint32_t id)'),
     btf__name_by_offset: f('const char *btf__name_by_offset(btf *btf, uint32_t off)'),
     btf__resolve_size: f('int64_t btf__resolve_size(btf *btf, uint32_t id)'),

@@ -72,3 +72,17 @@ export class BtfSpec {
     return out;
   }
 }
+
+let vmlinux: unknown = undefined;
+
+/**
+ * Whether the running kernel's BTF has a function (one a trampoline can attach to) or a struct of
+ * this name. False when there is no kernel BTF at all.
+ */
+export function kernelHas(kind: 'func' | 'struct', name: string): boolean {
+  const b = libbpf();
+  // loaded once per process: the kernel's BTF does not change under us, and parsing it takes ~50 ms
+  if (vmlinux === undefined) vmlinux = b.btf__load_vmlinux_btf() ?? null;
+  if (!vmlinux) return false;
+  return b.btf__find_by_name_kind(vmlinux as never, name, kind === 'func' ? BTF_KIND.FUNC : BTF_KIND.STRUCT) > 0;
+}

@@ -9,7 +9,7 @@ import { isEbpfnetError } from '../errors.js';
 import { libbpf } from '../libbpf/index.js';
 import { MAP_TYPE_BY_KIND, PROG_TYPE_BY_KIND } from './kinds.js';
 import { bpfObjectDir } from './paths.js';
-import { ensureTracefs, isRoot, type MountResult } from './system.js';
+import { activeLsms, ensureTracefs, isRoot, type MountResult } from './system.js';
 import { ensureBpffs, ensureCgroup2 } from './pinfs.js';
 
 export type CheckStatus = 'ok' | 'fixed' | 'missing' | 'optional';
@@ -150,6 +150,26 @@ export function probeMachine(): MachineReport {
   const bpffs = add(mountCheck('bpffs', ensureBpffs, mounted));
   const tracefs = add(mountCheck('tracefs', ensureTracefs, mounted));
   const cgroup2 = add(mountCheck('cgroup v2', ensureCgroup2, mounted));
+
+  // the tracer's other entry paths: optional, it traces syscalls without them and says what it misses
+  const uringTp = tracefs.status !== 'missing' && existsSync(`${tracefs.path}/events/io_uring/io_uring_submit_req`) && existsSync(`${tracefs.path}/events/io_uring/io_uring_complete`);
+  add({
+    name: 'io_uring tracepoints',
+    status: uringTp ? 'ok' : 'optional',
+    detail: uringTp ? 'io_uring/io_uring_submit_req and io_uring_complete: trace sees IORING_OP_MKDIRAT' : 'absent: trace cannot see mkdirat submitted through io_uring',
+  });
+  const lsm = activeLsms();
+  if (lsm.mounted) mounted.push(lsm.mounted);
+  const bpfLsm = lsm.lsms?.includes('bpf') ?? false;
+  add({
+    name: 'BPF LSM',
+    status: bpfLsm ? 'ok' : 'optional',
+    detail: bpfLsm
+      ? `active (${lsm.lsms!.join(',')}): trace can see mkdirs made by kernel threads, where the kernel lets lsm programs load`
+      : lsm.lsms === null
+        ? 'cannot tell (no securityfs): trace may not see mkdirs made by kernel threads'
+        : `off (active LSMs: ${lsm.lsms.join(',')}): trace cannot see mkdirs made by kernel threads; boot with lsm=${[...lsm.lsms, 'bpf'].join(',')}`,
+  });
 
   const dir = bpfObjectDir();
   const objects = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.bpf.o')) : [];

@@ -10,7 +10,7 @@ export const PROG_TYPE_NAMES: Record<number, string> = {
 export const progTypeName = (t: number): string => PROG_TYPE_NAMES[t] ?? `type ${t}`;
 
 /** prog types by the names maps/ uses for programs */
-export const PROG_TYPE_BY_KIND = { xdp: 6, tc: 3, tracepoint: 5, cgroup_sock_addr: 18, syscall: 31 } as const;
+export const PROG_TYPE_BY_KIND = { xdp: 6, tc: 3, tracepoint: 5, cgroup_sock_addr: 18, syscall: 31, tracing: 26, lsm: 29 } as const;
 
 export const MAP_TYPE_BY_KIND = {
   hash: 1, array: 2, percpu_hash: 5, percpu_array: 6, lru_hash: 9, lru_percpu_hash: 10, lpm_trie: 11, ringbuf: 27,
@@ -37,4 +37,4 @@ export const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const
 export const XDP_ACTION_NAMES = ['XDP_ABORTED', 'XDP_DROP', 'XDP_PASS', 'XDP_TX', 'XDP_REDIRECT'];
 
 /** BTF kinds */
-export const BTF_KIND = { INT: 1, PTR: 2, ARRAY: 3, STRUCT: 4, UNION: 5, TYPEDEF: 8, VAR: 14, DATASEC: 15 } as const;
+export const BTF_KIND = { INT: 1, PTR: 2, ARRAY: 3, STRUCT: 4, UNION: 5, TYPEDEF: 8, FUNC: 12, VAR: 14, DATASEC: 15 } as const;

@@ -56,7 +56,7 @@ export interface TableLayout<T = unknown> {
   readonly entry: Codec<T>;
 }
 
-export type ProgramKind = 'xdp' | 'tc' | 'tracepoint' | 'cgroup_sock_addr' | 'syscall';
+export type ProgramKind = 'xdp' | 'tc' | 'tracepoint' | 'cgroup_sock_addr' | 'syscall' | 'tracing' | 'lsm';
 
 export interface ProgramLayout {
   readonly name: string;

@@ -138,6 +138,17 @@ export class BpfProgram {
     return new Link(`tracepoint ${category}/${name}`, libbpf().bpf_link__fd(l as never), l);
   }
 
+  /**
+   * Attaches a program whose section names its kernel function (fentry/NAME, fexit/NAME,
+   * lsm/HOOK) through a BPF trampoline.
+   */
+  attachTrampoline(): Link {
+    const mark = libbpfMark();
+    const p = libbpf().bpf_program__attach(this.ptr as never);
+    const l = checkPtr(`attach ${this.name} to ${this.section}`, p, mark);
+    return new Link(this.section, libbpf().bpf_link__fd(l as never), l);
+  }
+
   /** Attaches to a cgroup v2 directory (absolute, or relative to the cgroup v2 mount). */
   attachCgroup(path: string): Link {
     const root = ensureCgroup2().path;

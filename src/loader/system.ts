@@ -124,10 +124,11 @@ export function mounts(): Mount[] {
 
 export const BPFFS = '/sys/fs/bpf';
 export const TRACEFS = '/sys/kernel/tracing';
+export const SECURITYFS = '/sys/kernel/security';
 export const CGROUP2_FALLBACK = '/run/ebpfnet/cgroup2';
 
 export interface MountResult {
-  what: 'bpffs' | 'tracefs' | 'cgroup2';
+  what: 'bpffs' | 'tracefs' | 'cgroup2' | 'securityfs';
   path: string;
   /** true when this call mounted it */
   mounted: boolean;
@@ -170,6 +171,29 @@ export function ensureTracefs(): MountResult {
   if (existsSync('/sys/kernel/debug/tracing/events')) return { what: 'tracefs', path: '/sys/kernel/debug/tracing', mounted: false };
   mountFs('tracefs', TRACEFS, 'tracefs');
   return { what: 'tracefs', path: TRACEFS, mounted: true };
+}
+
+/**
+ * The LSMs this kernel runs, in order, from securityfs (mounted when missing and we are root), or
+ * null when that cannot be read. BPF LSM programs load and attach on any kernel built with
+ * CONFIG_BPF_LSM but run only when `bpf` is in this list (the lsm= boot parameter), so this is the
+ * only way to know whether an lsm/ hook will see anything.
+ */
+export function activeLsms(): { lsms: string[] | null; mounted: MountResult | null } {
+  let mounted: MountResult | null = null;
+  if (!existsSync(`${SECURITYFS}/lsm`) && !mounts().some((m) => m.fstype === 'securityfs') && isRoot()) {
+    try {
+      mountFs('securityfs', SECURITYFS, 'securityfs');
+      mounted = { what: 'securityfs', path: SECURITYFS, mounted: true };
+    } catch {
+      /* reported as "cannot tell" */
+    }
+  }
+  try {
+    return { lsms: readFileSync(`${SECURITYFS}/lsm`, 'utf8').trim().split(',').filter(Boolean), mounted };
+  } catch {
+    return { lsms: null, mounted };
+  }
 }
 
 /** A cgroup v2 hierarchy: the usual /sys/fs/cgroup on a unified host, or one we mount. */

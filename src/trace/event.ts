@@ -7,7 +7,7 @@
 import { isUtf8 } from 'node:buffer';
 import { errnoName } from '../errors.js';
 import * as G from '../gen/trace.js';
-import { syscallName } from './syscalls.js';
+import { syscallName, viaName } from './syscalls.js';
 
 /** The `v` of every JSON line. Bump it when a field changes meaning or goes away (adding one does not). */
 export const SCHEMA_VERSION = 1;
@@ -16,9 +16,17 @@ export interface TraceEvent {
   /** when the call returned, in microseconds since the Unix epoch */
   timeUs: number;
   syscall: string;
+  /** how the call entered the kernel: syscall, io_uring, kernel */
+  via: string;
   pid: number;
+  /** the pid in the caller's own pid namespace (a container's pid) */
+  nsPid: number;
   tid: number;
   uid: number;
+  /** cgroup v2 id (exact below 2^53: kernfs ids on 64-bit kernels are far below it) */
+  cgroupId: number;
+  /** its path under the cgroup v2 mount (`/` for the root), null when it is gone or unknown */
+  cgroup: string | null;
   comm: string;
   /** the path as passed to the syscall; null when it could not be read (the call then fails with EFAULT) */
   path: string | null;
@@ -30,9 +38,9 @@ export interface TraceEvent {
   dirfd: number | null;
   /** the mode argument as passed, before the umask */
   mode: number;
-  /** the syscall's return value: 0 or -errno */
-  ret: number;
-  /** `0` or the errno name (`EEXIST`) */
+  /** the syscall's return value: 0 or -errno; null when the entry path gives no result (via kernel) */
+  ret: number | null;
+  /** `0`, the errno name (`EEXIST`), or `unknown` with ret null */
   result: string;
   latencyNs: number;
 }
@@ -63,10 +71,19 @@ function strEnd(b: Buffer, start: number, size: number): number {
  * TraceEvent. `wallOffsetUs` turns the kernel's CLOCK_MONOTONIC stamps into wall-clock time (see
  * `wallClockOffsetUs`). Microseconds fit a double exactly, nanoseconds since 1970 do not.
  */
-export function decodeEvent(b: Buffer, o: number, wallOffsetUs: number): TraceEvent {
+/** Cgroup id -> path; the default knows none. */
+export type CgroupNamer = (id: number) => string | null;
+const noNames: CgroupNamer = () => null;
+
+/** what the JSON and the table say for a call whose result the tracer cannot know */
+export const UNKNOWN_RESULT = 'unknown';
+
+export function decodeEvent(b: Buffer, o: number, wallOffsetUs: number, cgroupName: CgroupNamer = noNames): TraceEvent {
   const flags = b.readUInt16LE(o + at.flags);
   const ret = b.readInt32LE(o + at.ret);
   const fault = (flags & G.TR_F_FAULT) !== 0;
+  const noResult = (flags & G.TR_F_NO_RESULT) !== 0;
+  const cgroupId = u64(b, o + at.cgroup_id);
   const cs = o + at.comm;
   const ps = o + at.path;
   const pe = strEnd(b, ps, G.TR_PATH_MAX);
@@ -80,17 +97,21 @@ export function decodeEvent(b: Buffer, o: number, wallOffsetUs: number): TraceEv
   return {
     timeUs: Math.floor(u64(b, o + at.ts_ns) / 1000 + wallOffsetUs),
     syscall: syscallName(b.readUInt16LE(o + at.syscall)),
+    via: viaName(b.readUInt32LE(o + at.via)),
     pid: b.readUInt32LE(o + at.pid),
+    nsPid: b.readUInt32LE(o + at.ns_pid),
     tid: b.readUInt32LE(o + at.tid),
     uid: b.readUInt32LE(o + at.uid),
+    cgroupId,
+    cgroup: cgroupName(cgroupId),
     comm: b.toString('utf8', cs, strEnd(b, cs, G.TR_COMM_LEN)),
     path,
     pathHex,
     truncated: (flags & G.TR_F_TRUNCATED) !== 0,
     dirfd: flags & G.TR_F_DIRFD ? b.readInt32LE(o + at.dirfd) : null,
     mode: b.readUInt32LE(o + at.mode),
-    ret,
-    result: resultName(ret),
+    ret: noResult ? null : ret,
+    result: noResult ? UNKNOWN_RESULT : resultName(ret),
     latencyNs: u64(b, o + at.latency_ns),
   };
 }
@@ -119,9 +140,13 @@ export function jsonLine(e: TraceEvent): string {
     v: SCHEMA_VERSION,
     time: isoTime(e.timeUs),
     syscall: e.syscall,
+    via: e.via,
     pid: e.pid,
+    ns_pid: e.nsPid,
     tid: e.tid,
     uid: e.uid,
+    cgroup_id: e.cgroupId,
+    cgroup: e.cgroup,
     comm: e.comm,
     path: e.path,
     dirfd: e.dirfd,
@@ -165,6 +190,8 @@ export function clockTime(us: number): string {
 
 export interface TableOptions {
   timestamps: boolean;
+  /** a CGROUP column before PATH: the renderer turns it on once events come from a second cgroup */
+  cgroup?: boolean;
 }
 
 /** Column names and widths; PATH is last and unpadded, so long paths never push other columns about. */
@@ -180,11 +207,20 @@ export const COLUMNS = [
   ['LAT(us)', 8],
 ] as const;
 
+/** the CGROUP column's width; longer paths push PATH right, as PATH is unpadded anyway */
+export const CGROUP_WIDTH = 24;
+
 function line(cells: string[], o: TableOptions): string {
   const cols = o.timestamps ? COLUMNS : COLUMNS.slice(1);
   const parts = cols.map(([name, w], i) => (name === 'LAT(us)' ? cells[i].padStart(w) : cells[i].padEnd(w)));
+  if (o.cgroup) parts.push(cells[cols.length].padEnd(CGROUP_WIDTH));
   return `${parts.join(' ')} ${cells[cells.length - 1]}`;
 }
+
+/** The SYSCALL cell: the syscall, prefixed with the entry path when that is not the syscall itself. */
+export const syscallCell = (syscall: string, via: string): string => (via === 'syscall' ? syscall : `${via}:${syscall}`);
+/** The CGROUP cell: the path, or `#<id>` for a cgroup that is gone. */
+export const cgroupCell = (id: number, name: string | null): string => (name === null ? `#${id}` : printable(name));
 
 /** µs with one decimal, rounded half up on whole nanoseconds (the renderer rounds the same way). */
 export function latencyUs(ns: number): string {
@@ -194,7 +230,7 @@ export function latencyUs(ns: number): string {
 
 export function tableHeader(o: TableOptions): string {
   const cols = o.timestamps ? COLUMNS : COLUMNS.slice(1);
-  return line([...cols.map(([n]) => n), 'PATH'], o);
+  return line([...cols.map(([n]) => n), ...(o.cgroup ? ['CGROUP'] : []), 'PATH'], o);
 }
 
 export function tableRow(e: TraceEvent, o: TableOptions): string {
@@ -203,10 +239,11 @@ export function tableRow(e: TraceEvent, o: TableOptions): string {
     String(e.tid),
     String(e.uid),
     printable(e.comm),
-    e.syscall,
+    syscallCell(e.syscall, e.via),
     octalMode(e.mode),
     e.result,
     latencyUs(e.latencyNs),
+    ...(o.cgroup ? [cgroupCell(e.cgroupId, e.cgroup)] : []),
     displayPath(e),
   ];
   return line(o.timestamps ? [clockTime(e.timeUs), ...cells] : cells, o);

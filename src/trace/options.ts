@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { EbpfnetError } from '../errors.js';
 import * as G from '../gen/trace.js';
 import { resolveSyscalls, type SyscallDef } from './syscalls.js';
+import { parseContainerId } from './cgroups.js';
 
 /** What commander hands over: every value still a string, as typed. */
 export interface RawTraceOptions {
@@ -13,6 +14,7 @@ export interface RawTraceOptions {
   name?: string;
   failed?: boolean;
   cgroup?: string;
+  container?: string;
   duration?: string;
   output?: string;
   timestamp?: boolean;
@@ -33,6 +35,8 @@ export interface TracePlan {
   failedOnly: boolean;
   /** the --cgroup argument as given; resolved to a cgroup id by the kernel half */
   cgroup: string | null;
+  /** --container: a container id or a prefix of at least 12 hex digits, lower case */
+  container: string | null;
   durationMs: number | null;
   output: OutputFormat;
   timestamps: boolean;
@@ -140,6 +144,7 @@ export interface ParseEnv {
 /** Checks everything; throws an EBPFNET_USAGE error naming the first bad option. */
 export function parseTraceOptions(target: string, raw: RawTraceOptions, env: ParseEnv = {}): TracePlan {
   const syscalls = resolveSyscalls(target);
+  if (raw.cgroup !== undefined && raw.container !== undefined) throw usage('--cgroup and --container both name a cgroup', 'give one of them');
   return {
     target,
     syscalls,
@@ -148,6 +153,7 @@ export function parseTraceOptions(target: string, raw: RawTraceOptions, env: Par
     name: raw.name === undefined ? null : parseName(raw.name),
     failedOnly: !!raw.failed,
     cgroup: raw.cgroup === undefined ? null : parseCgroup(raw.cgroup),
+    container: raw.container === undefined ? null : parseContainerId(raw.container),
     durationMs: raw.duration === undefined ? null : parseDuration(raw.duration),
     output: parseOutput(raw.output ?? 'table'),
     timestamps: !!raw.timestamp,

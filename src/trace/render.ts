@@ -9,8 +9,8 @@
 // through the reference formatters in event.ts. Both print the same bytes for the same record, and
 // test/unit/trace-render.test.ts holds them to it, edge case by edge case.
 import * as G from '../gen/trace.js';
-import { COLUMNS, SCHEMA_VERSION, decodeEvent, jsonLine, resultName, tableRow, type TableOptions } from './event.js';
-import { syscallName } from './syscalls.js';
+import { COLUMNS, SCHEMA_VERSION, UNKNOWN_RESULT, decodeEvent, jsonLine, resultName, tableHeader, tableRow, type CgroupNamer, type TableOptions } from './event.js';
+import { syscallName, viaName } from './syscalls.js';
 
 export type RenderFormat = 'json' | 'table';
 
@@ -19,7 +19,7 @@ const at = Object.fromEntries(G.TrEvent.fields.map((f) => [f.name, f.offset])) a
 // Records are read as 32-bit words (a typed-array load instead of a Buffer method call per field).
 // That needs every number field on a 4-byte boundary; a layout change that breaks it fails here,
 // at load, not with garbage in the output.
-for (const f of ['ts_ns', 'latency_ns', 'pid', 'tid', 'uid', 'ret', 'mode', 'dirfd', 'syscall', 'comm', 'path'] as const) {
+for (const f of ['ts_ns', 'latency_ns', 'pid', 'tid', 'uid', 'ret', 'mode', 'dirfd', 'syscall', 'ns_pid', 'cgroup_id', 'via', 'comm', 'path'] as const) {
   if (at[f] % 4) throw new Error(`trace/render: tr_event.${f} is not 4-byte aligned; keep maps/trace.json's number fields aligned`);
 }
 const W = {
@@ -35,7 +35,12 @@ const W = {
   path: at.path >> 2,
   /** syscall and flags, two u16 in one word */
   sysflags: at.syscall >> 2,
+  nsPid: at.ns_pid >> 2,
+  cgroup: at.cgroup_id >> 2,
+  via: at.via >> 2,
 } as const;
+// the "same call as the last record" shortcut compares pid up to the path: the new fields must sit inside
+if (!(at.ns_pid > at.pid && at.via < at.path && at.cgroup_id < at.path)) throw new Error('trace/render: tr_event ns_pid, cgroup_id and via must lie between pid and path');
 if (at.flags !== at.syscall + 2) throw new Error('trace/render: tr_event.flags must follow tr_event.syscall');
 // what the fast path compares to tell "same call as the last record": pid up to the path
 const SAME_FROM = W.pid;
@@ -107,6 +112,20 @@ export class RecordReader {
   syscall(): number {
     return this.u32[this.w + W.sysflags] & 0xffff;
   }
+  nsPid(): number {
+    return this.u32[this.w + W.nsPid];
+  }
+  via(): number {
+    return this.u32[this.w + W.via];
+  }
+  /** exact below 2^53 (kernfs ids are far below it) */
+  cgroupId(): number {
+    return this.u64(W.cgroup);
+  }
+  /** `0`, the errno name, or `unknown` when the entry path gives no result */
+  result(): string {
+    return this.flags() & G.TR_F_NO_RESULT ? UNKNOWN_RESULT : resultName(this.ret());
+  }
   flags(): number {
     return this.u32[this.w + W.sysflags] >>> 16;
   }
@@ -159,6 +178,11 @@ export class Renderer {
   private readonly names = new Map<number, Uint8Array>();
   private readonly results = new Map<number, Uint8Array>();
   private readonly lit: Record<string, Uint8Array>;
+  private readonly vias = new Map<number, Uint8Array>();
+  private readonly cgroupBytes = new Map<number, Uint8Array>();
+  /** the table's CGROUP column: off until a second cgroup shows up */
+  private firstCgroup = -1;
+  private multiCgroup = false;
   /**
    * The last fast JSON record's words from pid to the end of its path, and what they rendered to
    * (from the syscall name to just before the latency). A burst from one thread repeats them
@@ -176,6 +200,8 @@ export class Renderer {
     /** added to the kernel's CLOCK_MONOTONIC stamps to get wall-clock µs (wallClockOffsetUs) */
     private readonly wallOffsetUs: number,
     initialBytes = 1 << 20,
+    /** cgroup id -> path (CgroupNames.name) */
+    private readonly cgroupName: CgroupNamer = () => null,
   ) {
     this.json = format === 'json';
     this.timestamps = table.timestamps;
@@ -184,9 +210,13 @@ export class Renderer {
     this.lit = {
       v: ascii(`{"v":${SCHEMA_VERSION},"time":"`),
       syscall: ascii('Z","syscall":"'),
+      via: ascii('","via":"'),
       pid: ascii('","pid":'),
+      nsPid: ascii(',"ns_pid":'),
       tid: ascii(',"tid":'),
       uid: ascii(',"uid":'),
+      cgroupId: ascii(',"cgroup_id":'),
+      cgroup: ascii(',"cgroup":'),
       comm: ascii(',"comm":"'),
       path: ascii('","path":"'),
       dirfd: ascii('","dirfd":'),
@@ -310,13 +340,24 @@ export class Renderer {
   /** Appends the selected record as one JSON line or one table row. */
   record(r: RecordReader): void {
     this.room(MAX_FAST);
+    if (!this.json && !this.multiCgroup) {
+      // the first event from a second cgroup turns the CGROUP column on, under a header that has it
+      const id = r.cgroupId();
+      if (this.firstCgroup < 0) this.firstCgroup = id;
+      else if (id !== this.firstCgroup) {
+        this.multiCgroup = true;
+        const h = `${tableHeader({ ...this.table, cgroup: true })}\n`;
+        this.room(Buffer.byteLength(h) + MAX_FAST);
+        this.pos += this.out.write(h, this.pos);
+      }
+    }
     const start = this.pos;
     if (this.json ? this.jsonFast(r) : this.rowFast(r)) return;
     // the slow path: the reference formatter, for whatever the fast one does not handle
     this.slowRecords++;
     this.pos = start;
-    const e = decodeEvent(r.b, r.o, this.wallOffsetUs);
-    const text = `${this.json ? jsonLine(e) : tableRow(e, this.table)}\n`;
+    const e = decodeEvent(r.b, r.o, this.wallOffsetUs, this.cgroupName);
+    const text = `${this.json ? jsonLine(e) : tableRow(e, { ...this.table, cgroup: this.multiCgroup })}\n`;
     this.room(Buffer.byteLength(text));
     this.pos += this.out.write(text, this.pos);
   }
@@ -360,9 +401,20 @@ export class Renderer {
     return true;
   }
 
+  /** `"/a/b"` or `null`, as JSON; cached once resolved (a name that is null may resolve later). */
+  private cgroupJson(id: number): Uint8Array | null {
+    const hit = this.cgroupBytes.get(id);
+    if (hit) return hit;
+    const name = this.cgroupName(id);
+    if (name === null) return null;
+    const v = Buffer.from(JSON.stringify(name), 'utf8');
+    if (this.cgroupBytes.size < 4096) this.cgroupBytes.set(id, v);
+    return v;
+  }
+
   private jsonFast(r: RecordReader): boolean {
     const flags = r.flags();
-    if (flags & G.TR_F_FAULT) return false;
+    if (flags & (G.TR_F_FAULT | G.TR_F_NO_RESULT)) return false;
     const L = this.lit;
     const us = r.timeUs(this.wallOffsetUs);
     const sec = Math.floor(us / 1e6);
@@ -397,12 +449,28 @@ export class Renderer {
     this.put(L.syscall);
     const sc = r.syscall();
     this.put(this.cached(this.names, sc, () => syscallName(sc)));
+    this.put(L.via);
+    const via = r.via();
+    this.put(this.cached(this.vias, via, () => viaName(via)));
     this.put(L.pid);
     this.uint(r.pid());
+    this.put(L.nsPid);
+    this.uint(r.nsPid());
     this.put(L.tid);
     this.uint(r.tid());
     this.put(L.uid);
     this.uint(r.uid());
+    this.put(L.cgroupId);
+    const cg = r.cgroupId();
+    this.uint(cg);
+    this.put(L.cgroup);
+    const name = this.cgroupJson(cg);
+    if (name === null) this.put(L.nul);
+    else {
+      // a long cgroup path could outgrow the fast path's room: leave those to the slow path
+      if (name.length > MAX_FAST - G.TR_PATH_MAX - 200) return false;
+      this.put(name);
+    }
     this.put(L.comm);
     if (!this.plain(r.b, r.o + at.comm, G.TR_COMM_LEN)) return false;
     this.put(L.path);
@@ -435,7 +503,8 @@ export class Renderer {
   /** The same columns as tableRow in event.ts: padded cells, one space apart, PATH last. */
   private rowFast(r: RecordReader): boolean {
     const flags = r.flags();
-    if (flags & G.TR_F_FAULT) return false;
+    // rarer rows (another entry path, no result, a CGROUP column) take the reference formatter
+    if (flags & (G.TR_F_FAULT | G.TR_F_NO_RESULT) || this.multiCgroup || r.via() !== G.TR_VIA_SYSCALL) return false;
     const L = this.lit;
     const [time, pid, tid, uid, comm, syscall, mode, result, lat] = COLUMNS;
     let from = this.pos;

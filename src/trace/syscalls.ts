@@ -57,3 +57,23 @@ export function resolveSyscalls(what: string): SyscallDef[] {
     .join('; ');
   throw new EbpfnetError('EBPFNET_USAGE', 'trace', `unknown syscall '${what}'`, { hint: `this tracer knows ${help}` });
 }
+
+/** How a call entered the kernel (tr_event.via): its name in events. */
+const VIA: Record<number, string> = { [G.TR_VIA_SYSCALL]: 'syscall', [G.TR_VIA_IO_URING]: 'io_uring', [G.TR_VIA_KERNEL]: 'kernel' };
+export const viaName = (v: number): string => VIA[v] ?? `via ${v}`;
+export const VIA_NAMES: readonly string[] = Object.values(VIA);
+
+/**
+ * Entry paths beside the syscall tracepoints, each brought in by tracing one syscall: IORING_OP_MKDIRAT
+ * is a mkdirat (its events say so), and the LSM hook's events (a mkdir a kernel thread makes) count
+ * as mkdir, so `trace mkdir` covers every entry path and `trace mkdirat` the syscall and io_uring.
+ */
+export const IO_URING = {
+  syscall: 'mkdirat',
+  category: 'io_uring',
+  enter: { program: G.PROG_TR_URING_IN, tracepoint: 'io_uring_submit_req' },
+  exit: { program: G.PROG_TR_URING_EXIT, tracepoint: 'io_uring_complete' },
+  /** the request's command area is read through this kernel struct (CO-RE): it must be in the kernel's BTF */
+  struct: 'io_mkdir',
+} as const;
+export const LSM_HOOK = { syscall: 'mkdir', program: G.PROG_TR_LSM_MKDIR, hook: 'path_mkdir', func: 'bpf_lsm_path_mkdir' } as const;

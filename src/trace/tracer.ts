@@ -7,7 +7,8 @@ import { existsSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { EbpfnetError, NotSupportedError } from '../errors.js';
 import * as G from '../gen/trace.js';
-import { ensureTracefs, findCgroup2, type MountResult } from '../loader/system.js';
+import { activeLsms, ensureTracefs, findCgroup2, type MountResult } from '../loader/system.js';
+import { kernelHas } from '../loader/btf.js';
 import { cgroup2DirState, ensureCgroup2 } from '../loader/pinfs.js';
 import { objectPath } from '../loader/paths.js';
 import { ObjectSpec, type BpfObject } from '../loader/object.js';
@@ -15,7 +16,9 @@ import type { BpfMap, MapFill } from '../loader/map.js';
 import type { Link } from '../loader/link.js';
 import { progInfoByFd, type ProgInfo } from '../loader/stats.js';
 import { RingBuffer } from '../loader/ringbuf.js';
-import { EXIT_PROGRAM, TRACEPOINT_CATEGORY, enterTracepoint, exitTracepoint, type SyscallDef } from './syscalls.js';
+import { EXIT_PROGRAM, IO_URING, LSM_HOOK, TRACEPOINT_CATEGORY, enterTracepoint, exitTracepoint, type SyscallDef } from './syscalls.js';
+import { findContainer, walkCgroups } from './cgroups.js';
+import type { ProgramLayout } from '../loader/layout.js';
 import type { LostCounts } from './summary.js';
 
 export interface Coverage {
@@ -23,6 +26,44 @@ export interface Coverage {
   traced: SyscallDef[];
   /** syscalls this kernel has no tracepoints for (arm64 has no mkdir, only mkdirat) */
   missing: SyscallDef[];
+}
+
+export interface EntryPaths {
+  /** IORING_OP_MKDIRAT followed from submission to completion (io_uring's tracepoints) */
+  ioUring: boolean;
+  /** lsm/path_mkdir reports the mkdirs of kernel threads (and of io_uring, when ioUring is off) */
+  lsm: boolean;
+  /** what this run cannot see, and why: one sentence each */
+  unseen: string[];
+  /** securityfs, when this run mounted it to read the active LSMs */
+  mounted: MountResult | null;
+}
+
+/**
+ * Which entry paths beside the syscalls this kernel lets us follow, for the syscalls asked for.
+ * Checked before loading: a trampoline program whose function is missing fails the whole load, and
+ * an LSM program attaches even where BPF LSM is off, then never runs.
+ */
+export function entryPaths(syscalls: readonly SyscallDef[], tracefs: string): EntryPaths {
+  const names = syscalls.map((s) => s.name);
+  const unseen: string[] = [];
+  let ioUring = false;
+  let lsm = false;
+  let mounted: MountResult | null = null;
+  if (names.includes(IO_URING.syscall)) {
+    const tps = [IO_URING.enter.tracepoint, IO_URING.exit.tracepoint].every((tp) => existsSync(join(tracefs, 'events', IO_URING.category, tp)));
+    ioUring = tps && kernelHas('struct', IO_URING.struct);
+    if (!ioUring) unseen.push(`mkdirat through io_uring (IORING_OP_MKDIRAT): ${tps ? `the kernel's BTF has no struct ${IO_URING.struct}` : `this kernel has no ${IO_URING.category}/${IO_URING.enter.tracepoint} and ${IO_URING.exit.tracepoint} tracepoints`}`);
+  }
+  if (names.includes(LSM_HOOK.syscall)) {
+    const l = activeLsms();
+    mounted = l.mounted;
+    if (!kernelHas('func', LSM_HOOK.func)) unseen.push(`mkdirs made by kernel threads${ioUring ? '' : ' and io_uring'}: this kernel has no BPF LSM (CONFIG_BPF_LSM)`);
+    else if (l.lsms === null) unseen.push(`mkdirs made by kernel threads${ioUring ? '' : ' and io_uring'}: cannot tell whether BPF LSM is on (no securityfs at /sys/kernel/security)`);
+    else if (!l.lsms.includes('bpf')) unseen.push(`mkdirs made by kernel threads${ioUring ? '' : ' and io_uring'}: BPF LSM is off (active LSMs: ${l.lsms.join(',')}; boot with lsm=${[...l.lsms, 'bpf'].join(',')})`);
+    else lsm = true;
+  }
+  return { ioUring, lsm, unseen, mounted };
 }
 
 /** Which of `syscalls` this kernel can trace, from <tracefs>/events/syscalls/. */
@@ -65,6 +106,21 @@ export function resolveCgroup(arg: string): CgroupTarget {
   return { path: full, id: st.ino, mounted };
 }
 
+/** The cgroup a plan filters on (--cgroup or --container), or null. */
+export function targetCgroup(plan: { cgroup: string | null; container: string | null }): CgroupTarget | null {
+  if (plan.cgroup !== null) return resolveCgroup(plan.cgroup);
+  if (plan.container !== null) return resolveContainer(plan.container);
+  return null;
+}
+
+/** `--container ID`: the cgroup whose name carries the container id (or a unique prefix of it). */
+export function resolveContainer(id: string): CgroupTarget & { container: string } {
+  const m = ensureCgroup2();
+  const found = findContainer(walkCgroups(m.path), id);
+  const path = found.path === '/' ? m.path : join(m.path, found.path);
+  return { path, id: BigInt(found.id), mounted: m.mounted ? m : null, container: found.container };
+}
+
 export interface TracerConfig {
   syscalls: readonly SyscallDef[];
   pid: number | null;
@@ -87,6 +143,8 @@ export class Tracer {
     readonly coverage: Coverage,
     /** tracefs, and whether this run mounted it */
     readonly tracefs: MountResult,
+    readonly paths: EntryPaths,
+    private readonly loaded: ProgramLayout[],
   ) {}
 
   /**
@@ -100,22 +158,18 @@ export class Tracer {
       const tps = cfg.syscalls.map((s) => `${TRACEPOINT_CATEGORY}/${enterTracepoint(s)}`).join(', ');
       throw new NotSupportedError('trace', `the syscall tracepoints ${tps}`, { hint: `none is in ${tracefs.path}/events; the kernel needs CONFIG_FTRACE_SYSCALLS` });
     }
-    const spec = ObjectSpec.open(objectPath(G.LAYOUT.object));
+    const paths = entryPaths(cov.traced, tracefs.path);
     let obj: BpfObject;
+    let loaded: ProgramLayout[];
     try {
-      spec.setConst(G.RODATA.name, G.RODATA.codec, {
-        target_tgid: cfg.pid ?? 0,
-        target_uid: cfg.uid ?? 0,
-        filter_uid: cfg.uid === null ? 0 : 1,
-        failed_only: cfg.failedOnly ? 1 : 0,
-        target_cgroup: cfg.cgroupId ?? 0n,
-      });
-      if (cfg.bufferSize !== G.TR_EVENTS.maxEntries) spec.setMaxEntries(G.TR_EVENTS.name, cfg.bufferSize);
-      // Only what will be attached: a syscall without a tracepoint here gets no program at all.
-      obj = spec.load({ only: [EXIT_PROGRAM.name, ...cov.traced.map((s) => s.enter.name)] });
+      ({ obj, loaded } = Tracer.load(cfg, cov, paths, paths.lsm));
     } catch (e) {
-      spec.close();
-      throw e;
+      // Some kernels refuse LSM programs where tracepoints load (a security policy on bpf(), a
+      // lockdown): trace without it, and say what that leaves unseen.
+      if (!paths.lsm || !(e instanceof EbpfnetError) || !/EPERM|EINVAL|ENOTSUPP|EOPNOTSUPP/.test(e.message)) throw e;
+      paths.lsm = false;
+      paths.unseen.push(`mkdirs made by kernel threads${paths.ioUring ? '' : ' and io_uring'}: this kernel refused the lsm/${LSM_HOOK.hook} program (${/E[A-Z]+/.exec(e.message)?.[0]})`);
+      ({ obj, loaded } = Tracer.load(cfg, cov, paths, false));
     }
     const links: Link[] = [];
     let ring: RingBuffer<G.TrEvent> | null = null;
@@ -126,14 +180,46 @@ export class Tracer {
       // being watched; detach() undoes this in reverse.
       const exit = obj.program(EXIT_PROGRAM);
       for (const s of cov.traced) links.push(exit.attachTracepoint(TRACEPOINT_CATEGORY, exitTracepoint(s)));
+      if (paths.ioUring) links.push(obj.program(IO_URING.exit.program).attachTracepoint(IO_URING.category, IO_URING.exit.tracepoint));
+      if (paths.lsm) links.push(obj.program(LSM_HOOK.program).attachTrampoline());
+      if (paths.ioUring) links.push(obj.program(IO_URING.enter.program).attachTracepoint(IO_URING.category, IO_URING.enter.tracepoint));
       for (const s of cov.traced) links.push(obj.program(s.enter).attachTracepoint(TRACEPOINT_CATEGORY, enterTracepoint(s)));
-      return new Tracer(obj, ring, counters, links, cov, tracefs);
+      return new Tracer(obj, ring, counters, links, cov, tracefs, paths, loaded);
     } catch (e) {
       for (const l of links.reverse()) l.close();
       ring?.close();
       obj.close();
       throw e;
     }
+  }
+
+  /** Loads the programs this run attaches, with the filters as const volatile configuration. */
+  private static load(cfg: TracerConfig, cov: Coverage, paths: EntryPaths, lsm: boolean): { obj: BpfObject; loaded: ProgramLayout[] } {
+    const loaded: ProgramLayout[] = [
+      EXIT_PROGRAM,
+      ...cov.traced.map((s) => s.enter),
+      ...(paths.ioUring ? [IO_URING.enter.program, IO_URING.exit.program] : []),
+      ...(lsm ? [LSM_HOOK.program] : []),
+    ];
+    const spec = ObjectSpec.open(objectPath(G.LAYOUT.object));
+    let obj: BpfObject;
+    try {
+      spec.setConst(G.RODATA.name, G.RODATA.codec, {
+        target_tgid: cfg.pid ?? 0,
+        target_uid: cfg.uid ?? 0,
+        filter_uid: cfg.uid === null ? 0 : 1,
+        failed_only: cfg.failedOnly ? 1 : 0,
+        uring_hooked: paths.ioUring ? 1 : 0,
+        target_cgroup: cfg.cgroupId ?? 0n,
+      });
+      if (cfg.bufferSize !== G.TR_EVENTS.maxEntries) spec.setMaxEntries(G.TR_EVENTS.name, cfg.bufferSize);
+      // Only what will be attached: a syscall without a tracepoint here gets no program at all.
+      obj = spec.load({ only: loaded.map((p) => p.name) });
+    } catch (e) {
+      spec.close();
+      throw e;
+    }
+    return { obj, loaded };
   }
 
   /** The ring buffer's size in bytes. */
@@ -163,13 +249,13 @@ export class Tracer {
   /** The attached programs' run counts and times: the exit program once, each entry program. */
   programs(): ProgInfo[] {
     if (this.detached) return [];
-    return [EXIT_PROGRAM, ...this.coverage.traced.map((s) => s.enter)].flatMap((p) => progInfoByFd(this.obj.program(p).fd) ?? []);
+    return this.loaded.flatMap((p) => progInfoByFd(this.obj.program(p).fd) ?? []);
   }
 
   /** How full the maps are (the in-flight table is an array: always full; the ring has no entries). */
   mapFill(): MapFill[] {
     if (this.closed) return [];
-    return [this.obj.map(G.TR_INFLIGHT).fill(), this.counters.fill()];
+    return [this.obj.map(G.TR_INFLIGHT).fill(), ...(this.paths.ioUring ? [this.obj.map(G.TR_URING).fill()] : []), this.counters.fill()];
   }
 
   /** Stops new events (entry hooks first); what is already in the ring can still be polled. */

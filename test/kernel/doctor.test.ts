@@ -45,8 +45,9 @@ describeKernel('doctor and verify', () => {
     const j = JSON.parse(r.stdout) as { rows: Array<{ program: string; verdict: string; insns: number }>; regressions: unknown[] };
     expect(j.rows.length).toBeGreaterThanOrEqual(2);
     for (const row of j.rows) {
-      expect(row.verdict, row.program).toBe('ok');
-      expect(row.insns).toBeGreaterThan(0);
+      // an LSM program may be refused by the kernel's policy on bpf() (the tracer then runs without it)
+      expect(row.verdict === 'ok' || (row.verdict === 'refused' && row.program === 'tr_lsm_mkdir'), row.program).toBe(true);
+      if (row.verdict === 'ok') expect(row.insns).toBeGreaterThan(0);
     }
     expect(j.regressions).toEqual([]);
   });

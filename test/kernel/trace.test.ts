@@ -5,7 +5,7 @@
 // ready line, lets the child go, and checks the events it printed; then that nothing it attached
 // is left in the kernel. Directories, cgroups and processes made here are removed here.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
@@ -26,8 +26,12 @@ interface Ev {
   v: number;
   time: string;
   syscall: string;
+  via: string;
   pid: number;
+  ns_pid: number;
   tid: number;
+  cgroup_id: number;
+  cgroup: string | null;
   uid: number;
   comm: string;
   path: string | null;
@@ -174,14 +178,19 @@ describeKernel('trace mkdir (kernel)', () => {
     if (hasMkdir()) expect(cli.stderr).toMatch(/^tracing mkdir, mkdirat; ctrl-c to end$/m);
     else expect(cli.stderr).toMatch(/^not tracing mkdir: this kernel has no syscalls\/sys_enter_mkdir tracepoint.*\n(.*\n)*tracing mkdirat; ctrl-c to end$/m);
 
-    // what the tracer attached: the exit hook on both syscalls, an entry hook on each
+    // what the tracer attached: the exit hook on both syscalls, an entry hook on each, and io_uring's
+    // submission and completion
     const links = await until('the tracepoint links', () => {
       const l = perfLinks(cli.child.pid!);
-      return l.length === (hasMkdir() ? 4 : 2) && l;
+      return l.length === (hasMkdir() ? 6 : 4) && l;
     });
     const names = progNames();
-    expect(new Set(links.map((l) => names.get(l.prog_id)))).toEqual(new Set(hasMkdir() ? ['tr_in_mkdir', 'tr_in_mkdirat', 'tr_exit'] : ['tr_in_mkdirat', 'tr_exit']));
-    expect(links.map((l) => l.tracepoint).sort()).toEqual(hasMkdir() ? ['sys_enter_mkdir', 'sys_enter_mkdirat', 'sys_exit_mkdir', 'sys_exit_mkdirat'] : ['sys_enter_mkdirat', 'sys_exit_mkdirat']);
+    expect(new Set(links.map((l) => names.get(l.prog_id)))).toEqual(new Set([...(hasMkdir() ? ['tr_in_mkdir'] : []), 'tr_in_mkdirat', 'tr_exit', 'tr_uring_in', 'tr_uring_exit']));
+    expect(links.map((l) => l.tracepoint).sort()).toEqual([
+      'io_uring_complete',
+      'io_uring_submit_req',
+      ...(hasMkdir() ? ['sys_enter_mkdir', 'sys_enter_mkdirat', 'sys_exit_mkdir', 'sys_exit_mkdirat'] : ['sys_enter_mkdirat', 'sys_exit_mkdirat']),
+    ]);
 
     const c = spawnChild(['mkdir', `${d}/a`, '755', 'mkdir', `${d}/a`, '700', 'mkdirat', d, 'b', '711', 'mkdirat', d, `${d}/c`, '750']);
     const t0 = Date.now();
@@ -301,6 +310,92 @@ describeKernel('trace mkdir (kernel)', () => {
     expect(await cli.stop()).toBe(0);
     expect(existsSync(`${d}/outside`)).toBe(true);
     expect(events(cli).map((e) => [e.pid, e.path])).toEqual([[inCg.pid, 'inside']]);
+    // the event names the cgroup it came from: its id and its path under the cgroup v2 mount
+    const [ev] = events(cli);
+    expect([ev.cgroup_id, ev.cgroup, ev.via]).toEqual([statSync(inner).ino, inner.slice(root.length), 'syscall']);
+  });
+
+  it('a mkdir in a new pid namespace shows the pid the process sees (1) beside its real pid', async () => {
+    const d = fresh();
+    const cli = trace(['-o', 'json']);
+    await ready(cli);
+    // unshare forks the child that becomes pid 1 of the new namespace and execs trace-child
+    const c = new Child('unshare', ['--pid', '--fork', '--mount-proc', child, 'mkdirat', d, 'in-ns', '755']);
+    children.push(c);
+    const real = await until('the namespaced child', () => {
+      const kids = readFileSync(`/proc/${c.pid}/task/${c.pid}/children`, 'utf8').trim();
+      return kids ? Number(kids.split(' ')[0]) : undefined;
+    });
+    await c.go();
+    const ev = await until('the event from the namespace', () => events(cli).find((e) => e.path === 'in-ns'));
+    expect(await cli.stop()).toBe(0);
+    expect(ev).toMatchObject({ pid: real, ns_pid: 1, tid: real, comm: 'trace-child', via: 'syscall', result: '0' });
+    // and outside a namespace both are the same
+    expect(events(cli).filter((e) => e.pid === process.pid || e.comm === 'trace-child').every((e) => e.path === 'in-ns' || e.ns_pid === e.pid)).toBe(true);
+  });
+
+  it('--container finds the cgroup named after a container id (docker and containerd style) from a 12-digit prefix', async () => {
+    const d = fresh();
+    const root = ensureCgroup2().path;
+    const base = join(root, `ebpfnet-trace-ct-${process.pid}`);
+    // ids unique to this run: the pid and the time in hex, padded to 64 digits
+    const stem = `${process.pid.toString(16)}${Date.now().toString(16)}`.padEnd(16, '0');
+    const docker = `${stem}${'d'.repeat(64 - stem.length)}`;
+    const containerd = `${stem.slice(0, 12)}${'c'.repeat(52)}`;
+    const dk = join(base, `docker-${docker}.scope`);
+    const cd = join(base, `cri-containerd-${containerd}.scope`);
+    for (const g of [base, dk, cd]) {
+      mkdirSync(g);
+      cgroups.push(g);
+    }
+    const inDocker = new Child('sh', ['-c', `echo $$ > ${dk}/cgroup.procs && exec ${child} "$@"`, 'sh', 'mkdirat', d, 'in-docker', '755']);
+    const inContainerd = new Child('sh', ['-c', `echo $$ > ${cd}/cgroup.procs && exec ${child} "$@"`, 'sh', 'mkdirat', d, 'in-containerd', '755']);
+    children.push(inDocker, inContainerd);
+    // 12 digits match both: refused, naming them
+    const amb = runCli(['trace', 'mkdir', '--container', docker.slice(0, 12)]);
+    expect(amb.status).toBe(2);
+    expect(amb.stderr).toMatch(/^ebpfnet: trace: --container [0-9a-f]{12} matches 2 containers: .*; give more digits of the id\n$/);
+    const none = runCli(['trace', 'mkdir', '--container', 'f'.repeat(12)]);
+    expect(none.status).not.toBe(0);
+    expect(none.stderr).toMatch(/^ebpfnet: trace: no container cgroup matches 'ffffffffffff'; /);
+    const cli = trace(['-o', 'json', '--container', docker.slice(0, 17).toUpperCase()]);
+    await ready(cli);
+    expect(cli.stderr).toContain(`cgroup ${dk}`);
+    await inContainerd.go();
+    await inDocker.go();
+    await until('the event from the docker-style cgroup', () => events(cli).some((e) => e.path === 'in-docker'));
+    expect(await cli.stop()).toBe(0);
+    expect(existsSync(`${d}/in-containerd`)).toBe(true);
+    expect(events(cli).map((e) => [e.pid, e.path, e.cgroup, e.cgroup_id])).toEqual([[inDocker.pid, 'in-docker', dk.slice(root.length), statSync(dk).ino]]);
+  });
+
+  it('sees IORING_OP_MKDIRAT (never a syscall tracepoint) via io_uring with its result, and a plain mkdir exactly once', async () => {
+    const d = fresh();
+    const cli = trace(['-o', 'json']);
+    await ready(cli);
+    const c = spawnChild(['uring', d, 'by-uring', '750', 'uring', d, 'by-uring', '750', 'mkdirat', d, 'plain', '700', ...(hasMkdir() ? ['mkdir', `${d}/plain-mkdir`, '755'] : [])]);
+    const said = await c.go();
+    // the ring really did it: the completion said 0, then EEXIST
+    expect(said).toMatch(/^uring 0 (\d+)\nuring -17 \1\n/);
+    const fd = Number(/^uring 0 (\d+)$/m.exec(said)![1]);
+    const want = hasMkdir() ? 4 : 3;
+    const mine = await until('the child’s events', () => {
+      const e = events(cli).filter((x) => x.pid === c.pid);
+      return e.length >= want && e;
+    });
+    expect(await cli.stop()).toBe(0);
+    expect(existsSync(`${d}/by-uring`)).toBe(true);
+    expect(mine.map((e) => [e.via, e.syscall, e.path, e.dirfd, e.mode, e.result])).toEqual([
+      ['io_uring', 'mkdirat', 'by-uring', fd, '0750', '0'],
+      ['io_uring', 'mkdirat', 'by-uring', fd, '0750', 'EEXIST'],
+      ['syscall', 'mkdirat', 'plain', expect.any(Number), '0700', '0'],
+      ...(hasMkdir() ? [['syscall', 'mkdir', `${d}/plain-mkdir`, null, '0755', '0']] : []),
+    ]);
+    // the submitter is who the event names, in its namespace as well
+    for (const e of mine) expect([e.tid, e.ns_pid, e.comm, e.uid]).toEqual([c.pid, c.pid, 'trace-child', 0]);
+    for (const e of events(cli)) expect(validate(SCHEMA, e), JSON.stringify(e)).toEqual([]);
+    // what it cannot see here is said, not hidden
+    expect(cli.stderr).not.toMatch(/^not seeing mkdirat through io_uring/m);
   });
 
   it('prints a table with -T, filters by -n, and ends by itself after -d with the summary on stdout', async () => {
@@ -344,7 +439,7 @@ describeKernel('trace mkdir (kernel)', () => {
     expect(text).toMatch(new RegExp(`^ebpfnet_trace_events_lost_total ${lost}$`, 'm'));
   });
 
-  it('attaches only what it traces: `trace mkdirat` loads the mkdirat entry program and the exit program, nothing else', async () => {
+  it('attaches only what it traces: `trace mkdirat` loads the mkdirat entry program, the exit program and io_uring\'s (IORING_OP_MKDIRAT is a mkdirat), nothing else', async () => {
     const d = fresh();
     const cli = new CliProcess(['trace', 'mkdirat', '-o', 'json']);
     clis.push(cli);
@@ -353,6 +448,8 @@ describeKernel('trace mkdir (kernel)', () => {
     const links = perfLinks(cli.child.pid!);
     const names = progNames();
     expect(links.map((l) => [l.tracepoint, names.get(l.prog_id)]).sort()).toEqual([
+      ['io_uring_complete', 'tr_uring_exit'],
+      ['io_uring_submit_req', 'tr_uring_in'],
       ['sys_enter_mkdirat', 'tr_in_mkdirat'],
       ['sys_exit_mkdirat', 'tr_exit'],
     ]);

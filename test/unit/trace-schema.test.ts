@@ -17,7 +17,7 @@ function line(over: Partial<G.TrEvent> = {}, path: string | Buffer = '/tmp/x'): 
   p.set(typeof path === 'string' ? Buffer.from(path) : path);
   const c = new Uint8Array(G.TR_COMM_LEN);
   c.set(Buffer.from('mkdir'));
-  const r: G.TrEvent = { ts_ns: 5n, latency_ns: 100n, pid: 1, tid: 1, uid: 0, ret: 0, mode: 0o777, dirfd: G.TR_AT_FDCWD, syscall: G.TR_SYS_MKDIR, flags: 0, comm: c, path: p, ...over };
+  const r: G.TrEvent = { ts_ns: 5n, latency_ns: 100n, pid: 1, tid: 1, uid: 0, ret: 0, mode: 0o777, dirfd: G.TR_AT_FDCWD, syscall: G.TR_SYS_MKDIR, flags: 0, ns_pid: 1, cgroup_id: 1n, via: G.TR_VIA_SYSCALL, comm: c, path: p, ...over };
   return JSON.parse(jsonLine(decodeEvent(G.TrEvent.encode(r), 0, 1_700_000_000_000_000)));
 }
 

@@ -11,6 +11,10 @@
 #define TR_PATH_MAX 256
 #define TR_COMM_LEN 16
 #define TR_AT_FDCWD -100
+#define TR_F_NO_RESULT 8
+#define TR_VIA_SYSCALL 1
+#define TR_VIA_IO_URING 2
+#define TR_VIA_KERNEL 3
 
 /* what sys_enter saw, kept in the calling thread's slot until sys_exit */
 struct tr_args {
@@ -20,11 +24,11 @@ struct tr_args {
 	__u32 mode;
 	__s32 dirfd; /* TR_AT_FDCWD for syscalls without a directory fd argument */
 	__u32 syscall; /* TR_SYS_* */
-	__u32 pad;
+	__u32 via; /* TR_VIA_*: how the call entered */
 };
 _Static_assert(sizeof(struct tr_args) == 40, "struct tr_args layout drifted from maps/trace.json");
 
-/* one traced call, submitted at sys_exit */
+/* one traced mkdir, submitted when it returns (or, for entry paths without an exit hook, when the LSM hook sees it) */
 struct tr_event {
 	__u64 ts_ns; /* when the call returned (CLOCK_MONOTONIC) */
 	__u64 latency_ns;
@@ -36,11 +40,14 @@ struct tr_event {
 	__s32 dirfd; /* as passed; TR_AT_FDCWD when none */
 	__u16 syscall; /* TR_SYS_* */
 	__u16 flags; /* TR_F_* */
+	__u32 ns_pid; /* the pid (thread group id) in the caller's own pid namespace: what a container sees */
+	__u64 cgroup_id; /* the caller's cgroup v2 id (inode number of its directory) */
+	__u32 via; /* TR_VIA_*: the entry path (syscall, io_uring, kernel) */
 	__u32 pad;
 	__u8 comm[16]; /* NUL-terminated */
 	__u8 path[256]; /* NUL-terminated, as passed to the syscall */
 };
-_Static_assert(sizeof(struct tr_event) == 320, "struct tr_event layout drifted from maps/trace.json");
+_Static_assert(sizeof(struct tr_event) == 336, "struct tr_event layout drifted from maps/trace.json");
 
 /* per-CPU counters, summed in user space */
 struct tr_counters {
@@ -55,9 +62,11 @@ struct tr_config {
 	__u32 target_uid;
 	__u32 filter_uid; /* 1: only target_uid (uid 0 is a real filter) */
 	__u32 failed_only; /* 1: emit only calls that returned an error */
+	__u32 uring_hooked; /* 1: the io_uring programs are attached, so the LSM hook leaves io_uring workers to them */
+	__u32 pad;
 	__u64 target_cgroup; /* cgroup v2 id (inode number of its directory); its descendants match too */
 };
-_Static_assert(sizeof(struct tr_config) == 24, "struct tr_config layout drifted from maps/trace.json");
+_Static_assert(sizeof(struct tr_config) == 32, "struct tr_config layout drifted from maps/trace.json");
 
 #define TR_INFLIGHT_MAX_ENTRIES 16384
 /* calls in progress, one slot per thread id modulo the size (a power of two): an array slot costs a fraction of a hash update, lookup and delete per call */
@@ -67,6 +76,15 @@ struct {
 	__type(key, __u32);
 	__type(value, struct tr_args);
 } tr_inflight SEC(".maps");
+
+#define TR_URING_MAX_ENTRIES 4096
+/* IORING_OP_MKDIRAT requests between submission and completion, keyed by the request's address: the event, filled in at submission (the submitter, the path) and completed with the result */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TR_URING_MAX_ENTRIES);
+	__type(key, __u64);
+	__type(value, struct tr_event);
+} tr_uring SEC(".maps");
 
 #define TR_COUNTERS_MAX_ENTRIES 1
 struct {
