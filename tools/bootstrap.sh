@@ -104,6 +104,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   say "npm ci"
   # npm ci only: every machine gets exactly the committed lock, and a lock that drifted from
   # package.json fails here (and so in CI) instead of being re-resolved on each machine.
+  # package.json's allowScripts denies koffi's install script: it only re-checks the prebuilt
+  # binary (@koromix/koffi-<os>-<arch>, which npm installs) and would fall back to a CMake build.
   if ! out=$(npm ci --no-audit --no-fund --loglevel=error 2>&1); then
     echo "$out" >&2
     if grep -q 'in sync' <<<"$out"; then

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // koffi declarations of the libbpf (and the few libc) functions ebpfnet calls, and nothing else.
 // libbpf >= 1.0 returns -errno from int functions and NULL + errno from pointer functions.
-import koffi from 'koffi';
+import koffi, { type LibraryHandle, type TypeObject } from 'koffi';
 import { EbpfnetError } from '../errors.js';
 
 export const LIBBPF_SONAME = 'libbpf.so.1';
 
-// Opaque handles: JavaScript only passes them back to libbpf.
+// Opaque handles: JavaScript only passes them back to libbpf. koffi 3 hands pointers out as BigInt
+// addresses (NULL as null) and does not check their C type, so a handle of one kind passed where
+// libbpf wants another is not caught here.
 koffi.opaque('bpf_object');
 koffi.opaque('bpf_program');
 koffi.opaque('bpf_map');
@@ -61,7 +63,7 @@ export const BtfType = koffi.struct('btf_type', { name_off: 'uint32_t', info: 'u
 
 export const PrintFn = koffi.proto('int libbpf_print_fn_t(int level, const char *fmt, void *args)');
 
-function declare(lib: koffi.IKoffiLib, libc: koffi.IKoffiLib) {
+function declare(lib: LibraryHandle, libc: LibraryHandle) {
   const f = (sig: string) => lib.func(sig);
   const c = (sig: string) => libc.func(sig);
   return {
@@ -118,9 +120,9 @@ function declare(lib: koffi.IKoffiLib, libc: koffi.IKoffiLib) {
     bpf_map_lookup_elem: f('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
     bpf_map_lookup_elem_flags: f('int bpf_map_lookup_elem_flags(int fd, const void *key, void *value, uint64_t flags)'),
     bpf_map_delete_elem: f('int bpf_map_delete_elem(int fd, const void *key)'),
-    // The same three with key and value as raw addresses. koffi checks every pointer argument
-    // passed as a Buffer (~150 ns here, more than the bpf() syscall behind a lookup); BpfMap
-    // passes the fixed addresses of its own scratch buffers instead.
+    // The same three with key and value as raw addresses: a Buffer argument costs koffi 3 about
+    // twice what a Number does (~70 against ~35 ns a call here), so BpfMap passes the fixed
+    // addresses of its own scratch buffers instead.
     bpf_map_update_elem_at: lib.func('bpf_map_update_elem', 'int', ['int', 'uintptr_t', 'uintptr_t', 'uint64_t']),
     bpf_map_lookup_elem_at: lib.func('bpf_map_lookup_elem', 'int', ['int', 'uintptr_t', 'uintptr_t']),
     bpf_map_delete_elem_at: lib.func('bpf_map_delete_elem', 'int', ['int', 'uintptr_t']),
@@ -178,7 +180,7 @@ let bindings: Libbpf | null = null;
 /** The bindings, loaded on first use; a clear error when libbpf is missing or older than 1.0. */
 export function libbpf(): Libbpf {
   if (bindings) return bindings;
-  let lib: koffi.IKoffiLib;
+  let lib: LibraryHandle;
   try {
     lib = koffi.load(LIBBPF_SONAME);
   } catch (e) {
@@ -214,13 +216,13 @@ export const errno = (): number => koffi.errno();
 /** A pointer that is NULL. */
 export const isNull = (p: unknown): boolean => p === null || p === undefined;
 
-export const sizeof = (t: koffi.IKoffiCType): number => koffi.sizeof(t);
+export const sizeof = (t: TypeObject): number => koffi.sizeof(t);
 
 /** Native memory as an ArrayBuffer without copying (used to read the ring buffer in place). */
 export const view = (ptr: unknown, len: number): ArrayBuffer => koffi.view(ptr, len);
 
-export const decodeStruct = <T>(ptr: unknown, type: koffi.IKoffiCType): T => koffi.decode(ptr, type) as T;
-export const decodeAt = <T>(ptr: unknown, offset: number, type: koffi.IKoffiCType | string, len?: number): T =>
+export const decodeStruct = <T>(ptr: unknown, type: TypeObject): T => koffi.decode(ptr, type) as T;
+export const decodeAt = <T>(ptr: unknown, offset: number, type: TypeObject | string, len?: number): T =>
   (len === undefined ? koffi.decode(ptr, offset, type) : koffi.decode(ptr, offset, type, len)) as T;
 export const address = (ptr: unknown): bigint => koffi.address(ptr);
 

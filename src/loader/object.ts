@@ -236,7 +236,7 @@ export class ObjectSpec implements Closable {
       try {
         for (const s of this.steps) s(spec);
         const b = libbpf();
-        // koffi hands out a new wrapper per pointer, so programs are matched by name
+        // a fresh object each attempt: its programs are found by name
         const p = spec.programPtrs().find((x) => b.bpf_program__name(x as never) === failed);
         const log = Buffer.alloc(size);
         for (const q of spec.programPtrs()) b.bpf_program__set_autoload(q as never, b.bpf_program__name(q as never) === failed);
