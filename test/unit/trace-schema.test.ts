@@ -41,15 +41,15 @@ describe('trace: JSON schema', () => {
   });
 
   it.each([
-    ['a missing field', (o: Record<string, unknown>) => delete o.result, /missing result/],
-    ['an unknown field', (o: Record<string, unknown>) => (o.extra = 1), /unexpected key extra/],
+    ['a missing field', (o: Record<string, unknown>) => delete o.result, /\$: must have required property 'result'/],
+    ['an unknown field', (o: Record<string, unknown>) => (o.extra = 1), /\$: must NOT have additional properties extra/],
     ['another version', (o: Record<string, unknown>) => (o.v = 2), /\$\.v/],
-    ['a numeric mode', (o: Record<string, unknown>) => (o.mode = 493), /\$\.mode: is integer/],
-    ['a pid of 0', (o: Record<string, unknown>) => (o.pid = 0), /\$\.pid: 0 < 1/],
+    ['a numeric mode', (o: Record<string, unknown>) => (o.mode = 493), /\$\.mode: must be string/],
+    ['a pid of 0', (o: Record<string, unknown>) => (o.pid = 0), /\$\.pid: must be >= 1/],
     ['a time without microseconds', (o: Record<string, unknown>) => (o.time = '2026-01-01T00:00:00Z'), /\$\.time/],
     ['a result in lower case', (o: Record<string, unknown>) => (o.result = 'eexist'), /\$\.result/],
-    ['a fractional latency', (o: Record<string, unknown>) => (o.latency_ns = 1.5), /\$\.latency_ns: is number/],
-    ['a comm longer than the kernel keeps', (o: Record<string, unknown>) => (o.comm = 'x'.repeat(16)), /\$\.comm: longer than 15/],
+    ['a fractional latency', (o: Record<string, unknown>) => (o.latency_ns = 1.5), /\$\.latency_ns: must be integer/],
+    ['a comm longer than the kernel keeps', (o: Record<string, unknown>) => (o.comm = 'x'.repeat(16)), /\$\.comm: must NOT have more than 15 characters/],
   ])('refuses %s', (_what, mutate, msg) => {
     const o = line();
     mutate(o);
@@ -57,6 +57,6 @@ describe('trace: JSON schema', () => {
   });
 
   it('the checker refuses keywords it does not enforce', () => {
-    expect(() => validate({ type: 'object', oneOf: [] }, {})).toThrow(/unsupported keyword 'oneOf'/);
+    expect(() => validate({ type: 'object', maxDigits: 3 }, {})).toThrow(/unknown keyword: "maxDigits"/);
   });
 });
