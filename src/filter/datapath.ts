@@ -2,11 +2,11 @@
 // The kernel half of the filter: one loaded filter object per interface, its tables written from a
 // compiled policy into the inactive generation and switched in with one update, its counters read
 // back, and its pins. Policy logic lives in rules.ts, policy.ts and compile.ts.
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { EbpfnetError, type VerifierStats } from '../errors.js';
 import * as F from '../gen/filter.js';
-import { BpfMap, BpfObject, BpfProgram, BpfTable, Link, ObjectSpec, hostPath, ifindex as ifindexOf, netnsCookie, objectPath, openPinnedMap, openPinnedTable, type MapFill, type XdpMode } from '../loader/index.js';
+import { BpfMap, BpfObject, BpfProgram, BpfTable, Link, ObjectSpec, hostPath, ifindex as ifindexOf, netnsCookie, objectPath, openPinnedMap, openPinnedTable, withDir, type MapFill, type XdpMode } from '../loader/index.js';
 import type { Closable } from '../loader/guard.js';
 import type { Codec } from '../loader/layout.js';
 import { track, untrack } from '../loader/guard.js';
@@ -526,8 +526,10 @@ export class FilterDatapath implements Closable {
       removePin(fs, there);
       replacedGone = there.ifname;
     }
-    mkdirSync(dir, { recursive: true });
-    for (const m of MAPS) this.t[m.name].pin(join(dir, m.name));
+    // the first pin is the folder's first entry (a concurrent unload may prune the folder until then)
+    const [first, ...rest] = MAPS;
+    withDir(dir, () => this.t[first.name].pin(join(dir, first.name)));
+    for (const m of rest) this.t[m.name].pin(join(dir, m.name));
     for (const x of TABLES) this.t[x.variable].pin(join(dir, x.variable));
     this.link?.pin(join(dir, 'link'));
     this.pinnedAt = dir;

@@ -9,9 +9,9 @@
 // acts on the filters of its own network namespace unless asked for all of them. Older releases
 // pinned by name only (/sys/fs/bpf/ebpfnet/filter/<ifname>/); such pins are moved into this layout
 // by the first command that runs in their namespace (rename(2) within the bpffs keeps every object).
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, rmdirSync, type Dirent } from 'node:fs';
-import { join } from 'node:path';
-import { LINK_TYPE, hostPath, ifname as nameOf, linkInfo, lookupIfindex, netnsCookie, netnsInode, netnsName, openPinnedLink, pinSite, tcxIngressProgIds, xdpAttachment, type PinSite } from '../loader/index.js';
+import { existsSync, readdirSync, renameSync, rmSync, type Dirent } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { LINK_TYPE, hostPath, ifname as nameOf, linkInfo, lookupIfindex, netnsCookie, netnsInode, netnsName, openPinnedLink, pinSite, pruneEmptyDirs, tcxIngressProgIds, withDir, xdpAttachment, type PinSite } from '../loader/index.js';
 import { RecordWriter, STATE_ROOT, readRecord, removeRecord, type RecordIdentity } from './record.js';
 
 /** A pinned filter, as found in bpffs. */
@@ -117,8 +117,7 @@ export function migrateOldPins(fs: FilterSite): string[] {
     try {
       // another namespace's, or removed or moved by another command meanwhile: left alone
       if (!here || !oldLayout(old) || existsSync(to) || !runsHere(old, name, here)) continue;
-      mkdirSync(join(fs.pins, String(fs.netns)), { recursive: true });
-      renameSync(old, to);
+      withDir(join(fs.pins, String(fs.netns)), () => renameSync(old, to));
     } catch {
       continue;
     }
@@ -204,14 +203,7 @@ export function removePin(fs: FilterSite, p: PinnedFilter): void {
     l.close();
   }
   rmSync(p.dir, { recursive: true, force: true });
+  // the last filter gone: no empty ebpfnet folders stay behind in bpffs or /run (removeRecord's too)
+  pruneEmptyDirs(dirname(p.dir));
   removeRecord(p.key ?? p.ifname, fs.records);
-  // the last filter gone: leave no empty ebpfnet folders behind in bpffs or /run
-  const parents = p.netns === null ? [] : [join(fs.pins, String(p.netns)), join(fs.records, String(p.netns))];
-  for (const d of [...parents, fs.pins, fs.records]) {
-    try {
-      rmdirSync(d);
-    } catch {
-      /* not empty, or not there */
-    }
-  }
 }

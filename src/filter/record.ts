@@ -9,10 +9,12 @@
 // short by a crash fails its hash, and the other file is still whole. Compared with temp file +
 // rename, a policy change costs no file creation, unlink or rename (a quarter of the time a
 // one-rule change took through the agent).
-import { closeSync, constants, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, rmSync, writeSync, writevSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { pruneEmptyDirs, withDir } from '../loader/dirs.js';
+import { RUN_ROOT } from '../loader/system.js';
 
-export const STATE_ROOT = '/run/ebpfnet/filter';
+export const STATE_ROOT = `${RUN_ROOT}/filter`;
 
 /** Whose filter a record is (the rest of its body is the datapath's: rules, slots, hook). */
 export interface RecordIdentity {
@@ -73,6 +75,7 @@ function readSlot(file: string): { seq: number; body: string } | null {
 /** Removes a record. */
 export function removeRecord(key: string, root = STATE_ROOT): void {
   for (const slot of SLOTS) rmSync(slotPath(key, slot, root), { force: true });
+  pruneEmptyDirs(dirname(slotPath(key, 0, root)));
 }
 
 /** Writes a record; keeps both files open for the writer's lifetime. */
@@ -131,11 +134,13 @@ export class RecordWriter {
   }
 
   private open(): void {
-    mkdirSync(dirname(slotPath(this.key, 0, this.root)), { recursive: true });
     // continue after the record another writer (an earlier agent) left: record N sits in slot N % 2
     for (const slot of SLOTS) this.seq = Math.max(this.seq, readSlot(slotPath(this.key, slot, this.root))?.seq ?? 0);
     // not O_APPEND: Linux appends every write of such a descriptor, whatever position it names
-    this.fds = SLOTS.map((slot) => openSync(slotPath(this.key, slot, this.root), constants.O_RDWR | constants.O_CREAT, 0o644));
+    const open = (slot: number): number => openSync(slotPath(this.key, slot, this.root), constants.O_RDWR | constants.O_CREAT, 0o644);
+    // the first slot is the folder's first entry (a concurrent prune may take the folder until then)
+    const first = withDir(dirname(slotPath(this.key, 0, this.root)), () => open(0));
+    this.fds = [first, open(1)];
     this.sizes = this.fds.map((fd) => fstatSync(fd).size);
   }
 }

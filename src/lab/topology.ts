@@ -8,7 +8,8 @@ import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:chil
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EbpfnetError } from '../errors.js';
-import { findCgroup2, processAlive } from '../loader/system.js';
+import { PIN_ROOT, RUN_ROOT, findCgroup2, processAlive } from '../loader/system.js';
+import { pruneEmptyDirs, withDir } from '../loader/dirs.js';
 import { ensureBpffs, ensureCgroup2 } from '../loader/pinfs.js';
 import { packageDir } from '../loader/paths.js';
 
@@ -35,9 +36,9 @@ export const LAB = {
 
 export type Host = (typeof LAB.hosts)[number];
 
-export const labDir = (): string => process.env.EBPFNET_LAB_DIR ?? '/run/ebpfnet/lab';
+export const labDir = (): string => process.env.EBPFNET_LAB_DIR ?? `${RUN_ROOT}/lab`;
 /** the lab's own balancer pins, apart from a user's balancer at /sys/fs/bpf/ebpfnet/lb */
-export const labPinRoot = (): string => '/sys/fs/bpf/ebpfnet/lab';
+export const labPinRoot = (): string => `${PIN_ROOT}/lab`;
 export const labLbPinDir = (): string => join(labPinRoot(), 'lb');
 export const sshConfigPath = (): string => join(labDir(), 'ssh_config');
 export const cliPath = (): string => join(packageDir(), 'dist', 'cli', 'main.js');
@@ -188,11 +189,11 @@ export async function up(): Promise<UpResult> {
       throw new EbpfnetError('EBPFNET_NOT_FOUND', 'lab up', `${tool} is missing`, { hint: 'install iproute2, util-linux, openssh-server, openssh-client and iputils-ping (tools/bootstrap.sh does)' });
     }
   }
-  mkdirSync(labDir(), { recursive: true, mode: 0o700 });
-  chmodSync(labDir(), 0o700);
   const mounted = [ensureBpffs(), ensureCgroup2()].filter((m) => m.mounted).map((m) => `${m.what} at ${m.path}`);
   const state: LabState = { netns: [], pids: [], cgroup: null, madeSshdRunDir: false, created: new Date().toISOString() };
-  saveState(state);
+  // the state file is the folder's first entry (a concurrent unload may prune /run/ebpfnet until then)
+  withDir(labDir(), () => saveState(state), 0o700);
+  chmodSync(labDir(), 0o700);
   try {
     for (const h of LAB.hosts) {
       run('ip', ['netns', 'add', LAB.netns[h]], 'lab up');
@@ -313,6 +314,9 @@ export function down(): DownResult {
     rmSync(labDir(), { recursive: true, force: true });
     removed.push(`state ${labDir()}`);
   }
+  // ebpfnet's own folders, when the lab was the last thing in them
+  pruneEmptyDirs(PIN_ROOT);
+  pruneEmptyDirs(RUN_ROOT);
   return { removed, errors };
 }
 

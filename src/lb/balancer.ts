@@ -3,8 +3,8 @@
 // cgroup through bpf_links, pin maps and links under /sys/fs/bpf/ebpfnet/lb, and later open those
 // pins to change the running balancer. Every change is planned by plan.ts (pure) and executed here
 // in the plan's order, under a lock, so a connect() never meets a half-written service.
-import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { EbpfnetError, isEbpfnetError } from '../errors.js';
 import * as G from '../gen/lb.js';
 import {
@@ -22,7 +22,9 @@ import {
   openPinnedMap,
   progInfo,
   reachPin,
+  pruneEmptyDirs,
   requireRoot,
+  withDir,
   track,
   untrack,
   type Closable,
@@ -176,8 +178,8 @@ export function attachBalancer(opts: AttachOptions = {}): AttachResult {
         hint: 'detach it first: ebpfnet lb detach',
       });
     }
-    mkdirSync(join(dir, 'maps'), { recursive: true });
-    mkdirSync(join(dir, 'links'), { recursive: true });
+    // maps/ first through withDir: a concurrent unload may prune the folders above it meanwhile
+    withDir(join(dir, 'maps'), () => mkdirSync(join(dir, 'links'), { recursive: true }));
     const spec = ObjectSpec.open(objectPath(G.LAYOUT.object));
     const reused: Array<BpfMap<unknown, unknown>> = [];
     try {
@@ -259,13 +261,10 @@ export function detachBalancer(opts: { pinDir?: string } = {}): DetachResult {
       res.maps.push(name);
     }
     res.attached = res.programs.length > 0;
-    for (const d of [join(dir, 'links'), join(dir, 'maps'), dir]) {
-      try {
-        rmdirSync(d);
-      } catch {
-        /* not empty: something that is not ours lives there */
-      }
-    }
+    // not empty: something that is not ours lives there, and stays; else up to /sys/fs/bpf/ebpfnet
+    pruneEmptyDirs(join(dir, 'links'), dir);
+    pruneEmptyDirs(join(dir, 'maps'), dir);
+    pruneEmptyDirs(dirname(dir));
     return res;
   });
 }

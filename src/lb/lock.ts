@@ -2,13 +2,14 @@
 // One writer at a time. Two `lb` commands planning from the same maps would hand out the same ids
 // and delete each other's tables, so every change runs under a lock file in /run (bpffs holds no
 // regular files). A lock whose owner died is taken over; a live owner is waited for, briefly.
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { EbpfnetError } from '../errors.js';
-import { processAlive } from '../loader/system.js';
+import { pruneEmptyDirs, withDir } from '../loader/dirs.js';
+import { RUN_ROOT, processAlive } from '../loader/system.js';
 
-export const LOCK_DIR = '/run/ebpfnet';
+export const LOCK_DIR = RUN_ROOT;
 
 const sleep = (ms: number): void => {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -23,12 +24,12 @@ const hostSide = (pinDir: string): string => (pinDir.startsWith('/proc/1/root/')
 
 export function withLock<T>(pinDir: string, op: string, fn: () => T, waitMs = 10_000): T {
   const path = lockPath(pinDir);
-  mkdirSync(LOCK_DIR, { recursive: true });
   const t0 = Date.now();
   for (;;) {
     let fd: number;
     try {
-      fd = openSync(path, 'wx', 0o600);
+      // through withDir: a releasing owner prunes the folder when its lock was the last thing there
+      fd = withDir(LOCK_DIR, () => openSync(path, 'wx', 0o600));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       let owner = 0;
@@ -59,6 +60,8 @@ export function withLock<T>(pinDir: string, op: string, fn: () => T, waitMs = 10
       return fn();
     } finally {
       rmSync(path, { force: true });
+      // the last lock and record gone: no empty /run/ebpfnet stays behind
+      pruneEmptyDirs(LOCK_DIR);
     }
   }
 }

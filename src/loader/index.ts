@@ -4,6 +4,7 @@ export * from './guard.js';
 export * from './kinds.js';
 export * from './system.js';
 export * from './pinfs.js';
+export { pruneEmptyDirs, withDir } from './dirs.js';
 export { BtfSpec } from './btf.js';
 export { BpfMap, openPinnedMap, mapInfoByFd, sumValues, type MapFill, type UpdateFlag } from './map.js';
 export { BpfProgram, type TestRunInput, type TestRunResult } from './program.js';

@@ -125,7 +125,11 @@ export function mounts(): Mount[] {
 export const BPFFS = '/sys/fs/bpf';
 export const TRACEFS = '/sys/kernel/tracing';
 export const SECURITYFS = '/sys/kernel/security';
-export const CGROUP2_FALLBACK = '/run/ebpfnet/cgroup2';
+/** ebpfnet's folder in bpffs (pins; see dirs.ts) */
+export const PIN_ROOT = `${BPFFS}/ebpfnet`;
+/** ebpfnet's folder in /run (records, locks, the lab, a cgroup v2 mount of last resort) */
+export const RUN_ROOT = '/run/ebpfnet';
+export const CGROUP2_FALLBACK = `${RUN_ROOT}/cgroup2`;
 
 export interface MountResult {
   what: 'bpffs' | 'tracefs' | 'cgroup2' | 'securityfs';

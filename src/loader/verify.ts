@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { isEbpfnetError, VerifierError, verifierTail } from '../errors.js';
 import { kernelVersion } from './features.js';
 import { ObjectSpec } from './object.js';
+import { isRoot } from './system.js';
 
 export interface VerifyRow {
   object: string;
@@ -53,8 +54,8 @@ export function verifyObject(path: string): VerifyRow[] {
         const msg = isEbpfnetError(e) ? e.message : String(e);
         // LSM and trampoline programs can be refused wholesale where tracepoints load; the tracer
         // runs without them and says so, so this is no regression of the program
-        row.verdict = (p.typeName === 'lsm' || p.typeName === 'tracing') && /\bEPERM\b/.test(msg) ? 'refused' : 'error';
-        row.detail = msg;
+        row.verdict = (p.typeName === 'lsm' || p.typeName === 'tracing') && /\bEPERM\b/.test(msg) && isRoot() ? 'refused' : 'error';
+        row.detail = row.verdict === 'refused' ? `this kernel refuses ${p.typeName} programs even as root (EPERM before the verifier: a lockdown or security-module policy on bpf())` : msg;
       }
     }
     return row;

@@ -5,7 +5,7 @@
 // before the object, entry hooks before exit hooks, and the exit guard backs all of it up.
 import { existsSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { EbpfnetError, NotSupportedError } from '../errors.js';
+import { EbpfnetError, NotSupportedError, VerifierError } from '../errors.js';
 import * as G from '../gen/trace.js';
 import { activeLsms, ensureTracefs, findCgroup2, type MountResult } from '../loader/system.js';
 import { kernelHas } from '../loader/btf.js';
@@ -64,6 +64,21 @@ export function entryPaths(syscalls: readonly SyscallDef[], tracefs: string): En
     else lsm = true;
   }
   return { ioUring, lsm, unseen, mounted };
+}
+
+/**
+ * Whether this kernel loads the lsm/path_mkdir program, tried for real (BPF LSM can be active and
+ * lsm programs still refused, EPERM as root: a lockdown or security-module policy on bpf()): null
+ * when it loads, else the errno. Nothing is attached.
+ */
+export function lsmLoadRefusal(): string | null {
+  try {
+    ObjectSpec.open(objectPath(G.LAYOUT.object)).load({ only: [LSM_HOOK.program.name] }).close();
+    return null;
+  } catch (e) {
+    if (e instanceof VerifierError) return 'rejected by the verifier';
+    return /\bE[A-Z]+\b/.exec(e instanceof Error ? e.message : String(e))?.[0] ?? String(e);
+  }
 }
 
 /** Which of `syscalls` this kernel can trace, from <tracefs>/events/syscalls/. */
