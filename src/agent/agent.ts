@@ -130,6 +130,8 @@ export class Agent {
   /** interfaces a wildcard matched whose filter failed to attach (another XDP program there),
    * why, and when: tried again at most every RETRY_MS (a failure can itself make link events) */
   private failedOn = new Map<string, { reason: string; at: number }>();
+  /** filters loaded (not adopted) by the start under way: a start that fails unloads them again */
+  private createdByStart: string[] | null = null;
   private watch: { close(): void } | null = null;
   private resyncTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -175,6 +177,7 @@ export class Agent {
       state.filter = { revision: state.filter.revision + 1, nextId, configHash: cfHash!, spec: { ...spec, hook: cf.hook, mode: cf.mode, maxRules: cf.maxRules } };
       policy = { rules, default: spec.default, audit: spec.audit };
     }
+    agent.createdByStart = [];
     try {
       agent.startNotes.push(...(agent.filters.migrate?.() ?? []));
       for (const note of agent.startNotes) agent.log.info(note);
@@ -194,8 +197,18 @@ export class Agent {
       agent.watchInterfaces();
     } catch (e) {
       agent.close();
+      // what this start loaded goes again (adopted filters stay as they were): a start that fails
+      // changes nothing in the kernel
+      for (const i of agent.createdByStart) {
+        try {
+          agent.filters.unload(i);
+        } catch (u) {
+          agent.log.warn({ interface: i, err: u }, `filter: could not unload ${i} after the failed start: ${(u as Error).message}`);
+        }
+      }
       throw e;
     }
+    agent.createdByStart = null;
     return agent;
   }
 
@@ -487,6 +500,7 @@ export class Agent {
       a.apply(policy);
     } else {
       this.handles.set(i, this.filters.create(i, policy, { hook: spec.hook, mode: spec.mode, maxRules: spec.maxRules }));
+      this.createdByStart?.push(i);
       touched.add(i);
     }
   }

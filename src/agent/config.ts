@@ -288,7 +288,7 @@ function parseTraceSection(v: Record<string, unknown>, file: string): TraceConfi
   }
   const str = (k: string): string | undefined => (v[k] === undefined ? undefined : String(v[k]));
   const raw = { pid: str('pid'), uid: str('uid'), name: str('name'), failed: v.failed === true, cgroup: str('cgroup'), container: str('container'), bufferSize: str('bufferSize') };
-  return { enabled: v.enabled !== false, plan: traceSettings(str('syscall') ?? 'mkdir', raw, `read config ${file}: trace`) };
+  return { enabled: v.enabled !== false, plan: traceSettings(str('syscall') ?? 'mkdir', raw, `read config ${file}`, {}, 'trace') };
 }
 
 export function readConfig(file: string): AgentConfig {

@@ -12,7 +12,7 @@ import { checkLogFormat, checkLogLevel, createLogger, defaultLogFormat, LOG_FORM
 import { DEFAULT_STATE_DIR } from '../agent/store.js';
 import { isLoopback, loadToken } from '../agent/token.js';
 import { buildApi } from '../api/app.js';
-import { EbpfnetError } from '../errors.js';
+import { EbpfnetError, isEbpfnetError } from '../errors.js';
 import { describeResolved } from '../filter/ifaces.js';
 import { enableRunStats, mmapThreshold, onShutdown, requireRoot, setGuardReport, trimHeap } from '../loader/index.js';
 import { registerBpfMetrics } from '../metrics/bpf.js';
@@ -86,8 +86,20 @@ async function runAgent(o: AgentOpts): Promise<void> {
   v8Phase.starting();
   const { api, log: logConfig, open } = readAgentConfig(o);
   // the command line over the config file; text on a terminal, JSON otherwise
-  const log = createLogger({ level: o.logLevel ?? logConfig?.level ?? 'info', format: o.logFormat ?? logConfig?.format ?? defaultLogFormat() });
+  const format = o.logFormat ?? logConfig?.format ?? defaultLogFormat();
+  const log = createLogger({ level: o.logLevel ?? logConfig?.level ?? 'info', format });
   setGuardReport((level, msg, err) => log[level]({ err }, msg));
+  try {
+    await serve(o, api, open, log);
+  } catch (e) {
+    // a collector reading the JSON (or journal) log sees why the agent is gone; the command's one
+    // line on stderr follows, as for every command (text on a terminal: that line alone)
+    if (format !== 'text') log.error({ code: isEbpfnetError(e) ? e.code : 'EBPFNET_KERNEL' }, `start failed: ${e instanceof Error ? e.message : String(e)}`);
+    throw e;
+  }
+}
+
+async function serve(o: AgentOpts, api: ReturnType<typeof readAgentConfig>['api'], open: ReturnType<typeof readAgentConfig>['open'], log: Logger): Promise<void> {
   const listen = o.listen ?? api.listen ?? DEFAULT_LISTEN;
   const { host, port } = listenAddress(listen);
   const remote = !isLoopback(host);

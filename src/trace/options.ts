@@ -178,15 +178,21 @@ const SHORT: Record<string, string> = { p: 'pid', u: 'uid', n: 'name', d: 'durat
 /**
  * parseTraceOptions for settings that are not command-line flags (the agent's config file, its
  * stream's query parameters): the same checks, with messages naming `pid` rather than `--pid`.
- * `op` starts the message: `read config agent.yaml: trace`, `validate querystring`.
+ * `op` starts the message (`read config agent.yaml`, `validate querystring`); `section`, in a config
+ * file, names the keys' place (`trace`: messages read `trace.pid: ...`).
  */
-export function traceSettings(target: string, raw: RawTraceOptions, op: string, env: ParseEnv = {}): TracePlan {
+export function traceSettings(target: string, raw: RawTraceOptions, op: string, env: ParseEnv = {}, section?: string): TracePlan {
   try {
     return parseTraceOptions(target, raw, env);
   } catch (e) {
     if (!(e instanceof EbpfnetError) || e.code !== 'EBPFNET_USAGE') throw e;
     const keys = (s: string): string => s.replace(/--buffer-size/g, 'bufferSize').replace(/--(\w+)/g, '$1').replace(/(^|[\s(])-([pund]) /g, (_, pre: string, f: string) => `${pre}${SHORT[f]}=`);
-    const detail = e.message.slice(0, e.hint ? e.message.length - e.hint.length - 2 : undefined).replace(/^trace: /, '');
-    throw new EbpfnetError('EBPFNET_USAGE', op, keys(detail), { hint: e.hint && keys(e.hint) });
+    let detail = keys(e.message.slice(0, e.hint ? e.message.length - e.hint.length - 2 : undefined).replace(/^trace: /, ''));
+    // in a config file: the key's path (`trace.pid: 'abc' is not a process id`), which the config
+    // reader turns into the line it is on
+    const k = section ? /^(pid|uid|name|cgroup|container|bufferSize|syscall):? ('.*|\d.*|is .*|no .*)$/s.exec(detail) : null;
+    if (k) detail = `${section}.${k[1]}: ${k[2].startsWith('is ') ? `the value ${k[2]}` : k[2]}`;
+    else if (section) detail = `${/^unknown syscall /.test(detail) ? `${section}.syscall` : section}: ${detail}`;
+    throw new EbpfnetError('EBPFNET_USAGE', op, detail, { hint: e.hint && keys(e.hint) });
   }
 }

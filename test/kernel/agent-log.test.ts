@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { CliProcess, runCli } from '../helpers/cli.js';
-import { describeKernel, ok } from '../helpers/kernel.js';
+import { describeKernel, ok, xdpOn } from '../helpers/kernel.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
 
 const TOKEN = 'agent-log-token-0123456789abcdef';
@@ -93,5 +93,18 @@ describeKernel('ebpfnet agent: its log', () => {
     expect(r.stdout).toBe('');
     expect(ping(1)).toBe(true);
     expect(() => readFileSync(join(dir, 'state', 'token'))).toThrow();
+  });
+
+  it('a start that fails after the log is up: an error record with its code on stdout, the one line on stderr, nothing attached', () => {
+    const cfg = join(dir, 'gone.yaml');
+    writeFileSync(cfg, `filter:\n  interfaces: [${v.host}, ebnone${process.pid % 10000}]\n  rules: ["deny icmp"]\n`);
+    const r = runCli(['agent', '--config', cfg, '--state-dir', join(dir, 'state'), '--listen', '127.0.0.1:0']);
+    expect(r.status).toBe(1);
+    const want = `filter ebnone${process.pid % 10000}: no such interface; list interfaces with: ip link`;
+    expect(r.stderr).toBe(`ebpfnet: ${want}\n`);
+    const records = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: string; code?: string; msg: string });
+    expect(records.at(-1)).toMatchObject({ level: 'error', code: 'EBPFNET_NOT_FOUND', msg: `start failed: ${want}` });
+    expect(ping(1)).toBe(true);
+    expect(xdpOn(v.host)).toBe(false);
   });
 });

@@ -179,7 +179,7 @@ describe('agent config errors: one line naming the file, the line, the path and 
     ['an unknown service key', 'lb:\n  services:\n    - vip: 10.0.0.1:80\n', `read config ${F}:3: lb.services[0]: unknown key 'vip'; a service has service, affinity, backends`],
     ['a wrong lb.cgroup', 'lb:\n  cgroup: 5\n', `read config ${F}:2: lb.cgroup: '5' is not a cgroup v2 directory (absolute, or relative to the cgroup v2 mount)`],
     ['a wrong trace option', 'trace:\n  failed: yes\n', `read config ${F}:2: trace.failed: yes is not true or false`],
-    ['a bad trace pid', 'trace:\n  pid: abc\n', `read config ${F}:2: trace: pid 'abc' is not a process id; give a positive integer, e.g. pid=1234`],
+    ['a bad trace pid', 'trace:\n  pid: abc\n', `read config ${F}:2: trace.pid: 'abc' is not a process id; give a positive integer, e.g. pid=1234`],
     ['a wrong api.listen', 'api:\n  listen: {a: 1}\n', `read config ${F}:2: api.listen: {"a":1} is not [ADDR:]PORT; for example 127.0.0.1:9900`],
     ['a short token, not shown', 'api:\n  token: s3cr3t\n', `read config ${F}:2: api.token: must be a string of at least 16 characters (it is 6 characters)`],
     ['an unknown api key', 'api:\n  tokn: x\n', `read config ${F}:2: api: unknown key 'tokn'; known keys: listen, token, bodyLimit`],

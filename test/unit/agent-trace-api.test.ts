@@ -200,8 +200,11 @@ describe('agent tracer stream (SSE over 127.0.0.1)', () => {
 
   it('config errors in the trace section are one line naming the key', () => {
     const cases: Array<[string, RegExp]> = [
-      ['trace:\n  pid: abc\n', /^read config config:2: trace: pid 'abc' is not a process id; give a positive integer, e\.g\. pid=1234$/],
-      ['trace:\n  bufferSize: 3M\n', /^read config config:2: trace: bufferSize 3M is not a power of two/],
+      ['trace:\n  pid: abc\n', /^read config config:2: trace\.pid: 'abc' is not a process id; give a positive integer, e\.g\. pid=1234$/],
+      ['trace:\n  enabled: true\n  pid: abc\n', /^read config config:3: trace\.pid: 'abc' is not a process id/],
+      ['trace:\n  syscall: rmdir\n', /^read config config:2: trace\.syscall: unknown syscall 'rmdir'/],
+      ['trace:\n  cgroup: a\n  container: b\n', /^read config config:2: trace: cgroup and container both name a cgroup/],
+      ['trace:\n  bufferSize: 3M\n', /^read config config:2: trace\.bufferSize: 3M is not a power of two/],
       ['trace:\n  output: json\n', /^read config config:2: trace: unknown key 'output'/],
       ['trace:\n  enabled: yes please\n', /trace\.enabled: yes please is not true or false/],
       ['trace:\n  syscall: rmdir\n', /unknown syscall 'rmdir'/],
