@@ -17,7 +17,9 @@ import type { FilterSource } from '../metrics/filter.js';
 import { DEFAULT_MAX_RULES, sectionHash, type AgentConfig, type AttachMode } from './config.js';
 import { kernelFilters, type FilterBackend, type FilterHandle } from './filter.js';
 import { AgentLb, kernelLb, type LbBackend, type LbState } from './lb.js';
-import { checkIfMatch } from './revision.js';
+import { checkIfMatch, type Caller } from './revision.js';
+
+export type { Caller } from './revision.js';
 import { AuditLog, StateStore, auditPath, ensureDir, removeStaleTemps, statePath } from './store.js';
 import { silentLogger, type Logger } from './log.js';
 import { AgentTrace, kernelTracer, type TraceBackend } from './trace.js';
@@ -48,12 +50,6 @@ export interface FilterChange {
   rules: Array<{ action: Action; match: string }>;
   default?: Action;
   audit?: boolean;
-}
-
-/** Who asked, and the revision their change was based on (`If-Match`), if they said. */
-export interface Caller {
-  who: string;
-  ifMatch?: string;
 }
 
 interface DesiredState {

@@ -7,7 +7,7 @@ import { parseDocument, type YAMLError } from 'yaml';
 import { EbpfnetError, shownValue } from '../errors.js';
 import { checkPattern, splitPatterns } from '../filter/ifaces.js';
 import type { Action } from '../filter/rules.js';
-import { parseRule, formatMatch } from '../filter/rules.js';
+import { formatMatch, parseRuleLine } from '../filter/rules.js';
 import { parseServiceList } from '../lb/file.js';
 import type { ServiceSpec } from '../lb/model.js';
 import { traceSettings, type TracePlan } from '../trace/options.js';
@@ -72,14 +72,6 @@ function only(file: string, where: string, o: Record<string, unknown>, keys: str
 }
 
 /** `deny tcp/22` -> {action, match}; the match goes through the one rule grammar. */
-export function parseRuleLine(line: string, where: string): { action: Action; match: string } {
-  const m = /^\s*(deny|allow)\s+(.+)$/.exec(line);
-  if (!m) throw new EbpfnetError('EBPFNET_USAGE', `parse ${where}`, `not 'deny RULE' or 'allow RULE'`, { hint: 'for example: deny tcp/22' });
-  // a literal, not the regex's copy of it: one string for every rule's action
-  const r = parseRule(m[1] === 'deny' ? 'deny' : 'allow', m[2]);
-  return { action: r.action, match: formatMatch(r) };
-}
-
 /**
  * JSON is YAML, and a JSON file reads to the same value through JSON.parse, without building a YAML
  * document: about 100 times faster and with no transient memory for large rule lists (the yaml
@@ -251,7 +243,12 @@ function parseValue(raw: unknown, file: string): AgentConfig {
     if ((rules as unknown[]).length > (maxRules as number)) throw bad(file, `filter.rules has ${(rules as unknown[]).length} rules, more than filter.maxRules (${maxRules as number})`, 'raise filter.maxRules');
     filter = {
       interfaces: ifs,
-      rules: rules.map((r, i) => within(file, `filter.rules[${i}]`, r, () => parseRuleLine(r, 'rule'))),
+      rules: rules.map((r, i) =>
+        within(file, `filter.rules[${i}]`, r, () => {
+          const rule = parseRuleLine(r);
+          return { action: rule.action, match: formatMatch(rule) };
+        }),
+      ),
       default: def,
       audit: f.audit === true,
       hook,

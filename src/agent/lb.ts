@@ -14,9 +14,8 @@ import type { ServiceView } from '../lb/view.js';
 import type { MapFill, ProgInfo } from '../loader/index.js';
 import { ensureCgroup2 } from '../loader/pinfs.js';
 import type { BpfSource } from '../metrics/bpf.js';
-import type { Caller } from './agent.js';
 import { sectionHash, type LbConfig } from './config.js';
-import { checkIfMatch } from './revision.js';
+import { checkIfMatch, type Caller } from './revision.js';
 
 /** The running balancer, as the agent drives it. */
 export interface LbHandle {

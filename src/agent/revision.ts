@@ -6,6 +6,12 @@ import { EbpfnetError } from '../errors.js';
 
 export const etag = (rev: number): string => `"${rev}"`;
 
+/** Who asked, and the revision their change was based on (`If-Match`), if they said. */
+export interface Caller {
+  who: string;
+  ifMatch?: string;
+}
+
 /** One entity tag of an If-Match list: `"7"` (strong) or `W/"7"` (weak). */
 export interface EntityTag {
   weak: boolean;

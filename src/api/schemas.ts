@@ -2,6 +2,7 @@
 // JSON schemas of the API's bodies and answers. They check shape only; the rule text itself goes
 // through the one rule grammar (src/filter/rules.ts), the same as the CLI's --deny and --allow.
 import { PROTOS } from '../filter/rules.js';
+import { STAT_JSON_KEYS, type StatJsonKey } from '../filter/stats.js';
 
 export const errorSchema = {
   type: 'object',
@@ -77,14 +78,7 @@ export const filterStats = {
             items: { type: 'object', properties: { id: { type: ['integer', 'null'] }, action: { type: 'string' }, match: { type: 'string' }, packets: { type: 'integer' }, bytes: { type: 'integer' } } },
           },
           default: { type: 'object', properties: { pass: count, drop: count } },
-          malformed: count,
-          tooDeep: count,
-          nonIp: count,
-          nonIpDrop: count,
-          neighbourDiscovery: count,
-          fragments: count,
-          audit: count,
-          arpDrop: count,
+          ...(Object.fromEntries(STAT_JSON_KEYS.map((k) => [k, count])) as Record<StatJsonKey, typeof count>),
         },
       },
     },

@@ -10,8 +10,8 @@ import { filterSite, findLocal, listPins, migrateOldPins, removePin, type Filter
 import { sshLockout } from '../filter/lockout.js';
 import { FILTER_STATS, countersView } from '../filter/stats.js';
 import { buildPacket, packetInfo, parsePacket } from '../filter/packet.js';
-import { evaluate, makePolicy, type Policy } from '../filter/policy.js';
-import { formatRule } from '../filter/rules.js';
+import { evaluate, makePolicy, parsePolicyText, type Policy } from '../filter/policy.js';
+import { formatRule, type Rule } from '../filter/rules.js';
 import * as F from '../gen/filter.js';
 import { Balancer, lbPinSetting } from '../lb/index.js';
 import { defaultRouteInterface, detachXdp, ensurePinSite, interfaceNames, netInterfaces, onShutdown, requireRoot, xdpAttachment, type XdpMode } from '../loader/index.js';
@@ -48,9 +48,7 @@ function withPolicyOptions(c: Command): Command {
 
 /** The policy from flags and an optional file; a malformed rule is a usage error (exit 2). */
 export function policyFrom(o: PolicyOpts): Policy {
-  const deny = [...o.deny];
-  const allow = [...o.allow];
-  let def = o.default;
+  let file: { rules: Rule[]; default?: string } = { rules: [] };
   if (o.policy) {
     let text: string;
     try {
@@ -58,21 +56,14 @@ export function policyFrom(o: PolicyOpts): Policy {
     } catch (e) {
       throw new EbpfnetError('EBPFNET_USAGE', `read policy ${o.policy}`, (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message);
     }
-    text.split('\n').forEach((raw, n) => {
-      const line = raw.replace(/#.*/, '').trim();
-      if (!line) return;
-      const [verb, ...rest] = line.split(/\s+/);
-      const arg = rest.join(' ');
-      if (verb === 'deny') deny.push(arg);
-      else if (verb === 'allow') allow.push(arg);
-      else if (verb === 'default' && def === undefined) def = arg;
-      else if (verb !== 'default') throw new EbpfnetError('EBPFNET_USAGE', `read policy ${o.policy}`, `line ${n + 1}: '${verb}' is not deny, allow or default`);
-    });
+    file = parsePolicyText(text, o.policy);
   }
-  if (!deny.length && !allow.length && def !== 'deny') {
+  // --default on the command line wins over the file's
+  const def = o.default ?? file.default;
+  if (!o.deny.length && !o.allow.length && !file.rules.length && def !== 'deny') {
     throw new EbpfnetError('EBPFNET_USAGE', 'filter', 'no rules given', { hint: 'for example: ebpfnet filter --deny tcp/22 --deny icmp' });
   }
-  return makePolicy({ deny, allow, default: def, audit: o.audit });
+  return makePolicy({ deny: o.deny, allow: o.allow, more: file.rules, default: def, audit: o.audit });
 }
 
 /** The policy in one line; a long one is summarised (the full list is in --dry-run and status). */

@@ -4,7 +4,7 @@
 // compiled tables: explain, the lock-out check and the differential tests use it.
 import { EbpfnetError } from '../errors.js';
 import * as F from '../gen/filter.js';
-import { familyBits, familyMatch, formatRule, parseRule, specificity, type Action, type Cidr, type Family, type Rule } from './rules.js';
+import { familyBits, familyMatch, formatRule, parseRule, parseRuleLine, specificity, type Action, type Cidr, type Family, type Rule } from './rules.js';
 
 export interface Policy {
   rules: Rule[];
@@ -13,11 +13,37 @@ export interface Policy {
   audit?: boolean;
 }
 
-export function makePolicy(spec: { deny?: string[]; allow?: string[]; default?: string; audit?: boolean }): Policy {
+export function makePolicy(spec: { deny?: string[]; allow?: string[]; default?: string; audit?: boolean; more?: Rule[] }): Policy {
   const def = spec.default ?? 'allow';
   if (def !== 'allow' && def !== 'deny') throw new EbpfnetError('EBPFNET_USAGE', 'parse --default', `'${def}' is not allow or deny`);
-  const rules = [...(spec.deny ?? []).map((t) => parseRule('deny', t)), ...(spec.allow ?? []).map((t) => parseRule('allow', t))];
+  // denies first, then allows, each in the order given (flags, then `more`: a file's): among equals the first counts
+  const more = spec.more ?? [];
+  const rules = [
+    ...(spec.deny ?? []).map((t) => parseRule('deny', t)),
+    ...more.filter((r) => r.action === 'deny'),
+    ...(spec.allow ?? []).map((t) => parseRule('allow', t)),
+    ...more.filter((r) => r.action === 'allow'),
+  ];
   return { rules: dedupe(rules), default: def, audit: spec.audit ?? false };
+}
+
+/**
+ * A policy file: one `deny RULE` or `allow RULE` per line (parseRuleLine), `default allow|deny`,
+ * `#` comments and blank lines. `file` names it in errors, with the line number.
+ */
+export function parsePolicyText(text: string, file: string): { rules: Rule[]; default?: string } {
+  const rules: Rule[] = [];
+  let def: string | undefined;
+  text.split('\n').forEach((raw, n) => {
+    const line = raw.replace(/#.*/, '').trim();
+    if (!line) return;
+    const at = `policy ${file} line ${n + 1}`;
+    const d = /^default(?:\s+(.*))?$/.exec(line);
+    if (d) def ??= d[1] ?? '';
+    else if (/^(deny|allow)(\s|$)/.test(line)) rules.push(parseRuleLine(line, at));
+    else throw new EbpfnetError('EBPFNET_USAGE', `read policy ${file}`, `line ${n + 1}: '${line.split(/\s+/)[0]}' is not deny, allow or default`);
+  });
+  return { rules, default: def };
 }
 
 /** The same rule twice is one rule. */

@@ -193,6 +193,16 @@ export function parseRule(action: Action, input: string): Rule {
 }
 
 /**
+ * One policy line, `deny RULE` or `allow RULE`: the form of the agent's filter.rules and of the
+ * lines of a --policy file (policy.ts parsePolicyText). The rule comes back parsed.
+ */
+export function parseRuleLine(line: string, where = 'rule'): Rule {
+  const m = /^\s*(deny|allow)\s+(.+)$/.exec(line);
+  if (!m) throw new EbpfnetError('EBPFNET_USAGE', `parse ${where}`, `not 'deny RULE' or 'allow RULE'`, { hint: 'for example: deny tcp/22' });
+  return parseRule(m[1] as Action, m[2]);
+}
+
+/**
  * The canonical text of a match: parse(format(m)) equals m. Made by join, never by templates: join
  * makes a flat string, where a template of 13 characters or more makes a rope (two or three heap
  * objects instead of one), and large policies keep one of these per rule.

@@ -1,28 +1,32 @@
 // SPDX-License-Identifier: Apache-2.0
 // The filter's statistics (what decided a packet when no rule did, and what it saw): the one list
-// of their names, flt_stats slots and metric rows, read by the counters, the metrics, the model
-// and the fuzzers. Pure.
+// of their names, flt_stats slots (from maps/filter.json), metric rows and JSON keys, read by the
+// counters, the metrics, the API's schema, status -o json, the model and the fuzzers. Pure.
+// `json`: the key in countersView (null: the two defaults, shown together as `default`).
 import type { FilterCounters } from './datapath.js';
 import * as F from '../gen/filter.js';
 
 export const FILTER_STATS = [
-  { name: 'defaultPass', slot: F.FLT_STAT_DEFAULT_PASS, row: { rule: 'default', action: 'allow' } },
-  { name: 'defaultDrop', slot: F.FLT_STAT_DEFAULT_DROP, row: { rule: 'default', action: 'deny' } },
-  { name: 'malformed', slot: F.FLT_STAT_MALFORMED, row: { rule: 'malformed', action: 'deny' } },
+  { name: 'defaultPass', json: null, slot: F.FLT_STAT_DEFAULT_PASS, row: { rule: 'default', action: 'allow' } },
+  { name: 'defaultDrop', json: null, slot: F.FLT_STAT_DEFAULT_DROP, row: { rule: 'default', action: 'deny' } },
+  { name: 'malformed', json: 'malformed', slot: F.FLT_STAT_MALFORMED, row: { rule: 'malformed', action: 'deny' } },
   /** deeper than the parser follows: more VLAN tags or IPv6 extension headers, headers past its reach */
-  { name: 'tooDeep', slot: F.FLT_STAT_TOO_DEEP, row: { rule: 'too-deep', action: 'deny' } },
-  { name: 'nonIp', slot: F.FLT_STAT_NON_IP, row: { rule: 'non-ip', action: 'allow' } },
+  { name: 'tooDeep', json: 'tooDeep', slot: F.FLT_STAT_TOO_DEEP, row: { rule: 'too-deep', action: 'deny' } },
+  { name: 'nonIp', json: 'nonIp', slot: F.FLT_STAT_NON_IP, row: { rule: 'non-ip', action: 'allow' } },
   /** non-IP frames a default deny drops */
-  { name: 'nonIpDrop', slot: F.FLT_STAT_NON_IP_DROP, row: { rule: 'non-ip', action: 'deny' } },
-  { name: 'ndPass', slot: F.FLT_STAT_ND_PASS, row: { rule: 'neighbour-discovery', action: 'allow' } },
-  { name: 'arpDrop', slot: F.FLT_STAT_ARP_DROP, row: { rule: 'arp', action: 'deny' } },
+  { name: 'nonIpDrop', json: 'nonIpDrop', slot: F.FLT_STAT_NON_IP_DROP, row: { rule: 'non-ip', action: 'deny' } },
+  { name: 'ndPass', json: 'neighbourDiscovery', slot: F.FLT_STAT_ND_PASS, row: { rule: 'neighbour-discovery', action: 'allow' } },
+  { name: 'arpDrop', json: 'arpDrop', slot: F.FLT_STAT_ARP_DROP, row: { rule: 'arp', action: 'deny' } },
   /** non-first fragments, whatever decided them (also counted where they were decided) */
-  { name: 'fragments', slot: F.FLT_STAT_FRAGMENT, row: null },
+  { name: 'fragments', json: 'fragments', slot: F.FLT_STAT_FRAGMENT, row: null },
   /** drops audit mode let through (also counted where they were decided) */
-  { name: 'audit', slot: F.FLT_STAT_AUDIT, row: null },
+  { name: 'audit', json: 'audit', slot: F.FLT_STAT_AUDIT, row: null },
 ] as const;
 
 export type Stat = (typeof FILTER_STATS)[number]['name'];
+/** the JSON keys of the statistics that are not the default's */
+export type StatJsonKey = NonNullable<(typeof FILTER_STATS)[number]['json']>;
+export const STAT_JSON_KEYS: readonly StatJsonKey[] = FILTER_STATS.flatMap((s) => (s.json === null ? [] : [s.json]));
 export const STAT_NAMES: readonly Stat[] = FILTER_STATS.map((s) => s.name);
 
 /** A packet and byte count as JSON numbers (the kernel's u64 stays exact below 2^53). */
@@ -47,20 +51,15 @@ const countView = (c: { packets: bigint; bytes: bigint }): CountView => ({ packe
 export function countersView(
   c: Omit<FilterCounters, 'total'>,
   ruleOf: (text: string, i: number) => { id: number | null; match: string },
-): { rules: RuleCountView[]; default: { pass: CountView; drop: CountView } } & Record<'malformed' | 'tooDeep' | 'nonIp' | 'nonIpDrop' | 'neighbourDiscovery' | 'fragments' | 'audit' | 'arpDrop', CountView> {
+): { rules: RuleCountView[]; default: { pass: CountView; drop: CountView } } & Record<StatJsonKey, CountView> {
+  const stats = {} as Record<StatJsonKey, CountView>;
+  for (const s of FILTER_STATS) if (s.json !== null) stats[s.json] = countView(c[s.name]);
   return {
     rules: c.rules.map((r, i) => {
       const { id, match } = ruleOf(r.rule, i);
       return { id, action: r.action, match, packets: Number(r.packets), bytes: Number(r.bytes) };
     }),
     default: { pass: countView(c.defaultPass), drop: countView(c.defaultDrop) },
-    malformed: countView(c.malformed),
-    tooDeep: countView(c.tooDeep),
-    nonIp: countView(c.nonIp),
-    nonIpDrop: countView(c.nonIpDrop),
-    neighbourDiscovery: countView(c.ndPass),
-    fragments: countView(c.fragments),
-    audit: countView(c.audit),
-    arpDrop: countView(c.arpDrop),
+    ...stats,
   };
 }
