@@ -239,7 +239,7 @@ function parseValue(raw: unknown, file: string): AgentConfig {
     if (f.audit !== undefined && f.audit !== null && typeof f.audit !== 'boolean') throw bad(file, `filter.audit: '${shownValue(f.audit)}' is not true or false`);
     const maxRules = f.maxRules ?? DEFAULT_MAX_RULES;
     if (!Number.isInteger(maxRules) || (maxRules as number) < 1 || (maxRules as number) > 1 << 20) throw bad(file, `filter.maxRules: ${shownValue(maxRules)} is not an integer from 1 to 1048576`);
-    // the same limit as the API's (Agent.maxRules): a policy the agent could not take over HTTP is not started from a file either
+    // the same limit as the API's (AgentFilter.maxRules): a policy the agent could not take over HTTP is not started from a file either
     if ((rules as unknown[]).length > (maxRules as number)) throw bad(file, `filter.rules has ${(rules as unknown[]).length} rules, more than filter.maxRules (${maxRules as number})`, 'raise filter.maxRules');
     filter = {
       interfaces: ifs,

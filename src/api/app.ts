@@ -8,18 +8,17 @@ import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema, type RouteOptions } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Agent, Caller } from '../agent/agent.js';
-import { etag } from '../agent/agent.js';
 import { EbpfnetError, ERROR_CODES, isEbpfnetError, type ErrorCode } from '../errors.js';
-import { Readable } from 'node:stream';
 import { apiMetrics } from '../metrics/api.js';
-import { badName, jsonChunks } from '../agent/json.js';
+import { badName } from '../agent/json.js';
 import type { Logger } from '../agent/log.js';
 import type { RouteKit } from './kit.js';
 import { registerLbRoutes } from './lb-routes.js';
 import { lingerOn, type Linger } from './linger.js';
 import { openApiDocument } from './openapi.js';
 import { registerTraceRoutes } from './trace-routes.js';
-import { errorSchema, filterBody, filterStats, filterView, idParams, ruleBody, ruleView } from './schemas.js';
+import { errorSchema } from './schemas.js';
+import { RULE_BODY_LIMIT, registerFilterRoutes } from './filter-routes.js';
 
 export interface ApiOptions {
   agent: Agent;
@@ -47,15 +46,6 @@ class RequestLog extends LogController {
 
 export const DEFAULT_BODY_LIMIT = 1 << 20;
 
-/**
- * Responses listing more rules than this are streamed in chunks (jsonChunks) instead of going
- * through the route's serializer: same JSON, without the serializer's transient copies.
- */
-const STREAM_ABOVE = 1000;
-
-const streamJson = (reply: FastifyReply, v: unknown): FastifyReply => reply.type('application/json; charset=utf-8').send(Readable.from(jsonChunks(v)));
-/** one rule is small; a single-rule POST has no business being large */
-const RULE_BODY_LIMIT = 4096;
 
 interface ErrorBody {
   code: ErrorCode | string;
@@ -234,7 +224,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     // the schema's maxItems of the rules is the agent's maxRules: the agent's own answer for it
     const v = err.validation?.[0];
     if (v?.keyword === 'maxItems' && v.instancePath === '/rules' && req.routeOptions.url === '/v1/filter') {
-      const e = o.agent.tooManyRules('set the filter policy', (req.body as { rules: unknown[] }).rules.length);
+      const e = o.agent.filter.tooManyRules('set the filter policy', (req.body as { rules: unknown[] }).rules.length);
       return sendError(reply, e.code, e.message);
     }
     if (err.validation) return send(reply, 400, { code: 'EBPFNET_USAGE', message: `validate ${err.validationContext ?? 'request'}: ${err.message.replace(/^(body|params|querystring)\/?/, '').trim() || err.message}` });
@@ -267,45 +257,8 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     return reply.type(o.registry.contentType).send(body);
   });
 
-  app.get('/v1/filter', { schema: doc('the packet filter policy', { response: { 200: filterView } }) }, async (_req, reply) => {
-    reply.header('etag', etag(o.agent.filterRevision));
-    const v = o.agent.filter();
-    return v.rules.length > STREAM_ABOVE ? streamJson(reply, v) : v;
-  });
-  app.put<{ Body: { interfaces?: string[]; rules: Array<{ action: 'allow' | 'deny'; match: string }>; default?: 'allow' | 'deny'; audit?: boolean } }>(
-    '/v1/filter',
-    { schema: doc('replace the whole policy, switched in atomically', { body: filterBody(o.agent.maxRules), response: { 200: filterView, ...errors } }) },
-    async (req, reply) => {
-      const v = await o.agent.setFilter(req.body, caller(req));
-      reply.header('etag', etag(v.revision));
-      return v;
-    },
-  );
-  app.post<{ Body: { action: 'allow' | 'deny'; match: string } }>(
-    '/v1/filter/rules',
-    { bodyLimit: RULE_BODY_LIMIT, schema: doc('add one rule', { body: ruleBody, response: { 201: ruleView, ...errors } }) },
-    async (req, reply) => {
-      const r = await o.agent.addRule(req.body, caller(req));
-      reply.header('etag', etag(o.agent.filterRevision)).header('location', `/v1/filter/rules/${r.id}`).code(201);
-      return r;
-    },
-  );
-  app.delete<{ Params: { id: string } }>(
-    '/v1/filter/rules/:id',
-    { schema: doc('remove one rule by id', { params: idParams, response: { 200: filterView, ...errors } }) },
-    async (req, reply) => {
-      const v = await o.agent.deleteRule(Number(req.params.id), caller(req));
-      reply.header('etag', etag(v.revision));
-      return v;
-    },
-  );
-  app.get('/v1/filter/stats', { schema: doc('counters per interface and rule, read from the kernel now', { response: { 200: filterStats } }) }, async (_req, reply) => {
-    const s = o.agent.filterStats();
-    reply.header('etag', etag(s.revision));
-    return s.interfaces.some((i) => (i.rules as unknown[]).length > STREAM_ABOVE) ? streamJson(reply, s) : s;
-  });
-
   const kit: RouteKit = { agent: o.agent, doc, caller, errors };
+  registerFilterRoutes(app, kit);
   registerLbRoutes(app, kit);
   registerTraceRoutes(app, kit);
 

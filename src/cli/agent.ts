@@ -112,7 +112,7 @@ async function serve(o: AgentOpts, api: ReturnType<typeof readAgentConfig>['api'
   const { token, source } = loadToken(o.stateDir, api.token);
   const registry = newRegistry();
   const agent = open(log);
-  registerFilterMetrics(registry, () => agent.filterSources());
+  registerFilterMetrics(registry, () => agent.filter.sources());
   registerBpfMetrics(registry, () => agent.bpfSources(), () => agent.runStats.on);
   registerAgentLbTraceMetrics(registry, agent);
   const app = await buildApi({ agent, registry, token, bodyLimit: api.bodyLimit, authReads: remote, logger: log });
@@ -140,7 +140,7 @@ async function serve(o: AgentOpts, api: ReturnType<typeof readAgentConfig>['api'
 
 /** What the agent runs, as it starts: lifecycle lines at info, run statistics that failed at warn. */
 function logStart(log: Logger, o: AgentOpts, agent: Agent, tokenSource: string): void {
-  log.info(`state: ${o.stateDir} (revision ${agent.filterRevision})`);
+  log.info(`state: ${o.stateDir} (revision ${agent.filter.revision})`);
   log.info(describeFilter(agent));
   for (const line of describeLbTrace(agent)) log.info(line);
   log.info(`token: ${tokenSource}`);
@@ -173,8 +173,8 @@ function readAgentConfig(o: AgentOpts): { api: AgentConfig['api']; log: AgentCon
  * agent. Interfaces the filter could not take were logged (warn) as the agent tried them.
  */
 function describeFilter(agent: Agent): string {
-  const f = agent.filter();
-  const t = agent.filterTargets();
+  const f = agent.filter.view();
+  const t = agent.filter.targets();
   return `filter: ${f.interfaces.length ? `${describeResolved(t.resolved)}: ${f.rules.length} rules; default ${f.default}` : 'no interfaces'}`;
 }
 

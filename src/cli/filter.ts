@@ -4,7 +4,8 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { EbpfnetError, isEbpfnetError } from '../errors.js';
 import { tunnelReport } from '../filter/coverage.js';
-import { FilterDatapath, type FilterCounters, type Hook, type PinResult } from '../filter/datapath.js';
+import { FilterDatapath, type FilterCounters, type Hook } from '../filter/datapath.js';
+import { startFilter, undoStart, type StartedFilter } from '../filter/start.js';
 import { describeResolved, isWildcard, resolveInterfaces, splitPatterns, type Resolved } from '../filter/ifaces.js';
 import { filterSite, findLocal, listPins, migrateOldPins, removePin, type FilterSite, type PinnedFilter } from '../filter/pins.js';
 import { sshLockout } from '../filter/lockout.js';
@@ -14,7 +15,7 @@ import { evaluate, makePolicy, parsePolicyText, type Policy } from '../filter/po
 import { formatRule, type Rule } from '../filter/rules.js';
 import * as F from '../gen/filter.js';
 import { Balancer, lbPinSetting } from '../lb/index.js';
-import { defaultRouteInterface, detachXdp, ensurePinSite, interfaceNames, netInterfaces, onShutdown, requireRoot, xdpAttachment, type XdpMode } from '../loader/index.js';
+import { defaultRouteInterface, ensurePinSite, interfaceNames, netInterfaces, onShutdown, requireRoot, xdpAttachment, type XdpMode } from '../loader/index.js';
 import { registerFilterMetrics, filterRows } from '../metrics/filter.js';
 import { newRegistry, serveMetrics, parseListen } from '../metrics/server.js';
 import { AgentClient, filterThroughAgent, refuseLocalFlags, statusThroughAgent, withAgentOptions, type AgentOptions } from './agent-client.js';
@@ -310,24 +311,15 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
       }
     }
   }
-  const ds: FilterDatapath[] = [];
-  const pins = new Map<FilterDatapath, PinResult>();
+  const started: StartedFilter[] = [];
   try {
-    for (const i of ifnames) {
-      if (hook === 'xdp' && o.replace && xdpAttachment(i)) detachXdp(i);
-      const d = FilterDatapath.load(i, { maxRules: FilterDatapath.capacityFor(policy.rules.length) });
-      ds.push(d);
-      d.apply(policy);
-      d.attach({ hook, mode });
-      if (o.pin) pins.set(d, d.pin());
-    }
+    for (const i of ifnames) started.push(startFilter(i, policy, { hook, mode, pin: !!o.pin, replace: o.replace }));
   } catch (e) {
-    for (const d of ds) {
-      if (pins.has(d)) FilterDatapath.unload(d.ifname);
-      d.close();
-    }
+    // all interfaces or none: the ones already started go again
+    for (const st of started) undoStart(st);
     throw e;
   }
+  const ds = started.map((st) => st.datapath);
   if (resolved.some((r) => isWildcard(r.pattern))) process.stdout.write(`interfaces: ${describeResolved(resolved)}\n`);
   for (const d of ds) process.stdout.write(`${d.ifname}: ${hook === 'tc' ? 'tc ingress (tcx)' : `xdp ${d.mode}`}: ${describe(policy)}\n`);
   if (policy.default === 'deny') {
@@ -337,8 +329,8 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
     process.stdout.write('note: under --default deny, non-IP frames other than ARP, LLDP, 802.1X and 802.3 (LLC) frames are dropped (counted as non-ip deny)\n');
   }
   if (o.pin) {
-    for (const d of ds) {
-      const r = pins.get(d)!;
+    for (const { datapath: d, pinned: r } of started) {
+      if (!r) continue;
       if (r.replacedGone) process.stdout.write(`${d.ifname}: removed the pins of a filter whose interface (${r.replacedGone}) is gone and whose index this one has now\n`);
       process.stdout.write(`${d.ifname}: pinned at ${r.dir}; it stays after this command. See it with: ebpfnet status; remove it with: ebpfnet unload --iface ${d.ifname}\n`);
       d.close();

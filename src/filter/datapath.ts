@@ -10,7 +10,7 @@ import { BpfMap, BpfObject, BpfProgram, BpfTable, Link, ObjectSpec, hostPath, if
 import type { Closable } from '../loader/guard.js';
 import type { Codec } from '../loader/layout.js';
 import { track, untrack } from '../loader/guard.js';
-import { FILTER_STATS, type Stat } from './stats.js';
+import { FILTER_STATS, type FilterCounters, type RuleCount } from './stats.js';
 import { compilePolicy, DEFAULT_CAPACITY, PORT_ELEMS, PORT_SLOT, UNNAMED_PROTO, type CompiledPolicy, type DirTable } from './compile.js';
 import type { Policy } from './policy.js';
 import { filterSite, findLocal, listPins, recordKey, removePin, type FilterSite, type PinnedFilter } from './pins.js';
@@ -27,21 +27,7 @@ export interface PinResult {
   replacedGone: string | null;
 }
 
-export interface RuleCount {
-  rule: string;
-  action: 'allow' | 'deny';
-  id: number;
-  packets: bigint;
-  bytes: bigint;
-}
-
-export interface RuleCounters {
-  rules: RuleCount[];
-  /** rules in the policy (more than `rules` holds when only the counted ones were asked for) */
-  total: number;
-}
-/** The rules' counters and each statistic (FILTER_STATS) */
-export type FilterCounters = RuleCounters & Record<Stat, F.FltCount>;
+export type { FilterCounters, RuleCount, RuleCounters } from './stats.js';
 
 const zero = (): F.FltCount => ({ packets: 0n, bytes: 0n });
 

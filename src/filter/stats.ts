@@ -3,7 +3,6 @@
 // of their names, flt_stats slots (from maps/filter.json), metric rows and JSON keys, read by the
 // counters, the metrics, the API's schema, status -o json, the model and the fuzzers. Pure.
 // `json`: the key in countersView (null: the two defaults, shown together as `default`).
-import type { FilterCounters } from './datapath.js';
 import * as F from '../gen/filter.js';
 
 export const FILTER_STATS = [
@@ -24,6 +23,22 @@ export const FILTER_STATS = [
 ] as const;
 
 export type Stat = (typeof FILTER_STATS)[number]['name'];
+
+export interface RuleCount {
+  rule: string;
+  action: 'allow' | 'deny';
+  id: number;
+  packets: bigint;
+  bytes: bigint;
+}
+
+export interface RuleCounters {
+  rules: RuleCount[];
+  /** rules in the policy (more than `rules` holds when only the counted ones were asked for) */
+  total: number;
+}
+/** The rules' counters and each statistic (FILTER_STATS), as a filter reads them from the kernel */
+export type FilterCounters = RuleCounters & Record<Stat, F.FltCount>;
 /** the JSON keys of the statistics that are not the default's */
 export type StatJsonKey = NonNullable<(typeof FILTER_STATS)[number]['json']>;
 export const STAT_JSON_KEYS: readonly StatJsonKey[] = FILTER_STATS.flatMap((s) => (s.json === null ? [] : [s.json]));

@@ -72,7 +72,7 @@ describe('the API refuses what it used to take (issue 19)', () => {
     const full = await app.inject({ method: 'PUT', url: '/v1/filter', headers: json, payload: JSON.stringify({ rules: rules(16_384) }) });
     expect(full.statusCode, full.body.slice(0, 200)).toBe(200);
     expect(full.json().rules).toHaveLength(16_384);
-    expect(agent.maxRules).toBe(16384);
+    expect(agent.filter.maxRules).toBe(16384);
     const doc = (await app.inject('/v1/openapi.json')).json();
     const body = doc.paths['/v1/filter'].put.requestBody.content['application/json'].schema;
     expect(body.properties.rules.maxItems).toBe(16384);

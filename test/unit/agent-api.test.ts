@@ -35,7 +35,7 @@ describe('agent API (inject)', () => {
     };
     agent = Agent.open({ stateDir: dir, config: parseConfig(config), filters: kernel.backend, auditSink: (l) => audit.push(l), runStats });
     const registry = new Registry();
-    registerFilterMetrics(registry, () => agent.filterSources());
+    registerFilterMetrics(registry, () => agent.filter.sources());
     registerBpfMetrics(registry, () => agent.bpfSources(), () => agent.runStats.on);
     app = await buildApi({ agent, registry, token: TOKEN, bodyLimit: 64 * 1024 });
   };

@@ -110,7 +110,7 @@ describe('the CLI through --agent', () => {
     const probe = createServer();
     const closedPort = await new Promise<number>((r) => probe.listen(0, '127.0.0.1', () => r((probe.address() as AddressInfo).port)));
     await new Promise((r) => probe.close(r));
-    const revision = agent.filterRevision;
+    const revision = agent.filter.revision;
     const lbRevision = agent.lb.revision;
     const cases: Array<[string[], number, RegExp]> = [
       // checked here, before any request
@@ -136,7 +136,7 @@ describe('the CLI through --agent', () => {
       expect(r.stderr, args.join(' ')).toMatch(msg);
       expect(r.stdout).toBe('');
     }
-    expect(agent.filterRevision).toBe(revision);
+    expect(agent.filter.revision).toBe(revision);
     expect(agent.lb.revision).toBe(lbRevision);
   });
 });

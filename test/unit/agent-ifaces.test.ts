@@ -71,34 +71,34 @@ describe('agent: interface globs and all', () => {
     const kernel = fakeKernel();
     const l = fakeLinks(['lo', 'eth0', 'veth1']);
     const a = open(kernel, l, "filter:\n  interfaces: ['veth*', 'nos*']\n  rules: ['deny tcp/22']\n");
-    expect(a.attachedInterfaces()).toEqual(['veth1']);
-    expect(a.filterTargets().resolved).toEqual([{ pattern: 'veth*', names: ['veth1'] }, { pattern: 'nos*', names: [] }]);
+    expect(a.filter.attachedInterfaces()).toEqual(['veth1']);
+    expect(a.filter.targets().resolved).toEqual([{ pattern: 'veth*', names: ['veth1'] }, { pattern: 'nos*', names: [] }]);
     expect(l.watchers).toHaveLength(1);
 
     l.add('veth2');
     l.add('eth5');
     l.event();
-    expect(a.attachedInterfaces()).toEqual(['veth1', 'veth2']);
+    expect(a.filter.attachedInterfaces()).toEqual(['veth1', 'veth2']);
     expect(kernel.pinned.get('veth2')!.rules.map(formatRule)).toEqual(['deny tcp/22']);
     expect(kernel.pinned.has('eth5')).toBe(false);
     expect(audit.some((x) => JSON.parse(x).op === 'interface added' && JSON.parse(x).what === 'filter on veth2 (matches veth*)')).toBe(true);
-    expect(a.filterStats().interfaces.map((i) => i.interface)).toEqual(['veth1', 'veth2']);
+    expect(a.filter.stats().interfaces.map((i) => i.interface)).toEqual(['veth1', 'veth2']);
 
     // an interface whose filter cannot attach: the agent says so and keeps the others, and does not
     // try again on every event (a failed attempt can itself make link events)
     l.add('nosuch0');
     l.event();
-    expect(a.attachedInterfaces()).toEqual(['veth1', 'veth2']);
-    expect(a.filterTargets().failed).toEqual([{ interface: 'nosuch0', reason: 'filter nosuch0: no such interface' }]);
+    expect(a.filter.attachedInterfaces()).toEqual(['veth1', 'veth2']);
+    expect(a.filter.targets().failed).toEqual([{ interface: 'nosuch0', reason: 'filter nosuch0: no such interface' }]);
     const tries = creates.filter((i) => i === 'nosuch0').length;
     l.event();
     expect(creates.filter((i) => i === 'nosuch0').length).toBe(tries);
 
     l.remove('veth1');
     l.event();
-    expect(a.attachedInterfaces()).toEqual(['veth2']);
+    expect(a.filter.attachedInterfaces()).toEqual(['veth2']);
     expect(kernel.pinned.has('veth1')).toBe(false);
-    expect(a.filterTargets().resolved[0]).toEqual({ pattern: 'veth*', names: ['veth2'] });
+    expect(a.filter.targets().resolved[0]).toEqual({ pattern: 'veth*', names: ['veth2'] });
   });
 
   it('PUT /v1/filter takes globs and all too; a malformed pattern is a 400 that changes nothing', async () => {
@@ -111,18 +111,18 @@ describe('agent: interface globs and all', () => {
         app.inject({ method: 'PUT', url: '/v1/filter', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, payload: JSON.stringify({ interfaces, rules: [{ action: 'deny', match: 'icmp' }] }) });
       const ok = await put(['veth*']);
       expect(ok.statusCode, ok.body).toBe(200);
-      expect(a.attachedInterfaces()).toEqual(['veth1']);
+      expect(a.filter.attachedInterfaces()).toEqual(['veth1']);
       l.add('veth2');
       l.event();
-      expect(a.attachedInterfaces()).toEqual(['veth1', 'veth2']);
-      const rev = a.filter().revision;
+      expect(a.filter.attachedInterfaces()).toEqual(['veth1', 'veth2']);
+      const rev = a.filter.view().revision;
       for (const bad of [['veth['], ['eth0 eth1'], ['a'.repeat(16)]]) {
         const r = await put(bad);
         expect(r.statusCode, `${bad}: ${r.body}`).toBe(400);
         expect(r.json().message).toMatch(/interfaces|is not an interface name|must match pattern|glob/);
       }
-      expect(a.filter().revision).toBe(rev);
-      expect(a.attachedInterfaces()).toEqual(['veth1', 'veth2']);
+      expect(a.filter.view().revision).toBe(rev);
+      expect(a.filter.attachedInterfaces()).toEqual(['veth1', 'veth2']);
     } finally {
       await app.close();
     }
@@ -132,10 +132,10 @@ describe('agent: interface globs and all', () => {
     const kernel = fakeKernel();
     const l = fakeLinks(['lo', 'eth0', 'veth1']);
     open(kernel, l, 'filter:\n  interfaces: [all]\n  rules: []\n  default: allow\n');
-    expect(agent!.attachedInterfaces()).toEqual(['eth0', 'veth1']);
+    expect(agent!.filter.attachedInterfaces()).toEqual(['eth0', 'veth1']);
     l.add('veth3');
     l.event();
-    expect(agent!.attachedInterfaces()).toEqual(['eth0', 'veth1', 'veth3']);
+    expect(agent!.filter.attachedInterfaces()).toEqual(['eth0', 'veth1', 'veth3']);
     await new Promise((r) => setTimeout(r, 20));
     agent!.close();
     agent = null;
@@ -143,7 +143,7 @@ describe('agent: interface globs and all', () => {
     l.remove('veth3');
     expect(kernel.pinned.has('veth3')).toBe(true);
     open(kernel, l);
-    expect(agent!.attachedInterfaces()).toEqual(['eth0', 'veth1']);
+    expect(agent!.filter.attachedInterfaces()).toEqual(['eth0', 'veth1']);
     expect(kernel.pinned.has('veth3')).toBe(false);
     agent!.close();
     agent = null;
@@ -155,13 +155,13 @@ describe('agent: interface globs and all', () => {
     const kernel = fakeKernel();
     const l = fakeLinks(['lo', 'eth0', 'nosuch0']);
     const a = open(kernel, l, 'filter:\n  interfaces: [all]\n  rules: []\n');
-    expect(a.attachedInterfaces()).toEqual(['eth0']);
-    expect(a.filterTargets()).toEqual({ resolved: [{ pattern: 'all', names: ['eth0'] }], failed: [{ interface: 'nosuch0', reason: 'filter nosuch0: no such interface' }] });
-    await a.setFilter({ rules: [{ action: 'deny', match: 'icmp' }] }, { who: 'test' });
+    expect(a.filter.attachedInterfaces()).toEqual(['eth0']);
+    expect(a.filter.targets()).toEqual({ resolved: [{ pattern: 'all', names: ['eth0'] }], failed: [{ interface: 'nosuch0', reason: 'filter nosuch0: no such interface' }] });
+    await a.filter.set({ rules: [{ action: 'deny', match: 'icmp' }] }, { who: 'test' });
     expect(kernel.pinned.get('eth0')!.rules.map(formatRule)).toEqual(['deny icmp']);
     expect(creates.filter((i) => i === 'nosuch0')).toHaveLength(1);
-    await expect(a.setFilter({ interfaces: ['all', 'nosuch0'], rules: [] }, { who: 'test' })).rejects.toThrow(/no such interface/);
-    expect(a.filter().interfaces).toEqual(['all']);
+    await expect(a.filter.set({ interfaces: ['all', 'nosuch0'], rules: [] }, { who: 'test' })).rejects.toThrow(/no such interface/);
+    expect(a.filter.view().interfaces).toEqual(['all']);
   });
 
   it('a plain name that went away is passed over, not an error, until it comes back', async () => {
@@ -170,15 +170,15 @@ describe('agent: interface globs and all', () => {
     const a = open(kernel, l, 'filter:\n  interfaces: [eth0, eth1]\n  rules: []\n');
     l.remove('eth1');
     l.event();
-    expect(a.attachedInterfaces()).toEqual(['eth0']);
+    expect(a.filter.attachedInterfaces()).toEqual(['eth0']);
     // a policy change still works, on what is there
-    await a.setFilter({ rules: [{ action: 'deny', match: 'udp/53' }] }, { who: 'test' });
+    await a.filter.set({ rules: [{ action: 'deny', match: 'udp/53' }] }, { who: 'test' });
     expect(kernel.pinned.get('eth0')!.rules.map(formatRule)).toEqual(['deny udp/53']);
     l.add('eth1');
     l.event();
-    expect(a.attachedInterfaces()).toEqual(['eth0', 'eth1']);
+    expect(a.filter.attachedInterfaces()).toEqual(['eth0', 'eth1']);
     expect(kernel.pinned.get('eth1')!.rules.map(formatRule)).toEqual(['deny udp/53']);
     // a name the policy never had must be there
-    await expect(a.setFilter({ interfaces: ['eth0', 'nosuch0'], rules: [] }, { who: 'test' })).rejects.toThrow(/no such interface/);
+    await expect(a.filter.set({ interfaces: ['eth0', 'nosuch0'], rules: [] }, { who: 'test' })).rejects.toThrow(/no such interface/);
   });
 });

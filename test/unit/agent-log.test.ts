@@ -78,7 +78,7 @@ describe('agent library: logs go to the logger it was given', () => {
     a.add('veth2');
     a.add('nosuch0');
     a.event();
-    await a.agent.setFilter({ rules: [{ action: 'deny', match: 'udp/53' }] }, { who: 'test' });
+    await a.agent.filter.set({ rules: [{ action: 'deny', match: 'udp/53' }] }, { who: 'test' });
     const calls = output.calls();
     output.restore();
     expect(calls).toBe(0);
@@ -95,7 +95,7 @@ describe('agent library: logs go to the logger it was given', () => {
     const a = open();
     a.add('nosuch0');
     a.event();
-    await a.agent.setFilter({ rules: [] }, { who: 'test' });
+    await a.agent.filter.set({ rules: [] }, { who: 'test' });
     const calls = output.calls();
     output.restore();
     expect(calls).toBe(0);
