@@ -2,10 +2,11 @@
 // The real `ebpfnet agent` as a daemon's user sees its log: stdout a pipe, so one JSON object per
 // line with its level and message (lifecycle at info, changes as audit records, requests at debug),
 // the API token never in it, and journald's form when asked; a config error is one line on stderr.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
+import { cleanupAgentTest } from '../helpers/agent.js';
 import { CliProcess, runCli } from '../helpers/cli.js';
 import { describeKernel, ok, xdpOn } from '../helpers/kernel.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
@@ -15,20 +16,13 @@ const TOKEN = 'agent-log-token-0123456789abcdef';
 describeKernel('ebpfnet agent: its log', () => {
   let v: VethPair;
   let dir: string;
-  let agents: CliProcess[] = [];
+  const agents: CliProcess[] = [];
 
   beforeEach(() => {
     v = makeVethPair();
     dir = mkdtempSync(join(tmpdir(), 'ebpfnet-agent-log-'));
   });
-  afterEach(() => {
-    for (const a of agents) a.child.kill('SIGKILL');
-    agents = [];
-    runCli(['agent', '--cleanup', '--state-dir', join(dir, 'state')]);
-    runCli(['unload', '--iface', v.host]);
-    v.cleanup();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterEach(() => cleanupAgentTest(agents, dir, v));
 
   const start = async (config: string, args: string[] = []): Promise<{ url: string; proc: CliProcess }> => {
     writeFileSync(join(dir, 'config.yaml'), config);

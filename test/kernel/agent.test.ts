@@ -2,12 +2,13 @@
 // `ebpfnet agent` end to end: the agent filters one end of a veth pair (in the namespace this process
 // enters, where the agent runs too) while pings come from the namespace at the other end. Policy changes go over HTTP; the agent is killed with
 // SIGKILL and the filter must keep dropping; a new agent adopts the pins and the counters continue.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import * as F from '../../src/gen/filter.js';
 import { BPF_STATS_SYSCTL, progInfo, xdpAttachment } from '../../src/loader/index.js';
+import { cleanupAgentTest } from '../helpers/agent.js';
 import { CliProcess, runCli } from '../helpers/cli.js';
 import { bpfStatsHolders, describeKernel, ok, xdpOn } from '../helpers/kernel.js';
 import { filterPinDir } from '../helpers/filter-maps.js';
@@ -16,7 +17,7 @@ import { makeVethPair, type VethPair } from '../helpers/netns.js';
 describeKernel('ebpfnet agent (veth pair)', () => {
   let v: VethPair;
   let dir: string;
-  let agents: CliProcess[] = [];
+  const agents: CliProcess[] = [];
 
   let statsSysctl: string;
 
@@ -26,14 +27,7 @@ describeKernel('ebpfnet agent (veth pair)', () => {
     dir = mkdtempSync(join(tmpdir(), 'ebpfnet-agent-k-'));
     writeFileSync(join(dir, 'config.yaml'), `filter:\n  interfaces: [${v.host}]\n  rules: []\n  default: allow\n`);
   });
-  afterEach(() => {
-    for (const a of agents) a.child.kill('SIGKILL');
-    agents = [];
-    runCli(['agent', '--cleanup', '--state-dir', join(dir, 'state')]);
-    runCli(['unload', '--iface', v.host]);
-    v.cleanup();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterEach(() => cleanupAgentTest(agents, dir, v));
 
   const start = async (): Promise<{ url: string; token: string; proc: CliProcess }> => {
     const proc = new CliProcess(['agent', '--config', join(dir, 'config.yaml'), '--state-dir', join(dir, 'state'), '--listen', '127.0.0.1:0']);
