@@ -123,6 +123,7 @@ export class Agent {
       agent.store = StateStore.open(opts.stateDir, agent.state, () => agent.auditLog.fds);
     } catch (e) {
       agent.filter?.abandonStart();
+      agent.lb?.abandonStart();
       agent.close();
       throw e;
     }

@@ -33,6 +33,8 @@ export interface LbHandle {
   mapFill(): MapFill[];
   /** drops this process's references; the pinned balancer stays */
   close(): void;
+  /** ensure() loaded and attached it (no balancer was there): a failed start detaches it again */
+  readonly attachedNow?: boolean;
 }
 
 export interface LbBackend {
@@ -53,8 +55,9 @@ const linksPinned = (dir: string): boolean => {
   }
 };
 
-const wrap = (b: Balancer, cgroup: string): LbHandle => ({
+const wrap = (b: Balancer, cgroup: string, attachedNow = false): LbHandle => ({
   cgroup,
+  attachedNow,
   apply: (specs) => void b.apply(specs),
   upsert: (spec) => void b.upsert(spec),
   remove: (addr) => void b.remove(addr),
@@ -70,7 +73,8 @@ export const kernelLb: LbBackend = {
     const dir = lbPinDir();
     const root = ensureCgroup2().path;
     const want = cgroup === null ? root : isAbsolute(cgroup) ? resolve(cgroup) : resolve(root, cgroup);
-    if (linksPinned(dir)) {
+    const linksPinnedBefore = linksPinned(dir);
+    if (linksPinnedBefore) {
       const b = Balancer.open({ op: 'agent lb' });
       const at = b.status().cgroup;
       if (at === want) return wrap(b, want);
@@ -79,7 +83,8 @@ export const kernelLb: LbBackend = {
       detachBalancer();
     }
     const r = attachBalancer({ cgroup: want });
-    return wrap(Balancer.open({ op: 'agent lb' }), r.cgroup);
+    // (moved from another cgroup: not undone by a failed start, the old place is gone already)
+    return wrap(Balancer.open({ op: 'agent lb' }), r.cgroup, !linksPinnedBefore);
   },
   unload: () => existsSync(lbPinDir()) && detachBalancer().attached,
 };
@@ -151,6 +156,7 @@ export class AgentLb {
   private constructor(
     private state: LbState | null,
     private readonly store: LbStore,
+    private readonly backend: LbBackend,
   ) {}
 
   /**
@@ -164,17 +170,24 @@ export class AgentLb {
       state = { revision: (state?.revision ?? 0) + 1, configHash: configHash(config), cgroup: config.cgroup, services: config.services.map(serviceEntry) };
       changed = true;
     }
-    const lb = new AgentLb(state, store);
+    const lb = new AgentLb(state, store, backend);
     if (state) {
       lb.handle = backend.ensure(state.cgroup);
       try {
         lb.handle.apply(specsOf(state.services));
       } catch (e) {
-        lb.close();
+        lb.abandonStart();
         throw e;
       }
     }
     return { lb, changed };
+  }
+
+  /** The agent's start failed: a balancer this start attached is detached again; this closes. */
+  abandonStart(): void {
+    const fresh = this.handle?.attachedNow === true;
+    this.close();
+    if (fresh) this.backend.unload();
   }
 
   /** What the agent's state file holds for the balancer (undefined: no balancer). */

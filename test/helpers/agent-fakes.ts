@@ -112,8 +112,9 @@ export function fakeBalancer() {
       if (cgroup === 'nosuch') throw new EbpfnetError('EBPFNET_NOT_FOUND', 'lb attach', 'no cgroup at /sys/fs/cgroup/nosuch');
       const at = cgroup === null ? '/sys/fs/cgroup' : cgroup.startsWith('/') ? cgroup : `/sys/fs/cgroup/${cgroup}`;
       if (attached !== at) services.clear();
+      const attachedNow = attached === null;
       attached = at;
-      return handle(at);
+      return { ...handle(at), attachedNow };
     },
     unload() {
       const was = attached !== null;

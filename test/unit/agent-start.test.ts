@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// A start that fails changes nothing in the kernel: the filters that start loaded are unloaded
-// again, the pinned ones it adopted stay as they were. In-memory kernel and balancer.
+// A start that fails changes nothing in the kernel: the filters and the balancer that start loaded
+// are unloaded again, the pinned ones it adopted stay as they were. In-memory kernel and balancer.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,5 +41,16 @@ describe('agent: a failed start', () => {
     const open = () => Agent.open({ stateDir: dir, config: parseConfig('filter:\n  interfaces: [eth9]\n  rules: ["deny icmp"]\nlb:\n  services:\n    - service: 10.96.0.10:80/tcp\n      backends: ["10.244.1.5:8080"]\n'), filters: kernel.backend, balancer: lb.backend });
     expect(open).toThrow('the map is full');
     expect([...kernel.pinned.keys()]).toEqual([]);
+    // the balancer this start attached is detached again
+    expect(lb.attached).toBeNull();
+  });
+
+  it('a balancer that was already attached stays attached when the start fails', () => {
+    const lb = fakeBalancer();
+    lb.backend.ensure(null).close();
+    lb.fail.next = new EbpfnetError('EBPFNET_MAP_FULL', 'update map lb_svc', 'the map is full');
+    const open = () => Agent.open({ stateDir: dir, config: parseConfig('lb:\n  services:\n    - service: 10.96.0.10:80/tcp\n      backends: ["10.244.1.5:8080"]\n'), filters: fakeKernel().backend, balancer: lb.backend });
+    expect(open).toThrow('the map is full');
+    expect(lb.attached).toBe('/sys/fs/cgroup');
   });
 });
