@@ -16,6 +16,10 @@ export const FILTER_STATS = [
   { name: 'nonIpDrop', slot: F.FLT_STAT_NON_IP_DROP, row: { rule: 'non-ip', action: 'deny' } },
   { name: 'ndPass', slot: F.FLT_STAT_ND_PASS, row: { rule: 'neighbour-discovery', action: 'allow' } },
   { name: 'arpDrop', slot: F.FLT_STAT_ARP_DROP, row: { rule: 'arp', action: 'deny' } },
+  /** packets of a tracked connection (state on): passed whatever the rules say, unless a deny rule decides */
+  { name: 'established', slot: F.FLT_STAT_ESTABLISHED, row: { rule: 'established', action: 'allow' } },
+  /** ICMP errors about a tracked connection (state on): fragmentation needed, unreachable, time exceeded */
+  { name: 'related', slot: F.FLT_STAT_RELATED, row: { rule: 'related', action: 'allow' } },
   /** non-first fragments, whatever decided them (also counted where they were decided) */
   { name: 'fragments', slot: F.FLT_STAT_FRAGMENT, row: null },
   /** drops audit mode let through (also counted where they were decided) */
