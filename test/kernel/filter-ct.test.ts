@@ -8,11 +8,14 @@ import { FilterDatapath, type Hook } from '../../src/filter/datapath.js';
 import { runHook } from '../../src/filter/fuzz.js';
 import { buildPacket, parsePacket, reverse, TCP, type PacketSpec } from '../../src/filter/packet.js';
 import { makePolicy, type Policy } from '../../src/filter/policy.js';
+import { ConnTrack } from '../../src/filter/model.js';
 import type { Stat } from '../../src/filter/stats.js';
 import * as F from '../../src/gen/filter.js';
 import { describeKernel } from '../helpers/kernel.js';
 
 const S = 1_000_000_000n;
+/** the statistics a case names (the rest are checked by the fuzzer) */
+const SHOWN: Stat[] = ['established', 'related', 'defaultDrop', 'defaultPass'];
 const T0 = 1_000n * S;
 
 for (const hook of ['xdp', 'tc'] as const satisfies readonly Hook[]) {
@@ -20,15 +23,25 @@ for (const hook of ['xdp', 'tc'] as const satisfies readonly Hook[]) {
     let d: FilterDatapath;
     let ct: ReturnType<FilterDatapath['conntrack']>;
     let now = T0;
+    /** the reference model, fed the same packets, policy, clock and timeouts */
+    let model = new ConnTrack();
+    let policy: Policy = makePolicy({});
     beforeAll(() => {
       d = FilterDatapath.load(`ct${hook}`);
       ct = d.conntrack();
     });
     afterAll(() => d?.close());
 
-    const cfg = (patch: Partial<F.FltCtCfg>): void => ct.cfg.set(0, { ...ct.cfg.get(0), ...patch });
+    const cfg = (patch: Partial<F.FltCtCfg>): void => {
+      const c = { ...ct.cfg.get(0), ...patch };
+      ct.cfg.set(0, c);
+      model.now = c.now;
+      model.stateful = c.stateful === 1;
+      model.timeouts = { tcp_syn_sent: c.tcp_syn_sent, tcp_established: c.tcp_established, tcp_closing: c.tcp_closing, tcp_time_wait: c.tcp_time_wait, udp_single: c.udp_single, udp_stream: c.udp_stream, icmp: c.icmp };
+    };
     beforeEach(() => {
       for (const k of [...ct.flows.keys()]) ct.flows.delete(k);
+      model = new ConnTrack();
       now = T0;
       cfg({ stateful: 1, now, tcp_syn_sent: 0, tcp_established: 0, tcp_closing: 0, tcp_time_wait: 0, udp_single: 0, udp_stream: 0, icmp: 0 });
     });
@@ -41,19 +54,27 @@ for (const hook of ['xdp', 'tc'] as const satisfies readonly Hook[]) {
     const P = (text: string, more: Partial<PacketSpec> = {}): PacketSpec => ({ ...parsePacket(text), ...more });
     const out = (spec: PacketSpec): void => {
       expect(ct.egress.testRun({ data: buildPacket(spec) }).retval, 'egress never drops').toBe(0);
+      model.egress(buildPacket(spec));
     };
     /** An inbound packet's verdict, and the one statistic or rule it moved. */
     function inbound(spec: PacketSpec): { verdict: string | null; counted: string } {
       const before = d.counters();
       const verdict = runHook(d, hook, buildPacket(spec));
+      const o = model.ingress(policy, buildPacket(spec));
+      expect(o.action, 'the model agrees').toBe(verdict);
       const after = d.counters();
       const moved = [
         ...after.rules.filter((r, i) => r.packets !== before.rules[i].packets).map((r) => r.rule),
-        ...(['established', 'related', 'defaultDrop', 'defaultPass'] as Stat[]).filter((s) => after[s].packets !== before[s].packets),
+        ...SHOWN.filter((s) => after[s].packets !== before[s].packets),
       ];
+      const modelCounted = [...(o.rule !== null ? [after.rules[o.rule].rule] : []), ...o.stats.filter((x) => SHOWN.includes(x))];
+      expect(modelCounted.join(','), 'the model counts it alike').toBe(moved.join(','));
       return { verdict, counted: moved.join(',') };
     }
-    const apply = (p: Policy): void => void d.apply(p);
+    const apply = (p: Policy): void => {
+      d.apply(p);
+      policy = p;
+    };
     const strict = (): void => apply(makePolicy({ default: 'deny', allow: ['tcp/22'] }));
 
     it('the host opens a TCP connection: the SYN-ACK and the rest pass as established under a default deny; unsolicited inbound does not', () => {
