@@ -42,8 +42,6 @@ export type { Stat } from './stats.js';
 export interface ParsedFrame extends PacketInfo {
   /** for a malformed frame: which check failed */
   why?: string;
-  /** where the L4 header starts, when dport is known (the connection tracker reads it) */
-  l4?: number;
 }
 
 export interface FrameOutcome {
@@ -67,7 +65,7 @@ const bigAt = (b: Uint8Array, o: number, n: number): bigint => {
 };
 
 /** The L4 fields a decision needs, for a whole packet or a first fragment whose L4 starts at off. */
-function l4(b: Uint8Array, off: number, p: ParsedFrame): ParsedFrame {
+function l4(b: Uint8Array, off: number, p: ParsedFrame): ParsedFrame & { l4?: number } {
   if (off > MAX_HEADER_OFFSET) return tooDeep(`L4 header at byte ${off}, past ${MAX_HEADER_OFFSET}`);
   if (off > b.length) return malformed('the IP headers claim more than the frame holds');
   const ported = p.proto === PROTO_NUMBERS.tcp || p.proto === PROTO_NUMBERS.udp || p.proto === PROTO_NUMBERS.sctp;
@@ -82,7 +80,7 @@ function l4(b: Uint8Array, off: number, p: ParsedFrame): ParsedFrame {
   return p;
 }
 
-function ipv4(b: Uint8Array, off: number): ParsedFrame {
+function ipv4(b: Uint8Array, off: number): ParsedFrame & { l4?: number } {
   if (off + 20 > b.length) return malformed('IPv4 header truncated');
   const version = b[off] >> 4;
   const ihl = b[off] & 0xf;
@@ -94,7 +92,7 @@ function ipv4(b: Uint8Array, off: number): ParsedFrame {
   return l4(b, off + ihl * 4, p);
 }
 
-function ipv6(b: Uint8Array, off: number): ParsedFrame {
+function ipv6(b: Uint8Array, off: number): ParsedFrame & { l4?: number } {
   if (off + 40 > b.length) return malformed('IPv6 header truncated');
   if (b[off] >> 4 !== 6) return malformed(`IPv6 version ${b[off] >> 4}`);
   const base = { kind: 'ip' as const, family: 6 as const, src: bigAt(b, off + 8, 16), dst: bigAt(b, off + 24, 16), nonfirst: false };
@@ -119,6 +117,12 @@ function ipv6(b: Uint8Array, off: number): ParsedFrame {
 
 /** What the filter sees in a frame. */
 export function parseFrame(frame: Uint8Array): ParsedFrame {
+  const { l4: _l4, ...parsed } = parseFrameL4(frame);
+  return parsed;
+}
+
+/** parseFrame, with where the L4 header starts when the filter reads it (the tracker reads it again). */
+function parseFrameL4(frame: Uint8Array): ParsedFrame & { l4?: number } {
   if (frame.length < 14) return malformed('shorter than an Ethernet header');
   let type = u16(frame, 12);
   let off = 14;
@@ -294,7 +298,8 @@ function quotedFlow(b: Uint8Array, icmp: number, family: 4 | 6): CtKey | null {
 }
 
 /** The tracker's reading of a frame: null unless an IP first fragment or whole packet it follows. */
-function ctPacket(frame: Uint8Array, parsed: ParsedFrame, srcLocal: boolean): CtPacket | null {
+function ctPacket(frame: Uint8Array, srcLocal: boolean): CtPacket | null {
+  const parsed = parseFrameL4(frame);
   if (parsed.kind !== 'ip' || parsed.nonfirst || parsed.dport === undefined || parsed.l4 === undefined) return null;
   const family = parsed.family!;
   const f = flowOf(frame, parsed.l4, family, parsed.proto!, parsed.src!, parsed.dst!, srcLocal);
@@ -368,7 +373,7 @@ export class ConnTrack {
   /** A frame the host sends (tc egress): it never drops; it opens, refreshes or advances a flow. */
   egress(frame: Uint8Array): void {
     if (!this.stateful) return;
-    const p = ctPacket(frame, parseFrame(frame), true);
+    const p = ctPacket(frame, true);
     if (!p || p.kind === 'icmp_error') return;
     if (p.kind === 'tcp' && opens(p.flags)) return this.start(p.key, 'syn_sent', false);
     const f = this.find(p.key);
@@ -383,16 +388,20 @@ export class ConnTrack {
     if (!this.stateful) return o;
     // an explicit deny decides first
     if (o.rule !== null && policy.rules[o.rule].action === 'deny') return o;
-    const p = ctPacket(frame, o.parsed, false);
+    const p = ctPacket(frame, false);
     if (!p) return o;
     const pass = (ct: 'established' | 'related'): FrameOutcome => ({ ...o, action: 'allow', rule: null, stats: [ct], ct });
+    // an opening SYN is never a flow's packet (the table is not even read for it)
+    if (p.kind === 'tcp' && opens(p.flags)) {
+      if (o.rule !== null) this.start(p.key, 'syn_sent', true);
+      return o;
+    }
     const f = this.find(p.key);
     if (p.kind === 'icmp_error') return f ? pass('related') : o;
     if (f && this.advance(p.key, f, p, true)) return pass('established');
     if (o.rule !== null) {
       // an allow rule passed it: a new connection is tracked from here
-      if (p.kind === 'tcp' && opens(p.flags)) this.start(p.key, 'syn_sent', true);
-      else if (p.kind === 'udp' && !f) this.start(p.key, 'udp', true);
+      if (p.kind === 'udp' && !f) this.start(p.key, 'udp', true);
       else if (p.kind === 'echo_request' && !f) this.start(p.key, 'icmp', true);
     }
     return o;

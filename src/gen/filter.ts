@@ -464,7 +464,7 @@ export const FltClass: Codec<FltClass> & StructLayout = {
 /** flt_ct_cfg[0]: connection tracking's switch, clock and timeouts. A timeout of 0 means its FLT_CT_*_S default (netfilter's), so a fresh object tracks with sane values once stateful is set */
 export interface FltCtCfg {
   stateful: number; // 1: track connections (egress program writes, ingress reads); 0: the stateless filter, bit for bit
-  now: bigint; // TESTS ONLY: when non-zero, the programs read this as the time in ns instead of bpf_ktime_get_boot_ns(), so tests and the model agree on expiry. Never set in production
+  now: bigint; // TESTS ONLY: when non-zero, the programs read this as the time in ns instead of bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC_COARSE), so tests and the model agree on expiry. Never set in production
   tcp_syn_sent: number; // seconds: a SYN seen, no SYN-ACK yet
   tcp_established: number; // seconds
   tcp_closing: number; // seconds: a FIN seen from one side
@@ -602,7 +602,7 @@ export const FltCtKey: Codec<FltCtKey> & StructLayout = {
   },
 };
 
-/** a tracked flow: when it last saw a packet (ns, the programs clock), its state (FLT_CT_* below FLT_CT_UDP for TCP) and flags (FLT_CT_F_*) */
+/** a tracked flow: when it last saw a packet (ns of CLOCK_MONOTONIC_COARSE, or of flt_ct_cfg.now in tests), its state (FLT_CT_*; below FLT_CT_UDP for TCP) and flags (FLT_CT_F_*) */
 export interface FltCtVal {
   last_seen: bigint;
   state: number;

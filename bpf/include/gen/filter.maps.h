@@ -157,7 +157,7 @@ _Static_assert(sizeof(struct flt_class) == 16, "struct flt_class layout drifted 
 struct flt_ct_cfg {
 	__u32 stateful; /* 1: track connections (egress program writes, ingress reads); 0: the stateless filter, bit for bit */
 	__u32 pad;
-	__u64 now; /* TESTS ONLY: when non-zero, the programs read this as the time in ns instead of bpf_ktime_get_boot_ns(), so tests and the model agree on expiry. Never set in production */
+	__u64 now; /* TESTS ONLY: when non-zero, the programs read this as the time in ns instead of bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC_COARSE), so tests and the model agree on expiry. Never set in production */
 	__u32 tcp_syn_sent; /* seconds: a SYN seen, no SYN-ACK yet */
 	__u32 tcp_established; /* seconds */
 	__u32 tcp_closing; /* seconds: a FIN seen from one side */
@@ -181,7 +181,7 @@ struct flt_ct_key {
 };
 _Static_assert(sizeof(struct flt_ct_key) == 40, "struct flt_ct_key layout drifted from maps/filter.json");
 
-/* a tracked flow: when it last saw a packet (ns, the programs clock), its state (FLT_CT_* below FLT_CT_UDP for TCP) and flags (FLT_CT_F_*) */
+/* a tracked flow: when it last saw a packet (ns of CLOCK_MONOTONIC_COARSE, or of flt_ct_cfg.now in tests), its state (FLT_CT_*; below FLT_CT_UDP for TCP) and flags (FLT_CT_F_*) */
 struct flt_ct_val {
 	__u64 last_seen;
 	__u8 state;
