@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The packet filter. One decision function serves two entry points: XDP (filter_xdp) and tc ingress
- * (filter_tc), so the same compiled policy runs where XDP is unavailable or slower.
+ * (filter_tc), so the same compiled policy runs where XDP is unavailable or slower. A third program,
+ * filter_egress (tc egress), only records the connections the host opens (it never drops).
  *
  * Per packet: parse (VLAN tags, IPv4 or IPv6 with extension headers, ports or ICMP types of first
  * fragments),
@@ -8,7 +9,29 @@
  * protocol table, the destination port, and only when the policy has address rules, the source and
  * destination prefix classes (LPM tries) and one decision lookup per address group present (at most
  * three). User space compiles the rules into these tables (src/filter/compile.ts); no loop here ever
- * walks the rules. */
+ * walks the rules.
+ *
+ * Connection tracking (flt_ct_cfg[0].stateful; off, the filter is the stateless one bit for bit).
+ * Flows are keyed in the host's view (local/remote address and port, protocol, family; ICMP echo by
+ * its identifier as the local port) in flt_ct, an LRU hash of the program's own: no netfilter needed.
+ * An ingress packet (first fragment or whole, of TCP, UDP or ICMP) is decided in this order:
+ *   1. the policy's winning rule, when it is an explicit deny: dropped (or audited) even if tracked;
+ *   2. a live tracked flow (TCP, UDP, ICMP echo request or reply): passes, counted "established";
+ *   3. an ICMP/ICMPv6 error (destination unreachable incl. fragmentation needed, packet too big,
+ *      time exceeded) whose embedded header is a packet of a live tracked flow: passes, "related";
+ *   4. an allow rule: passes, counted on the rule, and a new connection (TCP SYN without ACK, RST,
+ *      FIN; any UDP datagram; an echo request) starts a flow, so inbound connections it accepts are
+ *      tracked too;
+ *   5. neighbour discovery, then the default, as without state.
+ * A TCP SYN without ACK, RST or FIN never passes as established: it is a new connection (rules).
+ * TCP states: SYN_SENT (opened, the other side silent), then only a SYN+ACK or a RST from that side
+ * counts as the flow; the SYN+ACK makes it ESTABLISHED; a FIN makes it CLOSING, FINs from both sides
+ * TIME_WAIT; a RST (passed) deletes the flow, so late packets of a reset connection fall to the rules.
+ * Any packet counted as the flow refreshes it; an ICMP error does not. A flow expires when the time
+ * since its last packet reaches its state's timeout (flt_ct_cfg, 0 = netfilter's default); an
+ * expired flow is absent. UDP: udp_single until the other side sent one, then udp_stream. Not
+ * followed: TCP sequence windows, non-first fragments (decided by the rules), IPv6 extension
+ * headers inside an ICMPv6 error. */
 #include "common.h"
 #include "gen/filter.maps.h"
 
@@ -46,6 +69,7 @@ struct pkt {
 	__u32 nonfirst;	/* a non-first fragment: only address and protocol rules apply */
 	__u32 is_nd;	/* ICMPv6 neighbour discovery or router solicitation/advertisement */
 	__u32 dport;	/* host order; the ICMP type for ICMPv4 and ICMPv6 (rules name types as ports) */
+	__u32 l3off, l4off;	/* where the IP and (with has_port) L4 headers start, for the tracker */
 	__u16 ethertype;	/* of a non-IP frame, after the VLAN tags (network order) */
 };
 
@@ -82,6 +106,7 @@ static __always_inline int parse_l4(__u8 *l4, void *data_end, struct pkt *p, __u
  * always 0) and is kept to its low bits (a no-op at run time: it never reaches OFF_MASK): every tag
  * count then reaches the IP parsing with the same state, and the verifier walks that copy once. */
 #define OFF_MASK 0x3f
+_Static_assert(FLT_MAX_HEADER_OFFSET + 60 < 0x7ff, "an L4 offset fits under the tracker's mask (ct_query)");
 _Static_assert(sizeof(struct ethhdr) + 4 * FLT_MAX_VLAN_TAGS < OFF_MASK, "the VLAN tags fit under OFF_MASK");
 
 /* The headers after Ethernet and any VLAN tags, which end at off. */
@@ -95,6 +120,7 @@ static __always_inline enum parse_result parse_l3(void *data, void *data_end, st
 		if (ip->ihl < 5 || ip->version != 4)
 			return P_MALFORMED;
 		p->l3 = ip;
+		p->l3off = off;
 		p->proto = ip->protocol;
 		if (ip->frag_off & bpf_htons(0x1fff)) {
 			p->nonfirst = 1;
@@ -102,6 +128,7 @@ static __always_inline enum parse_result parse_l3(void *data, void *data_end, st
 			 * (for the others parse_l4's bounds check covers it) */
 			return (void *)ip + ip->ihl * 4 > data_end ? P_MALFORMED : P_IP;
 		}
+		p->l4off = off + ip->ihl * 4;
 		return parse_l4((__u8 *)ip + ip->ihl * 4, data_end, p, 0) ? P_MALFORMED : P_IP;
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
@@ -111,6 +138,7 @@ static __always_inline enum parse_result parse_l3(void *data, void *data_end, st
 		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 			return P_MALFORMED;
 		p->l3 = ip6;
+		p->l3off = off;
 		p->v6 = 1;
 		next = ip6->nexthdr;
 		off += sizeof(*ip6);
@@ -148,6 +176,7 @@ static __always_inline enum parse_result parse_l3(void *data, void *data_end, st
 		p->proto = next;
 		if (off > FLT_MAX_HEADER_OFFSET)
 			return P_TOO_DEEP;
+		p->l4off = off;
 		return parse_l4(data + off, data_end, p, 1) ? P_MALFORMED : P_IP;
 	}
 	p->ethertype = proto;
@@ -342,11 +371,334 @@ static __always_inline void address_rules(struct pkt *p, void *data_end, __u32 g
 	address_groups(scv, dcv, gen, flags, v6, p->proto, named, pval, w);
 }
 
+/* ---- connection tracking (see the top of the file for the precedence) ---- */
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+#define NS_PER_S 1000000000ULL
+
+/* What a packet is to the tracker. */
+enum ct_kind { CT_NONE, CT_TCP, CT_UDP, CT_ECHO_REQ, CT_ECHO_REPLY, CT_ICMP_ERR };
+
+static __always_inline __u64 ct_now(struct flt_ct_cfg *cc)
+{
+	/* cc->now is the tests' clock (maps/filter.json); production leaves it 0. The coarse clock
+	 * (CLOCK_MONOTONIC at tick resolution) reads no clock source: timeouts are in seconds, and the
+	 * precise one cost more than the rest of the tracker on these VMs. */
+	return cc->now ? cc->now : bpf_ktime_get_coarse_ns();
+}
+
+static __always_inline __u64 ct_timeout(struct flt_ct_cfg *cc, struct flt_ct_val *v)
+{
+	__u32 s;
+
+	switch (v->state) {
+	case FLT_CT_SYN_SENT:
+		s = cc->tcp_syn_sent ?: FLT_CT_TCP_SYN_SENT_S;
+		break;
+	case FLT_CT_ESTABLISHED:
+		s = cc->tcp_established ?: FLT_CT_TCP_ESTABLISHED_S;
+		break;
+	case FLT_CT_CLOSING:
+		s = cc->tcp_closing ?: FLT_CT_TCP_CLOSING_S;
+		break;
+	case FLT_CT_TIME_WAIT:
+		s = cc->tcp_time_wait ?: FLT_CT_TCP_TIME_WAIT_S;
+		break;
+	case FLT_CT_UDP:
+		s = v->flags & FLT_CT_F_REPLIED ? (cc->udp_stream ?: FLT_CT_UDP_STREAM_S) : (cc->udp_single ?: FLT_CT_UDP_SINGLE_S);
+		break;
+	default:
+		s = cc->icmp ?: FLT_CT_ICMP_S;
+		break;
+	}
+	return (__u64)s * NS_PER_S;
+}
+
+/* Signed: another CPU may have stamped the flow a little after this one read the clock. */
+static __always_inline int ct_live(struct flt_ct_cfg *cc, struct flt_ct_val *v, __u64 now)
+{
+	return (__s64)(now - v->last_seen) < (__s64)ct_timeout(cc, v);
+}
+
+/* The addresses of the IP header at l3 into k, source as local when src_local. 0, or -1 when the
+ * header is not in the packet. */
+static __always_inline int ct_addrs(struct flt_ct_key *k, void *l3, void *data_end, __u32 v6, int src_local)
+{
+	if (v6) {
+		struct ipv6hdr *ip6 = l3;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		__builtin_memcpy(src_local ? k->laddr : k->raddr, &ip6->saddr, 16);
+		__builtin_memcpy(src_local ? k->raddr : k->laddr, &ip6->daddr, 16);
+		k->family = FLT_FAMILY_V6;
+	} else {
+		struct iphdr *ip = l3;
+
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		__builtin_memcpy(src_local ? k->laddr : k->raddr, &ip->saddr, 4);
+		__builtin_memcpy(src_local ? k->raddr : k->laddr, &ip->daddr, 4);
+		k->family = FLT_FAMILY_V4;
+	}
+	return 0;
+}
+
+/* The flow fields of the L4 header at l4 (protocol proto, family v6) into k, oriented as
+ * ct_addrs; the TCP flags into *tflags. The kind, CT_NONE when the packet is nothing the tracker
+ * follows (another protocol or ICMP type, a header too short for what it needs: 14 bytes of TCP
+ * for the flags, 6 of ICMP for the echo identifier, 8 of an ICMP error). */
+static __always_inline enum ct_kind ct_l4(struct flt_ct_key *k, __u8 *l4, void *data_end, __u32 proto, __u32 v6, int src_local, __u8 *tflags)
+{
+	k->proto = proto;
+	if (proto == IPPROTO_TCP) {
+		if ((void *)(l4 + 14) > data_end)
+			return CT_NONE;
+		k->lport = *(__be16 *)(src_local ? l4 : l4 + 2);
+		k->rport = *(__be16 *)(src_local ? l4 + 2 : l4);
+		*tflags = l4[13];
+		return CT_TCP;
+	}
+	if (proto == IPPROTO_UDP) {
+		if ((void *)(l4 + 4) > data_end)
+			return CT_NONE;
+		k->lport = *(__be16 *)(src_local ? l4 : l4 + 2);
+		k->rport = *(__be16 *)(src_local ? l4 + 2 : l4);
+		return CT_UDP;
+	}
+	if (v6 ? proto != IPPROTO_ICMPV6_ : proto != IPPROTO_ICMP_)
+		return CT_NONE;
+	if ((void *)(l4 + 8) > data_end) {
+		/* an echo needs its identifier (bytes 4-5) */
+		if ((void *)(l4 + 6) > data_end || (l4[0] != (v6 ? 128 : 8) && l4[0] != (v6 ? 129 : 0)))
+			return CT_NONE;
+	}
+	if (l4[0] == (v6 ? 128 : 8) || l4[0] == (v6 ? 129 : 0)) {
+		k->lport = *(__be16 *)(l4 + 4);
+		k->rport = 0;
+		return l4[0] == (v6 ? 128 : 8) ? CT_ECHO_REQ : CT_ECHO_REPLY;
+	}
+	if (v6 ? l4[0] >= 1 && l4[0] <= 3 : l4[0] == 3 || l4[0] == 11)
+		return CT_ICMP_ERR;
+	return CT_NONE;
+}
+
+/* A live flow for k, or NULL; an expired one is deleted on the way (it is absent either way). */
+static __always_inline struct flt_ct_val *ct_find(struct flt_ct_cfg *cc, struct flt_ct_key *k, __u64 now)
+{
+	struct flt_ct_val *v = bpf_map_lookup_elem(&flt_ct, k);
+
+	if (v && !ct_live(cc, v, now)) {
+		bpf_map_delete_elem(&flt_ct, k);
+		return NULL;
+	}
+	return v;
+}
+
+static __always_inline void ct_start(struct flt_ct_key *k, __u8 state, __u8 flags, __u64 now)
+{
+	struct flt_ct_val v = { .last_seen = now, .state = state, .flags = flags };
+
+	bpf_map_update_elem(&flt_ct, k, &v, BPF_ANY);
+}
+
+/* A TCP SYN that opens a connection: no ACK, RST or FIN with it. */
+static __always_inline int tcp_opens(__u32 f)
+{
+	return (f & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) == TCP_SYN;
+}
+
+/* A packet of flow v from the local side (remote == 0) or the remote side: whether it counts as
+ * the flow, and if so the flow's update (a RST deletes it). */
+static __always_inline int ct_advance(struct flt_ct_key *k, struct flt_ct_val *v, __u32 kind, __u32 f, __u32 remote, __u64 now)
+{
+	/* the side that did not open the flow */
+	__u32 answering = remote ? !(v->flags & FLT_CT_F_ORIG_REMOTE) : !!(v->flags & FLT_CT_F_ORIG_REMOTE);
+
+	if (kind == CT_TCP) {
+		if (tcp_opens(f) || v->state > FLT_CT_TIME_WAIT)
+			return 0;
+		if (v->state == FLT_CT_SYN_SENT && answering && !(f & TCP_RST) && (f & (TCP_SYN | TCP_ACK)) != (TCP_SYN | TCP_ACK))
+			return 0;
+		if (f & TCP_RST) {
+			bpf_map_delete_elem(&flt_ct, k);
+			return 1;
+		}
+		if (f & TCP_FIN) {
+			v->flags |= remote ? FLT_CT_F_FIN_REMOTE : FLT_CT_F_FIN_LOCAL;
+			v->state = (v->flags & (FLT_CT_F_FIN_REMOTE | FLT_CT_F_FIN_LOCAL)) == (FLT_CT_F_FIN_REMOTE | FLT_CT_F_FIN_LOCAL) ? FLT_CT_TIME_WAIT : FLT_CT_CLOSING;
+		} else if (v->state == FLT_CT_SYN_SENT && answering) {
+			v->state = FLT_CT_ESTABLISHED;
+		}
+	} else if (kind == CT_UDP ? v->state != FLT_CT_UDP : v->state != FLT_CT_ICMP) {
+		return 0;
+	}
+	if (answering)
+		v->flags |= FLT_CT_F_REPLIED;
+	v->last_seen = now;
+	return 1;
+}
+
+/* The flow an ICMP error's embedded header (a packet the host sent) belongs to, into k: 0, or -1
+ * when the embedded packet is not one the tracker follows. Only a first fragment or whole packet
+ * of the outer family, and for IPv6 with no extension header before its L4. */
+static __always_inline int ct_embedded(struct flt_ct_key *k, __u8 *icmp, void *data_end, __u32 v6)
+{
+	__u8 *in = icmp + 8, *l4, f = 0;
+	__u32 proto;
+	enum ct_kind kind;
+
+	if (v6) {
+		struct ipv6hdr *ip6 = (void *)in;
+
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
+			return -1;
+		proto = ip6->nexthdr;
+		l4 = in + sizeof(*ip6);
+	} else {
+		struct iphdr *ip = (void *)in;
+
+		if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5 || (ip->frag_off & bpf_htons(0x1fff)))
+			return -1;
+		proto = ip->protocol;
+		l4 = in + ip->ihl * 4;
+	}
+	if (ct_addrs(k, in, data_end, v6, 1))
+		return -1;
+	kind = ct_l4(k, l4, data_end, proto, v6, 1, &f);
+	/* only the ports are needed of the quoted TCP header (8 bytes are quoted, not the flags) */
+	if (kind == CT_NONE && proto == IPPROTO_TCP && (void *)(l4 + 4) <= data_end) {
+		k->lport = *(__be16 *)l4;
+		k->rport = *(__be16 *)(l4 + 2);
+		kind = CT_TCP;
+	}
+	return kind == CT_NONE || kind == CT_ICMP_ERR ? -1 : 0;
+}
+
+/* The tracker runs in global functions, one per context type, each verified once: it reads the
+ * packet again from the offsets the parser found (struct pkt). Inlined into filter(), it was walked
+ * again on every path out of the parser and through the rules (three to ten times the
+ * instructions of the whole program). */
+struct ct_q {
+	struct flt_ct_key k;	/* the packet's flow; for an ICMP error, the embedded packet's */
+	__u32 kind;		/* enum ct_kind */
+	__u32 tflags;		/* TCP flags */
+};
+
+/* Packs what the tracker needs of struct pkt besides the offsets into one argument (a global
+ * function takes five). */
+#define CT_META(p) ((p)->v6 | ((p)->proto & 0xff) << 8)
+
+/* The packet's flow into q, the source as local when src_local (egress). */
+static __always_inline void ct_query(struct ct_q *q, void *data, void *data_end, __u32 l3off, __u32 l4off, __u32 meta, int src_local)
+{
+	__u32 v6 = meta & 1, proto = (meta >> 8) & 0xff;
+	__u8 f = 0, *l4;
+
+	q->kind = CT_NONE;
+	/* no-ops that give the verifier the parser's bounds: L3 after at most FLT_MAX_VLAN_TAGS tags
+	 * (under OFF_MASK), L4 within FLT_MAX_HEADER_OFFSET plus an IPv4 header's 60 bytes */
+	l3off &= OFF_MASK;
+	l4off &= 0x7ff;
+	if (ct_addrs(&q->k, data + l3off, data_end, v6, src_local))
+		return;
+	l4 = data + l4off;
+	q->kind = ct_l4(&q->k, l4, data_end, proto, v6, src_local, &f);
+	q->tflags = f;
+	if (q->kind == CT_ICMP_ERR) {
+		__builtin_memset(&q->k, 0, sizeof(q->k));
+		if (ct_embedded(&q->k, l4, data_end, v6))
+			q->kind = CT_NONE;
+	}
+}
+
+enum ct_verdict { CT_UNTRACKED, CT_PASS_ESTABLISHED, CT_PASS_RELATED };
+
+/* An ingress packet the policy did not deny: part of a live flow, related to one, or neither (then
+ * an allow rule's new connection starts a flow: allowed is an allow rule's win). */
+static __always_inline int ct_ingress(void *data, void *data_end, __u32 l3off, __u32 l4off, __u32 meta, __u32 allowed)
+{
+	struct flt_ct_cfg *cc = &flt_ct_cfg[0];
+	struct ct_q q = {};
+	struct flt_ct_val *v;
+	__u64 now;
+
+	ct_query(&q, data, data_end, l3off, l4off, meta, 0);
+	if (q.kind == CT_NONE)
+		return CT_UNTRACKED;
+	/* an opening SYN is never a flow's packet: no lookup for it (a SYN flood pays none) */
+	if (q.kind == CT_TCP && tcp_opens(q.tflags)) {
+		if (allowed)
+			ct_start(&q.k, FLT_CT_SYN_SENT, FLT_CT_F_ORIG_REMOTE, ct_now(cc));
+		return CT_UNTRACKED;
+	}
+	now = ct_now(cc);
+	v = ct_find(cc, &q.k, now);
+	if (q.kind == CT_ICMP_ERR)
+		return v ? CT_PASS_RELATED : CT_UNTRACKED;
+	if (v && ct_advance(&q.k, v, q.kind, q.tflags, 1, now))
+		return CT_PASS_ESTABLISHED;
+	if (allowed) {
+		if (q.kind == CT_UDP && !v)
+			ct_start(&q.k, FLT_CT_UDP, FLT_CT_F_ORIG_REMOTE, now);
+		else if (q.kind == CT_ECHO_REQ && !v)
+			ct_start(&q.k, FLT_CT_ICMP, FLT_CT_F_ORIG_REMOTE, now);
+	}
+	return CT_UNTRACKED;
+}
+
+__noinline int ct_ingress_xdp(struct xdp_md *ctx, __u32 l3off, __u32 l4off, __u32 meta, __u32 allowed)
+{
+	if (!ctx)
+		return CT_UNTRACKED;
+	return ct_ingress((void *)(long)ctx->data, (void *)(long)ctx->data_end, l3off, l4off, meta, allowed);
+}
+
+__noinline int ct_ingress_skb(struct __sk_buff *skb, __u32 l3off, __u32 l4off, __u32 meta, __u32 allowed)
+{
+	if (!skb)
+		return CT_UNTRACKED;
+	return ct_ingress((void *)(long)skb->data, (void *)(long)skb->data_end, l3off, l4off, meta, allowed);
+}
+
+/* A packet the host sends: refreshes or advances its flow, or opens one. */
+__noinline int ct_egress_skb(struct __sk_buff *skb, __u32 l3off, __u32 l4off, __u32 meta)
+{
+	struct flt_ct_cfg *cc = &flt_ct_cfg[0];
+	struct ct_q q = {};
+	struct flt_ct_val *v;
+	__u64 now;
+
+	if (!skb)
+		return 0;
+	ct_query(&q, (void *)(long)skb->data, (void *)(long)skb->data_end, l3off, l4off, meta, 1);
+	if (q.kind == CT_NONE || q.kind == CT_ICMP_ERR)
+		return 0;
+	now = ct_now(cc);
+	if (q.kind == CT_TCP && tcp_opens(q.tflags)) {
+		/* a new connection, or the same ports again after the old one: starts over */
+		ct_start(&q.k, FLT_CT_SYN_SENT, 0, now);
+		return 0;
+	}
+	v = ct_find(cc, &q.k, now);
+	if (v)
+		ct_advance(&q.k, v, q.kind, q.tflags, 0, now);
+	else if (q.kind == CT_UDP)
+		ct_start(&q.k, FLT_CT_UDP, 0, now);
+	else if (q.kind == CT_ECHO_REQ)
+		ct_start(&q.k, FLT_CT_ICMP, 0, now);
+	return 0;
+}
+
 /* FLT_ALLOW or FLT_DENY for this packet, counting it against the rule (or statistic) that decided. */
-static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
+static __always_inline __u32 filter(void *ctx, int xdp, void *data, void *data_end, __u64 bytes)
 {
 	struct pkt p = { .l3 = data };
 	struct flt_cfg *cfg = &flt_cfg[0];
+	struct flt_ct_cfg *ct_cfg = &flt_ct_cfg[0];
 	struct flt_proto_val *pv;
 	struct flt_port_val *pval = NULL;
 	__u32 gen, flags, rule, action;
@@ -411,6 +763,17 @@ static __always_inline __u32 filter(void *data, void *data_end, __u64 bytes)
 		action = w.action;
 	}
 
+	/* State (precedence at the top of the file): an explicit deny decides before it */
+	if (ct_cfg->stateful && (rule == FLT_NO_RULE || action != FLT_DENY)) {
+		int cv = !p.has_port ? CT_UNTRACKED
+			 : xdp ? ct_ingress_xdp(ctx, p.l3off, p.l4off, CT_META(&p), rule != FLT_NO_RULE)
+			       : ct_ingress_skb(ctx, p.l3off, p.l4off, CT_META(&p), rule != FLT_NO_RULE);
+
+		if (cv != CT_UNTRACKED) {
+			count(&flt_stats, cv == CT_PASS_RELATED ? FLT_STAT_RELATED : FLT_STAT_ESTABLISHED, bytes);
+			return FLT_ALLOW;
+		}
+	}
 	if (rule == FLT_NO_RULE) {
 		/* Neighbour discovery keeps IPv6 working under --default deny unless a rule names it. */
 		if (p.is_nd) {
@@ -435,7 +798,7 @@ int filter_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 
-	return filter(data, data_end, data_end - data) == FLT_DENY ? XDP_DROP : XDP_PASS;
+	return filter(ctx, 1, data, data_end, data_end - data) == FLT_DENY ? XDP_DROP : XDP_PASS;
 }
 
 #define TC_ACT_OK 0
@@ -460,5 +823,32 @@ int filter_tc(struct __sk_buff *skb)
 		bpf_skb_pull_data(skb, len < 128 ? len : 128);
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
-	return filter(data, data_end, skb->len) == FLT_DENY ? TC_ACT_SHOT : TC_ACT_OK;
+	return filter(skb, 0, data, data_end, skb->len) == FLT_DENY ? TC_ACT_SHOT : TC_ACT_OK;
+}
+
+/* tc egress: records what the host sends (connection tracking); never drops. Attached only with
+ * state on, but it checks the switch too, so a stateless filter writes nothing. */
+SEC("tc")
+int filter_egress(struct __sk_buff *skb)
+{
+	struct flt_ct_cfg *cc = &flt_ct_cfg[0];
+	void *data, *data_end;
+	__u32 lin, len;
+
+	if (!cc->stateful)
+		return TC_ACT_OK;
+	lin = linear_len(skb);
+	len = skb->len;
+	if (lin < 128 && len > lin)
+		bpf_skb_pull_data(skb, len < 128 ? len : 128);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	{
+		struct pkt p = { .l3 = data };
+
+		/* what the parser does not read as IP is nothing to the tracker */
+		if (parse(data, data_end, &p, flt_cfg[0].zero) == P_IP && p.has_port)
+			ct_egress_skb(skb, p.l3off, p.l4off, CT_META(&p));
+	}
+	return TC_ACT_OK;
 }

@@ -213,6 +213,16 @@ export class FilterDatapath implements Closable {
     return this.obj.program(hook === 'tc' ? F.PROG_FILTER_TC : F.PROG_FILTER_XDP);
   }
 
+  /**
+   * Connection tracking of a loaded object: its switch, clock and timeouts (flt_ct_cfg), the flows
+   * (flt_ct) and the tc egress program that records what the host sends. For tests and benchmarks
+   * until the filter's own wiring (pins, attach) takes them up; the object owns them (closed with it).
+   */
+  conntrack(): { cfg: BpfTable<F.FltCtCfg>; flows: BpfMap<F.FltCtKey, F.FltCtVal>; egress: BpfProgram } {
+    if (!this.obj) throw new EbpfnetError('EBPFNET_USAGE', `track connections of the filter of ${this.ifname}`, 'an adopted filter has no program of its own here');
+    return { cfg: this.obj.table(F.FLT_CT_CFG), flows: this.obj.map(F.FLT_CT), egress: this.obj.program(F.PROG_FILTER_EGRESS) };
+  }
+
   /** What the verifier reported when this filter was loaded. */
   verifierStats(): ReadonlyMap<string, VerifierStats | null> {
     return this.obj?.verifierStats ?? new Map();

@@ -7,6 +7,7 @@
 import type { Policy } from './policy.js';
 import { familyMatch, formatRule, parseRule, ruleFamily, type Action, type Cidr, type Family, type Rule } from './rules.js';
 import { EXT_HEADERS, ETH_P, NH_AH, NH_FRAGMENT } from './model.js';
+import { buildPacket, reverse, type PacketSpec } from './packet.js';
 
 /** A small fast PRNG (32-bit state mixing, splitmix-style); the same seed gives the same stream. */
 export class Rng {
@@ -318,4 +319,160 @@ export function randomFrame(rng: Rng, fp: FuzzPolicy): { kind: FrameKind; frame:
   }
   while (bytes.length < MIN_FRAME) bytes.push(0); // shorter frames are refused by the test harness itself
   return { kind, frame: Buffer.from(bytes.slice(0, MAX_FRAME)) };
+}
+
+// ---- Sequences for connection tracking: a host (10.0.0.2, fd00::2) and a few far sides, flows
+// opened both ways, continued with every kind of TCP flags in both directions, ICMP errors quoting
+// them (or something else), junk beside them (a port or address off, a TCP header cut short), the
+// clock jumping across the timeouts, and now and then a new policy underneath.
+
+const CT_LOCAL = { 4: 0x0a000002n, 6: 0xfd000000000000000000000000000002n } as const;
+const CT_REMOTES = {
+  4: [0x0a000001n, 0x0a000003n, 0xc000020an, 0xc6336407n],
+  6: [0xfd000000000000000000000000000001n, 0xfd000000000000000000000000000003n, 0x20010db8000000000000000000000010n],
+} as const;
+const CT_RULES = [
+  'allow tcp/22', 'allow tcp/80', 'allow udp/53', 'allow icmp', 'allow udp', 'allow from 198.51.100.0/24', 'allow tcp/8080 from fd00::/64',
+  'deny from 192.0.2.0/24', 'deny tcp/8080', 'deny from fd00::3', 'deny icmp', 'deny tcp/22 from 10.0.0.3', 'deny udp/53 to fd00::2',
+  'allow icmpv6/packet-too-big', 'deny icmpv4/destination-unreachable from 198.51.100.0/24',
+];
+
+/** A policy for the state fuzzer: mostly a default deny, allow and deny rules over its addresses and ports. */
+export function randomCtPolicy(rng: Rng): Policy {
+  const rules: Rule[] = [];
+  const seen = new Set<string>();
+  for (let n = rng.range(0, 6); n > 0; n--) {
+    const t = rng.pick(CT_RULES);
+    if (seen.has(t)) continue;
+    seen.add(t);
+    rules.push(parseRule(t.startsWith('deny ') ? 'deny' : 'allow', t.replace(/^(allow|deny) /, '')));
+  }
+  return { rules, default: rng.chance(0.75) ? 'deny' : 'allow', audit: rng.chance(0.1) };
+}
+
+/** A flow as the host sends it: source local. */
+type CtFlowSpec = PacketSpec;
+
+export type CtStepKind = 'open_out' | 'open_in' | 'continue' | 'icmp_error' | 'junk' | 'truncated' | 'clock' | 'policy';
+export interface CtStep {
+  kind: CtStepKind;
+  /** out: the host sends it (egress); in: it arrives (ingress) */
+  dir?: 'in' | 'out';
+  frame?: Buffer;
+  /** clock: seconds forward */
+  seconds?: number;
+  policy?: Policy;
+}
+
+// weighted towards a handshake and data (SYN+ACK, ACK, PSH+ACK), then closing, resets and nonsense
+const TCP_FLAG_MIXES = [0x12, 0x12, 0x12, 0x10, 0x10, 0x10, 0x18, 0x18, 0x11, 0x11, 0x04, 0x14, 0x02, 0x01, 0x00, 0x19, 0x03, 0x06];
+const CLOCK_JUMPS = [0, 1, 4, 5, 6, 29, 30, 31, 119, 120, 121, 600, 3600, 432000, 432001];
+
+/** One world of the state fuzzer: the flows opened so far and the next step. Pure. */
+export class CtWorld {
+  readonly flows: CtFlowSpec[] = [];
+  /** for a TCP flow, who opened it and how far a well-behaved exchange has got (scripted steps) */
+  private readonly script = new Map<CtFlowSpec, { opener: 'in' | 'out'; phase: number }>();
+  constructor(private readonly rng: Rng) {}
+
+  /** The next packet of a well-behaved TCP exchange: SYN+ACK, ACK, data both ways, FINs, the last ACK. */
+  private scripted(f: CtFlowSpec): { dir: 'in' | 'out'; spec: PacketSpec } {
+    const sc = this.script.get(f)!;
+    const other = sc.opener === 'in' ? 'out' : 'in';
+    const closer = this.rng.chance(0.5) ? sc.opener : other;
+    const step = (dir: 'in' | 'out', tcpFlags: number): { dir: 'in' | 'out'; spec: PacketSpec } => ({ dir, spec: this.wrap({ ...(dir === 'out' ? f : reverse(f)), tcpFlags }) });
+    const at = sc.phase++;
+    if (at === 0) return step(other, 0x12);
+    if (at === 1) return step(sc.opener, 0x10);
+    if (at < 6 || this.rng.chance(0.6)) return step(this.rng.chance(0.5) ? sc.opener : other, 0x18);
+    if (at < 9) return step(closer, 0x11);
+    sc.phase = this.rng.chance(0.3) ? 0 : at;
+    return step(closer, 0x10);
+  }
+
+  private wrap(spec: PacketSpec): PacketSpec {
+    const rng = this.rng;
+    const vlans = rng.chance(0.2) ? Array.from({ length: rng.range(1, 2) }, () => rng.int(4096)) : [];
+    const ext = spec.family === 6 && rng.chance(0.1) ? [rng.pick([0, 60])] : [];
+    return { ...spec, vlans, ext };
+  }
+
+  /** A flow, and which side opens it: out, the host; in, the far side. */
+  private newFlow(): { flow: CtFlowSpec; dir: 'in' | 'out' } {
+    const rng = this.rng;
+    const family = rng.chance(0.6) ? 4 : 6;
+    const proto = rng.pick([6, 6, 6, 17, 17, family === 4 ? 1 : 58]);
+    const remote = rng.pick(CT_REMOTES[family]);
+    const out = rng.chance(0.6);
+    // few ports, so flows collide, reuse ports and meet rules
+    const eph = out ? rng.range(40000, 40005) : rng.range(50000, 50003);
+    const svc = rng.pick(proto === 17 ? [53, 123, 5353] : [22, 80, 443, 8080]);
+    const [sport, dport] = out ? [eph, svc] : [svc, eph];
+    return { flow: { family, proto, src: CT_LOCAL[family], dst: remote, sport, dport, icmpId: rng.range(1, 4), payload: rng.pick([0, 8, 100]) }, dir: out ? 'out' : 'in' };
+  }
+
+  /** The flow's packet one way, with flags or type fitting the protocol (or not). */
+  private packet(f: CtFlowSpec, dir: 'in' | 'out', opening = false): PacketSpec {
+    const rng = this.rng;
+    const base = dir === 'out' ? f : reverse(f);
+    if (f.proto === 6) return this.wrap({ ...base, tcpFlags: opening ? 0x02 : rng.pick(TCP_FLAG_MIXES) });
+    if (f.proto === 17) return this.wrap(base);
+    const echo = f.family === 4 ? [8, 0] : [128, 129];
+    return this.wrap({ ...base, icmpType: opening ? echo[0] : rng.chance(0.9) ? rng.pick(echo) : rng.pick([13, 14, 130, 3]) });
+  }
+
+  next(): CtStep {
+    const rng = this.rng;
+    const r = rng.next() / 2 ** 32;
+    const f = this.flows.length ? rng.pick(this.flows) : null;
+    if (!f || r < 0.15) {
+      const { flow: nf, dir } = this.newFlow();
+      if (nf.proto === 6) this.script.set(nf, { opener: dir, phase: 0 });
+      this.flows.push(nf);
+      if (this.flows.length > 40) this.script.delete(this.flows.shift()!);
+      return { kind: dir === 'out' ? 'open_out' : 'open_in', dir, frame: buildPacket(this.packet(nf, dir, true)) };
+    }
+    if (r < 0.45 && this.script.has(f)) {
+      const { dir, spec } = this.scripted(f);
+      return { kind: 'continue', dir, frame: buildPacket(spec) };
+    }
+    if (r < 0.6) {
+      const dir = rng.chance(0.55) ? 'in' : 'out';
+      return { kind: 'continue', dir, frame: buildPacket(this.packet(f, dir)) };
+    }
+    if (r < 0.7) {
+      // an error from a router or the far side, quoting what the host sent (or a neighbour of it)
+      const quotedSpec = rng.chance(0.7) ? this.packet(f, 'out') : { ...this.packet(f, 'out'), sport: (f.sport ?? 0) + 1, icmpId: (f.icmpId ?? 1) + 7 };
+      const types = f.family === 4 ? [3, 3, 11, 5, 12] : [1, 2, 2, 3, 4];
+      const router = rng.chance(0.5) ? f.dst : rng.pick(CT_REMOTES[f.family]);
+      const spec: PacketSpec = this.wrap({
+        family: f.family,
+        proto: f.family === 4 ? 1 : 58,
+        src: router,
+        dst: CT_LOCAL[f.family],
+        icmpType: rng.pick(types),
+        icmpCode: rng.pick([0, 1, 3, 4]),
+        inner: { ...quotedSpec, vlans: [], ext: rng.chance(0.1) && f.family === 6 ? [60] : [] },
+        quote: rng.pick([2, 4, 8, 8, 20, 64]),
+      });
+      return { kind: 'icmp_error', dir: 'in', frame: buildPacket(spec) };
+    }
+    if (r < 0.8) {
+      // beside the flow: a port or the address off by one, or the other family's ICMP number
+      const p = this.packet(f, rng.chance(0.7) ? 'in' : 'out');
+      const which = rng.int(4);
+      const junk = which === 0 ? { ...p, sport: (p.sport ?? 0) ^ 1 } : which === 1 ? { ...p, dport: (p.dport ?? 0) ^ 1 } : which === 2 ? { ...p, src: p.src ^ 1n } : { ...p, icmpId: (p.icmpId ?? 0) ^ 2, proto: p.proto === 17 ? 6 : p.proto };
+      return { kind: 'junk', dir: p.dst === CT_LOCAL[f.family] ? 'in' : 'out', frame: buildPacket(junk) };
+    }
+    if (r < 0.88) {
+      const dir = rng.chance(0.6) ? 'in' : 'out';
+      const p = this.packet(f, dir);
+      const full = buildPacket(p);
+      // cut anywhere from just before the L4 header to the end
+      const ipEnd = full.length - (f.proto === 6 ? 20 : 8) - (p.payload ?? 8);
+      return { kind: 'truncated', dir, frame: full.subarray(0, rng.range(Math.max(14, ipEnd - 2), full.length)) };
+    }
+    if (r < 0.985) return { kind: 'clock', seconds: rng.pick(CLOCK_JUMPS) };
+    return { kind: 'policy', policy: randomCtPolicy(rng) };
+  }
 }

@@ -7,8 +7,8 @@
 import { FLT_F_DIR4 } from '../gen/filter.js';
 import { XDP, XDP_ACTION_NAMES } from '../loader/index.js';
 import { FilterDatapath, type FilterCounters, type Hook } from './datapath.js';
-import { randomFrame, randomPolicy, Rng, type FrameKind } from './fuzz-cases.js';
-import { decideFrame, type FrameOutcome, type Stat } from './model.js';
+import { CtWorld, randomCtPolicy, randomFrame, randomPolicy, Rng, type CtStepKind, type FrameKind } from './fuzz-cases.js';
+import { ConnTrack, ctKeyText, decideFrame, type CtState, type FrameOutcome, type Stat } from './model.js';
 import type { Policy } from './policy.js';
 import { formatRule, parseRule } from './rules.js';
 import { STAT_NAMES } from './stats.js';
@@ -80,7 +80,7 @@ export function policyOf(r: ReproPolicy): Policy {
 }
 
 const describeOutcome = (o: FrameOutcome): string =>
-  `${o.action} (${o.rule !== null ? `rule ${o.rule}` : o.decision.reason}${o.parsed.why ? `: ${o.parsed.why}` : ''}; counts ${[...(o.rule !== null ? [`rule ${o.rule}`] : []), ...o.stats].join(', ')})`;
+  `${o.action} (${o.rule !== null ? `rule ${o.rule}` : (o.ct ?? o.decision.reason)}${o.parsed.why ? `: ${o.parsed.why}` : ''}; counts ${[...(o.rule !== null ? [`rule ${o.rule}`] : []), ...o.stats].join(', ')})`;
 
 /** One frame through one hook: 'allow', 'deny', or what else came back. null: the harness refused it. */
 export function runHook(d: FilterDatapath, hook: Hook, frame: Buffer): 'allow' | 'deny' | string | null {
@@ -252,4 +252,160 @@ export function replay(r: Pick<Reproducer, 'policy' | 'packet'>): ReplayResult {
   } finally {
     d.close();
   }
+}
+
+// ---- The state fuzzer: worlds of packet sequences in both directions (CtWorld) through the real
+// programs (filter_egress for what the host sends, filter_xdp or filter_tc, picked per packet, for
+// what it receives) and the model's ConnTrack, on the test clock. Each packet's verdict, each policy
+// segment's counters, and after each segment the whole flow table (state, flags, last seen) are
+// compared.
+
+export interface CtFuzzOptions {
+  seed: number;
+  packets: number;
+  /** packets (and clock steps) per world: a fresh table, clock and timeouts each */
+  perWorld?: number;
+  onDisagreement?: (r: CtReproducer) => void;
+  maxDisagreements?: number;
+}
+
+export interface CtReproducer {
+  what: 'verdict' | 'aborted' | 'counters' | 'table' | 'egress';
+  seed: number;
+  world: number;
+  step: number;
+  hook: Hook | 'egress' | null;
+  policy: ReproPolicy;
+  /** the frame, hex */
+  packet: string;
+  kernel: string;
+  model: string;
+}
+
+export interface CtFuzzReport {
+  seed: number;
+  worlds: number;
+  /** frames through a program: inbound (xdp or tc) plus outbound (egress) */
+  packets: number;
+  inbound: number;
+  outbound: number;
+  verdicts: { allow: number; deny: number };
+  /** inbound frames passed by state, and by an allow rule that opened a flow */
+  established: number;
+  related: number;
+  steps: Record<CtStepKind, number>;
+  /** flows in the model's table at each comparison, summed, by state */
+  states: Record<CtState, number>;
+  aborted: number;
+  disagreements: CtReproducer[];
+}
+
+const T0 = 1_000_000_000_000n;
+const TIMEOUT_FIELDS = ['tcp_syn_sent', 'tcp_established', 'tcp_closing', 'tcp_time_wait', 'udp_single', 'udp_stream', 'icmp'] as const;
+
+export function runCtFuzz(opts: CtFuzzOptions): CtFuzzReport {
+  const max = opts.maxDisagreements ?? 20;
+  const perWorld = opts.perWorld ?? 500;
+  const rng = new Rng(opts.seed);
+  const report: CtFuzzReport = {
+    seed: opts.seed,
+    worlds: 0,
+    packets: 0,
+    inbound: 0,
+    outbound: 0,
+    verdicts: { allow: 0, deny: 0 },
+    established: 0,
+    related: 0,
+    steps: { open_out: 0, open_in: 0, continue: 0, icmp_error: 0, junk: 0, truncated: 0, clock: 0, policy: 0 },
+    states: { syn_sent: 0, established: 0, closing: 0, time_wait: 0, udp: 0, icmp: 0 },
+    aborted: 0,
+    disagreements: [],
+  };
+  const found = (r: CtReproducer): void => {
+    if (report.disagreements.length >= max) return;
+    report.disagreements.push(r);
+    opts.onDisagreement?.(r);
+  };
+  const d = FilterDatapath.load('ctfuzz');
+  const ct = d.conntrack();
+  try {
+    for (let w = 0; report.packets < opts.packets; w++) {
+      report.worlds++;
+      for (const k of [...ct.flows.keys()]) ct.flows.delete(k);
+      const model = new ConnTrack();
+      model.now = T0;
+      // netfilter's defaults half the time, else short ones the clock jumps cross
+      const timeouts = Object.fromEntries(TIMEOUT_FIELDS.map((f) => [f, rng.chance(0.5) ? 0 : rng.pick([1, 5, 30, 120])])) as Record<(typeof TIMEOUT_FIELDS)[number], number>;
+      model.timeouts = timeouts;
+      ct.cfg.set(0, { stateful: 1, now: T0, ...timeouts });
+      const world = new CtWorld(rng);
+      let policy = randomCtPolicy(rng);
+      d.apply(policy);
+      let before = tallyOf(d.counters());
+      let expected = emptyTally(policy.rules.length);
+      let lastFrame = '';
+      const endSegment = (step: number): void => {
+        const diff = tallyDiff(before, tallyOf(d.counters()), expected);
+        if (diff.length) found({ what: 'counters', seed: opts.seed, world: w, step, hook: null, policy: reproPolicy(policy), packet: lastFrame, kernel: diff.join('; '), model: 'the segment as a whole' });
+        const want = model.snapshot();
+        const got = new Map(ct.flows.entries().map(([k, v]) => [ctKeyText(k), { state: v.state, flags: v.flags, lastSeen: v.last_seen }]));
+        const diffs: string[] = [];
+        for (const [k, v] of want) {
+          const g = got.get(k);
+          if (!g || g.state !== v.state || g.flags !== v.flags || g.lastSeen !== v.lastSeen) diffs.push(`${k}: kernel ${g ? JSON.stringify({ ...g, lastSeen: String(g.lastSeen) }) : 'absent'}, model ${JSON.stringify({ ...v, lastSeen: String(v.lastSeen) })}`);
+        }
+        for (const k of got.keys()) if (!want.has(k)) diffs.push(`${k}: kernel has it, model does not`);
+        if (diffs.length) found({ what: 'table', seed: opts.seed, world: w, step, hook: null, policy: reproPolicy(policy), packet: lastFrame, kernel: diffs.slice(0, 5).join('; '), model: `${want.size} flows` });
+        for (const { flow } of model.flows.values()) report.states[flow.state]++;
+      };
+      for (let s = 0; s < perWorld && report.packets < opts.packets; s++) {
+        const step = world.next();
+        report.steps[step.kind]++;
+        if (step.kind === 'clock') {
+          model.now += BigInt(step.seconds!) * 1_000_000_000n;
+          ct.cfg.set(0, { ...ct.cfg.get(0), now: model.now });
+          continue;
+        }
+        if (step.kind === 'policy') {
+          endSegment(s);
+          policy = step.policy!;
+          d.apply(policy);
+          before = tallyOf(d.counters());
+          expected = emptyTally(policy.rules.length);
+          continue;
+        }
+        const frame = step.frame!;
+        const hex = frame.toString('hex');
+        if (!tcHarnessTakes(frame) && (step.dir === 'out' || rng.chance(0.5))) continue;
+        lastFrame = hex;
+        const repro = (what: CtReproducer['what'], hook: CtReproducer['hook'], kernel: string, m: string): void =>
+          found({ what, seed: opts.seed, world: w, step: s, hook, policy: reproPolicy(policy), packet: hex, kernel, model: m });
+        report.packets++;
+        if (step.dir === 'out') {
+          report.outbound++;
+          model.egress(frame);
+          const rv = ct.egress.testRun({ data: frame }).retval;
+          if (rv !== TC_ACT_OK) repro('egress', 'egress', `tc retval ${rv}`, 'TC_ACT_OK: egress never drops');
+          continue;
+        }
+        report.inbound++;
+        const hook: Hook = !tcHarnessTakes(frame) || rng.chance(0.5) ? 'xdp' : 'tc';
+        const o = model.ingress(policy, frame);
+        report.verdicts[o.action]++;
+        if (o.ct) report[o.ct]++;
+        addOutcome(expected, o, frame.length, 1);
+        const v = runHook(d, hook, frame);
+        if (v !== 'allow' && v !== 'deny') {
+          report.aborted++;
+          repro('aborted', hook, String(v), describeOutcome(o));
+        } else if (v !== o.action) {
+          repro('verdict', hook, v, describeOutcome(o));
+        }
+      }
+      endSegment(perWorld);
+    }
+  } finally {
+    d.close();
+  }
+  return report;
 }

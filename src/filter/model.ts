@@ -22,6 +22,7 @@
 //   bounded parse); one starting later is too deep.
 // Anything short of that is malformed: dropped (passed in audit mode) and counted as malformed;
 // too deep is dropped the same way and counted as tooDeep.
+import * as F from '../gen/filter.js';
 import { FLT_MAX_EXT_HDRS, FLT_MAX_HEADER_OFFSET, FLT_MAX_VLAN_TAGS } from '../gen/filter.js';
 import { evaluate, nonIpNeeded, type Decision, type PacketInfo, type Policy } from './policy.js';
 import { PROTO_NUMBERS, type Action } from './rules.js';
@@ -50,6 +51,8 @@ export interface FrameOutcome {
   /** what the kernel counts for this frame: at most one rule, and statistics */
   rule: number | null;
   stats: Stat[];
+  /** passed by connection tracking (ConnTrack.ingress) */
+  ct?: 'established' | 'related';
 }
 
 const malformed = (why: string): ParsedFrame => ({ kind: 'malformed', why });
@@ -62,22 +65,22 @@ const bigAt = (b: Uint8Array, o: number, n: number): bigint => {
 };
 
 /** The L4 fields a decision needs, for a whole packet or a first fragment whose L4 starts at off. */
-function l4(b: Uint8Array, off: number, p: ParsedFrame): ParsedFrame {
+function l4(b: Uint8Array, off: number, p: ParsedFrame): ParsedFrame & { l4?: number } {
   if (off > MAX_HEADER_OFFSET) return tooDeep(`L4 header at byte ${off}, past ${MAX_HEADER_OFFSET}`);
   if (off > b.length) return malformed('the IP headers claim more than the frame holds');
   const ported = p.proto === PROTO_NUMBERS.tcp || p.proto === PROTO_NUMBERS.udp || p.proto === PROTO_NUMBERS.sctp;
   if (ported) {
     if (off + 4 > b.length) return malformed('too short for the ports');
-    return { ...p, dport: u16(b, off + 2) };
+    return { ...p, dport: u16(b, off + 2), l4: off };
   }
   if (p.family === 6 ? p.proto === PROTO_NUMBERS.icmpv6 : p.proto === PROTO_NUMBERS.icmpv4) {
     if (off + 1 > b.length) return malformed('too short for the ICMP type');
-    return p.family === 6 ? { ...p, dport: b[off], nd: b[off] >= 133 && b[off] <= 137 } : { ...p, dport: b[off] };
+    return p.family === 6 ? { ...p, dport: b[off], nd: b[off] >= 133 && b[off] <= 137, l4: off } : { ...p, dport: b[off], l4: off };
   }
   return p;
 }
 
-function ipv4(b: Uint8Array, off: number): ParsedFrame {
+function ipv4(b: Uint8Array, off: number): ParsedFrame & { l4?: number } {
   if (off + 20 > b.length) return malformed('IPv4 header truncated');
   const version = b[off] >> 4;
   const ihl = b[off] & 0xf;
@@ -89,7 +92,7 @@ function ipv4(b: Uint8Array, off: number): ParsedFrame {
   return l4(b, off + ihl * 4, p);
 }
 
-function ipv6(b: Uint8Array, off: number): ParsedFrame {
+function ipv6(b: Uint8Array, off: number): ParsedFrame & { l4?: number } {
   if (off + 40 > b.length) return malformed('IPv6 header truncated');
   if (b[off] >> 4 !== 6) return malformed(`IPv6 version ${b[off] >> 4}`);
   const base = { kind: 'ip' as const, family: 6 as const, src: bigAt(b, off + 8, 16), dst: bigAt(b, off + 24, 16), nonfirst: false };
@@ -114,6 +117,12 @@ function ipv6(b: Uint8Array, off: number): ParsedFrame {
 
 /** What the filter sees in a frame. */
 export function parseFrame(frame: Uint8Array): ParsedFrame {
+  const { l4: _l4, ...parsed } = parseFrameL4(frame);
+  return parsed;
+}
+
+/** parseFrame, with where the L4 header starts when the filter reads it (the tracker reads it again). */
+function parseFrameL4(frame: Uint8Array): ParsedFrame & { l4?: number } {
   if (frame.length < 14) return malformed('shorter than an Ethernet header');
   let type = u16(frame, 12);
   let off = 14;
@@ -166,4 +175,251 @@ export function decideFrame(policy: Policy, frame: Uint8Array): FrameOutcome {
       break;
   }
   return { action: decision.action, decision, parsed, rule, stats };
+}
+
+// ---- Connection tracking (state on), as documented at the top of bpf/filter.bpf.c and in the
+// README: flows in the host's view; an explicit deny first, then a live flow ("established"), an
+// ICMP error quoting a live flow ("related"), an allow rule (which opens a flow for a new
+// connection), the rest as without state. Timeouts as netfilter's (maps/filter.json FLT_CT_*_S).
+
+export type CtState = 'syn_sent' | 'established' | 'closing' | 'time_wait' | 'udp' | 'icmp';
+/** the kernel's FLT_CT_* number of each state */
+export const CT_STATE_NUMBER: Record<CtState, number> = {
+  syn_sent: F.FLT_CT_SYN_SENT,
+  established: F.FLT_CT_ESTABLISHED,
+  closing: F.FLT_CT_CLOSING,
+  time_wait: F.FLT_CT_TIME_WAIT,
+  udp: F.FLT_CT_UDP,
+  icmp: F.FLT_CT_ICMP,
+};
+
+export interface CtFlow {
+  state: CtState;
+  /** opened by the far side (an inbound connection an allow rule passed) */
+  origRemote: boolean;
+  /** the side that did not open it has sent something counted as the flow */
+  replied: boolean;
+  finLocal: boolean;
+  finRemote: boolean;
+  /** ns, on the tracker's clock */
+  lastSeen: bigint;
+}
+
+/** Timeouts in seconds; 0 or absent: the default. */
+export type CtTimeouts = Partial<Record<'tcp_syn_sent' | 'tcp_established' | 'tcp_closing' | 'tcp_time_wait' | 'udp_single' | 'udp_stream' | 'icmp', number>>;
+
+export const CT_DEFAULT_TIMEOUTS: Required<CtTimeouts> = {
+  tcp_syn_sent: F.FLT_CT_TCP_SYN_SENT_S,
+  tcp_established: F.FLT_CT_TCP_ESTABLISHED_S,
+  tcp_closing: F.FLT_CT_TCP_CLOSING_S,
+  tcp_time_wait: F.FLT_CT_TCP_TIME_WAIT_S,
+  udp_single: F.FLT_CT_UDP_SINGLE_S,
+  udp_stream: F.FLT_CT_UDP_STREAM_S,
+  icmp: F.FLT_CT_ICMP_S,
+};
+
+/** A flow key in the host's view (local first); `laddr`/`raddr` as big integers. */
+export interface CtKey {
+  family: 4 | 6;
+  proto: number;
+  laddr: bigint;
+  raddr: bigint;
+  /** the ICMP echo identifier for ICMP, remote port 0 */
+  lport: number;
+  rport: number;
+}
+
+const keyText = (k: CtKey): string => `${k.family}/${k.proto}/${k.laddr}/${k.lport}/${k.raddr}/${k.rport}`;
+
+type CtKind = 'tcp' | 'udp' | 'echo_request' | 'echo_reply' | 'icmp_error';
+interface CtPacket {
+  kind: CtKind;
+  key: CtKey;
+  /** TCP flags */
+  flags: number;
+}
+
+const T_FIN = 0x01;
+const T_SYN = 0x02;
+const T_RST = 0x04;
+const T_ACK = 0x10;
+/** a TCP SYN that opens a connection: no ACK, RST or FIN with it */
+const opens = (f: number): boolean => (f & (T_SYN | T_ACK | T_RST | T_FIN)) === T_SYN;
+
+const echoTypes = (family: 4 | 6): { request: number; reply: number } => (family === 4 ? { request: 8, reply: 0 } : { request: 128, reply: 129 });
+/** destination unreachable (fragmentation needed too) and time exceeded; ICMPv6 packet too big too */
+const isError = (family: 4 | 6, type: number): boolean => (family === 4 ? type === 3 || type === 11 : type >= 1 && type <= 3);
+
+/**
+ * The flow fields of the L4 header at `l4` of protocol `proto`, local = source when srcLocal: TCP
+ * needs 14 bytes (the flags), UDP its ports, an ICMP echo its identifier (6 bytes), an ICMP error
+ * its 8-byte header. null: nothing the tracker follows.
+ */
+function flowOf(b: Uint8Array, l4: number, family: 4 | 6, proto: number, src: bigint, dst: bigint, srcLocal: boolean): CtPacket | null {
+  const addrs = srcLocal ? { laddr: src, raddr: dst } : { laddr: dst, raddr: src };
+  const ports = (): { lport: number; rport: number } => (srcLocal ? { lport: u16(b, l4), rport: u16(b, l4 + 2) } : { lport: u16(b, l4 + 2), rport: u16(b, l4) });
+  if (proto === PROTO_NUMBERS.tcp) return l4 + 14 <= b.length ? { kind: 'tcp', key: { family, proto, ...addrs, ...ports() }, flags: b[l4 + 13] } : null;
+  if (proto === PROTO_NUMBERS.udp) return l4 + 4 <= b.length ? { kind: 'udp', key: { family, proto, ...addrs, ...ports() }, flags: 0 } : null;
+  if (proto !== (family === 4 ? PROTO_NUMBERS.icmpv4 : PROTO_NUMBERS.icmpv6) || l4 + 1 > b.length) return null;
+  const type = b[l4];
+  const echo = echoTypes(family);
+  if (type === echo.request || type === echo.reply) {
+    if (l4 + 6 > b.length) return null;
+    return { kind: type === echo.request ? 'echo_request' : 'echo_reply', key: { family, proto, ...addrs, lport: u16(b, l4 + 4), rport: 0 }, flags: 0 };
+  }
+  if (l4 + 8 <= b.length && isError(family, type)) return { kind: 'icmp_error', key: { family, proto, ...addrs, lport: 0, rport: 0 }, flags: 0 };
+  return null;
+}
+
+/**
+ * The flow of the packet an ICMP error quotes (one the host sent: its source is local), or null.
+ * The quoted packet is of the error's family, a first fragment or whole, and for IPv6 with its
+ * L4 header right after the fixed one; of a quoted TCP header only the ports are needed.
+ */
+function quotedFlow(b: Uint8Array, icmp: number, family: 4 | 6): CtKey | null {
+  const at = icmp + 8;
+  let proto: number, l4: number, src: bigint, dst: bigint;
+  if (family === 6) {
+    if (at + 40 > b.length || b[at] >> 4 !== 6) return null;
+    proto = b[at + 6];
+    l4 = at + 40;
+    src = bigAt(b, at + 8, 16);
+    dst = bigAt(b, at + 24, 16);
+  } else {
+    if (at + 20 > b.length || b[at] >> 4 !== 4 || (b[at] & 0xf) < 5 || (u16(b, at + 6) & 0x1fff) !== 0) return null;
+    proto = b[at + 9];
+    l4 = at + (b[at] & 0xf) * 4;
+    src = bigAt(b, at + 12, 4);
+    dst = bigAt(b, at + 16, 4);
+  }
+  if (proto === PROTO_NUMBERS.tcp && l4 + 4 <= b.length) return { family, proto, laddr: src, raddr: dst, lport: u16(b, l4), rport: u16(b, l4 + 2) };
+  const f = flowOf(b, l4, family, proto, src, dst, true);
+  return f && f.kind !== 'icmp_error' ? f.key : null;
+}
+
+/** The tracker's reading of a frame: null unless an IP first fragment or whole packet it follows. */
+function ctPacket(frame: Uint8Array, srcLocal: boolean): CtPacket | null {
+  const parsed = parseFrameL4(frame);
+  if (parsed.kind !== 'ip' || parsed.nonfirst || parsed.dport === undefined || parsed.l4 === undefined) return null;
+  const family = parsed.family!;
+  const f = flowOf(frame, parsed.l4, family, parsed.proto!, parsed.src!, parsed.dst!, srcLocal);
+  if (f?.kind !== 'icmp_error') return f;
+  const q = quotedFlow(frame, parsed.l4, family);
+  return q ? { kind: 'icmp_error', key: q, flags: 0 } : null;
+}
+
+/** The reference model of the connection tracker: its table, clock and timeouts. */
+export class ConnTrack {
+  readonly flows = new Map<string, { key: CtKey; flow: CtFlow }>();
+  /** ns; the kernel's flt_ct_cfg.now in tests */
+  now = 0n;
+  timeouts: CtTimeouts = {};
+  stateful = true;
+
+  private timeoutNs(f: CtFlow): bigint {
+    const t = (name: keyof CtTimeouts): number => this.timeouts[name] || CT_DEFAULT_TIMEOUTS[name];
+    const s =
+      f.state === 'syn_sent' ? t('tcp_syn_sent')
+      : f.state === 'established' ? t('tcp_established')
+      : f.state === 'closing' ? t('tcp_closing')
+      : f.state === 'time_wait' ? t('tcp_time_wait')
+      : f.state === 'udp' ? (f.replied ? t('udp_stream') : t('udp_single'))
+      : t('icmp');
+    return BigInt(s) * 1_000_000_000n;
+  }
+
+  /** A live flow; an expired one is forgotten (it is absent either way). */
+  private find(k: CtKey): CtFlow | undefined {
+    const e = this.flows.get(keyText(k));
+    if (!e) return undefined;
+    if (this.now - e.flow.lastSeen >= this.timeoutNs(e.flow)) {
+      this.flows.delete(keyText(k));
+      return undefined;
+    }
+    return e.flow;
+  }
+
+  private start(k: CtKey, state: CtState, origRemote: boolean): void {
+    this.flows.set(keyText(k), { key: k, flow: { state, origRemote, replied: false, finLocal: false, finRemote: false, lastSeen: this.now } });
+  }
+
+  /** A packet of flow f from the far side (remote) or the host: whether it counts as the flow, and its effect. */
+  private advance(k: CtKey, f: CtFlow, p: CtPacket, remote: boolean): boolean {
+    const answering = remote !== f.origRemote;
+    if (p.kind === 'tcp') {
+      const tcpState = f.state === 'syn_sent' || f.state === 'established' || f.state === 'closing' || f.state === 'time_wait';
+      if (opens(p.flags) || !tcpState) return false;
+      // before the answer only a SYN+ACK or a RST from the answering side is the flow
+      if (f.state === 'syn_sent' && answering && !(p.flags & T_RST) && (p.flags & (T_SYN | T_ACK)) !== (T_SYN | T_ACK)) return false;
+      if (p.flags & T_RST) {
+        this.flows.delete(keyText(k));
+        return true;
+      }
+      if (p.flags & T_FIN) {
+        if (remote) f.finRemote = true;
+        else f.finLocal = true;
+        f.state = f.finLocal && f.finRemote ? 'time_wait' : 'closing';
+      } else if (f.state === 'syn_sent' && answering) {
+        f.state = 'established';
+      }
+    } else if (p.kind === 'udp' ? f.state !== 'udp' : f.state !== 'icmp') {
+      return false;
+    }
+    if (answering) f.replied = true;
+    f.lastSeen = this.now;
+    return true;
+  }
+
+  /** A frame the host sends (tc egress): it never drops; it opens, refreshes or advances a flow. */
+  egress(frame: Uint8Array): void {
+    if (!this.stateful) return;
+    const p = ctPacket(frame, true);
+    if (!p || p.kind === 'icmp_error') return;
+    if (p.kind === 'tcp' && opens(p.flags)) return this.start(p.key, 'syn_sent', false);
+    const f = this.find(p.key);
+    if (f) this.advance(p.key, f, p, false);
+    else if (p.kind === 'udp') this.start(p.key, 'udp', false);
+    else if (p.kind === 'echo_request') this.start(p.key, 'icmp', false);
+  }
+
+  /** A frame the host receives, under `policy`: the verdict and what the kernel counts. */
+  ingress(policy: Policy, frame: Uint8Array): FrameOutcome {
+    const o = decideFrame(policy, frame);
+    if (!this.stateful) return o;
+    // an explicit deny decides first
+    if (o.rule !== null && policy.rules[o.rule].action === 'deny') return o;
+    const p = ctPacket(frame, false);
+    if (!p) return o;
+    const pass = (ct: 'established' | 'related'): FrameOutcome => ({ ...o, action: 'allow', rule: null, stats: [ct], ct });
+    // an opening SYN is never a flow's packet (the table is not even read for it)
+    if (p.kind === 'tcp' && opens(p.flags)) {
+      if (o.rule !== null) this.start(p.key, 'syn_sent', true);
+      return o;
+    }
+    const f = this.find(p.key);
+    if (p.kind === 'icmp_error') return f ? pass('related') : o;
+    if (f && this.advance(p.key, f, p, true)) return pass('established');
+    if (o.rule !== null) {
+      // an allow rule passed it: a new connection is tracked from here
+      if (p.kind === 'udp' && !f) this.start(p.key, 'udp', true);
+      else if (p.kind === 'echo_request' && !f) this.start(p.key, 'icmp', true);
+    }
+    return o;
+  }
+
+  /** The table as the kernel's flt_ct would hold it: key text -> state number, flags, last seen. */
+  snapshot(): Map<string, { state: number; flags: number; lastSeen: bigint }> {
+    const out = new Map<string, { state: number; flags: number; lastSeen: bigint }>();
+    for (const [t, { flow: f }] of this.flows) {
+      const flags = (f.origRemote ? F.FLT_CT_F_ORIG_REMOTE : 0) | (f.replied ? F.FLT_CT_F_REPLIED : 0) | (f.finLocal ? F.FLT_CT_F_FIN_LOCAL : 0) | (f.finRemote ? F.FLT_CT_F_FIN_REMOTE : 0);
+      out.set(t, { state: CT_STATE_NUMBER[f.state], flags, lastSeen: f.lastSeen });
+    }
+    return out;
+  }
+}
+
+/** The model's key text of a kernel flt_ct key (for comparing tables). */
+export function ctKeyText(k: { laddr: Uint8Array; raddr: Uint8Array; lport: number; rport: number; proto: number; family: number }): string {
+  const n = k.family === F.FLT_FAMILY_V6 ? 16 : 4;
+  return keyText({ family: k.family === F.FLT_FAMILY_V6 ? 6 : 4, proto: k.proto, laddr: bigAt(k.laddr, 0, n), raddr: bigAt(k.raddr, 0, n), lport: k.lport, rport: k.rport });
 }

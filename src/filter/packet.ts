@@ -21,7 +21,30 @@ export interface PacketSpec {
   fragOffset?: number;
   moreFragments?: boolean;
   icmpType?: number;
+  /** ICMP code (default 0) */
+  icmpCode?: number;
+  /** the ICMP echo identifier (default 1) */
+  icmpId?: number;
+  /** TCP flags byte (default SYN, 0x02) */
+  tcpFlags?: number;
+  /** for an ICMP error: the packet it quotes (its IP header and `quote` bytes of its L4 header,
+   * default 8 as routers send), in place of the payload */
+  inner?: PacketSpec;
+  quote?: number;
   payload?: number;
+}
+
+/** TCP flag bits for PacketSpec.tcpFlags */
+export const TCP = { fin: 0x01, syn: 0x02, rst: 0x04, psh: 0x08, ack: 0x10 } as const;
+
+/** The same flow's packet the other way: addresses and ports swapped. */
+export const reverse = (spec: PacketSpec, more: Partial<PacketSpec> = {}): PacketSpec => ({ ...spec, src: spec.dst, dst: spec.src, sport: spec.dport, dport: spec.sport, ...more });
+
+/** The IP packet a spec makes (no Ethernet header, no VLAN tags), cut to its IP header plus `quote` bytes of L4. */
+function quoted(inner: PacketSpec, quote: number): number[] {
+  const b = buildPacket({ ...inner, vlans: [] }).subarray(14);
+  const ipLen = inner.family === 4 ? (b[0] & 0xf) * 4 : 40;
+  return [...b.subarray(0, Math.min(b.length, ipLen + quote))];
 }
 
 const u16 = (n: number): number[] => [(n >> 8) & 0xff, n & 0xff];
@@ -31,17 +54,18 @@ const addrBytes = (family: Family, a: bigint): number[] => {
 };
 
 function l4(spec: PacketSpec): number[] {
-  const pay = Array(spec.payload ?? 8).fill(0xab);
+  const pay = spec.inner ? quoted(spec.inner, spec.quote ?? 8) : Array(spec.payload ?? 8).fill(0xab);
   switch (spec.proto) {
-    case 6: // TCP: ports, seq, ack, data offset 5, SYN
-      return [...u16(spec.sport ?? 40000), ...u16(spec.dport ?? 80), 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0, ...pay];
+    case 6: // TCP: ports, seq, ack, data offset 5, flags (SYN)
+      return [...u16(spec.sport ?? 40000), ...u16(spec.dport ?? 80), 0, 0, 0, 1, 0, 0, 0, 0, 0x50, spec.tcpFlags ?? TCP.syn, 0xff, 0xff, 0, 0, 0, 0, ...pay];
     case 17: // UDP
       return [...u16(spec.sport ?? 40000), ...u16(spec.dport ?? 53), ...u16(8 + pay.length), 0, 0, ...pay];
     case 132: // SCTP common header
       return [...u16(spec.sport ?? 40000), ...u16(spec.dport ?? 80), 0, 0, 0, 0, 0, 0, 0, 0, ...pay];
     case 1:
     case 58:
-      return [spec.icmpType ?? (spec.proto === 1 ? 8 : 128), 0, 0, 0, 0, 1, 0, 1, ...pay];
+      // type, code, checksum, then the echo identifier and sequence (or an error's unused word)
+      return [spec.icmpType ?? (spec.proto === 1 ? 8 : 128), spec.icmpCode ?? 0, 0, 0, ...u16(spec.icmpId ?? 1), 0, 1, ...pay];
     default:
       return pay;
   }

@@ -16,6 +16,10 @@ export const FILTER_STATS = [
   { name: 'nonIpDrop', json: 'nonIpDrop', slot: F.FLT_STAT_NON_IP_DROP, row: { rule: 'non-ip', action: 'deny' } },
   { name: 'ndPass', json: 'neighbourDiscovery', slot: F.FLT_STAT_ND_PASS, row: { rule: 'neighbour-discovery', action: 'allow' } },
   { name: 'arpDrop', json: 'arpDrop', slot: F.FLT_STAT_ARP_DROP, row: { rule: 'arp', action: 'deny' } },
+  /** packets of a tracked connection (state on): passed whatever the rules say, unless a deny rule decides */
+  { name: 'established', json: 'established', slot: F.FLT_STAT_ESTABLISHED, row: { rule: 'established', action: 'allow' } },
+  /** ICMP errors about a tracked connection (state on): fragmentation needed, unreachable, time exceeded */
+  { name: 'related', json: 'related', slot: F.FLT_STAT_RELATED, row: { rule: 'related', action: 'allow' } },
   /** non-first fragments, whatever decided them (also counted where they were decided) */
   { name: 'fragments', json: 'fragments', slot: F.FLT_STAT_FRAGMENT, row: null },
   /** drops audit mode let through (also counted where they were decided) */

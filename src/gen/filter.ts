@@ -42,7 +42,7 @@ export const FLT_MAX_EXT_HDRS = 8;
 export const FLT_MAX_VLAN_TAGS = 8;
 export const FLT_MAX_HEADER_OFFSET = 1024;
 export const FLT_PORT_SLOTS = 4;
-export const FLT_STAT_SLOTS = 10;
+export const FLT_STAT_SLOTS = 12;
 export const FLT_PORT_VALS = 65536;
 export const FLT_F_DIR4 = 4096;
 export const FLT_DIR_CHUNK = 2147483648;
@@ -51,6 +51,25 @@ export const FLT_F_NON_IP_DENY = 8192;
 export const FLT_ETH_LLDP = 35020;
 export const FLT_ETH_PAE = 34958;
 export const FLT_ETH_802_3_MIN = 1536;
+export const FLT_STAT_ESTABLISHED = 10;
+export const FLT_STAT_RELATED = 11;
+export const FLT_CT_SYN_SENT = 1;
+export const FLT_CT_ESTABLISHED = 2;
+export const FLT_CT_CLOSING = 3;
+export const FLT_CT_TIME_WAIT = 4;
+export const FLT_CT_UDP = 5;
+export const FLT_CT_ICMP = 6;
+export const FLT_CT_F_ORIG_REMOTE = 1;
+export const FLT_CT_F_REPLIED = 2;
+export const FLT_CT_F_FIN_LOCAL = 4;
+export const FLT_CT_F_FIN_REMOTE = 8;
+export const FLT_CT_TCP_SYN_SENT_S = 120;
+export const FLT_CT_TCP_ESTABLISHED_S = 432000;
+export const FLT_CT_TCP_CLOSING_S = 120;
+export const FLT_CT_TCP_TIME_WAIT_S = 120;
+export const FLT_CT_UDP_SINGLE_S = 30;
+export const FLT_CT_UDP_STREAM_S = 120;
+export const FLT_CT_ICMP_S = 30;
 
 /** flt_cfg[0]: the active generation and each generation's flags and default. User space writes the inactive generation's fields first (the active bytes stay as they are), then flips gen with one aligned 4-byte store: a packet sees one whole generation */
 export interface FltCfg {
@@ -442,6 +461,196 @@ export const FltClass: Codec<FltClass> & StructLayout = {
   },
 };
 
+/** flt_ct_cfg[0]: connection tracking's switch, clock and timeouts. A timeout of 0 means its FLT_CT_*_S default (netfilter's), so a fresh object tracks with sane values once stateful is set */
+export interface FltCtCfg {
+  stateful: number; // 1: track connections (egress program writes, ingress reads); 0: the stateless filter, bit for bit
+  now: bigint; // TESTS ONLY: when non-zero, the programs read this as the time in ns instead of bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC_COARSE), so tests and the model agree on expiry. Never set in production
+  tcp_syn_sent: number; // seconds: a SYN seen, no SYN-ACK yet
+  tcp_established: number; // seconds
+  tcp_closing: number; // seconds: a FIN seen from one side
+  tcp_time_wait: number; // seconds: FINs seen from both sides
+  udp_single: number; // seconds: datagrams one way only so far
+  udp_stream: number; // seconds: datagrams seen both ways
+  icmp: number; // seconds: ICMP/ICMPv6 echo
+}
+export const FltCtCfg: Codec<FltCtCfg> & StructLayout = {
+  name: 'flt_ct_cfg',
+  size: 48,
+  fields: [{ name: 'stateful', offset: 0, size: 4 }, { name: 'pad', offset: 4, size: 4 }, { name: 'now', offset: 8, size: 8 }, { name: 'tcp_syn_sent', offset: 16, size: 4 }, { name: 'tcp_established', offset: 20, size: 4 }, { name: 'tcp_closing', offset: 24, size: 4 }, { name: 'tcp_time_wait', offset: 28, size: 4 }, { name: 'udp_single', offset: 32, size: 4 }, { name: 'udp_stream', offset: 36, size: 4 }, { name: 'icmp', offset: 40, size: 4 }, { name: 'pad2', offset: 44, size: 4 }],
+  encode(v: FltCtCfg, b: Buffer = Buffer.alloc(48), o = 0): Buffer {
+    b.writeUInt32LE(v.stateful, o + 0);
+    b[o + 4] = 0;
+    b[o + 5] = 0;
+    b[o + 6] = 0;
+    b[o + 7] = 0;
+    b.writeBigUInt64LE(v.now, o + 8);
+    b.writeUInt32LE(v.tcp_syn_sent, o + 16);
+    b.writeUInt32LE(v.tcp_established, o + 20);
+    b.writeUInt32LE(v.tcp_closing, o + 24);
+    b.writeUInt32LE(v.tcp_time_wait, o + 28);
+    b.writeUInt32LE(v.udp_single, o + 32);
+    b.writeUInt32LE(v.udp_stream, o + 36);
+    b.writeUInt32LE(v.icmp, o + 40);
+    b[o + 44] = 0;
+    b[o + 45] = 0;
+    b[o + 46] = 0;
+    b[o + 47] = 0;
+    return b;
+  },
+  decode(b: Buffer, o = 0): FltCtCfg {
+    return {
+      stateful: b.readUInt32LE(o + 0),
+      now: b.readBigUInt64LE(o + 8),
+      tcp_syn_sent: b.readUInt32LE(o + 16),
+      tcp_established: b.readUInt32LE(o + 20),
+      tcp_closing: b.readUInt32LE(o + 24),
+      tcp_time_wait: b.readUInt32LE(o + 28),
+      udp_single: b.readUInt32LE(o + 32),
+      udp_stream: b.readUInt32LE(o + 36),
+      icmp: b.readUInt32LE(o + 40),
+    };
+  },
+  encodeView(v: FltCtCfg, d: DataView, o = 0): void {
+    d.setUint32(o + 0, v.stateful, true);
+    d.setUint8(o + 4, 0);
+    d.setUint8(o + 5, 0);
+    d.setUint8(o + 6, 0);
+    d.setUint8(o + 7, 0);
+    d.setBigUint64(o + 8, v.now, true);
+    d.setUint32(o + 16, v.tcp_syn_sent, true);
+    d.setUint32(o + 20, v.tcp_established, true);
+    d.setUint32(o + 24, v.tcp_closing, true);
+    d.setUint32(o + 28, v.tcp_time_wait, true);
+    d.setUint32(o + 32, v.udp_single, true);
+    d.setUint32(o + 36, v.udp_stream, true);
+    d.setUint32(o + 40, v.icmp, true);
+    d.setUint8(o + 44, 0);
+    d.setUint8(o + 45, 0);
+    d.setUint8(o + 46, 0);
+    d.setUint8(o + 47, 0);
+  },
+  decodeView(d: DataView, o = 0): FltCtCfg {
+    return {
+      stateful: d.getUint32(o + 0, true),
+      now: d.getBigUint64(o + 8, true),
+      tcp_syn_sent: d.getUint32(o + 16, true),
+      tcp_established: d.getUint32(o + 20, true),
+      tcp_closing: d.getUint32(o + 24, true),
+      tcp_time_wait: d.getUint32(o + 28, true),
+      udp_single: d.getUint32(o + 32, true),
+      udp_stream: d.getUint32(o + 36, true),
+      icmp: d.getUint32(o + 40, true),
+    };
+  },
+};
+
+/** a tracked flow in the host's view, whichever direction the packet went: local and remote address and port (the ICMP echo identifier as the local port, remote port 0), protocol, family. IPv4 addresses in the first 4 bytes, the rest zero */
+export interface FltCtKey {
+  laddr: Uint8Array;
+  raddr: Uint8Array;
+  lport: number;
+  rport: number;
+  proto: number;
+  family: number;
+}
+export const FltCtKey: Codec<FltCtKey> & StructLayout = {
+  name: 'flt_ct_key',
+  size: 40,
+  fields: [{ name: 'laddr', offset: 0, size: 16 }, { name: 'raddr', offset: 16, size: 16 }, { name: 'lport', offset: 32, size: 2 }, { name: 'rport', offset: 34, size: 2 }, { name: 'proto', offset: 36, size: 1 }, { name: 'family', offset: 37, size: 1 }, { name: 'pad', offset: 38, size: 2 }],
+  encode(v: FltCtKey, b: Buffer = Buffer.alloc(40), o = 0): Buffer {
+    b.fill(0, o + 0, o + 16);
+    b.set(v.laddr.subarray(0, 16), o + 0);
+    b.fill(0, o + 16, o + 32);
+    b.set(v.raddr.subarray(0, 16), o + 16);
+    b.writeUInt16BE(v.lport, o + 32);
+    b.writeUInt16BE(v.rport, o + 34);
+    b.writeUInt8(v.proto, o + 36);
+    b.writeUInt8(v.family, o + 37);
+    b[o + 38] = 0;
+    b[o + 39] = 0;
+    return b;
+  },
+  decode(b: Buffer, o = 0): FltCtKey {
+    return {
+      laddr: Uint8Array.from(b.subarray(o + 0, o + 16)),
+      raddr: Uint8Array.from(b.subarray(o + 16, o + 32)),
+      lport: b.readUInt16BE(o + 32),
+      rport: b.readUInt16BE(o + 34),
+      proto: b.readUInt8(o + 36),
+      family: b.readUInt8(o + 37),
+    };
+  },
+  encodeView(v: FltCtKey, d: DataView, o = 0): void {
+    for (let i = 0; i < 16; i++) d.setUint8(o + 0 + i, v.laddr[i] ?? 0);
+    for (let i = 0; i < 16; i++) d.setUint8(o + 16 + i, v.raddr[i] ?? 0);
+    d.setUint16(o + 32, v.lport);
+    d.setUint16(o + 34, v.rport);
+    d.setUint8(o + 36, v.proto);
+    d.setUint8(o + 37, v.family);
+    d.setUint8(o + 38, 0);
+    d.setUint8(o + 39, 0);
+  },
+  decodeView(d: DataView, o = 0): FltCtKey {
+    return {
+      laddr: new Uint8Array(d.buffer.slice(d.byteOffset + o + 0, d.byteOffset + o + 16)),
+      raddr: new Uint8Array(d.buffer.slice(d.byteOffset + o + 16, d.byteOffset + o + 32)),
+      lport: d.getUint16(o + 32),
+      rport: d.getUint16(o + 34),
+      proto: d.getUint8(o + 36),
+      family: d.getUint8(o + 37),
+    };
+  },
+};
+
+/** a tracked flow: when it last saw a packet (ns of CLOCK_MONOTONIC_COARSE, or of flt_ct_cfg.now in tests), its state (FLT_CT_*; below FLT_CT_UDP for TCP) and flags (FLT_CT_F_*) */
+export interface FltCtVal {
+  last_seen: bigint;
+  state: number;
+  flags: number;
+}
+export const FltCtVal: Codec<FltCtVal> & StructLayout = {
+  name: 'flt_ct_val',
+  size: 16,
+  fields: [{ name: 'last_seen', offset: 0, size: 8 }, { name: 'state', offset: 8, size: 1 }, { name: 'flags', offset: 9, size: 1 }, { name: 'pad', offset: 10, size: 6 }],
+  encode(v: FltCtVal, b: Buffer = Buffer.alloc(16), o = 0): Buffer {
+    b.writeBigUInt64LE(v.last_seen, o + 0);
+    b.writeUInt8(v.state, o + 8);
+    b.writeUInt8(v.flags, o + 9);
+    b[o + 10] = 0;
+    b[o + 11] = 0;
+    b[o + 12] = 0;
+    b[o + 13] = 0;
+    b[o + 14] = 0;
+    b[o + 15] = 0;
+    return b;
+  },
+  decode(b: Buffer, o = 0): FltCtVal {
+    return {
+      last_seen: b.readBigUInt64LE(o + 0),
+      state: b.readUInt8(o + 8),
+      flags: b.readUInt8(o + 9),
+    };
+  },
+  encodeView(v: FltCtVal, d: DataView, o = 0): void {
+    d.setBigUint64(o + 0, v.last_seen, true);
+    d.setUint8(o + 8, v.state);
+    d.setUint8(o + 9, v.flags);
+    d.setUint8(o + 10, 0);
+    d.setUint8(o + 11, 0);
+    d.setUint8(o + 12, 0);
+    d.setUint8(o + 13, 0);
+    d.setUint8(o + 14, 0);
+    d.setUint8(o + 15, 0);
+  },
+  decodeView(d: DataView, o = 0): FltCtVal {
+    return {
+      last_seen: d.getBigUint64(o + 0, true),
+      state: d.getUint8(o + 8),
+      flags: d.getUint8(o + 9),
+    };
+  },
+};
+
 /** source prefix -> class, for IPv6 and for IPv4 when the generation does not use the DIR tables (FLT_F_DIR4 clear) */
 export const FLT_SRC = {
   name: 'flt_src',
@@ -486,7 +695,7 @@ export const FLT_COUNTERS = {
 export const FLT_STATS = {
   name: 'flt_stats',
   type: 'percpu_array',
-  maxEntries: 10,
+  maxEntries: 12,
   key: scalar.u32,
   value: FltCount,
   record: null,
@@ -509,6 +718,16 @@ export const FLT_CLASSES = {
   maxEntries: 16384,
   key: scalar.u32,
   value: FltClass,
+  record: null,
+} as const satisfies MapLayout;
+
+/** tracked flows (connection tracking): written by filter_egress for what the host sends and by the ingress programs for new connections an allow rule passed; least recently used flows are evicted when full */
+export const FLT_CT = {
+  name: 'flt_ct',
+  type: 'lru_hash',
+  maxEntries: 65536,
+  key: FltCtKey,
+  value: FltCtVal,
   record: null,
 } as const satisfies MapLayout;
 
@@ -552,15 +771,24 @@ export const FLT_DIR = {
   entry: scalar.u32,
 } as const satisfies TableLayout;
 
+/** connection tracking: on/off, test clock, timeouts */
+export const FLT_CT_CFG = {
+  name: '.bss.flt_ct_cfg',
+  variable: 'flt_ct_cfg',
+  entries: 1,
+  entry: FltCtCfg,
+} as const satisfies TableLayout;
+
 export const PROG_FILTER_XDP = { name: 'filter_xdp', type: 'xdp' } as const satisfies ProgramLayout;
 export const PROG_FILTER_TC = { name: 'filter_tc', type: 'tc' } as const satisfies ProgramLayout;
+export const PROG_FILTER_EGRESS = { name: 'filter_egress', type: 'tc' } as const satisfies ProgramLayout;
 
 /** Everything this layout declares, for the BTF drift test and the verifier harness. */
 export const LAYOUT = {
   object: 'filter',
-  maps: [FLT_SRC, FLT_DST, FLT_RULES, FLT_COUNTERS, FLT_STATS, FLT_CHUNKS, FLT_CLASSES],
-  tables: [FLT_CFG, FLT_PROTOS, FLT_PIDX, FLT_PVAL, FLT_DIR],
-  programs: [PROG_FILTER_XDP, PROG_FILTER_TC],
-  structs: [FltCfg, FltLpmKey, FltVerdict, FltPortVal, FltProtoVal, FltRuleKey, FltCount, FltPidx, FltClass],
+  maps: [FLT_SRC, FLT_DST, FLT_RULES, FLT_COUNTERS, FLT_STATS, FLT_CHUNKS, FLT_CLASSES, FLT_CT],
+  tables: [FLT_CFG, FLT_PROTOS, FLT_PIDX, FLT_PVAL, FLT_DIR, FLT_CT_CFG],
+  programs: [PROG_FILTER_XDP, PROG_FILTER_TC, PROG_FILTER_EGRESS],
+  structs: [FltCfg, FltLpmKey, FltVerdict, FltPortVal, FltProtoVal, FltRuleKey, FltCount, FltPidx, FltClass, FltCtCfg, FltCtKey, FltCtVal],
   rodata: null,
 } as const;

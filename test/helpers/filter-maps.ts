@@ -24,8 +24,12 @@ const text = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (type
 /** map name -> sha256 of its sorted entries, plus the list of pin files. */
 export function filterFingerprint(ifname: string): Record<string, string> {
   const dir = filterPinDir(ifname);
-  const out: Record<string, string> = { pins: readdirSync(dir).sort().join(',') };
+  const pins = readdirSync(dir).sort();
+  const out: Record<string, string> = { pins: pins.join(',') };
   for (const layout of F.LAYOUT.maps) {
+    // what the filter pins (the list above is part of the fingerprint): the connection table is
+    // not pinned yet (issue 15)
+    if (!pins.includes(layout.name)) continue;
     const m = openPinnedMap(join(dir, layout.name), layout as never);
     try {
       const rows = m.entries().map(([k, v]) => `${text(k)}=${text(v)}`).sort();

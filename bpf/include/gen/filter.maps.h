@@ -42,7 +42,7 @@
 #define FLT_MAX_VLAN_TAGS 8
 #define FLT_MAX_HEADER_OFFSET 1024
 #define FLT_PORT_SLOTS 4
-#define FLT_STAT_SLOTS 10
+#define FLT_STAT_SLOTS 12
 #define FLT_PORT_VALS 65536
 #define FLT_F_DIR4 4096
 #define FLT_DIR_CHUNK 2147483648
@@ -51,6 +51,25 @@
 #define FLT_ETH_LLDP 35020
 #define FLT_ETH_PAE 34958
 #define FLT_ETH_802_3_MIN 1536
+#define FLT_STAT_ESTABLISHED 10
+#define FLT_STAT_RELATED 11
+#define FLT_CT_SYN_SENT 1
+#define FLT_CT_ESTABLISHED 2
+#define FLT_CT_CLOSING 3
+#define FLT_CT_TIME_WAIT 4
+#define FLT_CT_UDP 5
+#define FLT_CT_ICMP 6
+#define FLT_CT_F_ORIG_REMOTE 1
+#define FLT_CT_F_REPLIED 2
+#define FLT_CT_F_FIN_LOCAL 4
+#define FLT_CT_F_FIN_REMOTE 8
+#define FLT_CT_TCP_SYN_SENT_S 120
+#define FLT_CT_TCP_ESTABLISHED_S 432000
+#define FLT_CT_TCP_CLOSING_S 120
+#define FLT_CT_TCP_TIME_WAIT_S 120
+#define FLT_CT_UDP_SINGLE_S 30
+#define FLT_CT_UDP_STREAM_S 120
+#define FLT_CT_ICMP_S 30
 
 /* flt_cfg[0]: the active generation and each generation's flags and default. User space writes the inactive generation's fields first (the active bytes stay as they are), then flips gen with one aligned 4-byte store: a packet sees one whole generation */
 struct flt_cfg {
@@ -134,6 +153,43 @@ struct flt_class {
 };
 _Static_assert(sizeof(struct flt_class) == 16, "struct flt_class layout drifted from maps/filter.json");
 
+/* flt_ct_cfg[0]: connection tracking's switch, clock and timeouts. A timeout of 0 means its FLT_CT_*_S default (netfilter's), so a fresh object tracks with sane values once stateful is set */
+struct flt_ct_cfg {
+	__u32 stateful; /* 1: track connections (egress program writes, ingress reads); 0: the stateless filter, bit for bit */
+	__u32 pad;
+	__u64 now; /* TESTS ONLY: when non-zero, the programs read this as the time in ns instead of bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC_COARSE), so tests and the model agree on expiry. Never set in production */
+	__u32 tcp_syn_sent; /* seconds: a SYN seen, no SYN-ACK yet */
+	__u32 tcp_established; /* seconds */
+	__u32 tcp_closing; /* seconds: a FIN seen from one side */
+	__u32 tcp_time_wait; /* seconds: FINs seen from both sides */
+	__u32 udp_single; /* seconds: datagrams one way only so far */
+	__u32 udp_stream; /* seconds: datagrams seen both ways */
+	__u32 icmp; /* seconds: ICMP/ICMPv6 echo */
+	__u32 pad2;
+};
+_Static_assert(sizeof(struct flt_ct_cfg) == 48, "struct flt_ct_cfg layout drifted from maps/filter.json");
+
+/* a tracked flow in the host's view, whichever direction the packet went: local and remote address and port (the ICMP echo identifier as the local port, remote port 0), protocol, family. IPv4 addresses in the first 4 bytes, the rest zero */
+struct flt_ct_key {
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__be16 lport;
+	__be16 rport;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+_Static_assert(sizeof(struct flt_ct_key) == 40, "struct flt_ct_key layout drifted from maps/filter.json");
+
+/* a tracked flow: when it last saw a packet (ns of CLOCK_MONOTONIC_COARSE, or of flt_ct_cfg.now in tests), its state (FLT_CT_*; below FLT_CT_UDP for TCP) and flags (FLT_CT_F_*) */
+struct flt_ct_val {
+	__u64 last_seen;
+	__u8 state;
+	__u8 flags;
+	__u8 pad[6];
+};
+_Static_assert(sizeof(struct flt_ct_val) == 16, "struct flt_ct_val layout drifted from maps/filter.json");
+
 #define FLT_SRC_MAX_ENTRIES 262144
 /* source prefix -> class, for IPv6 and for IPv4 when the generation does not use the DIR tables (FLT_F_DIR4 clear) */
 struct {
@@ -173,7 +229,7 @@ struct {
 	__type(value, struct flt_count);
 } flt_counters SEC(".maps");
 
-#define FLT_STATS_MAX_ENTRIES 10
+#define FLT_STATS_MAX_ENTRIES 12
 /* FLT_STAT_* */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -200,6 +256,15 @@ struct {
 	__type(value, struct flt_class);
 } flt_classes SEC(".maps");
 
+#define FLT_CT_MAX_ENTRIES 65536
+/* tracked flows (connection tracking): written by filter_egress for what the host sends and by the ingress programs for new connections an allow rule passed; least recently used flows are evicted when full */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FLT_CT_MAX_ENTRIES);
+	__type(key, struct flt_ct_key);
+	__type(value, struct flt_ct_val);
+} flt_ct SEC(".maps");
+
 #define FLT_CFG_ENTRIES 1
 /* the active generation, flags and defaults */
 struct flt_cfg flt_cfg[FLT_CFG_ENTRIES] SEC(".bss.flt_cfg");
@@ -219,5 +284,9 @@ struct flt_port_val flt_pval[FLT_PVAL_ENTRIES] SEC(".bss.flt_pval");
 #define FLT_DIR_ENTRIES 262144
 /* the DIR table's first level: index (gen * 2 + side) * 65536 + the address's top 16 bits; an entry as in flt_chunks */
 __u32 flt_dir[FLT_DIR_ENTRIES] SEC(".bss.flt_dir");
+
+#define FLT_CT_CFG_ENTRIES 1
+/* connection tracking: on/off, test clock, timeouts */
+struct flt_ct_cfg flt_ct_cfg[FLT_CT_CFG_ENTRIES] SEC(".bss.flt_ct_cfg");
 
 #endif
