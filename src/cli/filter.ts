@@ -278,8 +278,10 @@ function unload(o: { iface?: string; all?: boolean; allNamespaces?: boolean }): 
   if (!targets.length) process.stdout.write(`no pinned filters ${scope}\n`);
 }
 
-async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?: string; metrics?: string; pin?: boolean; force?: boolean; replace?: boolean; dryRun?: boolean; interval: string }): Promise<void> {
+async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?: string; metrics?: string; pin?: boolean; force?: boolean; replace?: boolean; dryRun?: boolean; stateless?: boolean; interval: string }): Promise<void> {
   const policy = policyFrom(o);
+  // a default deny the host can live with: its own connections' replies pass (bpf/filter.bpf.c)
+  const stateful = policy.default === 'deny' && !o.stateless;
   const hook = hookOf(o.hook);
   const mode = modeOf(o.mode);
   if (o.metrics) parseListen(o.metrics);
@@ -313,7 +315,7 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
   }
   const started: StartedFilter[] = [];
   try {
-    for (const i of ifnames) started.push(startFilter(i, policy, { hook, mode, pin: !!o.pin, replace: o.replace }));
+    for (const i of ifnames) started.push(startFilter(i, policy, { hook, mode, pin: !!o.pin, replace: o.replace, stateful }));
   } catch (e) {
     // all interfaces or none: the ones already started go again
     for (const st of started) undoStart(st);
@@ -322,6 +324,8 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
   const ds = started.map((st) => st.datapath);
   if (resolved.some((r) => isWildcard(r.pattern))) process.stdout.write(`interfaces: ${describeResolved(resolved)}\n`);
   for (const d of ds) process.stdout.write(`${d.ifname}: ${hook === 'tc' ? 'tc ingress (tcx)' : `xdp ${d.mode}`}: ${describe(policy)}\n`);
+  if (stateful) process.stdout.write('connection state: on: replies to connections this host opens (and ICMP errors about them) pass; a deny rule still drops them; --stateless turns it off\n');
+  else if (policy.default === 'deny') process.stdout.write('connection state: off (--stateless): replies to connections this host opens are dropped unless a rule allows them\n');
   if (policy.default === 'deny') {
     const arp = policy.rules.some((r) => r.proto === 'arp' && r.action === 'deny');
     const nd = policy.rules.some((r) => r.proto === 'icmpv6');
@@ -366,7 +370,7 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
 /** `filter --agent URL ...`: the same policy options, sent to the agent. */
 async function filterAgent(o: PolicyOpts & AgentOptions & { iface: string[]; add?: boolean; force?: boolean }): Promise<void> {
   const policy = policyFrom(o);
-  refuseLocalFlags('filter', o, { pin: '--pin', metrics: '--metrics', dryRun: '--dry-run', replace: '--replace' });
+  refuseLocalFlags('filter', o, { pin: '--pin', metrics: '--metrics', dryRun: '--dry-run', replace: '--replace', stateless: '--stateless' });
   await filterThroughAgent(new AgentClient({ ...o, agent: o.agent! }), policy, { iface: splitPatterns(o.iface), add: o.add, force: o.force, defaultGiven: o.default !== undefined });
 }
 
@@ -442,6 +446,7 @@ export function registerFilter(program: Command): void {
       .option('--metrics <[addr:]port>', 'serve Prometheus metrics at http://ADDR:PORT/metrics')
       .option('--pin', 'leave the filter attached after the command exits')
       .option('--replace', 'replace an XDP program already on the interface')
+      .option('--stateless', 'under --default deny, do not track connections (replies to connections this host opens are then dropped too)')
       .option('--force', 'apply even if it would cut off your SSH session')
       .option('--dry-run', 'print the compiled map entries and the verifier verdict; attach nothing')
       .option('--interval <seconds>', 'how often to print drop counts when not on a terminal', '5')

@@ -118,6 +118,11 @@ export class FilterDatapath implements Closable {
   private obj: BpfObject | null;
   private readonly t: Tables;
   private link: Link | null = null;
+  /** connection tracking (stateful): the flows and their switch, and the tc egress link that
+   * records what the host sends; null when stateless (or adopted from pins without them) */
+  private ct: { cfg: BpfTable<F.FltCtCfg>; flows: BpfMap<F.FltCtKey, F.FltCtVal>; egress: Link | null } | null = null;
+  /** connections are tracked: replies to what the host opened pass (see bpf/filter.bpf.c) */
+  stateful = false;
   private written: [Written | null, Written | null] = [null, null];
   /** what each first-level DIR half (generation * 2 + side) holds, as compiled: known zero, a table,
    * or unknown (after adopt); an unchanged half is not rewritten */
@@ -203,6 +208,11 @@ export class FilterDatapath implements Closable {
       d.rules = { texts, slots: Int32Array.from(texts, (t) => state.ids[t]), default: state.default, audit: state.audit };
       d.hook = state.hook;
       d.mode = state.mode;
+      d.stateful = state.stateful === true;
+    }
+    // the flows outlive every command that changes the policy: they are the pinned maps'
+    if (d.stateful && existsSync(join(dir, F.FLT_CT.name))) {
+      d.ct = { cfg: openPinnedTable(join(dir, F.FLT_CT_CFG.variable), F.FLT_CT_CFG), flows: openPinnedMap(join(dir, F.FLT_CT.name), F.FLT_CT), egress: null };
     }
     return d;
   }
@@ -402,16 +412,38 @@ export class FilterDatapath implements Closable {
     if (old.portIdx) this.spare = old.portIdx;
   }
 
-  attach(opts: { hook?: Hook; mode?: XdpMode | 'auto' } = {}): Link {
+  attach(opts: { hook?: Hook; mode?: XdpMode | 'auto'; stateful?: boolean } = {}): Link {
     if (!this.obj) throw new EbpfnetError('EBPFNET_USAGE', `attach the filter to ${this.ifname}`, 'an adopted filter is already attached');
+    // state first: the tc egress program records what the host sends from before the first reply
+    // can reach the ingress program (nothing is dropped meanwhile: no ingress program yet)
+    if (opts.stateful) this.trackConnections();
+    try {
+      return this.attachIngress(opts);
+    } catch (e) {
+      this.ct?.egress?.close();
+      if (this.ct) this.ct.egress = null;
+      throw e;
+    }
+  }
+
+  /** Turns state on and attaches filter_egress to tc egress. */
+  private trackConnections(): void {
+    const { cfg, flows, egress } = this.conntrack();
+    cfg.set(0, { ...cfg.get(0), stateful: 1 });
+    this.ct = { cfg, flows, egress: egress.attachTcx(this.ifname, 'egress') };
+    this.stateful = true;
+  }
+
+  private attachIngress(opts: { hook?: Hook; mode?: XdpMode | 'auto' }): Link {
+    const obj = this.obj!;
     this.hook = opts.hook ?? 'xdp';
     if (this.hook === 'tc') {
-      const l = this.obj.program(F.PROG_FILTER_TC).attachTcx(this.ifname);
+      const l = obj.program(F.PROG_FILTER_TC).attachTcx(this.ifname);
       this.mode = 'tc';
       this.link = l;
       return l;
     }
-    const l = this.obj.program(F.PROG_FILTER_XDP).attachXdp(this.ifname, { mode: opts.mode ?? 'auto' });
+    const l = obj.program(F.PROG_FILTER_XDP).attachXdp(this.ifname, { mode: opts.mode ?? 'auto' });
     this.mode = l.mode;
     this.link = l;
     return l;
@@ -495,7 +527,7 @@ export class FilterDatapath implements Closable {
   private writeRecord(): void {
     const p = this.rules;
     if (!p || !this.record) return;
-    this.record.write(recordText({ ifname: this.ifname, netnsCookie: netnsCookie()?.toString(), default: p.default, audit: p.audit, hook: this.hook, mode: this.mode }, p.texts, p.slots));
+    this.record.write(recordText({ ifname: this.ifname, netnsCookie: netnsCookie()?.toString(), default: p.default, audit: p.audit, hook: this.hook, mode: this.mode, stateful: this.stateful }, p.texts, p.slots));
   }
 
   /** The pin directory, as this process reaches it; null when not pinned. */
@@ -528,6 +560,11 @@ export class FilterDatapath implements Closable {
     for (const m of rest) this.t[m.name].pin(join(dir, m.name));
     for (const x of TABLES) this.t[x.variable].pin(join(dir, x.variable));
     this.link?.pin(join(dir, 'link'));
+    if (this.ct) {
+      this.ct.flows.pin(join(dir, F.FLT_CT.name));
+      this.ct.cfg.pin(join(dir, F.FLT_CT_CFG.variable));
+      this.ct.egress?.pin(join(dir, 'egress'));
+    }
     this.pinnedAt = dir;
     this.record = new RecordWriter(recordKey(fs.netns, ifindex), fs.records);
     this.writeRecord();
@@ -553,6 +590,10 @@ export class FilterDatapath implements Closable {
   close(): void {
     this.link?.close();
     this.link = null;
+    this.ct?.egress?.close();
+    this.ct?.flows.close();
+    this.ct?.cfg.close();
+    this.ct = null;
     for (const m of MAPS) this.t[m.name].close();
     for (const x of TABLES) this.t[x.variable].close();
     this.obj?.close();
@@ -567,6 +608,8 @@ export class FilterDatapath implements Closable {
 }
 
 interface State extends RecordIdentity {
+  /** connections tracked (absent in records of older releases: stateless) */
+  stateful?: boolean;
   rules: Array<{ action: 'allow' | 'deny'; match: string }>;
   default: 'allow' | 'deny';
   audit: boolean;

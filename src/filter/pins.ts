@@ -196,8 +196,10 @@ export function findLocal(fs: FilterSite, name: string): PinnedFilter | null {
 
 /** Detaches a pinned filter and removes its pins and record (and folders left empty). */
 export function removePin(fs: FilterSite, p: PinnedFilter): void {
-  if (existsSync(join(p.dir, 'link'))) {
-    const l = openPinnedLink(join(p.dir, 'link'), `filter on ${p.ifname}`);
+  // the ingress link, and the tc egress one of a stateful filter
+  for (const [name, what] of [['link', 'filter'], ['egress', 'connection tracking']] as const) {
+    if (!existsSync(join(p.dir, name))) continue;
+    const l = openPinnedLink(join(p.dir, name), `${what} on ${p.ifname}`);
     if (p.gone) l.unpin();
     else l.detach();
     l.close();

@@ -17,6 +17,8 @@ export interface StartOptions {
   room?: number;
   /** XDP: detach another program attached there first (`filter --replace`) */
   replace?: boolean;
+  /** track connections: replies to what the host opened pass (a tc egress program records it) */
+  stateful?: boolean;
 }
 
 export interface StartedFilter {
@@ -37,7 +39,7 @@ export function startFilter(ifname: string, policy: Policy, opts: StartOptions):
   let pinning = false;
   try {
     d.apply(policy);
-    d.attach({ hook: opts.hook, mode: opts.mode });
+    d.attach({ hook: opts.hook, mode: opts.mode, stateful: opts.stateful });
     if (!opts.pin) return { datapath: d, pinned: null };
     pinning = true;
     return { datapath: d, pinned: d.pin() };

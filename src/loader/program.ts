@@ -111,17 +111,17 @@ export class BpfProgram {
   }
 
   /** tc ingress through a TCX link (kernel 6.6+): multi-program, detached when the link goes. */
-  attachTcx(ifname: string): Link {
+  attachTcx(ifname: string, direction: 'ingress' | 'egress' = 'ingress'): Link {
     const ifindex = ifindexOf(ifname);
     const lopts = { sz: sizeof(LinkCreateOpts), flags: 0, iter_info: null, iter_info_len: 0, target_btf_id: 0, u: [0n, 0n, 0n, 0n] };
-    const fd = libbpf().bpf_link_create(this.fd, ifindex, ATTACH.TCX_INGRESS, lopts);
+    const fd = libbpf().bpf_link_create(this.fd, ifindex, direction === 'egress' ? ATTACH.TCX_EGRESS : ATTACH.TCX_INGRESS, lopts);
+    const where = `tc ${direction} of ${ifname}`;
     if (fd < 0) {
       const name = errnoName(-fd);
-      if (name === 'EINVAL' || name === 'EOPNOTSUPP')
-        throw new NotSupportedError(`attach ${this.name} to tc ingress of ${ifname}`, 'TCX links (Linux 6.6+)', { errno: -fd, hint: 'use the xdp hook' });
-      throw kernelError(`attach ${this.name} to tc ingress of ${ifname}`, -fd);
+      if (name === 'EINVAL' || name === 'EOPNOTSUPP') throw new NotSupportedError(`attach ${this.name} to ${where}`, 'TCX links (Linux 6.6+)', { errno: -fd, hint: direction === 'ingress' ? 'use the xdp hook' : undefined });
+      throw kernelError(`attach ${this.name} to ${where}`, -fd);
     }
-    return new Link(`tc ingress on ${ifname}`, fd);
+    return new Link(`tc ${direction} on ${ifname}`, fd);
   }
 
   /** `category/name` as in tracefs, e.g. syscalls/sys_enter_mkdir. */

@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: Apache-2.0
+// The stateful filter as a user starts it: `ebpfnet filter --default deny --allow tcp/22 --pin` on
+// the target of two namespaces. The target's own ping, HTTP fetch and DNS-style UDP query to the
+// source work (their replies pass as established), the source's unsolicited connection to the
+// target is still dropped, `--stateless` drops the replies too, and unload removes the egress link.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { describeKernel, ok, sh } from '../helpers/kernel.js';
+import { makeTwoHosts, type TwoHosts } from '../helpers/netns.js';
+
+/** A server in a namespace: HTTP "hello" on TCP, and a UDP echo, on `port`. */
+function servers(ns: string, ip: string, port: number): ChildProcess {
+  const js = `const d=require('dgram').createSocket('udp4');d.on('message',(m,r)=>d.send(m,r.port,r.address));d.bind(${port},'${ip}');require('http').createServer((q,s)=>s.end('hello')).listen(${port},'${ip}',()=>console.log('up'))`;
+  return spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', js], { stdio: ['ignore', 'pipe', 'inherit'] });
+}
+const up = (p: ChildProcess): Promise<void> => new Promise((res) => p.stdout!.once('data', () => res()));
+const curl = (ns: string, url: string): string | null => {
+  const r = spawnSync('ip', ['netns', 'exec', ns, 'curl', '-s', '-m', '2', url], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout : null;
+};
+/** one UDP datagram to ip:port from `ns` and its echo back: true when the echo came */
+const udpEcho = (ns: string, ip: string, port: number): boolean => {
+  const js = `const d=require('dgram').createSocket('udp4');const t=setTimeout(()=>process.exit(1),1500);d.on('message',()=>{clearTimeout(t);process.exit(0)});d.send('q',${port},'${ip}')`;
+  return spawnSync('ip', ['netns', 'exec', ns, process.execPath, '-e', js], { timeout: 5000 }).status === 0;
+};
+/** the id of the tc egress link a stateful filter pinned beside its own (pins are the host's) */
+const egressLinkId = (h: TwoHosts): number | null => {
+  const inode = statSync(`/run/netns/${h.target}`).ino;
+  const ifindex = JSON.parse(sh('ip', ['-j', 'link', 'show', h.targetIf], { ns: h.target }))[0].ifindex as number;
+  const pin = `/sys/fs/bpf/ebpfnet/filter/${inode}/${ifindex}/egress`;
+  if (!existsSync(pin)) return null;
+  return (JSON.parse(sh('bpftool', ['-j', 'link', 'show', 'pinned', pin])) as { id: number }).id;
+};
+const linkExists = (id: number): boolean => spawnSync('bpftool', ['link', 'show', 'id', String(id)]).status === 0;
+
+describeKernel('the stateful filter from the command line', () => {
+  let h: TwoHosts;
+  const procs: ChildProcess[] = [];
+  beforeEach(async () => {
+    h = makeTwoHosts();
+    const s = servers(h.source, h.sourceIp, 8080);
+    procs.push(s);
+    await up(s);
+    const t = servers(h.target, h.targetIp, 8080);
+    procs.push(t);
+    await up(t);
+  });
+  afterEach(() => {
+    for (const p of procs.splice(0)) p.kill();
+    runCli(['unload', '--all'], { ns: h.target });
+    h?.cleanup();
+  });
+
+  it('--default deny --allow tcp/22: the target still pings, fetches and queries the source; the source reaches nothing but tcp/22', () => {
+    const r = runCli(['filter', '--iface', h.targetIf, '--default', 'deny', '--allow', 'tcp/22', '--pin'], { ns: h.target });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('connection state: on: replies to connections this host opens');
+    expect(ok('ping', ['-c', '1', '-W', '1', h.sourceIp], h.target)).toBe(true);
+    expect(curl(h.target, `http://${h.sourceIp}:8080/`)).toBe('hello');
+    expect(udpEcho(h.target, h.sourceIp, 8080)).toBe(true);
+    // unsolicited, from the other side: dropped
+    expect(ok('ping', ['-c', '1', '-W', '1', h.targetIp], h.source)).toBe(false);
+    expect(curl(h.source, `http://${h.targetIp}:8080/`)).toBeNull();
+    expect(udpEcho(h.source, h.targetIp, 8080)).toBe(false);
+    const st = JSON.parse(runCli(['status', '-o', 'json'], { ns: h.target }).stdout) as { filters: Array<{ counters: { established: { packets: number } } }> };
+    expect(JSON.stringify(st)).toMatch(/"established":\{"packets":[1-9]/);
+    const egress = egressLinkId(h);
+    expect(egress).not.toBeNull();
+    expect(linkExists(egress!)).toBe(true);
+    const u = runCli(['unload', '--iface', h.targetIf], { ns: h.target });
+    expect(u.status, u.stderr).toBe(0);
+    // the egress link went with the filter; with no filter the source reaches the target again
+    expect(linkExists(egress!)).toBe(false);
+    expect(curl(h.source, `http://${h.targetIp}:8080/`)).toBe('hello');
+  });
+
+  it('--stateless: the replies are dropped too', () => {
+    const r = runCli(['filter', '--iface', h.targetIf, '--default', 'deny', '--allow', 'tcp/22', '--stateless', '--pin'], { ns: h.target });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('connection state: off (--stateless)');
+    expect(ok('ping', ['-c', '1', '-W', '1', h.sourceIp], h.target)).toBe(false);
+    expect(curl(h.target, `http://${h.sourceIp}:8080/`)).toBeNull();
+    expect(egressLinkId(h)).toBeNull();
+  });
+});
