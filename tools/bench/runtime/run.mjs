@@ -7,8 +7,13 @@
 //   ring: events drained from st_events (events/s), filled by BPF_PROG_TEST_RUN beforehand so that
 //         only the consumer is timed; goal: TypeScript >= 0.25 of C and >= 1,000,000 events/s.
 //         Both sides read each record in place (C through libbpf's callback, TypeScript through
-//         RingBuffer.consumeRaw); a further line shows TypeScript decoding every record into an
-//         object with the generated codec, which is what the tracer does.
+//         RingBuffer.consumeRaw).
+//   ring, decoded: TypeScript decoding every record into an object with the generated codec
+//         (RingBuffer.consume), against the same C figure; goal: >= 0.25 of C.
+//   tracer JSON: the tracer's own output path, `ebpfnet trace mkdir -o json`'s: the trace object
+//         attached, its ring filled by real mkdir calls (untimed), then drained through the
+//         tracer's reader, summary and JSON renderer into a file on tmpfs (timed); goal: >= 1,000,000
+//         events/s.
 // Both sides do the same work (same keys and cookies, same fills, every record read and its seq
 // summed) and warm up once, untimed. The C program (bench.c) stays up and takes commands, so each
 // repetition alternates the two sides slice by slice (a tenth of the map pairs, or one fill of the
@@ -20,10 +25,11 @@
 // can cost half again as much on one vCPU as on another, which would otherwise decide the map
 // ratio more than either side's code does.
 //   node tools/bench/runtime/run.mjs [--json] [--reps N] [--cpu N | --no-pin]
+// EBPFNET_BENCH_QUICK=1: a smoke run (2 repetitions) that proves the harness, not the figures.
 // Needs root, a built object (node tools/build-bpf.mjs), dist/ (npx tsc -p .) and a C compiler
 // with libbpf-dev for the C half, which is built into build/bench/ when bench.c changes.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { constants, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -45,7 +51,13 @@ const R = 100_000;
 /** fill/drain rounds per repetition */
 const ROUNDS = 10;
 
-const GOALS = { mapRatio: 0.5, ringRatio: 0.25, ringRate: 1_000_000 };
+const GOALS = { mapRatio: 0.5, ringRatio: 0.25, ringRate: 1_000_000, decodedRatio: 0.25, tracerJsonRate: 1_000_000 };
+const QUICK = process.env.EBPFNET_BENCH_QUICK === '1';
+/** mkdir calls per fill of the tracer's ring, and the fills per repetition */
+const TRACE_CALLS = 50_000;
+const TRACE_FILLS = 2;
+const LOOP_SRC = join(here, '..', 'trace', 'mkdir-loop.c');
+const LOOP_BIN = join(root, 'build', 'bench', 'trace-mkdir-loop');
 
 class BenchError extends Error {}
 
@@ -54,7 +66,7 @@ const benchKey = (/** @type {number} */ i) => (0x0a000000 | (Math.imul(i, 7919) 
 
 function parseArgs(/** @type {string[]} */ argv) {
   /** @type {{ json: boolean, reps: number, cpu: number | null }} */
-  const out = { json: false, reps: 5, cpu: cpus().length - 1 };
+  const out = { json: false, reps: QUICK ? 2 : 5, cpu: cpus().length - 1 };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--json') out.json = true;
     else if (argv[i] === '--reps') out.reps = Number(argv[++i]);
@@ -87,6 +99,87 @@ async function pinThisThread(/** @type {number} */ cpu) {
 }
 
 const mtime = (/** @type {string} */ p) => statSync(p).mtimeMs;
+
+/** The trace benchmark's mkdir loop, which fills the tracer's ring here. */
+function buildLoop() {
+  if (existsSync(LOOP_BIN) && mtime(LOOP_SRC) <= mtime(LOOP_BIN)) return;
+  mkdirSync(dirname(LOOP_BIN), { recursive: true });
+  try {
+    execFileSync('cc', ['-O2', '-Wall', LOOP_SRC, '-o', `${LOOP_BIN}.tmp`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    const err = /** @type {{ stderr?: Buffer, message: string }} */ (e);
+    throw new BenchError(`build the mkdir loop: ${err.stderr?.toString().trim() || err.message}; it needs a C compiler (apt-get install gcc)`);
+  }
+  renameSync(`${LOOP_BIN}.tmp`, LOOP_BIN);
+}
+
+/**
+ * The tracer's JSON output path, as `ebpfnet trace mkdir -o json > FILE` runs it: every record
+ * selected in place, counted in the summary, rendered to JSON and written out once per drain.
+ * Returns drain(), which fills the ring with TRACE_CALLS real mkdir calls (untimed) and times the
+ * drain, and close(), which detaches and removes what it made.
+ */
+async function startTracerJson() {
+  /** @type {any} */
+  let T;
+  try {
+    T = {
+      ...(await import('../../../dist/trace/tracer.js')),
+      ...(await import('../../../dist/trace/render.js')),
+      ...(await import('../../../dist/trace/summary.js')),
+      ...(await import('../../../dist/trace/syscalls.js')),
+      ...(await import('../../../dist/trace/event.js')),
+    };
+  } catch (e) {
+    throw new BenchError(`load the tracer: ${/** @type {Error} */ (e).message}; build it: npx tsc -p .`);
+  }
+  const dir = mkdtempSync('/dev/shm/ebpfnet-bench-runtime-');
+  const sinkPath = join(dir, 'trace.json');
+  // O_APPEND: after each drain's truncate the next one writes from the start again
+  const sink = openSync(sinkPath, 'a');
+  /** @type {any} */
+  let tracer = null;
+  const close = () => {
+    tracer?.close();
+    closeSync(sink);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    // 64 MiB: room for a fill with the machine's own mkdirs on top, so none is lost
+    tracer = T.Tracer.open({ syscalls: T.resolveSyscalls('mkdir'), pid: null, uid: null, failedOnly: false, cgroupId: null, bufferSize: 1 << 26 });
+  } catch (e) {
+    close();
+    throw e;
+  }
+  const reader = new T.RecordReader();
+  const renderer = new T.Renderer('json', { timestamps: false }, T.wallClockOffsetUs());
+  const summary = new T.TraceSummary();
+  const onRecord = (/** @type {Buffer} */ b, /** @type {number} */ off) => {
+    const r = reader.select(b, off);
+    summary.add(r.comm(), T.syscallName(r.syscall()), r.ret());
+    renderer.record(r);
+  };
+  return {
+    drain() {
+      execFileSync(LOOP_BIN, [String(TRACE_CALLS), join(dir, 'd')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let events = 0;
+      const t0 = process.hrtime.bigint();
+      for (;;) {
+        const n = tracer.poll(onRecord, 65536);
+        if (renderer.pending) writeSync(sink, renderer.take());
+        events += n;
+        if (n === 0) break;
+      }
+      const ns = Number(process.hrtime.bigint() - t0);
+      const lost = tracer.lostCounts().lost;
+      if (lost) throw new BenchError(`tracer JSON: the trace program lost ${lost} events (ring full)`);
+      if (events < TRACE_CALLS) throw new BenchError(`tracer JSON: drained ${events} events, the loop made ${TRACE_CALLS} mkdir calls`);
+      ftruncateSync(sink, 0);
+      return { events, ns };
+    },
+    close,
+  };
+}
 
 /** Compiles bench.c when the binary is missing or older than its sources. */
 function buildC() {
@@ -281,6 +374,7 @@ async function main() {
   if (process.getuid?.() !== 0) throw new BenchError('check privileges: run as root (loading BPF needs CAP_BPF and CAP_NET_ADMIN)');
   if (!existsSync(OBJECT)) throw new BenchError(`find the BPF object: no ${OBJECT}; build it: node tools/build-bpf.mjs`);
   buildC();
+  buildLoop();
   if (args.cpu !== null) await pinThisThread(args.cpu);
 
   /** @type {{ c: { map: number[], ring: number[] }, ts: { map: number[], ring: number[] } }} */
@@ -290,6 +384,11 @@ async function main() {
   /** TypeScript events/s with each record decoded into an object (no C counterpart) */
   /** @type {number[]} */
   const decoded = [];
+  /** the tracer's JSON output, events/s */
+  /** @type {number[]} */
+  const tracerJson = [];
+  /** @type {{ drain(): { events: number, ns: number }, close(): void } | null} */
+  let tj = null;
   try {
     open.c = startC();
     open.ts = await startTs();
@@ -316,38 +415,66 @@ async function main() {
       }
       decoded.push((R * ROUNDS * 1e9) / ns);
     }
+    tj = await startTracerJson();
+    tj.drain(); // warm-up, untimed: the renderer's caches and the JIT
+    for (let rep = 0; rep < args.reps; rep++) {
+      let events = 0;
+      let ns = 0;
+      for (let f = 0; f < TRACE_FILLS; f++) {
+        const d = tj.drain();
+        events += d.events;
+        ns += d.ns;
+      }
+      tracerJson.push((events * 1e9) / ns);
+    }
   } finally {
     open.c?.close();
     open.ts?.close();
+    tj?.close();
   }
 
   const m = {
     c: { map: median(runs.c.map), ring: median(runs.c.ring) },
     ts: { map: median(runs.ts.map), ring: median(runs.ts.ring) },
   };
-  const ratio = { map: m.ts.map / m.c.map, ring: m.ts.ring / m.c.ring };
-  const ok = { map: ratio.map >= GOALS.mapRatio, ring: ratio.ring >= GOALS.ringRatio, ringRate: m.ts.ring >= GOALS.ringRate };
+  const dec = median(decoded);
+  const tjRate = median(tracerJson);
+  const ratio = { map: m.ts.map / m.c.map, ring: m.ts.ring / m.c.ring, decoded: dec / m.c.ring };
+  const ok = {
+    map: ratio.map >= GOALS.mapRatio,
+    ring: ratio.ring >= GOALS.ringRatio,
+    ringRate: m.ts.ring >= GOALS.ringRate,
+    decoded: ratio.decoded >= GOALS.decodedRatio,
+    tracerJson: tjRate >= GOALS.tracerJsonRate,
+  };
   const missed = [];
   if (!ok.map) missed.push(`map update+lookup: TypeScript runs at ${ratio.map.toFixed(3)} of C, the goal is >= ${GOALS.mapRatio.toFixed(2)}`);
   if (!ok.ring) missed.push(`ring buffer: TypeScript runs at ${ratio.ring.toFixed(3)} of C, the goal is >= ${GOALS.ringRatio.toFixed(2)}`);
   if (!ok.ringRate) missed.push(`ring buffer: TypeScript drains ${fmt(m.ts.ring)} events/s, the goal is >= ${fmt(GOALS.ringRate)}`);
+  if (!ok.decoded) missed.push(`ring buffer, decoded to objects: TypeScript runs at ${ratio.decoded.toFixed(3)} of C, the goal is >= ${GOALS.decodedRatio.toFixed(2)}`);
+  if (!ok.tracerJson) missed.push(`tracer JSON output: ${fmt(tjRate)} events/s, the goal is >= ${fmt(GOALS.tracerJsonRate)}`);
 
   if (args.json) {
     const params = { pairs: K, slices: SLICES, eventsPerRound: R, rounds: ROUNDS, reps: args.reps, cpu: args.cpu };
-    console.log(JSON.stringify({ params, runs, median: m, decoded: median(decoded), ratio, goals: GOALS, ok: { ...ok, all: missed.length === 0 }, missed }));
+    console.log(JSON.stringify({ quick: QUICK, params: { ...params, traceCalls: TRACE_CALLS, traceFills: TRACE_FILLS }, runs, decodedRuns: decoded, tracerJsonRuns: tracerJson, median: m, decoded: dec, tracerJson: tjRate, ratio, goals: GOALS, ok: { ...ok, all: missed.length === 0 }, missed }));
   } else {
     const mark = (/** @type {boolean} */ good) => (good ? 'ok' : 'MISSED');
     // truncated, not rounded: 0.498 must not print as 0.50 next to MISSED
     const two = (/** @type {number} */ r) => (Math.floor(r * 100) / 100).toFixed(2);
     const cols = (/** @type {string} */ a, /** @type {string} */ b, /** @type {string} */ c, /** @type {string} */ d, /** @type {string} */ e) =>
       `${a.padEnd(46)}${b.padStart(14)}${c.padStart(16)}${d.padStart(9)}   ${e}`;
+    if (QUICK) console.log('EBPFNET_BENCH_QUICK=1: a smoke run (few repetitions); its figures prove the harness, not the speed');
     console.log(cols(`runtime benchmark (median of ${args.reps}, interleaved)`, 'C (libbpf)', 'TypeScript', 'ratio', 'goal'));
     console.log(cols('map update+lookup ops/s', fmt(m.c.map), fmt(m.ts.map), two(ratio.map), `>= ${GOALS.mapRatio.toFixed(2)}  ${mark(ok.map)}`));
     console.log(
       cols('ring buffer events/s', fmt(m.c.ring), fmt(m.ts.ring), two(ratio.ring), `>= ${GOALS.ringRatio.toFixed(2)}  ${mark(ok.ring)}`) +
         `   (>= ${fmt(GOALS.ringRate)}/s ${mark(ok.ringRate)})`,
     );
-    console.log(cols('ring buffer events/s, decoded to objects', '-', fmt(median(decoded)), fmt(median(decoded) / m.c.ring).replace(/^0$/, (median(decoded) / m.c.ring).toFixed(3)), 'no goal (informational)'));
+    console.log(cols('ring buffer events/s, decoded to objects', fmt(m.c.ring), fmt(dec), ratio.decoded.toFixed(3), `>= ${GOALS.decodedRatio.toFixed(2)}  ${mark(ok.decoded)}`));
+    console.log(cols('tracer JSON output events/s (-o json to a file)', '-', fmt(tjRate), '-', `>= ${fmt(GOALS.tracerJsonRate)}/s  ${mark(ok.tracerJson)}`));
+    console.log(
+      `(decoded: RingBuffer.consume, an object per record, against C's in-place drain; tracer JSON: the trace object on the mkdir tracepoints, ${TRACE_FILLS} fills of ${fmt(TRACE_CALLS)} real mkdir calls per repetition, drained through the tracer's reader, summary and JSON renderer into a file on tmpfs)`,
+    );
     const where = args.cpu === null ? 'not pinned' : `pinned to CPU ${args.cpu}`;
     console.log(`(${fmt(K)} update+lookup pairs and ${ROUNDS} fills of ${fmt(R)} events per repetition; no events lost; ${where})`);
     for (const line of missed) console.error(`runtime benchmark: goal missed: ${line}`);
