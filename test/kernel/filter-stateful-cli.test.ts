@@ -84,4 +84,37 @@ describeKernel('the stateful filter from the command line', () => {
     expect(curl(h.target, `http://${h.sourceIp}:8080/`)).toBeNull();
     expect(egressLinkId(h)).toBeNull();
   });
+
+  it('a connection an allow rule accepted keeps passing after filter set removes the rule; a new one does not', async () => {
+    // an echo server on the target, and a client on the source that holds one TCP connection
+    const echo = spawn('ip', ['netns', 'exec', h.target, process.execPath, '-e', `require('net').createServer((c) => c.pipe(c)).listen(9090, '${h.targetIp}', () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    procs.push(echo);
+    await up(echo);
+    const r = runCli(['filter', '--iface', h.targetIf, '--default', 'deny', '--allow', 'tcp/9090', '--pin'], { ns: h.target });
+    expect(r.status, r.stderr).toBe(0);
+    const client = spawn('ip', ['netns', 'exec', h.source, process.execPath, '-e', `
+      const c = require('net').connect(9090, '${h.targetIp}');
+      c.on('data', (d) => console.log('got ' + d));
+      c.on('error', (e) => console.log('error ' + e.code));
+      process.stdin.on('data', (l) => c.write(String(l).trim()));`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    procs.push(client);
+    const lines: string[] = [];
+    client.stdout!.on('data', (b: Buffer) => lines.push(...String(b).split('\n').filter(Boolean)));
+    const say = async (w: string): Promise<boolean> => {
+      client.stdin!.write(`${w}\n`);
+      for (let i = 0; i < 40 && !lines.includes(`got ${w}`); i++) await new Promise((res) => setTimeout(res, 50));
+      return lines.includes(`got ${w}`);
+    };
+    expect(await say('one')).toBe(true);
+    // the rule that let the connection in goes, in another process (the flows are the pinned maps')
+    const set = runCli(['filter', 'set', '--iface', h.targetIf, '--default', 'deny', '--allow', 'tcp/22'], { ns: h.target });
+    expect(set.status, set.stderr).toBe(0);
+    expect(await say('two')).toBe(true);
+    // a new connection to the same port is no longer allowed
+    expect(curl(h.source, `http://${h.targetIp}:9090/`)).toBeNull();
+    // and a deny naming it ends the old one too
+    const deny = runCli(['filter', 'set', '--iface', h.targetIf, '--default', 'deny', '--deny', 'tcp/9090'], { ns: h.target });
+    expect(deny.status, deny.stderr).toBe(0);
+    expect(await say('three')).toBe(false);
+  });
 });
