@@ -6,6 +6,7 @@ import { EbpfnetError, isEbpfnetError } from '../errors.js';
 import { tunnelReport } from '../filter/coverage.js';
 import { FilterDatapath, type FilterCounters, type Hook } from '../filter/datapath.js';
 import { startFilter, undoStart, type StartedFilter } from '../filter/start.js';
+import { flowViews, type FlowView } from '../filter/conntrack.js';
 import { describeResolved, isWildcard, resolveInterfaces, splitPatterns, type Resolved } from '../filter/ifaces.js';
 import { filterSite, findLocal, listPins, migrateOldPins, removePin, type FilterSite, type PinnedFilter } from '../filter/pins.js';
 import { sshLockout } from '../filter/lockout.js';
@@ -202,6 +203,37 @@ function balancerState(): { text: string; json: Record<string, unknown> } | null
     return { text, json: { ...st, services: services.map(serviceJson), broken } };
   } finally {
     b.close();
+  }
+}
+
+/** `filter conntrack`: the flows the stateful filters of this network namespace track, like conntrack -L. */
+function conntrack(o: OutputOptions & { iface?: string }): void {
+  requireRoot('filter conntrack');
+  const json = wantsJson(o);
+  const fs = openSite('filter conntrack');
+  const pins = (fs ? listPins(fs) : []).filter((p) => p.local && !p.gone && (!o.iface || p.ifname === o.iface));
+  if (o.iface && !pins.length) throw new EbpfnetError('EBPFNET_NOT_FOUND', `filter conntrack --iface ${o.iface}`, 'no pinned filter there in this network namespace', { hint: 'ebpfnet status lists them' });
+  // the clock the program reads (CLOCK_MONOTONIC at tick resolution), read once for every table
+  const now = process.hrtime.bigint();
+  const out: Array<{ interface: string; stateful: boolean; flows: FlowView[] }> = [];
+  for (const p of pins) {
+    const d = FilterDatapath.adoptPin(fs!, p);
+    try {
+      const f = d.flows();
+      out.push({ interface: p.ifname, stateful: f !== null, flows: f ? flowViews(f.entries, f.cfg, now) : [] });
+    } finally {
+      d.close();
+    }
+  }
+  if (json) return printJson({ interfaces: out });
+  if (!out.length) return void process.stdout.write('no pinned filters in this network namespace\n');
+  for (const i of out) {
+    if (!i.stateful) {
+      process.stdout.write(`${i.interface}: stateless (no connection state: started with --stateless or without --default deny)\n`);
+      continue;
+    }
+    process.stdout.write(`${i.interface}: ${i.flows.length} flow${i.flows.length === 1 ? '' : 's'}\n`);
+    if (i.flows.length) process.stdout.write(`${table(['proto', 'local', 'remote', 'state', 'opened by', 'seen', 'expires in'], i.flows.map((f) => [f.proto, f.local, f.remote, f.state, f.openedBy, `${f.lastSeenSecondsAgo}s ago`, `${f.expiresInSeconds}s`]))}\n`);
   }
 }
 
@@ -483,6 +515,13 @@ export function registerFilter(program: Command): void {
         .option('--iface <name>', 'use the policy of the pinned filter on this interface'),
     ),
   ).action((packet: string, o: PolicyOpts & OutputOptions & { iface?: string }) => explain(packet, o));
+
+  withOutputOption(
+    filter
+      .command('conntrack')
+      .description('list the connections the stateful filters of this network namespace track (like conntrack -L)')
+      .option('--iface <name>', 'only the filter on this interface'),
+  ).action((o: OutputOptions & { iface?: string }) => conntrack(o));
 
   withOutputOption(
     withAgentOptions(

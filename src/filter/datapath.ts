@@ -233,6 +233,12 @@ export class FilterDatapath implements Closable {
     return { cfg: this.obj.table(F.FLT_CT_CFG), flows: this.obj.map(F.FLT_CT), egress: this.obj.program(F.PROG_FILTER_EGRESS) };
   }
 
+  /** The tracked flows and the tracker's settings; null when the filter is stateless. */
+  flows(): { entries: Array<[F.FltCtKey, F.FltCtVal]>; cfg: F.FltCtCfg } | null {
+    if (!this.ct) return null;
+    return { entries: this.ct.flows.entries(), cfg: this.ct.cfg.get(0) };
+  }
+
   /** What the verifier reported when this filter was loaded. */
   verifierStats(): ReadonlyMap<string, VerifierStats | null> {
     return this.obj?.verifierStats ?? new Map();

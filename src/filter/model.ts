@@ -218,6 +218,20 @@ export const CT_DEFAULT_TIMEOUTS: Required<CtTimeouts> = {
   icmp: F.FLT_CT_ICMP_S,
 };
 
+/** Seconds a flow in `state` lives without a packet (`replied`: a UDP flow both ways), with `timeouts` over the defaults. */
+export function ctTimeoutSeconds(state: CtState, replied: boolean, timeouts: CtTimeouts = {}): number {
+  const t = (name: keyof CtTimeouts): number => timeouts[name] || CT_DEFAULT_TIMEOUTS[name];
+  return state === 'syn_sent' ? t('tcp_syn_sent')
+    : state === 'established' ? t('tcp_established')
+    : state === 'closing' ? t('tcp_closing')
+    : state === 'time_wait' ? t('tcp_time_wait')
+    : state === 'udp' ? (replied ? t('udp_stream') : t('udp_single'))
+    : t('icmp');
+}
+
+/** The state of a kernel FLT_CT_* number (undefined for one this release does not know). */
+export const ctStateOf = (n: number): CtState | undefined => (Object.keys(CT_STATE_NUMBER) as CtState[]).find((k) => CT_STATE_NUMBER[k] === n);
+
 /** A flow key in the host's view (local first); `laddr`/`raddr` as big integers. */
 export interface CtKey {
   family: 4 | 6;
@@ -317,15 +331,7 @@ export class ConnTrack {
   stateful = true;
 
   private timeoutNs(f: CtFlow): bigint {
-    const t = (name: keyof CtTimeouts): number => this.timeouts[name] || CT_DEFAULT_TIMEOUTS[name];
-    const s =
-      f.state === 'syn_sent' ? t('tcp_syn_sent')
-      : f.state === 'established' ? t('tcp_established')
-      : f.state === 'closing' ? t('tcp_closing')
-      : f.state === 'time_wait' ? t('tcp_time_wait')
-      : f.state === 'udp' ? (f.replied ? t('udp_stream') : t('udp_single'))
-      : t('icmp');
-    return BigInt(s) * 1_000_000_000n;
+    return BigInt(ctTimeoutSeconds(f.state, f.replied, this.timeouts)) * 1_000_000_000n;
   }
 
   /** A live flow; an expired one is forgotten (it is absent either way). */

@@ -66,6 +66,18 @@ describeKernel('the stateful filter from the command line', () => {
     expect(udpEcho(h.source, h.targetIp, 8080)).toBe(false);
     const st = JSON.parse(runCli(['status', '-o', 'json'], { ns: h.target }).stdout) as { filters: Array<{ counters: { established: { packets: number } } }> };
     expect(JSON.stringify(st)).toMatch(/"established":\{"packets":[1-9]/);
+    // the flows, as conntrack -L lists them: the host's own ping, HTTP and UDP, none of the refused ones
+    const ct = runCli(['filter', 'conntrack', '-o', 'json'], { ns: h.target });
+    expect(ct.status, ct.stderr).toBe(0);
+    const flows = (JSON.parse(ct.stdout) as { interfaces: Array<{ interface: string; stateful: boolean; flows: Array<{ proto: string; remote: string; state: string; openedBy: string; expiresInSeconds: number }> }> }).interfaces;
+    expect(flows.map((i) => [i.interface, i.stateful])).toEqual([[h.targetIf, true]]);
+    const seen = flows[0].flows.map((f) => `${f.proto} ${f.remote.replace(/ id \d+$/, '')} ${f.openedBy}`).sort();
+    expect(seen).toEqual([`icmp ${h.sourceIp} local`, `tcp ${h.sourceIp}:8080 local`, `udp ${h.sourceIp}:8080 local`]);
+    expect(flows[0].flows.every((f) => f.expiresInSeconds > 0)).toBe(true);
+    expect(flows[0].flows.find((f) => f.proto === 'udp')!.state).toBe('udp');
+    const text = runCli(['filter', 'conntrack'], { ns: h.target }).stdout;
+    expect(text).toMatch(new RegExp(`^${h.targetIf}: 3 flows$`, 'm'));
+    expect(text).toMatch(/^proto\s+local\s+remote\s+state\s+opened by\s+seen\s+expires in$/m);
     const egress = egressLinkId(h);
     expect(egress).not.toBeNull();
     expect(linkExists(egress!)).toBe(true);
@@ -80,6 +92,7 @@ describeKernel('the stateful filter from the command line', () => {
     const r = runCli(['filter', '--iface', h.targetIf, '--default', 'deny', '--allow', 'tcp/22', '--stateless', '--pin'], { ns: h.target });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain('connection state: off (--stateless)');
+    expect(runCli(['filter', 'conntrack'], { ns: h.target }).stdout).toContain(`${h.targetIf}: stateless`);
     expect(ok('ping', ['-c', '1', '-W', '1', h.sourceIp], h.target)).toBe(false);
     expect(curl(h.target, `http://${h.sourceIp}:8080/`)).toBeNull();
     expect(egressLinkId(h)).toBeNull();

@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: Apache-2.0
+// The stateful filter's flows as people read them (`ebpfnet filter conntrack`, like conntrack -L):
+// addresses in the host's view, the state, and how long until the flow expires, from the kernel's
+// flt_ct entries, its flt_ct_cfg timeouts and the clock the program reads. Pure.
+import * as F from '../gen/filter.js';
+import { ctStateOf, ctTimeoutSeconds, type CtState } from './model.js';
+import { formatAddress } from './rules.js';
+
+export interface FlowView {
+  family: 4 | 6;
+  proto: string;
+  /** this host's address and port (for ICMP echo: the echo identifier) */
+  local: string;
+  remote: string;
+  state: CtState | 'unknown';
+  /** who opened it: this host, or the far side (a connection an allow rule let in) */
+  openedBy: 'local' | 'remote';
+  /** the side that did not open it has answered */
+  replied: boolean;
+  lastSeenSecondsAgo: number;
+  expiresInSeconds: number;
+}
+
+const PROTO_NAMES: Record<number, string> = { 6: 'tcp', 17: 'udp', 1: 'icmp', 58: 'icmpv6' };
+
+const bigOf = (b: Uint8Array, n: number): bigint => b.subarray(0, n).reduce((a, x) => (a << 8n) | BigInt(x), 0n);
+
+function endpoint(family: 4 | 6, addr: Uint8Array, port: number, proto: number): string {
+  const a = formatAddress(family, bigOf(addr, family === 4 ? 4 : 16));
+  if (proto === 1 || proto === 58) return port ? `${a} id ${port}` : a;
+  return family === 6 ? `[${a}]:${port}` : `${a}:${port}`;
+}
+
+/**
+ * The live flows of a table, most recently seen first. `now`: the tracker's clock in ns
+ * (CLOCK_MONOTONIC, which the program reads at tick resolution; flt_ct_cfg.now when set, in tests).
+ * Expired entries are left out: the program treats them as absent.
+ */
+export function flowViews(entries: Array<[F.FltCtKey, F.FltCtVal]>, cfg: F.FltCtCfg, now: bigint): FlowView[] {
+  const clock = cfg.now ? cfg.now : now;
+  const out: Array<FlowView & { seen: bigint }> = [];
+  for (const [k, v] of entries) {
+    const family = k.family === F.FLT_FAMILY_V6 ? 6 : 4;
+    const state = ctStateOf(v.state);
+    const replied = (v.flags & F.FLT_CT_F_REPLIED) !== 0;
+    const age = clock > v.last_seen ? Number(clock - v.last_seen) / 1e9 : 0;
+    const ttl = state ? ctTimeoutSeconds(state, replied, cfg) - age : 0;
+    if (state && ttl <= 0) continue;
+    out.push({
+      family,
+      proto: PROTO_NAMES[k.proto] ?? String(k.proto),
+      local: endpoint(family, k.laddr, k.lport, k.proto),
+      remote: endpoint(family, k.raddr, k.rport, k.proto),
+      state: state ?? 'unknown',
+      openedBy: v.flags & F.FLT_CT_F_ORIG_REMOTE ? 'remote' : 'local',
+      replied,
+      lastSeenSecondsAgo: Math.round(age * 10) / 10,
+      expiresInSeconds: Math.max(0, Math.round(ttl)),
+      seen: v.last_seen,
+    });
+  }
+  return out.sort((a, b) => (a.seen > b.seen ? -1 : a.seen < b.seen ? 1 : 0)).map(({ seen: _, ...f }) => f);
+}
