@@ -46,6 +46,7 @@ if [ "$bench" = 1 ]; then
   want[nft]=nftables
   want[bpftrace]=bpftrace
   want[ethtool]=ethtool
+  want[ipset]=ipset
 fi
 if [ "$ci" = 1 ]; then
   want[ruby]=ruby

@@ -40,6 +40,15 @@ export function median(/** @type {number[]} */ xs) {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+/** The q-quantile (0..1) by linear interpolation between the closest ranks. */
+export function quantile(/** @type {number[]} */ xs, /** @type {number} */ q) {
+  const s = [...xs].sort((a, b) => a - b);
+  if (!s.length) return NaN;
+  const at = (s.length - 1) * q;
+  const lo = Math.floor(at);
+  return lo + 1 < s.length ? s[lo] + (s[lo + 1] - s[lo]) * (at - lo) : s[lo];
+}
+
 export const fmt = (/** @type {number} */ n) => Math.round(n).toLocaleString('en-US');
 /** Truncated, not rounded: 2.004 must not print as 2.00 next to a goal of <= 2.00 it missed. */
 export const ratio = (/** @type {number} */ r, up = false) => ((up ? Math.ceil(r * 100) : Math.floor(r * 100)) / 100).toFixed(2);
@@ -62,4 +71,21 @@ export async function pinThisThread(list) {
     const errno = Object.entries(constants.errno).find(([, v]) => v === koffi.errno())?.[0] ?? `errno ${koffi.errno()}`;
     throw new BenchError(`pin to CPUs ${list.join(',')}: sched_setaffinity failed (${errno})`);
   }
+}
+
+/**
+ * A clock of the calling thread's own CPU time in ns (CLOCK_THREAD_CPUTIME_ID): unlike wall time it
+ * stands still while another process has the CPU, and unlike BPF_PROG_TEST_RUN's duration (whole
+ * ns per repeat, truncated) it has the resolution a net figure of a few ns needs.
+ * @returns {Promise<() => bigint>}
+ */
+export async function threadCpuClock() {
+  const { default: koffi } = await import('koffi');
+  const clockGettime = koffi.load('libc.so.6').func('int clock_gettime(int clk, void *ts)');
+  const ts = Buffer.alloc(16); // struct timespec on 64-bit Linux
+  const CLOCK_THREAD_CPUTIME_ID = 3;
+  return () => {
+    if (clockGettime(CLOCK_THREAD_CPUTIME_ID, ts) !== 0) throw new BenchError('clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed');
+    return ts.readBigInt64LE(0) * 1_000_000_000n + ts.readBigInt64LE(8);
+  };
 }

@@ -11,13 +11,16 @@
 //                     path, where the filters differ, is most of the time. The receiving end has
 //                     GRO on for every contender: that gives a veth its NAPI, which XDP frames need
 //                     when no XDP program is attached (and an attached one gets anyway).
-//   socket            flood.c: sendmmsg from a UDP socket. The sender's own stack is most of the
-//                     time, and its packets are skbs, which XDP on veth must copy first: the rates
-//                     mostly say how fast the sender is (every filter came out within a few percent).
-// --flood picks one.
-//   ebpfnet          `ebpfnet filter` (the CLI) with --hook xdp (native on veth) and --hook tc
-//   iptables         raw PREROUTING (the earliest iptables hook), nft and legacy backends
-//   nftables         a netdev ingress chain on the receiving veth, the CIDRs in one set
+//   socket            flood.c: sendmmsg from a UDP socket of a process in the sender namespace: skbs,
+//                     what containers send, which XDP on veth must copy first (DESIGN §5). The
+//                     sender's own stack is much of the time.
+// Both run in every round (run.mjs --flood picks one).
+//   ebpfnet          `ebpfnet filter` (the CLI) with --hook xdp (native on veth) and --hook tc (and
+//                    the CLI's default hook, when it is neither)
+//   iptables         raw PREROUTING (the earliest iptables hook), nft and legacy backends; for the
+//                    CIDRs a linear chain, and one rule matching an ipset hash:net
+//   nftables         a netdev ingress chain on the receiving veth; the CIDRs in a plain set and in
+//                    an interval set (flags interval, what CIDRs need)
 // Each measurement gets fresh namespaces, so no contender's leftovers (an empty hooked chain costs
 // something too) touch the next. Contenders are interleaved, rotated each round; medians are shown.
 import { spawn } from 'node:child_process';
@@ -147,14 +150,14 @@ async function flood(live, env, o) {
 
 /**
  * `ebpfnet filter` in the receiver namespace, on the control CPU (away from the flood's).
- * @param {'xdp' | 'tc'} hook
+ * @param {string} hook xdp, tc, or whatever else the CLI's default hook is called (see run.mjs)
  * @param {Live} live
  * @param {number} ctlCpu
  * @returns {Contender}
  */
-function ebpfnet(hook, live, ctlCpu) {
+export function ebpfnet(hook, live, ctlCpu) {
   return {
-    name: hook === 'xdp' ? 'ebpfnet --hook xdp' : 'ebpfnet --hook tc',
+    name: `ebpfnet --hook ${hook}`,
     async install(env, rules, tmp) {
       const file = join(tmp, `ebpfnet-${rules.kind}.policy`);
       writeFileSync(file, rules.kind === 'port' ? `deny udp/${PORT}\n` : rules.sources.map((s) => `deny from ${s}/32\n`).join(''));
@@ -243,16 +246,24 @@ function floorTc(live, ctlCpu) {
 }
 
 /**
- * iptables in the raw table's PREROUTING: the first netfilter hook an IPv4 packet meets.
+ * iptables in the raw table's PREROUTING: the first netfilter hook an IPv4 packet meets. With
+ * `set`, the CIDR case is what a user with many addresses writes: one rule matching an ipset
+ * (hash:net) in the receiver namespace (ipset sets are per namespace and go with it).
  * @param {'nft' | 'legacy'} backend
+ * @param {boolean} [set]
  * @returns {Contender}
  */
-function iptables(backend) {
+function iptables(backend, set = false) {
   const save = `iptables-${backend}-save`;
   return {
-    name: `iptables-${backend} raw PREROUTING`,
+    name: set ? `ipset hash:net + iptables-${backend}` : `iptables-${backend} raw PREROUTING`,
+    only: set ? 'cidr' : undefined,
     async install(env, rules) {
-      const match = rules.kind === 'port' ? [`-p udp -m udp --dport ${PORT}`] : rules.sources.map((s) => `-s ${s}/32`);
+      if (set && rules.kind === 'cidr') {
+        const text = [`create ebpfnet_bench hash:net family inet maxelem ${Math.max(65536, rules.sources.length)}`, ...rules.sources.map((s) => `add ebpfnet_bench ${s}/32`), ''].join('\n');
+        sh('ipset', ['restore'], { ns: env.r, input: text });
+      }
+      const match = set ? ['-m set --match-set ebpfnet_bench src'] : rules.kind === 'port' ? [`-p udp -m udp --dport ${PORT}`] : rules.sources.map((s) => `-s ${s}/32`);
       const text = ['*raw', ':PREROUTING ACCEPT [0:0]', ...match.map((m) => `-A PREROUTING ${m} -j DROP`), 'COMMIT', ''].join('\n');
       sh(`iptables-${backend}-restore`, [], { ns: env.r, input: text });
       return {
@@ -267,15 +278,22 @@ function iptables(backend) {
   };
 }
 
-/** @returns {Contender} */
-function nftables() {
+/**
+ * nftables in a netdev ingress chain on the receiving veth (its earliest hook). CIDR case: the
+ * addresses in a plain set (exact addresses, a hash) or, with `interval`, in an interval set (what
+ * CIDRs need: `flags interval`).
+ * @param {boolean} [interval]
+ * @returns {Contender}
+ */
+function nftables(interval = false) {
   return {
-    name: 'nftables netdev ingress',
+    name: interval ? 'nftables netdev, interval set' : 'nftables netdev ingress',
+    only: interval ? 'cidr' : undefined,
     async install(env, rules) {
       const body =
         rules.kind === 'port'
           ? `  chain in {\n    type filter hook ingress device "${IF_R}" priority 0; policy accept;\n    udp dport ${PORT} counter drop\n  }\n`
-          : `  set blk {\n    type ipv4_addr\n    elements = { ${rules.sources.join(', ')} }\n  }\n` +
+          : `  set blk {\n    type ipv4_addr\n${interval ? '    flags interval\n' : ''}    elements = { ${rules.sources.map((a) => (interval ? `${a}/32` : a)).join(', ')} }\n  }\n` +
             `  chain in {\n    type filter hook ingress device "${IF_R}" priority 0; policy accept;\n    ip saddr @blk counter drop\n  }\n`;
       sh('nft', ['-f', '-'], { ns: env.r, input: `table netdev ebpfnet_bench {\n${body}}\n` });
       return {
@@ -294,30 +312,38 @@ function nftables() {
 export const isOther = (/** @type {string} */ name) => !name.startsWith('ebpfnet') && !name.startsWith('floor');
 
 /**
- * @param {{ flood: Flood, seconds: number, reps: number, cidrRules: number, cpu: number, ctlCpu: number, tmp: string, live: Live, log: (s: string) => void }} o
+ * @param {{ floods: Flood[], hooks: string[], seconds: number, reps: number, cidrRules: number, cpu: number, ctlCpu: number, tmp: string, live: Live, log: (s: string) => void }} o
+ *   hooks: the ebpfnet rows, one per --hook value
  */
 export async function runVeth(o) {
   /** @type {Contender[]} */
-  const contenders = [ebpfnet('xdp', o.live, o.ctlCpu), ebpfnet('tc', o.live, o.ctlCpu)];
+  const contenders = o.hooks.map((h) => ebpfnet(h, o.live, o.ctlCpu));
   /** @type {string[]} */
   const notes = [];
-  if (has('iptables-nft-restore')) contenders.push(iptables('nft'));
-  else notes.push('iptables-nft not installed (apt-get install iptables): no iptables-nft row');
-  if (has('iptables-legacy-restore')) contenders.push(iptables('legacy'));
-  else notes.push('iptables-legacy not installed: no iptables-legacy row');
-  if (has('nft')) contenders.push(nftables());
-  else notes.push('nft not installed (apt-get install nftables): no nftables row');
+  const hasIpset = has('ipset');
+  if (!hasIpset) notes.push('ipset not installed (apt-get install ipset): no ipset rows');
+  for (const backend of /** @type {const} */ (['nft', 'legacy'])) {
+    if (!has(`iptables-${backend}-restore`)) {
+      notes.push(`iptables-${backend} not installed (apt-get install iptables): no iptables-${backend} rows`);
+      continue;
+    }
+    contenders.push(iptables(backend));
+    if (hasIpset) contenders.push(iptables(backend, true));
+  }
+  if (has('nft')) contenders.push(nftables(), nftables(true));
+  else notes.push('nft not installed (apt-get install nftables): no nftables rows');
   contenders.push(floorTc(o.live, o.ctlCpu));
 
-  /** @type {{ key: string, label: string, rules: Rules }[]} */
-  const cases = [
-    { key: 'one', label: '1 rule (udp/9)', rules: { kind: 'port' } },
-    { key: 'cidr', label: `${o.cidrRules.toLocaleString('en-US')} CIDR rules, match last`, rules: { kind: 'cidr', sources: cidrSources(o.cidrRules) } },
-  ];
+  /** @type {{ key: string, label: string, flood: Flood, rules: Rules }[]} */
+  const cases = o.floods.flatMap((f) => [
+    { key: `${f}/one`, flood: f, label: `${f}: 1 rule (udp/9)`, rules: /** @type {Rules} */ ({ kind: 'port' }) },
+    { key: `${f}/cidr`, flood: f, label: `${f}: ${o.cidrRules.toLocaleString('en-US')} CIDRs, match last`, rules: /** @type {Rules} */ ({ kind: 'cidr', sources: cidrSources(o.cidrRules) }) },
+  ]);
   /** @type {Record<string, Record<string, { runs: { sent: number, dropped: number, seconds: number, cpuSeconds: number, sendErrors: number, round: number }[], errors: string[], mode?: string }>>} */
   const raw = {};
   for (const c of cases) raw[c.key] = Object.fromEntries(contenders.map((x) => [x.name, { runs: [], errors: [] }]));
   let seq = 0;
+  // every round measures every case of both floods, so both floods see the same stretch of the VM
   for (let rep = 0; rep < o.reps; rep++) {
     for (const c of cases) {
       const here = contenders.filter((x) => !x.only || x.only === c.rules.kind);
@@ -325,11 +351,11 @@ export async function runVeth(o) {
         const x = here[(k + rep) % here.length];
         const slot = raw[c.key][x.name];
         o.log(`veth: round ${rep + 1} of ${o.reps}: ${c.label}: ${x.name}`);
-        const env = setup(o.live, seq++, o.flood);
+        const env = setup(o.live, seq++, c.flood);
         try {
           const inst = await x.install(env, c.rules, o.tmp);
           if (inst.mode) slot.mode = inst.mode;
-          const f = await flood(o.live, env, o);
+          const f = await flood(o.live, env, { ...o, flood: c.flood });
           const dropped = await inst.finish();
           slot.runs.push({ ...f, dropped, round: rep });
         } catch (e) {
@@ -376,6 +402,8 @@ export async function runVeth(o) {
         vsEach: vs,
         case: c.key,
         caseLabel: c.label,
+        flood: c.flood,
+        kind: c.rules.kind,
         filter: x.name,
         mode: s.mode,
         runs: s.runs,
@@ -389,9 +417,14 @@ export async function runVeth(o) {
       });
     }
   }
-  const how =
-    o.flood === 'kernel'
-      ? 'sent by the kernel (XDP redirect out of the sender\'s veth, BPF_PROG_TEST_RUN live frames, 64 a batch; GRO on the receiving end)'
-      : 'sendmmsg x64 from a UDP socket';
-  return { seconds: o.seconds, reps: o.reps, cpu: o.cpu, floodKind: o.flood, flood: `UDP ${SRC} -> ${DST}:${PORT}, 60-byte frames, ${how}`, cases: cases.map(({ key, label }) => ({ key, label })), rows, notes };
+  return {
+    seconds: o.seconds,
+    reps: o.reps,
+    cpu: o.cpu,
+    floods: o.floods,
+    flood: `UDP ${SRC} -> ${DST}:${PORT}, 60-byte frames; kernel: sent by the kernel (XDP redirect out of the sender's veth, BPF_PROG_TEST_RUN live frames, GRO on the receiving end), what a NIC hands over; socket: sendmmsg x64 from a UDP socket of a process in the sender namespace, skbs, what containers send`,
+    cases: cases.map(({ key, label, flood }) => ({ key, label, flood })),
+    rows,
+    notes,
+  };
 }
