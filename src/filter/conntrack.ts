@@ -4,7 +4,7 @@
 // flt_ct entries, its flt_ct_cfg timeouts and the clock the program reads. Pure.
 import * as F from '../gen/filter.js';
 import { ctStateOf, ctTimeoutSeconds, type CtState } from './model.js';
-import { formatAddress } from './rules.js';
+import { ipv6Text } from '../loader/ip.js';
 
 export interface FlowView {
   family: 4 | 6;
@@ -23,10 +23,9 @@ export interface FlowView {
 
 const PROTO_NAMES: Record<number, string> = { 6: 'tcp', 17: 'udp', 1: 'icmp', 58: 'icmpv6' };
 
-const bigOf = (b: Uint8Array, n: number): bigint => b.subarray(0, n).reduce((a, x) => (a << 8n) | BigInt(x), 0n);
-
 function endpoint(family: 4 | 6, addr: Uint8Array, port: number, proto: number): string {
-  const a = formatAddress(family, bigOf(addr, family === 4 ? 4 : 16));
+  // the key holds IPv4 in its first 4 bytes (not mapped), IPv6 in all 16
+  const a = family === 4 ? addr.subarray(0, 4).join('.') : ipv6Text(addr.subarray(0, 16));
   if (proto === 1 || proto === 58) return port ? `${a} id ${port}` : a;
   return family === 6 ? `[${a}]:${port}` : `${a}:${port}`;
 }

@@ -33,10 +33,9 @@ export interface EntryPaths {
   ioUring: boolean;
   /** lsm/path_mkdir reports the mkdirs of kernel threads (and of io_uring, when ioUring is off) */
   lsm: boolean;
-  /** what this run cannot see, and why: one sentence each */
+  /** what this run cannot see, and why: one sentence each (a securityfs it mounted to read the
+   * active LSMs is said by the loader's onMount listeners, as every mount is) */
   unseen: string[];
-  /** securityfs, when this run mounted it to read the active LSMs */
-  mounted: MountResult | null;
 }
 
 /**
@@ -49,7 +48,6 @@ export function entryPaths(syscalls: readonly SyscallDef[], tracefs: string): En
   const unseen: string[] = [];
   let ioUring = false;
   let lsm = false;
-  let mounted: MountResult | null = null;
   if (names.includes(IO_URING.syscall)) {
     const tps = [IO_URING.enter.tracepoint, IO_URING.exit.tracepoint].every((tp) => existsSync(join(tracefs, 'events', IO_URING.category, tp)));
     ioUring = tps && kernelHas('struct', IO_URING.struct);
@@ -57,13 +55,12 @@ export function entryPaths(syscalls: readonly SyscallDef[], tracefs: string): En
   }
   if (names.includes(LSM_HOOK.syscall)) {
     const l = activeLsms();
-    mounted = l.mounted;
     if (!kernelHas('func', LSM_HOOK.func)) unseen.push(`mkdirs made by kernel threads${ioUring ? '' : ' and io_uring'}: this kernel has no BPF LSM (CONFIG_BPF_LSM)`);
     else if (l.lsms === null) unseen.push(`mkdirs made by kernel threads${ioUring ? '' : ' and io_uring'}: cannot tell whether BPF LSM is on (no securityfs at /sys/kernel/security)`);
     else if (!l.lsms.includes('bpf')) unseen.push(`mkdirs made by kernel threads${ioUring ? '' : ' and io_uring'}: BPF LSM is off (active LSMs: ${l.lsms.join(',')}; boot with lsm=${[...l.lsms, 'bpf'].join(',')})`);
     else lsm = true;
   }
-  return { ioUring, lsm, unseen, mounted };
+  return { ioUring, lsm, unseen };
 }
 
 /**

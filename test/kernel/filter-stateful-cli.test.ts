@@ -6,6 +6,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { afterEach, beforeEach, expect, it } from 'vitest';
+import { PIN_ROOT } from '../../src/loader/index.js';
 import { runCli } from '../helpers/cli.js';
 import { describeKernel, ok, sh } from '../helpers/kernel.js';
 import { makeTwoHosts, type TwoHosts } from '../helpers/netns.js';
@@ -29,7 +30,7 @@ const udpEcho = (ns: string, ip: string, port: number): boolean => {
 const egressLinkId = (h: TwoHosts): number | null => {
   const inode = statSync(`/run/netns/${h.target}`).ino;
   const ifindex = JSON.parse(sh('ip', ['-j', 'link', 'show', h.targetIf], { ns: h.target }))[0].ifindex as number;
-  const pin = `/sys/fs/bpf/ebpfnet/filter/${inode}/${ifindex}/egress`;
+  const pin = `${PIN_ROOT}/filter/${inode}/${ifindex}/egress`;
   if (!existsSync(pin)) return null;
   return (JSON.parse(sh('bpftool', ['-j', 'link', 'show', 'pinned', pin])) as { id: number }).id;
 };
