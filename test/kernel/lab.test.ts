@@ -71,7 +71,14 @@ function noteLabPrograms(made: Map<number, string>): void {
   const held = new Set(inLabNamespaces().flatMap(heldPrograms));
   const cg = cgroupDir();
   if (cg && existsSync(cg)) {
-    for (const p of JSON.parse(sh('bpftool', ['-j', 'cgroup', 'show', cg]).trim() || '[]') as Array<{ id: number }>) held.add(p.id);
+    let shown = '[]';
+    try {
+      shown = sh('bpftool', ['-j', 'cgroup', 'show', cg]).trim() || '[]';
+    } catch (e) {
+      // the demo's lab down removed the cgroup between the two looks: nothing attached to it now
+      if (existsSync(cg)) throw e;
+    }
+    for (const p of JSON.parse(shown) as Array<{ id: number }>) held.add(p.id);
   }
   if (held.size === 0) return;
   for (const p of JSON.parse(sh('bpftool', ['-j', 'prog', 'show'])) as Array<{ id: number; name?: string }>) if (held.has(p.id)) made.set(p.id, p.name ?? '');
