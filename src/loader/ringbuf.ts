@@ -4,6 +4,11 @@
 // are decoded straight from that memory, and the reader never blocks: consume() takes what is
 // there and returns. The kernel side submits with BPF_RB_NO_WAKEUP, so nothing waits on epoll.
 // Layout: include/uapi/linux/bpf.h (BPF_RINGBUF_*), kernel/bpf/ringbuf.c.
+// Ordering, as the kernel's protocol asks: the producer position and each record header are read
+// with acquire semantics and the consumer position is stored with release semantics (Atomics), so
+// no record is read before the kernel's commit of it and the kernel never reuses bytes still being
+// read. On x86 every load is an acquire already, and Atomics.load on memory that is not a
+// SharedArrayBuffer costs ~15x a plain load in V8, so the header loads there are plain.
 import { EbpfnetError, kernelError } from '../errors.js';
 import { errno, libbpf, view, address } from '../libbpf/index.js';
 import { track, untrack, type Closable } from './guard.js';
@@ -12,8 +17,11 @@ import type { BpfMap } from './map.js';
 import { mapInfoByFd } from './map.js';
 import { pageSize } from './system.js';
 
-const BUSY = 0x80000000;
+/** BPF_RINGBUF_BUSY_BIT is the header's sign bit: read as an Int32, a busy record is negative */
 const DISCARD = 0x40000000;
+const LEN_MASK = 0x3fffffff;
+/** x86 (TSO) keeps loads in order with other loads: a plain load of a header is an acquire */
+const PLAIN_ACQUIRE = process.arch === 'x64' || process.arch === 'ia32';
 const HDR = 8;
 const PROT_READ = 1;
 const PROT_WRITE = 2;
@@ -44,6 +52,11 @@ export class RingBuffer<R> implements Closable {
   /** the data pages as 32-bit words: record headers and fields are 8-byte aligned, so reading them
    * through a typed array is a plain load, cheaper than DataView or Buffer reads */
   readonly words: Uint32Array;
+  /** the same words signed, for the headers' atomic loads (Atomics wants an Int32Array) */
+  private readonly headers: Int32Array;
+  /** the data pages for the codecs' decodeView: DataView reads 64-bit fields without the
+   * byte-by-byte BigInt assembly of Buffer#readBigUInt64LE */
+  private readonly dataView: DataView;
   private readonly page: number;
   private records = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -71,12 +84,14 @@ export class RingBuffer<R> implements Closable {
     this.prodPos = new BigUint64Array(prodView, 0, 1);
     this.data = Buffer.from(prodView, this.page, 2 * this.size);
     this.words = new Uint32Array(prodView, this.page, (2 * this.size) / 4);
+    this.headers = new Int32Array(prodView, this.page, (2 * this.size) / 4);
+    this.dataView = new DataView(prodView, this.page, 2 * this.size);
     track(this);
   }
 
   /** Bytes written by the kernel and not yet consumed. */
   pending(): number {
-    return Number(this.prodPos[0] - this.consPos[0]);
+    return Number(Atomics.load(this.prodPos, 0) - this.consPos[0]);
   }
 
   /**
@@ -85,26 +100,35 @@ export class RingBuffer<R> implements Closable {
    */
   consume(onRecord: (r: R) => void, max = Infinity): number {
     if (!this.cons) return 0;
-    let cons = Number(this.consPos[0]);
-    const prod = Number(this.prodPos[0]);
+    // everything the loop touches in locals: the callback may do anything, so fields of `this`
+    // would be loaded again on every record
+    const headers = this.headers;
+    const dv = this.dataView;
+    const codec = this.codec;
+    const mask = this.mask;
+    const consPos = this.consPos;
+    let cons = Number(consPos[0]);
+    const prod = Number(Atomics.load(this.prodPos, 0));
     let n = 0;
     let sinceCommit = 0;
     while (cons < prod && n < max) {
-      const off = cons & this.mask;
-      const word = this.words[off >>> 2];
-      if (word & BUSY) break; // reserved, not yet submitted
-      const len = word & ~(BUSY | DISCARD);
-      if (!(word & DISCARD)) {
-        onRecord(this.codec.decode(this.data, off + HDR));
+      const off = cons & mask;
+      const word = PLAIN_ACQUIRE ? headers[off >>> 2] : Atomics.load(headers, off >>> 2);
+      if (word < 0) break; // reserved, not yet submitted
+      const len = word & LEN_MASK;
+      if ((word & DISCARD) === 0) {
+        onRecord(codec.decodeView(dv, off + HDR));
         n++;
       }
       cons += (len + HDR + 7) & ~7;
       if (++sinceCommit === COMMIT_EVERY) {
-        this.consPos[0] = BigInt(cons);
+        // x86 keeps stores in order after earlier loads, so a plain store is a release there
+        if (PLAIN_ACQUIRE) consPos[0] = BigInt(cons);
+        else Atomics.store(consPos, 0, BigInt(cons));
         sinceCommit = 0;
       }
     }
-    this.consPos[0] = BigInt(cons);
+    Atomics.store(consPos, 0, BigInt(cons));
     this.records += n;
     return n;
   }
@@ -115,22 +139,25 @@ export class RingBuffer<R> implements Closable {
    */
   consumeRaw(onRecord: (b: Buffer, offset: number, len: number) => void, max = Infinity): number {
     if (!this.cons) return 0;
-    let cons = Number(this.consPos[0]);
-    const prod = Number(this.prodPos[0]);
-    const words = this.words;
+    const headers = this.headers;
+    const data = this.data;
+    const mask = this.mask;
+    const consPos = this.consPos;
+    let cons = Number(consPos[0]);
+    const prod = Number(Atomics.load(this.prodPos, 0));
     let n = 0;
     while (cons < prod && n < max) {
-      const off = cons & this.mask;
-      const word = words[off >>> 2];
-      if (word & BUSY) break;
-      const len = word & ~(BUSY | DISCARD);
-      if (!(word & DISCARD)) {
-        onRecord(this.data, off + HDR, len);
+      const off = cons & mask;
+      const word = PLAIN_ACQUIRE ? headers[off >>> 2] : Atomics.load(headers, off >>> 2);
+      if (word < 0) break;
+      const len = word & LEN_MASK;
+      if ((word & DISCARD) === 0) {
+        onRecord(data, off + HDR, len);
         n++;
       }
       cons += (len + HDR + 7) & ~7;
     }
-    this.consPos[0] = BigInt(cons);
+    Atomics.store(consPos, 0, BigInt(cons));
     this.records += n;
     return n;
   }
