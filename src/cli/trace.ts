@@ -25,7 +25,7 @@ const POLL_MS = 10;
  * Records per slice before yielding to the event loop (signals, metrics scrapes). The slice also
  * decides how often the kernel sees the space we freed: the consumer position is stored after each.
  */
-const MAX_PER_TICK = 4096;
+export const MAX_PER_TICK = 4096;
 
 const EXAMPLES = `
 Examples:

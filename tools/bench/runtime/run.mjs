@@ -56,6 +56,8 @@ const QUICK = process.env.EBPFNET_BENCH_QUICK === '1';
 /** mkdir calls per fill of the tracer's ring, and the fills per repetition */
 const TRACE_CALLS = 50_000;
 const TRACE_FILLS = 2;
+/** the tracer's ring: 32 MiB, twice a fill (344 bytes a record), room for the machine's own mkdirs */
+const TRACE_RING = 1 << 25;
 const LOOP_SRC = join(here, '..', 'trace', 'mkdir-loop.c');
 const LOOP_BIN = join(root, 'build', 'bench', 'trace-mkdir-loop');
 
@@ -115,9 +117,14 @@ function buildLoop() {
 
 /**
  * The tracer's JSON output path, as `ebpfnet trace mkdir -o json > FILE` runs it: every record
- * selected in place, counted in the summary, rendered to JSON and written out once per drain.
- * Returns drain(), which fills the ring with TRACE_CALLS real mkdir calls (untimed) and times the
- * drain, and close(), which detaches and removes what it made.
+ * selected in place, counted in the summary, rendered to JSON and written out once per slice of
+ * the CLI's MAX_PER_TICK records, as the CLI's poll loop does. Returns drain(), which fills the ring
+ * with TRACE_CALLS real mkdir calls (untimed) and times the drain, and close(), which detaches and
+ * removes what it made.
+ * The mkdir loop runs under one shell started before anything is timed, never forked from this
+ * process per fill: a fork marks every page of this process copy-on-write, and the renderer's
+ * output buffer then took one page fault per 4 KiB it wrote (3,700 faults per drain of 50,000
+ * events, 2-3 µs an event here), a cost `ebpfnet trace`, which forks nothing, never pays.
  */
 async function startTracerJson() {
   /** @type {any} */
@@ -129,6 +136,8 @@ async function startTracerJson() {
       ...(await import('../../../dist/trace/summary.js')),
       ...(await import('../../../dist/trace/syscalls.js')),
       ...(await import('../../../dist/trace/event.js')),
+      ...(await import('../../../dist/gen/trace.js')),
+      ...(await import('../../../dist/cli/trace.js')),
     };
   } catch (e) {
     throw new BenchError(`load the tracer: ${/** @type {Error} */ (e).message}; build it: npx tsc -p .`);
@@ -137,16 +146,33 @@ async function startTracerJson() {
   const sinkPath = join(dir, 'trace.json');
   // O_APPEND: after each drain's truncate the next one writes from the start again
   const sink = openSync(sinkPath, 'a');
+  // one line per fill on stdin (the call count), the loop's one JSON line back; exits at EOF
+  const filler = spawn('sh', ['-c', 'while read n; do "$0" "$n" "$1" || exit 1; done', LOOP_BIN, join(dir, 'd')], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let fillerErr = '';
+  filler.stderr.on('data', (d) => (fillerErr += d));
+  filler.stdin.on('error', () => {});
+  /** @type {{ resolve: () => void, reject: (e: Error) => void }[]} */
+  const waiting = [];
+  createInterface({ input: filler.stdout }).on('line', () => waiting.shift()?.resolve());
+  filler.on('close', (code) => {
+    for (const w of waiting.splice(0)) w.reject(new BenchError(`tracer JSON: the mkdir loop: ${fillerErr.trim() || `exited with status ${code}`}`));
+  });
+  const fill = () =>
+    new Promise((resolve, reject) => {
+      waiting.push({ resolve: () => resolve(undefined), reject });
+      filler.stdin.write(`${TRACE_CALLS}\n`);
+    });
   /** @type {any} */
   let tracer = null;
   const close = () => {
+    filler.removeAllListeners('close');
+    filler.stdin.end();
     tracer?.close();
     closeSync(sink);
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    // 64 MiB: room for a fill with the machine's own mkdirs on top, so none is lost
-    tracer = T.Tracer.open({ syscalls: T.resolveSyscalls('mkdir'), pid: null, uid: null, failedOnly: false, cgroupId: null, bufferSize: 1 << 26 });
+    tracer = T.Tracer.open({ syscalls: T.resolveSyscalls('mkdir'), pid: null, uid: null, failedOnly: false, cgroupId: null, bufferSize: TRACE_RING });
   } catch (e) {
     close();
     throw e;
@@ -160,15 +186,17 @@ async function startTracerJson() {
     renderer.record(r);
   };
   return {
-    drain() {
-      execFileSync(LOOP_BIN, [String(TRACE_CALLS), join(dir, 'd')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    /** fills before timing: enough to write the whole ring once, whose pages a fresh VM backs lazily */
+    warmFills: Math.ceil(TRACE_RING / (TRACE_CALLS * (8 + T.TrEvent.size))) + 1,
+    async drain() {
+      await fill();
       let events = 0;
       const t0 = process.hrtime.bigint();
       for (;;) {
-        const n = tracer.poll(onRecord, 65536);
+        const n = tracer.poll(onRecord, T.MAX_PER_TICK);
         if (renderer.pending) writeSync(sink, renderer.take());
         events += n;
-        if (n === 0) break;
+        if (n < T.MAX_PER_TICK) break;
       }
       const ns = Number(process.hrtime.bigint() - t0);
       const lost = tracer.lostCounts().lost;
@@ -387,7 +415,7 @@ async function main() {
   /** the tracer's JSON output, events/s */
   /** @type {number[]} */
   const tracerJson = [];
-  /** @type {{ drain(): { events: number, ns: number }, close(): void } | null} */
+  /** @type {{ warmFills: number, drain(): Promise<{ events: number, ns: number }>, close(): void } | null} */
   let tj = null;
   try {
     open.c = startC();
@@ -416,12 +444,13 @@ async function main() {
       decoded.push((R * ROUNDS * 1e9) / ns);
     }
     tj = await startTracerJson();
-    tj.drain(); // warm-up, untimed: the renderer's caches and the JIT
+    // warm-up, untimed: the renderer's caches, the JIT and every page of the ring
+    for (let f = 0; f < tj.warmFills; f++) await tj.drain();
     for (let rep = 0; rep < args.reps; rep++) {
       let events = 0;
       let ns = 0;
       for (let f = 0; f < TRACE_FILLS; f++) {
-        const d = tj.drain();
+        const d = await tj.drain();
         events += d.events;
         ns += d.ns;
       }
