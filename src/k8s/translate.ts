@@ -251,7 +251,11 @@ export function translateService(svc: V1Service, slices: readonly V1EndpointSlic
   const externalLocal = spec.externalTrafficPolicy === 'Local';
   const affinity = affinityOf(svc);
   // sorted by name so that which copy of a duplicated endpoint is seen first does not depend on the caller's order
-  const ordered = [...slices].sort((a, b) => (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''));
+  const ordered = [...slices].sort((a, b) => {
+    const x = a.metadata?.name ?? '';
+    const y = b.metadata?.name ?? '';
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
   const claimed = new Set<string>();
   let localEndpoints = 0;
 
