@@ -5,9 +5,10 @@
 // together (probes on the port the config listens on, the config where --config reads it...).
 import * as k8s from '@kubernetes/client-node';
 import type { V1ClusterRole, V1ClusterRoleBinding, V1ConfigMap, V1DaemonSet, V1ServiceAccount } from '@kubernetes/client-node';
-import { DaemonSet } from 'kubernetes-models/apps/v1';
+import { readFileSync } from 'node:fs';
+import { DaemonSet, Deployment } from 'kubernetes-models/apps/v1';
 import { ClusterRole, ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
-import { ConfigMap, ServiceAccount } from 'kubernetes-models/v1';
+import { ConfigMap, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { parseConfig } from '../../src/agent/config.js';
@@ -195,6 +196,20 @@ describe('kubernetes manifests: the DaemonSet', () => {
     expect(e).toContainEqual({ name: 'KUBERNETES_SERVICE_HOST', value: '192.168.56.11' });
     expect(e).toContainEqual({ name: 'KUBERNETES_SERVICE_PORT', value: '6443' });
     expect(c.env!.map((x) => x.name)).toEqual(['NODE_NAME']);
+  });
+});
+
+describe('the k3s lab demo (vagrant/k3s/demo.yaml)', () => {
+  it('validates, and its Service names a targetPort the pods declare', () => {
+    const docs = parse(readFileSync(new URL('../../vagrant/k3s/demo.yaml', import.meta.url), 'utf8'));
+    const dep = docs.find((d) => d.kind === 'Deployment')!;
+    const svc = docs.find((d) => d.kind === 'Service')!;
+    expect(() => new Deployment(dep as never).validate()).not.toThrow();
+    expect(() => new Service(svc as never).validate()).not.toThrow();
+    expect(unknownFields(dep, 'V1Deployment')).toEqual([]);
+    expect(unknownFields(svc, 'V1Service')).toEqual([]);
+    const ports = (dep as unknown as k8s.V1Deployment).spec!.template.spec!.containers[0].ports!.map((p) => p.name);
+    expect(ports).toContain((svc as unknown as k8s.V1Service).spec!.ports![0].targetPort);
   });
 });
 
