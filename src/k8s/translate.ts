@@ -263,6 +263,7 @@ export function translateService(svc: V1Service, slices: readonly V1EndpointSlic
   const out: Translation = { specs: [], refused: [], truncated: [] };
   const bad: string[] = [];
   const clusterIps = ips(clusterTexts, bad);
+  const families = new Set(clusterIps.map((ip) => ip.family));
   const externalIps = ips(spec.externalIPs ?? [], bad);
   // an ingress IP in Proxy mode is reached through the load balancer, which sends to a node port:
   // kube-proxy does not take the IP for itself then, and neither does the translation
@@ -324,9 +325,12 @@ export function translateService(svc: V1Service, slices: readonly V1EndpointSlic
       out.specs.push(s);
     };
     for (const ip of clusterIps) add(ip, sp.port, 'clusterIP');
-    for (const ip of externalIps) add(ip, sp.port, 'externalIP');
-    for (const ip of lbIps) add(ip, sp.port, 'loadBalancer');
-    if (nodePorts && sp.nodePort) for (const ip of node.nodeAddresses) add(ip, sp.nodePort, 'nodePort');
+    // a Service exists in the families of its cluster IPs only (kube-proxy runs one proxier per
+    // family): an external, ingress or node address of another family is no VIP of it
+    const ofService = (ip: Ip): boolean => families.has(ip.family);
+    for (const ip of externalIps.filter(ofService)) add(ip, sp.port, 'externalIP');
+    for (const ip of lbIps.filter(ofService)) add(ip, sp.port, 'loadBalancer');
+    if (nodePorts && sp.nodePort) for (const ip of node.nodeAddresses.filter(ofService)) add(ip, sp.nodePort, 'nodePort');
     if (externalLocal) localEndpoints = Math.max(localEndpoints, ...([4, 6] as Family[]).map((f) => eps(f).filter((e) => e.local && e.ready).length));
   }
   if (externalLocal && type === 'LoadBalancer' && spec.healthCheckNodePort) out.healthCheck = { nodePort: spec.healthCheckNodePort, localEndpoints };

@@ -276,7 +276,7 @@ describe('k8s translate: session affinity', () => {
 
   it('every VIP of the service carries the affinity', () => {
     const t = translateService(svc({ type: 'NodePort', sessionAffinity: 'ClientIP', externalIPs: ['203.0.113.7'], ports: [{ name: 'http', port: 80, nodePort: 30080, targetPort: 8080 }] }), [], NODE);
-    expect(t.specs.length).toBe(4);
+    expect(t.specs.length).toBe(3);
     for (const s of t.specs) expect(s.affinity).toBe(DEFAULT_AFFINITY_SECONDS);
   });
 });
@@ -312,6 +312,17 @@ describe('k8s translate: external IPs, load balancers, node ports', () => {
       '192.168.56.11:30080/tcp': ['10.244.1.5:8080', '10.244.2.5:8080'],
       '[fd56::11]:30080/tcp': ['[fd00::5]:8080'],
     });
+  });
+
+  it('a single-stack Service takes no VIP of the other family: node, external and ingress addresses', () => {
+    const t = translateService(
+      svc({ type: 'LoadBalancer', externalIPs: ['203.0.113.7', '2001:db8::7'], ports: [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30080 }] }, { status: { loadBalancer: { ingress: [{ ip: '198.51.100.9' }, { ip: '2001:db8::9' }] } } }),
+      slices,
+      NODE,
+    );
+    expect(Object.keys(view(t))).toEqual(['10.96.0.10:80/tcp', '203.0.113.7:80/tcp', '198.51.100.9:80/tcp', '192.168.56.11:30080/tcp']);
+    const v6 = translateService(svc({ type: 'NodePort', clusterIP: 'fd00:96::a', clusterIPs: ['fd00:96::a'], ports: [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30080 }] }), [], NODE);
+    expect(Object.keys(view(v6))).toEqual(['[fd00:96::a]:80/tcp', '[fd56::11]:30080/tcp']);
   });
 
   it('a ClusterIP service has no node port even if one is written; a LoadBalancer without node ports has none', () => {
