@@ -13,6 +13,7 @@ import { filterSite, migrateOldPins } from '../filter/pins.js';
 import type { Policy } from '../filter/policy.js';
 import { formatMatch, parseRule, type Action, type Rule } from '../filter/rules.js';
 import { startFilter } from '../filter/start.js';
+import type { CtTableView } from '../filter/ct-table.js';
 import { countersView } from '../filter/stats.js';
 import { interfaceExists, linkInfo, netInterfaces, openPinnedLink, progInfo, watchInterfaces, type ProgInfo } from '../loader/index.js';
 import type { BpfSource } from '../metrics/bpf.js';
@@ -84,6 +85,8 @@ export interface FilterHandle {
   /** the attached program's run count and time (null: none attached) */
   programInfo(): ProgInfo | null;
   mapFill(): MapFill[];
+  /** the connection table's size and numbers; null (or absent) when stateless */
+  ctTable?(): CtTableView | null;
   /** drops this process's references; the pinned filter stays */
   close(): void;
 }
@@ -140,6 +143,7 @@ function wrap(d: FilterDatapath): FilterHandle {
       return progId === null ? null : progInfo(progId);
     },
     mapFill: () => d.mapFill(),
+    ctTable: () => d.ctTable(),
     close: () => d.close(),
   };
 }
@@ -392,7 +396,7 @@ export class AgentFilter {
 
   /** What the metrics face reads at scrape time. */
   sources(): FilterSource[] {
-    return [...this.handles.values()].map((h) => ({ ifname: h.ifname, counters: (opts) => h.counters(opts) }));
+    return [...this.handles.values()].map((h) => ({ ifname: h.ifname, counters: (opts) => h.counters(opts), ctTable: () => h.ctTable?.() ?? null }));
   }
 
 

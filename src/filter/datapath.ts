@@ -240,6 +240,11 @@ export class FilterDatapath implements Closable {
     return { cfg: this.obj.table(F.FLT_CT_CFG), flows, stats, egress: this.obj.program(F.PROG_FILTER_EGRESS), table: () => tableOf(flows, stats) };
   }
 
+  /** The tracker's switch, test clock and timeouts (flt_ct_cfg); null when the filter is stateless. */
+  ctSettings(): F.FltCtCfg | null {
+    return this.ct?.cfg.get(0) ?? null;
+  }
+
   /** The connection table's size (flt_ct's max entries); null when the filter is stateless. */
   get ctMax(): number | null {
     return this.ct ? this.ct.flows.capacity : null;

@@ -47,7 +47,6 @@ describeKernel('the connection table: size, evictions, expiries, resets, misses 
     rport,
     proto,
     family: F.FLT_FAMILY_V4,
-    pad: new Uint8Array(2),
   });
 
   it(`a table of ${CT_MIN} overfilled: the size holds, idle flows are evicted and counted, a busy connection stays; an evicted flow's reply is dropped as a miss`, () => {
