@@ -571,7 +571,7 @@ export function registerFilter(program: Command): void {
     withPolicyOptions(
       filter
         .command('explain <packet>')
-        .description('run a crafted packet through the filter program and name the rule that decides it: "tcp 10.0.0.1:5555 -> 10.0.0.2:22"')
+        .description('run a crafted packet through the filter program and name the rule that decides it: "tcp 10.0.0.1:5555 -> 10.0.0.2:22" (a SYN; a reply: add "flags ack")')
         .option('--iface <name>', 'use the policy of the pinned filter on this interface, and its connection state: a packet of a flow it tracks passes as established (or related)'),
     ),
   ).action((packet: string, o: PolicyOpts & OutputOptions & { iface?: string }) => explain(packet, o));

@@ -41,6 +41,6 @@ export function explainLines(e: Explained): string[] {
   const head = `${e.packet}: ${e.rules.verdict} by ${e.rules.by}${audit}`;
   if (!s) return [head];
   if (s.why === 'deny-rule') return [head, `a deny rule decides before connection state: the tracked flow ${flowText(s.flow)} does not let it through`];
-  const tcp = s.flow.proto === 'tcp' ? ' (a SYN opens a new connection; until the far side answers, only its SYN-ACK or RST counts)' : '';
+  const tcp = s.flow.proto === 'tcp' ? ' (a SYN opens a new connection, and explain sends a SYN unless told "flags ack"; until the far side answers, only its SYN-ACK or RST counts)' : '';
   return [head, `the flow ${flowText(s.flow)} is tracked, but this packet does not count as part of it${tcp}`];
 }

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { CT_DEFAULT_MAX, CT_MAX, CT_MIN, CT_TABLE_STATS, ctMaxNote, ctTableLine, ctTableReading, ctTableView, parseCtMax } from '../../src/filter/ct-table.js';
 import type { FlowView } from '../../src/filter/conntrack.js';
 import { decided, explainLines, type Explained } from '../../src/filter/explain.js';
+import { parsePacket, TCP } from '../../src/filter/packet.js';
 import type { FilterCounters } from '../../src/filter/datapath.js';
 import { CT_METRICS, registerFilterMetrics } from '../../src/metrics/filter.js';
 import { FILTER_STATS } from '../../src/filter/stats.js';
@@ -113,7 +114,14 @@ describe('filter explain with connection state', () => {
   });
   it('a packet of the flow\'s key that is not part of it (a SYN): the rules decide', () => {
     const e = { ...base, state: { flow, as: null, why: 'not-part' as const } };
-    expect(explainLines(e)[1]).toBe('the flow tcp 10.0.0.2:40000 <-> 10.0.0.1:443, established, opened by this host is tracked, but this packet does not count as part of it (a SYN opens a new connection; until the far side answers, only its SYN-ACK or RST counts)');
+    expect(explainLines(e)[1]).toBe('the flow tcp 10.0.0.2:40000 <-> 10.0.0.1:443, established, opened by this host is tracked, but this packet does not count as part of it (a SYN opens a new connection, and explain sends a SYN unless told "flags ack"; until the far side answers, only its SYN-ACK or RST counts)');
+  });
+  it('explain takes TCP flags', () => {
+    expect(parsePacket('tcp 10.0.0.1:443 -> 10.0.0.2:40000 flags ack,psh').tcpFlags).toBe(TCP.ack | TCP.psh);
+    expect(parsePacket('tcp 10.0.0.1:443 -> 10.0.0.2:40000 flags SYN+ACK').tcpFlags).toBe(TCP.syn | TCP.ack);
+    expect(parsePacket('tcp 10.0.0.1:443 -> 10.0.0.2:40000').tcpFlags).toBeUndefined();
+    expect(() => parsePacket('tcp 10.0.0.1:443 -> 10.0.0.2:40000 flags urg')).toThrowError(/^parse packet 'tcp 10.0.0.1:443 -> 10.0.0.2:40000 flags urg': 'urg' is not a TCP flag/);
+    expect(() => parsePacket('udp 10.0.0.1:53 -> 10.0.0.2:40000 flags ack')).toThrowError(/only TCP packets take flags/);
   });
   it('without state: what explain always said', () => {
     expect(explainLines(base)).toEqual(['tcp 10.0.0.1:443 -> 10.0.0.2:40000: DROP by the default (deny)']);
