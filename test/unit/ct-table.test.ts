@@ -128,3 +128,14 @@ describe('filter explain with connection state', () => {
     expect(explainLines({ ...base, audit: true, rules: { verdict: 'PASS', by: 'the default (deny)' } })).toEqual(['tcp 10.0.0.1:443 -> 10.0.0.2:40000: PASS by the default (deny) (audit mode passes everything)']);
   });
 });
+
+describe('filter.ctMax in the agent config', () => {
+  it('sizes the table, checked with the same range as --ct-max', async () => {
+    const { parseConfig } = await import('../../src/agent/config.js');
+    expect(parseConfig('filter:\n  interfaces: [eth1]\n  default: deny\n  ctMax: 1048576\n', 'a.yaml').filter!.ctMax).toBe(1048576);
+    expect(parseConfig('filter:\n  interfaces: [eth1]\n  default: deny\n', 'a.yaml').filter!.ctMax).toBeUndefined();
+    for (const bad of ['10', '"lots"', '2.5', '16777217']) {
+      expect(() => parseConfig(`filter:\n  interfaces: [eth1]\n  ctMax: ${bad}\n`, 'a.yaml')).toThrowError(/^read config a\.yaml(:\d+)?: filter\.ctMax: .* is not a whole number of flows from 64 to 16,777,216/);
+    }
+  });
+});
