@@ -486,13 +486,60 @@ static __always_inline enum ct_kind ct_l4(struct flt_ct_key *k, __u8 *l4, void *
 	return CT_NONE;
 }
 
+/* ---- the table's own numbers (flt_ct_stats): inserts, expiries, resets, misses ----
+ * The LRU hash evicts without telling the program, so evictions are not counted here: every flow
+ * leaves the table by expiry, reset, eviction (or a delete from user space, which ebpfnet never
+ * does), so user space reads them as inserts - expiries - resets - entries (src/filter/ct-table.ts).
+ * That holds only if each count here matches one key entering or leaving: an insert is counted
+ * when the key was not there, a removal when this CPU's delete removed it. */
+static __always_inline void ct_count(__u32 slot)
+{
+	__u64 *c = bpf_map_lookup_elem(&flt_ct_stats, &slot);
+
+	if (c)
+		(*c)++;
+}
+
+/* Removes flow k, counted in slot (FLT_CTS_EXPIRIES or FLT_CTS_RESETS) if it was still there. */
+static __always_inline void ct_forget(struct flt_ct_key *k, __u32 slot)
+{
+	if (!bpf_map_delete_elem(&flt_ct, k))
+		ct_count(slot);
+}
+
+/* Writes flow nv for k. A new key is an insert. A key already there (a SYN again on the same
+ * ports, a retransmitted SYN an allow rule passed) is overwritten in place: updating it through
+ * the map would take a free element again, and in a full LRU table that evicts another flow. An
+ * expired flow overwritten so is an expiry and an insert. */
+static __always_inline void ct_insert(struct flt_ct_key *k, struct flt_ct_val *nv)
+{
+	struct flt_ct_val *old;
+
+	if (!bpf_map_update_elem(&flt_ct, k, nv, BPF_NOEXIST)) {
+		ct_count(FLT_CTS_INSERTS);
+		return;
+	}
+	old = bpf_map_lookup_elem(&flt_ct, k);
+	if (!old) {
+		/* gone meanwhile (another CPU's delete, an eviction) */
+		if (!bpf_map_update_elem(&flt_ct, k, nv, BPF_NOEXIST))
+			ct_count(FLT_CTS_INSERTS);
+		return;
+	}
+	if (!ct_live(&flt_ct_cfg[0], old, nv->last_seen)) {
+		ct_count(FLT_CTS_EXPIRIES);
+		ct_count(FLT_CTS_INSERTS);
+	}
+	__builtin_memcpy(old, nv, sizeof(*nv));
+}
+
 /* A live flow for k, or NULL; an expired one is deleted on the way (it is absent either way). */
 static __always_inline struct flt_ct_val *ct_find(struct flt_ct_cfg *cc, struct flt_ct_key *k, __u64 now)
 {
 	struct flt_ct_val *v = bpf_map_lookup_elem(&flt_ct, k);
 
 	if (v && !ct_live(cc, v, now)) {
-		bpf_map_delete_elem(&flt_ct, k);
+		ct_forget(k, FLT_CTS_EXPIRIES);
 		return NULL;
 	}
 	return v;
@@ -502,7 +549,7 @@ static __always_inline void ct_start(struct flt_ct_key *k, __u8 state, __u8 flag
 {
 	struct flt_ct_val v = { .last_seen = now, .state = state, .flags = flags };
 
-	bpf_map_update_elem(&flt_ct, k, &v, BPF_ANY);
+	ct_insert(k, &v);
 }
 
 /* A TCP SYN that opens a connection: no ACK, RST or FIN with it. */
@@ -524,7 +571,7 @@ static __always_inline int ct_advance(struct flt_ct_key *k, struct flt_ct_val *v
 		if (v->state == FLT_CT_SYN_SENT && answering && !(f & TCP_RST) && (f & (TCP_SYN | TCP_ACK)) != (TCP_SYN | TCP_ACK))
 			return 0;
 		if (f & TCP_RST) {
-			bpf_map_delete_elem(&flt_ct, k);
+			ct_forget(k, FLT_CTS_RESETS);
 			return 1;
 		}
 		if (f & TCP_FIN) {
@@ -637,6 +684,10 @@ static __always_inline int ct_ingress(void *data, void *data_end, __u32 l3off, _
 	}
 	now = ct_now(cc);
 	v = ct_find(cc, &q.k, now);
+	/* a packet that can only belong to a connection, of none the table holds (evicted, expired,
+	 * reset, or never seen): judged by the rules below, and counted so a full table is not silent */
+	if (!v && (q.kind == CT_TCP || q.kind == CT_ECHO_REPLY))
+		ct_count(FLT_CTS_MISSES);
 	if (q.kind == CT_ICMP_ERR)
 		return v ? CT_PASS_RELATED : CT_UNTRACKED;
 	if (v && ct_advance(&q.k, v, q.kind, q.tflags, 1, now))

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseDocument, type YAMLError } from 'yaml';
 import { EbpfnetError, shownValue } from '../errors.js';
+import { parseCtMax } from '../filter/ct-table.js';
 import { checkPattern, splitPatterns } from '../filter/ifaces.js';
 import type { Action } from '../filter/rules.js';
 import { formatMatch, parseRuleLine } from '../filter/rules.js';
@@ -26,6 +27,8 @@ export interface FilterConfig {
   mode: AttachMode;
   /** per-rule counter slots, fixed when a filter is loaded */
   maxRules: number;
+  /** the connection table's size in flows (--ct-max), fixed when a filter is loaded; absent: the default */
+  ctMax?: number;
 }
 
 export interface ApiConfig {
@@ -221,7 +224,7 @@ function parseValue(raw: unknown, file: string): AgentConfig {
   if (raw.filter !== undefined && raw.filter !== null) {
     const f = raw.filter;
     if (!isObj(f)) throw bad(file, `filter is not a mapping (it is ${shownValue(f)})`);
-    only(file, 'filter', f, ['interfaces', 'rules', 'default', 'audit', 'hook', 'mode', 'maxRules']);
+    only(file, 'filter', f, ['interfaces', 'rules', 'default', 'audit', 'hook', 'mode', 'maxRules', 'ctMax']);
     const given = stringList(file, 'filter.interfaces', f.interfaces, "interface names, globs ('veth*') or all");
     // the same forms as --iface: names, comma-separated lists, globs and `all`
     given.forEach((g, i) => {
@@ -241,7 +244,9 @@ function parseValue(raw: unknown, file: string): AgentConfig {
     if (!Number.isInteger(maxRules) || (maxRules as number) < 1 || (maxRules as number) > 1 << 20) throw bad(file, `filter.maxRules: ${shownValue(maxRules)} is not an integer from 1 to 1048576`);
     // the same limit as the API's (AgentFilter.maxRules): a policy the agent could not take over HTTP is not started from a file either
     if ((rules as unknown[]).length > (maxRules as number)) throw bad(file, `filter.rules has ${(rules as unknown[]).length} rules, more than filter.maxRules (${maxRules as number})`, 'raise filter.maxRules');
+    const ctMax = f.ctMax === undefined || f.ctMax === null ? undefined : within(file, 'filter.ctMax', null, () => parseCtMax(f.ctMax, 'ctMax'));
     filter = {
+      ...(ctMax !== undefined ? { ctMax } : {}),
       interfaces: ifs,
       rules: rules.map((r, i) =>
         within(file, `filter.rules[${i}]`, r, () => {

@@ -13,6 +13,7 @@ import { filterSite, migrateOldPins } from '../filter/pins.js';
 import type { Policy } from '../filter/policy.js';
 import { formatMatch, parseRule, type Action, type Rule } from '../filter/rules.js';
 import { startFilter } from '../filter/start.js';
+import { ctMaxNote, type CtTableView } from '../filter/ct-table.js';
 import { countersView } from '../filter/stats.js';
 import { interfaceExists, linkInfo, netInterfaces, openPinnedLink, progInfo, watchInterfaces, type ProgInfo } from '../loader/index.js';
 import type { BpfSource } from '../metrics/bpf.js';
@@ -35,6 +36,8 @@ export interface FilterSpec {
   hook: Hook;
   mode: AttachMode;
   maxRules: number;
+  /** the connection table's size (filter.ctMax); absent: the default */
+  ctMax?: number;
 }
 
 export interface FilterView extends Omit<FilterSpec, 'maxRules'> {
@@ -84,6 +87,10 @@ export interface FilterHandle {
   /** the attached program's run count and time (null: none attached) */
   programInfo(): ProgInfo | null;
   mapFill(): MapFill[];
+  /** the connection table's size and numbers; null (or absent) when stateless */
+  ctTable?(): CtTableView | null;
+  /** the connection table's size in flows; null (or absent) when stateless */
+  ctMax?(): number | null;
   /** drops this process's references; the pinned filter stays */
   close(): void;
 }
@@ -105,7 +112,7 @@ export interface FilterBackend {
   pinned(ifname: string): boolean;
   adopt(ifname: string): FilterHandle;
   /** load, apply, attach and pin, or leave nothing behind */
-  create(ifname: string, policy: Policy, opts: { hook: Hook; mode: AttachMode; maxRules: number }): FilterHandle;
+  create(ifname: string, policy: Policy, opts: { hook: Hook; mode: AttachMode; maxRules: number; ctMax?: number }): FilterHandle;
   unload(ifname: string): void;
   /** moves pins of an older layout into today's (lines saying so); before the first pinned() */
   migrate?(): string[];
@@ -140,6 +147,8 @@ function wrap(d: FilterDatapath): FilterHandle {
       return progId === null ? null : progInfo(progId);
     },
     mapFill: () => d.mapFill(),
+    ctTable: () => d.ctTable(),
+    ctMax: () => d.ctMax,
     close: () => d.close(),
   };
 }
@@ -148,7 +157,7 @@ export const kernelFilters: FilterBackend = {
   links: { list: netInterfaces, exists: interfaceExists, watch: (onChange, onError) => watchInterfaces(onChange, { onError }) },
   pinned: (ifname) => FilterDatapath.pinnedHere(ifname),
   adopt: (ifname) => wrap(FilterDatapath.adopt(ifname)),
-  create: (ifname, policy, opts) => wrap(startFilter(ifname, policy, { hook: opts.hook, mode: opts.mode, pin: true, room: opts.maxRules / 2 }).datapath),
+  create: (ifname, policy, opts) => wrap(startFilter(ifname, policy, { hook: opts.hook, mode: opts.mode, pin: true, room: opts.maxRules / 2, ctMax: opts.ctMax }).datapath),
   unload: (ifname) => void FilterDatapath.unload(ifname),
   migrate() {
     try {
@@ -206,7 +215,7 @@ export class AgentFilter {
     let policy: Policy | undefined;
     if (config && cfHash !== f.st.configHash) {
       const { spec, nextId, rules } = f.withIds(config, f.st.spec, f.st.nextId);
-      f.st = { revision: f.st.revision + 1, nextId, configHash: cfHash!, spec: { ...spec, hook: config.hook, mode: config.mode, maxRules: config.maxRules } };
+      f.st = { revision: f.st.revision + 1, nextId, configHash: cfHash!, spec: { ...spec, hook: config.hook, mode: config.mode, maxRules: config.maxRules, ctMax: config.ctMax } };
       policy = { rules, default: spec.default, audit: spec.audit };
     }
     f.createdByStart = [];
@@ -288,7 +297,7 @@ export class AgentFilter {
   }
 
   view(): FilterView {
-    const { maxRules: _, ...spec } = this.st.spec;
+    const { maxRules: _, ctMax: _ct, ...spec } = this.st.spec;
     return { revision: this.st.revision, ...spec, interfaces: [...spec.interfaces], rules: spec.rules.map((r) => ({ ...r })) };
   }
 
@@ -392,7 +401,7 @@ export class AgentFilter {
 
   /** What the metrics face reads at scrape time. */
   sources(): FilterSource[] {
-    return [...this.handles.values()].map((h) => ({ ifname: h.ifname, counters: (opts) => h.counters(opts) }));
+    return [...this.handles.values()].map((h) => ({ ifname: h.ifname, counters: (opts) => h.counters(opts), ctTable: () => h.ctTable?.() ?? null }));
   }
 
 
@@ -495,8 +504,12 @@ export class AgentFilter {
       this.handles.set(i, a);
       touched.add(i);
       a.apply(policy);
+      // a pinned table keeps its size (its flows are the connections that must not drop)
+      const have = a.ctMax?.() ?? null;
+      const note = spec.ctMax !== undefined && have !== null ? ctMaxNote(i, spec.ctMax, have) : null;
+      if (note) this.log.warn({ interface: i, ctMax: spec.ctMax, pinnedCtMax: have }, `filter: ${note}`);
     } else {
-      this.handles.set(i, this.filters.create(i, policy, { hook: spec.hook, mode: spec.mode, maxRules: spec.maxRules }));
+      this.handles.set(i, this.filters.create(i, policy, { hook: spec.hook, mode: spec.mode, maxRules: spec.maxRules, ctMax: spec.ctMax }));
       this.createdByStart?.push(i);
       touched.add(i);
     }

@@ -6,7 +6,10 @@ import { EbpfnetError, isEbpfnetError } from '../errors.js';
 import { tunnelReport } from '../filter/coverage.js';
 import { FilterDatapath, type FilterCounters, type Hook } from '../filter/datapath.js';
 import { startFilter, undoStart, type StartedFilter } from '../filter/start.js';
-import { flowViews, type FlowView } from '../filter/conntrack.js';
+import { ctFlowOf, ctKernelKey, flowViews, type FlowView } from '../filter/conntrack.js';
+import { CT_DEFAULT_MAX, CT_MIN, ctTableLine, parseCtMax, type CtTableView } from '../filter/ct-table.js';
+import { decided, explainLines, type Explained, type StateFinding } from '../filter/explain.js';
+import { ConnTrack, ctIngressKey, ctKeyText } from '../filter/model.js';
 import { describeResolved, isWildcard, resolveInterfaces, splitPatterns, type Resolved } from '../filter/ifaces.js';
 import { filterSite, findLocal, listPins, migrateOldPins, removePin, type FilterSite, type PinnedFilter } from '../filter/pins.js';
 import { sshLockout } from '../filter/lockout.js';
@@ -181,6 +184,8 @@ function filterJson(p: PinnedFilter, d: FilterDatapath | null, error: string | n
     mode: d.hook === 'tc' ? null : d.mode,
     defaultAction: policy?.default ?? null,
     auditMode: policy?.audit ?? null,
+    // null when stateless
+    connectionTable: d.ctTable(),
     // the counter slot is the rule's id (`#id` in --dry-run)
     ...countersView(c, (text, i) => ({ id: c.rules[i].id, match: text.replace(/^(allow|deny) /, '') })),
   };
@@ -215,12 +220,12 @@ function conntrack(o: OutputOptions & { iface?: string }): void {
   if (o.iface && !pins.length) throw new EbpfnetError('EBPFNET_NOT_FOUND', `filter conntrack --iface ${o.iface}`, 'no pinned filter there in this network namespace', { hint: 'ebpfnet status lists them' });
   // the clock the program reads (CLOCK_MONOTONIC at tick resolution), read once for every table
   const now = process.hrtime.bigint();
-  const out: Array<{ interface: string; stateful: boolean; flows: FlowView[] }> = [];
+  const out: Array<{ interface: string; stateful: boolean; table: CtTableView | null; flows: FlowView[] }> = [];
   for (const p of pins) {
     const d = FilterDatapath.adoptPin(fs!, p);
     try {
       const f = d.flows();
-      out.push({ interface: p.ifname, stateful: f !== null, flows: f ? flowViews(f.entries, f.cfg, now) : [] });
+      out.push({ interface: p.ifname, stateful: f !== null, table: d.ctTable(), flows: f ? flowViews(f.entries, f.cfg, now) : [] });
     } finally {
       d.close();
     }
@@ -233,6 +238,7 @@ function conntrack(o: OutputOptions & { iface?: string }): void {
       continue;
     }
     process.stdout.write(`${i.interface}: ${i.flows.length} flow${i.flows.length === 1 ? '' : 's'}\n`);
+    if (i.table) process.stdout.write(`${i.interface}: table: ${ctTableLine(i.table)}\n`);
     if (i.flows.length) process.stdout.write(`${table(['proto', 'local', 'remote', 'state', 'opened by', 'seen', 'expires in'], i.flows.map((f) => [f.proto, f.local, f.remote, f.state, f.openedBy, `${f.lastSeenSecondsAgo}s ago`, `${f.expiresInSeconds}s`]))}\n`);
   }
 }
@@ -271,6 +277,8 @@ function status(o: { allNamespaces?: boolean; json: boolean }): void {
       else {
         say(`${p.ifname}: ${d.hook === 'tc' ? 'tc ingress' : `xdp ${d.mode}`}: ${d.currentPolicy ? describe(d.currentPolicy) : 'policy unknown'}`);
         say(totals([d]));
+        const t = d.ctTable();
+        if (t) say(`${p.ifname}: connection table: ${ctTableLine(t)}`);
       }
     } finally {
       d.close();
@@ -310,10 +318,12 @@ function unload(o: { iface?: string; all?: boolean; allNamespaces?: boolean }): 
   if (!targets.length) process.stdout.write(`no pinned filters ${scope}\n`);
 }
 
-async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?: string; metrics?: string; pin?: boolean; force?: boolean; replace?: boolean; dryRun?: boolean; stateless?: boolean; interval: string }): Promise<void> {
+async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?: string; metrics?: string; pin?: boolean; force?: boolean; replace?: boolean; dryRun?: boolean; stateless?: boolean; ctMax?: string; interval: string }): Promise<void> {
   const policy = policyFrom(o);
   // a default deny the host can live with: its own connections' replies pass (bpf/filter.bpf.c)
   const stateful = policy.default === 'deny' && !o.stateless;
+  const ctMax = o.ctMax === undefined ? undefined : parseCtMax(o.ctMax);
+  if (ctMax !== undefined && !stateful) throw new EbpfnetError('EBPFNET_USAGE', 'filter', `--ct-max sizes the connection table, and this filter tracks no connections (${o.stateless ? '--stateless' : 'state is on only under --default deny'})`, { hint: o.stateless ? 'drop --ct-max or --stateless' : 'add --default deny, or drop --ct-max' });
   const hook = hookOf(o.hook);
   const mode = modeOf(o.mode);
   if (o.metrics) parseListen(o.metrics);
@@ -347,7 +357,7 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
   }
   const started: StartedFilter[] = [];
   try {
-    for (const i of ifnames) started.push(startFilter(i, policy, { hook, mode, pin: !!o.pin, replace: o.replace, stateful }));
+    for (const i of ifnames) started.push(startFilter(i, policy, { hook, mode, pin: !!o.pin, replace: o.replace, stateful, ctMax }));
   } catch (e) {
     // all interfaces or none: the ones already started go again
     for (const st of started) undoStart(st);
@@ -356,7 +366,10 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
   const ds = started.map((st) => st.datapath);
   if (resolved.some((r) => isWildcard(r.pattern))) process.stdout.write(`interfaces: ${describeResolved(resolved)}\n`);
   for (const d of ds) process.stdout.write(`${d.ifname}: ${hook === 'tc' ? 'tc ingress (tcx)' : `xdp ${d.mode}`}: ${describe(policy)}\n`);
-  if (stateful) process.stdout.write('connection state: on: replies to connections this host opens (and ICMP errors about them) pass; a deny rule still drops them; --stateless turns it off\n');
+  if (stateful) {
+    process.stdout.write('connection state: on: replies to connections this host opens (and ICMP errors about them) pass; a deny rule still drops them; --stateless turns it off\n');
+    process.stdout.write(`connection table: ${(ctMax ?? CT_DEFAULT_MAX).toLocaleString('en-US')} flows per interface${ctMax === undefined ? ' (the default; --ct-max sets it)' : ''}; when full, the least recently used flow makes room (counted as an eviction)\n`);
+  }
   else if (policy.default === 'deny') process.stdout.write('connection state: off (--stateless): replies to connections this host opens are dropped unless a rule allows them\n');
   if (policy.default === 'deny') {
     const arp = policy.rules.some((r) => r.proto === 'arp' && r.action === 'deny');
@@ -375,7 +388,7 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
   }
 
   const registry = newRegistry();
-  registerFilterMetrics(registry, () => ds.map((d) => ({ ifname: d.ifname, counters: (opts) => d.counters(opts) })));
+  registerFilterMetrics(registry, () => ds.map((d) => ({ ifname: d.ifname, counters: (opts) => d.counters(opts), ctTable: () => d.ctTable() })));
   const server = o.metrics ? await serveMetrics(registry, o.metrics) : null;
   if (server) process.stdout.write(`metrics: ${server.url}\n`);
   const tty = process.stdout.isTTY;
@@ -402,7 +415,7 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
 /** `filter --agent URL ...`: the same policy options, sent to the agent. */
 async function filterAgent(o: PolicyOpts & AgentOptions & { iface: string[]; add?: boolean; force?: boolean }): Promise<void> {
   const policy = policyFrom(o);
-  refuseLocalFlags('filter', o, { pin: '--pin', metrics: '--metrics', dryRun: '--dry-run', replace: '--replace', stateless: '--stateless' });
+  refuseLocalFlags('filter', o, { pin: '--pin', metrics: '--metrics', dryRun: '--dry-run', replace: '--replace', stateless: '--stateless', ctMax: '--ct-max' });
   await filterThroughAgent(new AgentClient({ ...o, agent: o.agent! }), policy, { iface: splitPatterns(o.iface), add: o.add, force: o.force, defaultGiven: o.default !== undefined });
 }
 
@@ -426,42 +439,88 @@ function dryRun(policy: Policy, ifname: string): void {
   }
 }
 
+/** The pinned filter's policy and, when it tracks the packet's flow, that live flow. */
+function pinnedView(ifname: string, frame: Buffer): { policy: Policy; live: { cfg: F.FltCtCfg; key: F.FltCtKey; val: F.FltCtVal; view: FlowView } | null } {
+  const pinned = FilterDatapath.adopt(ifname);
+  try {
+    const policy = pinned.currentPolicy;
+    if (!policy) throw new EbpfnetError('EBPFNET_NOT_FOUND', `explain on ${ifname}`, 'the pinned filter has no recorded policy');
+    const cfg = pinned.ctSettings();
+    const k = cfg && ctIngressKey(frame);
+    if (!cfg || !k) return { policy, live: null };
+    const key = ctKernelKey(k);
+    const val = pinned.flow(key);
+    // an expired entry is absent to the programs (flowViews leaves it out)
+    const view = val && flowViews([[key, val]], cfg, process.hrtime.bigint())[0];
+    return { policy, live: val && view ? { cfg, key, val, view } : null };
+  } finally {
+    pinned.close();
+  }
+}
+
 function explain(packetText: string, o: PolicyOpts & OutputOptions & { iface?: string }): void {
   const json = wantsJson(o);
   const spec = parsePacket(packetText);
+  const frame = buildPacket(spec);
   let policy: Policy;
+  // the connection state of the pinned filter, when the policy is its own
+  let live: ReturnType<typeof pinnedView>['live'] = null;
   if (!o.deny.length && !o.allow.length && !o.policy && o.iface) {
-    const pinned = FilterDatapath.adopt(o.iface);
-    const p = pinned.currentPolicy;
-    pinned.close();
-    if (!p) throw new EbpfnetError('EBPFNET_NOT_FOUND', `explain on ${o.iface}`, 'the pinned filter has no recorded policy');
-    policy = p;
+    ({ policy, live } = pinnedView(o.iface, frame));
   } else {
     policy = policyFrom(o);
   }
   requireRoot('filter explain');
-  // A private copy of the program, so explaining never moves a live filter's counters.
-  const d = FilterDatapath.load(o.iface ?? 'lo', { maxRules: FilterDatapath.capacityFor(policy.rules.length) });
+  // A private copy of the program, so explaining never moves a live filter's counters or flows.
+  const d = FilterDatapath.load(o.iface ?? 'lo', { maxRules: FilterDatapath.capacityFor(policy.rules.length), ctMax: CT_MIN });
   try {
     d.apply(policy);
     const before = d.counters();
     const prog = d.program('xdp');
-    const r = prog.testRun({ data: buildPacket(spec) });
+    const r = prog.testRun({ data: frame });
     const after = d.counters();
     const moved = after.rules.find((x, i) => x.packets !== before.rules[i].packets);
     const model = evaluate(policy, packetInfo(spec));
     const verdict = r.retval === 1 ? 'DROP' : 'PASS';
     const by = moved ? `rule '${moved.rule}'` : after.defaultDrop.packets > before.defaultDrop.packets || after.defaultPass.packets > before.defaultPass.packets ? `the default (${policy.default})` : after.ndPass.packets > before.ndPass.packets ? 'the neighbour-discovery exception' : 'no rule';
     const modelBy = model.rule === null ? (model.reason === 'default' ? `the default (${policy.default})` : model.reason === 'nd' ? 'the neighbour-discovery exception' : model.reason) : `rule '${formatRule(policy.rules[model.rule])}'`;
-    const agree = (model.action === 'deny') === (verdict === 'DROP' && !policy.audit) || (policy.audit && verdict === 'PASS');
-    if (json) {
-      printJson({ packet: packetText.trim(), verdict, by, rule: moved ? moved.rule : null, ruleId: moved ? moved.id : null, auditMode: policy.audit, model: { action: model.action, by: modelBy, agrees: agree && by === modelBy } });
-    } else {
-      process.stdout.write(`${packetText.trim()}: ${verdict} by ${by}${policy.audit ? ' (audit mode passes everything)' : ''}\n`);
-      if (model.rule !== null && policy.rules[model.rule].proto === 'icmp' && spec.family === 6) process.stdout.write('icmp matches ICMPv6 echo (request and reply) and all of ICMPv4; icmpv6 names all of ICMPv6\n');
-      process.stdout.write(agree && by === modelBy ? 'the reference model agrees\n' : `the reference model says ${model.action} by ${modelBy}: please report this\n`);
+    let agree = ((model.action === 'deny') === (verdict === 'DROP' && !policy.audit) || (policy.audit && verdict === 'PASS')) && by === modelBy;
+    let state: StateFinding | null = null;
+    let modelState = '';
+    if (live) {
+      // the same packet with the tracked flow, through the private copy and through the model
+      const ct = d.conntrack();
+      ct.cfg.set(0, { ...live.cfg, stateful: 1 });
+      ct.flows.update(live.key, live.val);
+      const c0 = d.counters();
+      const rv = prog.testRun({ data: frame }).retval;
+      const c1 = d.counters();
+      const kernelAs = c1.established.packets > c0.established.packets ? 'established' : c1.related.packets > c0.related.packets ? 'related' : null;
+      const m = new ConnTrack();
+      m.now = live.cfg.now || process.hrtime.bigint();
+      m.timeouts = live.cfg;
+      const k = ctIngressKey(frame)!;
+      const flow = ctFlowOf(live.val);
+      if (flow) m.flows.set(ctKeyText(live.key), { key: k, flow });
+      const out = m.ingress(policy, frame);
+      const denied = out.rule !== null && policy.rules[out.rule].action === 'deny';
+      state = { flow: live.view, as: kernelAs, why: kernelAs ? null : denied ? 'deny-rule' : 'not-part' };
+      // state passes it, or the verdict is the rules' alone
+      const stateOk = (out.ct ?? null) === kernelAs && (kernelAs ? rv !== 1 : rv === r.retval);
+      if (!stateOk) modelState = out.ct ? `passes as ${out.ct}` : 'does not pass it by state';
+      agree &&= stateOk;
     }
-    if (!agree || by !== modelBy) process.exitCode = 1;
+    const e: Explained = { packet: packetText.trim(), rules: { verdict, by }, audit: !!policy.audit, state };
+    const final = decided(e);
+    if (json) {
+      const stateJson = state && { flow: state.flow, as: state.as, why: state.why, withoutState: state.as ? { verdict, by } : null };
+      printJson({ packet: e.packet, verdict: final.verdict, by: final.by, rule: moved && !state?.as ? moved.rule : null, ruleId: moved && !state?.as ? moved.id : null, auditMode: policy.audit, state: stateJson, model: { action: state?.as ? 'allow' : model.action, by: state?.as ? final.by : modelBy, agrees: agree } });
+    } else {
+      process.stdout.write(`${explainLines(e).join('\n')}\n`);
+      if (model.rule !== null && policy.rules[model.rule].proto === 'icmp' && spec.family === 6) process.stdout.write('icmp matches ICMPv6 echo (request and reply) and all of ICMPv4; icmpv6 names all of ICMPv6\n');
+      process.stdout.write(agree ? 'the reference model agrees\n' : `the reference model says ${modelState || `${model.action} by ${modelBy}`}: please report this\n`);
+    }
+    if (!agree) process.exitCode = 1;
   } finally {
     d.close();
   }
@@ -479,6 +538,7 @@ export function registerFilter(program: Command): void {
       .option('--pin', 'leave the filter attached after the command exits')
       .option('--replace', 'replace an XDP program already on the interface')
       .option('--stateless', 'under --default deny, do not track connections (replies to connections this host opens are then dropped too)')
+      .option('--ct-max <flows>', `the connection table's size per interface (${F.FLT_CT_SIZE_MIN}-${F.FLT_CT_SIZE_MAX}, default ${CT_DEFAULT_MAX}: 120 bytes a flow, preallocated); when full, the least recently used flow is evicted`)
       .option('--force', 'apply even if it would cut off your SSH session')
       .option('--dry-run', 'print the compiled map entries and the verifier verdict; attach nothing')
       .option('--interval <seconds>', 'how often to print drop counts when not on a terminal', '5')
@@ -511,8 +571,8 @@ export function registerFilter(program: Command): void {
     withPolicyOptions(
       filter
         .command('explain <packet>')
-        .description('run a crafted packet through the filter program and name the rule that decides it: "tcp 10.0.0.1:5555 -> 10.0.0.2:22"')
-        .option('--iface <name>', 'use the policy of the pinned filter on this interface'),
+        .description('run a crafted packet through the filter program and name the rule that decides it: "tcp 10.0.0.1:5555 -> 10.0.0.2:22" (a SYN; a reply: add "flags ack")')
+        .option('--iface <name>', 'use the policy of the pinned filter on this interface, and its connection state: a packet of a flow it tracks passes as established (or related)'),
     ),
   ).action((packet: string, o: PolicyOpts & OutputOptions & { iface?: string }) => explain(packet, o));
 

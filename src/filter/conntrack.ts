@@ -3,7 +3,7 @@
 // addresses in the host's view, the state, and how long until the flow expires, from the kernel's
 // flt_ct entries, its flt_ct_cfg timeouts and the clock the program reads. Pure.
 import * as F from '../gen/filter.js';
-import { ctStateOf, ctTimeoutSeconds, type CtState } from './model.js';
+import { ctStateOf, ctTimeoutSeconds, type CtFlow, type CtKey, type CtState } from './model.js';
 import { ipv6Text } from '../loader/ip.js';
 
 export interface FlowView {
@@ -60,3 +60,26 @@ export function flowViews(entries: Array<[F.FltCtKey, F.FltCtVal]>, cfg: F.FltCt
   }
   return out.sort((a, b) => (a.seen > b.seen ? -1 : a.seen < b.seen ? 1 : 0)).map(({ seen: _, ...f }) => f);
 }
+
+const bytesOf = (v: bigint, family: 4 | 6): Uint8Array => {
+  const out = new Uint8Array(16);
+  const n = family === 4 ? 4 : 16;
+  for (let i = 0; i < n; i++) out[i] = Number((v >> BigInt((n - 1 - i) * 8)) & 0xffn);
+  return out;
+};
+
+/** The kernel's flt_ct key of a model key (IPv4 in the first 4 bytes). */
+export function ctKernelKey(k: CtKey): F.FltCtKey {
+  return { laddr: bytesOf(k.laddr, k.family), raddr: bytesOf(k.raddr, k.family), lport: k.lport, rport: k.rport, proto: k.proto, family: k.family === 6 ? F.FLT_FAMILY_V6 : F.FLT_FAMILY_V4 };
+}
+
+/** A kernel flt_ct value as the model's flow; null for a state this release does not know. */
+export function ctFlowOf(v: F.FltCtVal): CtFlow | null {
+  const state = ctStateOf(v.state);
+  if (!state) return null;
+  const f = (bit: number): boolean => (v.flags & bit) !== 0;
+  return { state, origRemote: f(F.FLT_CT_F_ORIG_REMOTE), replied: f(F.FLT_CT_F_REPLIED), finLocal: f(F.FLT_CT_F_FIN_LOCAL), finRemote: f(F.FLT_CT_F_FIN_REMOTE), lastSeen: v.last_seen };
+}
+
+/** `tcp 10.0.0.2:40000 <-> 10.0.0.1:443, established, opened by this host`: one flow in a sentence. */
+export const flowText = (f: FlowView): string => `${f.proto} ${f.local} <-> ${f.remote}, ${f.state.replace('_', ' ')}, opened by ${f.openedBy === 'local' ? 'this host' : 'the far side'}`;

@@ -11,6 +11,7 @@ import type { Closable } from '../loader/guard.js';
 import type { Codec } from '../loader/layout.js';
 import { track, untrack } from '../loader/guard.js';
 import { FILTER_STATS, type FilterCounters, type RuleCount } from './stats.js';
+import { CT_TABLE_STATS, ctTableReading, parseCtMax, type CtTableStat, type CtTableView } from './ct-table.js';
 import { compilePolicy, DEFAULT_CAPACITY, PORT_ELEMS, PORT_SLOT, UNNAMED_PROTO, type CompiledPolicy, type DirTable } from './compile.js';
 import type { Policy } from './policy.js';
 import { filterSite, findLocal, listPins, recordKey, removePin, type FilterSite, type PinnedFilter } from './pins.js';
@@ -120,7 +121,7 @@ export class FilterDatapath implements Closable {
   private link: Link | null = null;
   /** connection tracking (stateful): the flows and their switch, and the tc egress link that
    * records what the host sends; null when stateless (or adopted from pins without them) */
-  private ct: { cfg: BpfTable<F.FltCtCfg>; flows: BpfMap<F.FltCtKey, F.FltCtVal>; egress: Link | null } | null = null;
+  private ct: { cfg: BpfTable<F.FltCtCfg>; flows: BpfMap<F.FltCtKey, F.FltCtVal>; stats: BpfMap<number, bigint> | null; egress: Link | null } | null = null;
   /** connections are tracked: replies to what the host opened pass (see bpf/filter.bpf.c) */
   stateful = false;
   private written: [Written | null, Written | null] = [null, null];
@@ -155,11 +156,14 @@ export class FilterDatapath implements Closable {
   /**
    * Loads a fresh filter object (nothing attached yet). `maxRules` sizes the per-rule counters
    * (per-CPU memory: 16 bytes x CPUs x slots), so it is chosen at load, not fixed in maps/.
+   * `ctMax` sizes the connection table (flt_ct, preallocated: 120 bytes a flow), default
+   * CT_DEFAULT_MAX; a loaded table keeps its size (a pinned one too, whatever asks later).
    */
-  static load(ifname: string, opts: { maxRules?: number } = {}): FilterDatapath {
+  static load(ifname: string, opts: { maxRules?: number; ctMax?: number } = {}): FilterDatapath {
     const spec = ObjectSpec.open(objectPath(F.LAYOUT.object));
     const maxRules = opts.maxRules ?? F.FLT_COUNTERS.maxEntries;
     if (maxRules !== F.FLT_COUNTERS.maxEntries) spec.setMaxEntries(F.FLT_COUNTERS.name, maxRules);
+    if (opts.ctMax !== undefined && parseCtMax(opts.ctMax, 'ctMax') !== F.FLT_CT.maxEntries) spec.setMaxEntries(F.FLT_CT.name, opts.ctMax);
     const dir = dirSizes(maxRules);
     if (dir.chunks * 2 * 256 !== F.FLT_CHUNKS.maxEntries) spec.setMaxEntries(F.FLT_CHUNKS.name, dir.chunks * 2 * 256);
     if (dir.classes * 4 !== F.FLT_CLASSES.maxEntries) spec.setMaxEntries(F.FLT_CLASSES.name, dir.classes * 4);
@@ -212,7 +216,8 @@ export class FilterDatapath implements Closable {
     }
     // the flows outlive every command that changes the policy: they are the pinned maps'
     if (d.stateful && existsSync(join(dir, F.FLT_CT.name))) {
-      d.ct = { cfg: openPinnedTable(join(dir, F.FLT_CT_CFG.variable), F.FLT_CT_CFG), flows: openPinnedMap(join(dir, F.FLT_CT.name), F.FLT_CT), egress: null };
+      const stats = join(dir, F.FLT_CT_STATS.name);
+      d.ct = { cfg: openPinnedTable(join(dir, F.FLT_CT_CFG.variable), F.FLT_CT_CFG), flows: openPinnedMap(join(dir, F.FLT_CT.name), F.FLT_CT), stats: existsSync(stats) ? openPinnedMap(stats, F.FLT_CT_STATS) : null, egress: null };
     }
     return d;
   }
@@ -228,9 +233,37 @@ export class FilterDatapath implements Closable {
    * (flt_ct) and the tc egress program that records what the host sends. For tests and benchmarks
    * until the filter's own wiring (pins, attach) takes them up; the object owns them (closed with it).
    */
-  conntrack(): { cfg: BpfTable<F.FltCtCfg>; flows: BpfMap<F.FltCtKey, F.FltCtVal>; egress: BpfProgram } {
+  conntrack(): { cfg: BpfTable<F.FltCtCfg>; flows: BpfMap<F.FltCtKey, F.FltCtVal>; stats: BpfMap<number, bigint>; egress: BpfProgram; table: () => CtTableView } {
     if (!this.obj) throw new EbpfnetError('EBPFNET_USAGE', `track connections of the filter of ${this.ifname}`, 'an adopted filter has no program of its own here');
-    return { cfg: this.obj.table(F.FLT_CT_CFG), flows: this.obj.map(F.FLT_CT), egress: this.obj.program(F.PROG_FILTER_EGRESS) };
+    const flows = this.obj.map(F.FLT_CT);
+    const stats = this.obj.map(F.FLT_CT_STATS);
+    return { cfg: this.obj.table(F.FLT_CT_CFG), flows, stats, egress: this.obj.program(F.PROG_FILTER_EGRESS), table: () => tableOf(flows, stats) };
+  }
+
+  /** The tracker's switch, test clock and timeouts (flt_ct_cfg); null when the filter is stateless. */
+  ctSettings(): F.FltCtCfg | null {
+    return this.ct?.cfg.get(0) ?? null;
+  }
+
+  /** The connection table's size (flt_ct's max entries); null when the filter is stateless. */
+  get ctMax(): number | null {
+    return this.ct ? this.ct.flows.capacity : null;
+  }
+
+  /**
+   * The connection table's size, fill and events, evictions derived (ct-table.ts); null when the
+   * filter is stateless. Counting the entries walks the table in batches (~90 ms for 262,144).
+   */
+  ctTable(): CtTableView | null {
+    return this.ct && tableOf(this.ct.flows, this.ct.stats);
+  }
+
+  /**
+   * The tracked flow a packet belongs to, looked up as the programs do (the flow in the host's
+   * view: local, remote); null when stateless or no such flow is in the table.
+   */
+  flow(key: F.FltCtKey): F.FltCtVal | null {
+    return this.ct?.flows.lookup(key) ?? null;
   }
 
   /** The tracked flows and the tracker's settings; null when the filter is stateless. */
@@ -434,9 +467,9 @@ export class FilterDatapath implements Closable {
 
   /** Turns state on and attaches filter_egress to tc egress. */
   private trackConnections(): void {
-    const { cfg, flows, egress } = this.conntrack();
+    const { cfg, flows, stats, egress } = this.conntrack();
     cfg.set(0, { ...cfg.get(0), stateful: 1 });
-    this.ct = { cfg, flows, egress: egress.attachTcx(this.ifname, 'egress') };
+    this.ct = { cfg, flows, stats, egress: egress.attachTcx(this.ifname, 'egress') };
     this.stateful = true;
   }
 
@@ -568,6 +601,7 @@ export class FilterDatapath implements Closable {
     this.link?.pin(join(dir, 'link'));
     if (this.ct) {
       this.ct.flows.pin(join(dir, F.FLT_CT.name));
+      this.ct.stats?.pin(join(dir, F.FLT_CT_STATS.name));
       this.ct.cfg.pin(join(dir, F.FLT_CT_CFG.variable));
       this.ct.egress?.pin(join(dir, 'egress'));
     }
@@ -598,6 +632,7 @@ export class FilterDatapath implements Closable {
     this.link = null;
     this.ct?.egress?.close();
     this.ct?.flows.close();
+    this.ct?.stats?.close();
     this.ct?.cfg.close();
     this.ct = null;
     for (const m of MAPS) this.t[m.name].close();
@@ -611,6 +646,12 @@ export class FilterDatapath implements Closable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/** A connection table's reading from its maps (stats null: pinned by a build that did not count). */
+function tableOf(flows: BpfMap<F.FltCtKey, F.FltCtVal>, stats: BpfMap<number, bigint> | null): CtTableView {
+  const read = (): Record<CtTableStat, bigint> => Object.fromEntries(CT_TABLE_STATS.map((s) => [s.name, stats?.lookup(s.slot) ?? 0n])) as Record<CtTableStat, bigint>;
+  return ctTableReading(flows.capacity, read, () => flows.count());
 }
 
 interface State extends RecordIdentity {

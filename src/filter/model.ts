@@ -429,3 +429,8 @@ export function ctKeyText(k: { laddr: Uint8Array; raddr: Uint8Array; lport: numb
   const n = k.family === F.FLT_FAMILY_V6 ? 16 : 4;
   return keyText({ family: k.family === F.FLT_FAMILY_V6 ? 6 : 4, proto: k.proto, laddr: bigAt(k.laddr, 0, n), raddr: bigAt(k.raddr, 0, n), lport: k.lport, rport: k.rport });
 }
+
+/** The flow an inbound frame is looked up as (an ICMP error: the flow it quotes), in the host's view; null when the tracker follows none. */
+export function ctIngressKey(frame: Uint8Array): CtKey | null {
+  return ctPacket(frame, false)?.key ?? null;
+}

@@ -126,11 +126,12 @@ const endpoint = (s: string, input: string): { addr: string; port?: number } => 
 /**
  * "tcp 10.0.0.1:5555 -> 10.0.0.2:22", "udp [fd00::1]:5353 -> [fd00::2]:53", "icmp 10.0.0.1 -> 10.0.0.2"
  * (icmp is the addresses' family's ICMP: ICMPv6 between IPv6 addresses), optionally with
- * "type echo-reply" or "type 3" (default: echo request).
+ * "type echo-reply" or "type 3" (default: echo request); TCP with "flags ack" or "flags syn,ack"
+ * (default: a SYN, a new connection; a reply of a tracked one has ACK).
  */
 export function parsePacket(input: string): PacketSpec {
   const bad = (detail: string, hint?: string): EbpfnetError => new EbpfnetError('EBPFNET_USAGE', `parse packet '${input}'`, detail, { hint });
-  const m = /^\s*(\w+)\s+(\S+)\s*->\s*(\S+)(?:\s+type\s+(\S+))?\s*$/i.exec(input);
+  const m = /^\s*(\w+)\s+(\S+)\s*->\s*(\S+)(?:\s+type\s+(\S+))?(?:\s+flags\s+(\S+))?\s*$/i.exec(input);
   if (!m) throw bad('expected PROTO SRC[:PORT] -> DST[:PORT] [type ICMP-TYPE]', 'for example: tcp 10.0.0.1:5555 -> 10.0.0.2:22');
   const word = m[1].toLowerCase();
   if (word !== 'icmp' && !(word in PROTO_NUMBERS)) throw bad(`unknown protocol '${word}'`, 'use tcp, udp, sctp, icmp, icmpv4 or icmpv6');
@@ -147,6 +148,15 @@ export function parsePacket(input: string): PacketSpec {
     const n = /^\d{1,3}$/.test(t) && Number(t) <= 255 ? Number(t) : ICMP_TYPES[proto][t];
     if (n === undefined) throw bad(`'${m[4]}' is not an ${proto} type`, `use 0-255 or one of ${Object.keys(ICMP_TYPES[proto]).join(', ')}`);
     spec.icmpType = n;
+  }
+  if (m[5] !== undefined) {
+    if (proto !== 'tcp') throw bad('only TCP packets take flags');
+    let f = 0;
+    for (const w of m[5].toLowerCase().split(/[,+]/)) {
+      if (!(w in TCP)) throw bad(`'${w}' is not a TCP flag`, `use ${Object.keys(TCP).join(', ')}, joined by commas: flags syn,ack`);
+      f |= TCP[w as keyof typeof TCP];
+    }
+    spec.tcpFlags = f;
   }
   return spec;
 }

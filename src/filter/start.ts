@@ -4,6 +4,7 @@
 // filter` and the agent both start filters through here, so they size and roll back alike.
 import { EbpfnetError } from '../errors.js';
 import { detachXdp, ifindex, xdpAttachment, type XdpMode } from '../loader/index.js';
+import { CT_DEFAULT_MAX, CT_MIN } from './ct-table.js';
 import { FilterDatapath, type Hook, type PinResult } from './datapath.js';
 import type { Policy } from './policy.js';
 
@@ -19,6 +20,9 @@ export interface StartOptions {
   replace?: boolean;
   /** track connections: replies to what the host opened pass (a tc egress program records it) */
   stateful?: boolean;
+  /** the connection table's size in flows (default CT_DEFAULT_MAX); a stateless filter's table is
+   * the smallest, since nothing writes it */
+  ctMax?: number;
 }
 
 export interface StartedFilter {
@@ -35,7 +39,8 @@ export function startFilter(ifname: string, policy: Policy, opts: StartOptions):
     throw new EbpfnetError('EBPFNET_NOT_FOUND', `filter ${ifname}`, 'no such interface', { hint: 'list interfaces with: ip link', cause: e });
   }
   if (opts.hook === 'xdp' && opts.replace && xdpAttachment(ifname)) detachXdp(ifname);
-  const d = FilterDatapath.load(ifname, { maxRules: FilterDatapath.capacityFor(Math.max(policy.rules.length, opts.room ?? 0)) });
+  const ctMax = opts.stateful ? (opts.ctMax ?? CT_DEFAULT_MAX) : CT_MIN;
+  const d = FilterDatapath.load(ifname, { maxRules: FilterDatapath.capacityFor(Math.max(policy.rules.length, opts.room ?? 0)), ctMax });
   let pinning = false;
   try {
     d.apply(policy);

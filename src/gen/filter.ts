@@ -70,6 +70,13 @@ export const FLT_CT_TCP_TIME_WAIT_S = 120;
 export const FLT_CT_UDP_SINGLE_S = 30;
 export const FLT_CT_UDP_STREAM_S = 120;
 export const FLT_CT_ICMP_S = 30;
+export const FLT_CTS_INSERTS = 0;
+export const FLT_CTS_EXPIRIES = 1;
+export const FLT_CTS_RESETS = 2;
+export const FLT_CTS_MISSES = 3;
+export const FLT_CTS_SLOTS = 4;
+export const FLT_CT_SIZE_MIN = 64;
+export const FLT_CT_SIZE_MAX = 16777216;
 
 /** flt_cfg[0]: the active generation and each generation's flags and default. User space writes the inactive generation's fields first (the active bytes stay as they are), then flips gen with one aligned 4-byte store: a packet sees one whole generation */
 export interface FltCfg {
@@ -721,13 +728,23 @@ export const FLT_CLASSES = {
   record: null,
 } as const satisfies MapLayout;
 
-/** tracked flows (connection tracking): written by filter_egress for what the host sends and by the ingress programs for new connections an allow rule passed; least recently used flows are evicted when full */
+/** tracked flows (connection tracking): written by filter_egress for what the host sends and by the ingress programs for new connections an allow rule passed; least recently used flows are evicted when full. Sized at load (--ct-max, filter.ctMax; FLT_CT_SIZE_MIN to FLT_CT_SIZE_MAX), this size by default: netfilter's nf_conntrack_max on a 64-bit host with more than 4 GiB */
 export const FLT_CT = {
   name: 'flt_ct',
   type: 'lru_hash',
-  maxEntries: 65536,
+  maxEntries: 262144,
   key: FltCtKey,
   value: FltCtVal,
+  record: null,
+} as const satisfies MapLayout;
+
+/** the connection table's events, per CPU, FLT_CTS_*: flows inserted (a key not there before), expired (found past their timeout and removed), reset (removed by a RST), and misses (an inbound TCP segment other than an opening SYN, or an echo reply, for which no live flow was there). LRU evictions are not seen by the programs: user space derives them as inserts - expiries - resets - entries (src/filter/ct-table.ts) */
+export const FLT_CT_STATS = {
+  name: 'flt_ct_stats',
+  type: 'percpu_array',
+  maxEntries: 4,
+  key: scalar.u32,
+  value: scalar.u64,
   record: null,
 } as const satisfies MapLayout;
 
@@ -786,7 +803,7 @@ export const PROG_FILTER_EGRESS = { name: 'filter_egress', type: 'tc' } as const
 /** Everything this layout declares, for the BTF drift test and the verifier harness. */
 export const LAYOUT = {
   object: 'filter',
-  maps: [FLT_SRC, FLT_DST, FLT_RULES, FLT_COUNTERS, FLT_STATS, FLT_CHUNKS, FLT_CLASSES, FLT_CT],
+  maps: [FLT_SRC, FLT_DST, FLT_RULES, FLT_COUNTERS, FLT_STATS, FLT_CHUNKS, FLT_CLASSES, FLT_CT, FLT_CT_STATS],
   tables: [FLT_CFG, FLT_PROTOS, FLT_PIDX, FLT_PVAL, FLT_DIR, FLT_CT_CFG],
   programs: [PROG_FILTER_XDP, PROG_FILTER_TC, PROG_FILTER_EGRESS],
   structs: [FltCfg, FltLpmKey, FltVerdict, FltPortVal, FltProtoVal, FltRuleKey, FltCount, FltPidx, FltClass, FltCtCfg, FltCtKey, FltCtVal],

@@ -1,15 +1,31 @@
 // SPDX-License-Identifier: Apache-2.0
 // ebpfnet_filter_packets_total / _bytes_total{interface, rule, action}: read from the kernel's
 // per-CPU counters at scrape time (summed over CPUs), so the numbers are exactly the kernel's.
+// A stateful filter's connection table (ct-table.ts): ebpfnet_filter_ct_entries and
+// _ct_max_entries{interface}, and ebpfnet_filter_ct_<event>_total{interface} for its inserts,
+// expiries, resets, misses and evictions.
 import type { Registry } from 'prom-client';
 import type { FilterCounters } from '../filter/datapath.js';
+import { CT_TABLE_STATS, type CtTableView } from '../filter/ct-table.js';
 import { FILTER_STATS } from '../filter/stats.js';
-import { computedCounter } from './computed.js';
+import { computedCounter, computedGauge } from './computed.js';
 
 export interface FilterSource {
   ifname: string;
   counters(opts?: { countedOnlyAbove?: number }): FilterCounters;
+  /** the connection table's reading; absent or null: a stateless filter (no series) */
+  ctTable?(): CtTableView | null;
 }
+
+/** The connection table's metrics: the events the kernel counts, and the evictions derived from them. */
+export const CT_METRICS = [
+  ...CT_TABLE_STATS.map((s) => ({ key: s.name, name: `ebpfnet_filter_ct_${s.name}_total`, help: s.help })),
+  {
+    key: 'evictions' as const,
+    name: 'ebpfnet_filter_ct_evictions_total',
+    help: 'Live flows the connection table pushed out (least recently used first) to take a new one because it was full; their next packets are judged by the rules (see misses). Raise --ct-max (filter.ctMax) if it grows.',
+  },
+];
 
 /** The rows one interface contributes: each rule, the default policy, and what never reached a rule. */
 export function filterRows(c: Omit<FilterCounters, 'total'>): Array<{ rule: string; action: string; packets: bigint; bytes: bigint }> {
@@ -59,7 +75,33 @@ export function exportedRows(sources: FilterSource[]): Row[] {
   return rows;
 }
 
+/**
+ * The connection tables' metrics. One reading per scrape (a count of the table's entries, ~90 ms
+ * at 262,144) serves them all. Evictions are derived (ct-table.ts) and could read a little lower
+ * in a busy moment than in the last scrape: kept at the highest seen, so the counter never falls.
+ */
+function registerCtMetrics(registry: Registry, sources: () => FilterSource[]): void {
+  let tables: Array<{ ifname: string; t: CtTableView }> = [];
+  const highest = new Map<string, number>();
+  const labelNames = ['interface'] as const;
+  computedGauge(registry, { name: 'ebpfnet_filter_ct_entries', help: 'Flows in the connection table (expired ones too, until a packet or an eviction removes them).', labelNames }, () => {
+    tables = sources().flatMap((s) => {
+      const t = s.ctTable?.();
+      if (!t) return [];
+      const ev = Math.max(t.evictions, highest.get(s.ifname) ?? 0);
+      highest.set(s.ifname, ev);
+      return [{ ifname: s.ifname, t: { ...t, evictions: ev } }];
+    });
+    return tables.map(({ ifname, t }) => ({ labels: { interface: ifname }, value: t.entries }));
+  });
+  computedGauge(registry, { name: 'ebpfnet_filter_ct_max_entries', help: 'The most flows the connection table holds (--ct-max, filter.ctMax).', labelNames }, () =>
+    tables.map(({ ifname, t }) => ({ labels: { interface: ifname }, value: t.maxEntries })),
+  );
+  for (const m of CT_METRICS) computedCounter(registry, { name: m.name, help: m.help, labelNames }, () => tables.map(({ ifname, t }) => ({ labels: { interface: ifname }, value: t[m.key] })));
+}
+
 export function registerFilterMetrics(registry: Registry, sources: () => FilterSource[]): void {
+  registerCtMetrics(registry, sources);
   const labelNames = ['interface', 'rule', 'action'] as const;
   // One read of the kernel per scrape serves both metrics: packets reads, bytes reuses it.
   let rows: Row[] = [];

@@ -70,6 +70,13 @@
 #define FLT_CT_UDP_SINGLE_S 30
 #define FLT_CT_UDP_STREAM_S 120
 #define FLT_CT_ICMP_S 30
+#define FLT_CTS_INSERTS 0
+#define FLT_CTS_EXPIRIES 1
+#define FLT_CTS_RESETS 2
+#define FLT_CTS_MISSES 3
+#define FLT_CTS_SLOTS 4
+#define FLT_CT_SIZE_MIN 64
+#define FLT_CT_SIZE_MAX 16777216
 
 /* flt_cfg[0]: the active generation and each generation's flags and default. User space writes the inactive generation's fields first (the active bytes stay as they are), then flips gen with one aligned 4-byte store: a packet sees one whole generation */
 struct flt_cfg {
@@ -256,14 +263,23 @@ struct {
 	__type(value, struct flt_class);
 } flt_classes SEC(".maps");
 
-#define FLT_CT_MAX_ENTRIES 65536
-/* tracked flows (connection tracking): written by filter_egress for what the host sends and by the ingress programs for new connections an allow rule passed; least recently used flows are evicted when full */
+#define FLT_CT_MAX_ENTRIES 262144
+/* tracked flows (connection tracking): written by filter_egress for what the host sends and by the ingress programs for new connections an allow rule passed; least recently used flows are evicted when full. Sized at load (--ct-max, filter.ctMax; FLT_CT_SIZE_MIN to FLT_CT_SIZE_MAX), this size by default: netfilter's nf_conntrack_max on a 64-bit host with more than 4 GiB */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, FLT_CT_MAX_ENTRIES);
 	__type(key, struct flt_ct_key);
 	__type(value, struct flt_ct_val);
 } flt_ct SEC(".maps");
+
+#define FLT_CT_STATS_MAX_ENTRIES 4
+/* the connection table's events, per CPU, FLT_CTS_*: flows inserted (a key not there before), expired (found past their timeout and removed), reset (removed by a RST), and misses (an inbound TCP segment other than an opening SYN, or an echo reply, for which no live flow was there). LRU evictions are not seen by the programs: user space derives them as inserts - expiries - resets - entries (src/filter/ct-table.ts) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FLT_CT_STATS_MAX_ENTRIES);
+	__type(key, __u32);
+	__type(value, __u64);
+} flt_ct_stats SEC(".maps");
 
 #define FLT_CFG_ENTRIES 1
 /* the active generation, flags and defaults */
