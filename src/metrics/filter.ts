@@ -4,11 +4,13 @@
 import type { Registry } from 'prom-client';
 import type { FilterCounters } from '../filter/datapath.js';
 import { FILTER_STATS } from '../filter/stats.js';
-import { computedCounter } from './computed.js';
+import { computedCounter, computedGauge } from './computed.js';
 
 export interface FilterSource {
   ifname: string;
   counters(opts?: { countedOnlyAbove?: number }): FilterCounters;
+  /** connections are tracked there now (ebpfnet_filter_stateful); absent: not said */
+  stateful?: () => boolean;
 }
 
 /** The rows one interface contributes: each rule, the default policy, and what never reached a rule. */
@@ -73,4 +75,7 @@ export function registerFilterMetrics(registry: Registry, sources: () => FilterS
     rows = [];
     return r.map((x) => ({ labels: x.labels, value: x.bytes }));
   });
+  computedGauge(registry, { name: 'ebpfnet_filter_stateful', help: 'Whether the filter on the interface tracks connections (1) or not (0).', labelNames: ['interface'] as const }, () =>
+    sources().flatMap((s) => (s.stateful ? [{ labels: { interface: s.ifname }, value: s.stateful() ? 1 : 0 }] : [])),
+  );
 }
