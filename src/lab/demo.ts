@@ -306,7 +306,7 @@ export class Demo {
     this.show(`  ${server.stdout.trim()}`);
     const f = this.startEbpfnet(['filter', '--iface', LAB.ifname, '--default', 'deny', '--allow', 'tcp/22', '--interval', '1']);
     const ready = await f.waitFor(/^filtering/m, 20_000);
-    this.show(f.stdout.trim().split('\n').filter((l) => !l.includes('dropped')).map((l) => `  ${l}`).join('\n'));
+    this.show(f.stdout.trim().split('\n').filter((l) => !/^\S+: dropped/.test(l)).map((l) => `  ${l}`).join('\n'));
     if (f.stderr.trim()) this.show(`  ${f.stderr.trim()}`);
     const on = !!ready && /^connection state: on/m.test(f.stdout);
     this.verdict('stateful: filter --default deny --allow tcp/22 attached on the target', on, ready ? 'the filter did not say connection state: on' : `the filter did not start: ${f.stderr.trim() || `exited ${f.child.exitCode}`}`);
