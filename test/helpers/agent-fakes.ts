@@ -21,7 +21,8 @@ const z = () => ({ packets: 0n, bytes: 0n });
 
 /** Pretends to be the kernel: remembers the policy per interface and counts 1 packet per rule. */
 /** `failApply`: the next apply fails, with this error (true: an EIO) */
-export function fakeKernel(opts: { failApply?: () => boolean | Error } = {}) {
+/** `failStateful`: the next switch of connection tracking fails (an EBUSY, as a taken tc hook) */
+export function fakeKernel(opts: { failApply?: () => boolean | Error; failStateful?: () => boolean } = {}) {
   const pinned = new Map<string, Policy | null>();
   const applied: string[] = [];
   /** interfaces whose "kernel" filter tracks connections (kept across adoption, as pins do) */
@@ -33,6 +34,7 @@ export function fakeKernel(opts: { failApply?: () => boolean | Error } = {}) {
       return stateful.has(ifname);
     },
     setStateful(on) {
+      if (opts.failStateful?.()) throw new EbpfnetError('EBPFNET_BUSY', `attach filter_egress to tc egress of ${ifname}`, 'EBUSY');
       if (on) stateful.add(ifname);
       else stateful.delete(ifname);
     },
