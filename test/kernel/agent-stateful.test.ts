@@ -6,11 +6,16 @@
 // pinned table); a filter pinned by `ebpfnet filter --pin` is adopted with its flows; a stateless
 // pinned filter is switched to stateful by the agent, and back off over the API.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
+import { FilterDatapath } from '../../src/filter/datapath.js';
+import { makePolicy } from '../../src/filter/policy.js';
+import { startFilter } from '../../src/filter/start.js';
+import * as F from '../../src/gen/filter.js';
+import { ifindex, openPinnedMap, tcxProgIds } from '../../src/loader/index.js';
 import { cleanupAgentTest, startAgent, type RunningAgent } from '../helpers/agent.js';
 import { CliProcess, runCli } from '../helpers/cli.js';
 import { filterPinDir } from '../helpers/filter-maps.js';
@@ -188,5 +193,32 @@ describeKernel('the agent\'s stateful filter (veth pair)', () => {
     expect(existsSync(egress)).toBe(true);
     expect(fetchSource()).toBe('from source');
     expect(pingFromSource()).toBe(false);
+  });
+
+  it('a switch of an adopted filter that fails part way leaves it stateless, with no egress program', () => {
+    startFilter(v.host, makePolicy({ allow: ['tcp/22'], default: 'deny' }), { hook: 'xdp', mode: 'auto', pin: true, stateful: false }).datapath.close();
+    const dir = filterPinDir(v.host);
+    const egress = (): number[] => tcxProgIds(ifindex(v.host), 'egress');
+    const d = FilterDatapath.adopt(v.host);
+    try {
+      // something else pinned where the egress link's pin goes: the attach works, its pin does not
+      const blocker = openPinnedMap(join(dir, F.FLT_CT.name), F.FLT_CT);
+      blocker.pin(join(dir, 'egress'));
+      blocker.close();
+      expect(() => d.setStateful(true)).toThrow(/pin link/);
+      expect(d.stateful).toBe(false);
+      expect(egress()).toEqual([]);
+      expect(fetchSource()).toBeNull();
+      rmSync(join(dir, 'egress'));
+      d.setStateful(true);
+      expect(egress()).toHaveLength(1);
+      expect(fetchSource()).toBe('from source');
+      d.setStateful(false);
+      expect(egress()).toEqual([]);
+      expect(existsSync(join(dir, 'egress'))).toBe(false);
+      expect(fetchSource()).toBeNull();
+    } finally {
+      d.close();
+    }
   });
 });
