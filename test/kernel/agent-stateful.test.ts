@@ -15,7 +15,7 @@ import { FilterDatapath } from '../../src/filter/datapath.js';
 import { makePolicy } from '../../src/filter/policy.js';
 import { startFilter } from '../../src/filter/start.js';
 import * as F from '../../src/gen/filter.js';
-import { ifindex, openPinnedMap, tcxProgIds } from '../../src/loader/index.js';
+import { ifindex, openPinnedMap, openPinnedTable, tcxProgIds } from '../../src/loader/index.js';
 import { cleanupAgentTest, startAgent, type RunningAgent } from '../helpers/agent.js';
 import { CliProcess, runCli } from '../helpers/cli.js';
 import { filterPinDir } from '../helpers/filter-maps.js';
@@ -210,7 +210,15 @@ describeKernel('the agent\'s stateful filter (veth pair)', () => {
       expect(egress()).toEqual([]);
       expect(fetchSource()).toBeNull();
       rmSync(join(dir, 'egress'));
-      d.setStateful(true);
+      // the egress program loaded alone shares the pinned switch and timeouts: loading it leaves them be
+      const cfg = openPinnedTable(join(dir, F.FLT_CT_CFG.variable), F.FLT_CT_CFG);
+      try {
+        cfg.set(0, { ...cfg.get(0), tcp_established: 4321 });
+        d.setStateful(true);
+        expect(cfg.get(0)).toMatchObject({ stateful: 1, tcp_established: 4321 });
+      } finally {
+        cfg.close();
+      }
       expect(egress()).toHaveLength(1);
       expect(fetchSource()).toBe('from source');
       d.setStateful(false);
