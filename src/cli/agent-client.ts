@@ -143,7 +143,7 @@ export async function filterThroughAgent(c: AgentClient, policy: Policy, o: { if
   }
   const body = { ...(o.iface.length ? { interfaces: o.iface } : {}), rules: rulesOf(policy), default: policy.default, audit: policy.audit };
   const { body: v } = await c.call<FilterView>('PUT', '/v1/filter', body, cur.etag ?? undefined);
-  say(`agent: filter revision ${v.revision} on ${v.interfaces.join(', ') || 'no interface'}: ${v.rules.map((r) => `#${r.id} ${r.action} ${r.match}`).join(', ') || 'no rules'}; default ${v.default}${v.audit ? ' (audit: nothing is dropped)' : ''}`);
+  say(`agent: filter revision ${v.revision} on ${v.interfaces.join(', ') || 'no interface'}: ${v.rules.map((r) => `#${r.id} ${r.action} ${r.match}`).join(', ') || 'no rules'}; default ${v.default}${v.audit ? ' (audit: nothing is dropped)' : ''}; connection state ${v.stateful ? 'on' : 'off'}`);
 }
 
 interface StatsView {
