@@ -70,7 +70,7 @@ describe('the CLI through --agent', () => {
 
     const s = await cli(['status', '--agent', url]);
     expect(s.status, s.stderr).toBe(0);
-    expect(s.stdout).toMatch(/^agent: revision 3: eth9 \(xdp native\)\ninterface +id +rule +packets +bytes\n/);
+    expect(s.stdout).toMatch(/^agent: revision 3: eth9 \(xdp native, stateless\)\ninterface +id +rule +packets +bytes\n/);
     expect(s.stdout).toMatch(/^eth9 +#1 +deny tcp\/22 +1 +100$/m);
     expect(s.stdout).toMatch(/^eth9 +#3 +allow udp\/53 +1 +100$/m);
     expect(audit.map((l) => (JSON.parse(l) as { op: string }).op)).toEqual(['PUT /v1/filter', 'POST /v1/filter/rules']);
