@@ -4,8 +4,9 @@
 #   provision.sh ROLE SOURCE_IP TARGET_IP      ROLE is source or target
 # Both: Node 24 (LTS), clang, llvm, libbpf, bpftool, openssh, the project built from /ebpfnet (through
 # tools/bootstrap.sh, the same set-up step as `npm test`) and `ebpfnet` on PATH.
-# target: a `lab` user that source logs in as, an HTTP server on port 80, nothing attached yet.
+# target: a `lab` user that source logs in as, nothing attached yet.
 # source: its SSH key installed on target, Prometheus scraping the target's filter metrics.
+# Both: an HTTP server on port 80 answering "hello from ROLE".
 # Running it again is safe: every step checks before it changes anything.
 set -euo pipefail
 
@@ -71,11 +72,14 @@ Match User lab
     PasswordAuthentication yes
 SSHD
   systemctl restart ssh
+fi
 
-  # A page to fetch while SSH and ping are dropped: the filter only drops what it is told.
-  install -d /srv/ebpfnet-lab
-  echo "hello from target" >/srv/ebpfnet-lab/index.html
-  cat >/etc/systemd/system/ebpfnet-lab-http.service <<'UNIT'
+# --- both: an HTTP server on port 80 ----------------------------------------------------------------------
+# On target, a page to fetch while SSH and ping are dropped (the filter only drops what it is told);
+# on source, the page target fetches under its stateful default deny (the reply passes as established).
+install -d /srv/ebpfnet-lab
+echo "hello from $role" >/srv/ebpfnet-lab/index.html
+cat >/etc/systemd/system/ebpfnet-lab-http.service <<'UNIT'
 [Unit]
 Description=ebpfnet lab HTTP server (port 80)
 After=network-online.target
@@ -87,9 +91,8 @@ Restart=on-failure
 [Install]
 WantedBy=multi-user.target
 UNIT
-  systemctl daemon-reload
-  systemctl enable --now ebpfnet-lab-http.service
-fi
+systemctl daemon-reload
+systemctl enable --now ebpfnet-lab-http.service
 
 # --- source ----------------------------------------------------------------------------------------------
 if [ "$role" = source ]; then

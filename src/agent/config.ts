@@ -29,6 +29,8 @@ export interface FilterConfig {
   maxRules: number;
   /** the connection table's size in flows (--ct-max), fixed when a filter is loaded; absent: the default */
   ctMax?: number;
+  /** track connections (replies to what the host opened pass); absent: on under default deny */
+  stateful?: boolean;
 }
 
 export interface ApiConfig {
@@ -224,7 +226,7 @@ function parseValue(raw: unknown, file: string): AgentConfig {
   if (raw.filter !== undefined && raw.filter !== null) {
     const f = raw.filter;
     if (!isObj(f)) throw bad(file, `filter is not a mapping (it is ${shownValue(f)})`);
-    only(file, 'filter', f, ['interfaces', 'rules', 'default', 'audit', 'hook', 'mode', 'maxRules', 'ctMax']);
+    only(file, 'filter', f, ['interfaces', 'rules', 'default', 'audit', 'hook', 'mode', 'maxRules', 'ctMax', 'stateful']);
     const given = stringList(file, 'filter.interfaces', f.interfaces, "interface names, globs ('veth*') or all");
     // the same forms as --iface: names, comma-separated lists, globs and `all`
     given.forEach((g, i) => {
@@ -240,6 +242,7 @@ function parseValue(raw: unknown, file: string): AgentConfig {
     if (mode !== 'native' && mode !== 'generic' && mode !== 'auto') throw bad(file, `filter.mode: '${shownValue(mode)}' is not native, generic or auto`);
     // YAML 1.2 reads `audit: yes` as the string "yes": refuse it rather than run without audit
     if (f.audit !== undefined && f.audit !== null && typeof f.audit !== 'boolean') throw bad(file, `filter.audit: '${shownValue(f.audit)}' is not true or false`);
+    if (f.stateful !== undefined && f.stateful !== null && typeof f.stateful !== 'boolean') throw bad(file, `filter.stateful: '${shownValue(f.stateful)}' is not true or false`, 'leave it out to track connections exactly when filter.default is deny');
     const maxRules = f.maxRules ?? DEFAULT_MAX_RULES;
     if (!Number.isInteger(maxRules) || (maxRules as number) < 1 || (maxRules as number) > 1 << 20) throw bad(file, `filter.maxRules: ${shownValue(maxRules)} is not an integer from 1 to 1048576`);
     // the same limit as the API's (AgentFilter.maxRules): a policy the agent could not take over HTTP is not started from a file either
@@ -259,6 +262,8 @@ function parseValue(raw: unknown, file: string): AgentConfig {
       hook,
       mode,
       maxRules: maxRules as number,
+      // absent when not given: the config's fingerprint stays that of a file without the key
+      ...(typeof f.stateful === 'boolean' ? { stateful: f.stateful } : {}),
     };
   }
   const section = (k: 'lb' | 'trace'): Record<string, unknown> | null => {

@@ -15,6 +15,8 @@ import { formatMatch, parseRule, type Action, type Rule } from '../filter/rules.
 import { startFilter } from '../filter/start.js';
 import { ctMaxNote, type CtTableView } from '../filter/ct-table.js';
 import { countersView } from '../filter/stats.js';
+import { flowViews, type FlowView } from '../filter/conntrack.js';
+import type { FltCtCfg, FltCtKey, FltCtVal } from '../gen/filter.js';
 import { interfaceExists, linkInfo, netInterfaces, openPinnedLink, progInfo, watchInterfaces, type ProgInfo } from '../loader/index.js';
 import type { BpfSource } from '../metrics/bpf.js';
 import type { FilterSource } from '../metrics/filter.js';
@@ -38,10 +40,14 @@ export interface FilterSpec {
   maxRules: number;
   /** the connection table's size (filter.ctMax); absent: the default */
   ctMax?: number;
+  /** connection tracking as set (config filter.stateful, the API); absent: on under default deny */
+  stateful?: boolean;
 }
 
-export interface FilterView extends Omit<FilterSpec, 'maxRules'> {
+export interface FilterView extends Omit<FilterSpec, 'maxRules' | 'stateful'> {
   revision: number;
+  /** connections are tracked (replies to what the host opened pass): as set, else default deny */
+  stateful: boolean;
 }
 
 /** A whole-policy write: what PUT /v1/filter carries. */
@@ -50,7 +56,12 @@ export interface FilterChange {
   rules: Array<{ action: Action; match: string }>;
   default?: Action;
   audit?: boolean;
+  /** omitted: unchanged; null: back to the default (on under default deny) */
+  stateful?: boolean | null;
 }
+
+/** Whether a spec's filters track connections: as set, else under a default deny (as the CLI). */
+export const statefulOf = (s: { default: Action; stateful?: boolean }): boolean => s.stateful ?? s.default === 'deny';
 
 /** The filter's part of the agent's state file. */
 export interface FilterState {
@@ -72,6 +83,22 @@ export const emptyFilterState = (): FilterState => ({ revision: 0, nextId: 1, co
 
 const toPolicy = (s: FilterSpec): Policy => ({ rules: s.rules.map((r) => parseRule(r.action, r.match)), default: s.default, audit: s.audit });
 
+/** A spec with connection tracking set to `on` (undefined: the default, so the key goes). */
+function withStateful(spec: FilterSpec, on: boolean | undefined): FilterSpec {
+  const { stateful: _, ...rest } = spec;
+  return on === undefined ? rest : { ...rest, stateful: on };
+}
+
+/**
+ * A policy and the state switch, in the order that keeps connections up: tracking goes on before
+ * a policy that may deny their replies, and off only after the new policy is in.
+ */
+function applyWithState(h: FilterHandle, policy: Policy, stateful: boolean): void {
+  if (stateful && !h.stateful) h.setStateful(true);
+  h.apply(policy);
+  if (!stateful && h.stateful) h.setStateful(false);
+}
+
 /** how soon an interface whose filter failed to attach is tried again (on the next event or change) */
 const RETRY_MS = 30_000;
 
@@ -91,6 +118,12 @@ export interface FilterHandle {
   ctTable?(): CtTableView | null;
   /** the connection table's size in flows; null (or absent) when stateless */
   ctMax?(): number | null;
+  /** connections are tracked on this interface now */
+  readonly stateful: boolean;
+  /** turns tracking on or off in place; a failure leaves it as it was */
+  setStateful(on: boolean): void;
+  /** the tracked flows and the tracker's settings; null when stateless */
+  flows(): { entries: Array<[FltCtKey, FltCtVal]>; cfg: FltCtCfg } | null;
   /** drops this process's references; the pinned filter stays */
   close(): void;
 }
@@ -112,7 +145,7 @@ export interface FilterBackend {
   pinned(ifname: string): boolean;
   adopt(ifname: string): FilterHandle;
   /** load, apply, attach and pin, or leave nothing behind */
-  create(ifname: string, policy: Policy, opts: { hook: Hook; mode: AttachMode; maxRules: number; ctMax?: number }): FilterHandle;
+  create(ifname: string, policy: Policy, opts: { hook: Hook; mode: AttachMode; maxRules: number; ctMax?: number; stateful: boolean }): FilterHandle;
   unload(ifname: string): void;
   /** moves pins of an older layout into today's (lines saying so); before the first pinned() */
   migrate?(): string[];
@@ -149,6 +182,11 @@ function wrap(d: FilterDatapath): FilterHandle {
     mapFill: () => d.mapFill(),
     ctTable: () => d.ctTable(),
     ctMax: () => d.ctMax,
+    get stateful() {
+      return d.stateful;
+    },
+    setStateful: (on) => d.setStateful(on),
+    flows: () => d.flows(),
     close: () => d.close(),
   };
 }
@@ -157,7 +195,7 @@ export const kernelFilters: FilterBackend = {
   links: { list: netInterfaces, exists: interfaceExists, watch: (onChange, onError) => watchInterfaces(onChange, { onError }) },
   pinned: (ifname) => FilterDatapath.pinnedHere(ifname),
   adopt: (ifname) => wrap(FilterDatapath.adopt(ifname)),
-  create: (ifname, policy, opts) => wrap(startFilter(ifname, policy, { hook: opts.hook, mode: opts.mode, pin: true, room: opts.maxRules / 2, ctMax: opts.ctMax }).datapath),
+  create: (ifname, policy, opts) => wrap(startFilter(ifname, policy, { hook: opts.hook, mode: opts.mode, pin: true, room: opts.maxRules / 2, ctMax: opts.ctMax, stateful: opts.stateful, switchable: true }).datapath),
   unload: (ifname) => void FilterDatapath.unload(ifname),
   migrate() {
     try {
@@ -215,7 +253,7 @@ export class AgentFilter {
     let policy: Policy | undefined;
     if (config && cfHash !== f.st.configHash) {
       const { spec, nextId, rules } = f.withIds(config, f.st.spec, f.st.nextId);
-      f.st = { revision: f.st.revision + 1, nextId, configHash: cfHash!, spec: { ...spec, hook: config.hook, mode: config.mode, maxRules: config.maxRules, ctMax: config.ctMax } };
+      f.st = { revision: f.st.revision + 1, nextId, configHash: cfHash!, spec: withStateful({ ...spec, hook: config.hook, mode: config.mode, maxRules: config.maxRules, ctMax: config.ctMax }, config.stateful) };
       policy = { rules, default: spec.default, audit: spec.audit };
     }
     f.createdByStart = [];
@@ -297,8 +335,25 @@ export class AgentFilter {
   }
 
   view(): FilterView {
-    const { maxRules: _, ctMax: _ct, ...spec } = this.st.spec;
-    return { revision: this.st.revision, ...spec, interfaces: [...spec.interfaces], rules: spec.rules.map((r) => ({ ...r })) };
+    const { maxRules: _, ctMax: _ct, stateful: __, ...spec } = this.st.spec;
+    return { revision: this.st.revision, ...spec, interfaces: [...spec.interfaces], rules: spec.rules.map((r) => ({ ...r })), stateful: statefulOf(this.st.spec) };
+  }
+
+  /**
+   * The flows each stateful interface tracks (GET /v1/filter/conntrack), as `filter conntrack`
+   * lists them; `only`: one interface, which must be filtered.
+   */
+  conntrack(only?: string): { interfaces: Array<{ interface: string; stateful: boolean; table: CtTableView | null; flows: FlowView[] }> } {
+    if (only !== undefined && !this.handles.has(only)) {
+      throw new EbpfnetError('EBPFNET_NOT_FOUND', `list the flows of ${only}`, 'the agent does not filter that interface', { hint: 'GET /v1/filter/stats lists the interfaces it filters' });
+    }
+    // the clock the program reads (CLOCK_MONOTONIC), once for every table
+    const now = process.hrtime.bigint();
+    const out = [...this.handles.values()].filter((h) => only === undefined || h.ifname === only).map((h) => {
+      const f = h.flows();
+      return { interface: h.ifname, stateful: f !== null, table: h.ctTable?.() ?? null, flows: f ? flowViews(f.entries, f.cfg, now) : [] };
+    });
+    return { interfaces: out };
   }
 
   get revision(): number {
@@ -349,13 +404,14 @@ export class AgentFilter {
   /** setFilter's change, in a frame of its own: an awaiting async frame would keep the parsed rules. */
   private replacePolicy(change: FilterChange, caller: Caller): Promise<void> {
     const cur = this.st.spec;
-    const { spec, nextId, rules } = this.withIds(
+    const { spec: next, nextId, rules } = this.withIds(
       { interfaces: change.interfaces ?? cur.interfaces, rules: change.rules, default: change.default ?? cur.default, audit: change.audit ?? cur.audit },
       cur,
       this.st.nextId,
     );
-    const what = `${spec.rules.length} rules on ${spec.interfaces.join(',') || 'no interface'}; default ${spec.default}${spec.audit ? '; audit' : ''}`;
-    return this.commit({ ...cur, ...spec }, nextId, caller, 'PUT /v1/filter', what, { rules, default: spec.default, audit: spec.audit });
+    const spec = change.stateful === undefined ? next : withStateful(next, change.stateful ?? undefined);
+    const what = `${spec.rules.length} rules on ${spec.interfaces.join(',') || 'no interface'}; default ${spec.default}${spec.audit ? '; audit' : ''}${statefulOf(spec) ? '; stateful' : ''}`;
+    return this.commit(spec, nextId, caller, 'PUT /v1/filter', what, { rules, default: spec.default, audit: spec.audit });
   }
 
   async addRule(rule: { action: Action; match: string }, caller: Caller): Promise<RuleView> {
@@ -395,13 +451,13 @@ export class AgentFilter {
       ids ??= new Map(spec.map((x) => [`${x.action} ${x.match}`, x.id]));
       return { id: ids.get(text) ?? null, match: text.replace(/^(allow|deny) /, '') };
     };
-    const interfaces = [...this.handles.values()].map((h) => ({ interface: h.ifname, attachment: h.attachment, ...countersView(h.counters(), ruleOf) }));
+    const interfaces = [...this.handles.values()].map((h) => ({ interface: h.ifname, attachment: h.attachment, stateful: h.stateful, ...countersView(h.counters(), ruleOf) }));
     return { revision: this.st.revision, interfaces };
   }
 
   /** What the metrics face reads at scrape time. */
   sources(): FilterSource[] {
-    return [...this.handles.values()].map((h) => ({ ifname: h.ifname, counters: (opts) => h.counters(opts), ctTable: () => h.ctTable?.() ?? null }));
+    return [...this.handles.values()].map((h) => ({ ifname: h.ifname, counters: (opts) => h.counters(opts), ctTable: () => h.ctTable?.() ?? null, stateful: () => h.stateful }));
   }
 
 
@@ -481,10 +537,11 @@ export class AgentFilter {
       if (named.has(i)) this.attachFilter(i, spec, policy, touched);
       else this.tryAttach(i, spec, policy, touched, resolved);
     }
+    const stateful = statefulOf(spec);
     for (const i of names) {
       if (touched.has(i) || (only && !only.has(i)) || !this.handles.has(i)) continue;
       touched.add(i);
-      this.handles.get(i)!.apply(policy);
+      applyWithState(this.handles.get(i)!, policy, stateful);
     }
     const wanted = new Set(names);
     for (const [i, h] of [...this.handles]) {
@@ -503,13 +560,13 @@ export class AgentFilter {
       const a = this.filters.adopt(i);
       this.handles.set(i, a);
       touched.add(i);
-      a.apply(policy);
+      applyWithState(a, policy, statefulOf(spec));
       // a pinned table keeps its size (its flows are the connections that must not drop)
       const have = a.ctMax?.() ?? null;
       const note = spec.ctMax !== undefined && have !== null ? ctMaxNote(i, spec.ctMax, have) : null;
       if (note) this.log.warn({ interface: i, ctMax: spec.ctMax, pinnedCtMax: have }, `filter: ${note}`);
     } else {
-      this.handles.set(i, this.filters.create(i, policy, { hook: spec.hook, mode: spec.mode, maxRules: spec.maxRules, ctMax: spec.ctMax }));
+      this.handles.set(i, this.filters.create(i, policy, { hook: spec.hook, mode: spec.mode, maxRules: spec.maxRules, ctMax: spec.ctMax, stateful: statefulOf(spec) }));
       this.createdByStart?.push(i);
       touched.add(i);
     }

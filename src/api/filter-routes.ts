@@ -51,12 +51,13 @@ export const filterBody = (maxRules: number) =>
       rules: { type: 'array', maxItems: maxRules, items: ruleBody, description: `at most ${maxRules}: filter.maxRules of the agent's config (413 beyond)` },
       default: { type: 'string', enum: ['allow', 'deny'], description: 'omitted: unchanged' },
       audit: { type: 'boolean', description: 'count what would be dropped, drop nothing; omitted: unchanged' },
+      stateful: { type: ['boolean', 'null'], description: 'track connections: replies to connections the host opened (and to ones an allow rule let in) pass; null: the default, on when default is deny; omitted: unchanged' },
     },
   }) as const;
 
 export const filterView = {
   type: 'object',
-  required: ['revision', 'interfaces', 'rules', 'default', 'audit', 'hook', 'mode'],
+  required: ['revision', 'interfaces', 'rules', 'default', 'audit', 'hook', 'mode', 'stateful'],
   properties: {
     revision: { type: 'integer', description: 'also the ETag; send it back in If-Match' },
     interfaces: { type: 'array', items: { type: 'string' } },
@@ -65,6 +66,7 @@ export const filterView = {
     audit: { type: 'boolean' },
     hook: { type: 'string', enum: ['xdp', 'tc'] },
     mode: { type: 'string', enum: ['native', 'generic', 'auto'] },
+    stateful: { type: 'boolean', description: 'connections are tracked (filter.stateful, else on under default deny)' },
   },
 } as const;
 
@@ -81,6 +83,7 @@ export const filterStats = {
         properties: {
           interface: { type: 'string' },
           attachment: { type: 'string' },
+          stateful: { type: 'boolean', description: 'connections are tracked on this interface now' },
           rules: {
             type: 'array',
             items: { type: 'object', properties: { id: { type: ['integer', 'null'] }, action: { type: 'string' }, match: { type: 'string' }, packets: { type: 'integer' }, bytes: { type: 'integer' } } },
@@ -93,13 +96,69 @@ export const filterStats = {
   },
 } as const;
 
+const endpoint = { type: 'string', description: 'address:port ([v6]:port); for ICMP echo: address id N' } as const;
+
+/** GET /v1/filter/conntrack: the same document as `ebpfnet filter conntrack -o json`. */
+export const conntrackView = {
+  type: 'object',
+  required: ['interfaces'],
+  properties: {
+    interfaces: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['interface', 'stateful', 'flows'],
+        properties: {
+          interface: { type: 'string' },
+          stateful: { type: 'boolean', description: 'false: no connection state here (the list is empty)' },
+          table: {
+            type: ['object', 'null'],
+            description: "the connection table's size and numbers (since the filter was loaded); null when stateless",
+            required: ['maxEntries', 'entries', 'inserts', 'expiries', 'resets', 'evictions', 'misses'],
+            properties: {
+              maxEntries: { type: 'integer', description: 'flows it holds (--ct-max, filter.ctMax)' },
+              entries: { type: 'integer', description: 'flows in it now' },
+              inserts: { type: 'integer' },
+              expiries: { type: 'integer' },
+              resets: { type: 'integer' },
+              evictions: { type: 'integer', description: 'live flows pushed out because the table was full' },
+              misses: { type: 'integer', description: 'packets of a connection the table did not (or no longer) know' },
+            },
+          },
+          flows: {
+            type: 'array',
+            description: 'live flows, most recently seen first',
+            items: {
+              type: 'object',
+              required: ['family', 'proto', 'local', 'remote', 'state', 'openedBy', 'replied', 'lastSeenSecondsAgo', 'expiresInSeconds'],
+              properties: {
+                family: { type: 'integer', enum: [4, 6] },
+                proto: { type: 'string' },
+                local: endpoint,
+                remote: endpoint,
+                state: { type: 'string' },
+                openedBy: { type: 'string', enum: ['local', 'remote'] },
+                replied: { type: 'boolean' },
+                lastSeenSecondsAgo: { type: 'number' },
+                expiresInSeconds: { type: 'integer' },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+const conntrackQuery = { type: 'object', additionalProperties: false, properties: { interface: { type: 'string', minLength: 1, maxLength: 64, description: 'only this interface' } } } as const;
+
 export function registerFilterRoutes(app: FastifyInstance, kit: RouteKit): void {
   app.get('/v1/filter', { schema: kit.doc('the packet filter policy', { response: { 200: filterView } }) }, async (_req, reply) => {
     reply.header('etag', etag(kit.agent.filter.revision));
     const v = kit.agent.filter.view();
     return v.rules.length > STREAM_ABOVE ? streamJson(reply, v) : v;
   });
-  app.put<{ Body: { interfaces?: string[]; rules: Array<{ action: 'allow' | 'deny'; match: string }>; default?: 'allow' | 'deny'; audit?: boolean } }>(
+  app.put<{ Body: { interfaces?: string[]; rules: Array<{ action: 'allow' | 'deny'; match: string }>; default?: 'allow' | 'deny'; audit?: boolean; stateful?: boolean | null } }>(
     '/v1/filter',
     { schema: kit.doc('replace the whole policy, switched in atomically', { body: filterBody(kit.agent.filter.maxRules), response: { 200: filterView, ...kit.errors } }) },
     async (req, reply) => {
@@ -125,6 +184,11 @@ export function registerFilterRoutes(app: FastifyInstance, kit: RouteKit): void 
       reply.header('etag', etag(v.revision));
       return v;
     },
+  );
+  app.get<{ Querystring: { interface?: string } }>(
+    '/v1/filter/conntrack',
+    { schema: kit.doc('the flows each stateful interface tracks, like conntrack -L', { querystring: conntrackQuery, response: { 200: conntrackView, ...kit.errors } }) },
+    async (req) => kit.agent.filter.conntrack(req.query.interface),
   );
   app.get('/v1/filter/stats', { schema: kit.doc('counters per interface and rule, read from the kernel now', { response: { 200: filterStats } }) }, async (_req, reply) => {
     const s = kit.agent.filter.stats();

@@ -10,6 +10,7 @@ import type { LbServiceView, LbView } from '../agent/lb.js';
 import { DEFAULT_STATE_DIR, tokenPath } from '../agent/store.js';
 import { isLoopback } from '../agent/token.js';
 import { ERROR_CODES, EbpfnetError, type ErrorCode } from '../errors.js';
+import type { FlowView } from '../filter/conntrack.js';
 import { sshLockout } from '../filter/lockout.js';
 import type { Policy } from '../filter/policy.js';
 import { formatMatch } from '../filter/rules.js';
@@ -142,12 +143,12 @@ export async function filterThroughAgent(c: AgentClient, policy: Policy, o: { if
   }
   const body = { ...(o.iface.length ? { interfaces: o.iface } : {}), rules: rulesOf(policy), default: policy.default, audit: policy.audit };
   const { body: v } = await c.call<FilterView>('PUT', '/v1/filter', body, cur.etag ?? undefined);
-  say(`agent: filter revision ${v.revision} on ${v.interfaces.join(', ') || 'no interface'}: ${v.rules.map((r) => `#${r.id} ${r.action} ${r.match}`).join(', ') || 'no rules'}; default ${v.default}${v.audit ? ' (audit: nothing is dropped)' : ''}`);
+  say(`agent: filter revision ${v.revision} on ${v.interfaces.join(', ') || 'no interface'}: ${v.rules.map((r) => `#${r.id} ${r.action} ${r.match}`).join(', ') || 'no rules'}; default ${v.default}${v.audit ? ' (audit: nothing is dropped)' : ''}; connection state ${v.stateful ? 'on' : 'off'}`);
 }
 
 interface StatsView {
   revision: number;
-  interfaces: Array<{ interface: string; attachment: string; rules: Array<{ id: number | null; action: string; match: string; packets: number; bytes: number }>; default: { pass: { packets: number; bytes: number }; drop: { packets: number; bytes: number } } }>;
+  interfaces: Array<{ interface: string; attachment: string; stateful?: boolean; rules: Array<{ id: number | null; action: string; match: string; packets: number; bytes: number }>; default: { pass: { packets: number; bytes: number }; drop: { packets: number; bytes: number } } }>;
 }
 
 /** `status --agent URL`: the agent's filter counters per interface and rule. */
@@ -165,8 +166,15 @@ export async function statusThroughAgent(c: AgentClient, o: { json?: boolean } =
     rows.push([i.interface, '-', 'allow default', String(i.default.pass.packets), String(i.default.pass.bytes)]);
     rows.push([i.interface, '-', 'deny default', String(i.default.drop.packets), String(i.default.drop.bytes)]);
   }
-  say(`agent: revision ${body.revision}: ${body.interfaces.map((i) => `${i.interface} (${i.attachment})`).join(', ')}`);
+  const state = (i: StatsView['interfaces'][number]): string => (i.stateful === undefined ? '' : i.stateful ? ', stateful' : ', stateless');
+  say(`agent: revision ${body.revision}: ${body.interfaces.map((i) => `${i.interface} (${i.attachment}${state(i)})`).join(', ')}`);
   say(table(['interface', 'id', 'rule', 'packets', 'bytes'], rows));
+}
+
+/** `filter conntrack --agent URL`: the agent's flows, the document `filter conntrack -o json` prints. */
+export async function conntrackThroughAgent(c: AgentClient, o: { iface?: string }): Promise<{ interfaces: Array<{ interface: string; stateful: boolean; flows: FlowView[] }> }> {
+  const q = o.iface ? `?interface=${encodeURIComponent(o.iface)}` : '';
+  return (await c.call<{ interfaces: Array<{ interface: string; stateful: boolean; flows: FlowView[] }> }>('GET', `/v1/filter/conntrack${q}`)).body;
 }
 
 // ---- the balancer through the agent ----

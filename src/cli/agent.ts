@@ -175,7 +175,7 @@ function readAgentConfig(o: AgentOpts): { api: AgentConfig['api']; log: AgentCon
 function describeFilter(agent: Agent): string {
   const f = agent.filter.view();
   const t = agent.filter.targets();
-  return `filter: ${f.interfaces.length ? `${describeResolved(t.resolved)}: ${f.rules.length} rules; default ${f.default}` : 'no interfaces'}`;
+  return `filter: ${f.interfaces.length ? `${describeResolved(t.resolved)}: ${f.rules.length} rules; default ${f.default}; connection state ${f.stateful ? 'on' : 'off'}` : 'no interfaces'}`;
 }
 
 function describeLbTrace(agent: Agent): string[] {

@@ -22,7 +22,7 @@ import { Balancer, lbPinSetting } from '../lb/index.js';
 import { defaultRouteInterface, ensurePinSite, interfaceNames, netInterfaces, onShutdown, requireRoot, xdpAttachment, type XdpMode } from '../loader/index.js';
 import { registerFilterMetrics, filterRows } from '../metrics/filter.js';
 import { newRegistry, serveMetrics, parseListen } from '../metrics/server.js';
-import { AgentClient, filterThroughAgent, refuseLocalFlags, statusThroughAgent, withAgentOptions, type AgentOptions } from './agent-client.js';
+import { AgentClient, conntrackThroughAgent, filterThroughAgent, refuseLocalFlags, statusThroughAgent, withAgentOptions, type AgentOptions } from './agent-client.js';
 import { serviceJson } from './lb.js';
 import { printJson, wantsJson, withOutputOption, type OutputOptions } from './output.js';
 import { handleError, table } from './present.js';
@@ -186,6 +186,7 @@ function filterJson(p: PinnedFilter, d: FilterDatapath | null, error: string | n
     auditMode: policy?.audit ?? null,
     // null when stateless
     connectionTable: d.ctTable(),
+    stateful: d.stateful,
     // the counter slot is the rule's id (`#id` in --dry-run)
     ...countersView(c, (text, i) => ({ id: c.rules[i].id, match: text.replace(/^(allow|deny) /, '') })),
   };
@@ -211,10 +212,12 @@ function balancerState(): { text: string; json: Record<string, unknown> } | null
   }
 }
 
+type ConntrackDoc = { interfaces: Array<{ interface: string; stateful: boolean; table?: CtTableView | null; flows: FlowView[] }> };
+
 /** `filter conntrack`: the flows the stateful filters of this network namespace track, like conntrack -L. */
-function conntrack(o: OutputOptions & { iface?: string }): void {
+async function conntrack(o: OutputOptions & AgentOptions & { iface?: string }): Promise<void> {
+  if (o.agent) return showConntrack(await conntrackThroughAgent(new AgentClient({ ...o, agent: o.agent }), o), wantsJson(o), 'the agent filters no interface');
   requireRoot('filter conntrack');
-  const json = wantsJson(o);
   const fs = openSite('filter conntrack');
   const pins = (fs ? listPins(fs) : []).filter((p) => p.local && !p.gone && (!o.iface || p.ifname === o.iface));
   if (o.iface && !pins.length) throw new EbpfnetError('EBPFNET_NOT_FOUND', `filter conntrack --iface ${o.iface}`, 'no pinned filter there in this network namespace', { hint: 'ebpfnet status lists them' });
@@ -230,11 +233,15 @@ function conntrack(o: OutputOptions & { iface?: string }): void {
       d.close();
     }
   }
-  if (json) return printJson({ interfaces: out });
-  if (!out.length) return void process.stdout.write('no pinned filters in this network namespace\n');
-  for (const i of out) {
+  showConntrack({ interfaces: out }, wantsJson(o), 'no pinned filters in this network namespace');
+}
+
+function showConntrack(doc: ConntrackDoc, json: boolean, none: string): void {
+  if (json) return printJson(doc);
+  if (!doc.interfaces.length) return void process.stdout.write(`${none}\n`);
+  for (const i of doc.interfaces) {
     if (!i.stateful) {
-      process.stdout.write(`${i.interface}: stateless (no connection state: started with --stateless or without --default deny)\n`);
+      process.stdout.write(`${i.interface}: stateless (no connection state: --stateless, filter.stateful false, or a default of allow)\n`);
       continue;
     }
     process.stdout.write(`${i.interface}: ${i.flows.length} flow${i.flows.length === 1 ? '' : 's'}\n`);
@@ -275,7 +282,7 @@ function status(o: { allNamespaces?: boolean; json: boolean }): void {
     try {
       if (o.json) filters.push(filterJson(p, d, null));
       else {
-        say(`${p.ifname}: ${d.hook === 'tc' ? 'tc ingress' : `xdp ${d.mode}`}: ${d.currentPolicy ? describe(d.currentPolicy) : 'policy unknown'}`);
+        say(`${p.ifname}: ${d.hook === 'tc' ? 'tc ingress' : `xdp ${d.mode}`}: ${d.currentPolicy ? describe(d.currentPolicy) : 'policy unknown'}; connection state ${d.stateful ? 'on' : 'off'}`);
         say(totals([d]));
         const t = d.ctTable();
         if (t) say(`${p.ifname}: connection table: ${ctTableLine(t)}`);
@@ -388,7 +395,7 @@ async function runFilter(o: PolicyOpts & { iface: string[]; mode?: string; hook?
   }
 
   const registry = newRegistry();
-  registerFilterMetrics(registry, () => ds.map((d) => ({ ifname: d.ifname, counters: (opts) => d.counters(opts), ctTable: () => d.ctTable() })));
+  registerFilterMetrics(registry, () => ds.map((d) => ({ ifname: d.ifname, counters: (opts) => d.counters(opts), ctTable: () => d.ctTable(), stateful: () => d.stateful })));
   const server = o.metrics ? await serveMetrics(registry, o.metrics) : null;
   if (server) process.stdout.write(`metrics: ${server.url}\n`);
   const tty = process.stdout.isTTY;
@@ -577,11 +584,13 @@ export function registerFilter(program: Command): void {
   ).action((packet: string, o: PolicyOpts & OutputOptions & { iface?: string }) => explain(packet, o));
 
   withOutputOption(
-    filter
-      .command('conntrack')
-      .description('list the connections the stateful filters of this network namespace track (like conntrack -L)')
-      .option('--iface <name>', 'only the filter on this interface'),
-  ).action((o: OutputOptions & { iface?: string }) => conntrack(o));
+    withAgentOptions(
+      filter
+        .command('conntrack')
+        .description('list the connections the stateful filters of this network namespace track (like conntrack -L; --agent: the agent\'s)')
+        .option('--iface <name>', 'only the filter on this interface'),
+    ),
+  ).action((o: OutputOptions & AgentOptions & { iface?: string }) => conntrack(o));
 
   withOutputOption(
     withAgentOptions(

@@ -6,12 +6,12 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { EbpfnetError, type VerifierStats } from '../errors.js';
 import * as F from '../gen/filter.js';
-import { BpfMap, BpfObject, BpfProgram, BpfTable, Link, ObjectSpec, hostPath, ifindex as ifindexOf, netnsCookie, objectPath, openPinnedMap, openPinnedTable, withDir, type MapFill, type XdpMode } from '../loader/index.js';
+import { BpfMap, BpfObject, BpfProgram, BpfTable, Link, ObjectSpec, hostPath, ifindex as ifindexOf, netnsCookie, objectPath, openPinnedLink, openPinnedMap, openPinnedTable, withDir, type MapFill, type XdpMode } from '../loader/index.js';
 import type { Closable } from '../loader/guard.js';
 import type { Codec } from '../loader/layout.js';
 import { track, untrack } from '../loader/guard.js';
 import { FILTER_STATS, type FilterCounters, type RuleCount } from './stats.js';
-import { CT_TABLE_STATS, ctTableReading, parseCtMax, type CtTableStat, type CtTableView } from './ct-table.js';
+import { CT_MIN, CT_TABLE_STATS, ctTableReading, parseCtMax, type CtTableStat, type CtTableView } from './ct-table.js';
 import { compilePolicy, DEFAULT_CAPACITY, PORT_ELEMS, PORT_SLOT, UNNAMED_PROTO, type CompiledPolicy, type DirTable } from './compile.js';
 import type { Policy } from './policy.js';
 import { filterSite, findLocal, listPins, recordKey, removePin, type FilterSite, type PinnedFilter } from './pins.js';
@@ -268,7 +268,7 @@ export class FilterDatapath implements Closable {
 
   /** The tracked flows and the tracker's settings; null when the filter is stateless. */
   flows(): { entries: Array<[F.FltCtKey, F.FltCtVal]>; cfg: F.FltCtCfg } | null {
-    if (!this.ct) return null;
+    if (!this.ct || !this.stateful) return null;
     return { entries: this.ct.flows.entries(), cfg: this.ct.cfg.get(0) };
   }
 
@@ -465,6 +465,97 @@ export class FilterDatapath implements Closable {
     }
   }
 
+  /**
+   * Turns connection tracking on or off in place (the agent's filter.stateful), the policy
+   * untouched. On: filter_egress is attached to tc egress (an adopted filter's loaded alone, on the
+   * pinned flt_ct and flt_ct_cfg, so the ingress program and the recorder share one table) and
+   * pinned beside the filter, then the switch is set. Off: the switch first (replies stop passing
+   * as established), then egress is detached and the flows are forgotten (switched on again, a
+   * stale entry must not pass). A failure leaves the filter as it was.
+   */
+  setStateful(on: boolean): void {
+    if (on === this.stateful) return;
+    if (on) this.startTracking();
+    else this.stopTracking();
+    if (this.pinnedAt) this.writeRecord();
+  }
+
+  private startTracking(): void {
+    const op = `track connections on ${this.ifname}`;
+    const dir = this.pinnedAt;
+    let ct = this.ct;
+    let opened = false;
+    if (!ct && this.obj) {
+      const own = this.conntrack();
+      ct = { cfg: own.cfg, flows: own.flows, stats: own.stats, egress: null };
+    } else if (!ct) {
+      if (!dir || !existsSync(join(dir, F.FLT_CT.name)) || !existsSync(join(dir, F.FLT_CT_CFG.variable))) {
+        throw new EbpfnetError('EBPFNET_NOT_SUPPORTED', op, 'this filter was pinned without connection-tracking maps (by an older ebpfnet)', { hint: `load it again: ebpfnet unload --iface ${this.ifname}, then start it (the agent: agent --cleanup, then start the agent)` });
+      }
+      const flows = openPinnedMap(join(dir, F.FLT_CT.name), F.FLT_CT);
+      try {
+        const stats = join(dir, F.FLT_CT_STATS.name);
+        ct = { cfg: openPinnedTable(join(dir, F.FLT_CT_CFG.variable), F.FLT_CT_CFG), flows, stats: existsSync(stats) ? openPinnedMap(stats, F.FLT_CT_STATS) : null, egress: null };
+      } catch (e) {
+        flows.close();
+        throw e;
+      }
+      opened = true;
+    }
+    const c = ct!;
+    if (c.flows.capacity <= CT_MIN) {
+      if (opened) {
+        c.flows.close();
+        c.cfg.close();
+        c.stats?.close();
+      }
+      // a filter started stateless from the CLI got the smallest table: tracking in it would evict all the time
+      throw new EbpfnetError('EBPFNET_NOT_SUPPORTED', op, `its connection table holds only ${c.flows.capacity} flows (the filter was started stateless)`, { hint: `load it again stateful: ebpfnet unload --iface ${this.ifname}, then start it with --default deny (or from the agent)` });
+    }
+    let link: Link | null = null;
+    try {
+      link = this.obj ? this.obj.program(F.PROG_FILTER_EGRESS).attachTcx(this.ifname, 'egress') : attachEgressAlone(this.ifname, c);
+      if (dir) link.pin(join(dir, 'egress'));
+      c.cfg.set(0, { ...c.cfg.get(0), stateful: 1 });
+    } catch (e) {
+      // an attached egress program goes again (its pin with it); the switch was not set
+      try {
+        link?.detach();
+      } finally {
+        if (opened) {
+          c.flows.close();
+          c.cfg.close();
+          c.stats?.close();
+        }
+      }
+      throw e;
+    }
+    c.egress = link;
+    this.ct = c;
+    this.stateful = true;
+  }
+
+  private stopTracking(): void {
+    const dir = this.pinnedAt;
+    const ct = this.ct;
+    if (!ct) {
+      // stateful by the record, but its maps are not there to switch: nothing runs to stop
+      this.stateful = false;
+      return;
+    }
+    ct.cfg.set(0, { ...ct.cfg.get(0), stateful: 0 });
+    try {
+      if (ct.egress) ct.egress.detach();
+      else if (dir && existsSync(join(dir, 'egress'))) openPinnedLink(join(dir, 'egress'), `connection tracking on ${this.ifname}`).detach();
+    } catch (e) {
+      ct.cfg.set(0, { ...ct.cfg.get(0), stateful: 1 });
+      throw e;
+    }
+    ct.egress = null;
+    ct.flows.clear();
+    this.stateful = false;
+  }
+
   /** Turns state on and attaches filter_egress to tc egress. */
   private trackConnections(): void {
     const { cfg, flows, stats, egress } = this.conntrack();
@@ -599,12 +690,15 @@ export class FilterDatapath implements Closable {
     for (const m of rest) this.t[m.name].pin(join(dir, m.name));
     for (const x of TABLES) this.t[x.variable].pin(join(dir, x.variable));
     this.link?.pin(join(dir, 'link'));
-    if (this.ct) {
-      this.ct.flows.pin(join(dir, F.FLT_CT.name));
-      this.ct.stats?.pin(join(dir, F.FLT_CT_STATS.name));
-      this.ct.cfg.pin(join(dir, F.FLT_CT_CFG.variable));
-      this.ct.egress?.pin(join(dir, 'egress'));
+    // the flows' maps of a stateless filter too: state switched on later (the agent's
+    // filter.stateful) records into the table the pinned ingress program reads
+    const ct = this.ct ?? (this.obj && this.conntrack());
+    if (ct) {
+      ct.flows.pin(join(dir, F.FLT_CT.name));
+      ct.stats?.pin(join(dir, F.FLT_CT_STATS.name));
+      ct.cfg.pin(join(dir, F.FLT_CT_CFG.variable));
     }
+    this.ct?.egress?.pin(join(dir, 'egress'));
     this.pinnedAt = dir;
     this.record = new RecordWriter(recordKey(fs.netns, ifindex), fs.records);
     this.writeRecord();
@@ -652,6 +746,29 @@ export class FilterDatapath implements Closable {
 function tableOf(flows: BpfMap<F.FltCtKey, F.FltCtVal>, stats: BpfMap<number, bigint> | null): CtTableView {
   const read = (): Record<CtTableStat, bigint> => Object.fromEntries(CT_TABLE_STATS.map((s) => [s.name, stats?.lookup(s.slot) ?? 0n])) as Record<CtTableStat, bigint>;
   return ctTableReading(flows.capacity, read, () => flows.count());
+}
+
+/**
+ * filter_egress loaded alone, on the flows and switch of a filter pinned by another process, and
+ * attached to tc egress of `ifname`. The object is closed again: the link holds the program, the
+ * program the two maps (the other maps the object made go with it).
+ */
+function attachEgressAlone(ifname: string, ct: { cfg: BpfTable<F.FltCtCfg>; flows: BpfMap<F.FltCtKey, F.FltCtVal>; stats: BpfMap<number, bigint> | null }): Link {
+  const spec = ObjectSpec.open(objectPath(F.LAYOUT.object));
+  try {
+    spec.reuseMap(F.FLT_CT.name, ct.flows.fd).reuseMap(F.FLT_CT_CFG.name, ct.cfg.fd);
+    // the table's counters too, so what this recorder inserts is counted where status reads it
+    if (ct.stats) spec.reuseMap(F.FLT_CT_STATS.name, ct.stats.fd);
+  } catch (e) {
+    spec.close();
+    throw e;
+  }
+  const obj = spec.load({ only: [F.PROG_FILTER_EGRESS.name] });
+  try {
+    return obj.program(F.PROG_FILTER_EGRESS).attachTcx(ifname, 'egress');
+  } finally {
+    obj.close();
+  }
 }
 
 interface State extends RecordIdentity {

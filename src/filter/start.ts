@@ -23,6 +23,8 @@ export interface StartOptions {
   /** the connection table's size in flows (default CT_DEFAULT_MAX); a stateless filter's table is
    * the smallest, since nothing writes it */
   ctMax?: number;
+  /** state may be switched on later (the agent's filter.stateful, PUT /v1/filter): size the table as if stateful */
+  switchable?: boolean;
 }
 
 export interface StartedFilter {
@@ -39,7 +41,9 @@ export function startFilter(ifname: string, policy: Policy, opts: StartOptions):
     throw new EbpfnetError('EBPFNET_NOT_FOUND', `filter ${ifname}`, 'no such interface', { hint: 'list interfaces with: ip link', cause: e });
   }
   if (opts.hook === 'xdp' && opts.replace && xdpAttachment(ifname)) detachXdp(ifname);
-  const ctMax = opts.stateful ? (opts.ctMax ?? CT_DEFAULT_MAX) : CT_MIN;
+  // nothing writes a stateless filter's table unless state may be switched on later (the agent,
+  // which also adopts pinned filters)
+  const ctMax = opts.stateful || opts.switchable || opts.pin ? (opts.ctMax ?? CT_DEFAULT_MAX) : CT_MIN;
   const d = FilterDatapath.load(ifname, { maxRules: FilterDatapath.capacityFor(Math.max(policy.rules.length, opts.room ?? 0)), ctMax });
   let pinning = false;
   try {

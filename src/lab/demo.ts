@@ -192,6 +192,7 @@ export class Demo {
       () => this.baseline(),
       () => this.filter(),
       () => this.afterFilter(),
+      () => this.statefulFilter(),
       () => this.trace(),
       () => this.loadBalancer(),
     ];
@@ -280,6 +281,51 @@ export class Demo {
     this.verdict('stopped: ping source -> target works again', p.status === 0, `ping exited ${p.status}`);
     const ssh = this.ssh('echo ssh works again');
     this.verdict('stopped: ssh source -> target works again', ssh.status === 0, `ssh exited ${ssh.status}`);
+  }
+
+  /**
+   * A default deny the target can live with: only SSH may come in, yet the target's own request to
+   * a server on the source gets its answer (the reply passes as established), while the source's
+   * request to the target's HTTP server is dropped.
+   */
+  private async statefulFilter(): Promise<void> {
+    const S = LAB.ip.source;
+    this.sink.section(`the stateful filter: default deny on the target (only SSH comes in), and the target still fetches a page from the source`);
+    const listen = JSON.stringify([{ host: S, port: LAB.httpPort, name: 'source' }]);
+    this.show(`source$ node dist/lab/http.js serve '${listen}' &`);
+    const server = new Background('source', [process.execPath, httpJs(), 'serve', listen]);
+    this.background.add(server);
+    const up = await server.waitFor(/^ready/m, 10_000);
+    if (!up) {
+      this.show(`  ${server.stderr.trim() || `exited ${server.child.exitCode}`}`);
+      await server.stop(3000);
+      this.background.delete(server);
+      this.verdict('stateful: filter --default deny --allow tcp/22 attached on the target', false, `no HTTP server on the source: ${server.stderr.trim() || `exited ${server.child.exitCode}`}`);
+      return;
+    }
+    this.show(`  ${server.stdout.trim()}`);
+    const f = this.startEbpfnet(['filter', '--iface', LAB.ifname, '--default', 'deny', '--allow', 'tcp/22', '--interval', '1']);
+    const ready = await f.waitFor(/^filtering/m, 20_000);
+    this.show(f.stdout.trim().split('\n').filter((l) => !/^\S+: dropped/.test(l)).map((l) => `  ${l}`).join('\n'));
+    if (f.stderr.trim()) this.show(`  ${f.stderr.trim()}`);
+    const on = !!ready && /^connection state: on/m.test(f.stdout);
+    this.verdict('stateful: filter --default deny --allow tcp/22 attached on the target', on, ready ? 'the filter did not say connection state: on' : `the filter did not start: ${f.stderr.trim() || `exited ${f.child.exitCode}`}`);
+    if (ready) {
+      const own = this.httpGet(`http://${S}/`, 1, 'target');
+      this.verdict('stateful: the target still fetches a page from the source', own.status === 0 && own.bodies.source === 1, `no page from the source: ${JSON.stringify(own.errors)}`);
+      const ssh = this.ssh('echo ssh is allowed');
+      this.verdict('stateful: ssh source -> target works (allow tcp/22)', ssh.status === 0, `ssh exited ${ssh.status}`);
+      const h = this.httpGet(`http://${T}/`);
+      this.verdict('stateful: http source -> target is dropped (default deny)', h.status !== 0, "the target's HTTP server still answered the source");
+    }
+    const code = await this.stopEbpfnet(f, 'filter');
+    const tail = f.stdout.slice(f.stdout.indexOf('totals:'));
+    if (tail.startsWith('totals:')) this.show(tail.trim().split('\n').map((l) => `  ${l}`).join('\n'));
+    const est = new RegExp(`^${LAB.ifname}\\s+allow established\\s+([\\d,]+) packets?`, 'm').exec(tail);
+    if (ready) this.verdict('stateful: the totals count the replies that passed as established', code === 0 && !!est && Number(est[1].replace(/,/g, '')) > 0, est ? `exit ${code}` : 'no established row in the totals');
+    this.show('source$ kill %serve');
+    await server.stop(3000);
+    this.background.delete(server);
   }
 
   private async trace(): Promise<void> {

@@ -13,6 +13,6 @@ export { ObjectSpec, BpfObject, type ProgramSpec, type MapSpec, type LoadOptions
 export { BpfTable, openPinnedTable } from './table.js';
 export { RingBuffer, type RingStats } from './ringbuf.js';
 export { objectPath, bpfObjectDir, packageDir } from './paths.js';
-export { xdpAttachment, detachXdp, progName, tcxIngressProgIds, type XdpAttachment } from './xdp.js';
+export { xdpAttachment, detachXdp, progName, tcxIngressProgIds, tcxProgIds, type XdpAttachment } from './xdp.js';
 export { netInterfaces, watchInterfaces, type InterfaceWatch, type NetInterface } from './netdev.js';
 export { enableRunStats, progInfo, progInfoByFd, BPF_STATS_SYSCTL, type ProgInfo, type RunStats } from './stats.js';

@@ -25,7 +25,7 @@ export class BpfTable<T> implements Closable {
   private readonly words: Int32Array;
   private readonly ptr: unknown;
   private readonly len: number;
-  private fd: number;
+  private fd_: number;
   private pinnedAt: string | null = null;
 
   /**
@@ -56,8 +56,13 @@ export class BpfTable<T> implements Closable {
     const ab = view(this.ptr, this.len);
     this.mem = Buffer.from(ab, 0, size);
     this.words = new Int32Array(ab, 0, this.len >> 2);
-    this.fd = fd;
+    this.fd_ = fd;
     track(this);
+  }
+
+  /** the table's map descriptor (to hand to another object: ObjectSpec.reuseMap) */
+  get fd(): number {
+    return this.fd_;
   }
 
   get(i: number): T {
@@ -78,15 +83,15 @@ export class BpfTable<T> implements Closable {
   }
 
   pin(path: string): void {
-    check(`pin table ${this.name} at ${path}`, libbpf().bpf_obj_pin(this.fd, path));
+    check(`pin table ${this.name} at ${path}`, libbpf().bpf_obj_pin(this.fd_, path));
     this.pinnedAt = path;
   }
 
   close(): void {
-    if (this.fd < 0) return;
+    if (this.fd_ < 0) return;
     if (!this.over) libbpf().munmap(this.ptr as never, this.len);
-    if (this.owned) closeFd(this.fd);
-    this.fd = -1;
+    if (this.owned) closeFd(this.fd_);
+    this.fd_ = -1;
     untrack(this);
   }
 

@@ -62,13 +62,16 @@ export function detachXdp(ifname: string): void {
 }
 
 /** Ids of the programs on an interface's TCX ingress hook (of this network namespace). */
-export function tcxIngressProgIds(ifindex: number): number[] {
+export const tcxIngressProgIds = (ifindex: number): number[] => tcxProgIds(ifindex, 'ingress');
+
+/** Ids of the programs on an interface's TCX ingress or egress hook (of this network namespace). */
+export function tcxProgIds(ifindex: number, direction: 'ingress' | 'egress'): number[] {
   const ids = Buffer.alloc(64 * 4);
   const cnt = [64];
-  const rc = libbpf().bpf_prog_query(ifindex, ATTACH.TCX_INGRESS, 0, [0], ids, cnt);
+  const rc = libbpf().bpf_prog_query(ifindex, direction === 'egress' ? ATTACH.TCX_EGRESS : ATTACH.TCX_INGRESS, 0, [0], ids, cnt);
   // EINVAL: a kernel older than TCX (6.6) knows no such attach type, so nothing can be there
   if (rc === -22) return [];
   // ENOSPC: more than 64 programs there; the first 64 were copied, and that is plenty to look at
-  if (rc < 0 && rc !== -28) throw kernelError(`query tc ingress programs on ifindex ${ifindex}`, -rc);
+  if (rc < 0 && rc !== -28) throw kernelError(`query tc ${direction} programs on ifindex ${ifindex}`, -rc);
   return Array.from({ length: Math.min(cnt[0], 64) }, (_, i) => ids.readUInt32LE(i * 4));
 }

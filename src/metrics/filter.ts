@@ -15,6 +15,8 @@ export interface FilterSource {
   counters(opts?: { countedOnlyAbove?: number }): FilterCounters;
   /** the connection table's reading; absent or null: a stateless filter (no series) */
   ctTable?(): CtTableView | null;
+  /** connections are tracked there now (ebpfnet_filter_stateful); absent: not said */
+  stateful?: () => boolean;
 }
 
 /** The connection table's metrics: the events the kernel counts, and the evictions derived from them. */
@@ -115,4 +117,7 @@ export function registerFilterMetrics(registry: Registry, sources: () => FilterS
     rows = [];
     return r.map((x) => ({ labels: x.labels, value: x.bytes }));
   });
+  computedGauge(registry, { name: 'ebpfnet_filter_stateful', help: 'Whether the filter on the interface tracks connections (1) or not (0).', labelNames: ['interface'] as const }, () =>
+    sources().flatMap((s) => (s.stateful ? [{ labels: { interface: s.ifname }, value: s.stateful() ? 1 : 0 }] : [])),
+  );
 }

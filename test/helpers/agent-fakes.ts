@@ -21,12 +21,24 @@ const z = () => ({ packets: 0n, bytes: 0n });
 
 /** Pretends to be the kernel: remembers the policy per interface and counts 1 packet per rule. */
 /** `failApply`: the next apply fails, with this error (true: an EIO) */
-export function fakeKernel(opts: { failApply?: () => boolean | Error } = {}) {
+/** `failStateful`: the next switch of connection tracking fails (an EBUSY, as a taken tc hook) */
+export function fakeKernel(opts: { failApply?: () => boolean | Error; failStateful?: () => boolean } = {}) {
   const pinned = new Map<string, Policy | null>();
   const applied: string[] = [];
+  /** interfaces whose "kernel" filter tracks connections (kept across adoption, as pins do) */
+  const stateful = new Set<string>();
   const handle = (ifname: string): FilterHandle => ({
     ifname,
     attachment: 'xdp native',
+    get stateful() {
+      return stateful.has(ifname);
+    },
+    setStateful(on) {
+      if (opts.failStateful?.()) throw new EbpfnetError('EBPFNET_BUSY', `attach filter_egress to tc egress of ${ifname}`, 'EBUSY');
+      if (on) stateful.add(ifname);
+      else stateful.delete(ifname);
+    },
+    flows: () => (stateful.has(ifname) ? { entries: [], cfg: { stateful: 1, now: 0n, tcp_syn_sent: 0, tcp_established: 0, tcp_closing: 0, tcp_time_wait: 0, udp_single: 0, udp_stream: 0, icmp: 0 } } : null),
     apply(p) {
       const fail = opts.failApply?.();
       if (fail) throw fail instanceof Error ? fail : new EbpfnetError('EBPFNET_KERNEL', `update map flt_rules on ${ifname}`, 'EIO');
@@ -48,15 +60,19 @@ export function fakeKernel(opts: { failApply?: () => boolean | Error } = {}) {
   const backend: FilterBackend = {
     pinned: (i) => pinned.has(i),
     adopt: (i) => handle(i),
-    create(i, p) {
+    create(i, p, o) {
       if (i === 'nosuch0') throw new EbpfnetError('EBPFNET_NOT_FOUND', `filter ${i}`, 'no such interface');
       const h = handle(i);
+      h.setStateful(o.stateful);
       h.apply(p);
       return h;
     },
-    unload: (i) => void pinned.delete(i),
+    unload: (i) => {
+      pinned.delete(i);
+      stateful.delete(i);
+    },
   };
-  return { backend, pinned, applied };
+  return { backend, pinned, applied, stateful };
 }
 
 /** Remembers the services per name; `conns` sets what the "kernel" counted per backend. */

@@ -57,7 +57,7 @@ describeKernel('ebpfnet agent: its log', () => {
       expect(Number.isNaN(Date.parse(r.time))).toBe(false);
     }
     const infos = records.filter((r) => r.level === 'info').map((r) => r.msg);
-    expect(infos).toContain(`filter: ${v.host}: 0 rules; default allow`);
+    expect(infos).toContain(`filter: ${v.host}: 0 rules; default allow; connection state off`);
     expect(infos).toContain('ready');
     expect(infos.at(-1)).toBe('stopped; the pinned datapaths keep running (ebpfnet agent --cleanup removes them)');
     expect(records.find((r) => r.audit?.op === 'PUT /v1/filter')).toMatchObject({ level: 'info', audit: { what: `1 rules on ${v.host}; default allow` } });

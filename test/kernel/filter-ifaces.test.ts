@@ -170,7 +170,7 @@ describeKernel('ebpfnet filter --iface forms, tunnel warnings, the agent followi
     const token = readFileSync(join(dir, 'state', 'token'), 'utf8').trim();
     const st = runCli(['status', '--agent', `http://127.0.0.1:${port}`, '--token', token], { ns: h.target });
     expect(st.status, st.stderr).toBe(0);
-    expect(st.stdout).toContain(`${c.ifname} (xdp native)`);
+    expect(st.stdout).toContain(`${c.ifname} (xdp native, stateless)`);
     expect(st.stdout).toMatch(new RegExp(`${c.ifname}\\s+#1\\s+deny icmp\\s+2\\b`));
 
     sh('ip', ['-n', h.target, 'link', 'del', c.ifname]);

@@ -170,7 +170,7 @@ describeKernel('ebpfnet lab', () => {
     demo.stderr.on('data', (d: Buffer) => (r.stderr += d));
     const exited = new Promise<number | null>((res) => demo.on('exit', (code) => res(code)));
     const made = new Map<number, string>();
-    const killer = setTimeout(() => demo.kill('SIGKILL'), 90_000);
+    const killer = setTimeout(() => demo.kill('SIGKILL'), 120_000);
     try {
       while (demo.exitCode === null && demo.signalCode === null) {
         noteLabPrograms(made);
@@ -199,13 +199,18 @@ describeKernel('ebpfnet lab', () => {
       'stopped: the filter prints totals, detaches and exits 0',
       'stopped: ping source -> target works again',
       'stopped: ssh source -> target works again',
+      'stateful: filter --default deny --allow tcp/22 attached on the target',
+      'stateful: the target still fetches a page from the source',
+      'stateful: ssh source -> target works (allow tcp/22)',
+      'stateful: http source -> target is dropped (default deny)',
+      'stateful: the totals count the replies that passed as established',
       'trace: a mkdir on the target appears in the tracer',
       'lb: without the balancer the VIP does not answer',
       'lb: the VIP is answered by both backends',
       'lb: detach removes the balancer',
       'clean-up: lab down removes everything',
     ]);
-    expect(lines.at(-1)).toEqual({ result: 'PASS', passed: 18, failed: 0 });
+    expect(lines.at(-1)).toEqual({ result: 'PASS', passed: 23, failed: 0 });
     expect(r.status).toBe(0);
 
     // what the transcript shows is what happened: the counters, the scrape, the event, the answers
@@ -213,6 +218,10 @@ describeKernel('ebpfnet lab', () => {
     expect(t('filtered: drop counters count the SSH and ping packets')).toMatch(/eth1: dropped \d+ \(tcp\/22 [1-9]\d*, icmp [1-9]\d*\)/);
     expect(t('filtered: the Prometheus scrape shows the drops')).toMatch(/ebpfnet_filter_packets_total\{interface="eth1",rule="icmp",action="deny"\} [1-9]/);
     expect(t('filtered: ssh source -> target fails')).toMatch(/Connection timed out/);
+    expect(t('stateful: filter --default deny --allow tcp/22 attached on the target')).toMatch(/connection state: on: replies to connections this host opens/);
+    expect(t('stateful: the target still fetches a page from the source')).toMatch(/^target\$ curl http:\/\/192\.168\.56\.10\/\n\s+source$/m);
+    expect(t('stateful: http source -> target is dropped (default deny)')).toMatch(/error: timed out/);
+    expect(t('stateful: the totals count the replies that passed as established')).toMatch(/^\s+eth1\s+allow established\s+[1-9][\d,]* packets?/m);
     expect(t('trace: a mkdir on the target appears in the tracer')).toMatch(/"comm":"mkdir","path":"\/run\/ebpfnet\/lab\/mkdir-demo-\d+"/);
     expect(t('lb: the VIP is answered by both backends')).toMatch(/^\s+[1-9]\d* backend-a$/m);
     expect(t('lb: the VIP is answered by both backends')).toMatch(/^\s+[1-9]\d* backend-b$/m);
@@ -222,5 +231,5 @@ describeKernel('ebpfnet lab', () => {
       expect(layout.programs.some((p) => seen.has(p.name as string)), `no ${layout.object} program seen during the demo: ${[...made].join(', ')}`).toBe(true);
     }
     expectNothingLeft(made);
-  }, 120_000);
+  }, 150_000);
 });

@@ -60,7 +60,7 @@ describe('the CLI through --agent', () => {
     const r = await cli(['filter', '--agent', url, ...withToken, '--deny', 'tcp/22', '--deny', 'ICMP', '--force']);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    expect(r.stdout).toBe('agent: filter revision 2 on eth9: #1 deny tcp/22, #2 deny icmp; default allow\n');
+    expect(r.stdout).toBe('agent: filter revision 2 on eth9: #1 deny tcp/22, #2 deny icmp; default allow; connection state off\n');
     expect(kernel.pinned.get('eth9')!.rules.map(formatRule)).toEqual(['deny tcp/22', 'deny icmp']);
 
     const a = await cli(['filter', '--agent', url, '--add', '--allow', 'udp/53'], { EBPFNET_TOKEN: TOKEN });
@@ -70,7 +70,7 @@ describe('the CLI through --agent', () => {
 
     const s = await cli(['status', '--agent', url]);
     expect(s.status, s.stderr).toBe(0);
-    expect(s.stdout).toMatch(/^agent: revision 3: eth9 \(xdp native\)\ninterface +id +rule +packets +bytes\n/);
+    expect(s.stdout).toMatch(/^agent: revision 3: eth9 \(xdp native, stateless\)\ninterface +id +rule +packets +bytes\n/);
     expect(s.stdout).toMatch(/^eth9 +#1 +deny tcp\/22 +1 +100$/m);
     expect(s.stdout).toMatch(/^eth9 +#3 +allow udp\/53 +1 +100$/m);
     expect(audit.map((l) => (JSON.parse(l) as { op: string }).op)).toEqual(['PUT /v1/filter', 'POST /v1/filter/rules']);

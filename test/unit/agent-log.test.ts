@@ -174,7 +174,7 @@ describe('agent config errors: one line naming the file, the line, the path and 
     ['a bad interface', "filter:\n  interfaces: [eth0, 'bad name!']\n", `read config ${F}:2: filter.interfaces[1]: 'bad name!' is not an interface name, a glob or 'all'; for example --iface eth0, --iface eth0,eth1, --iface 'veth*' or --iface all`],
     ['a wrong filter.default', 'filter:\n  default: maybe\n', `read config ${F}:2: filter.default: 'maybe' is not allow or deny`],
     ['a wrong filter.maxRules', 'filter:\n  maxRules: lots\n', `read config ${F}:2: filter.maxRules: lots is not an integer from 1 to 1048576`],
-    ['an unknown filter key', 'filter:\n  rule: []\n', `read config ${F}:2: filter: unknown key 'rule'; known keys: interfaces, rules, default, audit, hook, mode, maxRules, ctMax`],
+    ['an unknown filter key', 'filter:\n  rule: []\n', `read config ${F}:2: filter: unknown key 'rule'; known keys: interfaces, rules, default, audit, hook, mode, maxRules, ctMax, stateful`],
     ['a bad backend', 'lb:\n  services:\n    - service: 10.0.0.1:80/tcp\n      backends: [10.1.1.1:99999]\n', `read config ${F}:4: lb.services[0].backends[0]: backend '10.1.1.1:99999': port 99999 is out of range; a port is a number from 1 to 65535`],
     ['an unknown service key', 'lb:\n  services:\n    - vip: 10.0.0.1:80\n', `read config ${F}:3: lb.services[0]: unknown key 'vip'; a service has service, affinity, backends`],
     ['a wrong lb.cgroup', 'lb:\n  cgroup: 5\n', `read config ${F}:2: lb.cgroup: '5' is not a cgroup v2 directory (absolute, or relative to the cgroup v2 mount)`],
