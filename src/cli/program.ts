@@ -7,6 +7,7 @@ import { packageDir } from '../loader/paths.js';
 import { registerAgent } from './agent.js';
 import { registerDoctor } from './doctor.js';
 import { registerFilter } from './filter.js';
+import { registerKubernetes } from './kubernetes.js';
 import { registerLab } from './lab.js';
 import { registerLb } from './lb.js';
 import { registerTrace } from './trace.js';
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerLb(program);
   registerTrace(program);
   registerAgent(program);
+  registerKubernetes(program);
   registerLab(program);
   return program;
 }
