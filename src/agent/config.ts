@@ -199,7 +199,7 @@ function stringList(file: string, path: string, v: unknown, what: string): strin
 }
 
 function parseValue(raw: unknown, file: string): AgentConfig {
-  if (!isObj(raw)) throw bad(file, 'the top level is not a mapping', 'start with api:, log:, filter:, lb: or trace:');
+  if (!isObj(raw)) throw bad(file, 'the top level is not a mapping', 'start with api:, log:, filter:, lb:, trace: or kubernetes:');
   only(file, 'top level', raw, ['api', 'log', 'filter', 'lb', 'trace', 'kubernetes']);
   const api: ApiConfig = {};
   if (raw.api !== undefined) {

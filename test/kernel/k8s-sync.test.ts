@@ -149,6 +149,12 @@ describeKernel('kubernetes: the agent as the service proxy (real client, list/wa
     const st = await status();
     expect(st).toMatchObject({ state: 'synced', everSynced: true, counts: { services: 3, skipped: 2 }, vips: 1 });
 
+    const cli = runCli(['kubernetes', 'status', '--agent', a.url, '-o', 'json'], { env: ENV });
+    expect(cli.status, cli.stderr).toBe(0);
+    expect(JSON.parse(cli.stdout)).toMatchObject({ agent: a.url, state: 'synced', node: { name: NODE, found: true, addresses: [pair.hostIp] }, vips: 1 });
+    const text = runCli(['k8s', 'status', '--agent', a.url], { env: ENV });
+    expect(text.stdout).toMatch(/kubernetes sync of the agent at .*: synced/);
+    expect(text.stdout).toContain('3 services (2 skipped), 2 endpoint slices; 1 VIPs in the balancer');
     const list = runCli(['lb', 'list', '--agent', a.url], { env: ENV });
     expect(list.status, list.stderr).toBe(0);
     expect(list.stdout).toContain(`${ip.vip}:80/tcp (default/web:http)`);
@@ -245,6 +251,9 @@ describeKernel('kubernetes: the agent as the service proxy (real client, list/wa
     expect(st.state).not.toBe('synced');
     expect(st.everSynced).toBe(false);
     expect(st.errors).toBeGreaterThan(0);
+    const text = runCli(['kubernetes', 'status', '--agent', a.url], { env: ENV });
+    expect(text.stdout).toContain('starting: no full sync yet');
+    expect(text.stdout).toMatch(/errors: +[1-9]\d* \(last: .*ECONNREFUSED/);
     const metrics = await (await fetch(`${a.url}/metrics`)).text();
     expect(metrics).toContain('ebpfnet_kubernetes_synced 0');
     expect(metrics).toContain('ebpfnet_kubernetes_connected 0');
