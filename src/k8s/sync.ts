@@ -147,7 +147,7 @@ export class KubeSync {
     this.node = nodeContext(opts.nodeName, undefined);
     const core = kc.makeApiClient(CoreV1Api);
     const disc = kc.makeApiClient(DiscoveryV1Api);
-    const watch = new BookmarkWatch(kc, opts.watchTimeoutSeconds ?? 300, this.random, (r) => this.contact(r));
+    const watch = new BookmarkWatch(kc, opts.watchTimeoutSeconds ?? 300, this.random, (r, b) => this.contact(r, b));
     const cap = opts.rewatchCapMs ?? 1000;
     const delayFn = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.min(ms, cap) * (0.5 + this.random() / 2)));
     const field = `metadata.name=${opts.nodeName}`;
