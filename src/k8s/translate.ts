@@ -12,7 +12,6 @@ import { LB_MAX_BACKENDS_PER_SVC } from '../gen/lb.js';
 import { parseIp, type Family, type Ip } from '../lb/addr.js';
 import {
   backendName,
-  checkService,
   DEFAULT_AFFINITY_SECONDS,
   MAX_AFFINITY_SECONDS,
   serviceName,
@@ -68,6 +67,7 @@ export interface Problem {
 }
 
 export interface Translation {
+  /** one per VIP, port and protocol; specs of one translation share BackendSpec objects: read them, do not change them */
   specs: K8sServiceSpec[];
   /** why the whole Service is not balanced (headless, ExternalName, no cluster IP yet): not an error */
   skipped?: string;
@@ -91,6 +91,8 @@ const PROTOS: Readonly<Record<string, Proto>> = { TCP: 'tcp', UDP: 'udp' };
 interface Ep {
   ip: Ip;
   port: number;
+  /** `IP:PORT`, the backend's name (made once: one endpoint may back several VIPs) */
+  name: string;
   ready: boolean;
   serving: boolean;
   terminating: boolean;
@@ -99,6 +101,8 @@ interface Ep {
   zones?: string[];
   /** hints.forNodes names; undefined when the endpoint has none */
   nodes?: string[];
+  /** the backend made of it, by state (shared by the specs of every VIP it backs) */
+  as?: Partial<Record<BackendState, BackendSpec>>;
 }
 
 /** Higher is better: which copy of an endpoint listed in two slices wins. */
@@ -110,11 +114,21 @@ function skip(reason: string): Translation {
 
 /** Compare 16-byte addresses, then ports: the one order every list here is kept in. */
 function byAddress(a: { ip: Ip; port: number }, b: { ip: Ip; port: number }): number {
-  for (let i = 0; i < 16; i++) if (a.ip.bytes[i] !== b.ip.bytes[i]) return a.ip.bytes[i] - b.ip.bytes[i];
+  const x = a.ip.bytes;
+  const y = b.ip.bytes;
+  for (let i = 0; i < 16; i++) if (x[i] !== y[i]) return x[i] - y[i];
   return a.port - b.port;
 }
 
 const familyOfSlice = (s: V1EndpointSlice): Family | null => (s.addressType === 'IPv4' ? 4 : s.addressType === 'IPv6' ? 6 : null);
+
+/** Addresses parsed once per translation: a pod behind several ports or VIPs is one Ip. */
+type IpCache = Map<string, Ip | null>;
+function cachedIp(text: string, cache: IpCache): Ip | null {
+  let ip = cache.get(text);
+  if (ip === undefined) cache.set(text, (ip = parseIp(text)));
+  return ip;
+}
 
 /**
  * The endpoints serving one Service port, of one address family, merged over every slice and
@@ -122,7 +136,7 @@ const familyOfSlice = (s: V1EndpointSlice): Family | null => (s.addressType === 
  * protocol) is the target port: that is how a named targetPort is resolved, per pod. A slice port
  * without a number means "all ports" (API): then a numeric targetPort is used as is.
  */
-function endpointsFor(sp: V1ServicePort, proto: string, family: Family, slices: readonly V1EndpointSlice[], node: NodeContext): Ep[] {
+function endpointsFor(sp: V1ServicePort, proto: string, family: Family, slices: readonly V1EndpointSlice[], node: NodeContext, cache: IpCache): Ep[] {
   const name = sp.name ?? '';
   const numericTarget = typeof sp.targetPort === 'number' ? sp.targetPort : sp.targetPort === undefined ? sp.port : /^\d+$/.test(sp.targetPort) ? Number(sp.targetPort) : undefined;
   const found = new Map<string, Ep>();
@@ -133,33 +147,37 @@ function endpointsFor(sp: V1ServicePort, proto: string, family: Family, slices: 
     const port = p.port ?? numericTarget;
     if (port === undefined || !(port >= 1 && port <= 65535)) continue;
     for (const e of slice.endpoints ?? []) {
-      const ep = endpoint(e, port, family, node);
+      const ep = endpoint(e, port, family, node, cache);
       if (!ep) continue;
-      const key = backendName(ep);
-      const had = found.get(key);
-      if (!had || rank(ep) > rank(had)) found.set(key, ep);
+      const had = found.get(ep.name);
+      if (!had || rank(ep) > rank(had)) found.set(ep.name, ep);
     }
   }
   return [...found.values()].sort(byAddress);
 }
 
-function endpoint(e: V1Endpoint, port: number, family: Family, node: NodeContext): Ep | null {
+function endpoint(e: V1Endpoint, port: number, family: Family, node: NodeContext, cache: IpCache): Ep | null {
   // every address of an endpoint is the same pod: the API lets consumers use the first only
-  const ip = e.addresses?.[0] === undefined ? null : parseIp(e.addresses[0]);
+  const text = e.addresses?.[0];
+  const ip = text === undefined ? null : cachedIp(text, cache);
   if (!ip || ip.family !== family) return null;
-  const c = e.conditions ?? {};
-  const zones = e.hints?.forZones?.map((z) => z.name);
-  const nodes = e.hints?.forNodes?.map((n) => n.name);
-  return {
+  const c = e.conditions;
+  // nil ready and nil serving mean true, nil terminating false (the API's own reading)
+  const ep: Ep = {
     ip,
     port,
-    ready: c.ready ?? true,
-    serving: c.serving ?? c.ready ?? true,
-    terminating: c.terminating ?? false,
+    name: backendName({ ip, port }),
+    ready: c?.ready ?? true,
+    serving: c?.serving ?? true,
+    terminating: c?.terminating ?? false,
     local: e.nodeName !== undefined && e.nodeName === node.nodeName,
-    ...(zones && zones.length ? { zones } : {}),
-    ...(nodes && nodes.length ? { nodes } : {}),
   };
+  const h = e.hints;
+  if (h) {
+    if (h.forZones?.length) ep.zones = h.forZones.map((z) => z.name);
+    if (h.forNodes?.length) ep.nodes = h.forNodes.map((n) => n.name);
+  }
+  return ep;
 }
 
 /**
@@ -196,7 +214,10 @@ function choose(eps: Ep[], hints: boolean, node: NodeContext): BackendSpec[] {
   return out;
 }
 
-const backend = (e: Ep, state: BackendState): BackendSpec => ({ ip: e.ip, port: e.port, weight: 1, state, name: backendName(e) });
+function backend(e: Ep, state: BackendState): BackendSpec {
+  const as = (e.as ??= {});
+  return (as[state] ??= { ip: e.ip, port: e.port, weight: 1, state, name: e.name });
+}
 
 function affinityOf(svc: V1Service): number {
   if (svc.spec?.sessionAffinity !== 'ClientIP') return 0;
@@ -242,6 +263,7 @@ export function translateService(svc: V1Service, slices: readonly V1EndpointSlic
   const out: Translation = { specs: [], refused: [], truncated: [] };
   const bad: string[] = [];
   const clusterIps = ips(clusterTexts, bad);
+  const families = new Set(clusterIps.map((ip) => ip.family));
   const externalIps = ips(spec.externalIPs ?? [], bad);
   // an ingress IP in Proxy mode is reached through the load balancer, which sends to a node port:
   // kube-proxy does not take the IP for itself then, and neither does the translation
@@ -257,6 +279,7 @@ export function translateService(svc: V1Service, slices: readonly V1EndpointSlic
     return x < y ? -1 : x > y ? 1 : 0;
   });
   const claimed = new Set<string>();
+  const ipCache: IpCache = new Map();
   let localEndpoints = 0;
 
   for (const sp of spec.ports) {
@@ -272,7 +295,7 @@ export function translateService(svc: V1Service, slices: readonly V1EndpointSlic
     const cache = new Map<Family, Ep[]>();
     const eps = (f: Family): Ep[] => {
       let e = cache.get(f);
-      if (!e) cache.set(f, (e = endpointsFor(sp, protoText, f, ordered, node)));
+      if (!e) cache.set(f, (e = endpointsFor(sp, protoText, f, ordered, node, ipCache)));
       return e;
     };
     const add = (ip: Ip, port: number, vipKind: VipKind): void => {
@@ -297,18 +320,17 @@ export function translateService(svc: V1Service, slices: readonly V1EndpointSlic
         trafficPolicy: local ? 'Local' : 'Cluster',
       };
       if (external && local) s.localBackends = cap(choose(localEps, false, node), where, `${name} (local)`, out);
-      try {
-        checkService(s, `kubernetes ${where}`);
-      } catch (err) {
-        out.refused.push({ port: where, reason: `${name}: ${(err as Error).message}` });
-        return;
-      }
+      // valid by construction (one family, each backend once, at most the limit): the unit tests
+      // hold every translation to checkService, which costs too much to repeat at 100,000 endpoints
       out.specs.push(s);
     };
     for (const ip of clusterIps) add(ip, sp.port, 'clusterIP');
-    for (const ip of externalIps) add(ip, sp.port, 'externalIP');
-    for (const ip of lbIps) add(ip, sp.port, 'loadBalancer');
-    if (nodePorts && sp.nodePort) for (const ip of node.nodeAddresses) add(ip, sp.nodePort, 'nodePort');
+    // a Service exists in the families of its cluster IPs only (kube-proxy runs one proxier per
+    // family): an external, ingress or node address of another family is no VIP of it
+    const ofService = (ip: Ip): boolean => families.has(ip.family);
+    for (const ip of externalIps.filter(ofService)) add(ip, sp.port, 'externalIP');
+    for (const ip of lbIps.filter(ofService)) add(ip, sp.port, 'loadBalancer');
+    if (nodePorts && sp.nodePort) for (const ip of node.nodeAddresses.filter(ofService)) add(ip, sp.nodePort, 'nodePort');
     if (externalLocal) localEndpoints = Math.max(localEndpoints, ...([4, 6] as Family[]).map((f) => eps(f).filter((e) => e.local && e.ready).length));
   }
   if (externalLocal && type === 'LoadBalancer' && spec.healthCheckNodePort) out.healthCheck = { nodePort: spec.healthCheckNodePort, localEndpoints };

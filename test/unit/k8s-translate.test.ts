@@ -230,6 +230,11 @@ describe('k8s translate: endpoint conditions', () => {
     expect(view(t)).toEqual({ '10.96.0.10:80/tcp': ['10.244.1.5:8080', '10.244.1.6:8080,draining'] });
   });
 
+  it('nil serving means serving (API): a terminating endpoint without it is a fallback candidate', () => {
+    const t = translateService(svc(), [slice('web-1', [ep('10.244.1.5', { ready: false, terminating: true })])], NODE);
+    expect(view(t)).toEqual({ '10.96.0.10:80/tcp': ['10.244.1.5:8080'] });
+  });
+
   it('no usable endpoint at all: a spec with no active backend (connects are refused)', () => {
     expect(view(translateService(svc(), [], NODE))).toEqual({ '10.96.0.10:80/tcp': [] });
     expect(view(translateService(svc(), [slice('web-1', [ep('10.244.1.5', { ready: false, serving: false, terminating: true })])], NODE))).toEqual({ '10.96.0.10:80/tcp': ['10.244.1.5:8080,draining'] });
@@ -271,7 +276,7 @@ describe('k8s translate: session affinity', () => {
 
   it('every VIP of the service carries the affinity', () => {
     const t = translateService(svc({ type: 'NodePort', sessionAffinity: 'ClientIP', externalIPs: ['203.0.113.7'], ports: [{ name: 'http', port: 80, nodePort: 30080, targetPort: 8080 }] }), [], NODE);
-    expect(t.specs.length).toBe(4);
+    expect(t.specs.length).toBe(3);
     for (const s of t.specs) expect(s.affinity).toBe(DEFAULT_AFFINITY_SECONDS);
   });
 });
@@ -307,6 +312,17 @@ describe('k8s translate: external IPs, load balancers, node ports', () => {
       '192.168.56.11:30080/tcp': ['10.244.1.5:8080', '10.244.2.5:8080'],
       '[fd56::11]:30080/tcp': ['[fd00::5]:8080'],
     });
+  });
+
+  it('a single-stack Service takes no VIP of the other family: node, external and ingress addresses', () => {
+    const t = translateService(
+      svc({ type: 'LoadBalancer', externalIPs: ['203.0.113.7', '2001:db8::7'], ports: [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30080 }] }, { status: { loadBalancer: { ingress: [{ ip: '198.51.100.9' }, { ip: '2001:db8::9' }] } } }),
+      slices,
+      NODE,
+    );
+    expect(Object.keys(view(t))).toEqual(['10.96.0.10:80/tcp', '203.0.113.7:80/tcp', '198.51.100.9:80/tcp', '192.168.56.11:30080/tcp']);
+    const v6 = translateService(svc({ type: 'NodePort', clusterIP: 'fd00:96::a', clusterIPs: ['fd00:96::a'], ports: [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30080 }] }), [], NODE);
+    expect(Object.keys(view(v6))).toEqual(['[fd00:96::a]:80/tcp', '[fd56::11]:30080/tcp']);
   });
 
   it('a ClusterIP service has no node port even if one is written; a LoadBalancer without node ports has none', () => {
@@ -470,13 +486,18 @@ describe('k8s translate: properties', () => {
     sl.map((x, i) => slice(`web-${i}`, x.eps.map((e) => ep(`10.244.0.${e.last}`, e)), [{ name: 'http', port: x.port }])),
   ];
 
-  it('every spec passes the balancer validation; slice order does not change the output', () => {
+  it('every spec passes the balancer validation; the input is unchanged; slice order does not change the output', () => {
     fc.assert(
       fc.property(arbSvc, arbSlices, (s, sl) => {
         const [service, slices] = build(s, sl);
+        const before = structuredClone([service, slices]);
         const t = translateService(service, slices, NODE);
+        // the informer's cached objects are the input: never changed
+        expect([service, slices]).toEqual(before);
         for (const spec of t.specs) {
+          // the translation does not call checkService itself: every output must pass it
           expect(() => checkService(spec)).not.toThrow();
+          if (spec.localBackends) expect(() => checkService({ ...spec, backends: spec.localBackends })).not.toThrow();
           // active backends first, each list sorted within its state
           const states = spec.backends.map((b) => b.state);
           expect(states).toEqual([...states].sort());
@@ -495,7 +516,7 @@ describe('k8s translate: properties', () => {
         const cond = new Map<string, { ready: boolean; serving: boolean; terminating: boolean; node: string }[]>();
         sl.forEach((x) => x.eps.forEach((e) => {
           const k = `10.244.0.${e.last}:${x.port}`;
-          cond.set(k, [...(cond.get(k) ?? []), { ready: e.ready ?? true, serving: e.serving ?? e.ready ?? true, terminating: e.terminating ?? false, node: e.node }]);
+          cond.set(k, [...(cond.get(k) ?? []), { ready: e.ready ?? true, serving: e.serving ?? true, terminating: e.terminating ?? false, node: e.node }]);
         }));
         for (const spec of t.specs) {
           const anyReady = spec.backends.some((b) => b.state === 'active' && cond.get(b.name)!.some((c) => c.ready));
