@@ -81,7 +81,7 @@ export function statusText(st: KubernetesStatus, agent: string): string {
       ? `synced (since ${st.syncedAt})`
       : st.state === 'starting'
         ? 'starting: no full sync yet (the balancer keeps what was pinned)'
-        : `retrying since ${st.disconnectedSince}: the datapath keeps its last state`;
+        : `retrying since ${st.disconnectedSince}${st.everSynced ? '' : ', no full sync yet'}: the datapath keeps its last state`;
   const lines = [
     `kubernetes sync of the agent at ${agent}: ${state}`,
     `  api server:   ${st.server} (${st.source})`,

@@ -132,8 +132,13 @@ describeKernel('kubernetes: the agent as the service proxy (real client, list/wa
     api.apply('endpointslices', slice('db', 'db-1', [[ip.c, READY]]));
     api.apply('services', { metadata: { name: 'ext', namespace: 'default' }, spec: { type: 'ExternalName', externalName: 'example.org' } });
     const a = await start();
-    // ready once synced: /readyz says so
-    const ready = await fetch(`${a.url}/readyz`);
+    // the agent serves its API at once; /readyz turns 200 once the first full sync is in the kernel
+    let ready = await fetch(`${a.url}/readyz`);
+    for (let i = 0; i < 100 && ready.status !== 200; i++) {
+      expect(ready.status).toBe(503);
+      await sleep(100);
+      ready = await fetch(`${a.url}/readyz`);
+    }
     expect(ready.status).toBe(200);
     expect(await ready.json()).toEqual({ status: 'ready', kubernetes: 'synced' });
 
@@ -252,7 +257,7 @@ describeKernel('kubernetes: the agent as the service proxy (real client, list/wa
     expect(st.everSynced).toBe(false);
     expect(st.errors).toBeGreaterThan(0);
     const text = runCli(['kubernetes', 'status', '--agent', a.url], { env: ENV });
-    expect(text.stdout).toContain('starting: no full sync yet');
+    expect(text.stdout).toMatch(/: retrying since \S+, no full sync yet: the datapath keeps its last state/);
     expect(text.stdout).toMatch(/errors: +[1-9]\d* \(last: .*ECONNREFUSED/);
     const metrics = await (await fetch(`${a.url}/metrics`)).text();
     expect(metrics).toContain('ebpfnet_kubernetes_synced 0');
