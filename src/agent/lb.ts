@@ -245,6 +245,8 @@ export class AgentLb {
   private readonly k8s = new Map<string, K8sServiceSpec>();
   /** `namespace/name` of a Service -> the VIP names it holds */
   private readonly k8sOf = new Map<string, string[]>();
+  /** VIP name -> a Kubernetes claim refused because another Service held it: it takes the VIP when that one lets go */
+  private readonly pending = new Map<string, { key: string; spec: K8sServiceSpec }>();
   /** VIP name -> why a claim on it was refused (now) */
   private readonly conflictsNow = new Map<string, string>();
   /** every conflict refused or shadowed since start (the metric's counter) */
@@ -273,6 +275,7 @@ export class AgentLb {
     this.need('sync kubernetes services');
     this.k8s.clear();
     this.k8sOf.clear();
+    this.pending.clear();
     this.conflictsNow.clear();
     for (const key of [...all.keys()].sort()) {
       const held: string[] = [];
@@ -291,6 +294,8 @@ export class AgentLb {
     this.need('sync kubernetes service');
     const old = this.k8sOf.get(key) ?? [];
     const held: string[] = [];
+    // this Service's refused claims are made again below (or dropped with it)
+    for (const [name, p] of this.pending) if (p.key === key) this.pending.delete(name);
     for (const s of specs ?? []) {
       if (!this.claim(key, s)) continue;
       this.handle!.upsert(s);
@@ -300,6 +305,15 @@ export class AgentLb {
       if (held.includes(name)) continue;
       this.k8s.delete(name);
       this.conflictsNow.delete(name);
+      const waiting = this.pending.get(name);
+      if (waiting) {
+        // the Service whose claim was refused takes the VIP now
+        this.pending.delete(name);
+        this.k8s.set(name, waiting.spec);
+        this.k8sOf.set(waiting.key, [...(this.k8sOf.get(waiting.key) ?? []), name]);
+        this.handle!.upsert(waiting.spec);
+        continue;
+      }
       const typed = this.state!.services.find((e) => e.service === name);
       const addr = parseServiceAddr(name, 'sync kubernetes service');
       if (typed) this.handle!.upsert(parseServiceEntry(typed, 'sync kubernetes service', 'lb.services'));
@@ -313,7 +327,8 @@ export class AgentLb {
   private claim(key: string, s: K8sServiceSpec): boolean {
     const holder = this.k8s.get(s.name);
     if (holder && `${holder.origin.namespace}/${holder.origin.service}` !== key) {
-      this.conflict(s.name, `${originName(s.origin)} also claims ${s.name}, held by ${originName(holder.origin)}: refused`);
+      this.conflict(s.name, `${originName(s.origin)} also claims ${s.name}, held by ${originName(holder.origin)}: refused until that one lets it go`);
+      this.pending.set(s.name, { key, spec: s });
       return false;
     }
     if (!holder && this.state!.services.some((e) => e.service === s.name)) {

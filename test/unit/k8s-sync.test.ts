@@ -188,7 +188,12 @@ describe('AgentLb: Kubernetes services beside typed ones', () => {
     // c claims b's VIP: refused, counted; b's entry stays
     lb.updateKubernetes('default/c', t('c', '10.96.0.2', ['10.244.9.9']));
     expect(b.services.get('10.96.0.2:80/tcp')!.backends.map((x) => x.name)).toEqual(['10.244.0.2:8080']);
-    expect(lb.conflicts()).toEqual([{ service: '10.96.0.2:80/tcp', reason: 'default/c:http also claims 10.96.0.2:80/tcp, held by default/b:http: refused' }]);
+    expect(lb.conflicts()).toEqual([{ service: '10.96.0.2:80/tcp', reason: 'default/c:http also claims 10.96.0.2:80/tcp, held by default/b:http: refused until that one lets it go' }]);
+    // b goes: c takes the VIP it was refused
+    lb.updateKubernetes('default/b', null);
+    expect(b.services.get('10.96.0.2:80/tcp')!.backends.map((x) => x.name)).toEqual(['10.244.9.9:8080']);
+    expect(lb.kubernetesOrigin('10.96.0.2:80/tcp')).toMatchObject({ service: 'c' });
+    expect(lb.conflicts()).toEqual([]);
     // a moves to another VIP: the old one is deleted
     b.calls.length = 0;
     lb.updateKubernetes('default/a', t('a', '10.96.0.5', ['10.244.0.1']));
