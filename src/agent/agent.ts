@@ -11,6 +11,7 @@ import type { RunStats } from '../loader/index.js';
 import type { BpfSource } from '../metrics/bpf.js';
 import type { AgentConfig } from './config.js';
 import { AgentFilter, emptyFilterState, kernelFilters, type FilterBackend, type FilterState } from './filter.js';
+import { AgentKubernetes } from './kubernetes.js';
 import { AgentLb, kernelLb, type LbBackend, type LbState } from './lb.js';
 import type { Caller } from './revision.js';
 import { AuditLog, StateStore, auditPath, ensureDir, removeStaleTemps, statePath } from './store.js';
@@ -79,6 +80,8 @@ export class Agent {
   lb!: AgentLb;
   /** the tracer and its event streams (GET /v1/trace/events) */
   trace!: AgentTrace;
+  /** the node's service proxy, when configured (GET /v1/kubernetes/status) */
+  kubernetes: AgentKubernetes | null = null;
 
   private constructor(opts: AgentOptions, state: DesiredState) {
     this.stateDir = opts.stateDir;
@@ -112,12 +115,20 @@ export class Agent {
       agent.filter = f.filter;
       agent.startNotes.push(...f.notes);
       Object.assign(state, f.filter.saved);
-      const lb = AgentLb.open(state.lb, opts.config?.lb ?? null, opts.balancer ?? kernelLb, {
-        save: (s) => agent.saveSection('save the balancer', { lb: s }),
-        audit: (caller, op, what, revision) => agent.audit(caller, op, what, revision),
-      });
+      const k8s = opts.config?.kubernetes ?? null;
+      const lb = AgentLb.open(
+        state.lb,
+        opts.config?.lb ?? null,
+        opts.balancer ?? kernelLb,
+        {
+          save: (s) => agent.saveSection('save the balancer', { lb: s }),
+          audit: (caller, op, what, revision) => agent.audit(caller, op, what, revision),
+        },
+        { kubernetes: k8s !== null },
+      );
       agent.lb = lb.lb;
       if (lb.changed) state.lb = lb.lb.saved;
+      agent.kubernetes = AgentKubernetes.open(k8s, agent.lb, agent.log);
       agent.trace = AgentTrace.open(opts.config?.trace ?? null, opts.tracer ?? kernelTracer);
       // a fresh snapshot of what is running (filter and balancer), and an empty journal after it
       agent.store = StateStore.open(opts.stateDir, agent.state, () => agent.auditLog.fds);
@@ -131,9 +142,19 @@ export class Agent {
     return agent;
   }
 
-  /** Ready once the desired state is in the kernel (open() only returns then). */
+  /**
+   * Ready once the desired state is in the kernel (open() only returns then) and, with Kubernetes,
+   * once its first full sync is in it too. A sync that fails later leaves the agent ready: the
+   * datapath serves its last state, and `kubernetes status` says the sync is retrying.
+   */
   get ready(): boolean {
-    return !this.closed;
+    return !this.closed && (this.kubernetes?.ready ?? true);
+  }
+
+  /** Why not ready, for /readyz. */
+  get notReadyReason(): string {
+    if (this.closed) return 'the agent is stopping';
+    return this.kubernetes && !this.kubernetes.ready ? this.kubernetes.notReadyReason() : 'see its log';
   }
 
   /** Every program the agent runs and every map it owns, for the BPF metrics at scrape time. */
@@ -152,6 +173,8 @@ export class Agent {
     this.stats?.close();
     this.stats = null;
     this.statsState = { on: false, detail: 'off (the agent stopped)' };
+    this.kubernetes?.close();
+    this.kubernetes = null;
     this.filter?.close();
     this.lb?.close();
     this.trace?.close();

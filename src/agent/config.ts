@@ -51,6 +51,16 @@ export interface AgentConfig {
   filter: FilterConfig | null;
   lb: LbConfig | null;
   trace: TraceConfig | null;
+  /** the node's service proxy (src/agent/kubernetes.ts); null: off */
+  kubernetes?: KubernetesConfig | null;
+}
+
+/** `kubernetes:`; --kubeconfig and --node-name win over it (and turn it on without it). */
+export interface KubernetesConfig {
+  /** a kubeconfig file; absent: $KUBECONFIG, the pod's service account, ~/.kube/config */
+  kubeconfig?: string;
+  /** this node's name in the API (NodePort addresses, internalTrafficPolicy: Local); absent: the host name */
+  nodeName?: string;
 }
 
 /** The balancer: the cgroup it translates connections for, and its services. */
@@ -194,8 +204,8 @@ function stringList(file: string, path: string, v: unknown, what: string): strin
 }
 
 function parseValue(raw: unknown, file: string): AgentConfig {
-  if (!isObj(raw)) throw bad(file, 'the top level is not a mapping', 'start with api:, log:, filter:, lb: or trace:');
-  only(file, 'top level', raw, ['api', 'log', 'filter', 'lb', 'trace']);
+  if (!isObj(raw)) throw bad(file, 'the top level is not a mapping', 'start with api:, log:, filter:, lb:, trace: or kubernetes:');
+  only(file, 'top level', raw, ['api', 'log', 'filter', 'lb', 'trace', 'kubernetes']);
   const api: ApiConfig = {};
   if (raw.api !== undefined) {
     if (!isObj(raw.api)) throw bad(file, `api is not a mapping (it is ${shownValue(raw.api)})`);
@@ -274,7 +284,31 @@ function parseValue(raw: unknown, file: string): AgentConfig {
   };
   const lb = section('lb');
   const trace = section('trace');
-  return { api, log, filter, lb: lb && parseLbSection(lb, file), trace: trace && parseTraceSection(trace, file) };
+  return { api, log, filter, lb: lb && parseLbSection(lb, file), trace: trace && parseTraceSection(trace, file), kubernetes: parseKubernetesSection(raw.kubernetes, file) };
+}
+
+/** A DNS-1123 subdomain, as Kubernetes names nodes. */
+const NODE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+export function checkNodeName(v: unknown, where: string): string {
+  if (typeof v !== 'string' || v.length > 253 || !NODE_NAME.test(v)) {
+    throw new EbpfnetError('EBPFNET_USAGE', where, `'${shownValue(v)}' is not a Kubernetes node name`, { hint: "lower-case letters, digits, '-' and '.', as `kubectl get nodes` shows them" });
+  }
+  return v;
+}
+
+/** `kubernetes:` (null, or `{}` for every default). */
+function parseKubernetesSection(v: unknown, file: string): KubernetesConfig | null {
+  if (v === undefined || v === null) return null;
+  if (!isObj(v)) throw bad(file, `kubernetes is not a mapping (it is ${shownValue(v)})`, 'for example kubernetes: {kubeconfig: /root/.kube/config, nodeName: node-a}, or kubernetes: {} for the defaults');
+  only(file, 'kubernetes', v, ['kubeconfig', 'nodeName']);
+  const k: KubernetesConfig = {};
+  if (v.kubeconfig !== undefined) {
+    if (typeof v.kubeconfig !== 'string' || !v.kubeconfig.trim()) throw bad(file, `kubernetes.kubeconfig: ${shownValue(v.kubeconfig)} is not a file path`);
+    k.kubeconfig = v.kubeconfig.trim();
+  }
+  if (v.nodeName !== undefined) k.nodeName = within(file, 'kubernetes.nodeName', null, () => checkNodeName(v.nodeName, 'nodeName'));
+  return k;
 }
 
 /** `lb:` with `cgroup` and `services` in the `lb apply` file's form, read by the same parser. */

@@ -9,7 +9,8 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { EbpfnetError } from '../errors.js';
 import { Balancer, attachBalancer, detachBalancer, lbPinDir } from '../lb/balancer.js';
 import { parseServiceEntry, parseServiceList, serviceEntry, type ServiceEntry } from '../lb/file.js';
-import { parseServiceAddr, type ServiceAddr, type ServiceSpec } from '../lb/model.js';
+import { originName, type K8sServiceSpec } from '../k8s/translate.js';
+import { parseBackend, parseServiceAddr, type BackendState, type ServiceAddr, type ServiceSpec } from '../lb/model.js';
 import type { ServiceView } from '../lb/view.js';
 import type { MapFill, ProgInfo } from '../loader/index.js';
 import { ensureCgroup2 } from '../loader/pinfs.js';
@@ -118,6 +119,11 @@ export interface LbBackendView {
 export interface LbServiceView {
   /** the service itself: `10.96.0.10:80/tcp`, URL-encoded in /v1/lb/services/:id */
   id: string;
+  /** a Kubernetes service's `namespace/name:port` (absent for a typed one) */
+  name?: string;
+  kubernetes?: { namespace: string; service: string; portName: string; vipKind: string };
+  /** a typed service whose VIP Kubernetes holds: kept in the desired state, not in the kernel */
+  shadowedBy?: string;
   proto: string;
   affinity: number;
   slots: number;
@@ -163,18 +169,27 @@ export class AgentLb {
    * The saved state, unless the config's lb section changed since it was written; then the kernel is
    * made to match. `changed` says the state must be saved.
    */
-  static open(saved: LbState | undefined, config: LbConfig | null, backend: LbBackend, store: LbStore): { lb: AgentLb; changed: boolean } {
+  static open(saved: LbState | undefined, config: LbConfig | null, backend: LbBackend, store: LbStore, opts: { kubernetes?: boolean } = {}): { lb: AgentLb; changed: boolean } {
     let state = saved ?? null;
     let changed = false;
     if (config && configHash(config) !== state?.configHash) {
       state = { revision: (state?.revision ?? 0) + 1, configHash: configHash(config), cgroup: config.cgroup, services: config.services.map(serviceEntry) };
       changed = true;
     }
+    // Kubernetes needs a balancer: without an lb section it runs on the cgroup v2 root, with no typed services
+    if (!state && opts.kubernetes) {
+      state = { revision: 1, configHash: null, cgroup: null, services: [] };
+      changed = true;
+    }
     const lb = new AgentLb(state, store, backend);
+    lb.k8sOn = opts.kubernetes === true;
     if (state) {
       lb.handle = backend.ensure(state.cgroup);
       try {
-        lb.handle.apply(specsOf(state.services));
+        const typed = specsOf(state.services);
+        // With Kubernetes, what is pinned beyond the typed services is Kubernetes' from the last run:
+        // it stays as it is until the first full sync replaces it (the API server may be away).
+        lb.handle.apply(lb.k8sOn ? [...typed, ...lb.pinnedOthers(typed)] : typed);
       } catch (e) {
         lb.abandonStart();
         throw e;
@@ -203,11 +218,13 @@ export class AgentLb {
     return this.state?.revision ?? 0;
   }
 
-  /** The desired services with what the kernel counted for them. */
+  /** The desired services with what the kernel counted for them: the typed ones, then Kubernetes'. */
   view(): LbView {
     const st = this.need('list services');
     const live = new Map(this.handle!.list().map((v) => [v.service, v]));
-    return { revision: st.revision, cgroup: this.handle!.cgroup, services: st.services.map((e) => serviceView(e, live.get(e.service))) };
+    const typed = st.services.map((e) => this.typedView(e, live.get(e.service)));
+    const k8s = [...this.k8s.values()].map((s) => k8sView(s, live.get(s.name)));
+    return { revision: st.revision, cgroup: this.handle!.cgroup, services: [...typed, ...k8s] };
   }
 
   service(id: string): LbServiceView {
@@ -215,8 +232,156 @@ export class AgentLb {
     const st = this.need(op);
     const addr = serviceId(id, op);
     const e = st.services.find((s) => s.service === addr.name);
+    const k = this.k8s.get(addr.name);
+    if (k && !e) return k8sView(k, this.handle!.view(addr));
     if (!e) throw notFound(op, addr.name);
-    return serviceView(e, this.handle!.view(addr));
+    return this.typedView(e, k ? undefined : this.handle!.view(addr));
+  }
+
+  // ---- Kubernetes' services (src/agent/kubernetes.ts drives these) ----
+
+  private k8sOn = false;
+  /** VIP name -> the Kubernetes spec holding it */
+  private readonly k8s = new Map<string, K8sServiceSpec>();
+  /** `namespace/name` of a Service -> the VIP names it holds */
+  private readonly k8sOf = new Map<string, string[]>();
+  /** VIP name -> a Kubernetes claim refused because another Service held it: it takes the VIP when that one lets go */
+  private readonly pending = new Map<string, { key: string; spec: K8sServiceSpec }>();
+  /** VIP name -> why a claim on it was refused (now) */
+  private readonly conflictsNow = new Map<string, string>();
+  /** every conflict refused or shadowed since start (the metric's counter) */
+  conflictsTotal = 0;
+
+  /** Conflicts as they stand: a VIP claimed twice, and by whom. */
+  conflicts(): Array<{ service: string; reason: string }> {
+    return [...this.conflictsNow].map(([service, reason]) => ({ service, reason }));
+  }
+
+  /** Kubernetes' `namespace/name:port` for a VIP it holds (metrics and `lb list` name it so). */
+  kubernetesOrigin(service: string): K8sServiceSpec['origin'] | undefined {
+    return this.k8s.get(service)?.origin;
+  }
+
+  get kubernetesServices(): number {
+    return this.k8s.size;
+  }
+
+  /**
+   * The first full sync (and only it): every Kubernetes Service's specs become Kubernetes' whole
+   * share, switched in with the typed services in one apply, which also drops whatever the last
+   * run left pinned that no longer exists.
+   */
+  replaceKubernetes(all: ReadonlyMap<string, readonly K8sServiceSpec[]>): void {
+    this.need('sync kubernetes services');
+    this.k8s.clear();
+    this.k8sOf.clear();
+    this.pending.clear();
+    this.conflictsNow.clear();
+    for (const key of [...all.keys()].sort()) {
+      const held: string[] = [];
+      for (const s of all.get(key)!) if (this.claim(key, s)) held.push(s.name);
+      if (held.length) this.k8sOf.set(key, held);
+    }
+    this.handle!.apply(this.effective(specsOf(this.state!.services)));
+  }
+
+  /**
+   * One Kubernetes Service changed (null: gone): its VIPs are upserted, each in the balancer's
+   * atomic per-service switch, and the ones it no longer has are deleted (a typed service Kubernetes
+   * shadowed comes back).
+   */
+  updateKubernetes(key: string, specs: readonly K8sServiceSpec[] | null): void {
+    this.need('sync kubernetes service');
+    const old = this.k8sOf.get(key) ?? [];
+    const held: string[] = [];
+    // this Service's refused claims are made again below (or dropped with it)
+    for (const [name, p] of this.pending) if (p.key === key) this.pending.delete(name);
+    for (const s of specs ?? []) {
+      if (!this.claim(key, s)) continue;
+      this.handle!.upsert(s);
+      held.push(s.name);
+    }
+    for (const name of old) {
+      if (held.includes(name)) continue;
+      this.k8s.delete(name);
+      this.conflictsNow.delete(name);
+      const waiting = this.pending.get(name);
+      if (waiting) {
+        // the Service whose claim was refused takes the VIP now
+        this.pending.delete(name);
+        this.k8s.set(name, waiting.spec);
+        this.k8sOf.set(waiting.key, [...(this.k8sOf.get(waiting.key) ?? []), name]);
+        this.handle!.upsert(waiting.spec);
+        continue;
+      }
+      const typed = this.state!.services.find((e) => e.service === name);
+      const addr = parseServiceAddr(name, 'sync kubernetes service');
+      if (typed) this.handle!.upsert(parseServiceEntry(typed, 'sync kubernetes service', 'lb.services'));
+      else if (this.handle!.view(addr)) this.handle!.remove(addr);
+    }
+    if (held.length) this.k8sOf.set(key, held);
+    else this.k8sOf.delete(key);
+  }
+
+  /** Takes the VIP for `key` unless another Kubernetes Service holds it; a typed one is shadowed (counted). */
+  private claim(key: string, s: K8sServiceSpec): boolean {
+    const holder = this.k8s.get(s.name);
+    if (holder && `${holder.origin.namespace}/${holder.origin.service}` !== key) {
+      this.conflict(s.name, `${originName(s.origin)} also claims ${s.name}, held by ${originName(holder.origin)}: refused until that one lets it go`);
+      this.pending.set(s.name, { key, spec: s });
+      return false;
+    }
+    if (!holder && this.state!.services.some((e) => e.service === s.name)) {
+      this.conflict(s.name, `typed service ${s.name} is shadowed by Kubernetes service ${originName(s.origin)} (it comes back when Kubernetes lets the VIP go)`);
+    } else if (!holder || this.conflictsNow.get(s.name)?.includes(' also claims ')) {
+      this.conflictsNow.delete(s.name);
+    }
+    this.k8s.set(s.name, s);
+    return true;
+  }
+
+  private conflict(name: string, reason: string): void {
+    if (this.conflictsNow.get(name) !== reason) this.conflictsTotal++;
+    this.conflictsNow.set(name, reason);
+  }
+
+  /** A typed write naming a VIP Kubernetes holds: refused (409), counted. */
+  private refuseKubernetesVip(op: string, names: string[]): void {
+    const taken = names.filter((n) => this.k8s.has(n));
+    if (!taken.length) return;
+    this.conflictsTotal++;
+    const o = this.k8s.get(taken[0])!.origin;
+    throw new EbpfnetError('EBPFNET_EXISTS', op, `${taken[0]} belongs to Kubernetes service ${originName(o)}${taken.length > 1 ? ` (and ${taken.length - 1} more VIPs in this change)` : ''}; Kubernetes' entry stays`, {
+      hint: 'choose another VIP, or change the Service in Kubernetes',
+    });
+  }
+
+  /** The kernel's whole set: the typed services Kubernetes does not shadow, and Kubernetes'. */
+  private effective(typed: ServiceSpec[]): ServiceSpec[] {
+    return [...typed.filter((s) => !this.k8s.has(s.name)), ...this.k8s.values()];
+  }
+
+  /** Pinned services that are not typed ones (Kubernetes' from the last run), as specs again. */
+  private pinnedOthers(typed: ServiceSpec[]): ServiceSpec[] {
+    const names = new Set(typed.map((s) => s.name));
+    const out: ServiceSpec[] = [];
+    for (const v of this.handle!.list()) {
+      if (names.has(v.service)) continue;
+      try {
+        const a = parseServiceAddr(v.service, 'adopt pinned service');
+        const backends = v.backends.map((b) => ({ ...parseBackend(b.backend, 'adopt pinned service'), weight: b.weight, state: b.state as BackendState }));
+        out.push({ ...a, affinity: v.affinity, backends });
+      } catch {
+        /* an entry we cannot read back is left to the first sync's apply */
+      }
+    }
+    return out;
+  }
+
+  private typedView(e: ServiceEntry, live: ServiceView | undefined): LbServiceView {
+    const k = this.k8s.get(e.service);
+    const v = serviceView(e, k ? undefined : live);
+    return k ? { ...v, shadowedBy: originName(k.origin) } : v;
   }
 
   /**
@@ -228,7 +393,8 @@ export class AgentLb {
     const op = 'change the services';
     this.check(op, caller);
     const specs = parseServiceList(services, 'parse services');
-    this.handle!.apply(specs);
+    this.refuseKubernetesVip(op, specs.map((x) => x.name));
+    this.handle!.apply(this.effective(specs));
     const durable = this.commit(specs.map(serviceEntry), caller, 'PUT /v1/lb/services', `${specs.length} service${specs.length === 1 ? '' : 's'}: ${named(specs.map((s) => s.name))}`);
     return this.after(durable, () => this.view());
   }
@@ -238,6 +404,7 @@ export class AgentLb {
     const op = `change service ${id}`;
     const st = this.check(op, caller);
     const spec = parseServiceEntry({ ...body, service: id }, `parse service ${id}`, 'body');
+    this.refuseKubernetesVip(op, [spec.name]);
     const created = !st.services.some((s) => s.service === spec.name);
     this.handle!.upsert(spec);
     const entry = serviceEntry(spec);
@@ -251,9 +418,14 @@ export class AgentLb {
     const op = `delete service ${id}`;
     const st = this.check(op, caller);
     const addr = serviceId(id, op);
-    if (!st.services.some((s) => s.service === addr.name)) throw notFound(op, addr.name);
-    // the kernel may have lost it (someone ran `lb del`): the desired state still drops it
-    if (this.handle!.view(addr)) this.handle!.remove(addr);
+    if (!st.services.some((s) => s.service === addr.name)) {
+      if (this.k8s.has(addr.name)) this.refuseKubernetesVip(op, [addr.name]);
+      throw notFound(op, addr.name);
+    }
+    // the kernel may have lost it (someone ran `lb del`): the desired state still drops it; a
+    // shadowed one is not in the kernel (Kubernetes' entry is)
+    if (!this.k8s.has(addr.name) && this.handle!.view(addr)) this.handle!.remove(addr);
+    else if (this.conflictsNow.get(addr.name)?.startsWith('typed ')) this.conflictsNow.delete(addr.name);
     const durable = this.commit(st.services.filter((s) => s.service !== addr.name), caller, `DELETE /v1/lb/services/${addr.name}`, `delete ${addr.name}`);
     return this.after(durable, () => this.view());
   }
@@ -261,7 +433,8 @@ export class AgentLb {
   /** DELETE /v1/lb/services: no service is translated any more; the balancer stays attached. */
   async removeAll(caller: Caller): Promise<LbView> {
     this.check('delete the services', caller);
-    this.handle!.apply([]);
+    // Kubernetes' services stay: they are not the API's to delete
+    this.handle!.apply(this.effective([]));
     const n = this.state!.services.length;
     const durable = this.commit([], caller, 'DELETE /v1/lb/services', `delete all ${n} services`);
     return this.after(durable, () => this.view());
@@ -328,6 +501,12 @@ const notFound = (op: string, name: string): EbpfnetError =>
   new EbpfnetError('EBPFNET_NOT_FOUND', op, `no service ${name}`, { hint: 'GET /v1/lb/services lists them' });
 
 const n = (x: bigint | undefined): number => Number(x ?? 0n);
+
+function k8sView(s: K8sServiceSpec, live: ServiceView | undefined): LbServiceView {
+  const v = serviceView(serviceEntry(s), live);
+  const o = s.origin;
+  return { ...v, name: originName(o), kubernetes: { namespace: o.namespace, service: o.service, portName: o.portName, vipKind: s.vipKind } };
+}
 
 function serviceView(e: ServiceEntry, live: ServiceView | undefined): LbServiceView {
   const byAddr = new Map(live?.backends.map((b) => [b.backend, b]));

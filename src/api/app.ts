@@ -13,6 +13,7 @@ import { apiMetrics } from '../metrics/api.js';
 import { badName } from '../agent/json.js';
 import type { Logger } from '../agent/log.js';
 import type { RouteKit } from './kit.js';
+import { registerKubernetesRoutes } from './kubernetes-routes.js';
 import { registerLbRoutes } from './lb-routes.js';
 import { lingerOn, type Linger } from './linger.js';
 import { openApiDocument } from './openapi.js';
@@ -249,8 +250,8 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   const errors = { 400: errorSchema, 401: errorSchema, 404: errorSchema, 409: errorSchema, 412: errorSchema, 413: errorSchema, 415: errorSchema } as const;
 
   app.get('/healthz', { schema: doc('the process answers') }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { schema: doc('the desired state is in the kernel') }, async (_req, reply) =>
-    o.agent.ready ? { status: 'ready' } : send(reply, 503, { code: 'EBPFNET_BUSY', message: 'readyz: the agent is not ready; see its log' }),
+  app.get('/readyz', { schema: doc('the desired state is in the kernel (with Kubernetes: its first full sync too)') }, async (_req, reply) =>
+    o.agent.ready ? { status: 'ready', ...(o.agent.kubernetes ? { kubernetes: o.agent.kubernetes.status().state } : {}) } : send(reply, 503, { code: 'EBPFNET_BUSY', message: `readyz: the agent is not ready: ${o.agent.notReadyReason}` }),
   );
   app.get('/metrics', { schema: doc('Prometheus metrics (text exposition format)') }, async (_req, reply) => {
     const body = await o.registry.metrics();
@@ -261,6 +262,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   registerFilterRoutes(app, kit);
   registerLbRoutes(app, kit);
   registerTraceRoutes(app, kit);
+  registerKubernetesRoutes(app, kit);
 
   app.get('/v1/openapi.json', { schema: doc('this document') }, async () => openApiDocument(routes));
   await app.ready();

@@ -51,6 +51,13 @@ const serviceView = {
   required: ['id', 'proto', 'affinity', 'slots', 'connections', 'rejects', 'backends'],
   properties: {
     id: { type: 'string', description: 'the service, VIP:PORT/PROTO; URL-encode it in /v1/lb/services/{id}' },
+    name: { type: 'string', description: "a Kubernetes service's namespace/name:port (absent for a typed service)" },
+    kubernetes: {
+      type: 'object',
+      description: 'where a Kubernetes service comes from (absent for a typed service); it cannot be changed through this API',
+      properties: { namespace: { type: 'string' }, service: { type: 'string' }, portName: { type: 'string' }, vipKind: { type: 'string', enum: ['clusterIP', 'externalIP', 'loadBalancer', 'nodePort'] } },
+    },
+    shadowedBy: { type: 'string', description: 'a typed service whose VIP Kubernetes holds: kept in the desired state, not translated until Kubernetes lets the VIP go' },
     proto: { type: 'string', enum: ['tcp', 'udp'] },
     affinity: { type: 'integer' },
     slots: { type: 'integer', description: 'selection slots: active backends by weight' },

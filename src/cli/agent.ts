@@ -7,7 +7,8 @@ import { runInNewContext } from 'node:vm';
 import type { Command } from 'commander';
 import type { Registry } from 'prom-client';
 import { Agent } from '../agent/agent.js';
-import { readConfig, type AgentConfig } from '../agent/config.js';
+import { checkNodeName, readConfig, type AgentConfig } from '../agent/config.js';
+import { defaultNodeName } from '../agent/kubernetes.js';
 import { checkLogFormat, checkLogLevel, createLogger, defaultLogFormat, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevel } from '../agent/log.js';
 import { DEFAULT_STATE_DIR } from '../agent/store.js';
 import { isLoopback, loadToken } from '../agent/token.js';
@@ -17,6 +18,7 @@ import { describeResolved } from '../filter/ifaces.js';
 import { enableRunStats, mmapThreshold, onShutdown, requireRoot, setGuardReport, trimHeap } from '../loader/index.js';
 import { registerBpfMetrics } from '../metrics/bpf.js';
 import { registerFilterMetrics } from '../metrics/filter.js';
+import { registerKubernetesMetrics } from '../metrics/kubernetes.js';
 import { registerLbMetrics } from '../metrics/lb.js';
 import { newRegistry, parseListen } from '../metrics/server.js';
 import { registerTraceStreamMetrics, traceMetrics } from '../metrics/trace.js';
@@ -32,7 +34,7 @@ function listenAddress(s: string): { host: string; port: number } {
 
 /** The balancer's and the tracer's metrics, read from the agent at scrape time. */
 export function registerAgentLbTraceMetrics(registry: Registry, agent: Agent): void {
-  registerLbMetrics(registry, () => agent.lb.sources());
+  registerLbMetrics(registry, () => agent.lb.sources(), (service) => agent.lb.kubernetesOrigin(service));
   if (!agent.trace.running) return;
   const m = traceMetrics(registry, agent.trace.syscalls, () => agent.trace.lost());
   agent.trace.observe((syscall, result) => m.observe(syscall, result));
@@ -46,6 +48,8 @@ interface AgentOpts {
   cleanup?: boolean;
   logLevel?: LogLevel;
   logFormat?: LogFormat;
+  kubeconfig?: string;
+  nodeName?: string;
 }
 
 /**
@@ -115,6 +119,7 @@ async function serve(o: AgentOpts, api: ReturnType<typeof readAgentConfig>['api'
   registerFilterMetrics(registry, () => agent.filter.sources());
   registerBpfMetrics(registry, () => agent.bpfSources(), () => agent.runStats.on);
   registerAgentLbTraceMetrics(registry, agent);
+  if (agent.kubernetes) registerKubernetesMetrics(registry, agent.kubernetes);
   const app = await buildApi({ agent, registry, token, bodyLimit: api.bodyLimit, authReads: remote, logger: log });
   logStart(log, o, agent, source);
   try {
@@ -156,6 +161,11 @@ function logStart(log: Logger, o: AgentOpts, agent: Agent, tokenSource: string):
  */
 function readAgentConfig(o: AgentOpts): { api: AgentConfig['api']; log: AgentConfig['log']; open: (logger: Logger) => Agent } {
   let config: AgentConfig | null = o.config ? readConfig(o.config) : { api: {}, filter: null, lb: null, trace: null };
+  // --kubeconfig and --node-name turn the Kubernetes sync on, and win over the config's section
+  if (o.kubeconfig !== undefined || o.nodeName !== undefined) {
+    const k = config.kubernetes ?? {};
+    config.kubernetes = { ...k, ...(o.kubeconfig !== undefined ? { kubeconfig: o.kubeconfig } : {}), ...(o.nodeName !== undefined ? { nodeName: o.nodeName } : {}) };
+  }
   return {
     api: config.api,
     log: config.log,
@@ -181,7 +191,7 @@ function describeFilter(agent: Agent): string {
 function describeLbTrace(agent: Agent): string[] {
   const lb = agent.lb.configured ? agent.lb.view() : null;
   const t = agent.trace;
-  return [`lb: ${lb ? `${lb.cgroup}: ${lb.services.length} service${lb.services.length === 1 ? '' : 's'}` : 'off'}`, `trace: ${t.running ? t.syscalls.join(', ') : 'off'}`];
+  return [`lb: ${lb ? `${lb.cgroup}: ${lb.services.length} service${lb.services.length === 1 ? '' : 's'}` : 'off'}`, `trace: ${t.running ? t.syscalls.join(', ') : 'off'}`, `kubernetes: ${agent.kubernetes ? `syncing (${agent.kubernetes.status().server})` : 'off'}`];
 }
 
 export function registerAgent(program: Command): void {
@@ -193,6 +203,8 @@ export function registerAgent(program: Command): void {
     .option('--state-dir <dir>', 'where the desired state, the token and the audit log live', DEFAULT_STATE_DIR)
     .option('--cleanup', 'detach and unpin every datapath the agent runs, then exit')
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default info, or log.level from the config); debug logs every request`, (v) => checkLogLevel(v, '--log-level'))
+    .option('--kubeconfig <file>', 'be this node\'s Kubernetes service proxy: Services and EndpointSlices from the cluster this kubeconfig names (default: $KUBECONFIG, the pod\'s service account, ~/.kube/config; or kubernetes.kubeconfig in the config)')
+    .option('--node-name <name>', `this node's name in the Kubernetes API (default: the host name, ${defaultNodeName()}; or kubernetes.nodeName); turns the Kubernetes sync on`, (v) => checkNodeName(v, '--node-name'))
     .option('--log-format <format>', `${LOG_FORMATS.join(', ')} (default text on a terminal, json otherwise, or log.format from the config)`, (v) => checkLogFormat(v, '--log-format'))
     .action(async (o: AgentOpts) => {
       if (o.cleanup) {

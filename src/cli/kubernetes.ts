@@ -8,7 +8,11 @@ import { EbpfnetError } from '../errors.js';
 import { DEFAULT_NAMESPACE, manifests, manifestsYaml, type ManifestOptions } from '../k8s/manifests.js';
 import { parseIp } from '../lb/addr.js';
 import { packageDir } from '../loader/paths.js';
+import type { KubernetesStatus } from '../agent/kubernetes.js';
+import { AgentClient, withAgentOptions, type AgentOptions } from './agent-client.js';
+import { DEFAULT_LISTEN } from './agent.js';
 import { printJson, wantsJson, withOutputOption, type OutputOptions } from './output.js';
+import { table } from './present.js';
 
 const usage = (op: string, detail: string, hint: string): EbpfnetError => new EbpfnetError('EBPFNET_USAGE', op, detail, { hint });
 
@@ -68,8 +72,46 @@ function registerManifests(k8s: Command): void {
   });
 }
 
+const ago = (s: number | null): string => (s === null ? 'never' : s < 1 ? 'just now' : `${s < 120 ? s.toFixed(1) : Math.round(s)} s ago`);
+
+/** `kubernetes status` as text: one line per fact, then conflicts and refused ports. */
+export function statusText(st: KubernetesStatus, agent: string): string {
+  const state =
+    st.state === 'synced'
+      ? `synced (since ${st.syncedAt})`
+      : st.state === 'starting'
+        ? 'starting: no full sync yet (the balancer keeps what was pinned)'
+        : `retrying since ${st.disconnectedSince}${st.everSynced ? '' : ', no full sync yet'}: the datapath keeps its last state`;
+  const lines = [
+    `kubernetes sync of the agent at ${agent}: ${state}`,
+    `  api server:   ${st.server} (${st.source})`,
+    `  node:         ${st.node.name}${st.node.found ? `: ${st.node.addresses.join(', ') || 'no addresses'}` : ' (not found in the API: NodePort services get no node address)'}`,
+    `  last contact: ${ago(st.lagSeconds)}${st.lastApplyMs !== null ? `; last change applied in ${st.lastApplyMs} ms` : ''}`,
+    `  seen:         ${st.counts.services} services (${st.counts.skipped} skipped), ${st.counts.endpointSlices} endpoint slices; ${st.vips} VIPs in the balancer`,
+    `  lists:        ${st.lists}; watch restarts ${st.restarts}; bookmarks ${st.bookmarks}`,
+    `  errors:       ${st.errors}${st.lastError ? ` (last: ${st.lastError.time} ${st.lastError.resource}: ${st.lastError.message})` : ''}; failed balancer writes ${st.applyErrors}`,
+    `  conflicts:    ${st.conflicts.length} now, ${st.conflictsTotal} since start`,
+  ];
+  if (st.conflicts.length) lines.push('', table(['service', 'conflict'], st.conflicts.map((c) => [c.service, c.reason])));
+  const refused = st.refused.filter((r) => !r.reason.startsWith('skipped: '));
+  if (refused.length) lines.push('', table(['port', 'not balanced'], refused.map((r) => [r.port, r.reason])));
+  return lines.join('\n');
+}
+
+function registerStatus(k8s: Command): void {
+  withOutputOption(
+    withAgentOptions(k8s.command('status').description("the agent's Kubernetes sync: state, lag, counts, errors and conflicts (through its API, GET /v1/kubernetes/status)")),
+  ).action(async (opts: AgentOptions & OutputOptions) => {
+    const json = wantsJson(opts);
+    const agent = opts.agent ?? `http://${DEFAULT_LISTEN}`;
+    const { body } = await new AgentClient({ ...opts, agent }).call<KubernetesStatus>('GET', '/v1/kubernetes/status');
+    if (json) printJson({ agent, ...body });
+    else process.stdout.write(`${statusText(body, agent)}\n`);
+  });
+}
+
 export function registerKubernetes(program: Command): void {
   const k8s = program.command('kubernetes').alias('k8s').description("Kubernetes: the agent as each node's service proxy (instead of kube-proxy)");
   registerManifests(k8s);
-  // `kubernetes status` (the sync side: lag, counts, errors) registers here
+  registerStatus(k8s);
 }

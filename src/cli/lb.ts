@@ -198,7 +198,9 @@ export function registerLb(program: Command): void {
       const v = await lbThroughAgent.list(agentClient(opts));
       if (json) return printJson(v);
       out(`balancer of the agent at ${opts.agent}, attached to ${v.cgroup} (revision ${v.revision})\n`);
-      out(v.services.length ? listTable(v.services.map(serviceViewOf)) : 'no services; add one with: ebpfnet lb add VIP:PORT/PROTO --backend IP:PORT --agent URL');
+      // a Kubernetes service is named `namespace/name:port` beside its VIP
+      const named = v.services.map((s) => ({ ...serviceViewOf(s), service: `${s.id}${s.name ? ` (${s.name})` : ''}${s.shadowedBy ? ` (shadowed by ${s.shadowedBy})` : ''}` }));
+      out(v.services.length ? listTable(named) : 'no services; add one with: ebpfnet lb add VIP:PORT/PROTO --backend IP:PORT --agent URL');
       return;
     }
     const { services, broken, status } = withBalancer('lb list', (b) => ({ ...b.list(), status: b.status() }));

@@ -8,6 +8,19 @@ import { computedCounter, computedGauge } from './computed.js';
 
 export type LbSnapshot = () => ServiceView[] | Promise<ServiceView[]>;
 
+/** A Kubernetes service's name for a VIP (undefined: a typed service, which gets no such labels). */
+export type LbOrigin = (service: string) => { namespace: string; service: string; portName: string } | undefined;
+
+/**
+ * Labels a Kubernetes-owned VIP carries beside `service` (the VIP, as for every service):
+ * `namespace`, `kubernetes_service` and `port_name`. `service` keeps meaning the VIP so that typed
+ * and Kubernetes services share one label set and existing queries stay valid.
+ */
+const originLabels = (origin: LbOrigin | undefined, service: string): Record<string, string> => {
+  const o = origin?.(service);
+  return o ? { namespace: o.namespace, kubernetes_service: o.service, port_name: o.portName } : {};
+};
+
 export const LB_METRIC_NAMES = {
   connections: 'ebpfnet_lb_connections_total',
   rejects: 'ebpfnet_lb_rejects_total',
@@ -20,7 +33,8 @@ export const LB_METRIC_NAMES = {
  * Registers the balancer's metrics. One snapshot serves every metric of a scrape: prom-client calls
  * each metric's collect() in turn, and they share the first one's read.
  */
-export function registerLbMetrics(registry: Registry, snapshot: LbSnapshot): void {
+export function registerLbMetrics(registry: Registry, snapshot: LbSnapshot, origin?: LbOrigin): void {
+  const k = (service: string): Record<string, string> => originLabels(origin, service);
   let pending: Promise<ServiceView[]> | null = null;
   const read = (): Promise<ServiceView[]> => {
     if (!pending) {
@@ -35,28 +49,33 @@ export function registerLbMetrics(registry: Registry, snapshot: LbSnapshot): voi
   // computed at scrape time: nothing per service or backend is kept between scrapes
   computedCounter(
     registry,
-    { name: LB_METRIC_NAMES.connections, help: 'connections (and unconnected UDP datagrams) translated to a backend, by service and backend', labelNames: ['service', 'backend'] },
-    async () => (await read()).flatMap((s) => s.backends.map((b) => ({ labels: { service: s.service, backend: b.backend }, value: n(b.conns) }))),
+    { name: LB_METRIC_NAMES.connections, help: 'connections (and unconnected UDP datagrams) translated to a backend, by service and backend', labelNames: ['service', 'backend', 'namespace', 'kubernetes_service', 'port_name'] },
+    async () =>
+      (await read()).flatMap((s) => {
+        const o = k(s.service);
+        return s.backends.map((b) => ({ labels: { service: s.service, backend: b.backend, ...o }, value: n(b.conns) }));
+      }),
   );
   computedCounter(
     registry,
-    { name: LB_METRIC_NAMES.rejects, help: 'connect() and sendmsg() calls refused with ECONNREFUSED because the service had no active backend', labelNames: ['service'] },
-    async () => (await read()).map((s) => ({ labels: { service: s.service }, value: n(s.rejects) })),
+    { name: LB_METRIC_NAMES.rejects, help: 'connect() and sendmsg() calls refused with ECONNREFUSED because the service had no active backend', labelNames: ['service', 'namespace', 'kubernetes_service', 'port_name'] },
+    async () => (await read()).map((s) => ({ labels: { service: s.service, ...k(s.service) }, value: n(s.rejects) })),
   );
   computedCounter(
     registry,
-    { name: LB_METRIC_NAMES.affinity, help: 'connections that went to the backend their network namespace used before (session affinity)', labelNames: ['service'] },
-    async () => (await read()).filter((s) => s.affinity).map((s) => ({ labels: { service: s.service }, value: n(s.affinityHits) })),
+    { name: LB_METRIC_NAMES.affinity, help: 'connections that went to the backend their network namespace used before (session affinity)', labelNames: ['service', 'namespace', 'kubernetes_service', 'port_name'] },
+    async () => (await read()).filter((s) => s.affinity).map((s) => ({ labels: { service: s.service, ...k(s.service) }, value: n(s.affinityHits) })),
   );
   computedGauge(registry, { name: LB_METRIC_NAMES.services, help: 'services the balancer translates' }, async () => [{ labels: {}, value: (await read()).length }]);
   computedGauge(
     registry,
-    { name: LB_METRIC_NAMES.backends, help: 'backends per service and state (active: takes new connections; draining: keeps existing ones only)', labelNames: ['service', 'state'] },
+    { name: LB_METRIC_NAMES.backends, help: 'backends per service and state (active: takes new connections; draining: keeps existing ones only)', labelNames: ['service', 'state', 'namespace', 'kubernetes_service', 'port_name'] },
     async () =>
       (await read()).flatMap((s) => {
         const by: Record<string, number> = { active: 0, draining: 0 };
         for (const b of s.backends) by[b.state] = (by[b.state] ?? 0) + 1;
-        return Object.entries(by).map(([state, count]) => ({ labels: { service: s.service, state }, value: count }));
+        const o = k(s.service);
+        return Object.entries(by).map(([state, count]) => ({ labels: { service: s.service, state, ...o }, value: count }));
       }),
   );
 }

@@ -186,7 +186,7 @@ describe('agent config errors: one line naming the file, the line, the path and 
     ['a wrong log level', 'log:\n  level: loud\n', `read config ${F}:2: log.level: 'loud' is not a log level; use one of fatal, error, warn, info, debug, trace, silent`],
     ['a wrong log format', 'log:\n  format: xml\n', `read config ${F}:2: log.format: 'xml' is not a log format; use one of json, text, journal`],
     ['a section that is not a mapping', 'trace: on\n', `read config ${F}: trace is not a mapping (it is on)`],
-    ['an unknown section', 'filtre: {}\n', `read config ${F}: top level: unknown key 'filtre'; known keys: api, log, filter, lb, trace`],
+    ['an unknown section', 'filtre: {}\n', `read config ${F}: top level: unknown key 'filtre'; known keys: api, log, filter, lb, trace, kubernetes`],
     // YAML syntax: position, what the parser says, and the line it is about
     ['a bad indent', 'filter:\n  rules:\n    - deny tcp/22\n   - deny udp/53\n', `read config ${F}:4:1: a block sequence may not be used as an implicit map key: '   - deny udp/53'`],
     ['a key twice', 'filter:\n  rules: [deny tcp/22]\n  rules: [x]\n', `read config ${F}:3:3: map keys must be unique: '  rules: [x]'`],

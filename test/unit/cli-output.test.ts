@@ -101,7 +101,7 @@ describe('-o json|text', () => {
     // the exemptions name real commands, and none of them has the option after all
     for (const n of Object.keys(NO_STATE)) expect(names, n).toContain(n);
     const stateful = all.filter((l) => !(l.path.join(' ') in NO_STATE));
-    expect(stateful.map((l) => l.path.join(' ')).sort()).toEqual(['doctor', 'filter conntrack', 'filter explain', 'kubernetes manifests', 'lab demo', 'lab status', 'lb explain', 'lb list', 'status', 'trace', 'verify']);
+    expect(stateful.map((l) => l.path.join(' ')).sort()).toEqual(['doctor', 'filter conntrack', 'filter explain', 'kubernetes manifests', 'kubernetes status', 'lab demo', 'lab status', 'lb explain', 'lb list', 'status', 'trace', 'verify']);
     for (const { path, cmd } of all) {
       const n = path.join(' ');
       expect(printsState(cmd), `${n}: ${NO_STATE[n] ? 'exempt, yet has -o' : 'prints state: give it withOutputOption()'}`).toBe(!(n in NO_STATE));
