@@ -255,7 +255,7 @@ export class FilterDatapath implements Closable {
    * filter is stateless. Counting the entries walks the table in batches (~90 ms for 262,144).
    */
   ctTable(): CtTableView | null {
-    return this.ct && tableOf(this.ct.flows, this.ct.stats);
+    return this.ct && this.stateful ? tableOf(this.ct.flows, this.ct.stats) : null;
   }
 
   /**
@@ -553,6 +553,9 @@ export class FilterDatapath implements Closable {
     }
     ct.egress = null;
     ct.flows.clear();
+    // the table's numbers start again with it: evictions are derived from them (inserts - expiries -
+    // resets - entries), which holds only while no one but the programs removes flows
+    for (const st of CT_TABLE_STATS) ct.stats?.update(st.slot, 0n);
     this.stateful = false;
   }
 
