@@ -86,12 +86,17 @@ export function parseServiceAddr(text: string, op = 'parse service'): ServiceAdd
   const slash = s.lastIndexOf('/');
   if (slash < 0) throw usage(op, `service '${text}' has no protocol`, 'write VIP:PORT/PROTO, e.g. 10.96.0.10:80/tcp or [fd00::1]:53/udp');
   const addr = s.slice(0, slash);
-  const protoText = s.slice(slash + 1).toLowerCase();
+  const protoWritten = s.slice(slash + 1);
+  const protoText = protoWritten.toLowerCase();
   if (protoText !== 'tcp' && protoText !== 'udp') throw usage(op, `service '${text}': unknown protocol '${protoText}'`, `use ${PROTOS.join(' or ')}, e.g. 10.96.0.10:80/tcp`);
   const { ip, port } = splitHostPort(addr, op, 'service', text);
   if (port === undefined || port === '') throw usage(op, `service '${text}' has no port`, 'write VIP:PORT/PROTO, e.g. 10.96.0.10:80/tcp or [fd00::1]:53/udp');
   const n = parsePort(port, op, 'service', text);
-  return { ip, port: n, proto: protoText, name: serviceName({ ip, port: n, proto: protoText }) };
+  const proto: Proto = protoText;
+  // written canonically already (dotted IPv4 without brackets, the port without a leading zero,
+  // the protocol in lower case: the usual case): the text is the name, and no string is made
+  const name = s[0] !== '[' && ip.family === 4 && port[0] !== '0' && protoWritten === protoText ? s : serviceName({ ip, port: n, proto });
+  return { ip, port: n, proto, name };
 }
 
 /** `10.244.1.5:8080`, `[fd00::5]:8080,weight=2,state=draining` */
@@ -101,7 +106,8 @@ export function parseBackend(text: string, op = 'parse backend'): BackendSpec {
   const { ip, port } = splitHostPort(comma < 0 ? t : t.slice(0, comma), op, 'backend', text);
   if (port === undefined || port === '') throw usage(op, `backend '${text}' has no port`, `write IP:PORT, e.g. ${ip.family === 6 ? `[${ip.text}]` : ip.text}:8080`);
   const p = parsePort(port, op, 'backend', text);
-  const b: BackendSpec = { ip, port: p, weight: 1, state: 'active', name: backendName({ ip, port: p }) };
+  const name = comma < 0 && t[0] !== '[' && ip.family === 4 && port[0] !== '0' ? t : backendName({ ip, port: p });
+  const b: BackendSpec = { ip, port: p, weight: 1, state: 'active', name };
   if (comma < 0) return b;
   const seen = new Set<string>();
   for (const o of t.slice(comma + 1).split(',')) {

@@ -47,3 +47,19 @@ describe('lb addresses: the IPv4 reader', () => {
     );
   });
 });
+
+describe('lb names: the text as written when it is canonical, else made canonical', () => {
+  it.each([
+    ['10.96.0.10:80/tcp', '10.96.0.10:80/tcp'],
+    ['10.96.0.10:080/tcp', '10.96.0.10:80/tcp'],
+    ['10.96.0.10:80/TCP', '10.96.0.10:80/tcp'],
+    ['[10.96.0.10]:80/tcp', '10.96.0.10:80/tcp'],
+    ['[::ffff:10.96.0.10]:80/udp', '10.96.0.10:80/udp'],
+    [' 10.96.0.10:80/udp ', '10.96.0.10:80/udp'],
+  ])('%s is %s', async (text, name) => {
+    const { parseServiceAddr, parseBackend } = await import('../../src/lb/model.js');
+    expect(parseServiceAddr(text).name).toBe(name);
+    const b = name.replace(/\/(tcp|udp)$/, '');
+    expect(parseBackend(text.replace(/\/(tcp|udp|TCP)\s*$/i, '')).name).toBe(b);
+  });
+});
