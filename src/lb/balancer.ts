@@ -36,7 +36,7 @@ import {
 } from '../loader/index.js';
 import { withLock } from './lock.js';
 import type { ServiceAddr, ServiceSpec } from './model.js';
-import { IdSource, applyNeeds, applyParts, joinService, joinState, keyName, planApply, planDelete, planOps, planSteps, planUpsert, preOps, svcKey, type LiveService, type LiveState, type Op, type Plan, type Summary } from './plan.js';
+import { IdSource, applyNeeds, applyParts, joinService, joinState, keyName, planApply, planDelete, planOps, planSteps, planUpsert, preOps, svcKey, v4Order, type LiveService, type LiveState, type Op, type Plan, type Summary } from './plan.js';
 import { explain, serviceView, type Explanation, type ServiceView } from './view.js';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/ebpfnet/lb';
@@ -437,13 +437,23 @@ export class Balancer implements Closable {
     const st = this.liveServices();
     const svcStats = new Map(this.m.svcStats.entries());
     const beStats = new Map(this.m.beStats.entries());
-    // IPv4 first, then IPv6; numbers in order (10.96.0.9 before 10.96.0.10)
-    const order = (v: ServiceView): string => `${v.service.startsWith('[') ? 1 : 0}${v.service}`;
-    // one collator and one key per service: localeCompare with options builds a collator on every
-    // call (10,000 services: a second and 50 MB per listing)
-    const views = st.services.map((s) => serviceView(s, svcStats, beStats));
-    const keys = new Map(views.map((v) => [v, order(v)]));
-    const services = views.sort((a, b) => BY_NAME.compare(keys.get(a)!, keys.get(b)!));
+    // IPv4 first, then IPv6; numbers in order (10.96.0.9 before 10.96.0.10). IPv4 services sort by
+    // one number (address, port, then tcp before udp), which is the order the collator gives their
+    // dotted names without its cost (10,000 services: 90 ms of compares per listing, every scrape);
+    // IPv6 by the collator, one collator for all (localeCompare with options builds one per call).
+    const v4: Array<[number, ServiceView]> = [];
+    const v6: Array<[string, ServiceView]> = [];
+    for (const s of st.services) {
+      const v = serviceView(s, svcStats, beStats);
+      const k = v4Order(s.key);
+      if (k === null) v6.push([v.service, v]);
+      else v4.push([k, v]);
+    }
+    v4.sort((x, y) => x[0] - y[0]);
+    v6.sort((x, y) => BY_NAME.compare(x[0], y[0]));
+    const services = new Array<ServiceView>(v4.length + v6.length);
+    for (let i = 0; i < v4.length; i++) services[i] = v4[i][1];
+    for (let i = 0; i < v6.length; i++) services[v4.length + i] = v6[i][1];
     return { services, broken: st.broken };
   }
 

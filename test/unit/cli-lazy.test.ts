@@ -63,3 +63,22 @@ describe('lb names: the text as written when it is canonical, else made canonica
     expect(parseBackend(text.replace(/\/(tcp|udp|TCP)\s*$/i, '')).name).toBe(b);
   });
 });
+
+describe('lb list order', () => {
+  it('IPv4 services by v4Order: the numeric collator order of their names', async () => {
+    const { v4Order, svcKey, keyName } = await import('../../src/lb/plan.js');
+    const { parseServiceAddr } = await import('../../src/lb/model.js');
+    const collator = new Intl.Collator('en', { numeric: true });
+    const svc = fc.tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 1, max: 65535 }), fc.constantFrom('tcp', 'udp'));
+    fc.assert(
+      fc.property(fc.uniqueArray(svc, { minLength: 2, maxLength: 30, selector: (t) => t.join() }), (list) => {
+        const keys = list.map(([a, b, c, d, port, proto]) => svcKey(parseServiceAddr(`${a}.${b}.${c}.${d}:${port}/${proto}`), 0));
+        const byNumber = [...keys].sort((x, y) => v4Order(x)! - v4Order(y)!).map(keyName);
+        const byName = keys.map(keyName).sort((x, y) => collator.compare(x, y));
+        expect(byNumber).toEqual(byName);
+      }),
+      { numRuns: 300 },
+    );
+    expect(v4Order(svcKey(parseServiceAddr('[fd00::1]:80/tcp'), 0))).toBeNull();
+  });
+});
