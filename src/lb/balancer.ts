@@ -37,7 +37,7 @@ import {
 import { withLock } from './lock.js';
 import type { ServiceAddr, ServiceSpec } from './model.js';
 import { IdSource, applyNeeds, applyParts, joinService, joinState, keyName, planApply, planDelete, planOps, planSteps, planUpsert, preOps, svcKey, v4Order, type LiveService, type LiveState, type Op, type Plan, type Summary } from './plan.js';
-import { explain, serviceView, type Explanation, type ServiceView } from './view.js';
+import { explain, newNameCache, serviceView, type Explanation, type ServiceView } from './view.js';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/ebpfnet/lb';
 
@@ -279,6 +279,8 @@ export interface ChangeResult {
 export class Balancer implements Closable {
   readonly pinDir: string;
   private maps: LbMaps | null;
+  /** names of the services and backends listed before (see NameCache), pruned to the live ones */
+  private names = newNameCache();
 
   private constructor(pinDir: string, maps: LbMaps) {
     this.pinDir = pinDir;
@@ -444,7 +446,7 @@ export class Balancer implements Closable {
     const v4: Array<[number, ServiceView]> = [];
     const v6: Array<[string, ServiceView]> = [];
     for (const s of st.services) {
-      const v = serviceView(s, svcStats, beStats);
+      const v = serviceView(s, svcStats, beStats, this.names);
       const k = v4Order(s.key);
       if (k === null) v6.push([v.service, v]);
       else v4.push([k, v]);
@@ -454,7 +456,21 @@ export class Balancer implements Closable {
     const services = new Array<ServiceView>(v4.length + v6.length);
     for (let i = 0; i < v4.length; i++) services[i] = v4[i][1];
     for (let i = 0; i < v6.length; i++) services[v4.length + i] = v6[i][1];
+    this.pruneNames(services);
     return { services, broken: st.broken };
+  }
+
+  /** Forgets the names of services and backends gone (ids are never reused), once they are most of the cache. */
+  private pruneNames(live: ServiceView[]): void {
+    let backends = 0;
+    for (const v of live) backends += v.backends.length;
+    if (this.names.services.size <= 2 * live.length + 64 && this.names.backends.size <= 2 * backends + 64) return;
+    const next = newNameCache();
+    for (const v of live) {
+      next.services.set(v.id, v.service);
+      for (const b of v.backends) next.backends.set(b.id, b.backend);
+    }
+    this.names = next;
   }
 
   /** Creates the service, or replaces its backends, weights, states and affinity. */
