@@ -128,8 +128,11 @@ export interface BalancerStatus {
   programs: ProgramStatus[];
 }
 
-/** What the pinned links say: which programs, attached where. */
-function readStatus(dir: string): BalancerStatus {
+/**
+ * What the pinned links say: which programs, attached where. `where` false: the cgroup's path is
+ * not looked for (a walk of the cgroup tree, for every scrape of the programs' counters).
+ */
+function readStatus(dir: string, where = true): BalancerStatus {
   const programs: ProgramStatus[] = [];
   let cgroupId: bigint | undefined;
   for (const name of pinnedNames(join(dir, 'links'))) {
@@ -142,7 +145,7 @@ function readStatus(dir: string): BalancerStatus {
       l.close();
     }
   }
-  return { pinDir: dir, cgroup: cgroupId === undefined ? null : cgroupPathById(cgroupId), programs };
+  return { pinDir: dir, cgroup: cgroupId === undefined || !where ? null : cgroupPathById(cgroupId), programs };
 }
 
 export interface AttachOptions {
@@ -348,7 +351,7 @@ export class Balancer implements Closable {
 
   /** The attached programs' run counts and times (one per pinned link). */
   programs(): ProgInfo[] {
-    return this.status().programs.flatMap((p) => progInfo(p.progId) ?? []);
+    return readStatus(this.pinDir, false).programs.flatMap((p) => progInfo(p.progId) ?? []);
   }
 
   /** How full each map is (hash maps are walked: a call per entry). */
