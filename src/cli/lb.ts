@@ -20,8 +20,6 @@ import {
   type Explanation,
   type ServiceView,
 } from '../lb/index.js';
-import { registerLbMetrics } from '../metrics/lb.js';
-import { newRegistry, parseListen, serveMetrics } from '../metrics/server.js';
 import { AgentClient, lbThroughAgent, refuseLocalFlags, serviceViewOf, withAgentOptions, type AgentOptions } from './agent-client.js';
 import { printJson, wantsJson, withOutputOption, type OutputOptions } from './output.js';
 import { table } from './present.js';
@@ -267,6 +265,9 @@ export function registerLb(program: Command): void {
     .description('Prometheus metrics of the running balancer: print them once, or serve them with --listen')
     .option('--listen <[addr:]port>', 'serve http://ADDR:PORT/metrics until Ctrl-C')
     .action(async (opts: { listen?: string }) => {
+      // loaded here: prom-client and the HTTP server are not for the other lb commands to compile
+      const { newRegistry, parseListen, serveMetrics } = await import('../metrics/server.js');
+      const { registerLbMetrics } = await import('../metrics/lb.js');
       if (opts.listen !== undefined) parseListen(opts.listen, '--listen');
       const b = Balancer.open({ op: 'lb metrics' });
       const registry = newRegistry();

@@ -1,20 +1,14 @@
 #!/usr/bin/env node
 // SPDX-License-Identifier: Apache-2.0
-// Entry point: expected errors print one line and set the exit code (2 for usage, 1 otherwise).
-import './node-guard.js';
-import { handleError } from './present.js';
-import { buildProgram } from './program.js';
-import { onMount } from '../loader/system.js';
+// Entry point. Static imports are all compiled before any module runs, so this file imports only
+// node:module: the compile cache goes on first, then the Node check (node-guard.js stops an
+// unsupported Node with one line), then the command.
+import * as nodeModule from 'node:module';
 
-// whatever a command mounts on its way (bpffs, tracefs, cgroup v2) is said once, on stderr
-onMount((m) => process.stderr.write(`mounted ${m.what} at ${m.path}\n`));
-
-// `ebpfnet ... | head` closes the pipe early: that ends the command quietly, like any Unix tool.
-process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-  if (e.code === 'EPIPE') process.exit(0);
-  throw e;
-});
-
-buildProgram()
-  .parseAsync(process.argv)
-  .catch(handleError);
+// V8's compiled code of ebpfnet and its dependencies, kept between runs (Node >= 22.1; in
+// NODE_COMPILE_CACHE or the temporary directory, and off with NODE_DISABLE_COMPILE_CACHE=1): most of
+// a short command's start-up is compiling JavaScript.
+nodeModule.enableCompileCache?.();
+await import('./node-guard.js');
+const { launch } = await import('./launch.js');
+await launch(process.argv);

@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// The command tree. Each command lives in its own file and registers itself here.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Command } from 'commander';
-import { packageDir } from '../loader/paths.js';
+// The whole command tree. Each command lives in its own file and registers itself here; base.ts
+// names the same commands for runs that load only the one they use.
+import type { Command } from 'commander';
+import { baseProgram } from './base.js';
 import { registerAgent } from './agent.js';
 import { registerDoctor } from './doctor.js';
 import { registerFilter } from './filter.js';
@@ -14,13 +13,7 @@ import { registerTrace } from './trace.js';
 import { registerVerify } from './verify.js';
 
 export function buildProgram(): Command {
-  const { version } = JSON.parse(readFileSync(join(packageDir(), 'package.json'), 'utf8')) as { version: string };
-  const program = new Command('ebpfnet')
-    .description('Linux networking and observability on eBPF: packet filter, mkdir tracer, socket load balancer')
-    .version(version)
-    .exitOverride()
-    .enablePositionalOptions()
-    .showHelpAfterError('(run ebpfnet --help for usage)');
+  const program = baseProgram();
   registerDoctor(program);
   registerFilter(program);
   registerVerify(program);

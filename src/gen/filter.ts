@@ -138,16 +138,21 @@ export const FltLpmKey: Codec<FltLpmKey> & StructLayout = {
     b[o + 9] = 0;
     b[o + 10] = 0;
     b[o + 11] = 0;
-    b.fill(0, o + 12, o + 28);
-    b.set(v.addr.subarray(0, 16), o + 12);
+    if (v.addr.length === 16) b.set(v.addr, o + 12);
+    else {
+      b.fill(0, o + 12, o + 28);
+      b.set(v.addr.subarray(0, 16), o + 12);
+    }
     return b;
   },
   decode(b: Buffer, o = 0): FltLpmKey {
+    const addr$ = new Uint8Array(16);
+    addr$.set(new Uint8Array(b.buffer, b.byteOffset + o + 12, 16));
     return {
       prefixlen: b.readUInt32LE(o + 0),
       gen: b.readUInt32BE(o + 4),
       family: b.readUInt8(o + 8),
-      addr: Uint8Array.from(b.subarray(o + 12, o + 28)),
+      addr: addr$,
     };
   },
   encodeView(v: FltLpmKey, d: DataView, o = 0): void {
@@ -565,10 +570,16 @@ export const FltCtKey: Codec<FltCtKey> & StructLayout = {
   size: 40,
   fields: [{ name: 'laddr', offset: 0, size: 16 }, { name: 'raddr', offset: 16, size: 16 }, { name: 'lport', offset: 32, size: 2 }, { name: 'rport', offset: 34, size: 2 }, { name: 'proto', offset: 36, size: 1 }, { name: 'family', offset: 37, size: 1 }, { name: 'pad', offset: 38, size: 2 }],
   encode(v: FltCtKey, b: Buffer = Buffer.alloc(40), o = 0): Buffer {
-    b.fill(0, o + 0, o + 16);
-    b.set(v.laddr.subarray(0, 16), o + 0);
-    b.fill(0, o + 16, o + 32);
-    b.set(v.raddr.subarray(0, 16), o + 16);
+    if (v.laddr.length === 16) b.set(v.laddr, o + 0);
+    else {
+      b.fill(0, o + 0, o + 16);
+      b.set(v.laddr.subarray(0, 16), o + 0);
+    }
+    if (v.raddr.length === 16) b.set(v.raddr, o + 16);
+    else {
+      b.fill(0, o + 16, o + 32);
+      b.set(v.raddr.subarray(0, 16), o + 16);
+    }
     b.writeUInt16BE(v.lport, o + 32);
     b.writeUInt16BE(v.rport, o + 34);
     b.writeUInt8(v.proto, o + 36);
@@ -578,9 +589,13 @@ export const FltCtKey: Codec<FltCtKey> & StructLayout = {
     return b;
   },
   decode(b: Buffer, o = 0): FltCtKey {
+    const laddr$ = new Uint8Array(16);
+    laddr$.set(new Uint8Array(b.buffer, b.byteOffset + o + 0, 16));
+    const raddr$ = new Uint8Array(16);
+    raddr$.set(new Uint8Array(b.buffer, b.byteOffset + o + 16, 16));
     return {
-      laddr: Uint8Array.from(b.subarray(o + 0, o + 16)),
-      raddr: Uint8Array.from(b.subarray(o + 16, o + 32)),
+      laddr: laddr$,
+      raddr: raddr$,
       lport: b.readUInt16BE(o + 32),
       rport: b.readUInt16BE(o + 34),
       proto: b.readUInt8(o + 36),

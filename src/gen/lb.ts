@@ -23,16 +23,21 @@ export const LbSvcKey: Codec<LbSvcKey> & StructLayout = {
   size: 20,
   fields: [{ name: 'addr', offset: 0, size: 16 }, { name: 'port', offset: 16, size: 2 }, { name: 'proto', offset: 18, size: 1 }, { name: 'gen', offset: 19, size: 1 }],
   encode(v: LbSvcKey, b: Buffer = Buffer.alloc(20), o = 0): Buffer {
-    b.fill(0, o + 0, o + 16);
-    b.set(v.addr.subarray(0, 16), o + 0);
+    if (v.addr.length === 16) b.set(v.addr, o + 0);
+    else {
+      b.fill(0, o + 0, o + 16);
+      b.set(v.addr.subarray(0, 16), o + 0);
+    }
     b.writeUInt16BE(v.port, o + 16);
     b.writeUInt8(v.proto, o + 18);
     b.writeUInt8(v.gen, o + 19);
     return b;
   },
   decode(b: Buffer, o = 0): LbSvcKey {
+    const addr$ = new Uint8Array(16);
+    addr$.set(new Uint8Array(b.buffer, b.byteOffset + o + 0, 16));
     return {
-      addr: Uint8Array.from(b.subarray(o + 0, o + 16)),
+      addr: addr$,
       port: b.readUInt16BE(o + 16),
       proto: b.readUInt8(o + 18),
       gen: b.readUInt8(o + 19),
@@ -161,8 +166,11 @@ export const LbBackend: Codec<LbBackend> & StructLayout = {
   size: 28,
   fields: [{ name: 'addr', offset: 0, size: 16 }, { name: 'port', offset: 16, size: 2 }, { name: 'state', offset: 18, size: 1 }, { name: 'pad', offset: 19, size: 1 }, { name: 'weight', offset: 20, size: 2 }, { name: 'pad1', offset: 22, size: 2 }, { name: 'svc_id', offset: 24, size: 4 }],
   encode(v: LbBackend, b: Buffer = Buffer.alloc(28), o = 0): Buffer {
-    b.fill(0, o + 0, o + 16);
-    b.set(v.addr.subarray(0, 16), o + 0);
+    if (v.addr.length === 16) b.set(v.addr, o + 0);
+    else {
+      b.fill(0, o + 0, o + 16);
+      b.set(v.addr.subarray(0, 16), o + 0);
+    }
     b.writeUInt16BE(v.port, o + 16);
     b.writeUInt8(v.state, o + 18);
     b[o + 19] = 0;
@@ -173,8 +181,10 @@ export const LbBackend: Codec<LbBackend> & StructLayout = {
     return b;
   },
   decode(b: Buffer, o = 0): LbBackend {
+    const addr$ = new Uint8Array(16);
+    addr$.set(new Uint8Array(b.buffer, b.byteOffset + o + 0, 16));
     return {
-      addr: Uint8Array.from(b.subarray(o + 0, o + 16)),
+      addr: addr$,
       port: b.readUInt16BE(o + 16),
       state: b.readUInt8(o + 18),
       weight: b.readUInt16LE(o + 20),
@@ -293,8 +303,11 @@ export const LbRevKey: Codec<LbRevKey> & StructLayout = {
   fields: [{ name: 'cookie', offset: 0, size: 8 }, { name: 'addr', offset: 8, size: 16 }, { name: 'port', offset: 24, size: 2 }, { name: 'pad', offset: 26, size: 2 }, { name: 'pad1', offset: 28, size: 4 }],
   encode(v: LbRevKey, b: Buffer = Buffer.alloc(32), o = 0): Buffer {
     b.writeBigUInt64LE(v.cookie, o + 0);
-    b.fill(0, o + 8, o + 24);
-    b.set(v.addr.subarray(0, 16), o + 8);
+    if (v.addr.length === 16) b.set(v.addr, o + 8);
+    else {
+      b.fill(0, o + 8, o + 24);
+      b.set(v.addr.subarray(0, 16), o + 8);
+    }
     b.writeUInt16BE(v.port, o + 24);
     b[o + 26] = 0;
     b[o + 27] = 0;
@@ -305,9 +318,11 @@ export const LbRevKey: Codec<LbRevKey> & StructLayout = {
     return b;
   },
   decode(b: Buffer, o = 0): LbRevKey {
+    const addr$ = new Uint8Array(16);
+    addr$.set(new Uint8Array(b.buffer, b.byteOffset + o + 8, 16));
     return {
       cookie: b.readBigUInt64LE(o + 0),
-      addr: Uint8Array.from(b.subarray(o + 8, o + 24)),
+      addr: addr$,
       port: b.readUInt16BE(o + 24),
     };
   },
@@ -340,16 +355,21 @@ export const LbRevVal: Codec<LbRevVal> & StructLayout = {
   size: 20,
   fields: [{ name: 'addr', offset: 0, size: 16 }, { name: 'port', offset: 16, size: 2 }, { name: 'pad', offset: 18, size: 2 }],
   encode(v: LbRevVal, b: Buffer = Buffer.alloc(20), o = 0): Buffer {
-    b.fill(0, o + 0, o + 16);
-    b.set(v.addr.subarray(0, 16), o + 0);
+    if (v.addr.length === 16) b.set(v.addr, o + 0);
+    else {
+      b.fill(0, o + 0, o + 16);
+      b.set(v.addr.subarray(0, 16), o + 0);
+    }
     b.writeUInt16BE(v.port, o + 16);
     b[o + 18] = 0;
     b[o + 19] = 0;
     return b;
   },
   decode(b: Buffer, o = 0): LbRevVal {
+    const addr$ = new Uint8Array(16);
+    addr$.set(new Uint8Array(b.buffer, b.byteOffset + o + 0, 16));
     return {
-      addr: Uint8Array.from(b.subarray(o + 0, o + 16)),
+      addr: addr$,
       port: b.readUInt16BE(o + 16),
     };
   },

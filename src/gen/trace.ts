@@ -113,13 +113,23 @@ export const TrEvent: Codec<TrEvent> & StructLayout = {
     b[o + 61] = 0;
     b[o + 62] = 0;
     b[o + 63] = 0;
-    b.fill(0, o + 64, o + 80);
-    b.set(v.comm.subarray(0, 16), o + 64);
-    b.fill(0, o + 80, o + 336);
-    b.set(v.path.subarray(0, 256), o + 80);
+    if (v.comm.length === 16) b.set(v.comm, o + 64);
+    else {
+      b.fill(0, o + 64, o + 80);
+      b.set(v.comm.subarray(0, 16), o + 64);
+    }
+    if (v.path.length === 256) b.set(v.path, o + 80);
+    else {
+      b.fill(0, o + 80, o + 336);
+      b.set(v.path.subarray(0, 256), o + 80);
+    }
     return b;
   },
   decode(b: Buffer, o = 0): TrEvent {
+    const comm$ = new Uint8Array(16);
+    comm$.set(new Uint8Array(b.buffer, b.byteOffset + o + 64, 16));
+    const path$ = new Uint8Array(256);
+    path$.set(new Uint8Array(b.buffer, b.byteOffset + o + 80, 256));
     return {
       ts_ns: b.readBigUInt64LE(o + 0),
       latency_ns: b.readBigUInt64LE(o + 8),
@@ -134,8 +144,8 @@ export const TrEvent: Codec<TrEvent> & StructLayout = {
       ns_pid: b.readUInt32LE(o + 44),
       cgroup_id: b.readBigUInt64LE(o + 48),
       via: b.readUInt32LE(o + 56),
-      comm: Uint8Array.from(b.subarray(o + 64, o + 80)),
-      path: Uint8Array.from(b.subarray(o + 80, o + 336)),
+      comm: comm$,
+      path: path$,
     };
   },
   encodeView(v: TrEvent, d: DataView, o = 0): void {

@@ -43,21 +43,23 @@ export interface ServiceSpec extends ServiceAddr {
 const usage = (op: string, detail: string, hint?: string): EbpfnetError => new EbpfnetError('EBPFNET_USAGE', op, detail, { hint });
 
 /** `10.96.0.10:80/tcp` */
-export const serviceName = (s: Omit<ServiceAddr, 'name'>): string => [hostPort(s.ip, s.port), s.proto].join('/');
+export const serviceName = (s: Omit<ServiceAddr, 'name'>): string => (s.ip.family === 6 ? ['[', s.ip.text, ']:', s.port, '/', s.proto] : [s.ip.text, ':', s.port, '/', s.proto]).join('');
 export const backendName = (b: { ip: Ip; port: number }): string => hostPort(b.ip, b.port);
 
-// `what` (which item a message is about) is a function: it is only needed for an error, and making
-// its text for every backend of a 10,000-service PUT was a good part of that request's garbage
+// Parsing runs for every service and backend of a file (10,000 services in a fresh process, before
+// V8 optimizes much), so the common path makes no closure and no message text: `kind` and `text`
+// name the item, and only an error spells it out.
+type Item = 'service' | 'backend';
 
-function parsePort(s: string, op: string, what: () => string): number {
-  if (!/^\d{1,5}$/.test(s)) throw usage(op, `${what()}: '${s}' is not a port`, 'a port is a number from 1 to 65535');
+function parsePort(s: string, op: string, kind: Item, text: string): number {
+  if (!/^\d{1,5}$/.test(s)) throw usage(op, `${kind} '${text}': '${s}' is not a port`, 'a port is a number from 1 to 65535');
   const n = Number(s);
-  if (n < 1 || n > 65535) throw usage(op, `${what()}: port ${n} is out of range`, 'a port is a number from 1 to 65535');
+  if (n < 1 || n > 65535) throw usage(op, `${kind} '${text}': port ${n} is out of range`, 'a port is a number from 1 to 65535');
   return n;
 }
 
 /** Splits `IP:PORT` or `[IPv6]:PORT`; `port` is undefined when there is none. */
-function splitHostPort(s: string, op: string, what: () => string): { ip: Ip; port: string | undefined } {
+function splitHostPort(s: string, op: string, kind: Item, text: string): { ip: Ip; port: string | undefined } {
   let host: string;
   let port: string | undefined;
   const br = s[0] === '[' ? /^\[([^\]]*)\](?::(.*))?$/.exec(s) : null;
@@ -74,7 +76,7 @@ function splitHostPort(s: string, op: string, what: () => string): { ip: Ip; por
     port = i < 0 ? undefined : s.slice(i + 1);
   }
   const ip = parseIp(host);
-  if (!ip) throw usage(op, `${what()}: '${host}' is not an IP address`, 'write IPv4 as 10.96.0.10 and IPv6 in brackets: [fd00::1]:80');
+  if (!ip) throw usage(op, `${kind} '${text}': '${host}' is not an IP address`, 'write IPv4 as 10.96.0.10 and IPv6 in brackets: [fd00::1]:80');
   return { ip, port };
 }
 
@@ -82,26 +84,30 @@ function splitHostPort(s: string, op: string, what: () => string): { ip: Ip; por
 export function parseServiceAddr(text: string, op = 'parse service'): ServiceAddr {
   const s = text.trim();
   const slash = s.lastIndexOf('/');
-  const addr = slash < 0 ? s : s.slice(0, slash);
   if (slash < 0) throw usage(op, `service '${text}' has no protocol`, 'write VIP:PORT/PROTO, e.g. 10.96.0.10:80/tcp or [fd00::1]:53/udp');
-  const protoText = s.slice(slash + 1).toLowerCase();
-  if (!PROTOS.includes(protoText as Proto)) throw usage(op, `service '${text}': unknown protocol '${protoText}'`, `use ${PROTOS.join(' or ')}, e.g. 10.96.0.10:80/tcp`);
-  const what = (): string => `service '${text}'`;
-  const { ip, port } = splitHostPort(addr, op, what);
+  const addr = s.slice(0, slash);
+  const protoWritten = s.slice(slash + 1);
+  const protoText = protoWritten.toLowerCase();
+  if (protoText !== 'tcp' && protoText !== 'udp') throw usage(op, `service '${text}': unknown protocol '${protoText}'`, `use ${PROTOS.join(' or ')}, e.g. 10.96.0.10:80/tcp`);
+  const { ip, port } = splitHostPort(addr, op, 'service', text);
   if (port === undefined || port === '') throw usage(op, `service '${text}' has no port`, 'write VIP:PORT/PROTO, e.g. 10.96.0.10:80/tcp or [fd00::1]:53/udp');
-  const a = { ip, port: parsePort(port, op, what), proto: protoText as Proto };
-  return { ...a, name: serviceName(a) };
+  const n = parsePort(port, op, 'service', text);
+  const proto: Proto = protoText;
+  // written canonically already (dotted IPv4 without brackets, the port without a leading zero,
+  // the protocol in lower case: the usual case): the text is the name, and no string is made
+  const name = s[0] !== '[' && ip.family === 4 && port[0] !== '0' && protoWritten === protoText ? s : serviceName({ ip, port: n, proto });
+  return { ip, port: n, proto, name };
 }
 
 /** `10.244.1.5:8080`, `[fd00::5]:8080,weight=2,state=draining` */
 export function parseBackend(text: string, op = 'parse backend'): BackendSpec {
   const t = text.trim();
   const comma = t.indexOf(',');
-  const what = (): string => `backend '${text}'`;
-  const { ip, port } = splitHostPort(comma < 0 ? t : t.slice(0, comma), op, what);
+  const { ip, port } = splitHostPort(comma < 0 ? t : t.slice(0, comma), op, 'backend', text);
   if (port === undefined || port === '') throw usage(op, `backend '${text}' has no port`, `write IP:PORT, e.g. ${ip.family === 6 ? `[${ip.text}]` : ip.text}:8080`);
-  const p = parsePort(port, op, what);
-  const b: BackendSpec = { ip, port: p, weight: 1, state: 'active', name: backendName({ ip, port: p }) };
+  const p = parsePort(port, op, 'backend', text);
+  const name = comma < 0 && t[0] !== '[' && ip.family === 4 && port[0] !== '0' ? t : backendName({ ip, port: p });
+  const b: BackendSpec = { ip, port: p, weight: 1, state: 'active', name };
   if (comma < 0) return b;
   const seen = new Set<string>();
   for (const o of t.slice(comma + 1).split(',')) {
@@ -147,14 +153,15 @@ export function checkService(s: ServiceSpec, op = 'check service'): ServiceSpec 
   const name = s.name;
   if (s.backends.length > LB_MAX_BACKENDS_PER_SVC)
     throw usage(op, `service ${name} has ${s.backends.length} backends; at most ${LB_MAX_BACKENDS_PER_SVC}`);
-  const seen = new Set<string>();
+  // most services have one backend: no set to build for them
+  const seen = s.backends.length > 1 ? new Set<string>() : null;
   for (const b of s.backends) {
     const bn = b.name;
     if (b.ip.family !== s.ip.family) {
       throw usage(op, `service ${name}: backend ${bn} is IPv${b.ip.family} but the service is IPv${s.ip.family}`, 'a socket cannot change address family at connect(); give the service backends of its own family');
     }
-    if (seen.has(bn)) throw usage(op, `service ${name}: backend ${bn} is listed twice`);
-    seen.add(bn);
+    if (seen?.has(bn)) throw usage(op, `service ${name}: backend ${bn} is listed twice`);
+    seen?.add(bn);
   }
   return s;
 }

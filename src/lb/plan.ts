@@ -22,7 +22,7 @@ import {
   type LbSvcKey,
 } from '../gen/lb.js';
 import { EbpfnetError } from '../errors.js';
-import { hostPort } from './addr.js';
+import { hostPort, isMapped4 } from './addr.js';
 import { Batch } from '../loader/batch.js';
 import { type BackendSpec, type BackendState, type Proto, type ServiceAddr, type ServiceSpec } from './model.js';
 import { slotTable } from './slots.js';
@@ -39,6 +39,16 @@ export function svcKey(s: ServiceAddr, gen: number): LbSvcKey {
 
 /** The key's service as people write it, `10.96.0.10:80/tcp`: also its identity across generations. */
 export const keyName = (k: LbSvcKey): string => `${hostPort(k.addr, k.port)}/${protoName(k.proto)}`;
+
+/**
+ * An IPv4 service's place in name order as one number: address, port, then tcp before udp (49
+ * bits: exact in a double). It orders as the numeric collator orders the dotted names; null for IPv6.
+ */
+export function v4Order(k: LbSvcKey): number | null {
+  const a = k.addr;
+  if (!isMapped4(a)) return null;
+  return ((((a[12] * 256 + a[13]) * 256 + a[14]) * 256 + a[15]) * 65536 + k.port) * 2 + (k.proto === LB_PROTO_TCP ? 0 : 1);
+}
 
 const slotId = (svcId: number, rev: number): string => `${svcId}/${rev}`;
 

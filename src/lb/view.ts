@@ -37,13 +37,32 @@ export interface ServiceView {
 
 const NO_SVC_STATS: LbSvcStats = { conns: 0n, rejects: 0n, affinity: 0n, misses: 0n };
 
-export function serviceView(s: LiveService, svcStats: ReadonlyMap<number, LbSvcStats>, beStats: ReadonlyMap<number, LbBeStats>): ServiceView {
+/**
+ * Names by id, kept by whoever lists the same balancer again and again (the agent's scrapes): a
+ * service id stands for one VIP:PORT/PROTO and a backend id for one address for their whole life
+ * (ids are never reused), so a name once made serves every later listing.
+ */
+export interface NameCache {
+  services: Map<number, string>;
+  backends: Map<number, string>;
+}
+
+export const newNameCache = (): NameCache => ({ services: new Map(), backends: new Map() });
+
+function cached(m: Map<number, string> | undefined, id: number, make: () => string): string {
+  if (!m) return make();
+  let n = m.get(id);
+  if (n === undefined) m.set(id, (n = make()));
+  return n;
+}
+
+export function serviceView(s: LiveService, svcStats: ReadonlyMap<number, LbSvcStats>, beStats: ReadonlyMap<number, LbBeStats>, names?: NameCache): ServiceView {
   const perBackend = new Map<number, number>();
   for (const id of s.selection ?? []) perBackend.set(id, (perBackend.get(id) ?? 0) + 1);
   const total = s.value.slots;
   const st = svcStats.get(s.value.svc_id) ?? NO_SVC_STATS;
   return {
-    service: keyName(s.key),
+    service: cached(names?.services, s.value.svc_id, () => keyName(s.key)),
     proto: protoName(s.key.proto),
     id: s.value.svc_id,
     rev: s.value.rev,
@@ -52,7 +71,7 @@ export function serviceView(s: LiveService, svcStats: ReadonlyMap<number, LbSvcS
     backends: s.members.map((m) => {
       const slots = perBackend.get(m.id) ?? 0;
       const v = m.value;
-      return { id: m.id, backend: hostPort(v.addr, v.port), weight: v.weight, state: stateName(v.state), slots, share: total ? slots / total : 0, conns: beStats.get(m.id)?.conns ?? 0n };
+      return { id: m.id, backend: cached(names?.backends, m.id, () => hostPort(v.addr, v.port)), weight: v.weight, state: stateName(v.state), slots, share: total ? slots / total : 0, conns: beStats.get(m.id)?.conns ?? 0n };
     }),
     conns: st.conns,
     rejects: st.rejects,

@@ -5,7 +5,10 @@
 // 100,000 filter rules or 10,000 services were tens of megabytes held between scrapes.
 import { Counter, Gauge, type MetricValue, type Registry } from 'prom-client';
 
-export type Samples<T extends string> = () => Array<MetricValue<T>> | Promise<Array<MetricValue<T>>>;
+/** A sample, optionally with its labels already as text (`labelText`: see server.ts). */
+export type ComputedSample<T extends string> = MetricValue<T> & { labelText?: string };
+
+export type Samples<T extends string> = () => Array<ComputedSample<T>> | Promise<Array<ComputedSample<T>>>;
 
 interface Config<T extends string> {
   name: string;

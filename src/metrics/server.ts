@@ -7,11 +7,16 @@ import { Registry, type MetricObject } from 'prom-client';
 import { EbpfnetError } from '../errors.js';
 
 /** A label value as the text format wants it: backslash, newline and double quote escaped. */
-const escapeLabel = (v: string): string => (/[\\\n"]/.test(v) ? v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"') : v);
+export const escapeLabel = (v: string): string => (/[\\\n"]/.test(v) ? v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"') : v);
 const escapeHelp = (v: string): string => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
 const valueText = (v: number): string => (Number.isNaN(v) ? 'Nan' : v === Infinity ? '+Inf' : v === -Infinity ? '-Inf' : `${v}`);
 
-type Sample = { value: number; labels?: Record<string, string | number>; metricName?: string };
+/**
+ * `labelText`: the sample's labels already in the text format (`a="x",b="y"`, escaped), from a
+ * metric that writes them once for many samples (the balancer's `service` label serves all of that
+ * service's samples); prom-client's own formatter ignores it and reads `labels`.
+ */
+export type Sample = { value: number; labels?: Record<string, string | number>; metricName?: string; labelText?: string };
 
 /**
  * prom-client's registry, writing the Prometheus text format with less work per sample: its own
@@ -45,7 +50,7 @@ class ExpositionRegistry extends Registry {
     const name = escapeHelp(m.name);
     const out = [`# HELP ${name} ${escapeHelp(m.help)}`, `# TYPE ${name} ${m.type}`];
     for (const v of m.values ?? []) {
-      let labels = v.labels ? labelTexts.get(v.labels) : '';
+      let labels = v.labelText ?? (v.labels ? labelTexts.get(v.labels) : '');
       if (labels === undefined) {
         labels = '';
         for (const k in v.labels) {
