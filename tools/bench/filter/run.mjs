@@ -33,12 +33,15 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { CT_MAX, ctProbes, TABLE_SIZES } from './ct.mjs';
 import { runTestRun } from './testrun.mjs';
 import { FLOOD, FLOOD_XDP, isOther, runVeth, teardown } from './veth.mjs';
 import { BenchError, dist, fmt, has, here, median, pinThisThread, quantile, rate, ratio, root } from './util.mjs';
 
 // issue #16: (a) on net cost, (b) on both floods, against what a user would pick instead
 const GOALS = { vsFloor: 1.5, bigVsTwo: 1.3, oneRuleVsBest: 1.3, cidrVsBest: 2 };
+// issue #15, on net cost (issue #16)
+const CT_GOALS = { establishedVsStateless: 1.3, egressVsFloor: 1.5, millionVsThousand: 1.5, vethVsBest: 2 };
 
 /** A row's net ns/packet: the median over rounds, and its quartiles. */
 const netOf = (/** @type {any} */ r) => ({ med: median(r.net), p25: quantile(r.net, 0.25), p75: quantile(r.net, 0.75) });
@@ -111,9 +114,11 @@ function preflight(/** @type {'all' | 'a' | 'b'} */ part, /** @type {'kernel' | 
   if (process.getuid?.() !== 0) throw new BenchError('run as root (BPF test runs, namespaces, iptables and nftables need CAP_SYS_ADMIN and CAP_NET_ADMIN)');
   if (!existsSync(join(root, 'dist', 'cli', 'main.js'))) throw new BenchError('no dist/: build it with npx tsc -p .');
   if (!existsSync(join(root, 'build', 'bpf', 'filter.bpf.o'))) throw new BenchError('no build/bpf/filter.bpf.o: build it with node tools/build-bpf.mjs');
-  const tools = part === 'a' ? ['clang'] : ['clang', 'cc', 'ip', 'nsenter', 'taskset', 'sysctl', ...(flood !== 'socket' ? ['ethtool'] : [])];
+  // (a) needs bpftool (tail calls, the profile), ip, nsenter and nft (the kernel conntrack's namespace)
+  const a = ['clang', 'bpftool', 'ip', 'nsenter', 'nft'];
+  const tools = part === 'a' ? a : [...a, 'cc', 'taskset', 'sysctl', ...(flood !== 'socket' ? ['ethtool'] : [])];
   const missing = tools.filter((t) => !has(t));
-  if (missing.length) throw new BenchError(`missing ${missing.join(', ')} (apt-get install clang gcc iproute2 util-linux procps ethtool)`);
+  if (missing.length) throw new BenchError(`missing ${missing.join(', ')} (apt-get install clang bpftool gcc iproute2 util-linux procps ethtool nftables)`);
 }
 
 /**
@@ -147,6 +152,21 @@ function checkGoals(r) {
     };
     goals.push(netGoal(`2 rules: ebpfnet's own cost (net of the XDP_PASS harness) <= ${GOALS.vsFloor}x the hand-written floor's (BPF_PROG_TEST_RUN)`, two, floor, GOALS.vsFloor));
     goals.push(netGoal(`100,000 rules: ebpfnet's own cost <= ${GOALS.bigVsTwo}x its own 2-rule cost (both net of the harness)`, big, two, GOALS.bigVsTwo));
+    const x = (/** @type {string} */ name) => r.testRun.extra?.find((/** @type {any} */ e) => e.name === name);
+    /** @param {string} goal @param {any} a @param {any} b @param {number} k */
+    const ctGoal = (goal, a, b, k) => {
+      if (!a || !b) return { goal, value: null, target: `<= ${k.toFixed(2)}`, met: false, detail: 'not measured' };
+      if (!(median(b.net) > 0)) return { goal, value: null, target: `<= ${k.toFixed(2)}`, met: false, detail: `not measurable: ${b.name}'s net cost ${ns(b)} is within the noise; rerun on a quiet machine` };
+      const q = netRatio(a, b);
+      const straddles = q.p25 <= k && q.p75 > k;
+      return { goal, value: q.value, target: `<= ${k.toFixed(2)}`, met: q.value <= k, detail: `net ${ns(a)} vs ${ns(b)}; round by round p25-p75 ${ratio(q.p25, true)}-${ratio(q.p75, true)}x${straddles ? ' (straddles the goal: noisy, rerun on a quiet machine)' : ''}` };
+    };
+    if (r.testRun.extra?.length) {
+      goals.push(ctGoal(`state: an established reply's cost <= ${CT_GOALS.establishedVsStateless}x the stateless 2-rule filter's on the same packet (net)`, x('stateful: established reply'), x('stateless 2 rules, the reply packet'), CT_GOALS.establishedVsStateless));
+      goals.push(ctGoal(`state: the egress hook's cost per outbound packet (established flow) <= ${CT_GOALS.egressVsFloor}x the hand-written floor's (net; tc harness vs XDP harness)`, x('egress: established outbound'), floor, CT_GOALS.egressVsFloor));
+      const [lo, hi] = TABLE_SIZES.map((n) => x(`table ${n.toLocaleString('en-US')} flows: rotating`));
+      goals.push(ctGoal(`state: lookup cost with ${fmt(TABLE_SIZES[1])} tracked flows <= ${CT_GOALS.millionVsThousand}x with ${fmt(TABLE_SIZES[0])} (established replies, each packet another flow, net)`, hi, lo, CT_GOALS.millionVsThousand));
+    }
   }
   if (r.veth) {
     const v = r.veth;
@@ -206,6 +226,40 @@ function printTestRun(/** @type {any} */ t) {
   console.log('median over rounds with its quartiles; vs floor, vs 2-rule: ratios of the net medians (the goals\' figures);');
   console.log('load: FilterDatapath.load + apply (parse, compile, write the tables); verdicts are checked on every run (the model');
   console.log('decides ebpfnet\'s)\n');
+}
+
+function printCt(/** @type {any} */ t) {
+  const floor = t.rows[0];
+  const two = t.rows.find((/** @type {any} */ x) => x.name === 'ebpfnet, 2 rules');
+  const ref = t.extra.find((/** @type {any} */ x) => x.name === 'stateless 2 rules, the reply packet');
+  const cols = (/** @type {string[]} */ c) => `${c[0].padEnd(40)}${c[1].padStart(8)}${c[2].padStart(8)}${c[3].padStart(13)}${c[4].padStart(10)}${c[5].padStart(14)}  ${c[6]}`;
+  console.log(`(a2) connection tracking, BPF_PROG_TEST_RUN, ns/packet, in the same ${t.reps} rounds as (a), ${fmt(t.repeat)} repeats a call`);
+  console.log(cols(['row', 'gross', 'net', 'net p25-p75', 'vs floor', 'vs stateless', 'what']));
+  const by = new Map(t.extra.map((/** @type {any} */ x) => [x.name, x]));
+  for (const r of t.extra) {
+    if (!r.net) continue;
+    const n = netOf(r);
+    const h = /** @type {any} */ (by.get(r.harness));
+    console.log(cols([r.name, r.gross.toFixed(1), n.med.toFixed(1), `${n.p25.toFixed(1)}-${n.p75.toFixed(1)}`, ratio(netRatio(r, floor).value, true), r === ref ? '-' : ratio(netRatio(r, ref).value, true), `${r.note ? `${r.note}; ` : ''}net of ${r.harness} (${h.gross.toFixed(1)} ns)`]));
+  }
+  const row = (/** @type {string} */ name) => by.get(name);
+  const pair = (/** @type {string} */ a, /** @type {string} */ b) => {
+    const x = row(a);
+    const y = row(b);
+    if (!x || !y || !(median(y.net) > 0)) return 'n/a';
+    const q = netRatio(x, y);
+    return `${ratio(q.value, true)}x (round by round p25-p75 ${ratio(q.p25, true)}-${ratio(q.p75, true)}x)`;
+  };
+  console.log(`floor (hand-written XDP) net ${netOf(floor).med.toFixed(1)} ns; ebpfnet 2 rules (its four packets) net ${netOf(two).med.toFixed(1)} ns; established reply vs that: ${ratio(netRatio(row('stateful: established reply'), two).value, true)}x`);
+  const [lo, hi] = TABLE_SIZES.map((n) => n.toLocaleString('en-US'));
+  console.log(`table: ${hi} vs ${lo} flows, rotating ${pair(`table ${hi} flows: rotating`, `table ${lo} flows: rotating`)}; one flow ${pair(`table ${hi} flows: one flow`, `table ${lo} flows: one flow`)}; an LRU hash alone, rotating ${pair(`LRU hash alone, ${hi} flows: rotating`, `LRU hash alone, ${lo} flows: rotating`)}; filled by batch updates in ${t.profile.fills.map((/** @type {any} */ f) => `${Math.round(f.fillMs)} ms (${f.n.toLocaleString('en-US')})`).join(', ')}; flt_ct sized ${CT_MAX.toLocaleString('en-US')} for both`);
+  console.log(`table choice: kernel conntrack kfunc (bpf_xdp_ct_lookup + bpf_ct_release) vs own LRU lookup, same parse: ${pair('kernel conntrack kfunc lookup', 'own LRU hash lookup')}`);
+  console.log('profile: each program after the verifier (xlated: BPF instructions, the whole program, every path; calls: helpers and kfuncs left after inlining):');
+  for (const p of t.profile) console.log(`  ${p.name.padEnd(52)} ${String(p.xlatedInsns).padStart(6)} xlated insns ${String(p.jitedBytes).padStart(7)} bytes jited; calls: ${p.calls}`);
+  const micro = ['one per-CPU counter bump', 'one hash lookup, 40-byte key', 'one coarse clock read'].map((n) => row(n)).filter(Boolean);
+  const fl = netOf(floor).med;
+  console.log(`profile: against the floor's net ${fl.toFixed(1)} ns (goal for 2 rules: <= ${(GOALS.vsFloor * fl).toFixed(1)} ns): ${micro.map((/** @type {any} */ m) => `${m.name} ${netOf(m).med.toFixed(1)} ns`).join(', ')}; the 2-rule filter counts every packet (a per-CPU counter) and reads its config; the tracker adds a hash lookup and a clock read`);
+  console.log('');
 }
 
 function printVeth(/** @type {any} */ v) {
@@ -295,7 +349,7 @@ async function main() {
     if (args.part !== 'b') {
       await pinThisThread([cpu]);
       try {
-        result.testRun = { ...(await runTestRun({ sizes: settings.sizes, repeat: settings.repeat, reps: settings.reps, log })), cpu };
+        result.testRun = { ...(await runTestRun({ sizes: settings.sizes, repeat: settings.repeat, reps: settings.reps, log, extra: () => ctProbes({ repeat: settings.repeat, live, log }) })), cpu };
       } finally {
         await pinThisThread([...Array(ncpu).keys()]);
       }
@@ -321,6 +375,7 @@ async function main() {
     // other work on the machine moves every number here; the load average says how much there was
     console.log(`load average: ${la(env.loadavg.start)} at the start, ${la(env.loadavg.end)} at the end\n`);
     if (result.testRun) printTestRun(result.testRun);
+    if (result.testRun?.extra?.length) printCt(result.testRun);
     if (result.veth) printVeth(result.veth);
     console.log('goals:');
     for (const g of goals) console.log(`  ${g.met ? 'ok    ' : 'MISSED'} ${g.goal}: ${g.value === null ? 'n/a' : ratio(g.value, g.target.startsWith('<='))} (${g.target}); ${g.detail}`);
