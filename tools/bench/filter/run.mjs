@@ -174,14 +174,15 @@ function checkGoals(r) {
     for (const c of v.cases) {
       const rows = v.rows.filter((/** @type {any} */ x) => x.case === c.key);
       const one = rows[0]?.kind === 'port';
-      const k = one ? GOALS.oneRuleVsBest : GOALS.cidrVsBest;
+      const ct = rows[0]?.kind === 'ct';
+      const k = one ? GOALS.oneRuleVsBest : ct ? CT_GOALS.vethVsBest : GOALS.cidrVsBest;
       const mine = rows.find((/** @type {any} */ x) => x.filter === judged);
       const value = mine && Number.isFinite(mine.vsBestPaired) ? mine.vsBestPaired : null;
       const eachOf = (/** @type {any} */ x) => x.vsEach.map((/** @type {any} */ e) => `${ratio(e.ratio)}x ${e.name}`).join(', ');
       const others = rows.filter((/** @type {any} */ x) => x.filter.startsWith('ebpfnet') && x.filter !== judged && Number.isFinite(x.vsBestPaired));
       const floor = rows.find((/** @type {any} */ x) => x.filter.startsWith('floor') && Number.isFinite(x.vsBestPaired));
       goals.push({
-        goal: `${c.label}, ${c.flood === 'socket' ? 'socket-born skbs' : 'XDP frames'}: ${judged}${v.defaultHook === 'xdp' || v.defaultHook === 'tc' ? '' : ` (${mine?.mode ?? '?'})`} (the default) >= ${k}x the best of ${one ? 'iptables and nftables' : 'iptables (chain, ipset) and nftables (set, interval set)'}, paired by round`,
+        goal: `${c.label}, ${c.flood === 'socket' ? 'socket-born skbs' : 'XDP frames'}: ${judged}${v.defaultHook === 'xdp' || v.defaultHook === 'tc' ? '' : ` (${mine?.mode ?? '?'})`} (the default) >= ${k}x the best of ${one ? 'iptables and nftables' : ct ? `iptables -m conntrack and nftables ct state, ${c.key.endsWith('est') ? 'packets passed' : 'packets dropped'}/s` : 'iptables (chain, ipset) and nftables (set, interval set)'}, paired by round`,
         value,
         target: `>= ${k.toFixed(2)}`,
         met: value !== null && value >= k,
@@ -190,7 +191,7 @@ function checkGoals(r) {
             ? `not measured${mine?.errors?.length ? `: ${mine.errors[0]}` : ' (see the errors above)'}`
             : `binds on ${mine.vsBestBy}; against each: ${eachOf(mine)}` +
               others.map((/** @type {any} */ x) => `; ${x.filter.replace('ebpfnet ', '')} (not the default) ${ratio(x.vsBestPaired)}x`).join('') +
-              (floor ? `; the hand-written tc floor ${ratio(floor.vsBestPaired)}x` : ''),
+              (floor ? `; ${floor.filter.startsWith('floor: no filter') ? 'no filter at all (the ceiling of any pass rate)' : 'the hand-written tc floor'} ${ratio(floor.vsBestPaired)}x` : ''),
       });
     }
   }
@@ -265,7 +266,7 @@ function printCt(/** @type {any} */ t) {
 function printVeth(/** @type {any} */ v) {
   console.log(`(b) veth drop rate, from CPU ${v.cpu}; ${v.seconds} s per run, median of ${v.reps} rounds, contenders and floods interleaved, fresh namespaces per run`);
   console.log(`flood: ${v.flood}`);
-  const cols = (/** @type {string[]} */ c) => `${c[0].padEnd(35)}${c[1].padEnd(42)}${c[2].padStart(11)}${c[3].padStart(7)}${c[4].padStart(9)}${c[5].padStart(9)}`;
+  const cols = (/** @type {string[]} */ c) => `${c[0].padEnd(40)}${c[1].padEnd(48)}${c[2].padStart(11)}${c[3].padStart(7)}${c[4].padStart(9)}${c[5].padStart(9)}`;
   console.log(cols(['case', 'filter', 'dropped/s', '±', 'on CPU', 'vs best']));
   /** @type {string[]} */
   const warnings = [];
@@ -276,7 +277,7 @@ function printVeth(/** @type {any} */ v) {
       const dflt = r.filter === `ebpfnet --hook ${v.defaultHook}` ? ' *' : '';
       const name = (r.mode ? `${r.filter} (${r.mode.replace(/^xdp /, '').replace(/^tc ingress \((\w+)\)$/, '$1')})` : r.filter) + dflt;
       if (!Number.isFinite(r.dropRate)) {
-        console.log(`${label.padEnd(35)}${name.padEnd(42)} FAILED: ${r.errors.join(' | ')}`);
+        console.log(`${label.padEnd(40)}${name.padEnd(48)} FAILED: ${r.errors.join(' | ')}`);
         return;
       }
       // half the range of the runs, against the median: how far to trust a ratio
@@ -293,6 +294,15 @@ function printVeth(/** @type {any} */ v) {
   console.log('CPU\'s busy time over wall time (kernel flood, /proc/stat) or the sender\'s CPU time (socket flood); below 100%,');
   console.log('other work took the CPU; vs best: paired: against each contender (iptables, ipset, nftables), the median over');
   console.log('rounds of the ratio of the two rates in the same round; the lowest of those (the one it binds on is under goals);');
+  console.log('stateful cases: the policy drops everything inbound but the replies of flows the receiver opened (ebpfnet');
+  console.log('--default deny, state on; nftables inet input `ct state established,related accept` then drop; iptables INPUT');
+  console.log('-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT then DROP); unsolicited: the flood opens nothing and its');
+  console.log('rate is of packets dropped; established: the receiver first sent SRC:12345 one datagram from DST:9 (a real');
+  console.log('socket: ebpfnet\'s egress hook and nf_conntrack saw it), the flood is its replies and the rate is of packets');
+  console.log('passed (counted "allow established", by the accept rule); "conntrack on too": nf_conntrack hooked in ebpfnet\'s');
+  console.log('namespace as well (an nft `ct state invalid drop`), like for like with the netfilter rows; "no filter": the same');
+  console.log('established flood with nothing in its way, counted by Udp NoPorts: the ceiling of any pass rate, since every row');
+  console.log('hands what it passes to that same stack.');
   console.log(`the floor is a hand-written tc program, the least any BPF program at that hook costs. ${warnings.length ? 'Warnings:' : 'In every run each filter counted every packet sent.'}`);
   for (const w of [...warnings, ...v.notes]) console.log(`note: ${w}`);
   console.log('');
@@ -358,7 +368,7 @@ async function main() {
       const dh = defaultHook();
       const hooks = [...new Set(['xdp', 'tc', dh])];
       const floods = /** @type {import('./veth.mjs').Flood[]} */ (args.flood === 'both' ? ['kernel', 'socket'] : [args.flood]);
-      result.veth = { defaultHook: dh, ...(await runVeth({ floods, hooks, seconds: settings.seconds, reps: settings.vethReps, cidrRules: settings.cidrRules, cpu, ctlCpu, tmp, live, log })), cidrRules: settings.cidrRules };
+      result.veth = { defaultHook: dh, ...(await runVeth({ floods, hooks, defaultHook: dh, seconds: settings.seconds, reps: settings.vethReps, cidrRules: settings.cidrRules, cpu, ctlCpu, tmp, live, log })), cidrRules: settings.cidrRules };
     }
   } finally {
     await cleanup();
