@@ -22,12 +22,23 @@
 //       10,000 CIDRs >= 2x the best contender. Ratios are paired: each ebpfnet run against each
 //       contender's run of the same round, the median per contender, the lowest of those.
 //       (veth.mjs, floor-tc.mjs)
+//   (a2) connection tracking (issue #15), in the same rounds as (a), each row net of its own harness
+//       (pass_xdp; pass_tc for the tc egress hook; rotate_xdp -> pass_xdp for rotating rows): an
+//       established reply, new inbound packets, the egress hook per outbound packet, 1,000 vs
+//       1,000,000 tracked flows, the kernel's conntrack kfuncs vs an own LRU lookup, and a profile
+//       (xlated sizes, one counter bump / hash lookup / clock read). Goals: established <= 1.3x the
+//       stateless 2-rule filter on the same packet; egress <= 1.5x the floor; 1,000,000 flows <=
+//       1.5x 1,000 flows (rotating). (ct.mjs, ct.bpf.c)
+//   (b) also, kernel flood only, stateful cases: unsolicited packets dropped/s and an established
+//       flow's replies passed/s for ebpfnet --default deny against nftables `ct state
+//       established,related accept` + drop and iptables -m conntrack + DROP. Goal: >= 2x the best
+//       of them on both. (veth.mjs)
 // Everything it makes (namespaces, the veth pair inside them, rules, processes, temp files) is
 // removed at the end, on an error and on Ctrl-C.
 //   node tools/bench/filter/run.mjs [--quick] [--json] [--part a|b] [--flood kernel|socket|both]
 // --quick (or EBPFNET_BENCH_QUICK=1): a smoke run, few rounds; its figures are not for judging.
 // Needs root, dist/ (npx tsc -p .), build/bpf/filter.bpf.o (node tools/build-bpf.mjs), clang, a C
-// compiler and libbpf's headers, iptables, nftables, ipset and ethtool (tools/bootstrap.sh --bench). Exits 1 when a goal is
+// compiler and libbpf's headers, bpftool, iptables, nftables, ipset and ethtool (tools/bootstrap.sh --bench). Exits 1 when a goal is
 // missed, 2 when the benchmark could not run.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync } from 'node:fs';

@@ -27,9 +27,6 @@ export const PACKETS = [
   { key: 'late', label: 'late CIDR', text: `tcp ${LATE}:5555 -> 10.0.0.2:80`, floor: XDP_PASS },
 ];
 
-/** errno EINTR */
-const EINTR = 4;
-
 /**
  * A timed BPF_PROG_TEST_RUN: ns of this thread's CPU per repeat, and the result. A signal (a child
  * process of the bench ending, say) ends the kernel's loop early with EINTR: that call is run again,
@@ -38,15 +35,18 @@ const EINTR = 4;
  * @param {any} prog
  * @param {Buffer} data
  * @param {number} repeat
+ * @param {() => void} [before] untimed, before each attempt (a probe's counter check re-arms there)
  */
-function timedRun(cpuNow, prog, data, repeat) {
+function timedRun(cpuNow, prog, data, repeat, before) {
   for (let attempt = 1; ; attempt++) {
+    before?.();
     const t0 = cpuNow();
     try {
       const r = prog.testRun({ data, repeat });
       return { r, ns: Number(cpuNow() - t0) / repeat };
     } catch (e) {
-      if (/** @type {any} */ (e).errno !== EINTR || attempt >= 5) throw e;
+      // EbpfnetError names the errno
+      if (/** @type {any} */ (e).errno !== 'EINTR' || attempt >= 5) throw e;
     }
   }
 }
@@ -146,7 +146,6 @@ export async function runTestRun(o) {
       const { r } = timedRun(cpuNow, p.prog, p.data, 1000);
       if (r.retval !== p.expect) throw new BenchError(`${p.name}: verdict ${r.retval}, expected ${p.expect}`);
     }
-    for (const p of probes) p.arm?.();
 
     /** @type {number[][][]} subject -> packet -> ns samples */
     const samples = subjects.map(() => packets.map(() => /** @type {number[]} */ ([])));
@@ -167,7 +166,7 @@ export async function runTestRun(o) {
       for (const [si, pi] of pairs) {
         if (pi < 0) {
           const p = probes[si];
-          const { r, ns } = timedRun(cpuNow, p.prog, p.data, o.repeat);
+          const { r, ns } = timedRun(cpuNow, p.prog, p.data, o.repeat, p.arm);
           if (r.retval !== p.expect) throw new BenchError(`${p.name}: verdict ${r.retval}, expected ${p.expect}`);
           p.check?.();
           probeNs[si].push(ns);
