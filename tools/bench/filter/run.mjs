@@ -22,23 +22,37 @@
 //       10,000 CIDRs >= 2x the best contender. Ratios are paired: each ebpfnet run against each
 //       contender's run of the same round, the median per contender, the lowest of those.
 //       (veth.mjs, floor-tc.mjs)
+//   (a2) connection tracking (issue #15), in the same rounds as (a), each row net of its own harness
+//       (pass_xdp; pass_tc for the tc egress hook; rotate_xdp -> pass_xdp for rotating rows): an
+//       established reply, new inbound packets, the egress hook per outbound packet, 1,000 vs
+//       1,000,000 tracked flows, the kernel's conntrack kfuncs vs an own LRU lookup, and a profile
+//       (xlated sizes, one counter bump / hash lookup / clock read). Goals: established <= 1.3x the
+//       stateless 2-rule filter on the same packet; egress <= 1.5x the floor; 1,000,000 flows <=
+//       1.5x 1,000 flows (rotating). (ct.mjs, ct.bpf.c)
+//   (b) also, kernel flood only, stateful cases: unsolicited packets dropped/s and an established
+//       flow's replies passed/s for ebpfnet --default deny against nftables `ct state
+//       established,related accept` + drop and iptables -m conntrack + DROP. Goal: >= 2x the best
+//       of them on both. (veth.mjs)
 // Everything it makes (namespaces, the veth pair inside them, rules, processes, temp files) is
 // removed at the end, on an error and on Ctrl-C.
 //   node tools/bench/filter/run.mjs [--quick] [--json] [--part a|b] [--flood kernel|socket|both]
 // --quick (or EBPFNET_BENCH_QUICK=1): a smoke run, few rounds; its figures are not for judging.
 // Needs root, dist/ (npx tsc -p .), build/bpf/filter.bpf.o (node tools/build-bpf.mjs), clang, a C
-// compiler and libbpf's headers, iptables, nftables, ipset and ethtool (tools/bootstrap.sh --bench). Exits 1 when a goal is
+// compiler and libbpf's headers, bpftool, iptables, nftables, ipset and ethtool (tools/bootstrap.sh --bench). Exits 1 when a goal is
 // missed, 2 when the benchmark could not run.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { CT_MAX, ctProbes, TABLE_SIZES } from './ct.mjs';
 import { runTestRun } from './testrun.mjs';
 import { FLOOD, FLOOD_XDP, isOther, runVeth, teardown } from './veth.mjs';
 import { BenchError, dist, fmt, has, here, median, pinThisThread, quantile, rate, ratio, root } from './util.mjs';
 
 // issue #16: (a) on net cost, (b) on both floods, against what a user would pick instead
 const GOALS = { vsFloor: 1.5, bigVsTwo: 1.3, oneRuleVsBest: 1.3, cidrVsBest: 2 };
+// issue #15, on net cost (issue #16)
+const CT_GOALS = { establishedVsStateless: 1.3, egressVsFloor: 1.5, millionVsThousand: 1.5, vethVsBest: 2 };
 
 /** A row's net ns/packet: the median over rounds, and its quartiles. */
 const netOf = (/** @type {any} */ r) => ({ med: median(r.net), p25: quantile(r.net, 0.25), p75: quantile(r.net, 0.75) });
@@ -111,9 +125,11 @@ function preflight(/** @type {'all' | 'a' | 'b'} */ part, /** @type {'kernel' | 
   if (process.getuid?.() !== 0) throw new BenchError('run as root (BPF test runs, namespaces, iptables and nftables need CAP_SYS_ADMIN and CAP_NET_ADMIN)');
   if (!existsSync(join(root, 'dist', 'cli', 'main.js'))) throw new BenchError('no dist/: build it with npx tsc -p .');
   if (!existsSync(join(root, 'build', 'bpf', 'filter.bpf.o'))) throw new BenchError('no build/bpf/filter.bpf.o: build it with node tools/build-bpf.mjs');
-  const tools = part === 'a' ? ['clang'] : ['clang', 'cc', 'ip', 'nsenter', 'taskset', 'sysctl', ...(flood !== 'socket' ? ['ethtool'] : [])];
+  // (a) needs bpftool (tail calls, the profile), ip, nsenter and nft (the kernel conntrack's namespace)
+  const a = ['clang', 'bpftool', 'ip', 'nsenter', 'nft'];
+  const tools = part === 'a' ? a : [...a, 'cc', 'taskset', 'sysctl', ...(flood !== 'socket' ? ['ethtool'] : [])];
   const missing = tools.filter((t) => !has(t));
-  if (missing.length) throw new BenchError(`missing ${missing.join(', ')} (apt-get install clang gcc iproute2 util-linux procps ethtool)`);
+  if (missing.length) throw new BenchError(`missing ${missing.join(', ')} (apt-get install clang bpftool gcc iproute2 util-linux procps ethtool nftables)`);
 }
 
 /**
@@ -147,6 +163,21 @@ function checkGoals(r) {
     };
     goals.push(netGoal(`2 rules: ebpfnet's own cost (net of the XDP_PASS harness) <= ${GOALS.vsFloor}x the hand-written floor's (BPF_PROG_TEST_RUN)`, two, floor, GOALS.vsFloor));
     goals.push(netGoal(`100,000 rules: ebpfnet's own cost <= ${GOALS.bigVsTwo}x its own 2-rule cost (both net of the harness)`, big, two, GOALS.bigVsTwo));
+    const x = (/** @type {string} */ name) => r.testRun.extra?.find((/** @type {any} */ e) => e.name === name);
+    /** @param {string} goal @param {any} a @param {any} b @param {number} k */
+    const ctGoal = (goal, a, b, k) => {
+      if (!a || !b) return { goal, value: null, target: `<= ${k.toFixed(2)}`, met: false, detail: 'not measured' };
+      if (!(median(b.net) > 0)) return { goal, value: null, target: `<= ${k.toFixed(2)}`, met: false, detail: `not measurable: ${b.name}'s net cost ${ns(b)} is within the noise; rerun on a quiet machine` };
+      const q = netRatio(a, b);
+      const straddles = q.p25 <= k && q.p75 > k;
+      return { goal, value: q.value, target: `<= ${k.toFixed(2)}`, met: q.value <= k, detail: `net ${ns(a)} vs ${ns(b)}; round by round p25-p75 ${ratio(q.p25, true)}-${ratio(q.p75, true)}x${straddles ? ' (straddles the goal: noisy, rerun on a quiet machine)' : ''}` };
+    };
+    if (r.testRun.extra?.length) {
+      goals.push(ctGoal(`state: an established reply's cost <= ${CT_GOALS.establishedVsStateless}x the stateless 2-rule filter's on the same packet (net)`, x('stateful: established reply'), x('stateless 2 rules, the reply packet'), CT_GOALS.establishedVsStateless));
+      goals.push(ctGoal(`state: the egress hook's cost per outbound packet (established flow) <= ${CT_GOALS.egressVsFloor}x the hand-written floor's (net; tc harness vs XDP harness)`, x('egress: established outbound'), floor, CT_GOALS.egressVsFloor));
+      const [lo, hi] = TABLE_SIZES.map((n) => x(`table ${n.toLocaleString('en-US')} flows: rotating`));
+      goals.push(ctGoal(`state: lookup cost with ${fmt(TABLE_SIZES[1])} tracked flows <= ${CT_GOALS.millionVsThousand}x with ${fmt(TABLE_SIZES[0])} (established replies, each packet another flow, net)`, hi, lo, CT_GOALS.millionVsThousand));
+    }
   }
   if (r.veth) {
     const v = r.veth;
@@ -154,14 +185,15 @@ function checkGoals(r) {
     for (const c of v.cases) {
       const rows = v.rows.filter((/** @type {any} */ x) => x.case === c.key);
       const one = rows[0]?.kind === 'port';
-      const k = one ? GOALS.oneRuleVsBest : GOALS.cidrVsBest;
+      const ct = rows[0]?.kind === 'ct';
+      const k = one ? GOALS.oneRuleVsBest : ct ? CT_GOALS.vethVsBest : GOALS.cidrVsBest;
       const mine = rows.find((/** @type {any} */ x) => x.filter === judged);
       const value = mine && Number.isFinite(mine.vsBestPaired) ? mine.vsBestPaired : null;
       const eachOf = (/** @type {any} */ x) => x.vsEach.map((/** @type {any} */ e) => `${ratio(e.ratio)}x ${e.name}`).join(', ');
       const others = rows.filter((/** @type {any} */ x) => x.filter.startsWith('ebpfnet') && x.filter !== judged && Number.isFinite(x.vsBestPaired));
       const floor = rows.find((/** @type {any} */ x) => x.filter.startsWith('floor') && Number.isFinite(x.vsBestPaired));
       goals.push({
-        goal: `${c.label}, ${c.flood === 'socket' ? 'socket-born skbs' : 'XDP frames'}: ${judged}${v.defaultHook === 'xdp' || v.defaultHook === 'tc' ? '' : ` (${mine?.mode ?? '?'})`} (the default) >= ${k}x the best of ${one ? 'iptables and nftables' : 'iptables (chain, ipset) and nftables (set, interval set)'}, paired by round`,
+        goal: `${c.label}, ${c.flood === 'socket' ? 'socket-born skbs' : 'XDP frames'}: ${judged}${v.defaultHook === 'xdp' || v.defaultHook === 'tc' ? '' : ` (${mine?.mode ?? '?'})`} (the default) >= ${k}x the best of ${one ? 'iptables and nftables' : ct ? `iptables -m conntrack and nftables ct state, ${c.key.endsWith('est') ? 'packets passed' : 'packets dropped'}/s` : 'iptables (chain, ipset) and nftables (set, interval set)'}, paired by round`,
         value,
         target: `>= ${k.toFixed(2)}`,
         met: value !== null && value >= k,
@@ -170,7 +202,7 @@ function checkGoals(r) {
             ? `not measured${mine?.errors?.length ? `: ${mine.errors[0]}` : ' (see the errors above)'}`
             : `binds on ${mine.vsBestBy}; against each: ${eachOf(mine)}` +
               others.map((/** @type {any} */ x) => `; ${x.filter.replace('ebpfnet ', '')} (not the default) ${ratio(x.vsBestPaired)}x`).join('') +
-              (floor ? `; the hand-written tc floor ${ratio(floor.vsBestPaired)}x` : ''),
+              (floor ? `; ${floor.filter.startsWith('floor: no filter') ? 'no filter at all (the ceiling of any pass rate)' : 'the hand-written tc floor'} ${ratio(floor.vsBestPaired)}x` : ''),
       });
     }
   }
@@ -208,10 +240,44 @@ function printTestRun(/** @type {any} */ t) {
   console.log('decides ebpfnet\'s)\n');
 }
 
+function printCt(/** @type {any} */ t) {
+  const floor = t.rows[0];
+  const two = t.rows.find((/** @type {any} */ x) => x.name === 'ebpfnet, 2 rules');
+  const ref = t.extra.find((/** @type {any} */ x) => x.name === 'stateless 2 rules, the reply packet');
+  const cols = (/** @type {string[]} */ c) => `${c[0].padEnd(40)}${c[1].padStart(8)}${c[2].padStart(8)}${c[3].padStart(13)}${c[4].padStart(10)}${c[5].padStart(14)}  ${c[6]}`;
+  console.log(`(a2) connection tracking, BPF_PROG_TEST_RUN, ns/packet, in the same ${t.reps} rounds as (a), ${fmt(t.repeat)} repeats a call`);
+  console.log(cols(['row', 'gross', 'net', 'net p25-p75', 'vs floor', 'vs stateless', 'what']));
+  const by = new Map(t.extra.map((/** @type {any} */ x) => [x.name, x]));
+  for (const r of t.extra) {
+    if (!r.net) continue;
+    const n = netOf(r);
+    const h = /** @type {any} */ (by.get(r.harness));
+    console.log(cols([r.name, r.gross.toFixed(1), n.med.toFixed(1), `${n.p25.toFixed(1)}-${n.p75.toFixed(1)}`, ratio(netRatio(r, floor).value, true), r === ref ? '-' : ratio(netRatio(r, ref).value, true), `${r.note ? `${r.note}; ` : ''}net of ${r.harness} (${h.gross.toFixed(1)} ns)`]));
+  }
+  const row = (/** @type {string} */ name) => by.get(name);
+  const pair = (/** @type {string} */ a, /** @type {string} */ b) => {
+    const x = row(a);
+    const y = row(b);
+    if (!x || !y || !(median(y.net) > 0)) return 'n/a';
+    const q = netRatio(x, y);
+    return `${ratio(q.value, true)}x (round by round p25-p75 ${ratio(q.p25, true)}-${ratio(q.p75, true)}x)`;
+  };
+  console.log(`floor (hand-written XDP) net ${netOf(floor).med.toFixed(1)} ns; ebpfnet 2 rules (its four packets) net ${netOf(two).med.toFixed(1)} ns; established reply vs that: ${ratio(netRatio(row('stateful: established reply'), two).value, true)}x`);
+  const [lo, hi] = TABLE_SIZES.map((n) => n.toLocaleString('en-US'));
+  console.log(`table: ${hi} vs ${lo} flows, rotating ${pair(`table ${hi} flows: rotating`, `table ${lo} flows: rotating`)}; one flow ${pair(`table ${hi} flows: one flow`, `table ${lo} flows: one flow`)}; an LRU hash alone, rotating ${pair(`LRU hash alone, ${hi} flows: rotating`, `LRU hash alone, ${lo} flows: rotating`)}; filled by batch updates in ${t.profile.fills.map((/** @type {any} */ f) => `${Math.round(f.fillMs)} ms (${f.n.toLocaleString('en-US')})`).join(', ')}; flt_ct sized ${CT_MAX.toLocaleString('en-US')} for both`);
+  console.log(`table choice: kernel conntrack kfunc (bpf_xdp_ct_lookup + bpf_ct_release) vs own LRU lookup, same parse: ${pair('kernel conntrack kfunc lookup', 'own LRU hash lookup')}`);
+  console.log('profile: each program after the verifier (xlated: BPF instructions, the whole program, every path; calls: helpers and kfuncs left after inlining):');
+  for (const p of t.profile) console.log(`  ${p.name.padEnd(52)} ${String(p.xlatedInsns).padStart(6)} xlated insns ${String(p.jitedBytes).padStart(7)} bytes jited; calls: ${p.calls}`);
+  const micro = ['one per-CPU counter bump', 'one hash lookup, 40-byte key', 'one coarse clock read'].map((n) => row(n)).filter(Boolean);
+  const fl = netOf(floor).med;
+  console.log(`profile: against the floor's net ${fl.toFixed(1)} ns (goal for 2 rules: <= ${(GOALS.vsFloor * fl).toFixed(1)} ns): ${micro.map((/** @type {any} */ m) => `${m.name} ${netOf(m).med.toFixed(1)} ns`).join(', ')}; the 2-rule filter counts every packet (a per-CPU counter) and reads its config; the tracker adds a hash lookup and a clock read`);
+  console.log('');
+}
+
 function printVeth(/** @type {any} */ v) {
   console.log(`(b) veth drop rate, from CPU ${v.cpu}; ${v.seconds} s per run, median of ${v.reps} rounds, contenders and floods interleaved, fresh namespaces per run`);
   console.log(`flood: ${v.flood}`);
-  const cols = (/** @type {string[]} */ c) => `${c[0].padEnd(35)}${c[1].padEnd(42)}${c[2].padStart(11)}${c[3].padStart(7)}${c[4].padStart(9)}${c[5].padStart(9)}`;
+  const cols = (/** @type {string[]} */ c) => `${c[0].padEnd(40)}${c[1].padEnd(48)}${c[2].padStart(11)}${c[3].padStart(7)}${c[4].padStart(9)}${c[5].padStart(9)}`;
   console.log(cols(['case', 'filter', 'dropped/s', '±', 'on CPU', 'vs best']));
   /** @type {string[]} */
   const warnings = [];
@@ -222,7 +288,7 @@ function printVeth(/** @type {any} */ v) {
       const dflt = r.filter === `ebpfnet --hook ${v.defaultHook}` ? ' *' : '';
       const name = (r.mode ? `${r.filter} (${r.mode.replace(/^xdp /, '').replace(/^tc ingress \((\w+)\)$/, '$1')})` : r.filter) + dflt;
       if (!Number.isFinite(r.dropRate)) {
-        console.log(`${label.padEnd(35)}${name.padEnd(42)} FAILED: ${r.errors.join(' | ')}`);
+        console.log(`${label.padEnd(40)}${name.padEnd(48)} FAILED: ${r.errors.join(' | ')}`);
         return;
       }
       // half the range of the runs, against the median: how far to trust a ratio
@@ -239,6 +305,15 @@ function printVeth(/** @type {any} */ v) {
   console.log('CPU\'s busy time over wall time (kernel flood, /proc/stat) or the sender\'s CPU time (socket flood); below 100%,');
   console.log('other work took the CPU; vs best: paired: against each contender (iptables, ipset, nftables), the median over');
   console.log('rounds of the ratio of the two rates in the same round; the lowest of those (the one it binds on is under goals);');
+  console.log('stateful cases: the policy drops everything inbound but the replies of flows the receiver opened (ebpfnet');
+  console.log('--default deny, state on; nftables inet input `ct state established,related accept` then drop; iptables INPUT');
+  console.log('-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT then DROP); unsolicited: the flood opens nothing and its');
+  console.log('rate is of packets dropped; established: the receiver first sent SRC:12345 one datagram from DST:9 (a real');
+  console.log('socket: ebpfnet\'s egress hook and nf_conntrack saw it), the flood is its replies and the rate is of packets');
+  console.log('passed (counted "allow established", by the accept rule); "conntrack on too": nf_conntrack hooked in ebpfnet\'s');
+  console.log('namespace as well (an nft `ct state invalid drop`), like for like with the netfilter rows; "no filter": the same');
+  console.log('established flood with nothing in its way, counted by Udp NoPorts: the ceiling of any pass rate, since every row');
+  console.log('hands what it passes to that same stack.');
   console.log(`the floor is a hand-written tc program, the least any BPF program at that hook costs. ${warnings.length ? 'Warnings:' : 'In every run each filter counted every packet sent.'}`);
   for (const w of [...warnings, ...v.notes]) console.log(`note: ${w}`);
   console.log('');
@@ -295,7 +370,7 @@ async function main() {
     if (args.part !== 'b') {
       await pinThisThread([cpu]);
       try {
-        result.testRun = { ...(await runTestRun({ sizes: settings.sizes, repeat: settings.repeat, reps: settings.reps, log })), cpu };
+        result.testRun = { ...(await runTestRun({ sizes: settings.sizes, repeat: settings.repeat, reps: settings.reps, log, extra: () => ctProbes({ repeat: settings.repeat, live, log }) })), cpu };
       } finally {
         await pinThisThread([...Array(ncpu).keys()]);
       }
@@ -304,7 +379,7 @@ async function main() {
       const dh = defaultHook();
       const hooks = [...new Set(['xdp', 'tc', dh])];
       const floods = /** @type {import('./veth.mjs').Flood[]} */ (args.flood === 'both' ? ['kernel', 'socket'] : [args.flood]);
-      result.veth = { defaultHook: dh, ...(await runVeth({ floods, hooks, seconds: settings.seconds, reps: settings.vethReps, cidrRules: settings.cidrRules, cpu, ctlCpu, tmp, live, log })), cidrRules: settings.cidrRules };
+      result.veth = { defaultHook: dh, ...(await runVeth({ floods, hooks, defaultHook: dh, seconds: settings.seconds, reps: settings.vethReps, cidrRules: settings.cidrRules, cpu, ctlCpu, tmp, live, log })), cidrRules: settings.cidrRules };
     }
   } finally {
     await cleanup();
@@ -321,6 +396,7 @@ async function main() {
     // other work on the machine moves every number here; the load average says how much there was
     console.log(`load average: ${la(env.loadavg.start)} at the start, ${la(env.loadavg.end)} at the end\n`);
     if (result.testRun) printTestRun(result.testRun);
+    if (result.testRun?.extra?.length) printCt(result.testRun);
     if (result.veth) printVeth(result.veth);
     console.log('goals:');
     for (const g of goals) console.log(`  ${g.met ? 'ok    ' : 'MISSED'} ${g.goal}: ${g.value === null ? 'n/a' : ratio(g.value, g.target.startsWith('<='))} (${g.target}); ${g.detail}`);

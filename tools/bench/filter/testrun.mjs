@@ -28,6 +28,30 @@ export const PACKETS = [
 ];
 
 /**
+ * A timed BPF_PROG_TEST_RUN: ns of this thread's CPU per repeat, and the result. A signal (a child
+ * process of the bench ending, say) ends the kernel's loop early with EINTR: that call is run again,
+ * and only the whole one is timed.
+ * @param {() => bigint} cpuNow
+ * @param {any} prog
+ * @param {Buffer} data
+ * @param {number} repeat
+ * @param {() => void} [before] untimed, before each attempt (a probe's counter check re-arms there)
+ */
+function timedRun(cpuNow, prog, data, repeat, before) {
+  for (let attempt = 1; ; attempt++) {
+    before?.();
+    const t0 = cpuNow();
+    try {
+      const r = prog.testRun({ data, repeat });
+      return { r, ns: Number(cpuNow() - t0) / repeat };
+    } catch (e) {
+      // EbpfnetError names the errno
+      if (/** @type {any} */ (e).errno !== 'EINTR' || attempt >= 5) throw e;
+    }
+  }
+}
+
+/**
  * The two headline rules, then half port rules and half CIDR rules, the last of which is LATE/32
  * (for n = 3: the two and LATE/32).
  * Port rules alternate tcp and udp on distinct even ports from 1024 (every fifth a 2-port range);
@@ -55,7 +79,9 @@ export function mixedRules(n) {
 /**
  * @typedef {{ name: string, rules: number, loadMs: number | null, ns: Record<string, number>, avg: number, net?: number[], kernelNs?: Record<string, number>, verdicts?: string[], samples?: Record<string, number[]>, error?: string }} Row
  *   net: per round, the mean over the packets of (this program - XDP_PASS), same round, same packet
- * @param {{ sizes: number[], repeat: number, reps: number, log: (s: string) => void }} o
+ * @param {{ sizes: number[], repeat: number, reps: number, log: (s: string) => void, extra?: () => Promise<{ probes: import('./ct.mjs').Probe[], profile: any, close: () => void }> }} o
+ *   extra: more (program, packet) probes, each net of its own harness probe, measured in the same
+ *   rounds (ct.mjs: connection tracking)
  */
 export async function runTestRun(o) {
   const L = await dist('loader/index.js');
@@ -68,6 +94,8 @@ export async function runTestRun(o) {
   const subjects = [];
   /** @type {Row[]} */
   const failed = [];
+  /** @type {{ probes: import('./ct.mjs').Probe[], profile: any, close: () => void }} */
+  let extra = { probes: [], profile: null, close: () => {} };
   try {
     const floorObj = L.ObjectSpec.open(join(root, 'build', 'bench', 'floor.bpf.o')).load();
     subjects.push({ name: 'floor (hand-written XDP)', rules: 2, loadMs: null, prog: floorObj.program('floor_xdp'), expect: packets.map((p) => p.floor), close: () => floorObj.close() });
@@ -99,21 +127,34 @@ export async function runTestRun(o) {
       subjects.push({ name, rules: n, loadMs, prog: d.program('xdp'), expect, close: () => d.close() });
     }
 
+    if (o.extra) extra = await o.extra();
+    const probes = extra.probes;
+    const harnessOf = probes.map((p) => (p.harness === null ? -1 : probes.findIndex((h) => h.name === p.harness)));
+    harnessOf.forEach((h, i) => {
+      if (h < 0 && probes[i].harness !== null) throw new BenchError(`${probes[i].name}: no harness probe ${probes[i].harness}`);
+    });
+
+    const cpuNow = await threadCpuClock();
     // warm-up, untimed, and the verdict check (every timed run is checked too)
     for (const s of subjects) {
       packets.forEach((p, i) => {
-        const r = s.prog.testRun({ data: p.data, repeat: 1000 });
+        const { r } = timedRun(cpuNow, s.prog, p.data, 1000);
         if (r.retval !== s.expect[i]) throw new BenchError(`${s.name}: ${p.label} packet got XDP verdict ${r.retval}, expected ${s.expect[i]}`);
       });
     }
+    for (const p of probes) {
+      const { r } = timedRun(cpuNow, p.prog, p.data, 1000);
+      if (r.retval !== p.expect) throw new BenchError(`${p.name}: verdict ${r.retval}, expected ${p.expect}`);
+    }
 
-    const cpuNow = await threadCpuClock();
     /** @type {number[][][]} subject -> packet -> ns samples */
     const samples = subjects.map(() => packets.map(() => /** @type {number[]} */ ([])));
     /** the kernel's own duration (whole ns per repeat), kept for a cross-check in --json */
     const kernelNs = subjects.map(() => packets.map(() => /** @type {number[]} */ ([])));
-    /** every (program, packet) pair, measured once per round */
-    const pairs = subjects.flatMap((_, si) => packets.map((_, pi) => [si, pi]));
+    /** per probe, its ns samples by round */
+    const probeNs = probes.map(() => /** @type {number[]} */ ([]));
+    /** every (program, packet) pair, measured once per round; pi -1: extra probe si */
+    const pairs = [...subjects.flatMap((_, si) => packets.map((_, pi) => [si, pi])), ...probes.map((_, xi) => [xi, -1])];
     for (let rep = 0; rep < o.reps; rep++) {
       o.log(`test run: round ${rep + 1} of ${o.reps}`);
       // a fresh order each round: whatever comes first in a round was measured a few ns slower in
@@ -123,10 +164,17 @@ export async function runTestRun(o) {
         [pairs[i], pairs[j]] = [pairs[j], pairs[i]];
       }
       for (const [si, pi] of pairs) {
+        if (pi < 0) {
+          const p = probes[si];
+          const { r, ns } = timedRun(cpuNow, p.prog, p.data, o.repeat, p.arm);
+          if (r.retval !== p.expect) throw new BenchError(`${p.name}: verdict ${r.retval}, expected ${p.expect}`);
+          p.check?.();
+          probeNs[si].push(ns);
+          await tick();
+          continue;
+        }
         const s = subjects[si];
-        const t0 = cpuNow();
-        const r = s.prog.testRun({ data: packets[pi].data, repeat: o.repeat });
-        const ns = Number(cpuNow() - t0) / o.repeat;
+        const { r, ns } = timedRun(cpuNow, s.prog, packets[pi].data, o.repeat);
         if (r.retval !== s.expect[pi]) throw new BenchError(`${s.name}: ${packets[pi].label} packet got XDP verdict ${r.retval}, expected ${s.expect[pi]}`);
         // the call's CPU time per repeat, not the kernel's figure: that one is whole nanoseconds
         // (truncated), coarser than the floor's whole net cost on a fast VM; the syscall's own cost
@@ -148,8 +196,19 @@ export async function runTestRun(o) {
           : Array.from({ length: o.reps }, (_, rep) => packets.reduce((a, _p, pi) => a + samples[si][pi][rep] - samples[harness][pi][rep], 0) / packets.length);
       return { name: s.name, rules: s.rules, loadMs: s.loadMs, ns, avg, net, verdicts: s.expect.map((v) => (v === XDP_DROP ? 'drop' : 'pass')), samples: Object.fromEntries(packets.map((p, pi) => [p.key, samples[si][pi]])), kernelNs: Object.fromEntries(packets.map((p, pi) => [p.key, median(kernelNs[si][pi])])) };
     });
-    return { repeat: o.repeat, reps: o.reps, packets: PACKETS.map(({ key, label, text }) => ({ key, label, text })), rows: [...rows, ...failed] };
+    // an extra probe's net: round by round, minus its harness probe in the same round
+    const extraRows = probes.map((p, i) => ({
+      name: p.name,
+      group: p.group,
+      note: p.note,
+      harness: p.harness,
+      gross: median(probeNs[i]),
+      samples: probeNs[i],
+      net: harnessOf[i] < 0 ? undefined : probeNs[i].map((x, r) => x - probeNs[harnessOf[i]][r]),
+    }));
+    return { repeat: o.repeat, reps: o.reps, packets: PACKETS.map(({ key, label, text }) => ({ key, label, text })), rows: [...rows, ...failed], extra: extraRows, profile: extra.profile };
   } finally {
+    extra.close();
     for (const s of subjects.reverse()) s.close();
   }
 }

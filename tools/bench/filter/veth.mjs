@@ -55,10 +55,16 @@ export function cidrSources(n) {
 
 /**
  * @typedef {'kernel' | 'socket'} Flood
- * @typedef {{ kind: 'port' } | { kind: 'cidr', sources: string[] }} Rules
+ * @typedef {{ kind: 'port' } | { kind: 'cidr', sources: string[] } | { kind: 'ct', established: boolean }} Rules
+ *   ct: a stateful policy (everything inbound dropped unless it belongs to a flow the receiver
+ *   opened); established: the receiver first sends one datagram DST:9 -> SRC:12345 from a socket,
+ *   so the flood (SRC:12345 -> DST:9) is the replies of a real flow, tracked by the filter's own
+ *   egress hook (ebpfnet) or by nf_conntrack (the netfilter rows); else the flood is unsolicited
  * @typedef {{ s: string, r: string }} Env
  * @typedef {{ mode?: string, finish: () => Promise<number> }} Installed
- * @typedef {{ name: string, only?: Rules['kind'], install: (env: Env, rules: Rules, tmp: string) => Promise<Installed> }} Contender
+ * @typedef {{ name: string, only?: Rules['kind'], ct?: boolean, establishedOnly?: boolean, install: (env: Env, rules: Rules, tmp: string) => Promise<Installed> }} Contender
+ *   ct: it runs in the connection-tracking cases (only: 'ct' runs there alone); establishedOnly: in
+ *   the established one alone
  * @typedef {{ children: Set<import('node:child_process').ChildProcess>, netns: Set<string>, stopping: boolean }} Live
  */
 
@@ -155,12 +161,18 @@ async function flood(live, env, o) {
  * @param {number} ctlCpu
  * @returns {Contender}
  */
-export function ebpfnet(hook, live, ctlCpu) {
+export function ebpfnet(hook, live, ctlCpu, conntrackOn = false) {
   return {
-    name: `ebpfnet --hook ${hook}`,
+    name: `ebpfnet --hook ${hook}${conntrackOn ? ', conntrack on too' : ''}`,
+    only: conntrackOn ? 'ct' : undefined,
+    ct: true,
     async install(env, rules, tmp) {
       const file = join(tmp, `ebpfnet-${rules.kind}.policy`);
-      writeFileSync(file, rules.kind === 'port' ? `deny udp/${PORT}\n` : rules.sources.map((s) => `deny from ${s}/32\n`).join(''));
+      // ct: the default deny alone, under which the CLI tracks connections (its start line says so)
+      writeFileSync(file, rules.kind === 'port' ? `deny udp/${PORT}\n` : rules.kind === 'ct' ? 'default deny\n' : rules.sources.map((s) => `deny from ${s}/32\n`).join(''));
+      // like for like with the netfilter rows: nf_conntrack hooked in the receiver namespace as well
+      // (one rule that needs it), so what ebpfnet passes pays conntrack too
+      if (conntrackOn) sh('nft', ['-f', '-'], { ns: env.r, input: 'table inet ebpfnet_bench_ct {\n  chain pre {\n    type filter hook prerouting priority 0; policy accept;\n    ct state invalid drop\n  }\n}\n' });
       const args = ['-c', String(ctlCpu), 'nsenter', `--net=/run/netns/${env.r}`, process.execPath, CLI, 'filter', '--iface', IF_R, '--hook', hook, '--policy', file, '--interval', '86400'];
       // stdout to a file, not a pipe: the CLI exits right after printing its totals, and what it
       // wrote to a full pipe is lost then (the 10,000-row table was cut short that way)
@@ -178,6 +190,23 @@ export function ebpfnet(hook, live, ctlCpu) {
       }
       // its first line names the attachment: "vb-r: xdp native: ..." or "vb-r: tc ingress (tcx): ..."
       const mode = new RegExp(`^${IF_R}: (xdp \\w+|tc ingress \\(tcx\\)):`).exec(output())?.[1];
+      if (rules.kind === 'ct') {
+        if (!/^connection state: on/m.test(output())) throw new BenchError(`ebpfnet filter --hook ${hook} --default deny: no "connection state: on" line`);
+        if (rules.established) openFlow(env);
+        return {
+          mode,
+          async finish() {
+            child.kill('SIGINT');
+            const r = await done;
+            const totals = r.out.split('\ntotals:\n')[1];
+            if (r.code !== 0 || totals === undefined) throw new BenchError(`ebpfnet filter --hook ${hook} on SIGINT: ${r.err.trim() || `exited with ${r.code ?? r.signal}, no totals`}`);
+            // established replies are counted "allow established", the unsolicited "deny default"
+            const row = rules.established ? 'allow established' : 'deny default';
+            const m = new RegExp(`^\\S+\\s+${row}\\s+([\\d,]+) packets?`, 'm').exec(totals);
+            return m ? Number(m[1].replace(/,/g, '')) : 0;
+          },
+        };
+      }
       const nrules = rules.kind === 'port' ? 1 : rules.sources.length;
       return {
         mode,
@@ -308,12 +337,104 @@ function nftables(interval = false) {
   };
 }
 
+/**
+ * The receiver opens the flow the established case's flood belongs to: one UDP datagram from a
+ * socket bound to DST:PORT to SRC:12345 (the flood's source port), through its real output path
+ * (ebpfnet's tc egress hook, nf_conntrack's output hook).
+ * @param {Env} env
+ */
+function openFlow(env) {
+  const js = `const s = require('dgram').createSocket('udp4');
+s.bind(${PORT}, '${DST}', () => s.send('ebpfnet bench', 12345, '${SRC}', (e) => { if (e) { console.error(e.message); process.exit(1); } s.close(); }));`;
+  sh(process.execPath, ['-e', js], { ns: env.r });
+}
+
+/**
+ * nftables as a stateful host firewall is written: an inet input chain, `ct state
+ * established,related accept`, then a drop. Counts what it accepted (established case) or dropped.
+ * @returns {Contender}
+ */
+function nftablesCt() {
+  return {
+    name: 'nftables ct state (inet input)',
+    only: 'ct',
+    ct: true,
+    async install(env, rules) {
+      sh('nft', ['-f', '-'], { ns: env.r, input: 'table inet ebpfnet_bench {\n  chain in {\n    type filter hook input priority 0; policy accept;\n    ct state established,related counter accept\n    counter drop\n  }\n}\n' });
+      const est = rules.kind === 'ct' && rules.established;
+      if (est) openFlow(env);
+      return {
+        async finish() {
+          const text = sh('nft', ['list', 'chain', 'inet', 'ebpfnet_bench', 'in'], { ns: env.r });
+          const m = [...text.matchAll(/counter packets (\d+)/g)].map((x) => Number(x[1]));
+          if (m.length !== 2) throw new BenchError(`nft: not two counters in:\n${text}`);
+          return est ? m[0] : m[1];
+        },
+      };
+    },
+  };
+}
+
+/**
+ * iptables as a stateful host firewall is written: filter INPUT, `-m conntrack --ctstate
+ * ESTABLISHED,RELATED -j ACCEPT`, then `-j DROP`.
+ * @param {'nft' | 'legacy'} backend
+ * @returns {Contender}
+ */
+function iptablesCt(backend) {
+  return {
+    name: `iptables-${backend} -m conntrack (INPUT)`,
+    only: 'ct',
+    ct: true,
+    async install(env, rules) {
+      const text = ['*filter', ':INPUT ACCEPT [0:0]', '-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT', '-A INPUT -j DROP', 'COMMIT', ''].join('\n');
+      sh(`iptables-${backend}-restore`, [], { ns: env.r, input: text });
+      const est = rules.kind === 'ct' && rules.established;
+      if (est) openFlow(env);
+      return {
+        async finish() {
+          const save = sh(`iptables-${backend}-save`, ['-c', '-t', 'filter'], { ns: env.r });
+          const acc = /^\[(\d+):\d+\] -A INPUT -m conntrack --ctstate (?:RELATED,ESTABLISHED|ESTABLISHED,RELATED) -j ACCEPT$/m.exec(save);
+          const drop = /^\[(\d+):\d+\] -A INPUT -j DROP$/m.exec(save);
+          if (!acc || !drop) throw new BenchError(`iptables-${backend}-save: the two INPUT rules are not in:\n${save}`);
+          return Number((est ? acc : drop)[1]);
+        },
+      };
+    },
+  };
+}
+
+/**
+ * The ceiling of every pass rate: no filter at all, the established flood straight into the
+ * receiver's stack (UDP to a port no socket holds, as in every row), counted by the namespace's
+ * own Udp NoPorts counter. Whatever passes a packet pays this after its own work.
+ * @returns {Contender}
+ */
+function noFilter() {
+  const noPorts = (/** @type {string} */ ns) => {
+    const lines = sh('cat', ['/proc/net/snmp'], { ns }).split('\n').filter((l) => l.startsWith('Udp: '));
+    const [head, vals] = lines.map((l) => l.split(/\s+/));
+    return Number(vals[head.indexOf('NoPorts')]);
+  };
+  return {
+    name: 'floor: no filter (the stack alone)',
+    only: 'ct',
+    ct: true,
+    establishedOnly: true,
+    async install(env) {
+      openFlow(env);
+      const n0 = noPorts(env.r);
+      return { finish: async () => noPorts(env.r) - n0 };
+    },
+  };
+}
+
 /** A contender ebpfnet is measured against (not ebpfnet itself, not the floor). */
 export const isOther = (/** @type {string} */ name) => !name.startsWith('ebpfnet') && !name.startsWith('floor');
 
 /**
- * @param {{ floods: Flood[], hooks: string[], seconds: number, reps: number, cidrRules: number, cpu: number, ctlCpu: number, tmp: string, live: Live, log: (s: string) => void }} o
- *   hooks: the ebpfnet rows, one per --hook value
+ * @param {{ floods: Flood[], hooks: string[], defaultHook?: string, seconds: number, reps: number, cidrRules: number, cpu: number, ctlCpu: number, tmp: string, live: Live, log: (s: string) => void }} o
+ *   hooks: the ebpfnet rows, one per --hook value; defaultHook: the CLI's (the "conntrack on too" row's)
  */
 export async function runVeth(o) {
   /** @type {Contender[]} */
@@ -333,11 +454,29 @@ export async function runVeth(o) {
   if (has('nft')) contenders.push(nftables(), nftables(true));
   else notes.push('nft not installed (apt-get install nftables): no nftables rows');
   contenders.push(floorTc(o.live, o.ctlCpu));
+  const ctCases = o.floods.includes('kernel');
+  if (ctCases) {
+    // connection tracking (issue #15), kernel flood only: the netfilter rows as stateful firewalls
+    // are written, and ebpfnet's default hook once more with nf_conntrack hooked in its namespace too
+    if (has('nft')) contenders.push(ebpfnet(o.defaultHook ?? o.hooks[0], o.live, o.ctlCpu, true), nftablesCt());
+    for (const backend of /** @type {const} */ (['nft', 'legacy'])) if (has(`iptables-${backend}-restore`)) contenders.push(iptablesCt(backend));
+    contenders.push(noFilter());
+    notes.push('connection tracking: nf_conntrack is built into this kernel (or loaded) for every row; it is hooked in a namespace only where a rule needs it: the netfilter rows, and the "conntrack on too" row');
+  }
+  /** whether contender x runs in a case of this kind */
+  const runs = (/** @type {Contender} */ x, /** @type {Rules} */ rules) =>
+    rules.kind === 'ct' ? !!x.ct && (!x.establishedOnly || rules.established) : !x.only || x.only === rules.kind;
 
   /** @type {{ key: string, label: string, flood: Flood, rules: Rules }[]} */
   const cases = o.floods.flatMap((f) => [
     { key: `${f}/one`, flood: f, label: `${f}: 1 rule (udp/9)`, rules: /** @type {Rules} */ ({ kind: 'port' }) },
     { key: `${f}/cidr`, flood: f, label: `${f}: ${o.cidrRules.toLocaleString('en-US')} CIDRs, match last`, rules: /** @type {Rules} */ ({ kind: 'cidr', sources: cidrSources(o.cidrRules) }) },
+    ...(f === 'kernel' && ctCases
+      ? [
+          { key: `${f}/ct-new`, flood: f, label: `${f}: stateful, unsolicited (dropped)`, rules: /** @type {Rules} */ ({ kind: 'ct', established: false }) },
+          { key: `${f}/ct-est`, flood: f, label: `${f}: stateful, established (passed)`, rules: /** @type {Rules} */ ({ kind: 'ct', established: true }) },
+        ]
+      : []),
   ]);
   /** @type {Record<string, Record<string, { runs: { sent: number, dropped: number, seconds: number, cpuSeconds: number, sendErrors: number, round: number }[], errors: string[], mode?: string }>>} */
   const raw = {};
@@ -346,7 +485,7 @@ export async function runVeth(o) {
   // every round measures every case of both floods, so both floods see the same stretch of the VM
   for (let rep = 0; rep < o.reps; rep++) {
     for (const c of cases) {
-      const here = contenders.filter((x) => !x.only || x.only === c.rules.kind);
+      const here = contenders.filter((x) => runs(x, c.rules));
       for (let k = 0; k < here.length; k++) {
         const x = here[(k + rep) % here.length];
         const slot = raw[c.key][x.name];
@@ -375,11 +514,11 @@ export async function runVeth(o) {
   const rows = [];
   for (const c of cases) {
     // "the others": the contenders ebpfnet is measured against (not ebpfnet, not the floor)
-    const others = contenders.filter((x) => isOther(x.name) && (!x.only || x.only === c.rules.kind));
+    const others = contenders.filter((x) => isOther(x.name) && runs(x, c.rules));
     /** a contender's rate in each round */
     const byRound = (/** @type {string} */ name) => new Map(raw[c.key][name].runs.map((r) => [r.round, r.dropped / r.seconds]));
     for (const x of contenders) {
-      if (x.only && x.only !== c.rules.kind) continue;
+      if (!runs(x, c.rules)) continue;
       const s = raw[c.key][x.name];
       const rates = s.runs.map((r) => r.dropped / r.seconds);
       // Against each other contender, run by run in the same round, a few seconds apart (what drifts
