@@ -8,7 +8,7 @@ import { FLT_F_DIR4 } from '../gen/filter.js';
 import { XDP, XDP_ACTION_NAMES } from '../loader/index.js';
 import { FilterDatapath, type FilterCounters, type Hook } from './datapath.js';
 import { CtWorld, randomCtPolicy, randomFrame, randomPolicy, Rng, type CtStepKind, type FrameKind } from './fuzz-cases.js';
-import { ConnTrack, ctKeyText, ctWindowsOf, decideFrame, type CtState, type FrameOutcome, type Stat } from './model.js';
+import { ConnTrack, ctKeyText, ctTcpFlags, ctWindowsOf, decideFrame, type CtState, type FrameOutcome, type Stat } from './model.js';
 import type { Policy } from './policy.js';
 import { formatRule, parseRule } from './rules.js';
 import { STAT_NAMES } from './stats.js';
@@ -295,6 +295,8 @@ export interface CtFuzzReport {
   related: number;
   /** inbound TCP segments of a tracked flow dropped as out of its window */
   outOfWindow: number;
+  /** inbound RSTs of a tracked flow: in window (passed, the flow closed) and out of it (dropped, the flow kept) */
+  resets: { inWindow: number; outOfWindow: number };
   steps: Record<CtStepKind, number>;
   /** flows in the model's table at each comparison, summed, by state */
   states: Record<CtState, number>;
@@ -319,7 +321,8 @@ export function runCtFuzz(opts: CtFuzzOptions): CtFuzzReport {
     established: 0,
     related: 0,
     outOfWindow: 0,
-    steps: { open_out: 0, open_in: 0, continue: 0, icmp_error: 0, junk: 0, truncated: 0, clock: 0, policy: 0 },
+    resets: { inWindow: 0, outOfWindow: 0 },
+    steps: { open_out: 0, open_in: 0, continue: 0, icmp_error: 0, junk: 0, window: 0, truncated: 0, clock: 0, policy: 0 },
     states: { syn_sent: 0, established: 0, closing: 0, time_wait: 0, udp: 0, icmp: 0 },
     aborted: 0,
     disagreements: [],
@@ -341,7 +344,7 @@ export function runCtFuzz(opts: CtFuzzOptions): CtFuzzReport {
       const timeouts = Object.fromEntries(TIMEOUT_FIELDS.map((f) => [f, rng.chance(0.5) ? 0 : rng.pick([1, 5, 30, 120])])) as Record<(typeof TIMEOUT_FIELDS)[number], number>;
       model.timeouts = timeouts;
       ct.cfg.set(0, { stateful: 1, now: T0, ...timeouts });
-      const world = new CtWorld(rng);
+      const world = new CtWorld(rng, (frame) => model.windowsOf(frame));
       let policy = randomCtPolicy(rng);
       d.apply(policy);
       let before = tallyOf(d.counters());
@@ -396,6 +399,7 @@ export function runCtFuzz(opts: CtFuzzOptions): CtFuzzReport {
         const o = model.ingress(policy, frame);
         report.verdicts[o.action]++;
         if (o.ct) report[o.ct]++;
+        if (o.ct && o.ct !== 'related' && (ctTcpFlags(frame) ?? 0) & 0x04) report.resets[o.ct === 'established' ? 'inWindow' : 'outOfWindow']++;
         addOutcome(expected, o, frame.length, 1);
         const v = runHook(d, hook, frame);
         if (v !== 'allow' && v !== 'deny') {

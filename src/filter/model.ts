@@ -438,6 +438,12 @@ function tcpUpdate(w: TcpWindows, p: CtPacket, remote: boolean): void {
   if (!remote && p.flags & T_ACK && w.bits & F.FLT_CT_T_R_KNOWN && seqAfter(add32(s.ack, win), w.rMaxend)) w.rMaxend = add32(s.ack, win);
 }
 
+/** The TCP flags of a frame the tracker would read as TCP, else null (the fuzzer's report). */
+export function ctTcpFlags(frame: Uint8Array): number | null {
+  const p = ctPacket(frame, false);
+  return p?.kind === 'tcp' ? p.flags : null;
+}
+
 /** The reference model of the connection tracker: its table, clock and timeouts. */
 export class ConnTrack {
   readonly flows = new Map<string, { key: CtKey; flow: CtFlow }>();
@@ -543,6 +549,13 @@ export class ConnTrack {
       else if (p.kind === 'echo_request' && !f) this.start(p.key, 'icmp', true);
     }
     return o;
+  }
+
+  /** A live TCP flow's windows, given a frame of it the host would send (the fuzzer aims junk at their edges). */
+  windowsOf(outbound: Uint8Array): TcpWindows | undefined {
+    const p = ctPacket(outbound, true);
+    const e = p && this.flows.get(keyText(p.key));
+    return e && e.flow.tcp.bits ? { ...e.flow.tcp } : undefined;
   }
 
   /** The table as the kernel's flt_ct would hold it: key text -> state number, flags, last seen. */
