@@ -117,11 +117,11 @@ function ipv6(b: Uint8Array, off: number): ParsedFrame & { l4?: number } {
 
 /** What the filter sees in a frame. */
 export function parseFrame(frame: Uint8Array): ParsedFrame {
-  const { l4: _l4, ...parsed } = parseFrameL4(frame);
+  const { l4: _l4, l3: _l3, ...parsed } = parseFrameL4(frame);
   return parsed;
 }
 
-/** parseFrame, with where the L4 header starts when the filter reads it (the tracker reads it again). */
+/** parseFrame, with where the IP (l3) and L4 headers start when the filter reads them (the tracker reads them again). */
 function parseFrameL4(frame: Uint8Array): ParsedFrame & { l4?: number; l3?: number } {
   if (frame.length < 14) return malformed('shorter than an Ethernet header');
   let type = u16(frame, 12);
