@@ -29,9 +29,14 @@
  * TIME_WAIT; a RST (passed) deletes the flow, so late packets of a reset connection fall to the rules.
  * Any packet counted as the flow refreshes it; an ICMP error does not. A flow expires when the time
  * since its last packet reaches its state's timeout (flt_ct_cfg, 0 = netfilter's default); an
- * expired flow is absent. UDP: udp_single until the other side sent one, then udp_stream. Not
- * followed: TCP sequence windows, non-first fragments (decided by the rules), IPv6 extension
- * headers inside an ICMPv6 error. */
+ * expired flow is absent. UDP: udp_single until the other side sent one, then udp_stream.
+ * TCP windows (tcp_in_window, tcp_update; the README's connection state says it for users): an
+ * inbound segment of a live flow outside what the host has seen (sequence past r_maxend or a
+ * window behind r_end, ack ahead of l_end or a window behind it) is dropped, counted
+ * FLT_STAT_OUT_OF_WINDOW, and changes nothing (an out-of-window RST does not close the flow).
+ * A TCP ACK the host sends for a flow the table lacks is picked up mid-stream (ct_tcp_pickup).
+ * Not followed: non-first fragments (decided by the rules), IPv6 extension headers inside an
+ * ICMPv6 error. */
 #include "common.h"
 #include "gen/filter.maps.h"
 
