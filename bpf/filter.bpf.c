@@ -29,9 +29,14 @@
  * TIME_WAIT; a RST (passed) deletes the flow, so late packets of a reset connection fall to the rules.
  * Any packet counted as the flow refreshes it; an ICMP error does not. A flow expires when the time
  * since its last packet reaches its state's timeout (flt_ct_cfg, 0 = netfilter's default); an
- * expired flow is absent. UDP: udp_single until the other side sent one, then udp_stream. Not
- * followed: TCP sequence windows, non-first fragments (decided by the rules), IPv6 extension
- * headers inside an ICMPv6 error. */
+ * expired flow is absent. UDP: udp_single until the other side sent one, then udp_stream.
+ * TCP windows (tcp_in_window, tcp_update; the README's connection state says it for users): an
+ * inbound segment of a live flow outside what the host has seen (sequence past r_maxend or a
+ * window behind r_end, ack ahead of l_end or a window behind it) is dropped, counted
+ * FLT_STAT_OUT_OF_WINDOW, and changes nothing (an out-of-window RST does not close the flow).
+ * A TCP ACK the host sends for a flow the table lacks is picked up mid-stream (ct_tcp_pickup).
+ * Not followed: non-first fragments (decided by the rules), IPv6 extension headers inside an
+ * ICMPv6 error. */
 #include "common.h"
 #include "gen/filter.maps.h"
 
@@ -449,13 +454,14 @@ static __always_inline int ct_addrs(struct flt_ct_key *k, void *l3, void *data_e
 
 /* The flow fields of the L4 header at l4 (protocol proto, family v6) into k, oriented as
  * ct_addrs; the TCP flags into *tflags. The kind, CT_NONE when the packet is nothing the tracker
- * follows (another protocol or ICMP type, a header too short for what it needs: 14 bytes of TCP
- * for the flags, 6 of ICMP for the echo identifier, 8 of an ICMP error). */
+ * follows (another protocol or ICMP type, a header too short for what it needs: TCP's 20 fixed
+ * bytes with a data offset of at least 5, 6 bytes of ICMP for the echo identifier, 8 of an ICMP
+ * error). */
 static __always_inline enum ct_kind ct_l4(struct flt_ct_key *k, __u8 *l4, void *data_end, __u32 proto, __u32 v6, int src_local, __u8 *tflags)
 {
 	k->proto = proto;
 	if (proto == IPPROTO_TCP) {
-		if ((void *)(l4 + 14) > data_end)
+		if ((void *)(l4 + 20) > data_end || (l4[12] >> 4) < 5)
 			return CT_NONE;
 		k->lport = *(__be16 *)(src_local ? l4 : l4 + 2);
 		k->rport = *(__be16 *)(src_local ? l4 + 2 : l4);
@@ -558,29 +564,238 @@ static __always_inline int tcp_opens(__u32 f)
 	return (f & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) == TCP_SYN;
 }
 
-/* A packet of flow v from the local side (remote == 0) or the remote side: whether it counts as
- * the flow, and if so the flow's update (a RST deletes it). */
-static __always_inline int ct_advance(struct flt_ct_key *k, struct flt_ct_val *v, __u32 kind, __u32 f, __u32 remote, __u64 now)
+/* The tracker runs in global functions, one per context type, each verified once: it reads the
+ * packet again from the offsets the parser found (struct pkt). Inlined into filter(), it was walked
+ * again on every path out of the parser and through the rules (three to ten times the
+ * instructions of the whole program). */
+struct ct_q {
+	struct flt_ct_key k;	/* the packet's flow; for an ICMP error, the embedded packet's */
+	__u32 kind;		/* enum ct_kind */
+	__u32 tflags;		/* TCP flags */
+	/* TCP: sequence, acknowledgement, raw window, payload length, the SYN's window scale option
+	 * (CT_NO_WSCALE when absent) */
+	__u32 seq, ack, win, len, wscale;
+};
+
+#define CT_NO_WSCALE 0xff
+
+/* TCP sequence arithmetic, modulo 2^32 */
+#define SEQ_AFTER(a, b) ((__s32)((__u32)(a) - (__u32)(b)) > 0)
+
+/* All ones when a == b, else 0; all ones when a < b (both under 2^31), else 0. Without branches,
+ * and hidden from the compiler (which would turn the masks back into branches): see tcp_wscale. */
+static __always_inline __u32 m_eq(__u32 a, __u32 b)
+{
+	__u32 d = a ^ b, t = d | -d;
+
+	/* hidden, or the compiler sees "d != 0" (and then a 0 or -1) and branches on it */
+	asm volatile("" : "+r"(t));
+	t = (t >> 31) - 1;
+	asm volatile("" : "+r"(t));
+	return t;
+}
+
+static __always_inline __u32 m_lt(__u32 a, __u32 b)
+{
+	__u32 t = a - b;
+
+	asm volatile("" : "+r"(t));
+	t = -(t >> 31);
+	asm volatile("" : "+r"(t));
+	return t;
+}
+
+/* A SYN's TCP options, copied from the packet for tcp_wscale_walk (2 bytes of room past the 40). */
+struct tcp_opts {
+	__u8 b[42];
+};
+
+/* The window scale option among the n option bytes of o, capped at FLT_CT_WS_MAX as RFC 7323
+ * says, or CT_NO_WSCALE. Walked in order from the first byte: end-of-list (kind 0) stops, NOP (1)
+ * takes a byte, any other kind takes its length byte's count, and stops the walk when that byte is
+ * past n or under 2; the first kind 3 of length 3 whose value byte is within n is the scale.
+ * Arithmetic on masks, without branches: a walk that branches at each option start is a path per
+ * option layout for the verifier (a million instructions); this is one straight path. A global
+ * function, verified once whatever the number of bytes its callers copied. */
+__noinline __u32 tcp_wscale_walk(struct tcp_opts *o, __u32 n)
+{
+	__u32 i, at = 0, ws = 0, have = 0;
+
+	if (!o)
+		return CT_NO_WSCALE;
+#pragma clang loop unroll(disable)
+	for (i = 0; i < 40; i++) {
+		__u32 kind = o->b[i], len = o->b[i + 1];
+		__u32 live = m_eq(i, at) & m_lt(i, n), nop = m_eq(kind, 1);
+		__u32 stop = m_eq(kind, 0) | (~nop & (m_lt(len, 2) | ~m_lt(i + 1, n)));
+		__u32 hit = live & ~have & m_eq(kind, 3) & m_eq(len, 3) & m_lt(i + 2, n);
+		__u32 next = i + ((1 & nop) | (len & ~nop));
+
+		ws = (ws & ~hit) | (o->b[i + 2] & hit);
+		have |= hit;
+		at = (at & ~live) | (next & live);
+		at = (at & ~(live & stop)) | (0xff & live & stop);
+	}
+	if (!have)
+		return CT_NO_WSCALE;
+	return ws > FLT_CT_WS_MAX ? FLT_CT_WS_MAX : ws;
+}
+
+/* The window scale option of a SYN's TCP header at l4 (its data offset checked by ct_l4): the
+ * option bytes up to the data offset or the packet's end, walked by tcp_wscale_walk. */
+static __always_inline __u32 tcp_wscale(__u8 *l4, void *data_end)
+{
+	struct tcp_opts o = {};
+	__u32 n = (l4[12] >> 4) * 4 - 20, i;
+
+	for (i = 0; i < 40; i++) {
+		if (i >= n || (void *)(l4 + 21 + i) > data_end)
+			break;
+		o.b[i] = l4[20 + i];
+	}
+	return tcp_wscale_walk(&o, i);
+}
+
+/* TCP windows (the tracker's simplified form of netfilter's): see the README's connection state.
+ * The sequence space one TCP segment takes: its payload, plus one each for SYN and FIN. */
+static __always_inline __u32 tcp_end(struct ct_q *q)
+{
+	return q->seq + q->len + !!(q->tflags & TCP_SYN) + !!(q->tflags & TCP_FIN);
+}
+
+/* The window a segment from one side advertises, in bytes: a SYN's is never scaled; the rest are
+ * scaled by the sender's SYN option when both SYNs carried one (RFC 7323). */
+static __always_inline __u32 tcp_window(struct flt_ct_val *v, struct ct_q *q, __u32 remote)
+{
+	if ((q->tflags & TCP_SYN) || (v->tcp & (FLT_CT_T_L_WS | FLT_CT_T_R_WS)) != (FLT_CT_T_L_WS | FLT_CT_T_R_WS))
+		return q->win;
+	return q->win << ((remote ? v->r_wscale : v->l_wscale) & 15);
+}
+
+/* Whether a segment from the far side fits what the host has seen: its sequence no further than
+ * the host let it send (r_maxend) and its end no older than a window behind what the far side
+ * sent before; its ack (with ACK set) not ahead of what the host sent, and, once the far side's
+ * sequence is known, no more than its largest window (or FLT_CT_MAXACKWIN) behind. A side whose
+ * sequence is not known yet is not checked. */
+__noinline int tcp_in_window(struct flt_ct_val *v, struct ct_q *q)
+{
+	__u32 maxack;
+
+	if (!v || !q)
+		return 1;
+	if (v->tcp & FLT_CT_T_R_KNOWN) {
+		if (SEQ_AFTER(q->seq, v->r_maxend) || !SEQ_AFTER(tcp_end(q), v->r_end - v->l_maxwin - 1))
+			return 0;
+	}
+	if ((q->tflags & TCP_ACK) && (v->tcp & FLT_CT_T_L_KNOWN)) {
+		if (SEQ_AFTER(q->ack, v->l_end))
+			return 0;
+		maxack = v->r_maxwin > FLT_CT_MAXACKWIN ? v->r_maxwin : FLT_CT_MAXACKWIN;
+		if ((v->tcp & FLT_CT_T_R_KNOWN) && !SEQ_AFTER(q->ack, v->l_end - maxack - 1))
+			return 0;
+	}
+	return 1;
+}
+
+/* A segment counted as the flow, from the local side (remote == 0) or the far side: the sender's
+ * end, largest window and (on its first segment) SYN option; with the local side's ACK, how far
+ * the far side may now send. Global functions, both: verified once, not once per caller. */
+__noinline int tcp_update(struct flt_ct_val *v, struct ct_q *q, __u32 remote)
+{
+	__u32 end, win, known = remote ? FLT_CT_T_R_KNOWN : FLT_CT_T_L_KNOWN;
+
+	if (!v || !q)
+		return 0;
+	end = tcp_end(q);
+	win = tcp_window(v, q, remote);
+	if (!win)
+		win = 1;
+	if (!(v->tcp & known)) {
+		v->tcp |= known;
+		if ((q->tflags & TCP_SYN) && q->wscale != CT_NO_WSCALE) {
+			v->tcp |= remote ? FLT_CT_T_R_WS : FLT_CT_T_L_WS;
+			if (remote)
+				v->r_wscale = q->wscale;
+			else
+				v->l_wscale = q->wscale;
+		}
+		if (remote) {
+			v->r_end = end;
+			v->r_maxwin = win;
+			v->r_maxend = end + v->l_maxwin;
+		} else {
+			v->l_end = end;
+			v->l_maxwin = win;
+		}
+	} else if (remote) {
+		if (SEQ_AFTER(end, v->r_end))
+			v->r_end = end;
+		if (win > v->r_maxwin)
+			v->r_maxwin = win;
+	} else {
+		if (SEQ_AFTER(end, v->l_end))
+			v->l_end = end;
+		if (win > v->l_maxwin)
+			v->l_maxwin = win;
+	}
+	if (!remote && (q->tflags & TCP_ACK) && (v->tcp & FLT_CT_T_R_KNOWN) && SEQ_AFTER(q->ack + win, v->r_maxend))
+		v->r_maxend = q->ack + win;
+	return 0;
+}
+
+/* A new TCP flow from an opening SYN: SYN_SENT, the opener's side known. */
+static __always_inline void ct_tcp_start(struct ct_q *q, __u32 remote, __u64 now)
+{
+	struct flt_ct_val v = { .last_seen = now, .state = FLT_CT_SYN_SENT, .flags = remote ? FLT_CT_F_ORIG_REMOTE : 0 };
+
+	tcp_update(&v, q, remote);
+	ct_insert(&q->k, &v);
+}
+
+/* Mid-stream pickup: the host sends an ACK of a connection the table does not hold (lost to the
+ * LRU or a timeout, or opened before the filter): ESTABLISHED, the local side known from this
+ * segment, the far side's learnt from its first segment (only "not ahead" checks its ack until
+ * then), and window scales unknown, so both taken as FLT_CT_WS_MAX (liberal: a real connection
+ * never falls outside). */
+static __always_inline void ct_tcp_pickup(struct ct_q *q, __u64 now)
+{
+	struct flt_ct_val v = {
+		.last_seen = now, .state = FLT_CT_ESTABLISHED,
+		.tcp = FLT_CT_T_PICKUP | FLT_CT_T_L_WS | FLT_CT_T_R_WS, .l_wscale = FLT_CT_WS_MAX, .r_wscale = FLT_CT_WS_MAX,
+	};
+
+	tcp_update(&v, q, 0);
+	ct_insert(&q->k, &v);
+}
+
+/* A packet of flow v from the local side (remote == 0) or the remote side: 1 when it counts as
+ * the flow (and the flow is updated; a RST deletes it), 0 when it does not, -1 for a far side's
+ * TCP segment out of window (nothing changes: an out-of-window RST does not close the flow). */
+static __always_inline int ct_advance(struct ct_q *q, struct flt_ct_val *v, __u32 remote, __u64 now)
 {
 	/* the side that did not open the flow */
 	__u32 answering = remote ? !(v->flags & FLT_CT_F_ORIG_REMOTE) : !!(v->flags & FLT_CT_F_ORIG_REMOTE);
+	__u32 f = q->tflags;
 
-	if (kind == CT_TCP) {
+	if (q->kind == CT_TCP) {
 		if (tcp_opens(f) || v->state > FLT_CT_TIME_WAIT)
 			return 0;
 		if (v->state == FLT_CT_SYN_SENT && answering && !(f & TCP_RST) && (f & (TCP_SYN | TCP_ACK)) != (TCP_SYN | TCP_ACK))
 			return 0;
+		if (remote && !tcp_in_window(v, q))
+			return -1;
 		if (f & TCP_RST) {
-			ct_forget(k, FLT_CTS_RESETS);
+			ct_forget(&q->k, FLT_CTS_RESETS);
 			return 1;
 		}
+		tcp_update(v, q, remote);
 		if (f & TCP_FIN) {
 			v->flags |= remote ? FLT_CT_F_FIN_REMOTE : FLT_CT_F_FIN_LOCAL;
 			v->state = (v->flags & (FLT_CT_F_FIN_REMOTE | FLT_CT_F_FIN_LOCAL)) == (FLT_CT_F_FIN_REMOTE | FLT_CT_F_FIN_LOCAL) ? FLT_CT_TIME_WAIT : FLT_CT_CLOSING;
 		} else if (v->state == FLT_CT_SYN_SENT && answering) {
 			v->state = FLT_CT_ESTABLISHED;
 		}
-	} else if (kind == CT_UDP ? v->state != FLT_CT_UDP : v->state != FLT_CT_ICMP) {
+	} else if (q->kind == CT_UDP ? v->state != FLT_CT_UDP : v->state != FLT_CT_ICMP) {
 		return 0;
 	}
 	if (answering)
@@ -625,22 +840,15 @@ static __always_inline int ct_embedded(struct flt_ct_key *k, __u8 *icmp, void *d
 	return kind == CT_NONE || kind == CT_ICMP_ERR ? -1 : 0;
 }
 
-/* The tracker runs in global functions, one per context type, each verified once: it reads the
- * packet again from the offsets the parser found (struct pkt). Inlined into filter(), it was walked
- * again on every path out of the parser and through the rules (three to ten times the
- * instructions of the whole program). */
-struct ct_q {
-	struct flt_ct_key k;	/* the packet's flow; for an ICMP error, the embedded packet's */
-	__u32 kind;		/* enum ct_kind */
-	__u32 tflags;		/* TCP flags */
-};
-
 /* Packs what the tracker needs of struct pkt besides the offsets into one argument (a global
  * function takes five). */
 #define CT_META(p) ((p)->v6 | ((p)->proto & 0xff) << 8)
 
-/* The packet's flow into q, the source as local when src_local (egress). */
-static __always_inline void ct_query(struct ct_q *q, void *data, void *data_end, __u32 l3off, __u32 l4off, __u32 meta, int src_local)
+/* The packet's flow into q, the source as local when src_local (egress). A TCP segment's payload
+ * length: on egress from skb_len (the whole skb, a GSO one too, Ethernet header included), on
+ * ingress from the IP header's length (a frame may be padded); never below 0. */
+static __always_inline void ct_query(struct ct_q *q, void *data, void *data_end, __u32 l3off, __u32 l4off, __u32 meta, int src_local,
+				     __u32 skb_len)
 {
 	__u32 v6 = meta & 1, proto = (meta >> 8) & 0xff;
 	__u8 f = 0, *l4;
@@ -655,31 +863,59 @@ static __always_inline void ct_query(struct ct_q *q, void *data, void *data_end,
 	l4 = data + l4off;
 	q->kind = ct_l4(&q->k, l4, data_end, proto, v6, src_local, &f);
 	q->tflags = f;
-	if (q->kind == CT_ICMP_ERR) {
+	if (q->kind == CT_TCP) {
+		__s32 n;
+
+		if ((void *)(l4 + 20) > data_end)
+			return;
+		q->seq = bpf_ntohl(*(__be32 *)(l4 + 4));
+		q->ack = bpf_ntohl(*(__be32 *)(l4 + 8));
+		q->win = bpf_ntohs(*(__be16 *)(l4 + 14));
+		n = -(__s32)((l4[12] >> 4) * 4);
+		if (src_local) {
+			n += skb_len - l4off;
+		} else if (v6) {
+			struct ipv6hdr *ip6 = data + l3off;
+
+			if ((void *)(ip6 + 1) > data_end)
+				return;
+			n += bpf_ntohs(ip6->payload_len) + sizeof(*ip6) - (l4off - l3off);
+		} else {
+			struct iphdr *ip = data + l3off;
+
+			if ((void *)(ip + 1) > data_end)
+				return;
+			n += bpf_ntohs(ip->tot_len) - (l4off - l3off);
+		}
+		q->len = n > 0 ? n : 0;
+		q->wscale = f & TCP_SYN ? tcp_wscale(l4, data_end) : CT_NO_WSCALE;
+	} else if (q->kind == CT_ICMP_ERR) {
 		__builtin_memset(&q->k, 0, sizeof(q->k));
 		if (ct_embedded(&q->k, l4, data_end, v6))
 			q->kind = CT_NONE;
 	}
 }
 
-enum ct_verdict { CT_UNTRACKED, CT_PASS_ESTABLISHED, CT_PASS_RELATED };
+enum ct_verdict { CT_UNTRACKED, CT_PASS_ESTABLISHED, CT_PASS_RELATED, CT_OUT_OF_WINDOW };
 
-/* An ingress packet the policy did not deny: part of a live flow, related to one, or neither (then
- * an allow rule's new connection starts a flow: allowed is an allow rule's win). */
+/* An ingress packet the policy did not deny: part of a live flow, related to one, out of a
+ * tracked connection's window, or none of them (then an allow rule's new connection starts a
+ * flow: allowed is an allow rule's win). */
 static __always_inline int ct_ingress(void *data, void *data_end, __u32 l3off, __u32 l4off, __u32 meta, __u32 allowed)
 {
 	struct flt_ct_cfg *cc = &flt_ct_cfg[0];
 	struct ct_q q = {};
 	struct flt_ct_val *v;
 	__u64 now;
+	int a;
 
-	ct_query(&q, data, data_end, l3off, l4off, meta, 0);
+	ct_query(&q, data, data_end, l3off, l4off, meta, 0, 0);
 	if (q.kind == CT_NONE)
 		return CT_UNTRACKED;
 	/* an opening SYN is never a flow's packet: no lookup for it (a SYN flood pays none) */
 	if (q.kind == CT_TCP && tcp_opens(q.tflags)) {
 		if (allowed)
-			ct_start(&q.k, FLT_CT_SYN_SENT, FLT_CT_F_ORIG_REMOTE, ct_now(cc));
+			ct_tcp_start(&q, 1, ct_now(cc));
 		return CT_UNTRACKED;
 	}
 	now = ct_now(cc);
@@ -690,8 +926,13 @@ static __always_inline int ct_ingress(void *data, void *data_end, __u32 l3off, _
 		ct_count(FLT_CTS_MISSES);
 	if (q.kind == CT_ICMP_ERR)
 		return v ? CT_PASS_RELATED : CT_UNTRACKED;
-	if (v && ct_advance(&q.k, v, q.kind, q.tflags, 1, now))
-		return CT_PASS_ESTABLISHED;
+	if (v) {
+		a = ct_advance(&q, v, 1, now);
+		if (a > 0)
+			return CT_PASS_ESTABLISHED;
+		if (a < 0)
+			return CT_OUT_OF_WINDOW;
+	}
 	if (allowed) {
 		if (q.kind == CT_UDP && !v)
 			ct_start(&q.k, FLT_CT_UDP, FLT_CT_F_ORIG_REMOTE, now);
@@ -715,8 +956,9 @@ __noinline int ct_ingress_skb(struct __sk_buff *skb, __u32 l3off, __u32 l4off, _
 	return ct_ingress((void *)(long)skb->data, (void *)(long)skb->data_end, l3off, l4off, meta, allowed);
 }
 
-/* A packet the host sends: refreshes or advances its flow, or opens one. */
-__noinline int ct_egress_skb(struct __sk_buff *skb, __u32 l3off, __u32 l4off, __u32 meta)
+/* A packet the host sends (skb_len: the skb's length): refreshes or advances its flow, or opens
+ * one (a TCP ACK of no flow is picked up mid-stream). */
+__noinline int ct_egress_skb(struct __sk_buff *skb, __u32 l3off, __u32 l4off, __u32 meta, __u32 skb_len)
 {
 	struct flt_ct_cfg *cc = &flt_ct_cfg[0];
 	struct ct_q q = {};
@@ -725,22 +967,24 @@ __noinline int ct_egress_skb(struct __sk_buff *skb, __u32 l3off, __u32 l4off, __
 
 	if (!skb)
 		return 0;
-	ct_query(&q, (void *)(long)skb->data, (void *)(long)skb->data_end, l3off, l4off, meta, 1);
+	ct_query(&q, (void *)(long)skb->data, (void *)(long)skb->data_end, l3off, l4off, meta, 1, skb_len);
 	if (q.kind == CT_NONE || q.kind == CT_ICMP_ERR)
 		return 0;
 	now = ct_now(cc);
 	if (q.kind == CT_TCP && tcp_opens(q.tflags)) {
 		/* a new connection, or the same ports again after the old one: starts over */
-		ct_start(&q.k, FLT_CT_SYN_SENT, 0, now);
+		ct_tcp_start(&q, 0, now);
 		return 0;
 	}
 	v = ct_find(cc, &q.k, now);
 	if (v)
-		ct_advance(&q.k, v, q.kind, q.tflags, 0, now);
+		ct_advance(&q, v, 0, now);
 	else if (q.kind == CT_UDP)
 		ct_start(&q.k, FLT_CT_UDP, 0, now);
 	else if (q.kind == CT_ECHO_REQ)
 		ct_start(&q.k, FLT_CT_ICMP, 0, now);
+	else if (q.kind == CT_TCP && (q.tflags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) == TCP_ACK)
+		ct_tcp_pickup(&q, now);
 	return 0;
 }
 
@@ -820,6 +1064,15 @@ static __always_inline __u32 filter(void *ctx, int xdp, void *data, void *data_e
 			 : xdp ? ct_ingress_xdp(ctx, p.l3off, p.l4off, CT_META(&p), rule != FLT_NO_RULE)
 			       : ct_ingress_skb(ctx, p.l3off, p.l4off, CT_META(&p), rule != FLT_NO_RULE);
 
+		if (cv == CT_OUT_OF_WINDOW) {
+			/* a tracked connection's segment out of its window: dropped whatever the rules say */
+			count(&flt_stats, FLT_STAT_OUT_OF_WINDOW, bytes);
+			if (flags & FLT_F_AUDIT) {
+				count(&flt_stats, FLT_STAT_AUDIT, bytes);
+				return FLT_ALLOW;
+			}
+			return FLT_DENY;
+		}
 		if (cv != CT_UNTRACKED) {
 			count(&flt_stats, cv == CT_PASS_RELATED ? FLT_STAT_RELATED : FLT_STAT_ESTABLISHED, bytes);
 			return FLT_ALLOW;
@@ -899,7 +1152,7 @@ int filter_egress(struct __sk_buff *skb)
 
 		/* what the parser does not read as IP is nothing to the tracker */
 		if (parse(data, data_end, &p, flt_cfg[0].zero) == P_IP && p.has_port)
-			ct_egress_skb(skb, p.l3off, p.l4off, CT_META(&p));
+			ct_egress_skb(skb, p.l3off, p.l4off, CT_META(&p), len);
 	}
 	return TC_ACT_OK;
 }

@@ -499,8 +499,11 @@ function explain(packetText: string, o: PolicyOpts & OutputOptions & { iface?: s
       const ct = d.conntrack();
       ct.cfg.set(0, { ...live.cfg, stateful: 1 });
       ct.flows.update(live.key, live.val);
+      // a packet text names no sequence numbers: explain the segment the far side would send
+      // next on that connection (in its window), not an arbitrary one the tracker would call junk
+      const inFlow = spec.proto === 6 && live.val.tcp ? buildPacket({ ...spec, seq: live.val.r_end, ack: live.val.l_end }) : frame;
       const c0 = d.counters();
-      const rv = prog.testRun({ data: frame }).retval;
+      const rv = prog.testRun({ data: inFlow }).retval;
       const c1 = d.counters();
       const kernelAs = c1.established.packets > c0.established.packets ? 'established' : c1.related.packets > c0.related.packets ? 'related' : null;
       const m = new ConnTrack();
@@ -509,7 +512,7 @@ function explain(packetText: string, o: PolicyOpts & OutputOptions & { iface?: s
       const k = ctIngressKey(frame)!;
       const flow = ctFlowOf(live.val);
       if (flow) m.flows.set(ctKeyText(live.key), { key: k, flow });
-      const out = m.ingress(policy, frame);
+      const out = m.ingress(policy, inFlow);
       const denied = out.rule !== null && policy.rules[out.rule].action === 'deny';
       state = { flow: live.view, as: kernelAs, why: kernelAs ? null : denied ? 'deny-rule' : 'not-part' };
       // state passes it, or the verdict is the rules' alone

@@ -3,7 +3,7 @@
 // addresses in the host's view, the state, and how long until the flow expires, from the kernel's
 // flt_ct entries, its flt_ct_cfg timeouts and the clock the program reads. Pure.
 import * as F from '../gen/filter.js';
-import { ctStateOf, ctTimeoutSeconds, type CtFlow, type CtKey, type CtState } from './model.js';
+import { ctStateOf, ctTimeoutSeconds, ctWindowsOf, type CtFlow, type CtKey, type CtState } from './model.js';
 import { ipv6Text } from '../loader/ip.js';
 
 export interface FlowView {
@@ -78,7 +78,7 @@ export function ctFlowOf(v: F.FltCtVal): CtFlow | null {
   const state = ctStateOf(v.state);
   if (!state) return null;
   const f = (bit: number): boolean => (v.flags & bit) !== 0;
-  return { state, origRemote: f(F.FLT_CT_F_ORIG_REMOTE), replied: f(F.FLT_CT_F_REPLIED), finLocal: f(F.FLT_CT_F_FIN_LOCAL), finRemote: f(F.FLT_CT_F_FIN_REMOTE), lastSeen: v.last_seen };
+  return { state, origRemote: f(F.FLT_CT_F_ORIG_REMOTE), replied: f(F.FLT_CT_F_REPLIED), finLocal: f(F.FLT_CT_F_FIN_LOCAL), finRemote: f(F.FLT_CT_F_FIN_REMOTE), lastSeen: v.last_seen, tcp: ctWindowsOf(v) };
 }
 
 /** `tcp 10.0.0.2:40000 <-> 10.0.0.1:443, established, opened by this host`: one flow in a sentence. */

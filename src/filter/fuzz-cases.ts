@@ -6,7 +6,7 @@
 // bytes and plain random bytes. Pure: no kernel here (the runner is fuzz.ts).
 import type { Policy } from './policy.js';
 import { familyMatch, formatRule, parseRule, ruleFamily, type Action, type Cidr, type Family, type Rule } from './rules.js';
-import { EXT_HEADERS, ETH_P, NH_AH, NH_FRAGMENT } from './model.js';
+import { EXT_HEADERS, ETH_P, NH_AH, NH_FRAGMENT, type TcpWindows } from './model.js';
 import { buildPacket, reverse, type PacketSpec } from './packet.js';
 
 /** A small fast PRNG (32-bit state mixing, splitmix-style); the same seed gives the same stream. */
@@ -323,8 +323,10 @@ export function randomFrame(rng: Rng, fp: FuzzPolicy): { kind: FrameKind; frame:
 
 // ---- Sequences for connection tracking: a host (10.0.0.2, fd00::2) and a few far sides, flows
 // opened both ways, continued with every kind of TCP flags in both directions, ICMP errors quoting
-// them (or something else), junk beside them (a port or address off, a TCP header cut short), the
-// clock jumping across the timeouts, and now and then a new policy underneath.
+// them (or something else), junk beside them (a port or address off, a TCP header cut short), TCP
+// segments out of (or just at the edge of) the window, blind and real resets, SYN options with and
+// without a window scale (and broken ones), the clock jumping across the timeouts, and now and then
+// a new policy underneath.
 
 const CT_LOCAL = { 4: 0x0a000002n, 6: 0xfd000000000000000000000000000002n } as const;
 const CT_REMOTES = {
@@ -353,7 +355,7 @@ export function randomCtPolicy(rng: Rng): Policy {
 /** A flow as the host sends it: source local. */
 type CtFlowSpec = PacketSpec;
 
-export type CtStepKind = 'open_out' | 'open_in' | 'continue' | 'icmp_error' | 'junk' | 'truncated' | 'clock' | 'policy';
+export type CtStepKind = 'open_out' | 'open_in' | 'continue' | 'icmp_error' | 'junk' | 'window' | 'truncated' | 'clock' | 'policy';
 export interface CtStep {
   kind: CtStepKind;
   /** out: the host sends it (egress); in: it arrives (ingress) */
@@ -367,20 +369,85 @@ export interface CtStep {
 // weighted towards a handshake and data (SYN+ACK, ACK, PSH+ACK), then closing, resets and nonsense
 const TCP_FLAG_MIXES = [0x12, 0x12, 0x12, 0x10, 0x10, 0x10, 0x18, 0x18, 0x11, 0x11, 0x04, 0x14, 0x02, 0x01, 0x00, 0x19, 0x03, 0x06];
 const CLOCK_JUMPS = [0, 1, 4, 5, 6, 29, 30, 31, 119, 120, 121, 600, 3600, 432000, 432001];
+const RAW_WINDOWS = [0, 1, 502, 1024, 29200, 65535];
+const PAYLOADS = [0, 0, 8, 100, 1400];
+
+/** One side of a TCP flow as the world plays it: its next sequence number, its raw window, its SYN's window scale option. */
+interface TcpSide {
+  next: number;
+  win: number;
+  ws: number | null;
+}
+
+/** SYN options: Linux's usual sets, a bare scale, none, and broken ones (the walk must stop where the kernel's does). */
+function synOptions(rng: Rng, ws: number | null): number[] {
+  const w = ws ?? 7;
+  const ts = [rng.int(256), rng.int(256), 3, 3, 0, 0, 0, 0];
+  const sets: number[][] = ws === null
+    ? [[], [2, 4, 5, 0xb4], [2, 4, 5, 0xb4, 4, 2, 8, 10, ...ts]]
+    : [
+        [2, 4, 5, 0xb4, 4, 2, 8, 10, ...ts, 1, 3, 3, w],
+        [2, 4, 5, 0xb4, 1, 1, 4, 2, 1, 3, 3, w],
+        [3, 3, w],
+        [1, 1, 1, 3, 3, w],
+        // an end-of-list before it, a length under 2 before it, a scale cut by the data offset
+        [0, 3, 3, w],
+        [5, 1, 3, 3, w],
+        [8, 0, 3, 3, w],
+        [1, 1, 3, 3],
+        [1, 1, 1, 1, 1, 1, 1, 3, 3],
+        // a timestamp whose bytes look like a scale, then the real one
+        [8, 10, 3, 3, 9, 3, 3, 3, 3, 3, 1, 1, 3, 3, w],
+        // a length that jumps past the options
+        [30, 3, 3, w],
+      ];
+  return rng.pick(sets);
+}
 
 /** One world of the state fuzzer: the flows opened so far and the next step. Pure. */
 export class CtWorld {
   readonly flows: CtFlowSpec[] = [];
   /** for a TCP flow, who opened it and how far a well-behaved exchange has got (scripted steps) */
   private readonly script = new Map<CtFlowSpec, { opener: 'in' | 'out'; phase: number }>();
-  constructor(private readonly rng: Rng) {}
+  /** TCP flows' sequence numbers, windows and scales, per direction */
+  private readonly sides = new Map<CtFlowSpec, { out: TcpSide; in: TcpSide }>();
+  /**
+   * peek: the model's windows of a flow (given its outbound frame), so junk can aim at the edges;
+   * undefined when it tracks no such flow.
+   */
+  constructor(
+    private readonly rng: Rng,
+    private readonly peek: (outbound: Buffer) => TcpWindows | undefined = () => undefined,
+  ) {}
+
+  /** A TCP segment of f one way with that side's sequence, the other's as ack, the side's window; the side moves on. */
+  private seg(f: CtFlowSpec, dir: 'in' | 'out', tcpFlags: number): PacketSpec {
+    const rng = this.rng;
+    const sd = this.sides.get(f);
+    const base = dir === 'out' ? f : reverse(f);
+    if (!sd) return { ...base, tcpFlags };
+    const me = sd[dir];
+    const other = sd[dir === 'out' ? 'in' : 'out'];
+    const payload = tcpFlags & 0x02 ? 0 : rng.pick(PAYLOADS);
+    const spec: PacketSpec = {
+      ...base,
+      tcpFlags,
+      seq: me.next,
+      ack: tcpFlags & 0x10 ? other.next : rng.chance(0.5) ? 0 : rng.next(),
+      window: rng.chance(0.8) ? me.win : rng.pick(RAW_WINDOWS),
+      payload,
+      tcpOptions: tcpFlags & 0x02 ? synOptions(rng, me.ws) : rng.chance(0.1) ? [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2] : [],
+    };
+    if (!(tcpFlags & 0x04)) me.next = (me.next + payload + (tcpFlags & 0x02 ? 1 : 0) + (tcpFlags & 0x01 ? 1 : 0)) >>> 0;
+    return spec;
+  }
 
   /** The next packet of a well-behaved TCP exchange: SYN+ACK, ACK, data both ways, FINs, the last ACK. */
   private scripted(f: CtFlowSpec): { dir: 'in' | 'out'; spec: PacketSpec } {
     const sc = this.script.get(f)!;
     const other = sc.opener === 'in' ? 'out' : 'in';
     const closer = this.rng.chance(0.5) ? sc.opener : other;
-    const step = (dir: 'in' | 'out', tcpFlags: number): { dir: 'in' | 'out'; spec: PacketSpec } => ({ dir, spec: this.wrap({ ...(dir === 'out' ? f : reverse(f)), tcpFlags }) });
+    const step = (dir: 'in' | 'out', tcpFlags: number): { dir: 'in' | 'out'; spec: PacketSpec } => ({ dir, spec: this.wrap(this.seg(f, dir, tcpFlags)) });
     const at = sc.phase++;
     if (at === 0) return step(other, 0x12);
     if (at === 1) return step(sc.opener, 0x10);
@@ -415,10 +482,71 @@ export class CtWorld {
   private packet(f: CtFlowSpec, dir: 'in' | 'out', opening = false): PacketSpec {
     const rng = this.rng;
     const base = dir === 'out' ? f : reverse(f);
-    if (f.proto === 6) return this.wrap({ ...base, tcpFlags: opening ? 0x02 : rng.pick(TCP_FLAG_MIXES) });
+    if (f.proto === 6) {
+      const tcpFlags = opening ? 0x02 : rng.pick(TCP_FLAG_MIXES);
+      // mostly the side's own sequence; now and then anything
+      if (opening || rng.chance(0.8)) return this.wrap(this.seg(f, dir, tcpFlags));
+      return this.wrap({ ...base, tcpFlags, seq: rng.next(), ack: rng.next(), window: rng.pick(RAW_WINDOWS) });
+    }
     if (f.proto === 17) return this.wrap(base);
     const echo = f.family === 4 ? [8, 0] : [128, 129];
     return this.wrap({ ...base, icmpType: opening ? echo[0] : rng.chance(0.9) ? rng.pick(echo) : rng.pick([13, 14, 130, 3]) });
+  }
+
+  /**
+   * A far side's segment at or past the window's edges (from the model's own numbers when it tracks
+   * the flow), a blind or real RST, an ack ahead or far behind; now and then the host sending
+   * something out of its own order (which moves its end).
+   */
+  private windowJunk(f: CtFlowSpec): CtStep {
+    const rng = this.rng;
+    const w = this.peek(buildPacket({ ...f, tcpFlags: 0x10 }));
+    const sd = this.sides.get(f);
+    if (rng.chance(0.1)) {
+      const spec = this.seg(f, 'out', rng.pick([0x10, 0x18, 0x11]));
+      return { kind: 'window', dir: 'out', frame: buildPacket(this.wrap({ ...spec, seq: rng.chance(0.5) ? rng.next() : ((spec.seq ?? 0) + rng.pick([1, 1000, 100000])) >>> 0 })) };
+    }
+    const seg = this.seg(f, 'in', rng.pick([0x10, 0x18, 0x10, 0x04, 0x14, 0x11]));
+    // in window but for the one number each case moves: where the model has the far side and the host
+    const base = w && w.bits & 2 ? { ...seg, seq: w.rEnd, ack: w.bits & 1 ? w.lEnd : seg.ack } : seg;
+    const len = base.payload ?? 0;
+    const near = (n: number): number => (n + rng.pick([-2, -1, 0, 0, 1, 2])) >>> 0;
+    const maxack = w ? Math.max(w.rMaxwin, 66000) : 66000;
+    let spec: PacketSpec;
+    switch (rng.int(9)) {
+      case 0:
+        spec = { ...base, seq: rng.next() };
+        break;
+      case 1:
+        spec = { ...base, seq: near(w ? w.rMaxend : (base.seq ?? 0) + 65535) };
+        break;
+      case 2:
+        // the end at the lower edge
+        spec = { ...base, seq: near(w ? w.rEnd - w.lMaxwin - len : (base.seq ?? 0) - 65536) };
+        break;
+      case 3:
+        spec = { ...base, tcpFlags: (base.tcpFlags ?? 0) | 0x10, ack: ((w ? w.lEnd : (sd?.out.next ?? 0)) + rng.pick([0, 1, 2, 1000, 2 ** 31])) >>> 0 };
+        break;
+      case 4:
+        spec = { ...base, tcpFlags: (base.tcpFlags ?? 0) | 0x10, ack: near((w ? w.lEnd : (sd?.out.next ?? 0)) - maxack) };
+        break;
+      case 5:
+        // a blind reset: the right ports, a guessed sequence
+        spec = { ...base, tcpFlags: rng.pick([0x04, 0x14]), seq: rng.next(), ack: rng.next() };
+        break;
+      case 6:
+        // a real one, from where the far side is
+        spec = { ...base, tcpFlags: 0x04, seq: w ? w.rEnd : (base.seq ?? 0), payload: 0 };
+        break;
+      case 7:
+        // a retransmission from a little back
+        spec = { ...base, seq: ((base.seq ?? 0) - rng.pick([1, 100, 1400, 70000])) >>> 0 };
+        break;
+      default:
+        // the window scaled or not: a segment a scaled window would take and an unscaled one would not
+        spec = { ...base, seq: ((w ? w.rEnd : (base.seq ?? 0)) + rng.pick([65535, 65536, 100000, 1 << 20, 1 << 24])) >>> 0 };
+    }
+    return { kind: 'window', dir: 'in', frame: buildPacket(this.wrap(spec)) };
   }
 
   next(): CtStep {
@@ -427,9 +555,17 @@ export class CtWorld {
     const f = this.flows.length ? rng.pick(this.flows) : null;
     if (!f || r < 0.15) {
       const { flow: nf, dir } = this.newFlow();
-      if (nf.proto === 6) this.script.set(nf, { opener: dir, phase: 0 });
+      if (nf.proto === 6) {
+        this.script.set(nf, { opener: dir, phase: 0 });
+        const side = (): TcpSide => ({ next: rng.next(), win: rng.pick(RAW_WINDOWS.slice(1)), ws: rng.chance(0.7) ? rng.pick([0, 2, 7, 9, 14, 15, 255]) : null });
+        this.sides.set(nf, { out: side(), in: side() });
+      }
       this.flows.push(nf);
-      if (this.flows.length > 40) this.script.delete(this.flows.shift()!);
+      if (this.flows.length > 40) {
+        const old = this.flows.shift()!;
+        this.script.delete(old);
+        this.sides.delete(old);
+      }
       return { kind: dir === 'out' ? 'open_out' : 'open_in', dir, frame: buildPacket(this.packet(nf, dir, true)) };
     }
     if (r < 0.45 && this.script.has(f)) {
@@ -457,6 +593,7 @@ export class CtWorld {
       });
       return { kind: 'icmp_error', dir: 'in', frame: buildPacket(spec) };
     }
+    if (r < 0.8 && f.proto === 6 && rng.chance(0.7)) return this.windowJunk(f);
     if (r < 0.8) {
       // beside the flow: a port or the address off by one, or the other family's ICMP number
       const p = this.packet(f, rng.chance(0.7) ? 'in' : 'out');

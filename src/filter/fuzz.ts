@@ -8,7 +8,7 @@ import { FLT_F_DIR4 } from '../gen/filter.js';
 import { XDP, XDP_ACTION_NAMES } from '../loader/index.js';
 import { FilterDatapath, type FilterCounters, type Hook } from './datapath.js';
 import { CtWorld, randomCtPolicy, randomFrame, randomPolicy, Rng, type CtStepKind, type FrameKind } from './fuzz-cases.js';
-import { ConnTrack, ctKeyText, decideFrame, type CtState, type FrameOutcome, type Stat } from './model.js';
+import { ConnTrack, ctKeyText, ctTcpFlags, ctWindowsOf, decideFrame, type CtState, type FrameOutcome, type Stat } from './model.js';
 import type { Policy } from './policy.js';
 import { formatRule, parseRule } from './rules.js';
 import { STAT_NAMES } from './stats.js';
@@ -293,6 +293,10 @@ export interface CtFuzzReport {
   /** inbound frames passed by state, and by an allow rule that opened a flow */
   established: number;
   related: number;
+  /** inbound TCP segments of a tracked flow dropped as out of its window */
+  outOfWindow: number;
+  /** inbound RSTs of a tracked flow: in window (passed, the flow closed) and out of it (dropped, the flow kept) */
+  resets: { inWindow: number; outOfWindow: number };
   steps: Record<CtStepKind, number>;
   /** flows in the model's table at each comparison, summed, by state */
   states: Record<CtState, number>;
@@ -316,7 +320,9 @@ export function runCtFuzz(opts: CtFuzzOptions): CtFuzzReport {
     verdicts: { allow: 0, deny: 0 },
     established: 0,
     related: 0,
-    steps: { open_out: 0, open_in: 0, continue: 0, icmp_error: 0, junk: 0, truncated: 0, clock: 0, policy: 0 },
+    outOfWindow: 0,
+    resets: { inWindow: 0, outOfWindow: 0 },
+    steps: { open_out: 0, open_in: 0, continue: 0, icmp_error: 0, junk: 0, window: 0, truncated: 0, clock: 0, policy: 0 },
     states: { syn_sent: 0, established: 0, closing: 0, time_wait: 0, udp: 0, icmp: 0 },
     aborted: 0,
     disagreements: [],
@@ -338,7 +344,7 @@ export function runCtFuzz(opts: CtFuzzOptions): CtFuzzReport {
       const timeouts = Object.fromEntries(TIMEOUT_FIELDS.map((f) => [f, rng.chance(0.5) ? 0 : rng.pick([1, 5, 30, 120])])) as Record<(typeof TIMEOUT_FIELDS)[number], number>;
       model.timeouts = timeouts;
       ct.cfg.set(0, { stateful: 1, now: T0, ...timeouts });
-      const world = new CtWorld(rng);
+      const world = new CtWorld(rng, (frame) => model.windowsOf(frame));
       let policy = randomCtPolicy(rng);
       d.apply(policy);
       let before = tallyOf(d.counters());
@@ -348,11 +354,11 @@ export function runCtFuzz(opts: CtFuzzOptions): CtFuzzReport {
         const diff = tallyDiff(before, tallyOf(d.counters()), expected);
         if (diff.length) found({ what: 'counters', seed: opts.seed, world: w, step, hook: null, policy: reproPolicy(policy), packet: lastFrame, kernel: diff.join('; '), model: 'the segment as a whole' });
         const want = model.snapshot();
-        const got = new Map(ct.flows.entries().map(([k, v]) => [ctKeyText(k), { state: v.state, flags: v.flags, lastSeen: v.last_seen }]));
+        const got = new Map(ct.flows.entries().map(([k, v]) => [ctKeyText(k), { state: v.state, flags: v.flags, lastSeen: v.last_seen, tcp: ctWindowsOf(v) }]));
         const diffs: string[] = [];
         for (const [k, v] of want) {
           const g = got.get(k);
-          if (!g || g.state !== v.state || g.flags !== v.flags || g.lastSeen !== v.lastSeen) diffs.push(`${k}: kernel ${g ? JSON.stringify({ ...g, lastSeen: String(g.lastSeen) }) : 'absent'}, model ${JSON.stringify({ ...v, lastSeen: String(v.lastSeen) })}`);
+          if (!g || g.state !== v.state || g.flags !== v.flags || g.lastSeen !== v.lastSeen || JSON.stringify(g.tcp) !== JSON.stringify(v.tcp)) diffs.push(`${k}: kernel ${g ? JSON.stringify({ ...g, lastSeen: String(g.lastSeen) }) : 'absent'}, model ${JSON.stringify({ ...v, lastSeen: String(v.lastSeen) })}`);
         }
         for (const k of got.keys()) if (!want.has(k)) diffs.push(`${k}: kernel has it, model does not`);
         if (diffs.length) found({ what: 'table', seed: opts.seed, world: w, step, hook: null, policy: reproPolicy(policy), packet: lastFrame, kernel: diffs.slice(0, 5).join('; '), model: `${want.size} flows` });
@@ -393,6 +399,7 @@ export function runCtFuzz(opts: CtFuzzOptions): CtFuzzReport {
         const o = model.ingress(policy, frame);
         report.verdicts[o.action]++;
         if (o.ct) report[o.ct]++;
+        if (o.ct && o.ct !== 'related' && (ctTcpFlags(frame) ?? 0) & 0x04) report.resets[o.ct === 'established' ? 'inWindow' : 'outOfWindow']++;
         addOutcome(expected, o, frame.length, 1);
         const v = runHook(d, hook, frame);
         if (v !== 'allow' && v !== 'deny') {

@@ -52,7 +52,7 @@ export interface FrameOutcome {
   rule: number | null;
   stats: Stat[];
   /** passed by connection tracking (ConnTrack.ingress) */
-  ct?: 'established' | 'related';
+  ct?: 'established' | 'related' | 'outOfWindow';
 }
 
 const malformed = (why: string): ParsedFrame => ({ kind: 'malformed', why });
@@ -117,12 +117,12 @@ function ipv6(b: Uint8Array, off: number): ParsedFrame & { l4?: number } {
 
 /** What the filter sees in a frame. */
 export function parseFrame(frame: Uint8Array): ParsedFrame {
-  const { l4: _l4, ...parsed } = parseFrameL4(frame);
+  const { l4: _l4, l3: _l3, ...parsed } = parseFrameL4(frame);
   return parsed;
 }
 
-/** parseFrame, with where the L4 header starts when the filter reads it (the tracker reads it again). */
-function parseFrameL4(frame: Uint8Array): ParsedFrame & { l4?: number } {
+/** parseFrame, with where the IP (l3) and L4 headers start when the filter reads them (the tracker reads them again). */
+function parseFrameL4(frame: Uint8Array): ParsedFrame & { l4?: number; l3?: number } {
   if (frame.length < 14) return malformed('shorter than an Ethernet header');
   let type = u16(frame, 12);
   let off = 14;
@@ -132,8 +132,8 @@ function parseFrameL4(frame: Uint8Array): ParsedFrame & { l4?: number } {
     type = u16(frame, off + 2);
     off += 4;
   }
-  if (type === ETH_P.ip) return ipv4(frame, off);
-  if (type === ETH_P.ipv6) return ipv6(frame, off);
+  if (type === ETH_P.ip) return { ...ipv4(frame, off), l3: off };
+  if (type === ETH_P.ipv6) return { ...ipv6(frame, off), l3: off };
   return type === ETH_P.arp ? { kind: 'arp' } : { kind: 'non_ip', ethertype: type };
 }
 
@@ -203,7 +203,23 @@ export interface CtFlow {
   finRemote: boolean;
   /** ns, on the tracker's clock */
   lastSeen: bigint;
+  /** TCP windows (as bpf/filter.bpf.c's tcp_in_window and tcp_update): 0 for UDP and ICMP */
+  tcp: TcpWindows;
 }
+
+/** A TCP flow's sequence tracking, field for field the kernel's flt_ct_val (maps/filter.json). */
+export interface TcpWindows {
+  lEnd: number;
+  rEnd: number;
+  rMaxend: number;
+  lMaxwin: number;
+  rMaxwin: number;
+  lWscale: number;
+  rWscale: number;
+  /** FLT_CT_T_* */
+  bits: number;
+}
+const noWindows = (): TcpWindows => ({ lEnd: 0, rEnd: 0, rMaxend: 0, lMaxwin: 0, rMaxwin: 0, lWscale: 0, rWscale: 0, bits: 0 });
 
 /** Timeouts in seconds; 0 or absent: the default. */
 export type CtTimeouts = Partial<Record<'tcp_syn_sent' | 'tcp_established' | 'tcp_closing' | 'tcp_time_wait' | 'udp_single' | 'udp_stream' | 'icmp', number>>;
@@ -251,6 +267,42 @@ interface CtPacket {
   key: CtKey;
   /** TCP flags */
   flags: number;
+  /** TCP: sequence, acknowledgement, raw window, payload length, the SYN's window scale option */
+  seg?: TcpSegment;
+}
+interface TcpSegment {
+  seq: number;
+  ack: number;
+  win: number;
+  len: number;
+  /** null: no window scale option (or not a SYN) */
+  wscale: number | null;
+}
+const u32 = (b: Uint8Array, o: number): number => ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+/** TCP sequence arithmetic, modulo 2^32 */
+const seqAfter = (a: number, b: number): boolean => ((a - b) | 0) > 0;
+const add32 = (a: number, b: number): number => (a + b) >>> 0;
+
+/**
+ * The window scale option of a SYN's TCP header at l4: the option bytes up to the data offset or
+ * the frame's end, walked from the first (end-of-list stops, NOP takes a byte, another kind its
+ * length, which stops the walk when past them or under 2); the first kind 3 of length 3 whose value
+ * is within them, capped at FLT_CT_WS_MAX; null when none.
+ */
+function tcpWscale(b: Uint8Array, l4: number): number | null {
+  const n = Math.min((b[l4 + 12] >> 4) * 4 - 20, 40, Math.max(0, b.length - l4 - 20));
+  const o = (i: number): number => b[l4 + 20 + i];
+  for (let i = 0; i < n; ) {
+    if (o(i) === 0) return null;
+    if (o(i) === 1) {
+      i++;
+      continue;
+    }
+    if (i + 1 >= n || o(i + 1) < 2) return null;
+    if (o(i) === 3 && o(i + 1) === 3) return i + 2 < n ? Math.min(o(i + 2), F.FLT_CT_WS_MAX) : null;
+    i += o(i + 1);
+  }
+  return null;
 }
 
 const T_FIN = 0x01;
@@ -266,13 +318,13 @@ const isError = (family: 4 | 6, type: number): boolean => (family === 4 ? type =
 
 /**
  * The flow fields of the L4 header at `l4` of protocol `proto`, local = source when srcLocal: TCP
- * needs 14 bytes (the flags), UDP its ports, an ICMP echo its identifier (6 bytes), an ICMP error
+ * needs its 20 fixed bytes and a data offset of at least 5, UDP its ports, an ICMP echo its identifier (6 bytes), an ICMP error
  * its 8-byte header. null: nothing the tracker follows.
  */
 function flowOf(b: Uint8Array, l4: number, family: 4 | 6, proto: number, src: bigint, dst: bigint, srcLocal: boolean): CtPacket | null {
   const addrs = srcLocal ? { laddr: src, raddr: dst } : { laddr: dst, raddr: src };
   const ports = (): { lport: number; rport: number } => (srcLocal ? { lport: u16(b, l4), rport: u16(b, l4 + 2) } : { lport: u16(b, l4 + 2), rport: u16(b, l4) });
-  if (proto === PROTO_NUMBERS.tcp) return l4 + 14 <= b.length ? { kind: 'tcp', key: { family, proto, ...addrs, ...ports() }, flags: b[l4 + 13] } : null;
+  if (proto === PROTO_NUMBERS.tcp) return l4 + 20 <= b.length && b[l4 + 12] >> 4 >= 5 ? { kind: 'tcp', key: { family, proto, ...addrs, ...ports() }, flags: b[l4 + 13] } : null;
   if (proto === PROTO_NUMBERS.udp) return l4 + 4 <= b.length ? { kind: 'udp', key: { family, proto, ...addrs, ...ports() }, flags: 0 } : null;
   if (proto !== (family === 4 ? PROTO_NUMBERS.icmpv4 : PROTO_NUMBERS.icmpv6) || l4 + 1 > b.length) return null;
   const type = b[l4];
@@ -317,9 +369,79 @@ function ctPacket(frame: Uint8Array, srcLocal: boolean): CtPacket | null {
   if (parsed.kind !== 'ip' || parsed.nonfirst || parsed.dport === undefined || parsed.l4 === undefined) return null;
   const family = parsed.family!;
   const f = flowOf(frame, parsed.l4, family, parsed.proto!, parsed.src!, parsed.dst!, srcLocal);
+  if (f?.kind === 'tcp') {
+    // the payload: egress from the whole frame (the kernel's skb->len), ingress from the IP
+    // header's length (a received frame may be padded)
+    const l4 = parsed.l4;
+    const hdr = (frame[l4 + 12] >> 4) * 4;
+    const l3 = parsed.l3!;
+    const n = srcLocal ? frame.length - l4 - hdr : family === 4 ? u16(frame, l3 + 2) - (l4 - l3) - hdr : u16(frame, l3 + 4) + 40 - (l4 - l3) - hdr;
+    f.seg = { seq: u32(frame, l4 + 4), ack: u32(frame, l4 + 8), win: u16(frame, l4 + 14), len: Math.max(0, n), wscale: f.flags & T_SYN ? tcpWscale(frame, l4) : null };
+  }
   if (f?.kind !== 'icmp_error') return f;
   const q = quotedFlow(frame, parsed.l4, family);
   return q ? { kind: 'icmp_error', key: q, flags: 0 } : null;
+}
+
+// ---- TCP windows, as bpf/filter.bpf.c (tcp_in_window, tcp_update) and the README say.
+
+const segEnd = (p: CtPacket): number => add32(p.seg!.seq, p.seg!.len + (p.flags & T_SYN ? 1 : 0) + (p.flags & T_FIN ? 1 : 0));
+/** the window a segment advertises: a SYN's never scaled, the rest by the sender's SYN option when both SYNs had one */
+function segWindow(w: TcpWindows, p: CtPacket, remote: boolean): number {
+  const both = F.FLT_CT_T_L_WS | F.FLT_CT_T_R_WS;
+  if (p.flags & T_SYN || (w.bits & both) !== both) return p.seg!.win;
+  return (p.seg!.win << ((remote ? w.rWscale : w.lWscale) & 15)) >>> 0;
+}
+
+/** Whether a far side's segment fits: its sequence within what the host let it send, its ack not ahead of (nor too far behind) what the host sent. */
+function tcpInWindow(w: TcpWindows, p: CtPacket): boolean {
+  const s = p.seg!;
+  if (w.bits & F.FLT_CT_T_R_KNOWN) {
+    if (seqAfter(s.seq, w.rMaxend) || !seqAfter(segEnd(p), (w.rEnd - w.lMaxwin - 1) >>> 0)) return false;
+  }
+  if (p.flags & T_ACK && w.bits & F.FLT_CT_T_L_KNOWN) {
+    if (seqAfter(s.ack, w.lEnd)) return false;
+    const maxack = Math.max(w.rMaxwin, F.FLT_CT_MAXACKWIN);
+    if (w.bits & F.FLT_CT_T_R_KNOWN && !seqAfter(s.ack, (w.lEnd - maxack - 1) >>> 0)) return false;
+  }
+  return true;
+}
+
+/** A segment counted as the flow: the sender's end, largest window, SYN option; the local side's ACK moves how far the far side may send. */
+function tcpUpdate(w: TcpWindows, p: CtPacket, remote: boolean): void {
+  const s = p.seg!;
+  const end = segEnd(p);
+  const win = segWindow(w, p, remote) || 1;
+  const known = remote ? F.FLT_CT_T_R_KNOWN : F.FLT_CT_T_L_KNOWN;
+  if (!(w.bits & known)) {
+    w.bits |= known;
+    if (p.flags & T_SYN && s.wscale !== null) {
+      w.bits |= remote ? F.FLT_CT_T_R_WS : F.FLT_CT_T_L_WS;
+      if (remote) w.rWscale = s.wscale;
+      else w.lWscale = s.wscale;
+    }
+    if (remote) {
+      w.rEnd = end;
+      w.rMaxwin = win;
+      w.rMaxend = add32(end, w.lMaxwin);
+    } else {
+      w.lEnd = end;
+      w.lMaxwin = win;
+    }
+  } else if (remote) {
+    if (seqAfter(end, w.rEnd)) w.rEnd = end;
+    if (win > w.rMaxwin) w.rMaxwin = win;
+  } else {
+    if (seqAfter(end, w.lEnd)) w.lEnd = end;
+    if (win > w.lMaxwin) w.lMaxwin = win;
+  }
+  if (!remote && p.flags & T_ACK && w.bits & F.FLT_CT_T_R_KNOWN && seqAfter(add32(s.ack, win), w.rMaxend)) w.rMaxend = add32(s.ack, win);
+}
+
+/** The TCP flags of a frame the tracker would read as TCP, else null (the fuzzer's report). */
+export function ctTcpFlags(frame: Uint8Array): number | null {
+  const p = ctPacket(frame, false);
+  return p?.kind === 'tcp' ? p.flags : null;
 }
 
 /** The reference model of the connection tracker: its table, clock and timeouts. */
@@ -345,22 +467,26 @@ export class ConnTrack {
     return e.flow;
   }
 
-  private start(k: CtKey, state: CtState, origRemote: boolean): void {
-    this.flows.set(keyText(k), { key: k, flow: { state, origRemote, replied: false, finLocal: false, finRemote: false, lastSeen: this.now } });
+  private start(k: CtKey, state: CtState, origRemote: boolean): CtFlow {
+    const flow: CtFlow = { state, origRemote, replied: false, finLocal: false, finRemote: false, lastSeen: this.now, tcp: noWindows() };
+    this.flows.set(keyText(k), { key: k, flow });
+    return flow;
   }
 
-  /** A packet of flow f from the far side (remote) or the host: whether it counts as the flow, and its effect. */
-  private advance(k: CtKey, f: CtFlow, p: CtPacket, remote: boolean): boolean {
+  /** A packet of flow f from the far side (remote) or the host: whether it counts as the flow ('window': a far side's segment out of window), and its effect. */
+  private advance(k: CtKey, f: CtFlow, p: CtPacket, remote: boolean): boolean | 'window' {
     const answering = remote !== f.origRemote;
     if (p.kind === 'tcp') {
       const tcpState = f.state === 'syn_sent' || f.state === 'established' || f.state === 'closing' || f.state === 'time_wait';
       if (opens(p.flags) || !tcpState) return false;
       // before the answer only a SYN+ACK or a RST from the answering side is the flow
       if (f.state === 'syn_sent' && answering && !(p.flags & T_RST) && (p.flags & (T_SYN | T_ACK)) !== (T_SYN | T_ACK)) return false;
+      if (remote && !tcpInWindow(f.tcp, p)) return 'window';
       if (p.flags & T_RST) {
         this.flows.delete(keyText(k));
         return true;
       }
+      tcpUpdate(f.tcp, p, remote);
       if (p.flags & T_FIN) {
         if (remote) f.finRemote = true;
         else f.finLocal = true;
@@ -381,11 +507,20 @@ export class ConnTrack {
     if (!this.stateful) return;
     const p = ctPacket(frame, true);
     if (!p || p.kind === 'icmp_error') return;
-    if (p.kind === 'tcp' && opens(p.flags)) return this.start(p.key, 'syn_sent', false);
+    if (p.kind === 'tcp' && opens(p.flags)) {
+      tcpUpdate(this.start(p.key, 'syn_sent', false).tcp, p, false);
+      return;
+    }
     const f = this.find(p.key);
     if (f) this.advance(p.key, f, p, false);
     else if (p.kind === 'udp') this.start(p.key, 'udp', false);
     else if (p.kind === 'echo_request') this.start(p.key, 'icmp', false);
+    else if (p.kind === 'tcp' && (p.flags & (T_SYN | T_ACK | T_RST | T_FIN)) === T_ACK) {
+      // mid-stream pickup: established, window scales unknown so taken as the largest
+      const nf = this.start(p.key, 'established', false);
+      nf.tcp = { ...nf.tcp, bits: F.FLT_CT_T_PICKUP | F.FLT_CT_T_L_WS | F.FLT_CT_T_R_WS, lWscale: F.FLT_CT_WS_MAX, rWscale: F.FLT_CT_WS_MAX };
+      tcpUpdate(nf.tcp, p, false);
+    }
   }
 
   /** A frame the host receives, under `policy`: the verdict and what the kernel counts. */
@@ -399,12 +534,15 @@ export class ConnTrack {
     const pass = (ct: 'established' | 'related'): FrameOutcome => ({ ...o, action: 'allow', rule: null, stats: [ct], ct });
     // an opening SYN is never a flow's packet (the table is not even read for it)
     if (p.kind === 'tcp' && opens(p.flags)) {
-      if (o.rule !== null) this.start(p.key, 'syn_sent', true);
+      if (o.rule !== null) tcpUpdate(this.start(p.key, 'syn_sent', true).tcp, p, true);
       return o;
     }
     const f = this.find(p.key);
     if (p.kind === 'icmp_error') return f ? pass('related') : o;
-    if (f && this.advance(p.key, f, p, true)) return pass('established');
+    const a = f ? this.advance(p.key, f, p, true) : false;
+    if (a === true) return pass('established');
+    // out of a tracked connection's window: dropped whatever the rules say (audit passes it)
+    if (a === 'window') return { ...o, action: policy.audit ? 'allow' : 'deny', rule: null, stats: policy.audit ? ['outOfWindow', 'audit'] : ['outOfWindow'], ct: 'outOfWindow' };
     if (o.rule !== null) {
       // an allow rule passed it: a new connection is tracked from here
       if (p.kind === 'udp' && !f) this.start(p.key, 'udp', true);
@@ -413,15 +551,27 @@ export class ConnTrack {
     return o;
   }
 
+  /** A live TCP flow's windows, given a frame of it the host would send (the fuzzer aims junk at their edges). */
+  windowsOf(outbound: Uint8Array): TcpWindows | undefined {
+    const p = ctPacket(outbound, true);
+    const e = p && this.flows.get(keyText(p.key));
+    return e && e.flow.tcp.bits ? { ...e.flow.tcp } : undefined;
+  }
+
   /** The table as the kernel's flt_ct would hold it: key text -> state number, flags, last seen. */
-  snapshot(): Map<string, { state: number; flags: number; lastSeen: bigint }> {
-    const out = new Map<string, { state: number; flags: number; lastSeen: bigint }>();
+  snapshot(): Map<string, { state: number; flags: number; lastSeen: bigint; tcp: TcpWindows }> {
+    const out = new Map<string, { state: number; flags: number; lastSeen: bigint; tcp: TcpWindows }>();
     for (const [t, { flow: f }] of this.flows) {
       const flags = (f.origRemote ? F.FLT_CT_F_ORIG_REMOTE : 0) | (f.replied ? F.FLT_CT_F_REPLIED : 0) | (f.finLocal ? F.FLT_CT_F_FIN_LOCAL : 0) | (f.finRemote ? F.FLT_CT_F_FIN_REMOTE : 0);
-      out.set(t, { state: CT_STATE_NUMBER[f.state], flags, lastSeen: f.lastSeen });
+      out.set(t, { state: CT_STATE_NUMBER[f.state], flags, lastSeen: f.lastSeen, tcp: { ...f.tcp } });
     }
     return out;
   }
+}
+
+/** A kernel flow's TCP windows as the model holds them (for comparing tables; the same key order as noWindows). */
+export function ctWindowsOf(v: F.FltCtVal): TcpWindows {
+  return { lEnd: v.l_end, rEnd: v.r_end, rMaxend: v.r_maxend, lMaxwin: v.l_maxwin, rMaxwin: v.r_maxwin, lWscale: v.l_wscale, rWscale: v.r_wscale, bits: v.tcp };
 }
 
 /** The model's key text of a kernel flt_ct key (for comparing tables). */

@@ -27,6 +27,12 @@ export interface PacketSpec {
   icmpId?: number;
   /** TCP flags byte (default SYN, 0x02) */
   tcpFlags?: number;
+  /** TCP sequence and acknowledgement numbers (default 1 and 0), window (default 65535) */
+  seq?: number;
+  ack?: number;
+  window?: number;
+  /** TCP option bytes, padded with end-of-list to a multiple of 4 (at most 40) */
+  tcpOptions?: number[];
   /** for an ICMP error: the packet it quotes (its IP header and `quote` bytes of its L4 header,
    * default 8 as routers send), in place of the payload */
   inner?: PacketSpec;
@@ -48,6 +54,7 @@ function quoted(inner: PacketSpec, quote: number): number[] {
 }
 
 const u16 = (n: number): number[] => [(n >> 8) & 0xff, n & 0xff];
+const u32 = (n: number): number[] => [...u16(Math.floor(n / 65536) & 0xffff), ...u16(n & 0xffff)];
 const addrBytes = (family: Family, a: bigint): number[] => {
   const n = family === 4 ? 4 : 16;
   return Array.from({ length: n }, (_, i) => Number((a >> BigInt((n - 1 - i) * 8)) & 0xffn));
@@ -56,8 +63,15 @@ const addrBytes = (family: Family, a: bigint): number[] => {
 function l4(spec: PacketSpec): number[] {
   const pay = spec.inner ? quoted(spec.inner, spec.quote ?? 8) : Array(spec.payload ?? 8).fill(0xab);
   switch (spec.proto) {
-    case 6: // TCP: ports, seq, ack, data offset 5, flags (SYN)
-      return [...u16(spec.sport ?? 40000), ...u16(spec.dport ?? 80), 0, 0, 0, 1, 0, 0, 0, 0, 0x50, spec.tcpFlags ?? TCP.syn, 0xff, 0xff, 0, 0, 0, 0, ...pay];
+    case 6: {
+      // TCP: ports, seq, ack, data offset (5 plus the options), flags (SYN), window
+      const opts = [...(spec.tcpOptions ?? [])];
+      while (opts.length % 4) opts.push(0);
+      return [
+        ...u16(spec.sport ?? 40000), ...u16(spec.dport ?? 80), ...u32(spec.seq ?? 1), ...u32(spec.ack ?? 0),
+        (5 + opts.length / 4) << 4, spec.tcpFlags ?? TCP.syn, ...u16(spec.window ?? 0xffff), 0, 0, 0, 0, ...opts, ...pay,
+      ];
+    }
     case 17: // UDP
       return [...u16(spec.sport ?? 40000), ...u16(spec.dport ?? 53), ...u16(8 + pay.length), 0, 0, ...pay];
     case 132: // SCTP common header

@@ -20,6 +20,8 @@ export const FILTER_STATS = [
   { name: 'established', json: 'established', slot: F.FLT_STAT_ESTABLISHED, row: { rule: 'established', action: 'allow' } },
   /** ICMP errors about a tracked connection (state on): fragmentation needed, unreachable, time exceeded */
   { name: 'related', json: 'related', slot: F.FLT_STAT_RELATED, row: { rule: 'related', action: 'allow' } },
+  /** TCP segments of a tracked connection outside its window (state on): dropped whatever the rules say, the flow unchanged */
+  { name: 'outOfWindow', json: 'outOfWindow', slot: F.FLT_STAT_OUT_OF_WINDOW, row: { rule: 'out-of-window', action: 'deny' } },
   /** non-first fragments, whatever decided them (also counted where they were decided) */
   { name: 'fragments', json: 'fragments', slot: F.FLT_STAT_FRAGMENT, row: null },
   /** drops audit mode let through (also counted where they were decided) */

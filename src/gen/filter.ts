@@ -42,7 +42,7 @@ export const FLT_MAX_EXT_HDRS = 8;
 export const FLT_MAX_VLAN_TAGS = 8;
 export const FLT_MAX_HEADER_OFFSET = 1024;
 export const FLT_PORT_SLOTS = 4;
-export const FLT_STAT_SLOTS = 12;
+export const FLT_STAT_SLOTS = 13;
 export const FLT_PORT_VALS = 65536;
 export const FLT_F_DIR4 = 4096;
 export const FLT_DIR_CHUNK = 2147483648;
@@ -77,6 +77,14 @@ export const FLT_CTS_MISSES = 3;
 export const FLT_CTS_SLOTS = 4;
 export const FLT_CT_SIZE_MIN = 64;
 export const FLT_CT_SIZE_MAX = 16777216;
+export const FLT_STAT_OUT_OF_WINDOW = 12;
+export const FLT_CT_T_L_KNOWN = 1;
+export const FLT_CT_T_R_KNOWN = 2;
+export const FLT_CT_T_L_WS = 4;
+export const FLT_CT_T_R_WS = 8;
+export const FLT_CT_T_PICKUP = 16;
+export const FLT_CT_WS_MAX = 14;
+export const FLT_CT_MAXACKWIN = 66000;
 
 /** flt_cfg[0]: the active generation and each generation's flags and default. User space writes the inactive generation's fields first (the active bytes stay as they are), then flips gen with one aligned 4-byte store: a packet sees one whole generation */
 export interface FltCfg {
@@ -624,17 +632,25 @@ export const FltCtKey: Codec<FltCtKey> & StructLayout = {
   },
 };
 
-/** a tracked flow: when it last saw a packet (ns of CLOCK_MONOTONIC_COARSE, or of flt_ct_cfg.now in tests), its state (FLT_CT_*; below FLT_CT_UDP for TCP) and flags (FLT_CT_F_*) */
+/** a tracked flow: when it last saw a packet (ns of CLOCK_MONOTONIC_COARSE, or of flt_ct_cfg.now in tests), its state (FLT_CT_*; below FLT_CT_UDP for TCP) and flags (FLT_CT_F_*). TCP (see 'TCP windows' at the top of bpf/filter.bpf.c): per side the highest sequence end it sent and the largest window it advertised, the furthest sequence the far side may send (the local side's highest ack plus window), the window scales of the SYNs */
 export interface FltCtVal {
   last_seen: bigint;
   state: number;
   flags: number;
+  l_end: number; // TCP: the highest sequence number + length (SYN and FIN count one) the local side sent
+  r_end: number; // TCP: the same for the remote side
+  r_maxend: number; // TCP: how far the remote side may send: the highest ack + scaled window the local side advertised (or the remote's end + the local window before the first ack)
+  l_maxwin: number; // TCP: the largest scaled window the local side advertised (at least 1)
+  r_maxwin: number; // TCP: the same for the remote side
+  l_wscale: number; // TCP: the window scale option of the local side's SYN (applies when both SYNs had one)
+  r_wscale: number; // TCP: the same for the remote side
+  tcp: number; // TCP: FLT_CT_T_* (which side's sequence is known, which SYN had a window scale, picked up mid-stream)
 }
 export const FltCtVal: Codec<FltCtVal> & StructLayout = {
   name: 'flt_ct_val',
-  size: 16,
-  fields: [{ name: 'last_seen', offset: 0, size: 8 }, { name: 'state', offset: 8, size: 1 }, { name: 'flags', offset: 9, size: 1 }, { name: 'pad', offset: 10, size: 6 }],
-  encode(v: FltCtVal, b: Buffer = Buffer.alloc(16), o = 0): Buffer {
+  size: 40,
+  fields: [{ name: 'last_seen', offset: 0, size: 8 }, { name: 'state', offset: 8, size: 1 }, { name: 'flags', offset: 9, size: 1 }, { name: 'pad', offset: 10, size: 6 }, { name: 'l_end', offset: 16, size: 4 }, { name: 'r_end', offset: 20, size: 4 }, { name: 'r_maxend', offset: 24, size: 4 }, { name: 'l_maxwin', offset: 28, size: 4 }, { name: 'r_maxwin', offset: 32, size: 4 }, { name: 'l_wscale', offset: 36, size: 1 }, { name: 'r_wscale', offset: 37, size: 1 }, { name: 'tcp', offset: 38, size: 1 }, { name: 'pad2', offset: 39, size: 1 }],
+  encode(v: FltCtVal, b: Buffer = Buffer.alloc(40), o = 0): Buffer {
     b.writeBigUInt64LE(v.last_seen, o + 0);
     b.writeUInt8(v.state, o + 8);
     b.writeUInt8(v.flags, o + 9);
@@ -644,6 +660,15 @@ export const FltCtVal: Codec<FltCtVal> & StructLayout = {
     b[o + 13] = 0;
     b[o + 14] = 0;
     b[o + 15] = 0;
+    b.writeUInt32LE(v.l_end, o + 16);
+    b.writeUInt32LE(v.r_end, o + 20);
+    b.writeUInt32LE(v.r_maxend, o + 24);
+    b.writeUInt32LE(v.l_maxwin, o + 28);
+    b.writeUInt32LE(v.r_maxwin, o + 32);
+    b.writeUInt8(v.l_wscale, o + 36);
+    b.writeUInt8(v.r_wscale, o + 37);
+    b.writeUInt8(v.tcp, o + 38);
+    b[o + 39] = 0;
     return b;
   },
   decode(b: Buffer, o = 0): FltCtVal {
@@ -651,6 +676,14 @@ export const FltCtVal: Codec<FltCtVal> & StructLayout = {
       last_seen: b.readBigUInt64LE(o + 0),
       state: b.readUInt8(o + 8),
       flags: b.readUInt8(o + 9),
+      l_end: b.readUInt32LE(o + 16),
+      r_end: b.readUInt32LE(o + 20),
+      r_maxend: b.readUInt32LE(o + 24),
+      l_maxwin: b.readUInt32LE(o + 28),
+      r_maxwin: b.readUInt32LE(o + 32),
+      l_wscale: b.readUInt8(o + 36),
+      r_wscale: b.readUInt8(o + 37),
+      tcp: b.readUInt8(o + 38),
     };
   },
   encodeView(v: FltCtVal, d: DataView, o = 0): void {
@@ -663,12 +696,29 @@ export const FltCtVal: Codec<FltCtVal> & StructLayout = {
     d.setUint8(o + 13, 0);
     d.setUint8(o + 14, 0);
     d.setUint8(o + 15, 0);
+    d.setUint32(o + 16, v.l_end, true);
+    d.setUint32(o + 20, v.r_end, true);
+    d.setUint32(o + 24, v.r_maxend, true);
+    d.setUint32(o + 28, v.l_maxwin, true);
+    d.setUint32(o + 32, v.r_maxwin, true);
+    d.setUint8(o + 36, v.l_wscale);
+    d.setUint8(o + 37, v.r_wscale);
+    d.setUint8(o + 38, v.tcp);
+    d.setUint8(o + 39, 0);
   },
   decodeView(d: DataView, o = 0): FltCtVal {
     return {
       last_seen: d.getBigUint64(o + 0, true),
       state: d.getUint8(o + 8),
       flags: d.getUint8(o + 9),
+      l_end: d.getUint32(o + 16, true),
+      r_end: d.getUint32(o + 20, true),
+      r_maxend: d.getUint32(o + 24, true),
+      l_maxwin: d.getUint32(o + 28, true),
+      r_maxwin: d.getUint32(o + 32, true),
+      l_wscale: d.getUint8(o + 36),
+      r_wscale: d.getUint8(o + 37),
+      tcp: d.getUint8(o + 38),
     };
   },
 };
@@ -717,7 +767,7 @@ export const FLT_COUNTERS = {
 export const FLT_STATS = {
   name: 'flt_stats',
   type: 'percpu_array',
-  maxEntries: 12,
+  maxEntries: 13,
   key: scalar.u32,
   value: FltCount,
   record: null,

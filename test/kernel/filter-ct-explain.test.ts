@@ -64,7 +64,7 @@ describeKernel('the connection table and explain from the command line', () => {
     // the source's reply on that connection
     const reply = `tcp ${h.sourceIp}:9090 -> ${h.targetIp}:${port} flags ack`;
     const e = runCli(['filter', 'explain', '--iface', h.targetIf, reply], { ns: h.target });
-    expect(e.status, e.stderr).toBe(0);
+    expect(e.status, e.stderr + e.stdout).toBe(0);
     expect(e.stdout.split('\n')).toEqual([
       `${reply}: PASS as established (the tracked flow tcp ${h.targetIp}:${port} <-> ${h.sourceIp}:9090, established, opened by this host)`,
       'without that flow: DROP by the default (deny)',

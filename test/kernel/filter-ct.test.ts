@@ -15,7 +15,7 @@ import { describeKernel } from '../helpers/kernel.js';
 
 const S = 1_000_000_000n;
 /** the statistics a case names (the rest are checked by the fuzzer) */
-const SHOWN: Stat[] = ['established', 'related', 'defaultDrop', 'defaultPass'];
+const SHOWN: Stat[] = ['established', 'related', 'outOfWindow', 'defaultDrop', 'defaultPass'];
 const T0 = 1_000n * S;
 
 for (const hook of ['xdp', 'tc'] as const satisfies readonly Hook[]) {
@@ -234,6 +234,75 @@ for (const hook of ['xdp', 'tc'] as const satisfies readonly Hook[]) {
       // the key in the host's view
       expect(Buffer.from(k.laddr).toString('hex')).toBe('fd000000000000000000000000000002');
       expect([k.lport, k.rport, k.proto]).toEqual([40000, 8080, 6]);
+    });
+
+    /** A handshake the host opens, with real numbers: the host's ISN 1000, the far side's 5000, windows and SYN options as given. */
+    function handshake(opts: { hostWs?: number; peerWs?: number; hostWin?: number; peerWin?: number } = {}): { syn: PacketSpec; host: () => number; peer: () => number } {
+      const syn = P('tcp 10.0.0.2:40000 -> 10.0.0.1:8080', { seq: 1000, payload: 0, window: opts.hostWin ?? 64240, tcpOptions: opts.hostWs === undefined ? [2, 4, 5, 0xb4] : [2, 4, 5, 0xb4, 4, 2, 1, 3, 3, opts.hostWs] });
+      out(syn);
+      expect(inbound(reverse(syn, { tcpFlags: TCP.syn | TCP.ack, seq: 5000, ack: 1001, window: opts.peerWin ?? 65160, tcpOptions: opts.peerWs === undefined ? [] : [1, 3, 3, opts.peerWs] })).verdict).toBe('allow');
+      out({ ...syn, tcpFlags: TCP.ack, seq: 1001, ack: 5001, tcpOptions: [] });
+      return { syn, host: () => 1001, peer: () => 5001 };
+    }
+    const outOfWindow = { verdict: 'deny', counted: 'outOfWindow' };
+    const established = { verdict: 'allow', counted: 'established' };
+
+    it('TCP windows: a far side segment with a sequence past what the host let it send, or an ack of what the host never sent, is dropped as out of window, whatever the rules say', () => {
+      apply(makePolicy({ default: 'allow' }));
+      const { syn } = handshake();
+      const data = (more: Partial<PacketSpec>): PacketSpec => reverse(syn, { tcpFlags: TCP.ack | TCP.psh, seq: 5001, ack: 1001, payload: 100, tcpOptions: [], ...more });
+      expect(inbound(data({}))).toEqual(established);
+      // the host advertised 64240 bytes from 5001 (its ACK): 5001 + 64240 is the edge
+      expect(inbound(data({ seq: 5001 + 64240 }))).toEqual(established);
+      expect(inbound(data({ seq: 5001 + 64241 }))).toEqual(outOfWindow);
+      expect(inbound(data({ seq: 0x80000000 }))).toEqual(outOfWindow);
+      // an ack ahead of what the host sent (1001), or more than a window behind it
+      expect(inbound(data({ ack: 1002 }))).toEqual(outOfWindow);
+      expect(inbound(data({ ack: (1001 - 66001) >>> 0 }))).toEqual(outOfWindow);
+      expect(inbound(data({ ack: (1001 - 66000) >>> 0 }))).toEqual(established);
+      // a retransmission of what already came is in window
+      expect(inbound(data({ seq: 5001 }))).toEqual(established);
+      const [[, v]] = [...ct.flows.entries()];
+      // the far side's end: the furthest segment that passed (the one that started at the edge)
+      expect([v.l_end, v.r_end, v.state]).toEqual([1001, 5001 + 64240 + 100, F.FLT_CT_ESTABLISHED]);
+    });
+
+    it('a blind RST (right ports, sequence out of window) is dropped and the connection stays; the far side\'s real RST closes it, and its late packets drop', () => {
+      strict();
+      const { syn } = handshake();
+      expect(inbound(reverse(syn, { tcpFlags: TCP.rst, seq: 5001 + 200000, payload: 0 }))).toEqual(outOfWindow);
+      expect(inbound(reverse(syn, { tcpFlags: TCP.rst | TCP.ack, seq: 5001, ack: 999999, payload: 0 }))).toEqual(outOfWindow);
+      expect(ct.flows.entries().length).toBe(1);
+      expect(inbound(reverse(syn, { tcpFlags: TCP.ack, seq: 5001, ack: 1001, payload: 10 }))).toEqual(established);
+      expect(inbound(reverse(syn, { tcpFlags: TCP.rst, seq: 5011, payload: 0 }))).toEqual(established);
+      expect(ct.flows.entries().length).toBe(0);
+      expect(inbound(reverse(syn, { tcpFlags: TCP.ack, seq: 5011, ack: 1001, payload: 10 }))).toEqual({ verdict: 'deny', counted: 'defaultDrop' });
+    });
+
+    it('window scaling: with the scale option on both SYNs the host\'s window is scaled (a segment 1 MB ahead passes); with it on one only, it is not', () => {
+      strict();
+      const far = (syn: PacketSpec): PacketSpec => reverse(syn, { tcpFlags: TCP.ack, seq: 5001 + 1_000_000, ack: 1001, payload: 100, tcpOptions: [], window: 502 });
+      const scaled = handshake({ hostWs: 7, peerWs: 7 });
+      // the host's last ACK advertised 64240 << 7 bytes
+      expect(inbound(far(scaled.syn))).toEqual(established);
+      const [[, v]] = [...ct.flows.entries()];
+      expect([v.l_wscale, v.r_wscale, v.tcp & (F.FLT_CT_T_L_WS | F.FLT_CT_T_R_WS)]).toEqual([7, 7, F.FLT_CT_T_L_WS | F.FLT_CT_T_R_WS]);
+      out({ ...scaled.syn, tcpFlags: TCP.rst, seq: 1001 });
+      const oneSided = handshake({ hostWs: 7 });
+      expect(inbound(far(oneSided.syn))).toEqual(outOfWindow);
+    });
+
+    it('mid-stream pickup: an ACK the host sends for a connection the table does not hold starts an established flow (scales taken as the largest); the far side\'s replies pass', () => {
+      strict();
+      const ack = P('tcp 10.0.0.2:40000 -> 10.0.0.1:8080', { tcpFlags: TCP.ack | TCP.psh, seq: 70000, ack: 900000, window: 501, payload: 50 });
+      // a far side's packet before it: the rules (a bare ACK is no new connection)
+      expect(inbound(reverse(ack, { tcpFlags: TCP.ack, seq: 900000, ack: 70000 }))).toEqual({ verdict: 'deny', counted: 'defaultDrop' });
+      out(ack);
+      const [[, v]] = [...ct.flows.entries()];
+      expect([v.state, v.tcp & F.FLT_CT_T_PICKUP, v.l_end]).toEqual([F.FLT_CT_ESTABLISHED, F.FLT_CT_T_PICKUP, 70050]);
+      expect(inbound(reverse(ack, { tcpFlags: TCP.ack, seq: 900000, ack: 70050, payload: 1000 }))).toEqual(established);
+      // its ack may not run ahead of what the host sent even so
+      expect(inbound(reverse(ack, { tcpFlags: TCP.ack, seq: 901000, ack: 70051, payload: 0 }))).toEqual(outOfWindow);
     });
 
     it('state off: the egress program records nothing and replies are judged by the rules alone', () => {

@@ -25,7 +25,7 @@ describeKernel('filter differential fuzzer (BPF_PROG_TEST_RUN against the model)
     expect(r.rulesHit).toBeGreaterThan(100);
     // state is off here: nothing may pass as tracked; every other statistic moves
     for (const s of STATS) {
-      if (s === 'established' || s === 'related') expect(r.stats[s], s).toBe(0);
+      if (s === 'established' || s === 'related' || s === 'outOfWindow') expect(r.stats[s], s).toBe(0);
       else expect(r.stats[s], s).toBeGreaterThan(0);
     }
     for (const [k, n] of Object.entries(r.kinds)) expect(n, k).toBeGreaterThan(0);
@@ -40,7 +40,7 @@ describeKernel('filter differential fuzzer (BPF_PROG_TEST_RUN against the model)
 });
 
 describeKernel('filter connection tracking, differential (sequences through filter_egress and filter_xdp/filter_tc against the model)', () => {
-  it('100,000 packets in both directions over a few hundred worlds: no disagreement in verdicts, counters or the flow table; none aborted', () => {
+  it('100,000 packets in both directions over a few hundred worlds (handshakes, resets, out-of-window junk, ICMP errors, timeouts): no disagreement in verdicts, counters or the flow table with its TCP windows; none aborted', () => {
     const r = runCtFuzz({ seed: 20261207, packets: 100_000 });
     expect(r.disagreements, r.disagreements.map((d) => JSON.stringify(d)).join('\n')).toEqual([]);
     expect(r.aborted).toBe(0);
@@ -53,6 +53,10 @@ describeKernel('filter connection tracking, differential (sequences through filt
     expect(r.verdicts.deny).toBeGreaterThan(10_000);
     expect(r.established).toBeGreaterThan(2_000);
     expect(r.related).toBeGreaterThan(200);
+    // TCP windows: junk out of window dropped, resets both in window (closing) and blind (ignored)
+    expect(r.outOfWindow).toBeGreaterThan(300);
+    expect(r.resets.inWindow).toBeGreaterThan(100);
+    expect(r.resets.outOfWindow).toBeGreaterThan(50);
     for (const [k, n] of Object.entries(r.steps)) expect(n, k).toBeGreaterThan(0);
     for (const [k, n] of Object.entries(r.states)) expect(n, k).toBeGreaterThan(0);
     expect(r.worlds).toBeGreaterThan(100);

@@ -42,7 +42,7 @@
 #define FLT_MAX_VLAN_TAGS 8
 #define FLT_MAX_HEADER_OFFSET 1024
 #define FLT_PORT_SLOTS 4
-#define FLT_STAT_SLOTS 12
+#define FLT_STAT_SLOTS 13
 #define FLT_PORT_VALS 65536
 #define FLT_F_DIR4 4096
 #define FLT_DIR_CHUNK 2147483648
@@ -77,6 +77,14 @@
 #define FLT_CTS_SLOTS 4
 #define FLT_CT_SIZE_MIN 64
 #define FLT_CT_SIZE_MAX 16777216
+#define FLT_STAT_OUT_OF_WINDOW 12
+#define FLT_CT_T_L_KNOWN 1
+#define FLT_CT_T_R_KNOWN 2
+#define FLT_CT_T_L_WS 4
+#define FLT_CT_T_R_WS 8
+#define FLT_CT_T_PICKUP 16
+#define FLT_CT_WS_MAX 14
+#define FLT_CT_MAXACKWIN 66000
 
 /* flt_cfg[0]: the active generation and each generation's flags and default. User space writes the inactive generation's fields first (the active bytes stay as they are), then flips gen with one aligned 4-byte store: a packet sees one whole generation */
 struct flt_cfg {
@@ -188,14 +196,23 @@ struct flt_ct_key {
 };
 _Static_assert(sizeof(struct flt_ct_key) == 40, "struct flt_ct_key layout drifted from maps/filter.json");
 
-/* a tracked flow: when it last saw a packet (ns of CLOCK_MONOTONIC_COARSE, or of flt_ct_cfg.now in tests), its state (FLT_CT_*; below FLT_CT_UDP for TCP) and flags (FLT_CT_F_*) */
+/* a tracked flow: when it last saw a packet (ns of CLOCK_MONOTONIC_COARSE, or of flt_ct_cfg.now in tests), its state (FLT_CT_*; below FLT_CT_UDP for TCP) and flags (FLT_CT_F_*). TCP (see 'TCP windows' at the top of bpf/filter.bpf.c): per side the highest sequence end it sent and the largest window it advertised, the furthest sequence the far side may send (the local side's highest ack plus window), the window scales of the SYNs */
 struct flt_ct_val {
 	__u64 last_seen;
 	__u8 state;
 	__u8 flags;
 	__u8 pad[6];
+	__u32 l_end; /* TCP: the highest sequence number + length (SYN and FIN count one) the local side sent */
+	__u32 r_end; /* TCP: the same for the remote side */
+	__u32 r_maxend; /* TCP: how far the remote side may send: the highest ack + scaled window the local side advertised (or the remote's end + the local window before the first ack) */
+	__u32 l_maxwin; /* TCP: the largest scaled window the local side advertised (at least 1) */
+	__u32 r_maxwin; /* TCP: the same for the remote side */
+	__u8 l_wscale; /* TCP: the window scale option of the local side's SYN (applies when both SYNs had one) */
+	__u8 r_wscale; /* TCP: the same for the remote side */
+	__u8 tcp; /* TCP: FLT_CT_T_* (which side's sequence is known, which SYN had a window scale, picked up mid-stream) */
+	__u8 pad2[1];
 };
-_Static_assert(sizeof(struct flt_ct_val) == 16, "struct flt_ct_val layout drifted from maps/filter.json");
+_Static_assert(sizeof(struct flt_ct_val) == 40, "struct flt_ct_val layout drifted from maps/filter.json");
 
 #define FLT_SRC_MAX_ENTRIES 262144
 /* source prefix -> class, for IPv6 and for IPv4 when the generation does not use the DIR tables (FLT_F_DIR4 clear) */
@@ -236,7 +253,7 @@ struct {
 	__type(value, struct flt_count);
 } flt_counters SEC(".maps");
 
-#define FLT_STATS_MAX_ENTRIES 12
+#define FLT_STATS_MAX_ENTRIES 13
 /* FLT_STAT_* */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
