@@ -15,7 +15,7 @@ import { formatMatch, parseRule, type Action, type Rule } from '../filter/rules.
 import { startFilter } from '../filter/start.js';
 import { ctMaxNote, type CtTableView } from '../filter/ct-table.js';
 import { countersView } from '../filter/stats.js';
-import { flowViews, type FlowView } from '../filter/conntrack.js';
+import { flowViews, pageFlows, type FlowPage, type FlowView } from '../filter/conntrack.js';
 import type { FltCtCfg, FltCtKey, FltCtVal } from '../gen/filter.js';
 import { interfaceExists, linkInfo, netInterfaces, openPinnedLink, progInfo, watchInterfaces, type ProgInfo } from '../loader/index.js';
 import type { BpfSource } from '../metrics/bpf.js';
@@ -341,9 +341,10 @@ export class AgentFilter {
 
   /**
    * The flows each stateful interface tracks (GET /v1/filter/conntrack), as `filter conntrack`
-   * lists them; `only`: one interface, which must be filtered.
+   * lists them; `only`: one interface, which must be filtered; `page`: a window of each table's
+   * flows, most recent first (a busy table holds 262,144 by default: too many for one answer).
    */
-  conntrack(only?: string): { interfaces: Array<{ interface: string; stateful: boolean; table: CtTableView | null; flows: FlowView[] }> } {
+  conntrack(only?: string, page: FlowPage = {}): { interfaces: Array<{ interface: string; stateful: boolean; table: CtTableView | null; total: number; flows: FlowView[] }> } {
     if (only !== undefined && !this.handles.has(only)) {
       throw new EbpfnetError('EBPFNET_NOT_FOUND', `list the flows of ${only}`, 'the agent does not filter that interface', { hint: 'GET /v1/filter/stats lists the interfaces it filters' });
     }
@@ -351,7 +352,7 @@ export class AgentFilter {
     const now = process.hrtime.bigint();
     const out = [...this.handles.values()].filter((h) => only === undefined || h.ifname === only).map((h) => {
       const f = h.flows();
-      return { interface: h.ifname, stateful: f !== null, table: h.ctTable?.() ?? null, flows: f ? flowViews(f.entries, f.cfg, now) : [] };
+      return { interface: h.ifname, stateful: f !== null, table: h.ctTable?.() ?? null, ...pageFlows(f ? flowViews(f.entries, f.cfg, now) : [], page) };
     });
     return { interfaces: out };
   }

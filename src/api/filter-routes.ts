@@ -7,6 +7,8 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { jsonChunks } from '../agent/json.js';
 import { etag } from '../agent/revision.js';
 import { PROTOS } from '../filter/rules.js';
+import { EbpfnetError } from '../errors.js';
+import { FLT_CT_SIZE_MAX } from '../gen/filter.js';
 import { STAT_JSON_KEYS, type StatJsonKey } from '../filter/stats.js';
 import type { RouteKit } from './kit.js';
 import { idParams } from './schemas.js';
@@ -107,9 +109,10 @@ export const conntrackView = {
       type: 'array',
       items: {
         type: 'object',
-        required: ['interface', 'stateful', 'flows'],
+        required: ['interface', 'stateful', 'total', 'flows'],
         properties: {
           interface: { type: 'string' },
+          total: { type: 'integer', description: 'live flows in the table; `flows` is the page of them asked for (limit, offset)' },
           stateful: { type: 'boolean', description: 'false: no connection state here (the list is empty)' },
           table: {
             type: ['object', 'null'],
@@ -150,7 +153,18 @@ export const conntrackView = {
   },
 } as const;
 
-const conntrackQuery = { type: 'object', additionalProperties: false, properties: { interface: { type: 'string', minLength: 1, maxLength: 64, description: 'only this interface' } } } as const;
+/** Flows per page unless `limit` says otherwise: a full default table is 262,144 flows. */
+export const CONNTRACK_PAGE = 1000;
+const conntrackQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    interface: { type: 'string', minLength: 1, maxLength: 64, description: 'only this interface' },
+    // strings: the API does not coerce query text; the route reads and range-checks them
+    limit: { type: 'string', pattern: '^[0-9]{1,8}$', description: `flows per interface, most recently seen first (1 to ${FLT_CT_SIZE_MAX}; default ${CONNTRACK_PAGE})` },
+    offset: { type: 'string', pattern: '^[0-9]{1,8}$', description: 'skip this many flows first (the next page: offset + limit; default 0)' },
+  },
+} as const;
 
 export function registerFilterRoutes(app: FastifyInstance, kit: RouteKit): void {
   app.get('/v1/filter', { schema: kit.doc('the packet filter policy', { response: { 200: filterView } }) }, async (_req, reply) => {
@@ -185,10 +199,17 @@ export function registerFilterRoutes(app: FastifyInstance, kit: RouteKit): void 
       return v;
     },
   );
-  app.get<{ Querystring: { interface?: string } }>(
+  app.get<{ Querystring: { interface?: string; limit?: string; offset?: string } }>(
     '/v1/filter/conntrack',
     { schema: kit.doc('the flows each stateful interface tracks, like conntrack -L', { querystring: conntrackQuery, response: { 200: conntrackView, ...kit.errors } }) },
-    async (req) => kit.agent.filter.conntrack(req.query.interface),
+    async (req) => {
+      const limit = req.query.limit === undefined ? CONNTRACK_PAGE : Number(req.query.limit);
+      const offset = Number(req.query.offset ?? 0);
+      if (limit < 1 || limit > FLT_CT_SIZE_MAX || offset > FLT_CT_SIZE_MAX) {
+        throw new EbpfnetError('EBPFNET_USAGE', 'validate querystring', `limit must be 1 to ${FLT_CT_SIZE_MAX} and offset at most ${FLT_CT_SIZE_MAX}`, { hint: 'page with ?limit=N&offset=M' });
+      }
+      return kit.agent.filter.conntrack(req.query.interface, { limit, offset });
+    },
   );
   app.get('/v1/filter/stats', { schema: kit.doc('counters per interface and rule, read from the kernel now', { response: { 200: filterStats } }) }, async (_req, reply) => {
     const s = kit.agent.filter.stats();

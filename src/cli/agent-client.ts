@@ -172,9 +172,13 @@ export async function statusThroughAgent(c: AgentClient, o: { json?: boolean } =
 }
 
 /** `filter conntrack --agent URL`: the agent's flows, the document `filter conntrack -o json` prints. */
-export async function conntrackThroughAgent(c: AgentClient, o: { iface?: string }): Promise<{ interfaces: Array<{ interface: string; stateful: boolean; flows: FlowView[] }> }> {
-  const q = o.iface ? `?interface=${encodeURIComponent(o.iface)}` : '';
-  return (await c.call<{ interfaces: Array<{ interface: string; stateful: boolean; flows: FlowView[] }> }>('GET', `/v1/filter/conntrack${q}`)).body;
+export async function conntrackThroughAgent(c: AgentClient, o: { iface?: string; limit?: number; offset?: number }): Promise<{ interfaces: Array<{ interface: string; stateful: boolean; total: number; flows: FlowView[] }> }> {
+  const q = new URLSearchParams();
+  if (o.iface) q.set('interface', o.iface);
+  if (o.limit !== undefined) q.set('limit', String(o.limit));
+  if (o.offset) q.set('offset', String(o.offset));
+  const qs = q.size ? `?${q}` : '';
+  return (await c.call<{ interfaces: Array<{ interface: string; stateful: boolean; total: number; flows: FlowView[] }> }>('GET', `/v1/filter/conntrack${qs}`)).body;
 }
 
 // ---- the balancer through the agent ----

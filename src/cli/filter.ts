@@ -6,7 +6,7 @@ import { EbpfnetError, isEbpfnetError } from '../errors.js';
 import { tunnelReport } from '../filter/coverage.js';
 import { FilterDatapath, type FilterCounters, type Hook } from '../filter/datapath.js';
 import { startFilter, undoStart, type StartedFilter } from '../filter/start.js';
-import { ctFlowOf, ctKernelKey, flowViews, type FlowView } from '../filter/conntrack.js';
+import { ctFlowOf, ctKernelKey, flowViews, pageFlows, type FlowView } from '../filter/conntrack.js';
 import { CT_DEFAULT_MAX, CT_MIN, ctTableLine, parseCtMax, type CtTableView } from '../filter/ct-table.js';
 import { decided, explainLines, type Explained, type StateFinding } from '../filter/explain.js';
 import { ConnTrack, ctIngressKey, ctKeyText } from '../filter/model.js';
@@ -212,23 +212,34 @@ function balancerState(): { text: string; json: Record<string, unknown> } | null
   }
 }
 
-type ConntrackDoc = { interfaces: Array<{ interface: string; stateful: boolean; table?: CtTableView | null; flows: FlowView[] }> };
+type ConntrackDoc = { interfaces: Array<{ interface: string; stateful: boolean; table?: CtTableView | null; total: number; flows: FlowView[] }> };
+type ConntrackOpts = OutputOptions & AgentOptions & { iface?: string; limit?: string; offset?: string };
+
+/** --limit / --offset: a whole number from `min` up to the largest table. */
+function pageNumber(flag: string, v: string | undefined, min: number): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (!/^\d+$/.test(v) || x < min || x > F.FLT_CT_SIZE_MAX) throw new EbpfnetError('EBPFNET_USAGE', `parse ${flag}`, `'${v}' is not a whole number from ${min} to ${F.FLT_CT_SIZE_MAX}`);
+  return x;
+}
 
 /** `filter conntrack`: the flows the stateful filters of this network namespace track, like conntrack -L. */
-async function conntrack(o: OutputOptions & AgentOptions & { iface?: string }): Promise<void> {
-  if (o.agent) return showConntrack(await conntrackThroughAgent(new AgentClient({ ...o, agent: o.agent }), o), wantsJson(o), 'the agent filters no interface');
+async function conntrack(o: ConntrackOpts): Promise<void> {
+  // like conntrack -L, every flow unless --limit says otherwise (the API pages by default)
+  const page = { limit: pageNumber('--limit', o.limit, 1), offset: pageNumber('--offset', o.offset, 0) };
+  if (o.agent) return showConntrack(await conntrackThroughAgent(new AgentClient({ ...o, agent: o.agent }), { iface: o.iface, limit: page.limit ?? F.FLT_CT_SIZE_MAX, offset: page.offset }), wantsJson(o), 'the agent filters no interface');
   requireRoot('filter conntrack');
   const fs = openSite('filter conntrack');
   const pins = (fs ? listPins(fs) : []).filter((p) => p.local && !p.gone && (!o.iface || p.ifname === o.iface));
   if (o.iface && !pins.length) throw new EbpfnetError('EBPFNET_NOT_FOUND', `filter conntrack --iface ${o.iface}`, 'no pinned filter there in this network namespace', { hint: 'ebpfnet status lists them' });
   // the clock the program reads (CLOCK_MONOTONIC at tick resolution), read once for every table
   const now = process.hrtime.bigint();
-  const out: Array<{ interface: string; stateful: boolean; table: CtTableView | null; flows: FlowView[] }> = [];
+  const out: ConntrackDoc['interfaces'] = [];
   for (const p of pins) {
     const d = FilterDatapath.adoptPin(fs!, p);
     try {
       const f = d.flows();
-      out.push({ interface: p.ifname, stateful: f !== null, table: d.ctTable(), flows: f ? flowViews(f.entries, f.cfg, now) : [] });
+      out.push({ interface: p.ifname, stateful: f !== null, table: d.ctTable(), ...pageFlows(f ? flowViews(f.entries, f.cfg, now) : [], page) });
     } finally {
       d.close();
     }
@@ -244,7 +255,8 @@ function showConntrack(doc: ConntrackDoc, json: boolean, none: string): void {
       process.stdout.write(`${i.interface}: stateless (no connection state: --stateless, filter.stateful false, or a default of allow)\n`);
       continue;
     }
-    process.stdout.write(`${i.interface}: ${i.flows.length} flow${i.flows.length === 1 ? '' : 's'}\n`);
+    const shown = i.flows.length < i.total ? ` (showing ${i.flows.length}: --limit, --offset)` : '';
+    process.stdout.write(`${i.interface}: ${i.total} flow${i.total === 1 ? '' : 's'}${shown}\n`);
     if (i.table) process.stdout.write(`${i.interface}: table: ${ctTableLine(i.table)}\n`);
     if (i.flows.length) process.stdout.write(`${table(['proto', 'local', 'remote', 'state', 'opened by', 'seen', 'expires in'], i.flows.map((f) => [f.proto, f.local, f.remote, f.state, f.openedBy, `${f.lastSeenSecondsAgo}s ago`, `${f.expiresInSeconds}s`]))}\n`);
   }
@@ -591,9 +603,11 @@ export function registerFilter(program: Command): void {
       filter
         .command('conntrack')
         .description('list the connections the stateful filters of this network namespace track (like conntrack -L; --agent: the agent\'s)')
-        .option('--iface <name>', 'only the filter on this interface'),
+        .option('--iface <name>', 'only the filter on this interface')
+        .option('--limit <n>', 'at most this many flows per interface, most recently seen first (default: all)')
+        .option('--offset <n>', 'skip this many flows first (the next page: --offset plus --limit)'),
     ),
-  ).action((o: OutputOptions & AgentOptions & { iface?: string }) => conntrack(o));
+  ).action((o: ConntrackOpts) => conntrack(o));
 
   withOutputOption(
     withAgentOptions(

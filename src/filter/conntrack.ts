@@ -68,6 +68,16 @@ const bytesOf = (v: bigint, family: 4 | 6): Uint8Array => {
   return out;
 };
 
+/** A page of a table's flows: the `limit` most recently seen after skipping `offset`; `total`: all live flows. */
+export interface FlowPage {
+  limit?: number;
+  offset?: number;
+}
+export function pageFlows(flows: FlowView[], page: FlowPage = {}): { total: number; flows: FlowView[] } {
+  const from = page.offset ?? 0;
+  return { total: flows.length, flows: page.limit === undefined && !from ? flows : flows.slice(from, page.limit === undefined ? undefined : from + page.limit) };
+}
+
 /** The kernel's flt_ct key of a model key (IPv4 in the first 4 bytes). */
 export function ctKernelKey(k: CtKey): F.FltCtKey {
   return { laddr: bytesOf(k.laddr, k.family), raddr: bytesOf(k.raddr, k.family), lport: k.lport, rport: k.rport, proto: k.proto, family: k.family === 6 ? F.FLT_FAMILY_V6 : F.FLT_FAMILY_V4 };

@@ -181,7 +181,7 @@ describeKernel('the agent\'s stateful filter (veth pair)', () => {
     expect(existsSync(egress)).toBe(false);
     expect(await stateMetric(a)).toBe('0');
     expect(fetchSource()).toBeNull();
-    expect((await api<Conntrack>(a, 'GET', '/v1/filter/conntrack')).body.interfaces).toEqual([{ interface: v.host, stateful: false, table: null, flows: [] }]);
+    expect((await api<Conntrack>(a, 'GET', '/v1/filter/conntrack')).body.interfaces).toEqual([{ interface: v.host, stateful: false, table: null, total: 0, flows: [] }]);
     // a bad value is refused and changes nothing
     const bad = await api<{ code: string }>(a, 'PUT', '/v1/filter', { rules: [], stateful: 'yes' });
     expect(bad.status).toBe(400);

@@ -79,6 +79,14 @@ describeKernel('the stateful filter from the command line', () => {
     const text = runCli(['filter', 'conntrack'], { ns: h.target }).stdout;
     expect(text).toMatch(new RegExp(`^${h.targetIf}: 3 flows$`, 'm'));
     expect(text).toMatch(/^proto\s+local\s+remote\s+state\s+opened by\s+seen\s+expires in$/m);
+    // a page: the second-newest flow alone, with the total beside it
+    const page = JSON.parse(runCli(['filter', 'conntrack', '--limit', '1', '--offset', '1', '-o', 'json'], { ns: h.target }).stdout) as { interfaces: Array<{ total: number; flows: Array<{ remote: string }> }> };
+    expect(page.interfaces[0].total).toBe(3);
+    expect(page.interfaces[0].flows.map((f) => f.remote)).toEqual([(JSON.parse(ct.stdout) as { interfaces: Array<{ flows: Array<{ remote: string }> }> }).interfaces[0].flows[1].remote]);
+    expect(runCli(['filter', 'conntrack', '--limit', '1'], { ns: h.target }).stdout).toMatch(new RegExp(`^${h.targetIf}: 3 flows \\(showing 1: --limit, --offset\\)$`, 'm'));
+    const badPage = runCli(['filter', 'conntrack', '--limit', '0'], { ns: h.target });
+    expect(badPage.status).not.toBe(0);
+    expect(badPage.stderr).toContain("'0' is not a whole number from 1 to");
     const egress = egressLinkId(h);
     expect(egress).not.toBeNull();
     expect(linkExists(egress!)).toBe(true);

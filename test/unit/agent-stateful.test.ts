@@ -94,14 +94,16 @@ describe('the agent\'s connection state (inject)', () => {
     await start('filter:\n  interfaces: [eth9, eth8]\n  default: deny\n');
     const r = await app.inject('/v1/filter/conntrack');
     expect(r.statusCode, r.body).toBe(200);
-    expect(r.json()).toEqual({ interfaces: [{ interface: 'eth9', stateful: true, table: null, flows: [] }, { interface: 'eth8', stateful: true, table: null, flows: [] }] });
-    expect((await app.inject('/v1/filter/conntrack?interface=eth8')).json()).toEqual({ interfaces: [{ interface: 'eth8', stateful: true, table: null, flows: [] }] });
+    expect(r.json()).toEqual({ interfaces: [{ interface: 'eth9', stateful: true, table: null, total: 0, flows: [] }, { interface: 'eth8', stateful: true, table: null, total: 0, flows: [] }] });
+    expect((await app.inject('/v1/filter/conntrack?interface=eth8&limit=5&offset=5')).json()).toEqual({ interfaces: [{ interface: 'eth8', stateful: true, table: null, total: 0, flows: [] }] });
+    // a page is 1 to the largest table's flows; anything else is refused
+    for (const q of ['limit=0', 'limit=16777217', 'offset=-1', 'limit=ten']) expect((await app.inject(`/v1/filter/conntrack?${q}`)).statusCode, q).toBe(400);
     const none = await app.inject('/v1/filter/conntrack?interface=eth7');
     expect(none.statusCode).toBe(404);
     expect(none.json()).toEqual({ code: 'EBPFNET_NOT_FOUND', message: 'list the flows of eth7: the agent does not filter that interface; GET /v1/filter/stats lists the interfaces it filters' });
     expect((await app.inject('/v1/filter/conntrack?iface=eth8')).statusCode).toBe(400);
     const doc = (await app.inject('/v1/openapi.json')).json() as { paths: Record<string, { get?: { parameters?: Array<{ name: string }> } }> };
-    expect(doc.paths['/v1/filter/conntrack'].get!.parameters!.map((p) => p.name)).toEqual(['interface']);
+    expect(doc.paths['/v1/filter/conntrack'].get!.parameters!.map((p) => p.name)).toEqual(['interface', 'limit', 'offset']);
   });
 
   it('a switch that fails leaves the previous state and policy; the setting survives a restart', async () => {

@@ -2,7 +2,7 @@
 // `filter conntrack`'s view of flt_ct entries: addresses in the host's view, state names, who
 // opened the flow, time to expiry from the configured (or default) timeouts; expired flows left out.
 import { describe, expect, it } from 'vitest';
-import { flowViews } from '../../src/filter/conntrack.js';
+import { flowViews, pageFlows, type FlowView } from '../../src/filter/conntrack.js';
 import * as F from '../../src/gen/filter.js';
 
 const v4 = (...b: number[]): Uint8Array => Uint8Array.from([...b, ...new Array(12).fill(0)]);
@@ -33,5 +33,15 @@ describe('conntrack view', () => {
     const six = Uint8Array.from([0xfd, 0, ...new Array(13).fill(0), 1]);
     const rows = flowViews([[{ laddr: six, raddr: six, lport: 1, rport: 2, proto: 17, family: F.FLT_FAMILY_V6 }, { last_seen: 5n * S, state: F.FLT_CT_UDP, flags: F.FLT_CT_F_REPLIED }]], cfg({ now: 8n * S, udp_stream: 10 }), 999n * S);
     expect(rows).toEqual([{ family: 6, proto: 'udp', local: '[fd00::1]:1', remote: '[fd00::1]:2', state: 'udp', openedBy: 'local', replied: true, lastSeenSecondsAgo: 3, expiresInSeconds: 7 }]);
+  });
+
+  it('pages: limit and offset take a window of the newest-first list; total counts them all', () => {
+    const flows = Array.from({ length: 5 }, (_, i) => ({ local: `10.0.0.2:${i}` }) as FlowView);
+    const ports = (p: { flows: FlowView[] }): string[] => p.flows.map((f) => f.local.split(':')[1]);
+    expect(pageFlows(flows)).toEqual({ total: 5, flows });
+    expect(ports(pageFlows(flows, { limit: 2 }))).toEqual(['0', '1']);
+    expect(ports(pageFlows(flows, { limit: 2, offset: 2 }))).toEqual(['2', '3']);
+    expect(ports(pageFlows(flows, { limit: 2, offset: 4 }))).toEqual(['4']);
+    expect(pageFlows(flows, { offset: 9 })).toEqual({ total: 5, flows: [] });
   });
 });
