@@ -8,8 +8,9 @@
  *   k8s-probe watch HOST PORT
  *       per line read on stdin (an address): prints "go", then connects to HOST:PORT until the reply
  *       names that address; prints "seen MONO_NS TRIES ERRORS" (CLOCK_MONOTONIC, as Node's hrtime)
- *   k8s-probe connect HOST PORT MILLISECONDS
- *       connect + read the reply + close in a loop for MILLISECONDS; prints one JSON line:
+ *   k8s-probe connect HOST PORT MILLISECONDS [GAP_US]
+ *       connect + read the reply + close in a loop for MILLISECONDS, GAP_US apart (a paced client
+ *       leaves the machine's two cores to the agent and the server); prints one JSON line:
  *       {"n":..,"p50_ns":..,"p99_ns":..,"errors":..}
  *
  * The client closes with SO_LINGER 0 (no TIME_WAIT: long runs never run out of ports) and has a 1 s
@@ -145,7 +146,7 @@ static int watch(const struct sockaddr_in *dst)
 	return 0;
 }
 
-static int loop(const struct sockaddr_in *dst, long ms)
+static int loop(const struct sockaddr_in *dst, long ms, long gap_us)
 {
 	size_t cap = 1 << 20, n = 0;
 	uint64_t *lat = malloc(cap * sizeof(*lat)), end = now_ns() + (uint64_t)ms * 1000000ull;
@@ -161,6 +162,11 @@ static int loop(const struct sockaddr_in *dst, long ms)
 			errors++;
 		else
 			lat[n++] = now_ns() - t0;
+		if (gap_us > 0) {
+			struct timespec gap = { .tv_sec = gap_us / 1000000, .tv_nsec = (gap_us % 1000000) * 1000 };
+
+			nanosleep(&gap, NULL);
+		}
 	}
 	qsort(lat, n, sizeof(*lat), cmp_u64);
 	printf("{\"n\":%zu,\"p50_ns\":%llu,\"p99_ns\":%llu,\"errors\":%lu}\n", n, n ? (unsigned long long)lat[(n - 1) / 2] : 0ull,
@@ -176,8 +182,8 @@ int main(int argc, char **argv)
 		return serve(atoi(argv[2]));
 	if (argc == 4 && !strcmp(argv[1], "watch"))
 		return parse_dst(argv[2], argv[3], &dst) ? 2 : watch(&dst);
-	if (argc == 5 && !strcmp(argv[1], "connect"))
-		return parse_dst(argv[2], argv[3], &dst) ? 2 : loop(&dst, atol(argv[4]));
-	fprintf(stderr, "usage: k8s-probe serve PORT | watch HOST PORT | connect HOST PORT MS\n");
+	if ((argc == 5 || argc == 6) && !strcmp(argv[1], "connect"))
+		return parse_dst(argv[2], argv[3], &dst) ? 2 : loop(&dst, atol(argv[4]), argc == 6 ? atol(argv[5]) : 0);
+	fprintf(stderr, "usage: k8s-probe serve PORT | watch HOST PORT | connect HOST PORT MS [GAP_US]\n");
 	return 2;
 }
