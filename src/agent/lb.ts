@@ -8,6 +8,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { EbpfnetError } from '../errors.js';
 import { Balancer, attachBalancer, detachBalancer, lbPinDir } from '../lb/balancer.js';
+import { writeNames } from '../lb/names.js';
 import { parseServiceEntry, parseServiceList, serviceEntry, type ServiceEntry } from '../lb/file.js';
 import { originName, type K8sServiceSpec } from '../k8s/translate.js';
 import { parseBackend, parseServiceAddr, type BackendState, type ServiceAddr, type ServiceSpec } from '../lb/model.js';
@@ -36,6 +37,8 @@ export interface LbHandle {
   close(): void;
   /** ensure() loaded and attached it (no balancer was there): a failed start detaches it again */
   readonly attachedNow?: boolean;
+  /** where it is pinned (the kernel's balancer only): Kubernetes' names are published beside it for `lb list` */
+  readonly pinDir?: string;
 }
 
 export interface LbBackend {
@@ -58,6 +61,7 @@ const linksPinned = (dir: string): boolean => {
 
 const wrap = (b: Balancer, cgroup: string, attachedNow = false): LbHandle => ({
   cgroup,
+  pinDir: b.pinDir,
   attachedNow,
   apply: (specs) => void b.apply(specs),
   upsert: (spec) => void b.upsert(spec),
@@ -283,6 +287,7 @@ export class AgentLb {
       if (held.length) this.k8sOf.set(key, held);
     }
     this.handle!.apply(this.effective(specsOf(this.state!.services)));
+    this.publishNames();
   }
 
   /**
@@ -321,6 +326,29 @@ export class AgentLb {
     }
     if (held.length) this.k8sOf.set(key, held);
     else this.k8sOf.delete(key);
+    this.publishNames();
+  }
+
+  private namesTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * Kubernetes' names beside the pins (src/lb/names.ts), for `lb list` without the agent. Written
+   * at most every 100 ms: a burst of EndpointSlice changes costs one write, not one each.
+   */
+  private publishNames(): void {
+    const dir = this.handle?.pinDir;
+    if (!dir || this.namesTimer) return;
+    this.namesTimer = setTimeout(() => {
+      this.namesTimer = null;
+      const names: Record<string, string> = {};
+      for (const [vip, spec] of this.k8s) names[vip] = originName(spec.origin);
+      try {
+        writeNames(dir, names);
+      } catch {
+        // only `lb list` without --agent misses the names; the agent's API still has them
+      }
+    }, 100);
+    this.namesTimer.unref();
   }
 
   /** Takes the VIP for `key` unless another Kubernetes Service holds it; a typed one is shadowed (counted). */
@@ -452,6 +480,8 @@ export class AgentLb {
   }
 
   close(): void {
+    if (this.namesTimer) clearTimeout(this.namesTimer);
+    this.namesTimer = null;
     this.handle?.close();
     this.handle = null;
   }

@@ -20,6 +20,7 @@ import {
   type Explanation,
   type ServiceView,
 } from '../lb/index.js';
+import { readNames } from '../lb/names.js';
 import { AgentClient, lbThroughAgent, refuseLocalFlags, serviceViewOf, withAgentOptions, type AgentOptions } from './agent-client.js';
 import { printJson, wantsJson, withOutputOption, type OutputOptions } from './output.js';
 import { table } from './present.js';
@@ -202,10 +203,13 @@ export function registerLb(program: Command): void {
       return;
     }
     const { services, broken, status } = withBalancer('lb list', (b) => ({ ...b.list(), status: b.status() }));
-    if (json) return printJson({ ...status, services: services.map(serviceJson), broken });
+    // Kubernetes' names, as the agent published them beside the pins (src/lb/names.ts)
+    const names = readNames(status.pinDir);
+    if (json) return printJson({ ...status, services: services.map((s) => ({ ...serviceJson(s), ...(names[s.service] ? { name: names[s.service] } : {}) })), broken });
     out(statusLine(status));
     out('');
-    out(services.length ? listTable(services) : 'no services; add one with: ebpfnet lb add VIP:PORT/PROTO --backend IP:PORT');
+    const shown = services.map((s) => (names[s.service] ? { ...s, service: `${s.service} (${names[s.service]})` } : s));
+    out(services.length ? listTable(shown) : 'no services; add one with: ebpfnet lb add VIP:PORT/PROTO --backend IP:PORT');
     for (const s of broken) out(`\nWARNING ${s}: its slot table is incomplete (a change was interrupted); run lb add or lb apply for it again`);
   });
 

@@ -35,6 +35,7 @@ import {
   type ProgInfo,
 } from '../loader/index.js';
 import { withLock } from './lock.js';
+import { removeNames } from './names.js';
 import type { ServiceAddr, ServiceSpec } from './model.js';
 import { IdSource, applyNeeds, applyParts, joinService, joinState, keyName, planApply, planDelete, planOps, planSteps, planUpsert, preOps, svcKey, v4Order, type LiveService, type LiveState, type Op, type Plan, type Summary } from './plan.js';
 import { explain, newNameCache, serviceView, type Explanation, type ServiceView } from './view.js';
@@ -264,6 +265,7 @@ export function detachBalancer(opts: { pinDir?: string } = {}): DetachResult {
       res.maps.push(name);
     }
     res.attached = res.programs.length > 0;
+    removeNames(dir);
     // not empty: something that is not ours lives there, and stays; else up to /sys/fs/bpf/ebpfnet
     pruneEmptyDirs(join(dir, 'links'), dir);
     pruneEmptyDirs(join(dir, 'maps'), dir);

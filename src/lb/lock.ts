@@ -17,7 +17,10 @@ const sleep = (ms: number): void => {
 
 
 /** The lock for the balancer pinned at `pinDir` (tests pin elsewhere and must not wait on users). */
-export const lockPath = (pinDir: string): string => join(LOCK_DIR, `lb-${createHash('sha256').update(hostSide(pinDir)).digest('hex').slice(0, 16)}.lock`);
+export const lockPath = (pinDir: string): string => runFile(pinDir, 'lock');
+
+/** `/run/ebpfnet/lb-HASH.SUFFIX`: a regular file that belongs to the balancer pinned at `pinDir`. */
+export const runFile = (pinDir: string, suffix: string): string => join(LOCK_DIR, `lb-${createHash('sha256').update(hostSide(pinDir)).digest('hex').slice(0, 16)}.${suffix}`);
 
 /** One balancer, one lock: its pins reached from a private mount namespace (reachPin) are the same. */
 const hostSide = (pinDir: string): string => (pinDir.startsWith('/proc/1/root/') ? pinDir.slice('/proc/1/root'.length) : pinDir);

@@ -14,7 +14,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ensureCgroup2, packageDir } from '../../src/loader/index.js';
 import { CliProcess, runCli } from '../helpers/cli.js';
+import { namesPath } from '../../src/lb/names.js';
 import { describeKernel, sh } from '../helpers/kernel.js';
+import { connectFrom, k8sService, k8sSlice, only, READY, type Cond, type Seen } from '../helpers/k8s.js';
 import { KubeApiServer, type KubeObject } from '../helpers/kube-apiserver.js';
 import { startLbServers, stopLbServers } from '../helpers/lb-servers.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
@@ -26,25 +28,8 @@ const NODE = 'node-a';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-interface Seen {
-  names: Record<string, number>;
-  errors: Record<string, number>;
-}
-
-const service = (name: string, ip: string, extra: Record<string, unknown> = {}): KubeObject => ({
-  metadata: { name, namespace: 'default' },
-  spec: { type: 'ClusterIP', clusterIP: ip, clusterIPs: [ip], ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 'web' }], ...extra },
-});
-
-type Cond = { ready: boolean; serving?: boolean; terminating?: boolean };
-const slice = (svc: string, name: string, eps: Array<[string, Cond]>): KubeObject => ({
-  metadata: { name, namespace: 'default', labels: { 'kubernetes.io/service-name': svc } },
-  addressType: 'IPv4',
-  // the Service's targetPort is the name `web`: the slice's port is what it resolves to
-  ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-  endpoints: eps.map(([ip, conditions]) => ({ addresses: [ip], conditions: { serving: conditions.ready, terminating: false, ...conditions }, nodeName: NODE })),
-});
-const READY: Cond = { ready: true };
+const service = k8sService;
+const slice = (svc: string, name: string, eps: Array<[string, Cond]>): KubeObject => k8sSlice(svc, name, eps, { node: NODE });
 
 describeKernel('kubernetes: the agent as the service proxy (real client, list/watch server, cgroup, netns backends)', () => {
   let pair: VethPair;
@@ -56,20 +41,7 @@ describeKernel('kubernetes: the agent as the service proxy (real client, list/wa
   let agent: { url: string; proc: CliProcess } | null = null;
   const agents: CliProcess[] = [];
 
-  /** N connects from a process in the test cgroup (async: the API server in this process keeps answering). */
-  const connect = (vip: string, n: number): Promise<Seen> =>
-    new Promise((resolve, reject) => {
-      const c = spawn('sh', ['-c', `echo $$ > ${cg}/cgroup.procs && exec ${process.execPath} ${join(FIXTURES, 'lb-client.mjs')} tcp ${vip} 80 ${n}`], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      c.stdout.on('data', (d: Buffer) => (out += d));
-      c.stderr.on('data', (d: Buffer) => (err += d));
-      c.on('exit', (code) => {
-        if (code !== 0) return reject(new Error(`lb-client exited ${code}: ${err}`));
-        const r = JSON.parse(out.trim().split('\n').pop()!) as Seen;
-        resolve({ names: r.names, errors: r.errors });
-      });
-    });
+  const connect = (vip: string, n: number): Promise<Seen> => connectFrom(cg, vip, n);
 
   /** Polls connects until `ok` holds (the agent applies changes within milliseconds; a restart takes seconds). */
   const until = async (what: string, vip: string, ok: (s: Seen) => boolean, ms = 20_000): Promise<Seen> => {
@@ -81,7 +53,6 @@ describeKernel('kubernetes: the agent as the service proxy (real client, list/wa
       await sleep(100);
     }
   };
-  const only = (name: string) => (s: Seen): boolean => Object.keys(s.errors).length === 0 && Object.keys(s.names).join() === name;
 
   const start = async (): Promise<{ url: string; proc: CliProcess }> => {
     const proc = new CliProcess(['agent', '--config', join(dir, 'config.yaml'), '--state-dir', join(dir, 'state'), '--listen', '127.0.0.1:0'], { env: ENV });
@@ -163,6 +134,15 @@ describeKernel('kubernetes: the agent as the service proxy (real client, list/wa
     const list = runCli(['lb', 'list', '--agent', a.url], { env: ENV });
     expect(list.status, list.stderr).toBe(0);
     expect(list.stdout).toContain(`${ip.vip}:80/tcp (default/web:http)`);
+    // without the agent: a separate command reads the pinned maps and the names the agent published beside them
+    let local: { services: Array<{ service: string; name?: string }> } = { services: [] };
+    for (let i = 0; i < 50 && local.services[0]?.name === undefined; i++, await sleep(50)) {
+      const r = runCli(['lb', 'list', '-o', 'json'], { env: ENV });
+      expect(r.status, r.stderr).toBe(0);
+      local = JSON.parse(r.stdout) as typeof local;
+    }
+    expect(local.services.map((x) => [x.service, x.name])).toEqual([[`${ip.vip}:80/tcp`, 'default/web:http']]);
+    expect(runCli(['lb', 'list'], { env: ENV }).stdout).toContain(`${ip.vip}:80/tcp (default/web:http)`);
     const metrics = await (await fetch(`${a.url}/metrics`)).text();
     expect(metrics).toMatch(new RegExp(`ebpfnet_lb_connections_total\\{service="${ip.vip}:80/tcp",backend="${ip.a}:8080",namespace="default",kubernetes_service="web",port_name="http"\\} ${s.names.a}`));
     expect(metrics).toContain('ebpfnet_kubernetes_synced 1');
@@ -272,6 +252,7 @@ describeKernel('kubernetes: the agent as the service proxy (real client, list/wa
     expect(c.status, c.stderr).toBe(0);
     expect(c.stdout).toContain('balancer: detached and unpinned');
     expect(existsSync(`${PIN_ROOT}/lb`)).toBe(false);
+    expect(existsSync(namesPath(`${PIN_ROOT}/lb`))).toBe(false);
     expect(readFileSync(join(dir, 'config.yaml'), 'utf8')).toContain('kubernetes:');
   });
 });
