@@ -40,6 +40,12 @@ declare -A want=(
   [ssh]=openssh-client
   [ssh-keygen]=openssh-client
   [nsenter]=util-linux
+  # the kernel tests' real clients and servers (test/kernel/filter-stateful-e2e.test.ts and others);
+  # dnsmasq-base is the binary alone, without the system service that would take port 53 on the host
+  [curl]=curl
+  [nmap]=nmap
+  [dig]=bind9-dnsutils
+  [/usr/sbin/dnsmasq]=dnsmasq-base
 )
 if [ "$bench" = 1 ]; then
   want[iptables]=iptables
