@@ -5,20 +5,14 @@
 // adds its own Services on its own VIPs; one agent serves them all. (The sync's life story, with
 // restarts and relists, is test/kernel/k8s-sync.test.ts.)
 import { type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { ensureCgroup2 } from '../../src/loader/index.js';
-import { CliProcess, runCli } from '../helpers/cli.js';
-import { connectFrom, inCgroup, k8sService, k8sSlice, only, READY, type Cond, type Seen, type SliceOpts } from '../helpers/k8s.js';
+import type { CliProcess } from '../helpers/cli.js';
+import { connectFrom, inCgroup, k8sService, k8sSlice, makeK8sNode, only, READY, removeK8sNode, startK8sAgent, type Cond, type K8sNode, type Seen, type SliceOpts } from '../helpers/k8s.js';
 import { describeKernel, sh } from '../helpers/kernel.js';
 import { KubeApiServer } from '../helpers/kube-apiserver.js';
 import { startLbServers, stopLbServers } from '../helpers/lb-servers.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
 
-const PIN_ROOT = `/sys/fs/bpf/ebpfnet-test-k8svc-${process.pid}`;
-const ENV = { ...process.env, EBPFNET_LB_PIN_DIR: `${PIN_ROOT}/lb` };
 const NODE = 'node-a';
 const OTHER = 'node-b';
 const TERMINATING: Cond = { ready: false, serving: true, terminating: true };
@@ -27,8 +21,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 describeKernel('kubernetes: kinds of Service through the agent (fallback, UDP, dual-stack, internalTrafficPolicy, NodePort)', () => {
   let pair: VethPair;
+  let node: K8sNode | undefined;
   let cg: string;
-  let dir: string;
   let api: KubeApiServer;
   let servers: ChildProcess | null = null;
   let agent: { url: string; proc: CliProcess } | null = null;
@@ -65,30 +59,16 @@ describeKernel('kubernetes: kinds of Service through the agent (fallback, UDP, d
       ...[100, 101, 102, 103].map((n) => ({ name: `plain${n}`, host: at(n), port: 80, proto: 'tcp' })),
       { name: 'plain6', host: `${sub6}::100`, port: 80, proto: 'tcp' },
     ]);
-    cg = join(ensureCgroup2().path, `ebpfnet-k8svc-test-${process.pid}`);
-    mkdirSync(cg);
-    dir = mkdtempSync(join(tmpdir(), 'ebpfnet-k8svc-'));
-    api = await KubeApiServer.start();
-    api.writeKubeconfig(join(dir, 'kubeconfig'));
-    writeFileSync(join(dir, 'config.yaml'), `lb:\n  cgroup: ${cg}\nkubernetes:\n  kubeconfig: ${join(dir, 'kubeconfig')}\n  nodeName: ${NODE}\n`);
     // the node's address is the host end of the veth: in a namespace this test made (the test process runs there)
-    api.apply('nodes', { metadata: { name: NODE }, status: { addresses: [{ type: 'InternalIP', address: pair.hostIp }] } });
-    const proc = new CliProcess(['agent', '--config', join(dir, 'config.yaml'), '--state-dir', join(dir, 'state'), '--listen', '127.0.0.1:0'], { env: ENV });
-    const m = await proc.waitFor(/api: (http:\/\/[\d.]+:\d+)\/v1/);
-    agent = { url: m[1], proc };
-    await proc.waitFor(/"msg":"ready"/);
+    node = await makeK8sNode('k8svc', NODE, pair.hostIp);
+    ({ cg, api } = node);
+    agent = await startK8sAgent(node);
   });
 
   afterAll(async () => {
-    if (agent) await agent.proc.stop('SIGKILL');
-    if (dir) runCli(['agent', '--cleanup', '--state-dir', join(dir, 'state')], { env: ENV });
-    if (existsSync(`${PIN_ROOT}/lb`)) runCli(['lb', 'detach'], { env: ENV });
-    await api?.stop();
+    await removeK8sNode(node);
     stopLbServers(servers);
     pair?.cleanup();
-    if (cg && existsSync(cg)) rmdirSync(cg);
-    rmSync(PIN_ROOT, { recursive: true, force: true });
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('a Service whose only endpoint is serving and terminating still gets connections (the fallback); once one is ready, only it gets new ones', async () => {

@@ -8,22 +8,19 @@
 // terminate, the API server goes away and its history is compacted, the agent is killed, and it
 // starts while the API server is unreachable.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { ensureCgroup2, packageDir } from '../../src/loader/index.js';
+import { packageDir } from '../../src/loader/index.js';
 import { CliProcess, runCli } from '../helpers/cli.js';
 import { namesPath } from '../../src/lb/names.js';
 import { describeKernel, sh } from '../helpers/kernel.js';
-import { connectFrom, k8sService, k8sSlice, only, READY, type Cond, type Seen } from '../helpers/k8s.js';
+import { connectFrom, k8sService, k8sSlice, makeK8sNode, only, READY, removeK8sNode, startK8sAgent, type Cond, type K8sNode, type Seen } from '../helpers/k8s.js';
 import { KubeApiServer, type KubeObject } from '../helpers/kube-apiserver.js';
 import { startLbServers, stopLbServers } from '../helpers/lb-servers.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
 
 const FIXTURES = join(packageDir(), 'test', 'kernel', 'fixtures');
-const PIN_ROOT = `/sys/fs/bpf/ebpfnet-test-k8s-${process.pid}`;
-const ENV = { ...process.env, EBPFNET_LB_PIN_DIR: `${PIN_ROOT}/lb` };
 const NODE = 'node-a';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -33,13 +30,16 @@ const slice = (svc: string, name: string, eps: Array<[string, Cond]>): KubeObjec
 
 describeKernel('kubernetes: the agent as the service proxy (real client, list/watch server, cgroup, netns backends)', () => {
   let pair: VethPair;
+  let node: K8sNode | undefined;
   let cg: string;
   let dir: string;
   let api: KubeApiServer;
+  // the CLI's environment (pins under the node's own root) and that root
+  let ENV: NodeJS.ProcessEnv;
+  let PIN_ROOT: string;
   let ip: { a: string; b: string; c: string; d: string; vip: string; vip2: string };
   let servers: ChildProcess | null = null;
   let agent: { url: string; proc: CliProcess } | null = null;
-  const agents: CliProcess[] = [];
 
   const connect = (vip: string, n: number): Promise<Seen> => connectFrom(cg, vip, n);
 
@@ -54,14 +54,7 @@ describeKernel('kubernetes: the agent as the service proxy (real client, list/wa
     }
   };
 
-  const start = async (): Promise<{ url: string; proc: CliProcess }> => {
-    const proc = new CliProcess(['agent', '--config', join(dir, 'config.yaml'), '--state-dir', join(dir, 'state'), '--listen', '127.0.0.1:0'], { env: ENV });
-    agents.push(proc);
-    const m = await proc.waitFor(/api: (http:\/\/[\d.]+:\d+)\/v1/);
-    await proc.waitFor(/"msg":"ready"/);
-    agent = { url: m[1], proc };
-    return agent;
-  };
+  const start = async (): Promise<{ url: string; proc: CliProcess }> => (agent = await startK8sAgent(node!));
   const status = async (): Promise<{ state: string; everSynced: boolean; errors: number; lists: number; counts: { services: number; skipped: number }; vips: number }> =>
     (await fetch(`${agent!.url}/v1/kubernetes/status`)).json() as never;
 
@@ -75,25 +68,14 @@ describeKernel('kubernetes: the agent as the service proxy (real client, list/wa
       { name: 'plain', host: ip.vip, port: 80, proto: 'tcp' },
       { name: 'plain2', host: ip.vip2, port: 80, proto: 'tcp' },
     ]);
-    cg = join(ensureCgroup2().path, `ebpfnet-k8s-test-${process.pid}`);
-    mkdirSync(cg);
-    dir = mkdtempSync(join(tmpdir(), 'ebpfnet-k8s-'));
-    api = await KubeApiServer.start();
-    api.writeKubeconfig(join(dir, 'kubeconfig'));
-    writeFileSync(join(dir, 'config.yaml'), `lb:\n  cgroup: ${cg}\nkubernetes:\n  kubeconfig: ${join(dir, 'kubeconfig')}\n  nodeName: ${NODE}\n`);
-    api.apply('nodes', { metadata: { name: NODE }, status: { addresses: [{ type: 'InternalIP', address: pair.hostIp }] } });
+    node = await makeK8sNode('k8s', NODE, pair.hostIp);
+    ({ cg, dir, api, env: ENV, pinRoot: PIN_ROOT } = node);
   });
 
   afterAll(async () => {
-    for (const a of agents) await a.stop('SIGKILL');
-    if (dir) runCli(['agent', '--cleanup', '--state-dir', join(dir, 'state')], { env: ENV });
-    if (existsSync(`${PIN_ROOT}/lb`)) runCli(['lb', 'detach'], { env: ENV });
-    await api?.stop();
+    await removeK8sNode(node);
     stopLbServers(servers);
     pair?.cleanup();
-    if (cg && existsSync(cg)) rmdirSync(cg);
-    rmSync(PIN_ROOT, { recursive: true, force: true });
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('a Service with two ready endpoints spreads over both; its named targetPort is the slice port; headless and ExternalName are ignored; lb list and metrics name it', async () => {
