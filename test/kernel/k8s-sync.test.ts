@@ -57,6 +57,17 @@ describeKernel('kubernetes: the agent as the service proxy (real client, list/wa
   const start = async (): Promise<{ url: string; proc: CliProcess }> => (agent = await startK8sAgent(node!));
   const status = async (): Promise<{ state: string; everSynced: boolean; errors: number; lists: number; counts: { services: number; skipped: number }; vips: number }> =>
     (await fetch(`${agent!.url}/v1/kubernetes/status`)).json() as never;
+  /** The informers reconnect on their own jittered backoff: the datapath can be right (services and
+   * slices back) while the nodes watch still waits for its retry, so "synced" is polled for. */
+  const untilSynced = async (ms = 20_000): Promise<Awaited<ReturnType<typeof status>>> => {
+    const end = Date.now() + ms;
+    let s = await status();
+    while (s.state !== 'synced' && Date.now() < end) {
+      await sleep(100);
+      s = await status();
+    }
+    return s;
+  };
 
   beforeAll(async () => {
     pair = makeVethPair();
@@ -174,7 +185,7 @@ describeKernel('kubernetes: the agent as the service proxy (real client, list/wa
     await until('web on a and c', ip.vip, (s) => Object.keys(s.errors).length === 0 && !s.names.b && !s.names.plain && (s.names.a ?? 0) + (s.names.c ?? 0) === 6);
     const s = await connect(ip.vip, 30);
     expect(Object.keys(s.names).sort()).toEqual(['a', 'c']);
-    const after = await status();
+    const after = await untilSynced();
     expect(after.state).toBe('synced');
     expect(after.errors).toBeGreaterThan(before.errors);
     // a relist happened (the 410), not only a re-watch
@@ -227,7 +238,7 @@ describeKernel('kubernetes: the agent as the service proxy (real client, list/wa
     await api.resume();
     await until('late on b', ip.vip2, only('b'), 40_000);
     expect((await fetch(`${a.url}/readyz`)).status).toBe(200);
-    expect((await status()).state).toBe('synced');
+    expect((await untilSynced()).state).toBe('synced');
 
     expect(await a.proc.stop('SIGTERM')).toBe(0);
     const c = runCli(['agent', '--cleanup', '--state-dir', join(dir, 'state')], { env: ENV });
