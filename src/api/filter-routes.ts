@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { jsonChunks } from '../agent/json.js';
 import { etag } from '../agent/revision.js';
 import { PROTOS } from '../filter/rules.js';
-import { EbpfnetError } from '../errors.js';
+import { parsePageNumber } from '../filter/conntrack.js';
 import { FLT_CT_SIZE_MAX } from '../gen/filter.js';
 import { STAT_JSON_KEYS, type StatJsonKey } from '../filter/stats.js';
 import type { RouteKit } from './kit.js';
@@ -203,11 +203,8 @@ export function registerFilterRoutes(app: FastifyInstance, kit: RouteKit): void 
     '/v1/filter/conntrack',
     { schema: kit.doc('the flows each stateful interface tracks, like conntrack -L', { querystring: conntrackQuery, response: { 200: conntrackView, ...kit.errors } }) },
     async (req) => {
-      const limit = req.query.limit === undefined ? CONNTRACK_PAGE : Number(req.query.limit);
-      const offset = Number(req.query.offset ?? 0);
-      if (limit < 1 || limit > FLT_CT_SIZE_MAX || offset > FLT_CT_SIZE_MAX) {
-        throw new EbpfnetError('EBPFNET_USAGE', 'validate querystring', `limit must be 1 to ${FLT_CT_SIZE_MAX} and offset at most ${FLT_CT_SIZE_MAX}`, { hint: 'page with ?limit=N&offset=M' });
-      }
+      const limit = parsePageNumber('limit', req.query.limit, 1) ?? CONNTRACK_PAGE;
+      const offset = parsePageNumber('offset', req.query.offset, 0) ?? 0;
       return kit.agent.filter.conntrack(req.query.interface, { limit, offset });
     },
   );

@@ -6,7 +6,7 @@ import { EbpfnetError, isEbpfnetError } from '../errors.js';
 import { tunnelReport } from '../filter/coverage.js';
 import { FilterDatapath, type FilterCounters, type Hook } from '../filter/datapath.js';
 import { startFilter, undoStart, type StartedFilter } from '../filter/start.js';
-import { ctFlowOf, ctKernelKey, flowViews, pageFlows, type FlowView } from '../filter/conntrack.js';
+import { ctFlowOf, ctKernelKey, flowViews, pageFlows, parsePageNumber, type FlowView } from '../filter/conntrack.js';
 import { CT_DEFAULT_MAX, CT_MIN, ctTableLine, parseCtMax, type CtTableView } from '../filter/ct-table.js';
 import { decided, explainLines, type Explained, type StateFinding } from '../filter/explain.js';
 import { ConnTrack, ctIngressKey, ctKeyText } from '../filter/model.js';
@@ -215,18 +215,10 @@ function balancerState(): { text: string; json: Record<string, unknown> } | null
 type ConntrackDoc = { interfaces: Array<{ interface: string; stateful: boolean; table?: CtTableView | null; total: number; flows: FlowView[] }> };
 type ConntrackOpts = OutputOptions & AgentOptions & { iface?: string; limit?: string; offset?: string };
 
-/** --limit / --offset: a whole number from `min` up to the largest table. */
-function pageNumber(flag: string, v: string | undefined, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const x = Number(v);
-  if (!/^\d+$/.test(v) || x < min || x > F.FLT_CT_SIZE_MAX) throw new EbpfnetError('EBPFNET_USAGE', `parse ${flag}`, `'${v}' is not a whole number from ${min} to ${F.FLT_CT_SIZE_MAX}`);
-  return x;
-}
-
 /** `filter conntrack`: the flows the stateful filters of this network namespace track, like conntrack -L. */
 async function conntrack(o: ConntrackOpts): Promise<void> {
   // like conntrack -L, every flow unless --limit says otherwise (the API pages by default)
-  const page = { limit: pageNumber('--limit', o.limit, 1), offset: pageNumber('--offset', o.offset, 0) };
+  const page = { limit: parsePageNumber('--limit', o.limit, 1), offset: parsePageNumber('--offset', o.offset, 0) };
   if (o.agent) return showConntrack(await conntrackThroughAgent(new AgentClient({ ...o, agent: o.agent }), { iface: o.iface, limit: page.limit ?? F.FLT_CT_SIZE_MAX, offset: page.offset }), wantsJson(o), 'the agent filters no interface');
   requireRoot('filter conntrack');
   const fs = openSite('filter conntrack');

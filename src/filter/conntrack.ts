@@ -2,6 +2,7 @@
 // The stateful filter's flows as people read them (`ebpfnet filter conntrack`, like conntrack -L):
 // addresses in the host's view, the state, and how long until the flow expires, from the kernel's
 // flt_ct entries, its flt_ct_cfg timeouts and the clock the program reads. Pure.
+import { EbpfnetError } from '../errors.js';
 import * as F from '../gen/filter.js';
 import { ctStateOf, ctTimeoutSeconds, ctWindowsOf, type CtFlow, type CtKey, type CtState } from './model.js';
 import { ipv6Text } from '../loader/ip.js';
@@ -72,6 +73,18 @@ const bytesOf = (v: bigint, family: 4 | 6): Uint8Array => {
 export interface FlowPage {
   limit?: number;
   offset?: number;
+}
+/**
+ * One page bound (`limit` from 1, `offset` from 0) as typed by a user, up to the largest table: the
+ * CLI's --limit/--offset and the API's ?limit=&offset= share it. `name` is how the caller spells it.
+ */
+export function parsePageNumber(name: string, v: string | undefined, min: 0 | 1): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (!/^\d+$/.test(v) || x < min || x > F.FLT_CT_SIZE_MAX) {
+    throw new EbpfnetError('EBPFNET_USAGE', `parse ${name}`, `'${v}' is not a whole number from ${min} to ${F.FLT_CT_SIZE_MAX}`, { hint: 'page with a limit of 1 or more and an offset of 0 or more' });
+  }
+  return x;
 }
 export function pageFlows(flows: FlowView[], page: FlowPage = {}): { total: number; flows: FlowView[] } {
   const from = page.offset ?? 0;

@@ -97,7 +97,9 @@ describe('the agent\'s connection state (inject)', () => {
     expect(r.json()).toEqual({ interfaces: [{ interface: 'eth9', stateful: true, table: null, total: 0, flows: [] }, { interface: 'eth8', stateful: true, table: null, total: 0, flows: [] }] });
     expect((await app.inject('/v1/filter/conntrack?interface=eth8&limit=5&offset=5')).json()).toEqual({ interfaces: [{ interface: 'eth8', stateful: true, table: null, total: 0, flows: [] }] });
     // a page is 1 to the largest table's flows; anything else is refused
-    for (const q of ['limit=0', 'limit=16777217', 'offset=-1', 'limit=ten']) expect((await app.inject(`/v1/filter/conntrack?${q}`)).statusCode, q).toBe(400);
+    for (const q of ['limit=0', 'limit=16777217', 'offset=-1', 'offset=16777217', 'limit=ten']) expect((await app.inject(`/v1/filter/conntrack?${q}`)).statusCode, q).toBe(400);
+    // the same words as the CLI's --limit (one parser): which bound, and its range
+    expect((await app.inject('/v1/filter/conntrack?limit=0')).json()).toMatchObject({ message: expect.stringMatching(/^parse limit: '0' is not a whole number from 1 to \d+/) });
     const none = await app.inject('/v1/filter/conntrack?interface=eth7');
     expect(none.statusCode).toBe(404);
     expect(none.json()).toEqual({ code: 'EBPFNET_NOT_FOUND', message: 'list the flows of eth7: the agent does not filter that interface; GET /v1/filter/stats lists the interfaces it filters' });
