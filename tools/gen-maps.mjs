@@ -175,6 +175,8 @@ function cHeader(/** @type {ReturnType<typeof load>} */ L, /** @type {GenOptions
     o.push(`_Static_assert(sizeof(struct ${s.name}) == ${s.size}, "struct ${s.name} layout drifted from maps/${L.stem}.json");`, '');
   }
   const cType = (/** @type {any} */ r) => (r.kind === 'struct' ? `struct ${r.struct.name}` : SCALARS[r.scalar].c);
+  // a program that keys its own maps like these (a benchmark's) takes the types without the maps
+  o.push('#ifndef EBPFNET_GEN_TYPES_ONLY', '');
   for (const m of L.maps) {
     o.push(`#define ${upper(m.name)}_MAX_ENTRIES ${m.maxEntries}`);
     if (m.doc) o.push(`/* ${m.doc} */`);
@@ -194,7 +196,7 @@ function cHeader(/** @type {ReturnType<typeof load>} */ L, /** @type {GenOptions
     o.push('/* Load-time configuration: written by user space before load, so the verifier sees constants. */');
     o.push(`const volatile struct ${L.rodata.name} ${L.rodata.name} = {};`, '');
   }
-  o.push('#endif', '');
+  o.push('#endif /* EBPFNET_GEN_TYPES_ONLY */', '', '#endif', '');
   return o.join('\n');
 }
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The layout generator: committed output is fresh, and layouts C and TypeScript could disagree on
 // are refused.
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,6 +60,24 @@ describe('gen-maps', () => {
     expect(ts).toContain('DO NOT EDIT');
     expect(ts).toContain('b.writeUInt16BE(v.port, o + 4)');
     expect(ts).not.toMatch(/pad: number/);
+  });
+
+  it('EBPFNET_GEN_TYPES_ONLY takes the structs and constants without the maps, tables and rodata', () => {
+    const out = genFrom({ consts: { X_ONE: 1 }, structs: { k: struct([['a', 'u32'], ['b', 'u32']]) }, maps: { m: { type: 'hash', key: 'k', value: 'u64', max_entries: 8 } }, tables: { t: { entry: 'k', entries: 4 } } });
+    const dir = mkdtempSync(join(tmpdir(), 'ebpfnet-maps-'));
+    try {
+      writeFileSync(join(dir, 'x.maps.h'), out.get(join('bpf', 'include', 'gen', 'x.maps.h'))!);
+      // the preprocessor alone: what a program that includes the header this way compiles
+      const pre = (...d: string[]): string => execFileSync('clang', ['-E', '-P', '-x', 'c', ...d, join(dir, 'x.maps.h')]).toString();
+      const types = pre('-DEBPFNET_GEN_TYPES_ONLY');
+      expect(types).toMatch(/struct k \{/);
+      expect(types).not.toContain('SEC(');
+      const full = pre();
+      expect(full).toContain('} m SEC(".maps");');
+      expect(full).toContain('t[4] SEC(".bss.t");');
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
   });
 
   it.each([

@@ -214,6 +214,8 @@ struct flt_ct_val {
 };
 _Static_assert(sizeof(struct flt_ct_val) == 40, "struct flt_ct_val layout drifted from maps/filter.json");
 
+#ifndef EBPFNET_GEN_TYPES_ONLY
+
 #define FLT_SRC_MAX_ENTRIES 262144
 /* source prefix -> class, for IPv6 and for IPv4 when the generation does not use the DIR tables (FLT_F_DIR4 clear) */
 struct {
@@ -321,5 +323,7 @@ __u32 flt_dir[FLT_DIR_ENTRIES] SEC(".bss.flt_dir");
 #define FLT_CT_CFG_ENTRIES 1
 /* connection tracking: on/off, test clock, timeouts */
 struct flt_ct_cfg flt_ct_cfg[FLT_CT_CFG_ENTRIES] SEC(".bss.flt_ct_cfg");
+
+#endif /* EBPFNET_GEN_TYPES_ONLY */
 
 #endif

@@ -108,6 +108,8 @@ struct lb_meta {
 };
 _Static_assert(sizeof(struct lb_meta) == 16, "struct lb_meta layout drifted from maps/lb.json");
 
+#ifndef EBPFNET_GEN_TYPES_ONLY
+
 #define LB_SVC_MAX_ENTRIES 262144
 /* services of both generations (131072 per generation); no_prealloc frees replaced values after an RCU grace period, so a reader never sees one reused */
 struct {
@@ -180,5 +182,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct lb_meta);
 } lb_meta SEC(".maps");
+
+#endif /* EBPFNET_GEN_TYPES_ONLY */
 
 #endif

@@ -45,6 +45,8 @@ struct st_config {
 };
 _Static_assert(sizeof(struct st_config) == 16, "struct st_config layout drifted from maps/selftest.json");
 
+#ifndef EBPFNET_GEN_TYPES_ONLY
+
 #define ST_RULES_MAX_ENTRIES 1024
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -78,5 +80,7 @@ struct {
 
 /* Load-time configuration: written by user space before load, so the verifier sees constants. */
 const volatile struct st_config st_config = {};
+
+#endif /* EBPFNET_GEN_TYPES_ONLY */
 
 #endif

@@ -68,6 +68,8 @@ struct tr_config {
 };
 _Static_assert(sizeof(struct tr_config) == 32, "struct tr_config layout drifted from maps/trace.json");
 
+#ifndef EBPFNET_GEN_TYPES_ONLY
+
 #define TR_INFLIGHT_MAX_ENTRIES 16384
 /* calls in progress, one slot per thread id modulo the size (a power of two): an array slot costs a fraction of a hash update, lookup and delete per call */
 struct {
@@ -103,5 +105,7 @@ struct {
 
 /* Load-time configuration: written by user space before load, so the verifier sees constants. */
 const volatile struct tr_config tr_config = {};
+
+#endif /* EBPFNET_GEN_TYPES_ONLY */
 
 #endif

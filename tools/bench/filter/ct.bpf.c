@@ -15,6 +15,9 @@
  * Every program passes what it finds and drops what it does not, so a wrong setup shows as a
  * wrong verdict. */
 #include "common.h"
+/* the filter's types (struct flt_ct_key, flt_ct_val), not its maps */
+#define EBPFNET_GEN_TYPES_ONLY
+#include "gen/filter.maps.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -114,33 +117,13 @@ int kfunc_xdp(struct xdp_md *ctx)
 	return XDP_PASS;
 }
 
-/* keyed as flt_ct (struct flt_ct_key, 40 bytes): the host's view, IPv4 in the first 4 bytes */
-struct own_key {
-	__u8 laddr[16];
-	__u8 raddr[16];
-	__be16 lport;
-	__be16 rport;
-	__u8 proto;
-	__u8 family;
-	__u8 pad[2];
-};
-
-/* sized as flt_ct_val (40 bytes; the bench opens this map with that layout): the TCP window
- * fields are not read here, only carried, so they are one opaque run */
-struct own_val {
-	__u64 last_seen;
-	__u8 state;
-	__u8 flags;
-	__u8 pad[6];
-	__u8 tcp[24];
-};
-_Static_assert(sizeof(struct own_val) == 40, "own_val must stay the size of flt_ct_val (maps/filter.json)");
+/* own_ct and one_hash are keyed and valued as the filter's flt_ct (its generated types) */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct own_key);
-	__type(value, struct own_val);
+	__type(key, struct flt_ct_key);
+	__type(value, struct flt_ct_val);
 } own_ct SEC(".maps");
 
 SEC("xdp")
@@ -148,7 +131,7 @@ int own_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct own_key k = {};
+	struct flt_ct_key k = {};
 	__be16 *ports;
 	struct iphdr *ip = ports4(data, data_end, &ports);
 
@@ -185,14 +168,14 @@ int counter_xdp(struct xdp_md *ctx)
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
-	__type(key, struct own_key);
-	__type(value, struct own_val);
+	__type(key, struct flt_ct_key);
+	__type(value, struct flt_ct_val);
 } one_hash SEC(".maps");
 
 SEC("xdp")
 int hash_xdp(struct xdp_md *ctx)
 {
-	struct own_key k = {};
+	struct flt_ct_key k = {};
 
 	/* the all-zero key, which the bench inserts */
 	return bpf_map_lookup_elem(&one_hash, &k) ? XDP_PASS : XDP_DROP;
