@@ -5,7 +5,9 @@
 // source (the reverse query is dropped); curl and ping from the target work, the source's ping does
 // not; PMTU discovery works through a router (its "fragmentation needed" passes as related, and is
 // dropped without state); 20 MB each way of a target-opened connection arrive intact with no
-// out-of-window drop.
+// out-of-window drop; a connection the target reset stops passing: a late ACK of it (nping from the
+// source, sequence numbers sniffed in the source) is a default drop, the same ACK before the reset
+// passes as established.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -151,6 +153,66 @@ describeKernel('the stateful filter end to end (nmap, dnsmasq, curl, ping, PMTU,
     // the replies came through state (thousands of segments each way)
     expect(n(after, 'established') - n(before, 'established')).toBeGreaterThan(1000);
   }, 60_000);
+
+  it('a reset connection\'s late packets are dropped (the same ACK passes while it is established)', async () => {
+    // the source's own IPv6 chatter (MLD reports of a fresh interface) would be default drops too
+    sh('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1'], { ns: h.source });
+    await nodeServer(h.source, `require('net').createServer((c)=>{c.on('error',()=>{});c.on('data',(d)=>c.write(d))}).listen(8080,'${h.sourceIp}',()=>console.log('up'))`);
+    // the target's segments to the source, one line each: "sport seq ack payload-length flags"
+    const sniff = `import socket,struct
+s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW,socket.htons(3))
+src,dst=socket.inet_aton('${h.targetIp}'),socket.inet_aton('${h.sourceIp}')
+print('up',flush=True)
+while True:
+  f=s.recv(65535)
+  if f[12:14]!=b'\\x08\\x00' or f[23]!=6 or f[26:30]!=src or f[30:34]!=dst: continue
+  ihl=(f[14]&15)*4;t=14+ihl;tot=struct.unpack('!H',f[16:18])[0]
+  sp,dp,seq,ack,off=struct.unpack('!HHIIB',f[t:t+13])
+  print(sp,seq,ack,tot-ihl-(off>>4)*4,f[t+13],flush=True)`;
+    let seen = '';
+    const sniffer = await start(h.source, ['/usr/bin/python3', '-u', '-c', sniff], () => true);
+    sniffer.stdout!.on('data', (b: Buffer) => (seen += b));
+    for (let i = 0; i < 100 && !seen.includes('up'); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(seen).toContain('up');
+    filterOn(h);
+    // the target opens the connection, exchanges a few bytes, prints its port, and resets on a line of stdin
+    const client = spawn('ip', ['netns', 'exec', h.target, process.execPath, '-e', `const s=require('net').connect(8080,'${h.sourceIp}',()=>s.write('hi'));s.on('error',()=>{});
+      s.once('data',(d)=>{console.log(s.localPort,String(d));process.stdin.once('data',()=>{s.resetAndDestroy();setTimeout(()=>process.exit(0),300)})})`], { stdio: ['pipe', 'pipe', 'pipe'] });
+    procs.push(client);
+    let out = '';
+    client.stdout!.on('data', (b: Buffer) => (out += b));
+    for (let i = 0; i < 100 && !out.includes('\n'); i++) await new Promise((r) => setTimeout(r, 50));
+    const [port, echoed] = out.trim().split(' ');
+    expect(echoed, out).toBe('hi');
+    // the target's last segment (the ACK of the echo, maybe delayed) gives both sides' next sequence
+    await new Promise((r) => setTimeout(r, 300));
+    const last = seen.trim().split('\n').filter((l) => l.startsWith(`${port} `)).at(-1);
+    expect(last, seen).toBeDefined();
+    const [, seq, ack, len] = last!.split(' ').map(Number);
+    const late = (): void => {
+      const r = run(h.source, ['nping', '--tcp', '-p', port, '-g', '8080', '--flags', 'ACK', '--seq', String(ack), '--ack', String((seq + len) >>> 0), '-c', '3', '--delay', '50ms', h.targetIp]);
+      expect(r.status, r.stderr + r.stdout).toBe(0);
+      expect(r.stdout).toMatch(/Raw packets sent: 3/);
+    };
+    // control: while established, the ACK passes as the flow
+    let before = counters(h.target);
+    late();
+    let after = counters(h.target);
+    expect(n(after, 'established') - n(before, 'established')).toBeGreaterThanOrEqual(3);
+    expect(n(after, 'default') - n(before, 'default')).toBe(0);
+    // the target resets; its RST leaves through the egress hook and deletes the flow
+    const sent = seen.length;
+    client.stdin!.write('reset\n');
+    for (let i = 0; i < 60 && client.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(client.exitCode).toBe(0);
+    expect(seen.slice(sent).split('\n').some((l) => l.startsWith(`${port} `) && (Number(l.split(' ')[4]) & 0x04) !== 0), seen.slice(sent)).toBe(true);
+    // the very same ACK, now late: the default deny drops it
+    before = counters(h.target);
+    late();
+    after = counters(h.target);
+    expect(n(after, 'default') - n(before, 'default')).toBeGreaterThanOrEqual(3);
+    expect(n(after, 'established') - n(before, 'established')).toBe(0);
+  }, 30_000);
 });
 
 /** target -- router -- source, the router's link to the source with mtu 1280 */
