@@ -44,6 +44,9 @@ declare -A want=(
   # dnsmasq-base is the binary alone, without the system service that would take port 53 on the host
   [curl]=curl
   [nmap]=nmap
+  [nping]=nmap
+  # a raw-socket sniffer in the reset test (the standard library only)
+  [/usr/bin/python3]=python3-minimal
   [dig]=bind9-dnsutils
   [/usr/sbin/dnsmasq]=dnsmasq-base
 )
