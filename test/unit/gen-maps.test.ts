@@ -67,10 +67,13 @@ describe('gen-maps', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ebpfnet-maps-'));
     try {
       writeFileSync(join(dir, 'x.maps.h'), out.get(join('bpf', 'include', 'gen', 'x.maps.h'))!);
+      // a program using a constant after the include: it must expand in both modes
+      writeFileSync(join(dir, 'use.c'), '#include "x.maps.h"\nint one = X_ONE;\n');
       // the preprocessor alone: what a program that includes the header this way compiles
-      const pre = (...d: string[]): string => execFileSync('clang', ['-E', '-P', '-x', 'c', ...d, join(dir, 'x.maps.h')]).toString();
+      const pre = (...d: string[]): string => execFileSync('clang', ['-E', '-P', '-x', 'c', ...d, join(dir, 'use.c')]).toString();
       const types = pre('-DEBPFNET_GEN_TYPES_ONLY');
       expect(types).toMatch(/struct k \{/);
+      expect(types).toContain('int one = 1;');
       expect(types).not.toContain('SEC(');
       const full = pre();
       expect(full).toContain('} m SEC(".maps");');
